@@ -1,0 +1,10 @@
+//! AMQP 1.0 for Ferry, as a sans-IO state machine.
+//!
+//! Bytes and time go in; events and bytes come out. Nothing here opens a
+//! socket or reads a clock, so every protocol rule can be tested in memory.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod codec;
+pub mod definitions;
+pub mod frame;
