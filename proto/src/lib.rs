@@ -7,4 +7,6 @@
 
 pub mod codec;
 pub mod definitions;
+pub mod engine;
 pub mod frame;
+pub mod message;

@@ -1,0 +1,577 @@
+//! The connection: protocol headers, SASL, open/close, heartbeats, and the
+//! dispatch of frames to sessions and links (`session.rs`, `link.rs`).
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+
+use super::config::ConnectionConfig;
+use super::event::Event;
+use super::ids::{LinkId, SessionId};
+use super::link::Link;
+use super::sasl::{self, SaslState, SaslStep};
+use super::session::Session;
+use crate::codec::{Str, Symbol, Symbols};
+use crate::definitions::{Close, Error, ErrorCondition, Open, Performative, condition};
+use crate::frame::{self, Frame, Layer, MIN_MAX_FRAME_SIZE, ProtocolHeader};
+
+/// What the connection expects next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Server: the client's first protocol header.
+    ServerHeader,
+    /// Server: the AMQP header that follows a successful SASL exchange.
+    ServerAmqpHeaderAfterSasl,
+    /// Client: the server's SASL header.
+    ClientSaslHeader,
+    /// Client: the server's AMQP header.
+    ClientAmqpHeader,
+    /// SASL frames.
+    Sasl(SaslState),
+    /// AMQP frames.
+    Amqp,
+    /// Finished: input is ignored.
+    Done,
+}
+
+/// One AMQP connection, as a state machine. See the [module docs](super).
+pub struct Connection {
+    pub(crate) config: ConnectionConfig,
+    server: bool,
+    phase: Phase,
+    inbuf: BytesMut,
+    pub(crate) out: BytesMut,
+    pub(crate) events: VecDeque<Event>,
+    open_sent: bool,
+    pub(crate) remote_open: bool,
+    close_sent: bool,
+    pub(crate) remote_max_frame_size: u32,
+    pub(crate) remote_channel_max: u16,
+    remote_idle_timeout: Option<Duration>,
+    last_received: Instant,
+    last_sent: Instant,
+    pub(crate) sessions: HashMap<SessionId, Session>,
+    pub(crate) local_channels: HashMap<u16, SessionId>,
+    pub(crate) remote_channels: HashMap<u16, SessionId>,
+    pub(crate) links: HashMap<LinkId, Link>,
+    next_session_id: u32,
+    next_link_id: u64,
+    /// The last frame written, if it was a disposition that a following one
+    /// may extend: (offset in `out`, channel, the disposition).
+    pub(crate) last_disposition: Option<(usize, u16, crate::definitions::Disposition)>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("server", &self.server)
+            .field("phase", &self.phase)
+            .field("sessions", &self.sessions.len())
+            .field("links", &self.links.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connection {
+    fn new(config: ConnectionConfig, server: bool, now: Instant) -> Self {
+        let mut config = config;
+        config.max_frame_size = config.max_frame_size.max(MIN_MAX_FRAME_SIZE);
+        Self {
+            config,
+            server,
+            phase: Phase::Done,
+            inbuf: BytesMut::new(),
+            out: BytesMut::new(),
+            events: VecDeque::new(),
+            open_sent: false,
+            remote_open: false,
+            close_sent: false,
+            remote_max_frame_size: MIN_MAX_FRAME_SIZE,
+            remote_channel_max: 0,
+            remote_idle_timeout: None,
+            last_received: now,
+            last_sent: now,
+            sessions: HashMap::new(),
+            local_channels: HashMap::new(),
+            remote_channels: HashMap::new(),
+            links: HashMap::new(),
+            next_session_id: 0,
+            next_link_id: 0,
+            last_disposition: None,
+        }
+    }
+
+    /// A connection we accepted: it waits for the client's protocol header.
+    pub fn server(config: ConnectionConfig, now: Instant) -> Self {
+        let mut c = Self::new(config, true, now);
+        c.phase = Phase::ServerHeader;
+        c
+    }
+
+    /// A connection we initiate: the protocol header (and, without SASL,
+    /// our open) are queued for transmission at once.
+    pub fn client(config: ConnectionConfig, now: Instant) -> Self {
+        let mut c = Self::new(config, false, now);
+        if c.config.sasl_client.is_some() {
+            c.out.extend_from_slice(&ProtocolHeader::Sasl.bytes());
+            c.phase = Phase::ClientSaslHeader;
+        } else {
+            c.start_amqp_client();
+        }
+        c
+    }
+
+    fn start_amqp_client(&mut self) {
+        self.out.extend_from_slice(&ProtocolHeader::Amqp.bytes());
+        self.send_open();
+        self.phase = Phase::ClientAmqpHeader;
+    }
+
+    // ---- getters ----
+
+    /// Whether the peer's open has arrived and the connection is not
+    /// closing.
+    pub fn is_open(&self) -> bool {
+        self.remote_open && self.open_sent && !self.close_sent
+    }
+
+    /// Whether the connection has finished: flush [`poll_transmit`]
+    /// (Self::poll_transmit) and drop the transport.
+    pub fn is_finished(&self) -> bool {
+        self.phase == Phase::Done
+    }
+
+    /// The largest frame the peer accepts.
+    pub fn remote_max_frame_size(&self) -> u32 {
+        self.remote_max_frame_size
+    }
+
+    /// Bytes waiting in the output buffer (for backpressure).
+    pub fn pending_output(&self) -> usize {
+        self.out.len()
+    }
+
+    // ---- inputs ----
+
+    /// Feeds bytes received from the peer.
+    pub fn handle_input(&mut self, data: &[u8], now: Instant) {
+        if self.phase == Phase::Done {
+            return;
+        }
+        if !data.is_empty() {
+            self.last_received = now;
+        }
+        self.inbuf.extend_from_slice(data);
+        self.process_input();
+    }
+
+    /// The transport closed: the peer is gone.
+    pub fn handle_eof(&mut self) {
+        if self.phase != Phase::Done {
+            self.finish(None, true);
+        }
+    }
+
+    /// Call when `now` reaches [`poll_timeout`](Self::poll_timeout): sends
+    /// heartbeats and enforces our idle timeout.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.phase == Phase::Done {
+            return;
+        }
+        if let Some(idle) = self.config.idle_timeout
+            && self.phase == Phase::Amqp
+            && now >= self.last_received + idle
+        {
+            self.fail(
+                condition::RESOURCE_LIMIT_EXCEEDED,
+                "local-idle-timeout expired",
+            );
+            return;
+        }
+        if let Some(hb) = self.heartbeat_deadline()
+            && now >= hb
+            && self.out.is_empty()
+        {
+            frame::encode_empty_frame(&mut self.out);
+        }
+    }
+
+    fn heartbeat_deadline(&self) -> Option<Instant> {
+        let remote = self.remote_idle_timeout?;
+        (self.phase == Phase::Amqp).then(|| self.last_sent + remote / 2)
+    }
+
+    // ---- outputs ----
+
+    /// The next event, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Bytes to send to the peer, if any.
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<Bytes> {
+        if self.out.is_empty() {
+            return None;
+        }
+        self.last_sent = now;
+        self.last_disposition = None;
+        Some(self.out.split().freeze())
+    }
+
+    /// When to call [`handle_timeout`](Self::handle_timeout) next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.phase == Phase::Done {
+            return None;
+        }
+        let idle = self
+            .config
+            .idle_timeout
+            .filter(|_| self.phase == Phase::Amqp)
+            .map(|i| self.last_received + i);
+        match (idle, self.heartbeat_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    // ---- connection-level commands ----
+
+    /// Closes the connection (AMQP 1.0 §2.4.3). Links and sessions end
+    /// with it; [`Event::Closed`] follows when the peer answers (or at once
+    /// if it is already gone).
+    pub fn close(&mut self, error: Option<Error>) {
+        if self.close_sent || self.phase == Phase::Done {
+            return;
+        }
+        if self.phase != Phase::Amqp && !self.open_sent {
+            // Nothing negotiated yet: just stop.
+            self.finish(error, false);
+            return;
+        }
+        if !self.open_sent {
+            self.send_open();
+        }
+        self.write_frame(0, &Performative::Close(Close { error }), &[]);
+        self.close_sent = true;
+    }
+
+    // ---- internals ----
+
+    pub(crate) fn alloc_session_id(&mut self) -> SessionId {
+        self.next_session_id += 1;
+        SessionId(self.next_session_id)
+    }
+
+    pub(crate) fn alloc_link_id(&mut self) -> LinkId {
+        self.next_link_id += 1;
+        LinkId(self.next_link_id)
+    }
+
+    /// Writes an AMQP frame to the output buffer.
+    pub(crate) fn write_frame(&mut self, channel: u16, p: &Performative, payload: &[u8]) {
+        self.last_disposition = None;
+        frame::encode_amqp_frame(channel, p, payload, &mut self.out);
+    }
+
+    fn send_open(&mut self) {
+        let idle = self
+            .config
+            .idle_timeout
+            .map(|d| (d.as_millis() / 2).min(u32::MAX as u128) as u32);
+        let props = (!self.config.properties.is_empty()).then(|| {
+            crate::codec::Fields(
+                self.config
+                    .properties
+                    .iter()
+                    .map(|(k, v)| {
+                        (
+                            Symbol::from(k.as_str()),
+                            crate::codec::Value::String(Str::from(v.as_str())),
+                        )
+                    })
+                    .collect(),
+            )
+        });
+        let caps = (!self.config.offered_capabilities.is_empty()).then(|| {
+            Symbols(
+                self.config
+                    .offered_capabilities
+                    .iter()
+                    .map(|c| Symbol::from(c.as_str()))
+                    .collect(),
+            )
+        });
+        let open = Open {
+            container_id: Str::from(self.config.container_id.as_str()),
+            hostname: self.config.hostname.as_deref().map(Str::from),
+            max_frame_size: Some(self.config.max_frame_size),
+            channel_max: Some(self.config.channel_max),
+            idle_time_out: idle,
+            offered_capabilities: caps,
+            properties: props,
+            ..Open::default()
+        };
+        self.write_frame(0, &Performative::Open(open), &[]);
+        self.open_sent = true;
+    }
+
+    /// Ends the connection for a protocol violation by the peer: close with
+    /// `condition` and stop reading (AMQP 1.0 §2.4.3: after a close with an
+    /// error we need not wait for the answer).
+    pub(crate) fn fail(&mut self, condition: ErrorCondition, description: impl Into<String>) {
+        let error = Error::new(condition, Str::from(description.into()));
+        if self.phase == Phase::Amqp || self.open_sent {
+            if !self.open_sent {
+                self.send_open();
+            }
+            if !self.close_sent {
+                self.write_frame(
+                    0,
+                    &Performative::Close(Close {
+                        error: Some(error.clone()),
+                    }),
+                    &[],
+                );
+                self.close_sent = true;
+            }
+        }
+        self.finish(Some(error), false);
+    }
+
+    /// Marks the connection finished: every link and session is reported
+    /// gone, then [`Event::Closed`].
+    fn finish(&mut self, error: Option<Error>, by_peer: bool) {
+        let mut links: Vec<LinkId> = self.links.keys().copied().collect();
+        links.sort();
+        for link in links {
+            self.events.push_back(Event::Detached {
+                link,
+                closed: false,
+                error: None,
+            });
+        }
+        let mut sessions: Vec<SessionId> = self.sessions.keys().copied().collect();
+        sessions.sort();
+        for session in sessions {
+            self.events.push_back(Event::SessionEnded {
+                session,
+                error: None,
+            });
+        }
+        self.links.clear();
+        self.sessions.clear();
+        self.local_channels.clear();
+        self.remote_channels.clear();
+        self.phase = Phase::Done;
+        self.inbuf = BytesMut::new();
+        self.events.push_back(Event::Closed { error, by_peer });
+    }
+
+    fn process_input(&mut self) {
+        loop {
+            match self.phase {
+                Phase::Done => return,
+                Phase::ServerHeader
+                | Phase::ServerAmqpHeaderAfterSasl
+                | Phase::ClientSaslHeader
+                | Phase::ClientAmqpHeader => {
+                    if self.inbuf.len() < 8 {
+                        return;
+                    }
+                    let raw: [u8; 8] = self.inbuf[..8].try_into().expect("8 bytes");
+                    let _ = self.inbuf.split_to(8);
+                    self.handle_header(ProtocolHeader::parse(&raw));
+                }
+                Phase::Sasl(state) => {
+                    match frame::decode_frame(
+                        &mut self.inbuf,
+                        self.config.max_frame_size,
+                        Layer::Sasl,
+                    ) {
+                        Ok(None) => return,
+                        Ok(Some(Frame::Sasl(f))) => self.handle_sasl(state, f),
+                        Ok(Some(_)) => unreachable!("the SASL layer yields SASL frames"),
+                        Err(e) => {
+                            // No AMQP close is possible before the AMQP layer.
+                            let error = Error::new(e.condition(), Str::from(e.to_string()));
+                            self.finish(Some(error), false);
+                        }
+                    }
+                }
+                Phase::Amqp => {
+                    match frame::decode_frame(
+                        &mut self.inbuf,
+                        self.config.max_frame_size,
+                        Layer::Amqp,
+                    ) {
+                        Ok(None) => return,
+                        Ok(Some(Frame::Empty)) => {}
+                        Ok(Some(Frame::Amqp {
+                            channel,
+                            performative,
+                            payload,
+                        })) => self.handle_frame(channel, performative, payload),
+                        Ok(Some(Frame::Sasl(_))) => {
+                            unreachable!("the AMQP layer yields AMQP frames")
+                        }
+                        Err(e) => self.fail(e.condition(), e.to_string()),
+                    }
+                }
+            }
+        }
+    }
+
+    fn handle_header(&mut self, header: Result<ProtocolHeader, [u8; 8]>) {
+        use ProtocolHeader as H;
+        match (self.phase, header) {
+            (Phase::ServerHeader, Ok(H::Sasl)) if self.config.sasl_server.is_some() => {
+                self.out.extend_from_slice(&H::Sasl.bytes());
+                let cfg = self.config.sasl_server.as_ref().expect("checked");
+                frame::encode_sasl_frame(&sasl::server_mechanisms(cfg), &mut self.out);
+                self.phase = Phase::Sasl(SaslState::ServerAwaitInit);
+            }
+            (Phase::ServerHeader, Ok(H::Amqp))
+                if !self.config.sasl_server.as_ref().is_some_and(|s| s.required) =>
+            {
+                self.out.extend_from_slice(&H::Amqp.bytes());
+                self.phase = Phase::Amqp;
+            }
+            (Phase::ServerAmqpHeaderAfterSasl, Ok(H::Amqp)) => {
+                self.out.extend_from_slice(&H::Amqp.bytes());
+                self.phase = Phase::Amqp;
+            }
+            (Phase::ClientSaslHeader, Ok(H::Sasl)) => {
+                self.phase = Phase::Sasl(SaslState::ClientAwaitMechanisms);
+            }
+            (Phase::ClientAmqpHeader, Ok(H::Amqp)) => self.phase = Phase::Amqp,
+            (phase, got) => {
+                // AMQP 1.0 §2.2: answer a header we cannot serve with the
+                // one we would accept, then close the socket.
+                if phase == Phase::ServerHeader {
+                    let ours = if self.config.sasl_server.is_some() {
+                        H::Sasl
+                    } else {
+                        H::Amqp
+                    };
+                    self.out.extend_from_slice(&ours.bytes());
+                }
+                let what = match got {
+                    Ok(h) => format!("{h:?} protocol header"),
+                    Err(raw) => format!("bad protocol header {raw:?}"),
+                };
+                let error = Error::new(
+                    condition::FRAMING_ERROR,
+                    Str::from(format!("unexpected {what}")),
+                );
+                self.finish(Some(error), false);
+            }
+        }
+    }
+
+    fn handle_sasl(&mut self, state: SaslState, f: crate::definitions::SaslFrame) {
+        let step = if self.server {
+            let cfg = self.config.sasl_server.as_ref().expect("server SASL phase");
+            sasl::server_step(cfg, f)
+        } else {
+            let cfg = self.config.sasl_client.as_ref().expect("client SASL phase");
+            sasl::client_step(cfg, state, f)
+        };
+        match step {
+            SaslStep::Reply(reply, next) => {
+                frame::encode_sasl_frame(&reply, &mut self.out);
+                self.phase = Phase::Sasl(next);
+            }
+            SaslStep::Done {
+                reply,
+                mechanism,
+                user,
+            } => {
+                if let Some(reply) = reply {
+                    frame::encode_sasl_frame(&reply, &mut self.out);
+                }
+                self.events
+                    .push_back(Event::Authenticated { mechanism, user });
+                if self.server {
+                    self.phase = Phase::ServerAmqpHeaderAfterSasl;
+                } else {
+                    self.start_amqp_client();
+                }
+            }
+            SaslStep::Failed { reply, reason } => {
+                if let Some(reply) = reply {
+                    frame::encode_sasl_frame(&reply, &mut self.out);
+                }
+                let error = Error::new(condition::UNAUTHORIZED_ACCESS, Str::from(reason));
+                self.finish(Some(error), false);
+            }
+        }
+    }
+
+    fn handle_frame(&mut self, channel: u16, p: Performative, payload: Bytes) {
+        if self.close_sent && !matches!(p, Performative::Close(_)) {
+            return; // AMQP 1.0 §2.4.3: discard everything until the close.
+        }
+        if !self.remote_open {
+            return match p {
+                Performative::Open(open) => self.handle_open(open),
+                other => self.fail(
+                    condition::ILLEGAL_STATE,
+                    format!("{} before open", other.name()),
+                ),
+            };
+        }
+        match p {
+            Performative::Open(_) => self.fail(condition::ILLEGAL_STATE, "second open"),
+            Performative::Close(close) => {
+                if !self.close_sent {
+                    self.write_frame(0, &Performative::Close(Close::default()), &[]);
+                    self.close_sent = true;
+                }
+                self.finish(close.error, true);
+            }
+            Performative::Begin(b) => self.handle_begin(channel, b),
+            Performative::End(e) => self.handle_end(channel, e),
+            Performative::Attach(a) => self.handle_attach(channel, a),
+            Performative::Detach(d) => self.handle_detach(channel, d),
+            Performative::Flow(f) => self.handle_flow(channel, f),
+            Performative::Transfer(t) => self.handle_transfer(channel, t, payload),
+            Performative::Disposition(d) => self.handle_disposition(channel, d),
+        }
+    }
+
+    fn handle_open(&mut self, open: Open) {
+        let max_frame = open.max_frame_size.unwrap_or(u32::MAX);
+        if max_frame < MIN_MAX_FRAME_SIZE {
+            return self.fail(
+                condition::INVALID_FIELD,
+                format!("max-frame-size {max_frame} is below 512"),
+            );
+        }
+        self.remote_open = true;
+        self.remote_max_frame_size = max_frame;
+        self.remote_channel_max = open.channel_max.unwrap_or(u16::MAX);
+        self.remote_idle_timeout = open
+            .idle_time_out
+            .filter(|ms| *ms > 0)
+            .map(|ms| Duration::from_millis(ms.into()));
+        if !self.open_sent {
+            self.send_open();
+        }
+        self.events.push_back(Event::Opened {
+            container_id: open.container_id,
+            offered_capabilities: open.offered_capabilities,
+            properties: open.properties,
+        });
+    }
+}
+
+impl Connection {
+    pub(crate) fn open_sent(&self) -> bool {
+        self.open_sent
+    }
+
+    pub(crate) fn close_sent(&self) -> bool {
+        self.close_sent
+    }
+}

@@ -1,0 +1,807 @@
+//! Links (AMQP 1.0 §2.6): attach and detach, credit and drain, transfers
+//! (split at the peer's max-frame-size, reassembly left to the caller),
+//! and dispositions over ranges.
+//!
+//! ```text
+//!  DETACHED --attach sent--> ATTACH_SENT --attach rcvd--> ATTACHED --detach sent--> DETACH_SENT
+//!      \--attach rcvd--> ATTACH_RCVD --accept_attach--> ATTACHED  \--detach rcvd (answered)--> gone
+//! ```
+
+use bytes::Bytes;
+
+use super::connection::Connection;
+use super::error::EngineError;
+use super::event::{Event, IncomingTransfer, LinkSpec};
+use super::ids::{LinkId, SessionId};
+use super::session::SessionState;
+use crate::codec::Str;
+use crate::definitions::{
+    Attach, DeliveryState, Detach, Disposition, Error, Flow, Handle, Performative, Role,
+    SequenceNo, Transfer, condition,
+};
+use crate::frame::HEADER_SIZE;
+
+/// Where a link stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LinkState {
+    /// We sent attach; waiting for the peer's.
+    AttachSent,
+    /// The peer sent attach; waiting for our answer.
+    AttachReceived,
+    /// Both attaches exchanged.
+    Attached,
+    /// We sent detach; waiting for the peer's.
+    DetachSent,
+}
+
+/// A delivery arriving over several frames.
+#[derive(Debug, Clone)]
+pub(crate) struct IncomingPartial {
+    pub id: SequenceNo,
+    pub tag: Bytes,
+    pub settled: bool,
+    pub size: u64,
+    pub message_format: u32,
+}
+
+/// Per-link state.
+#[derive(Debug)]
+pub(crate) struct Link {
+    pub session: SessionId,
+    pub name: Str,
+    pub role: Role,
+    pub state: LinkState,
+    pub local_handle: Handle,
+    pub remote_handle: Option<Handle>,
+    /// Our delivery count (sender) or our view of the sender's (receiver).
+    pub delivery_count: SequenceNo,
+    /// Credit left: what we may send (sender) or what we granted and is
+    /// unused (receiver).
+    pub credit: u32,
+    /// The drain flag from the last flow.
+    pub drain: bool,
+    /// The peer's max-message-size (sender) or ours (receiver); 0 = none.
+    pub max_message_size: u64,
+    /// Sender: the delivery still being sent with `more`.
+    pub outgoing_partial: Option<SequenceNo>,
+    /// Receiver: the delivery still arriving.
+    pub incoming_partial: Option<IncomingPartial>,
+}
+
+impl Connection {
+    fn link_mut(&mut self, link: LinkId) -> Result<&mut Link, EngineError> {
+        self.links.get_mut(&link).ok_or(EngineError::UnknownLink)
+    }
+
+    /// The credit a sending link has (0 for unknown links).
+    pub fn credit(&self, link: LinkId) -> u32 {
+        self.links.get(&link).map_or(0, |l| l.credit)
+    }
+
+    /// The session a link belongs to.
+    pub fn link_session(&self, link: LinkId) -> Option<SessionId> {
+        self.links.get(&link).map(|l| l.session)
+    }
+
+    fn attach_frame(&self, link: &Link, spec: &LinkSpec) -> Attach {
+        Attach {
+            name: link.name.clone(),
+            handle: link.local_handle,
+            role: link.role,
+            snd_settle_mode: Some(spec.snd_settle_mode),
+            rcv_settle_mode: Some(spec.rcv_settle_mode),
+            source: spec.source.clone(),
+            target: spec.target.clone(),
+            initial_delivery_count: (link.role == Role::Sender).then_some(link.delivery_count),
+            max_message_size: spec.max_message_size,
+            offered_capabilities: spec.offered_capabilities.clone(),
+            desired_capabilities: spec.desired_capabilities.clone(),
+            properties: spec.properties.clone(),
+            ..Attach::default()
+        }
+    }
+
+    fn free_handle(&self, session: SessionId) -> Result<Handle, EngineError> {
+        let s = self
+            .sessions
+            .get(&session)
+            .ok_or(EngineError::UnknownSession)?;
+        let max = s
+            .remote_handle_max
+            .min(self.config.max_links_per_session.saturating_sub(1));
+        (0..=max)
+            .map(Handle)
+            .find(|h| !s.local_handles.contains_key(h))
+            .ok_or(EngineError::Exhausted)
+    }
+
+    /// Attaches a link (AMQP 1.0 §2.6.3). [`Event::Attached`] follows.
+    pub fn attach(&mut self, session: SessionId, spec: LinkSpec) -> Result<LinkId, EngineError> {
+        self.check_can_send()?;
+        let handle = self.free_handle(session)?;
+        let s = self
+            .sessions
+            .get_mut(&session)
+            .ok_or(EngineError::UnknownSession)?;
+        if s.state == SessionState::EndSent {
+            return Err(EngineError::UnknownSession);
+        }
+        let id = self.alloc_link_id();
+        let s = self.sessions.get_mut(&session).expect("checked");
+        s.local_handles.insert(handle, id);
+        let channel = s.local_channel;
+        let link = Link {
+            session,
+            name: Str::from(spec.name.as_str()),
+            role: spec.role,
+            state: LinkState::AttachSent,
+            local_handle: handle,
+            remote_handle: None,
+            delivery_count: SequenceNo(0),
+            credit: 0,
+            drain: false,
+            max_message_size: if spec.role == Role::Receiver {
+                spec.max_message_size.unwrap_or(0)
+            } else {
+                0
+            },
+            outgoing_partial: None,
+            incoming_partial: None,
+        };
+        let attach = self.attach_frame(&link, &spec);
+        self.links.insert(id, link);
+        self.write_frame(channel, &Performative::Attach(attach), &[]);
+        Ok(id)
+    }
+
+    /// Answers a peer's attach ([`Event::AttachRequested`]) with our half:
+    /// `spec` gives our termini and limits (its name and role are taken
+    /// from the link).
+    pub fn accept_attach(&mut self, link: LinkId, spec: LinkSpec) -> Result<(), EngineError> {
+        self.check_can_send()?;
+        let l = self.links.get(&link).ok_or(EngineError::UnknownLink)?;
+        if l.state != LinkState::AttachReceived {
+            return Err(EngineError::UnknownLink);
+        }
+        let session = l.session;
+        let handle = self.free_handle(session)?;
+        let l = self.links.get_mut(&link).expect("checked");
+        l.local_handle = handle;
+        l.state = LinkState::Attached;
+        if l.role == Role::Receiver {
+            l.max_message_size = spec.max_message_size.unwrap_or(0);
+        }
+        let s = self
+            .sessions
+            .get_mut(&session)
+            .expect("link's session exists");
+        s.local_handles.insert(handle, link);
+        let channel = s.local_channel;
+        let l = self.links.get(&link).expect("checked");
+        let attach = self.attach_frame(l, &spec);
+        self.write_frame(channel, &Performative::Attach(attach), &[]);
+        Ok(())
+    }
+
+    /// Refuses a peer's attach: answers with a null terminus and detaches
+    /// with `error` (AMQP 1.0 §2.6.3).
+    pub fn refuse_attach(&mut self, link: LinkId, error: Error) -> Result<(), EngineError> {
+        let role = self.links.get(&link).ok_or(EngineError::UnknownLink)?.role;
+        // Our terminus is null: the target for a receiver, the source for a
+        // sender; the peer's half is echoed as null too.
+        self.accept_attach(
+            link,
+            LinkSpec {
+                role,
+                ..LinkSpec::default()
+            },
+        )?;
+        self.detach(link, true, Some(error))
+    }
+
+    /// Detaches (or with `closed`, closes) a link (AMQP 1.0 §2.6.5). Its
+    /// unsettled deliveries are forgotten; [`Event::Detached`] follows.
+    pub fn detach(
+        &mut self,
+        link: LinkId,
+        closed: bool,
+        error: Option<Error>,
+    ) -> Result<(), EngineError> {
+        self.check_can_send()?;
+        let l = self.link_mut(link)?;
+        if l.state == LinkState::DetachSent {
+            return Ok(());
+        }
+        l.state = LinkState::DetachSent;
+        let (session, handle) = (l.session, l.local_handle);
+        let channel = self.sessions[&session].local_channel;
+        self.forget_unsettled(session, link, handle);
+        let detach = Detach {
+            handle,
+            closed: closed.then_some(true),
+            error,
+        };
+        self.write_frame(channel, &Performative::Detach(detach), &[]);
+        Ok(())
+    }
+
+    /// Drops a detaching link's unsettled deliveries and held-back frames
+    /// (a transfer must not follow its link's detach).
+    fn forget_unsettled(&mut self, session: SessionId, link: LinkId, handle: Handle) {
+        if let Some(s) = self.sessions.get_mut(&session) {
+            s.outgoing_unsettled.retain(|_, l| *l != link);
+            s.incoming_unsettled.retain(|_, l| *l != link);
+            s.pending.retain(|p| p.transfer.handle != handle);
+        }
+    }
+
+    fn link_flow(&self, link: &Link, echo: bool) -> Flow {
+        let s = &self.sessions[&link.session];
+        Flow {
+            handle: Some(link.local_handle),
+            delivery_count: Some(link.delivery_count),
+            link_credit: Some(link.credit),
+            drain: link.drain.then_some(true),
+            echo: echo.then_some(true),
+            ..s.flow()
+        }
+    }
+
+    fn send_link_flow(&mut self, link: LinkId, echo: bool) {
+        let l = &self.links[&link];
+        let flow = self.link_flow(l, echo);
+        let channel = self.sessions[&l.session].local_channel;
+        self.write_frame(channel, &Performative::Flow(flow), &[]);
+    }
+
+    /// Grants a receiving link `credit` (replacing what is left of the
+    /// previous grant), optionally asking the sender to drain (AMQP 1.0
+    /// §2.6.7).
+    pub fn flow(&mut self, link: LinkId, credit: u32, drain: bool) -> Result<(), EngineError> {
+        self.check_can_send()?;
+        let l = self.link_mut(link)?;
+        if l.role != Role::Receiver {
+            return Err(EngineError::WrongRole);
+        }
+        l.credit = credit;
+        l.drain = drain;
+        self.send_link_flow(link, false);
+        Ok(())
+    }
+
+    /// Sender side of drain: gives back the credit we cannot use by
+    /// advancing the delivery count (AMQP 1.0 §2.6.7).
+    pub fn drained(&mut self, link: LinkId) -> Result<(), EngineError> {
+        self.check_can_send()?;
+        let l = self.link_mut(link)?;
+        if l.role != Role::Sender {
+            return Err(EngineError::WrongRole);
+        }
+        l.delivery_count = l.delivery_count.add(l.credit);
+        l.credit = 0;
+        self.send_link_flow(link, false);
+        Ok(())
+    }
+
+    /// Sends a delivery, or its first part when `more` is set (continue
+    /// with [`send_more`](Self::send_more)). Consumes one credit. Returns
+    /// the delivery id, by which the peer's dispositions are reported.
+    pub fn send(
+        &mut self,
+        link: LinkId,
+        tag: Bytes,
+        payload: Bytes,
+        settled: bool,
+        more: bool,
+    ) -> Result<SequenceNo, EngineError> {
+        self.check_can_send()?;
+        let l = self.links.get(&link).ok_or(EngineError::UnknownLink)?;
+        if l.role != Role::Sender || l.state != LinkState::Attached {
+            return Err(if l.role != Role::Sender {
+                EngineError::WrongRole
+            } else {
+                EngineError::UnknownLink
+            });
+        }
+        if l.outgoing_partial.is_some() {
+            return Err(EngineError::DeliveryInProgress);
+        }
+        if l.credit == 0 {
+            return Err(EngineError::NoCredit);
+        }
+        if l.max_message_size > 0 && payload.len() as u64 > l.max_message_size {
+            return Err(EngineError::MessageTooLarge {
+                size: payload.len() as u64,
+                max: l.max_message_size,
+            });
+        }
+        let session = l.session;
+        let handle = l.local_handle;
+        let s = self
+            .sessions
+            .get_mut(&session)
+            .expect("link's session exists");
+        let id = s.next_delivery_id;
+        s.next_delivery_id = id.add(1);
+        if !settled {
+            s.outgoing_unsettled.insert(id.0, link);
+        }
+        let l = self.links.get_mut(&link).expect("checked");
+        l.credit -= 1;
+        l.delivery_count = l.delivery_count.add(1);
+        if more {
+            l.outgoing_partial = Some(id);
+        }
+        let first = Transfer {
+            handle,
+            delivery_id: Some(id),
+            delivery_tag: Some(tag),
+            message_format: Some(0),
+            settled: Some(settled),
+            ..Transfer::default()
+        };
+        self.send_frames(session, first, payload, more);
+        Ok(id)
+    }
+
+    /// Sends the next part of a delivery started with `more`.
+    pub fn send_more(
+        &mut self,
+        link: LinkId,
+        delivery: SequenceNo,
+        payload: Bytes,
+        more: bool,
+    ) -> Result<(), EngineError> {
+        self.check_can_send()?;
+        let l = self.link_mut(link)?;
+        if l.outgoing_partial != Some(delivery) {
+            return Err(EngineError::UnknownDelivery);
+        }
+        if !more {
+            l.outgoing_partial = None;
+        }
+        let (session, handle) = (l.session, l.local_handle);
+        let t = Transfer {
+            handle,
+            delivery_id: Some(delivery),
+            ..Transfer::default()
+        };
+        self.send_frames(session, t, payload, more);
+        Ok(())
+    }
+
+    /// Aborts a delivery still being sent (AMQP 1.0 §2.6.14).
+    pub fn abort(&mut self, link: LinkId, delivery: SequenceNo) -> Result<(), EngineError> {
+        self.check_can_send()?;
+        let l = self.link_mut(link)?;
+        if l.outgoing_partial != Some(delivery) {
+            return Err(EngineError::UnknownDelivery);
+        }
+        l.outgoing_partial = None;
+        let (session, handle) = (l.session, l.local_handle);
+        self.sessions
+            .get_mut(&session)
+            .expect("link's session exists")
+            .outgoing_unsettled
+            .remove(&delivery.0);
+        let t = Transfer {
+            handle,
+            delivery_id: Some(delivery),
+            aborted: Some(true),
+            settled: Some(true),
+            ..Transfer::default()
+        };
+        self.send_transfer_frame(session, t, Bytes::new());
+        Ok(())
+    }
+
+    /// Splits `payload` into frames no larger than the peer's
+    /// max-frame-size; every frame but the last carries `more`.
+    fn send_frames(&mut self, session: SessionId, first: Transfer, mut payload: Bytes, more: bool) {
+        let max = self.remote_max_frame_size as usize;
+        let mut t = first;
+        loop {
+            // Size with `more` set is an upper bound for the frame's header.
+            let mut probe = t.clone();
+            probe.more = Some(true);
+            let overhead = HEADER_SIZE + crate::codec::Encode::to_bytes(&probe).len();
+            let room = max.saturating_sub(overhead).max(1);
+            if payload.len() <= room {
+                t.more = more.then_some(true);
+                self.send_transfer_frame(session, t, payload);
+                return;
+            }
+            let chunk = payload.split_to(room);
+            let mut frame = t.clone();
+            frame.more = Some(true);
+            self.send_transfer_frame(session, frame, chunk);
+            // Continuation frames repeat only the handle and delivery id.
+            t = Transfer {
+                handle: t.handle,
+                delivery_id: t.delivery_id,
+                ..Transfer::default()
+            };
+        }
+    }
+
+    /// Updates the state of a delivery: an outcome, settlement, or both
+    /// (AMQP 1.0 §2.7.6). Consecutive dispositions with the same state are
+    /// merged into one range frame.
+    pub fn disposition(
+        &mut self,
+        link: LinkId,
+        delivery: SequenceNo,
+        state: Option<DeliveryState>,
+        settled: bool,
+    ) -> Result<(), EngineError> {
+        self.check_can_send()?;
+        let l = self.links.get(&link).ok_or(EngineError::UnknownLink)?;
+        let role = l.role;
+        let s = self
+            .sessions
+            .get_mut(&l.session)
+            .expect("link's session exists");
+        let map = match role {
+            Role::Receiver => &mut s.incoming_unsettled,
+            Role::Sender => &mut s.outgoing_unsettled,
+        };
+        if map.get(&delivery.0) != Some(&link) {
+            return Err(EngineError::UnknownDelivery);
+        }
+        if settled {
+            map.remove(&delivery.0);
+        }
+        let channel = s.local_channel;
+        let d = Disposition {
+            role,
+            first: delivery,
+            last: None,
+            settled: settled.then_some(true),
+            state,
+            batchable: None,
+        };
+        self.write_disposition(channel, d);
+        Ok(())
+    }
+
+    fn write_disposition(&mut self, channel: u16, d: Disposition) {
+        if let Some((offset, ch, prev)) = self.last_disposition.take()
+            && ch == channel
+            && prev.role == d.role
+            && prev.settled == d.settled
+            && prev.state == d.state
+            && prev.last.unwrap_or(prev.first).add(1) == d.first
+        {
+            let merged = Disposition {
+                last: Some(d.first),
+                ..prev
+            };
+            self.out.truncate(offset);
+            return self.write_disposition_frame(channel, merged);
+        }
+        self.write_disposition_frame(channel, d);
+    }
+
+    fn write_disposition_frame(&mut self, channel: u16, d: Disposition) {
+        let offset = self.out.len();
+        let p = Performative::Disposition(d);
+        self.write_frame(channel, &p, &[]);
+        let Performative::Disposition(d) = p else {
+            unreachable!()
+        };
+        self.last_disposition = Some((offset, channel, d));
+    }
+
+    // ---- incoming frames ----
+
+    fn link_for_remote_handle(&mut self, session: SessionId, handle: Handle) -> Option<LinkId> {
+        let id = self.sessions[&session].remote_handles.get(&handle).copied();
+        if id.is_none() {
+            self.fail(
+                condition::UNATTACHED_HANDLE,
+                format!("frame for handle {}, which is not attached", handle.0),
+            );
+        }
+        id
+    }
+
+    pub(crate) fn handle_attach(&mut self, channel: u16, attach: Attach) {
+        let Some(session) = self.session_for_channel(channel) else {
+            return;
+        };
+        let handle_max = self.config.max_links_per_session.saturating_sub(1);
+        if attach.handle.0 > handle_max {
+            return self.fail(
+                condition::RESOURCE_LIMIT_EXCEEDED,
+                format!("handle {} exceeds handle-max {handle_max}", attach.handle.0),
+            );
+        }
+        let s = &self.sessions[&session];
+        if s.remote_handles.contains_key(&attach.handle) {
+            return self.fail(
+                condition::HANDLE_IN_USE,
+                format!("handle {} is already attached", attach.handle.0),
+            );
+        }
+        let our_role = match attach.role {
+            Role::Sender => Role::Receiver,
+            Role::Receiver => Role::Sender,
+        };
+        // An answer to our attach: same name, opposite role, waiting.
+        let ours = s.local_handles.values().copied().find(|id| {
+            let l = &self.links[id];
+            l.state == LinkState::AttachSent && l.role == our_role && l.name == attach.name
+        });
+        let s = self.sessions.get_mut(&session).expect("exists");
+        if let Some(id) = ours {
+            s.remote_handles.insert(attach.handle, id);
+            let l = self.links.get_mut(&id).expect("exists");
+            l.remote_handle = Some(attach.handle);
+            l.state = LinkState::Attached;
+            if our_role == Role::Sender {
+                l.max_message_size = attach.max_message_size.unwrap_or(0);
+            } else if let Some(dc) = attach.initial_delivery_count {
+                l.delivery_count = dc;
+            }
+            self.events.push_back(Event::Attached {
+                link: id,
+                attach: Box::new(attach),
+            });
+            return;
+        }
+        let id = self.alloc_link_id();
+        let s = self.sessions.get_mut(&session).expect("exists");
+        s.remote_handles.insert(attach.handle, id);
+        self.links.insert(
+            id,
+            Link {
+                session,
+                name: attach.name.clone(),
+                role: our_role,
+                state: LinkState::AttachReceived,
+                local_handle: Handle(u32::MAX),
+                remote_handle: Some(attach.handle),
+                delivery_count: attach.initial_delivery_count.unwrap_or_default(),
+                credit: 0,
+                drain: false,
+                max_message_size: if our_role == Role::Sender {
+                    attach.max_message_size.unwrap_or(0)
+                } else {
+                    0
+                },
+                outgoing_partial: None,
+                incoming_partial: None,
+            },
+        );
+        self.events.push_back(Event::AttachRequested {
+            link: id,
+            session,
+            attach: Box::new(attach),
+        });
+    }
+
+    pub(crate) fn handle_detach(&mut self, channel: u16, detach: Detach) {
+        let Some(session) = self.session_for_channel(channel) else {
+            return;
+        };
+        let Some(id) = self.link_for_remote_handle(session, detach.handle) else {
+            return;
+        };
+        let l = self.links.remove(&id).expect("handle maps to a link");
+        let s = self.sessions.get_mut(&session).expect("exists");
+        s.remote_handles.remove(&detach.handle);
+        if l.state != LinkState::AttachReceived {
+            s.local_handles.remove(&l.local_handle);
+        }
+        let local_channel = s.local_channel;
+        if l.state != LinkState::DetachSent {
+            s.outgoing_unsettled.retain(|_, v| *v != id);
+            s.incoming_unsettled.retain(|_, v| *v != id);
+            if l.state != LinkState::AttachReceived {
+                let answer = Detach {
+                    handle: l.local_handle,
+                    closed: detach.closed,
+                    error: None,
+                };
+                self.write_frame(local_channel, &Performative::Detach(answer), &[]);
+            }
+        }
+        self.events.push_back(Event::Detached {
+            link: id,
+            closed: detach.closed.unwrap_or(false),
+            error: detach.error,
+        });
+    }
+
+    pub(crate) fn handle_flow(&mut self, channel: u16, flow: Flow) {
+        let Some(session) = self.session_for_channel(channel) else {
+            return;
+        };
+        let Some(handle) = flow.handle else {
+            self.apply_session_flow(session, &flow);
+            if flow.echo == Some(true) {
+                let f = self.sessions[&session].flow();
+                let ch = self.sessions[&session].local_channel;
+                self.write_frame(ch, &Performative::Flow(f), &[]);
+            }
+            return;
+        };
+        let Some(id) = self.link_for_remote_handle(session, handle) else {
+            return;
+        };
+        self.apply_session_flow(session, &flow);
+        let l = self.links.get_mut(&id).expect("exists");
+        match l.role {
+            Role::Sender => {
+                // AMQP 1.0 §2.6.7: credit = delivery-count(rcv) + link-credit(rcv)
+                //                          - delivery-count(snd)
+                let rcv_count = flow.delivery_count.unwrap_or(l.delivery_count);
+                let credit = flow.link_credit.unwrap_or(0);
+                l.credit = rcv_count
+                    .add(credit)
+                    .distance_from(l.delivery_count)
+                    .min(credit);
+                l.drain = flow.drain.unwrap_or(false);
+                self.events.push_back(Event::Credit {
+                    link: id,
+                    credit: l.credit,
+                    drain: l.drain,
+                });
+            }
+            Role::Receiver => {
+                if let Some(dc) = flow.delivery_count {
+                    // The sender advanced its count past deliveries it did not
+                    // send (drain): that credit is gone.
+                    let unused = dc.distance_from(l.delivery_count).min(l.credit);
+                    l.credit -= unused;
+                    l.delivery_count = dc;
+                }
+                if l.drain && l.credit == 0 {
+                    l.drain = false;
+                    self.events.push_back(Event::Drained { link: id });
+                }
+            }
+        }
+        if flow.echo == Some(true) {
+            self.send_link_flow(id, false);
+        }
+    }
+
+    pub(crate) fn handle_transfer(&mut self, channel: u16, t: Transfer, payload: Bytes) {
+        let Some(session) = self.session_for_channel(channel) else {
+            return;
+        };
+        let Some(id) = self.link_for_remote_handle(session, t.handle) else {
+            return;
+        };
+        if !self.consume_incoming_window(session) {
+            return;
+        }
+        let l = self.links.get_mut(&id).expect("exists");
+        if l.role != Role::Receiver {
+            return self.fail(condition::ILLEGAL_STATE, "transfer on a link we send on");
+        }
+        if l.state == LinkState::DetachSent {
+            return; // in flight when we detached
+        }
+        let more = t.more.unwrap_or(false);
+        let aborted = t.aborted.unwrap_or(false);
+        let (first, mut partial) = match l.incoming_partial.take() {
+            Some(p) => {
+                if t.delivery_id.is_some_and(|d| d != p.id) {
+                    return self.fail(
+                        condition::ILLEGAL_STATE,
+                        "new delivery before the previous one finished",
+                    );
+                }
+                (false, p)
+            }
+            None => {
+                let (Some(delivery), Some(tag)) = (t.delivery_id, t.delivery_tag.clone()) else {
+                    return self.fail(
+                        condition::INVALID_FIELD,
+                        "first transfer of a delivery lacks delivery-id or delivery-tag",
+                    );
+                };
+                if l.credit == 0 {
+                    let error = Error::new(
+                        condition::TRANSFER_LIMIT_EXCEEDED,
+                        "transfer without link credit",
+                    );
+                    let _ = self.detach(id, true, Some(error));
+                    return;
+                }
+                l.credit -= 1;
+                l.delivery_count = l.delivery_count.add(1);
+                let p = IncomingPartial {
+                    id: delivery,
+                    tag,
+                    settled: false,
+                    size: 0,
+                    message_format: t.message_format.unwrap_or(0),
+                };
+                (true, p)
+            }
+        };
+        partial.settled |= t.settled.unwrap_or(false);
+        partial.size += payload.len() as u64;
+        if l.max_message_size > 0 && partial.size > l.max_message_size && !aborted {
+            let error = Error::new(
+                condition::MESSAGE_SIZE_EXCEEDED,
+                format!("message exceeds max-message-size {}", l.max_message_size),
+            );
+            let _ = self.detach(id, true, Some(error));
+            return;
+        }
+        let done = !more || aborted;
+        if !done {
+            l.incoming_partial = Some(partial.clone());
+        }
+        let s = self.sessions.get_mut(&session).expect("exists");
+        if first && !partial.settled {
+            s.incoming_unsettled.insert(partial.id.0, id);
+        }
+        if partial.settled || aborted {
+            s.incoming_unsettled.remove(&partial.id.0);
+        }
+        self.events.push_back(Event::Transfer(IncomingTransfer {
+            link: id,
+            delivery: partial.id,
+            tag: partial.tag,
+            first,
+            more: more && !aborted,
+            settled: partial.settled,
+            aborted,
+            message_format: partial.message_format,
+            payload,
+        }));
+    }
+
+    pub(crate) fn handle_disposition(&mut self, channel: u16, d: Disposition) {
+        let Some(session) = self.session_for_channel(channel) else {
+            return;
+        };
+        let first = d.first;
+        let last = d.last.unwrap_or(first);
+        let span = last.distance_from(first);
+        if span >= 1 << 31 {
+            return self.fail(condition::INVALID_FIELD, "disposition range is inverted");
+        }
+        let settled = d.settled.unwrap_or(false);
+        let s = self.sessions.get_mut(&session).expect("exists");
+        // role=receiver: about deliveries we sent; role=sender: ones we got.
+        let map = match d.role {
+            Role::Receiver => &mut s.outgoing_unsettled,
+            Role::Sender => &mut s.incoming_unsettled,
+        };
+        let in_range = |id: u32| SequenceNo(id).distance_from(first) <= span;
+        // Walk whichever is smaller: the range or the unsettled map.
+        let mut hits: Vec<(u32, LinkId)> = if (span as usize) < map.len() {
+            (0..=span)
+                .filter_map(|i| {
+                    let id = first.add(i).0;
+                    map.get(&id).map(|l| (id, *l))
+                })
+                .collect()
+        } else {
+            map.iter()
+                .filter(|(id, _)| in_range(**id))
+                .map(|(id, l)| (*id, *l))
+                .collect()
+        };
+        hits.sort_by_key(|(id, _)| SequenceNo(*id).distance_from(first));
+        if settled {
+            for (id, _) in &hits {
+                map.remove(id);
+            }
+        }
+        for (id, link) in hits {
+            self.events.push_back(Event::Disposition {
+                link,
+                delivery: SequenceNo(id),
+                state: d.state.clone(),
+                settled,
+            });
+        }
+    }
+}

@@ -1,0 +1,372 @@
+//! Sessions (AMQP 1.0 §2.5): channels, transfer windows, delivery ids, and
+//! the handle maps of the links on them.
+//!
+//! ```text
+//!  UNMAPPED --begin sent--> BEGIN_SENT --begin rcvd--> MAPPED --end sent--> END_SENT
+//!      \--begin rcvd (we answer at once)-------------->/   \--end rcvd (we answer)--> gone
+//! ```
+
+use std::collections::{HashMap, VecDeque};
+
+use bytes::Bytes;
+
+use super::connection::Connection;
+use super::error::EngineError;
+use super::event::Event;
+use super::ids::{LinkId, SessionId};
+use crate::definitions::{
+    Begin, End, Error, Flow, Handle, Performative, SequenceNo, Transfer, condition,
+};
+
+/// Where a session stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SessionState {
+    /// We sent begin, waiting for the peer's.
+    BeginSent,
+    /// Both begins exchanged.
+    Mapped,
+    /// We sent end, waiting for the peer's.
+    EndSent,
+}
+
+/// A transfer frame held back because the peer's incoming window is shut.
+#[derive(Debug)]
+pub(crate) struct PendingTransfer {
+    pub transfer: Transfer,
+    pub payload: Bytes,
+}
+
+/// Per-session state.
+#[derive(Debug)]
+pub(crate) struct Session {
+    pub local_channel: u16,
+    pub remote_channel: Option<u16>,
+    pub state: SessionState,
+    /// Transfer-id of our next transfer frame.
+    pub next_outgoing_id: SequenceNo,
+    /// Transfer frames we will still accept before replenishing.
+    pub incoming_window: u32,
+    /// Transfer-id of the peer's next transfer frame.
+    pub next_incoming_id: SequenceNo,
+    /// Transfer frames the peer will still accept from us.
+    pub remote_incoming_window: u32,
+    /// Delivery id of our next delivery.
+    pub next_delivery_id: SequenceNo,
+    /// Highest handle the peer accepts.
+    pub remote_handle_max: u32,
+    pub local_handles: HashMap<Handle, LinkId>,
+    pub remote_handles: HashMap<Handle, LinkId>,
+    /// Deliveries we sent and the peer has not settled, by delivery id.
+    pub outgoing_unsettled: HashMap<u32, LinkId>,
+    /// Deliveries we received and have not settled, by delivery id.
+    pub incoming_unsettled: HashMap<u32, LinkId>,
+    /// Frames waiting for the peer's incoming window.
+    pub pending: VecDeque<PendingTransfer>,
+}
+
+/// Our outgoing window: we never hold transfers back on our own account.
+const OUTGOING_WINDOW: u32 = i32::MAX as u32;
+
+impl Session {
+    fn new(local_channel: u16, window: u32) -> Self {
+        Self {
+            local_channel,
+            remote_channel: None,
+            state: SessionState::BeginSent,
+            next_outgoing_id: SequenceNo(0),
+            incoming_window: window,
+            next_incoming_id: SequenceNo(0),
+            remote_incoming_window: 0,
+            next_delivery_id: SequenceNo(0),
+            remote_handle_max: u32::MAX,
+            local_handles: HashMap::new(),
+            remote_handles: HashMap::new(),
+            outgoing_unsettled: HashMap::new(),
+            incoming_unsettled: HashMap::new(),
+            pending: VecDeque::new(),
+        }
+    }
+
+    /// A session-level flow describing our state.
+    pub fn flow(&self) -> Flow {
+        Flow {
+            next_incoming_id: self.remote_channel.map(|_| self.next_incoming_id),
+            incoming_window: self.incoming_window,
+            next_outgoing_id: self.next_outgoing_id,
+            outgoing_window: OUTGOING_WINDOW,
+            ..Flow::default()
+        }
+    }
+}
+
+impl Connection {
+    fn free_local_channel(&self) -> Option<u16> {
+        let max = self
+            .config
+            .channel_max
+            .min(self.remote_channel_max_or_default());
+        (0..=max).find(|c| !self.local_channels.contains_key(c))
+    }
+
+    fn remote_channel_max_or_default(&self) -> u16 {
+        if self.remote_open {
+            self.remote_channel_max
+        } else {
+            u16::MAX
+        }
+    }
+
+    fn begin_frame(&self, remote_channel: Option<u16>) -> Begin {
+        Begin {
+            remote_channel,
+            next_outgoing_id: SequenceNo(0),
+            incoming_window: self.config.session_window,
+            outgoing_window: OUTGOING_WINDOW,
+            handle_max: Some(Handle(self.config.max_links_per_session.saturating_sub(1))),
+            ..Begin::default()
+        }
+    }
+
+    /// Begins a session (AMQP 1.0 §2.5.2). [`Event::SessionBegun`] follows
+    /// when the peer answers.
+    pub fn begin_session(&mut self) -> Result<SessionId, EngineError> {
+        self.check_can_send()?;
+        let channel = self.free_local_channel().ok_or(EngineError::Exhausted)?;
+        let id = self.alloc_session_id();
+        self.sessions
+            .insert(id, Session::new(channel, self.config.session_window));
+        self.local_channels.insert(channel, id);
+        let begin = self.begin_frame(None);
+        self.write_frame(channel, &Performative::Begin(begin), &[]);
+        Ok(id)
+    }
+
+    /// Ends a session (AMQP 1.0 §2.5.4); its links are detached with it.
+    pub fn end_session(
+        &mut self,
+        session: SessionId,
+        error: Option<Error>,
+    ) -> Result<(), EngineError> {
+        self.check_can_send()?;
+        let s = self
+            .sessions
+            .get_mut(&session)
+            .ok_or(EngineError::UnknownSession)?;
+        if s.state == SessionState::EndSent {
+            return Ok(());
+        }
+        s.state = SessionState::EndSent;
+        let channel = s.local_channel;
+        self.write_frame(channel, &Performative::End(End { error }), &[]);
+        Ok(())
+    }
+
+    pub(crate) fn check_can_send(&self) -> Result<(), EngineError> {
+        if self.is_finished() || self.close_sent() {
+            Err(EngineError::Closed)
+        } else if !self.open_sent() {
+            Err(EngineError::NotOpen)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The session a frame on `channel` belongs to, or a connection error.
+    pub(crate) fn session_for_channel(&mut self, channel: u16) -> Option<SessionId> {
+        let id = self.remote_channels.get(&channel).copied();
+        if id.is_none() {
+            self.fail(
+                condition::NOT_FOUND,
+                format!("frame on channel {channel}, which has no session"),
+            );
+        }
+        id
+    }
+
+    pub(crate) fn handle_begin(&mut self, channel: u16, begin: Begin) {
+        if self.remote_channels.contains_key(&channel) {
+            return self.fail(
+                condition::ILLEGAL_STATE,
+                format!("begin on channel {channel}, which is in use"),
+            );
+        }
+        if channel > self.config.channel_max {
+            return self.fail(
+                condition::NOT_ALLOWED,
+                format!(
+                    "channel {channel} exceeds channel-max {}",
+                    self.config.channel_max
+                ),
+            );
+        }
+        let remote_window = begin.incoming_window;
+        let handle_max = begin.handle_max.map_or(u32::MAX, |h| h.0);
+        let next_incoming = begin.next_outgoing_id;
+        let id = match begin.remote_channel {
+            Some(local) => {
+                // The answer to our begin.
+                let Some(&id) = self.local_channels.get(&local) else {
+                    return self.fail(
+                        condition::ILLEGAL_STATE,
+                        format!("begin answers channel {local}, which we did not begin"),
+                    );
+                };
+                let s = self
+                    .sessions
+                    .get_mut(&id)
+                    .expect("channel maps to a session");
+                if s.state != SessionState::BeginSent {
+                    return self.fail(condition::ILLEGAL_STATE, "begin answered twice");
+                }
+                s.state = SessionState::Mapped;
+                self.events.push_back(Event::SessionBegun {
+                    session: id,
+                    remote: false,
+                });
+                id
+            }
+            None => {
+                // The peer begins: answer at once.
+                let Some(local) = self.free_local_channel() else {
+                    return self.fail(condition::RESOURCE_LIMIT_EXCEEDED, "no free channel");
+                };
+                let over_limit = self.sessions.len() as u32 >= self.config.max_sessions;
+                let id = self.alloc_session_id();
+                let mut s = Session::new(local, self.config.session_window);
+                s.state = SessionState::Mapped;
+                self.sessions.insert(id, s);
+                self.local_channels.insert(local, id);
+                let answer = self.begin_frame(Some(channel));
+                self.write_frame(local, &Performative::Begin(answer), &[]);
+                if over_limit {
+                    let error = Error::new(
+                        condition::RESOURCE_LIMIT_EXCEEDED,
+                        format!(
+                            "at most {} sessions per connection",
+                            self.config.max_sessions
+                        ),
+                    );
+                    self.sessions.get_mut(&id).expect("inserted").state = SessionState::EndSent;
+                    self.write_frame(local, &Performative::End(End { error: Some(error) }), &[]);
+                } else {
+                    self.events.push_back(Event::SessionBegun {
+                        session: id,
+                        remote: true,
+                    });
+                }
+                id
+            }
+        };
+        self.remote_channels.insert(channel, id);
+        let s = self.sessions.get_mut(&id).expect("session exists");
+        s.remote_channel = Some(channel);
+        s.remote_incoming_window = remote_window;
+        s.remote_handle_max = handle_max;
+        s.next_incoming_id = next_incoming;
+    }
+
+    pub(crate) fn handle_end(&mut self, channel: u16, end: End) {
+        let Some(id) = self.session_for_channel(channel) else {
+            return;
+        };
+        let s = self.sessions.remove(&id).expect("mapped session exists");
+        if s.state != SessionState::EndSent {
+            self.write_frame(s.local_channel, &Performative::End(End::default()), &[]);
+        }
+        self.local_channels.remove(&s.local_channel);
+        self.remote_channels.remove(&channel);
+        let mut links: Vec<LinkId> = s.local_handles.values().copied().collect();
+        links.extend(s.remote_handles.values().copied());
+        links.sort();
+        links.dedup();
+        for link in links {
+            if self.links.remove(&link).is_some() {
+                self.events.push_back(Event::Detached {
+                    link,
+                    closed: false,
+                    error: None,
+                });
+            }
+        }
+        self.events.push_back(Event::SessionEnded {
+            session: id,
+            error: end.error,
+        });
+    }
+
+    /// Updates the session's view of the peer's window from a flow, then
+    /// sends what the window now allows (AMQP 1.0 §2.5.6).
+    pub(crate) fn apply_session_flow(&mut self, id: SessionId, flow: &Flow) {
+        let s = self.sessions.get_mut(&id).expect("caller checked");
+        // remote-incoming-window = next-incoming-id(flow) + incoming-window(flow)
+        //                          - next-outgoing-id(ours)
+        let base = flow.next_incoming_id.unwrap_or(SequenceNo(0));
+        s.remote_incoming_window = base
+            .add(flow.incoming_window)
+            .distance_from(s.next_outgoing_id)
+            .min(flow.incoming_window);
+        self.pump_pending(id);
+    }
+
+    /// Sends held-back transfer frames while the peer's window allows.
+    pub(crate) fn pump_pending(&mut self, id: SessionId) {
+        loop {
+            let Some(s) = self.sessions.get_mut(&id) else {
+                return;
+            };
+            if s.remote_incoming_window == 0 {
+                return;
+            }
+            let Some(p) = s.pending.pop_front() else {
+                return;
+            };
+            s.remote_incoming_window -= 1;
+            s.next_outgoing_id = s.next_outgoing_id.add(1);
+            let channel = s.local_channel;
+            self.write_frame(channel, &Performative::Transfer(p.transfer), &p.payload);
+        }
+    }
+
+    /// Queues one transfer frame: sent now if the peer's window allows,
+    /// else held until a flow opens it.
+    pub(crate) fn send_transfer_frame(
+        &mut self,
+        id: SessionId,
+        transfer: Transfer,
+        payload: Bytes,
+    ) {
+        let s = self.sessions.get_mut(&id).expect("caller checked");
+        if s.remote_incoming_window == 0 || !s.pending.is_empty() {
+            s.pending.push_back(PendingTransfer { transfer, payload });
+            return;
+        }
+        s.remote_incoming_window -= 1;
+        s.next_outgoing_id = s.next_outgoing_id.add(1);
+        let channel = s.local_channel;
+        self.write_frame(channel, &Performative::Transfer(transfer), &payload);
+    }
+
+    /// Accounts one incoming transfer frame against our window; refills
+    /// the window with a flow when it is half spent. Returns false (after
+    /// closing the connection) on a window violation.
+    pub(crate) fn consume_incoming_window(&mut self, id: SessionId) -> bool {
+        let window = self.config.session_window;
+        let s = self.sessions.get_mut(&id).expect("caller checked");
+        if s.incoming_window == 0 {
+            self.fail(
+                condition::WINDOW_VIOLATION,
+                "transfer beyond the session's incoming window",
+            );
+            return false;
+        }
+        s.incoming_window -= 1;
+        s.next_incoming_id = s.next_incoming_id.add(1);
+        if s.incoming_window <= window / 2 {
+            s.incoming_window = window;
+            let flow = s.flow();
+            let channel = s.local_channel;
+            self.write_frame(channel, &Performative::Flow(flow), &[]);
+        }
+        true
+    }
+}

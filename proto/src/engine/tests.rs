@@ -1,0 +1,623 @@
+//! Engine tests: two engines wired back to back in memory, with virtual
+//! time (the `Pair` of quinn-proto's tests).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::*;
+use crate::definitions::{
+    DeliveryState, Rejected, Role, SequenceNo, Source, Target, TargetTerminus, condition,
+};
+
+struct Pair {
+    client: Connection,
+    server: Connection,
+    now: Instant,
+    client_events: Vec<Event>,
+    server_events: Vec<Event>,
+}
+
+impl Pair {
+    fn new(client: ConnectionConfig, server: ConnectionConfig) -> Self {
+        let now = Instant::now();
+        let mut p = Pair {
+            client: Connection::client(client, now),
+            server: Connection::server(server, now),
+            now,
+            client_events: Vec::new(),
+            server_events: Vec::new(),
+        };
+        p.drive();
+        p
+    }
+
+    fn default_pair() -> Self {
+        Self::new(ConnectionConfig::default(), ConnectionConfig::default())
+    }
+
+    /// Exchanges bytes until both sides are quiet.
+    fn drive(&mut self) {
+        loop {
+            let mut moved = false;
+            while let Some(b) = self.client.poll_transmit(self.now) {
+                self.server.handle_input(&b, self.now);
+                moved = true;
+            }
+            while let Some(b) = self.server.poll_transmit(self.now) {
+                self.client.handle_input(&b, self.now);
+                moved = true;
+            }
+            while let Some(e) = self.client.poll_event() {
+                self.client_events.push(e);
+            }
+            while let Some(e) = self.server.poll_event() {
+                self.server_events.push(e);
+            }
+            if !moved {
+                return;
+            }
+        }
+    }
+
+    /// Opens a session and a client sender to a server receiver that the
+    /// server accepts and grants `credit`.
+    fn sender_link(&mut self, credit: u32) -> (LinkId, LinkId) {
+        let s = self.client.begin_session().unwrap();
+        self.drive();
+        let link = self
+            .client
+            .attach(
+                s,
+                LinkSpec {
+                    name: "l".into(),
+                    role: Role::Sender,
+                    source: Some(Source::new("src")),
+                    target: Some(TargetTerminus::Target(Target::new("q"))),
+                    ..LinkSpec::default()
+                },
+            )
+            .unwrap();
+        self.drive();
+        let remote = self.take_attach_request();
+        self.server
+            .accept_attach(
+                remote,
+                LinkSpec {
+                    role: Role::Receiver,
+                    target: Some(TargetTerminus::Target(Target::new("q"))),
+                    ..LinkSpec::default()
+                },
+            )
+            .unwrap();
+        self.server.flow(remote, credit, false).unwrap();
+        self.drive();
+        (link, remote)
+    }
+
+    fn take_attach_request(&mut self) -> LinkId {
+        let i = self
+            .server_events
+            .iter()
+            .position(|e| matches!(e, Event::AttachRequested { .. }))
+            .expect("attach requested");
+        match self.server_events.remove(i) {
+            Event::AttachRequested { link, .. } => link,
+            _ => unreachable!(),
+        }
+    }
+
+    fn server_transfers(&mut self) -> Vec<IncomingTransfer> {
+        let mut out = Vec::new();
+        self.server_events.retain(|e| match e {
+            Event::Transfer(t) => {
+                out.push(t.clone());
+                false
+            }
+            _ => true,
+        });
+        out
+    }
+}
+
+#[test]
+fn open_exchanges_container_ids() {
+    let p = Pair::new(
+        ConnectionConfig {
+            container_id: "cli".into(),
+            ..Default::default()
+        },
+        ConnectionConfig {
+            container_id: "srv".into(),
+            ..Default::default()
+        },
+    );
+    assert!(p.client.is_open() && p.server.is_open());
+    assert!(
+        p.client_events
+            .iter()
+            .any(|e| matches!(e, Event::Opened { container_id, .. } if container_id == "srv"))
+    );
+    assert!(
+        p.server_events
+            .iter()
+            .any(|e| matches!(e, Event::Opened { container_id, .. } if container_id == "cli"))
+    );
+}
+
+#[test]
+fn sasl_anonymous_then_open() {
+    let p = Pair::new(
+        ConnectionConfig {
+            sasl_client: Some(SaslClientConfig::Anonymous),
+            ..Default::default()
+        },
+        ConnectionConfig {
+            sasl_server: Some(SaslServerConfig::default()),
+            ..Default::default()
+        },
+    );
+    assert!(p.server_events.iter().any(
+        |e| matches!(e, Event::Authenticated { mechanism, user: None } if mechanism == "ANONYMOUS")
+    ));
+    assert!(p.client.is_open() && p.server.is_open());
+}
+
+#[test]
+fn sasl_plain_rejects_a_wrong_password() {
+    let server = ConnectionConfig {
+        sasl_server: Some(SaslServerConfig {
+            anonymous: false,
+            plain: Some(Arc::new(|u, p| u == "alice" && p == "secret")),
+            required: true,
+        }),
+        ..Default::default()
+    };
+    let client = |pw: &str| ConnectionConfig {
+        sasl_client: Some(SaslClientConfig::Plain {
+            username: "alice".into(),
+            password: pw.into(),
+        }),
+        ..Default::default()
+    };
+    let ok = Pair::new(client("secret"), server.clone());
+    assert!(
+        ok.server_events
+            .iter()
+            .any(|e| matches!(e, Event::Authenticated { user: Some(u), .. } if u == "alice"))
+    );
+    assert!(ok.client.is_open());
+    let bad = Pair::new(client("wrong"), server);
+    assert!(bad.client.is_finished() && bad.server.is_finished());
+    assert!(
+        !bad.server_events
+            .iter()
+            .any(|e| matches!(e, Event::Opened { .. }))
+    );
+}
+
+#[test]
+fn server_requiring_sasl_refuses_a_bare_amqp_header() {
+    let p = Pair::new(
+        ConnectionConfig::default(),
+        ConnectionConfig {
+            sasl_server: Some(SaslServerConfig {
+                required: true,
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    );
+    assert!(p.server.is_finished());
+    assert!(p.client.is_finished());
+}
+
+#[test]
+fn a_delivery_flows_and_its_outcome_comes_back() {
+    let mut p = Pair::default_pair();
+    let (snd, rcv) = p.sender_link(10);
+    assert_eq!(p.client.credit(snd), 10);
+    let id = p
+        .client
+        .send(
+            snd,
+            Bytes::from_static(b"t1"),
+            Bytes::from_static(b"hello"),
+            false,
+            false,
+        )
+        .unwrap();
+    p.drive();
+    let t = p.server_transfers();
+    assert_eq!(t.len(), 1);
+    assert_eq!(t[0].payload, Bytes::from_static(b"hello"));
+    assert_eq!(t[0].tag, Bytes::from_static(b"t1"));
+    assert!(t[0].first && !t[0].more && !t[0].settled);
+    p.server
+        .disposition(rcv, t[0].delivery, Some(DeliveryState::Accepted), true)
+        .unwrap();
+    p.drive();
+    assert!(p.client_events.contains(&Event::Disposition {
+        link: snd,
+        delivery: id,
+        state: Some(DeliveryState::Accepted),
+        settled: true,
+    }));
+    assert_eq!(p.client.credit(snd), 9);
+}
+
+#[test]
+fn sending_without_credit_is_refused() {
+    let mut p = Pair::default_pair();
+    let (snd, _) = p.sender_link(0);
+    let r = p.client.send(snd, Bytes::new(), Bytes::new(), true, false);
+    assert_eq!(r, Err(EngineError::NoCredit));
+}
+
+#[test]
+fn large_messages_are_split_at_the_peer_max_frame_size_and_reassemble() {
+    let mut p = Pair::new(
+        ConnectionConfig::default(),
+        ConnectionConfig {
+            max_frame_size: 512,
+            ..Default::default()
+        },
+    );
+    let (snd, _) = p.sender_link(1);
+    let body: Vec<u8> = (0..10_000u32).map(|i| i as u8).collect();
+    p.client
+        .send(
+            snd,
+            Bytes::from_static(b"big"),
+            Bytes::from(body.clone()),
+            true,
+            false,
+        )
+        .unwrap();
+    p.drive();
+    let t = p.server_transfers();
+    assert!(t.len() > 19, "{} frames", t.len());
+    assert!(t[..t.len() - 1].iter().all(|f| f.more));
+    assert!(!t.last().unwrap().more);
+    assert!(t[0].first && t[1..].iter().all(|f| !f.first));
+    let joined: Vec<u8> = t.iter().flat_map(|f| f.payload.to_vec()).collect();
+    assert_eq!(joined, body);
+}
+
+#[test]
+fn consecutive_dispositions_merge_into_one_range() {
+    let mut p = Pair::default_pair();
+    let (snd, rcv) = p.sender_link(100);
+    for i in 0..50u8 {
+        p.client
+            .send(
+                snd,
+                Bytes::from(vec![i]),
+                Bytes::from_static(b"x"),
+                false,
+                false,
+            )
+            .unwrap();
+    }
+    p.drive();
+    let t = p.server_transfers();
+    for f in &t {
+        p.server
+            .disposition(rcv, f.delivery, Some(DeliveryState::Accepted), true)
+            .unwrap();
+    }
+    let bytes = p.server.poll_transmit(p.now).unwrap();
+    // One disposition frame covers all 50.
+    assert!(bytes.len() < 40, "{} bytes", bytes.len());
+    p.client.handle_input(&bytes, p.now);
+    p.drive();
+    let n = p
+        .client_events
+        .iter()
+        .filter(|e| matches!(e, Event::Disposition { settled: true, .. }))
+        .count();
+    assert_eq!(n, 50);
+}
+
+#[test]
+fn rejected_outcome_carries_its_error() {
+    let mut p = Pair::default_pair();
+    let (snd, rcv) = p.sender_link(1);
+    p.client
+        .send(
+            snd,
+            Bytes::from_static(b"t"),
+            Bytes::from_static(b"m"),
+            false,
+            false,
+        )
+        .unwrap();
+    p.drive();
+    let t = p.server_transfers();
+    let state = DeliveryState::Rejected(Rejected {
+        error: Some(crate::definitions::Error::new(
+            condition::DECODE_ERROR,
+            "bad",
+        )),
+    });
+    p.server
+        .disposition(rcv, t[0].delivery, Some(state.clone()), true)
+        .unwrap();
+    p.drive();
+    assert!(
+        p.client_events
+            .iter()
+            .any(|e| matches!(e, Event::Disposition { state: Some(s), .. } if *s == state))
+    );
+}
+
+#[test]
+fn drain_returns_unused_credit() {
+    let mut p = Pair::default_pair();
+    let (snd, rcv) = p.sender_link(5);
+    p.server.flow(rcv, 5, true).unwrap();
+    p.drive();
+    assert!(
+        p.client_events
+            .iter()
+            .any(|e| matches!(e, Event::Credit { link, credit: 5, drain: true } if *link == snd))
+    );
+    p.client.drained(snd).unwrap();
+    p.drive();
+    assert!(p.server_events.contains(&Event::Drained { link: rcv }));
+    assert_eq!(p.client.credit(snd), 0);
+}
+
+#[test]
+fn the_peer_detaching_is_answered_and_reported() {
+    let mut p = Pair::default_pair();
+    let (snd, rcv) = p.sender_link(1);
+    let err = crate::definitions::Error::new(condition::NOT_FOUND, "no such address");
+    p.server.detach(rcv, true, Some(err.clone())).unwrap();
+    p.drive();
+    assert!(p.client_events.contains(&Event::Detached {
+        link: snd,
+        closed: true,
+        error: Some(err),
+    }));
+    assert!(
+        p.server_events
+            .iter()
+            .any(|e| matches!(e, Event::Detached { link, .. } if *link == rcv))
+    );
+    assert_eq!(
+        p.client.send(snd, Bytes::new(), Bytes::new(), true, false),
+        Err(EngineError::UnknownLink)
+    );
+}
+
+#[test]
+fn refused_attach_gets_a_null_terminus_and_an_error() {
+    let mut p = Pair::default_pair();
+    let s = p.client.begin_session().unwrap();
+    p.drive();
+    let link = p
+        .client
+        .attach(
+            s,
+            LinkSpec {
+                name: "r".into(),
+                role: Role::Receiver,
+                source: Some(Source::new("nowhere")),
+                ..LinkSpec::default()
+            },
+        )
+        .unwrap();
+    p.drive();
+    let remote = p.take_attach_request();
+    p.server
+        .refuse_attach(
+            remote,
+            crate::definitions::Error::new(condition::NOT_FOUND, "nope"),
+        )
+        .unwrap();
+    p.drive();
+    assert!(p.client_events.iter().any(
+        |e| matches!(e, Event::Attached { link: l, attach } if *l == link && attach.source.is_none())
+    ));
+    assert!(p.client_events.iter().any(|e| matches!(
+        e,
+        Event::Detached { link: l, error: Some(err), .. } if *l == link && err.condition == condition::NOT_FOUND
+    )));
+}
+
+#[test]
+fn ending_a_session_detaches_its_links() {
+    let mut p = Pair::default_pair();
+    let (snd, rcv) = p.sender_link(1);
+    let session = p.client.link_session(snd).unwrap();
+    p.client.end_session(session, None).unwrap();
+    p.drive();
+    assert!(
+        p.server_events
+            .iter()
+            .any(|e| matches!(e, Event::Detached { link, .. } if *link == rcv))
+    );
+    assert!(
+        p.server_events
+            .iter()
+            .any(|e| matches!(e, Event::SessionEnded { .. }))
+    );
+    assert!(
+        p.client_events
+            .iter()
+            .any(|e| matches!(e, Event::SessionEnded { session: s, .. } if *s == session))
+    );
+}
+
+#[test]
+fn close_is_answered_and_both_sides_finish() {
+    let mut p = Pair::default_pair();
+    p.client.close(None);
+    p.drive();
+    assert!(p.client.is_finished() && p.server.is_finished());
+    assert!(p.server_events.contains(&Event::Closed {
+        error: None,
+        by_peer: true
+    }));
+    assert!(p.client_events.contains(&Event::Closed {
+        error: None,
+        by_peer: true
+    }));
+}
+
+#[test]
+fn idle_peer_is_closed_with_resource_limit_exceeded() {
+    let mut p = Pair::new(
+        ConnectionConfig {
+            idle_timeout: None,
+            ..Default::default()
+        },
+        ConnectionConfig {
+            idle_timeout: Some(Duration::from_secs(10)),
+            ..Default::default()
+        },
+    );
+    let deadline = p.server.poll_timeout().expect("idle timer armed");
+    p.now = deadline;
+    p.server.handle_timeout(p.now);
+    p.drive();
+    assert!(p.server.is_finished());
+    assert!(p.client_events.iter().any(|e| matches!(
+        e,
+        Event::Closed { error: Some(err), by_peer: true } if err.condition == condition::RESOURCE_LIMIT_EXCEEDED
+    )));
+}
+
+#[test]
+fn heartbeats_keep_an_idle_connection_alive() {
+    let mut p = Pair::new(
+        ConnectionConfig::default(),
+        ConnectionConfig {
+            idle_timeout: Some(Duration::from_secs(10)),
+            ..Default::default()
+        },
+    );
+    // The client sends an empty frame before the server's (halved, 5 s)
+    // advertised timeout; run a minute of virtual time.
+    for _ in 0..60 {
+        p.now += Duration::from_secs(1);
+        p.client.handle_timeout(p.now);
+        p.server.handle_timeout(p.now);
+        p.drive();
+    }
+    assert!(p.client.is_open() && p.server.is_open());
+}
+
+#[test]
+fn garbage_after_open_closes_with_a_framing_error() {
+    let mut p = Pair::default_pair();
+    p.server.handle_input(&[0, 0, 0, 4, 2, 0, 0, 0], p.now);
+    p.drive();
+    assert!(p.server.is_finished());
+    assert!(p.client_events.iter().any(|e| matches!(
+        e,
+        Event::Closed { error: Some(err), .. } if err.condition == condition::FRAMING_ERROR
+    )));
+}
+
+#[test]
+fn frame_on_unknown_handle_closes_with_unattached_handle() {
+    let mut p = Pair::default_pair();
+    let (_snd, _) = p.sender_link(1);
+    let mut buf = bytes::BytesMut::new();
+    let flow = crate::definitions::Flow {
+        handle: Some(crate::definitions::Handle(77)),
+        link_credit: Some(1),
+        ..Default::default()
+    };
+    crate::frame::encode_amqp_frame(
+        0,
+        &crate::definitions::Performative::Flow(flow),
+        &[],
+        &mut buf,
+    );
+    p.client.handle_input(&buf, p.now);
+    p.drive();
+    assert!(p.client.is_finished());
+    assert!(p.server_events.iter().any(|e| matches!(
+        e,
+        Event::Closed { error: Some(err), .. } if err.condition == condition::UNATTACHED_HANDLE
+    )));
+}
+
+#[test]
+fn transfer_without_credit_detaches_the_link() {
+    let mut p = Pair::default_pair();
+    let (snd, rcv) = p.sender_link(1);
+    // Make the client believe it has credit the server never gave.
+    p.client.links.get_mut(&snd).unwrap().credit = 3;
+    for _ in 0..2 {
+        p.client
+            .send(
+                snd,
+                Bytes::from_static(b"t"),
+                Bytes::from_static(b"m"),
+                true,
+                false,
+            )
+            .unwrap();
+    }
+    p.drive();
+    assert!(p.client_events.iter().any(|e| matches!(
+        e,
+        Event::Detached { link, error: Some(err), .. } if *link == snd && err.condition == condition::TRANSFER_LIMIT_EXCEEDED
+    )));
+    assert_eq!(p.server_transfers().len(), 1);
+    let _ = rcv;
+}
+
+#[test]
+fn session_window_holds_transfers_until_a_flow_opens_it() {
+    let mut p = Pair::new(
+        ConnectionConfig::default(),
+        ConnectionConfig {
+            session_window: 4,
+            ..Default::default()
+        },
+    );
+    let (snd, _) = p.sender_link(100);
+    for _ in 0..20 {
+        p.client
+            .send(
+                snd,
+                Bytes::from_static(b"t"),
+                Bytes::from_static(b"m"),
+                true,
+                false,
+            )
+            .unwrap();
+    }
+    p.drive();
+    // The server refills its window as it goes; all arrive, none beyond it.
+    assert_eq!(p.server_transfers().len(), 20);
+    assert!(p.server.is_open());
+}
+
+#[test]
+fn multi_frame_abort_is_reported() {
+    let mut p = Pair::default_pair();
+    let (snd, _) = p.sender_link(1);
+    let id = p
+        .client
+        .send(
+            snd,
+            Bytes::from_static(b"t"),
+            Bytes::from_static(b"part"),
+            false,
+            true,
+        )
+        .unwrap();
+    p.client.abort(snd, id).unwrap();
+    p.drive();
+    let t = p.server_transfers();
+    assert_eq!(t.len(), 2);
+    assert!(t[0].more && t[1].aborted && !t[1].more);
+    assert_eq!(t[1].delivery, SequenceNo(0));
+}
