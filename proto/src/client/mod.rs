@@ -259,13 +259,15 @@ impl Client {
         let (link, attach) = self.attach(spec).await?;
         if credit > 0 {
             self.engine.flow(link, credit, false)?;
+            self.flush().await?;
         }
         Ok((link, attach))
     }
 
     /// Sets a receiver's credit.
-    pub fn flow(&mut self, link: LinkId, credit: u32) -> Result<(), ClientError> {
-        Ok(self.engine.flow(link, credit, false)?)
+    pub async fn flow(&mut self, link: LinkId, credit: u32) -> Result<(), ClientError> {
+        self.engine.flow(link, credit, false)?;
+        self.flush().await
     }
 
     /// Asks the sender to use up or return the receiver's credit, and

@@ -60,6 +60,9 @@ pub(crate) struct Link {
     pub credit: u32,
     /// The drain flag from the last flow.
     pub drain: bool,
+    /// Receiver: transfers the peer may still send under credit we took
+    /// back by lowering it (AMQP 1.0 §2.6.7 lets us accept those).
+    pub in_flight_allowance: u32,
     /// The peer's max-message-size (sender) or ours (receiver); 0 = none.
     pub max_message_size: u64,
     /// Sender: the delivery still being sent with `more`.
@@ -140,6 +143,7 @@ impl Connection {
             delivery_count: SequenceNo(0),
             credit: 0,
             drain: false,
+            in_flight_allowance: 0,
             max_message_size: if spec.role == Role::Receiver {
                 spec.max_message_size.unwrap_or(0)
             } else {
@@ -263,6 +267,9 @@ impl Connection {
         if l.role != Role::Receiver {
             return Err(EngineError::WrongRole);
         }
+        // Transfers already on the wire under the credit we take back are
+        // still welcome: count them.
+        l.in_flight_allowance = l.in_flight_allowance.saturating_add(l.credit.saturating_sub(credit));
         l.credit = credit;
         l.drain = drain;
         self.send_link_flow(link, false);
@@ -564,6 +571,7 @@ impl Connection {
                 delivery_count: attach.initial_delivery_count.unwrap_or_default(),
                 credit: 0,
                 drain: false,
+                in_flight_allowance: 0,
                 max_message_size: if our_role == Role::Sender {
                     attach.max_message_size.unwrap_or(0)
                 } else {
@@ -703,6 +711,10 @@ impl Connection {
                         "first transfer of a delivery lacks delivery-id or delivery-tag",
                     );
                 };
+                if l.credit == 0 && l.in_flight_allowance > 0 {
+                    l.in_flight_allowance -= 1;
+                    l.credit += 1;
+                }
                 if l.credit == 0 {
                     let error = Error::new(
                         condition::TRANSFER_LIMIT_EXCEEDED,

@@ -1,0 +1,336 @@
+//! One address: its consumers and producers on this router, and the credit
+//! rule that ties them together.
+//!
+//! Credit, end to end on one node: the credit this router grants to the
+//! producers of an address never exceeds what its consumers granted the
+//! router. For anycast the budget is the sum of the consumers' credit; for
+//! multicast it is the smallest consumer credit (the slowest consumer
+//! drives). Each producer is topped up to at most `window` from what is
+//! left of the budget, so two producers are never promised the same
+//! consumer credit. With no consumer the budget is 0. The lock is per
+//! address: producers and consumers of different addresses never contend.
+
+use std::sync::Mutex;
+
+use ferry_proto::engine::LinkId;
+
+use super::message::{ConnHandle, ConnId, ToConn};
+use crate::config::Distribution;
+
+#[derive(Debug)]
+struct Consumer {
+    conn: ConnHandle,
+    link: LinkId,
+    /// Deliveries the router may still route to it.
+    credit: u32,
+}
+
+#[derive(Debug)]
+struct Producer {
+    conn: ConnHandle,
+    link: LinkId,
+    /// Credit the producer holds (mirrors its link's credit).
+    granted: u32,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    consumers: Vec<Consumer>,
+    producers: Vec<Producer>,
+    /// Round-robin start for ties between consumers.
+    next: usize,
+}
+
+/// Where one delivery goes: consumer links and their connections.
+pub type Targets = Vec<(ConnHandle, LinkId)>;
+
+/// An address with its links on this router.
+#[derive(Debug)]
+pub struct Address {
+    name: String,
+    distribution: Distribution,
+    state: Mutex<State>,
+}
+
+impl Address {
+    /// A new address with no links.
+    pub fn new(name: String, distribution: Distribution) -> Self {
+        Self {
+            name,
+            distribution,
+            state: Mutex::default(),
+        }
+    }
+
+    /// The address.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// How deliveries are distributed.
+    pub fn distribution(&self) -> Distribution {
+        self.distribution
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().expect("address lock poisoned")
+    }
+
+    /// Whether no link uses the address any more.
+    pub fn is_unused(&self) -> bool {
+        let s = self.lock();
+        s.consumers.is_empty() && s.producers.is_empty()
+    }
+
+    /// Whether the address has a consumer.
+    pub fn has_consumers(&self) -> bool {
+        !self.lock().consumers.is_empty()
+    }
+
+    /// Adds a consumer with no credit yet.
+    pub fn add_consumer(&self, conn: ConnHandle, link: LinkId) {
+        self.lock().consumers.push(Consumer {
+            conn,
+            link,
+            credit: 0,
+        });
+    }
+
+    /// Removes a consumer; producers are told to recompute their credit.
+    pub fn remove_consumer(&self, conn: ConnId, link: LinkId) {
+        let mut s = self.lock();
+        s.consumers
+            .retain(|c| !(c.conn.id == conn && c.link == link));
+        notify_producers(&s);
+    }
+
+    /// Changes a consumer's credit by `delta` (its link's flow changed);
+    /// producers are told when there is more to hand out.
+    pub fn adjust_consumer_credit(&self, conn: ConnId, link: LinkId, delta: i64) {
+        let mut s = self.lock();
+        if let Some(c) = s
+            .consumers
+            .iter_mut()
+            .find(|c| c.conn.id == conn && c.link == link)
+        {
+            c.credit = (c.credit as i64 + delta).clamp(0, u32::MAX as i64) as u32;
+        }
+        if delta != 0 {
+            notify_producers(&s);
+        }
+    }
+
+    /// Adds a producer holding no credit.
+    pub fn add_producer(&self, conn: ConnHandle, link: LinkId) {
+        self.lock().producers.push(Producer {
+            conn,
+            link,
+            granted: 0,
+        });
+    }
+
+    /// Removes a producer, returning its unused credit to the budget.
+    pub fn remove_producer(&self, conn: ConnId, link: LinkId) {
+        let mut s = self.lock();
+        s.producers
+            .retain(|p| !(p.conn.id == conn && p.link == link));
+        notify_producers(&s);
+    }
+
+    /// The credit a producer link should now hold: topped up to `window`
+    /// from the budget left, or cut when the budget shrank below what
+    /// producers hold.
+    pub fn grant(&self, conn: ConnId, link: LinkId, window: u32) -> u32 {
+        let mut s = self.lock();
+        let budget = budget(&s, self.distribution) as i64;
+        let held: i64 = s.producers.iter().map(|p| p.granted as i64).sum();
+        let Some(p) = s
+            .producers
+            .iter_mut()
+            .find(|p| p.conn.id == conn && p.link == link)
+        else {
+            return 0;
+        };
+        let spare = budget - held;
+        if spare >= 0 {
+            let give = (window.saturating_sub(p.granted) as i64).min(spare) as u32;
+            p.granted += give;
+        } else {
+            p.granted -= (-spare).min(p.granted as i64) as u32;
+        }
+        p.granted
+    }
+
+    /// Routes one delivery from a producer link (`None`: an anonymous
+    /// sender, whose credit is not drawn from this address): takes one of
+    /// the producer's credit and one of each chosen consumer's. Empty when
+    /// no consumer can take it.
+    pub fn route(&self, from: Option<(ConnId, LinkId)>) -> Targets {
+        let mut s = self.lock();
+        if let Some((conn, link)) = from
+            && let Some(p) = s
+                .producers
+                .iter_mut()
+                .find(|p| p.conn.id == conn && p.link == link)
+        {
+            p.granted = p.granted.saturating_sub(1);
+        }
+        let n = s.consumers.len();
+        match self.distribution {
+            Distribution::Multicast => s
+                .consumers
+                .iter_mut()
+                .filter(|c| c.credit > 0)
+                .map(|c| {
+                    c.credit -= 1;
+                    (c.conn.clone(), c.link)
+                })
+                .collect(),
+            Distribution::Closest => {
+                let Some(c) = s.consumers.iter_mut().find(|c| c.credit > 0) else {
+                    return Vec::new();
+                };
+                c.credit -= 1;
+                vec![(c.conn.clone(), c.link)]
+            }
+            Distribution::Balanced => {
+                // The consumer with the most credit; ties go round-robin.
+                let start = s.next;
+                let best = (0..n)
+                    .map(|i| (start + i) % n)
+                    .filter(|&i| s.consumers[i].credit > 0)
+                    .max_by_key(|&i| {
+                        (
+                            s.consumers[i].credit,
+                            std::cmp::Reverse((i + n - start) % n),
+                        )
+                    });
+                let Some(i) = best else {
+                    return Vec::new();
+                };
+                s.next = (i + 1) % n;
+                let c = &mut s.consumers[i];
+                c.credit -= 1;
+                vec![(c.conn.clone(), c.link)]
+            }
+        }
+    }
+
+    /// Accounts a producer's delivery that is not routed (it expired): it
+    /// used one of the producer's credit.
+    pub fn route_none(&self, conn: ConnId, link: LinkId) {
+        let mut s = self.lock();
+        if let Some(p) = s
+            .producers
+            .iter_mut()
+            .find(|p| p.conn.id == conn && p.link == link)
+        {
+            p.granted = p.granted.saturating_sub(1);
+        }
+    }
+
+    /// Gives back consumer credit taken by [`route`](Self::route) for a
+    /// delivery that was not sent after all.
+    pub fn refund(&self, conn: ConnId, link: LinkId) {
+        self.adjust_consumer_credit(conn, link, 1);
+    }
+}
+
+fn budget(s: &State, distribution: Distribution) -> u32 {
+    match distribution {
+        Distribution::Multicast => s.consumers.iter().map(|c| c.credit).min().unwrap_or(0),
+        _ => s
+            .consumers
+            .iter()
+            .fold(0u32, |acc, c| acc.saturating_add(c.credit)),
+    }
+}
+
+fn notify_producers(s: &State) {
+    for p in &s.producers {
+        p.conn.post(ToConn::Recredit { link: p.link });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::sync::mpsc;
+
+    fn conn(id: u64) -> (ConnHandle, mpsc::UnboundedReceiver<ToConn>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (ConnHandle { id: ConnId(id), tx }, rx)
+    }
+
+    fn link(n: u64) -> LinkId {
+        ferry_proto::engine::LinkId::from_raw(n)
+    }
+
+    #[test]
+    fn producers_share_the_consumer_budget_without_overlap() {
+        let a = Address::new("q".into(), Distribution::Balanced);
+        let (c, _crx) = conn(1);
+        let (p, _prx) = conn(2);
+        a.add_consumer(c, link(1));
+        a.add_producer(p.clone(), link(2));
+        a.add_producer(p, link(3));
+        assert_eq!(
+            a.grant(ConnId(2), link(2), 10),
+            0,
+            "no credit without consumer credit"
+        );
+        a.adjust_consumer_credit(ConnId(1), link(1), 15);
+        assert_eq!(a.grant(ConnId(2), link(2), 10), 10);
+        assert_eq!(a.grant(ConnId(2), link(3), 10), 5);
+    }
+
+    #[test]
+    fn credit_is_cut_when_the_consumer_leaves() {
+        let a = Address::new("q".into(), Distribution::Balanced);
+        let (c, _crx) = conn(1);
+        let (p, mut prx) = conn(2);
+        a.add_consumer(c, link(1));
+        a.add_producer(p, link(2));
+        a.adjust_consumer_credit(ConnId(1), link(1), 5);
+        assert_eq!(a.grant(ConnId(2), link(2), 10), 5);
+        a.remove_consumer(ConnId(1), link(1));
+        assert!(matches!(prx.try_recv(), Ok(ToConn::Recredit { .. })));
+        assert_eq!(a.grant(ConnId(2), link(2), 10), 0);
+    }
+
+    #[test]
+    fn balanced_spreads_and_closest_prefers_the_first() {
+        for (dist, expect_spread) in [
+            (Distribution::Balanced, true),
+            (Distribution::Closest, false),
+        ] {
+            let a = Address::new("q".into(), dist);
+            let (c, _rx) = conn(1);
+            a.add_consumer(c.clone(), link(1));
+            a.add_consumer(c, link(2));
+            a.adjust_consumer_credit(ConnId(1), link(1), 10);
+            a.adjust_consumer_credit(ConnId(1), link(2), 10);
+            let picks: Vec<LinkId> = (0..10).map(|_| a.route(None)[0].1).collect();
+            let to_first = picks.iter().filter(|l| **l == link(1)).count();
+            if expect_spread {
+                assert_eq!(to_first, 5, "{picks:?}");
+            } else {
+                assert_eq!(to_first, 10);
+            }
+        }
+    }
+
+    #[test]
+    fn multicast_budget_is_the_slowest_consumer() {
+        let a = Address::new("m".into(), Distribution::Multicast);
+        let (c, _rx) = conn(1);
+        let (p, _prx) = conn(2);
+        a.add_consumer(c.clone(), link(1));
+        a.add_consumer(c, link(2));
+        a.add_producer(p, link(3));
+        a.adjust_consumer_credit(ConnId(1), link(1), 10);
+        a.adjust_consumer_credit(ConnId(1), link(2), 3);
+        assert_eq!(a.grant(ConnId(2), link(3), 100), 3);
+        assert_eq!(a.route(Some((ConnId(2), link(3)))).len(), 2);
+    }
+}

@@ -1,0 +1,130 @@
+//! The forwarding core shared by every connection task: the address table
+//! and the rules for routing on one node. Deliveries never pass through a
+//! central task: a producer's connection task routes each message straight
+//! to the consumer's connection task, and the outcome comes straight back.
+//! The only shared state is the per-address lock of [`Address`].
+
+mod address;
+mod fields;
+mod message;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+pub use address::{Address, Targets};
+pub use fields::{RoutingFields, routing_fields};
+pub use message::{
+    ConnHandle, ConnId, Fanout, Forwarded, Origin, StreamKey, ToConn, delivery_failed,
+};
+
+use crate::config::{Config, Distribution, Limits};
+
+/// Counters of what the core has done, for logs and tests.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Deliveries routed to at least one consumer.
+    pub routed: AtomicU64,
+    /// Unsettled deliveries released for want of a consumer.
+    pub released_no_route: AtomicU64,
+    /// Pre-settled deliveries dropped for want of a consumer.
+    pub dropped_presettled: AtomicU64,
+    /// Deliveries rejected because their time to live had passed.
+    pub expired: AtomicU64,
+}
+
+/// The shared forwarding core.
+#[derive(Debug)]
+pub struct Core {
+    router_id: String,
+    addresses: RwLock<HashMap<String, Arc<Address>>>,
+    config: Config,
+    next_conn: AtomicU64,
+    next_dynamic: AtomicU64,
+    /// What the core has done.
+    pub stats: Stats,
+}
+
+impl Core {
+    /// A core for the router `config` describes.
+    pub fn new(config: &Config) -> Self {
+        Self {
+            router_id: config.router.id.clone(),
+            addresses: RwLock::default(),
+            config: config.clone(),
+            next_conn: AtomicU64::new(0),
+            next_dynamic: AtomicU64::new(0),
+            stats: Stats::default(),
+        }
+    }
+
+    /// The router's limits.
+    pub fn limits(&self) -> &Limits {
+        &self.config.limits
+    }
+
+    /// A fresh connection id.
+    pub fn next_conn_id(&self) -> ConnId {
+        ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed) + 1)
+    }
+
+    /// The distribution for `address`: that of the longest matching
+    /// `[[address]]` prefix, else balanced.
+    pub fn distribution(&self, address: &str) -> Distribution {
+        self.config.distribution_for(address)
+    }
+
+    /// The address, created if new. Links hold the returned `Arc`.
+    pub fn address(&self, name: &str) -> Arc<Address> {
+        if let Some(a) = self.addresses.read().expect("table lock").get(name) {
+            return a.clone();
+        }
+        let mut table = self.addresses.write().expect("table lock");
+        table
+            .entry(name.to_string())
+            .or_insert_with(|| Arc::new(Address::new(name.to_string(), self.distribution(name))))
+            .clone()
+    }
+
+    /// The address if it exists (for routing by `to`: no address, no route).
+    pub fn lookup(&self, name: &str) -> Option<Arc<Address>> {
+        self.addresses
+            .read()
+            .expect("table lock")
+            .get(name)
+            .cloned()
+    }
+
+    /// Drops the address from the table if no link uses it. Links register
+    /// with an address while it is in the table, so an unused address is
+    /// held by no link and can go.
+    pub fn release(&self, address: &Arc<Address>) {
+        let mut table = self.addresses.write().expect("table lock");
+        if address.is_unused()
+            && table
+                .get(address.name())
+                .is_some_and(|a| Arc::ptr_eq(a, address))
+        {
+            table.remove(address.name());
+        }
+    }
+
+    /// A unique address for a dynamic node (AMQP 1.0 §3.5.3 `dynamic`),
+    /// e.g. for a request/reply client's reply-to.
+    pub fn dynamic_address(&self) -> String {
+        let n = self.next_dynamic.fetch_add(1, Ordering::Relaxed) + 1;
+        format!("_dynamic/{}/{n}", self.router_id)
+    }
+
+    /// How many addresses are in the table.
+    pub fn address_count(&self) -> usize {
+        self.addresses.read().expect("table lock").len()
+    }
+}
+
+impl Core {
+    /// The router's id (also its AMQP container id).
+    pub fn router_id(&self) -> &str {
+        &self.router_id
+    }
+}

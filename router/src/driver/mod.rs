@@ -1,0 +1,148 @@
+//! One task per connection: the thin async driver around the sans-IO
+//! engine (the `quinn` to `ferry_proto`'s `quinn-proto`). It moves bytes
+//! between the socket and the engine, fires the engine's timer, and hands
+//! engine events and messages from other connection tasks to the link
+//! logic in [`links`].
+
+mod links;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ferry_proto::definitions::{Error, condition};
+use ferry_proto::engine::{Connection, ConnectionConfig, SaslServerConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+use crate::core::{ConnHandle, Core, ToConn};
+use crate::listener::Accepted;
+use links::Links;
+
+/// How long we wait for the peer's close after sending ours.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// Serves one accepted client connection until it closes or the router
+/// shuts down.
+pub async fn serve(accepted: Accepted, core: Arc<Core>) {
+    let Accepted {
+        stream,
+        peer,
+        listener,
+        shutdown,
+        ..
+    } = accepted;
+    let limits = core.limits().clone();
+    let mechanisms = &listener.sasl_mechanisms;
+    let config = ConnectionConfig {
+        container_id: core_container_id(&core),
+        max_frame_size: limits.max_frame_size,
+        channel_max: limits.max_sessions_per_connection.saturating_sub(1),
+        max_sessions: limits.max_sessions_per_connection.into(),
+        max_links_per_session: limits.max_links_per_connection,
+        sasl_server: Some(SaslServerConfig {
+            anonymous: mechanisms
+                .iter()
+                .any(|m| m.eq_ignore_ascii_case("ANONYMOUS")),
+            plain: None,
+            required: listener.require_sasl,
+        }),
+        ..ConnectionConfig::default()
+    };
+    let engine = Connection::server(config, Instant::now());
+    let (tx, rx) = mpsc::unbounded_channel();
+    let handle = ConnHandle {
+        id: core.next_conn_id(),
+        tx,
+    };
+    tracing::debug!(conn = handle.id.0, %peer, "connection accepted");
+    let mut task = Task {
+        stream,
+        engine,
+        rx,
+        links: Links::new(core, handle.clone()),
+        read_buf: vec![0; 64 * 1024],
+    };
+    let reason = task.run(shutdown).await;
+    task.links.teardown();
+    tracing::debug!(conn = handle.id.0, %peer, reason, "connection ended");
+}
+
+fn core_container_id(core: &Core) -> String {
+    core.router_id().to_string()
+}
+
+struct Task {
+    stream: TcpStream,
+    engine: Connection,
+    rx: mpsc::UnboundedReceiver<ToConn>,
+    links: Links,
+    read_buf: Vec<u8>,
+}
+
+impl Task {
+    async fn run(&mut self, shutdown: crate::shutdown::Shutdown) -> &'static str {
+        let mut closing_since: Option<tokio::time::Instant> = None;
+        loop {
+            self.links.handle_events(&mut self.engine);
+            if let Err(e) = self.flush().await {
+                tracing::debug!(error = %e, "write failed");
+                self.engine.handle_eof();
+                self.links.handle_events(&mut self.engine);
+                return "write failed";
+            }
+            if self.engine.is_finished() {
+                return "closed";
+            }
+            let timer = self
+                .engine
+                .poll_timeout()
+                .map(tokio::time::Instant::from_std);
+            let close_deadline = closing_since.map(|t| t + CLOSE_GRACE);
+            let wake = match (timer, close_deadline) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            tokio::select! {
+                r = self.stream.read(&mut self.read_buf) => match r {
+                    Ok(0) | Err(_) => self.engine.handle_eof(),
+                    Ok(n) => self.engine.handle_input(&self.read_buf[..n], Instant::now()),
+                },
+                Some(msg) = self.rx.recv() => {
+                    self.links.handle_message(&mut self.engine, msg);
+                    // Take whatever else is queued before writing.
+                    while let Ok(msg) = self.rx.try_recv() {
+                        self.links.handle_message(&mut self.engine, msg);
+                    }
+                }
+                _ = sleep_until(wake) => {
+                    if close_deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+                        return "peer did not answer close";
+                    }
+                    self.engine.handle_timeout(Instant::now());
+                }
+                _ = shutdown.triggered(), if closing_since.is_none() => {
+                    closing_since = Some(tokio::time::Instant::now());
+                    self.engine.close(Some(Error::new(
+                        condition::CONNECTION_FORCED,
+                        "router shutting down",
+                    )));
+                }
+            }
+        }
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        while let Some(bytes) = self.engine.poll_transmit(Instant::now()) {
+            self.stream.write_all(&bytes).await?;
+        }
+        Ok(())
+    }
+}
+
+async fn sleep_until(t: Option<tokio::time::Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}

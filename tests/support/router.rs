@@ -1,0 +1,51 @@
+//! Starting the real `ferry` binary for a test, on a free port.
+
+use std::net::SocketAddr;
+
+use ferry_proto::client::{Client, ClientOptions};
+use ferry_tests::{Ferry, TempDir, WAIT};
+
+/// A running router and the address of its one client listener.
+pub struct Router {
+    /// The process (terminated on drop by `Ferry`).
+    pub ferry: Ferry,
+    /// Where clients connect.
+    pub addr: SocketAddr,
+    _dir: TempDir,
+}
+
+impl Router {
+    /// Starts `ferry run` with one normal listener on a free port, plus
+    /// `extra` TOML (address rules, limits).
+    pub fn start(extra: &str) -> Self {
+        Self::start_with_env(extra, &[])
+    }
+
+    /// As [`start`](Self::start), with environment variables.
+    pub fn start_with_env(extra: &str, env: &[(&str, &str)]) -> Self {
+        let dir = TempDir::new();
+        let toml = format!(
+            "[router]\nid = \"test\"\n\n[[listener]]\nhost = \"127.0.0.1\"\nport = 0\nrole = \"normal\"\n\n{extra}"
+        );
+        let path = dir.write("ferry.toml", &toml);
+        let mut ferry = Ferry::spawn(["run".as_ref(), "--config".as_ref(), path.as_os_str()], env);
+        let addr = ferry.wait_listening(1, WAIT)[0];
+        Router {
+            ferry,
+            addr,
+            _dir: dir,
+        }
+    }
+
+    /// A connected client.
+    pub async fn client(&self) -> Client {
+        Client::connect(self.addr, ClientOptions::default())
+            .await
+            .expect("connect to ferry")
+    }
+
+    /// `amqp://host:port`.
+    pub fn url(&self) -> String {
+        format!("amqp://{}", self.addr)
+    }
+}
