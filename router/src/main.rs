@@ -1,1 +1,180 @@
-fn main() {}
+//! `ferry`: the router binary. Parses the command line, loads the
+//! configuration, sets up logging, and runs the listeners until SIGTERM or
+//! ctrl-c. Errors end the process with one line on stderr and exit status 2
+//! (configuration or usage) or 1 (anything else).
+//!
+//! This file is also compiled by `tests/Cargo.toml` as the `ferry-under-test`
+//! binary the black-box tests run: a crate used here must be listed there
+//! too.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use ferry_router::config::{Config, ConfigError};
+use ferry_router::core::Core;
+use ferry_router::driver;
+use ferry_router::listener::{Accepted, Server, connection_handler};
+use ferry_router::shutdown::Signals;
+use std::sync::Arc;
+use tracing::info;
+use tracing_subscriber::EnvFilter;
+
+/// Exit status for a configuration or usage error (clap uses 2 as well).
+const EXIT_CONFIG: u8 = 2;
+/// Exit status for any other failure, e.g. a port in use.
+const EXIT_RUNTIME: u8 = 1;
+
+const ENVIRONMENT_HELP: &str = "\
+Configuration:
+  A TOML file given with --config (or FERRY_CONFIG); without one, the built-in
+  default: a standalone router with one AMQP listener on 127.0.0.1:5672.
+  Every key can be overridden by an environment variable: FERRY_ followed by
+  the key path, sections, keys and [[array]] indexes (from 0) separated by a
+  double underscore, in any letter case. Lists are comma-separated.
+    FERRY_ROUTER__ID=A                      [router] id
+    FERRY_ROUTER__MODE=interior             [router] mode
+    FERRY_LIMITS__MAX_FRAME_SIZE=16384      [limits] max_frame_size
+    FERRY_LOG__LEVEL=debug                  [log] level
+    FERRY_LISTENER__0__PORT=5673            port of the first [[listener]]
+    FERRY_LISTENER__1__HOST=0.0.0.0         (with ..__1__PORT) adds a second one
+    FERRY_LISTENER__0__SASL_MECHANISMS=ANONYMOUS
+  Every key, its default and its limits: router/CONFIG.md.
+
+Logging:
+  To stderr. RUST_LOG (e.g. RUST_LOG=debug), when set, wins over [log] level.
+
+Exit status:
+  0  clean shutdown after SIGTERM or ctrl-c (also: check-config succeeded)
+  1  runtime error, e.g. a listener's port is in use
+  2  configuration or command-line error";
+
+/// Ferry: an AMQP 1.0 router mesh.
+#[derive(Debug, Parser)]
+#[command(
+    name = "ferry",
+    version,
+    propagate_version = true,
+    after_help = ENVIRONMENT_HELP,
+    arg_required_else_help = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start the router and serve until SIGTERM or ctrl-c
+    ///
+    /// Binds every `[[listener]]` first (any failure, e.g. a port in use, stops
+    /// start-up), logs `listening on ADDRESS (ROLE)` for each, then accepts
+    /// connections. On SIGTERM or ctrl-c it stops accepting, closes every
+    /// connection cleanly, waits up to 5 s for them, and exits 0.
+    #[command(after_help = ENVIRONMENT_HELP)]
+    Run(ConfigArgs),
+    /// Validate the configuration and print the effective result as TOML
+    ///
+    /// Loads the file (or the built-in default), applies FERRY_…
+    /// environment overrides, validates, and prints every key with its
+    /// effective value. Binds nothing.
+    #[command(after_help = ENVIRONMENT_HELP)]
+    CheckConfig(ConfigArgs),
+}
+
+#[derive(Debug, Args)]
+struct ConfigArgs {
+    /// TOML configuration file [default: the built-in standalone router on
+    /// 127.0.0.1:5672]
+    #[arg(short, long, value_name = "PATH", env = "FERRY_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Run(args) => run(&args),
+        Command::CheckConfig(args) => check_config(&args),
+    }
+}
+
+fn check_config(args: &ConfigArgs) -> ExitCode {
+    match Config::load(args.config.as_deref()) {
+        Ok(config) => {
+            let mut stdout = std::io::stdout().lock();
+            match write!(stdout, "{config}").and_then(|()| stdout.flush()) {
+                Ok(()) => ExitCode::SUCCESS,
+                // E.g. a closed pipe (`ferry check-config | head`): nothing to say.
+                Err(_) => ExitCode::from(EXIT_RUNTIME),
+            }
+        }
+        Err(error) => config_error(&error),
+    }
+}
+
+fn run(args: &ConfigArgs) -> ExitCode {
+    let config = match Config::load(args.config.as_deref()) {
+        Ok(config) => config,
+        Err(error) => return config_error(&error),
+    };
+    if let Err(message) = init_logging(&config) {
+        eprintln!("ferry: config error: {message}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    let served = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+        .and_then(|runtime| runtime.block_on(serve(config)));
+    match served {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("ferry: error: {error:#}");
+            ExitCode::from(EXIT_RUNTIME)
+        }
+    }
+}
+
+fn config_error(error: &ConfigError) -> ExitCode {
+    eprintln!("ferry: config error: {error}");
+    ExitCode::from(EXIT_CONFIG)
+}
+
+/// Log to stderr, filtered by `RUST_LOG` when set, else by `[log] level`.
+fn init_logging(config: &Config) -> Result<(), String> {
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(directives) if !directives.trim().is_empty() => EnvFilter::try_new(&directives)
+            .map_err(|error| format!("invalid RUST_LOG {directives:?}: {error}"))?,
+        _ => EnvFilter::try_new(&config.log.level)
+            .map_err(|error| format!("invalid log.level: {error}"))?,
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    Ok(())
+}
+
+/// Bind, serve until a signal, drain.
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let mut signals = Signals::register().context("cannot register signal handlers")?;
+    let server = Server::bind(&config).await?;
+    info!(
+        id = %config.router.id,
+        mode = %config.router.mode,
+        version = env!("CARGO_PKG_VERSION"),
+        "router started"
+    );
+    let stop = async move {
+        let signal = signals.recv().await;
+        info!("{signal} received; shutting down");
+    };
+    let core = Arc::new(Core::new(&config));
+    let handler =
+        connection_handler(move |accepted: Accepted| driver::serve(accepted, core.clone()));
+    let drained = server.run(handler, stop).await;
+    info!(aborted = drained.aborted, "router stopped");
+    Ok(())
+}

@@ -305,6 +305,9 @@ impl Client {
     }
 
     fn check_link(&self, link: LinkId) -> Result<(), ClientError> {
+        if let Some(err) = &self.closed {
+            return Err(ClientError::ConnectionClosed(err.clone()));
+        }
         match self.links.get(&link).and_then(|b| b.detached.clone()) {
             Some(err) => Err(ClientError::Detached(err)),
             None => Ok(()),
@@ -461,13 +464,17 @@ impl Client {
                 return Ok(());
             }
             self.flush().await?;
+            // Absorb every queued event before deciding, so that state
+            // which arrives together (a detach and the close behind it) is
+            // seen together.
+            let mut hit = false;
             while let Some(ev) = self.engine.poll_event() {
-                let hit = done(Some(&ev), &self.links);
+                hit |= done(Some(&ev), &self.links);
                 self.absorb(ev);
-                if hit || done(None, &self.links) {
-                    self.flush().await?;
-                    return Ok(());
-                }
+            }
+            if hit || done(None, &self.links) {
+                self.flush().await?;
+                return Ok(());
             }
             if let Some(err) = &self.closed {
                 return Err(ClientError::ConnectionClosed(err.clone()));

@@ -1,0 +1,24 @@
+//! Router configuration: typed entities, loading from TOML and `FERRY_…`
+//! environment variables, validation, and one-line errors.
+//!
+//! Sources, later ones winning: the embedded default ([`DEFAULT_TOML`]) or
+//! the file given with `--config`, then environment variables (scheme in
+//! [`mod@env`]). The user-facing reference is `router/CONFIG.md`.
+
+mod address;
+pub mod env;
+mod error;
+mod load;
+mod model;
+mod render;
+mod validate;
+
+pub use error::{ConfigError, Origin};
+pub use load::DEFAULT_TOML;
+pub use model::{
+    AddressConfig, Config, ConnectorConfig, Distribution, Limits, ListenerConfig, LogConfig, Named,
+    Role, RouterConfig, RouterMode, default_router_id, default_sasl_mechanisms,
+};
+pub use validate::{
+    MAX_CONNECTIONS_LIMIT, MAX_ROUTER_ID_LEN, MIN_MAX_FRAME_SIZE, SUPPORTED_SASL_MECHANISMS,
+};

@@ -1,0 +1,313 @@
+//! The configuration entities, as deserialised from TOML and `FERRY_…`
+//! environment variables. Defaults live here, next to the fields they fill.
+
+use std::fmt;
+
+use serde::Deserialize;
+
+/// A configuration enum, written as one of a few names (any letter case).
+pub trait Named: Copy + Sized + 'static {
+    /// Every value, in documentation order.
+    const ALL: &'static [Self];
+
+    /// The name used in the configuration.
+    fn as_str(self) -> &'static str;
+
+    /// The value named `name` (case-insensitive).
+    ///
+    /// # Errors
+    ///
+    /// A message listing the valid names.
+    fn from_name(name: &str) -> Result<Self, String> {
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|value| value.as_str().eq_ignore_ascii_case(name.trim()))
+            .ok_or_else(|| {
+                let names: Vec<String> = Self::ALL
+                    .iter()
+                    .map(|v| format!("{:?}", v.as_str()))
+                    .collect();
+                format!("expected one of {}, found {name:?}", names.join(", "))
+            })
+    }
+}
+
+/// `Display`, `FromStr` and `TryFrom<String>` (for serde) through [`Named`].
+macro_rules! named_impls {
+    ($($ty:ty),*) => {$(
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl std::str::FromStr for $ty {
+            type Err = String;
+
+            fn from_str(name: &str) -> Result<Self, String> {
+                Self::from_name(name)
+            }
+        }
+
+        impl TryFrom<String> for $ty {
+            type Error = String;
+
+            fn try_from(name: String) -> Result<Self, String> {
+                Self::from_name(&name)
+            }
+        }
+    )*};
+}
+
+named_impls!(RouterMode, Role, Distribution);
+
+/// The whole router configuration: one value of this type drives a router.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `[router]`: identity and mode of this router.
+    #[serde(default)]
+    pub router: RouterConfig,
+    /// `[[listener]]`: sockets this router accepts connections on.
+    #[serde(default, rename = "listener")]
+    pub listeners: Vec<ListenerConfig>,
+    /// `[[connector]]`: other routers this router dials.
+    #[serde(default, rename = "connector")]
+    pub connectors: Vec<ConnectorConfig>,
+    /// `[[address]]`: distribution per address prefix.
+    #[serde(default, rename = "address")]
+    pub addresses: Vec<AddressConfig>,
+    /// `[limits]`: resource limits, all with safe defaults.
+    #[serde(default)]
+    pub limits: Limits,
+    /// `[log]`: logging.
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// `[router]`: who this router is and what part it plays in a mesh.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RouterConfig {
+    /// Router id, unique in the mesh. Defaults to the host name, or `ferry`
+    /// when the host name cannot be read.
+    pub id: String,
+    /// Role of the router in a mesh.
+    pub mode: RouterMode,
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        Self {
+            id: default_router_id(),
+            mode: RouterMode::Standalone,
+        }
+    }
+}
+
+/// The default router id: the host name when it can be read, else `ferry`.
+pub fn default_router_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty() && super::validate::is_valid_router_id(name))
+        .unwrap_or_else(|| "ferry".to_owned())
+}
+
+/// `router.mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum RouterMode {
+    /// A single router serving clients; no inter-router connections.
+    Standalone,
+    /// A member of the mesh's interior: takes part in the routing protocol.
+    Interior,
+    /// A leaf router that attaches to interior routers through `edge`
+    /// connectors and does not take part in the routing protocol.
+    Edge,
+}
+
+impl Named for RouterMode {
+    const ALL: &'static [Self] = &[Self::Standalone, Self::Interior, Self::Edge];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Standalone => "standalone",
+            Self::Interior => "interior",
+            Self::Edge => "edge",
+        }
+    }
+}
+
+/// What kind of peer a listener or connector expects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum Role {
+    /// AMQP clients (producers and consumers).
+    Normal,
+    /// Another interior router of the mesh (needs `router.mode = "interior"`).
+    InterRouter,
+    /// An edge router and its interior uplink: an interior router listens
+    /// with this role, an edge router connects with it.
+    Edge,
+}
+
+impl Named for Role {
+    const ALL: &'static [Self] = &[Self::Normal, Self::InterRouter, Self::Edge];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Normal => "normal",
+            Self::InterRouter => "inter-router",
+            Self::Edge => "edge",
+        }
+    }
+}
+
+/// `[[listener]]`: a socket the router accepts connections on.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    /// Host name or IP address to bind, e.g. `127.0.0.1` or `0.0.0.0`.
+    pub host: String,
+    /// TCP port; 0 lets the operating system pick one (the log line
+    /// `listening on …` tells which).
+    pub port: u16,
+    /// Kind of peer expected on this listener.
+    #[serde(default = "default_listener_role")]
+    pub role: Role,
+    /// SASL mechanisms offered when the peer starts with a SASL header.
+    #[serde(default = "default_sasl_mechanisms")]
+    pub sasl_mechanisms: Vec<String>,
+    /// When true, a peer must negotiate SASL; when false (the default) a bare
+    /// AMQP protocol header is accepted too.
+    #[serde(default)]
+    pub require_sasl: bool,
+}
+
+fn default_listener_role() -> Role {
+    Role::Normal
+}
+
+/// The SASL mechanisms offered by default: `ANONYMOUS`, as stock Qpid Proton
+/// and Qpid JMS clients send it.
+pub fn default_sasl_mechanisms() -> Vec<String> {
+    vec!["ANONYMOUS".to_owned()]
+}
+
+/// `[[connector]]`: another router this router dials (and redials).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectorConfig {
+    /// Host name or IP address of the peer router.
+    pub host: String,
+    /// TCP port of the peer router's listener.
+    pub port: u16,
+    /// Kind of link: `inter-router` (interior to interior, the default) or
+    /// `edge` (edge router to its interior uplink).
+    #[serde(default = "default_connector_role")]
+    pub role: Role,
+    /// Path cost of this connection for the routing protocol (at least 1).
+    #[serde(default = "default_cost")]
+    pub cost: u32,
+}
+
+fn default_connector_role() -> Role {
+    Role::InterRouter
+}
+
+fn default_cost() -> u32 {
+    1
+}
+
+/// `[[address]]`: how messages to addresses under a prefix are distributed.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddressConfig {
+    /// Address prefix, matched on `.` and `/` boundaries (see
+    /// [`Config::distribution_for`]).
+    pub prefix: String,
+    /// Distribution for matching addresses.
+    pub distribution: Distribution,
+}
+
+/// How a message to an address is distributed among its consumers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(try_from = "String")]
+pub enum Distribution {
+    /// Anycast to the consumer with the lowest path cost (local first).
+    Closest,
+    /// Anycast spread by available credit, weighted by cost. The default for
+    /// addresses that match no prefix.
+    #[default]
+    Balanced,
+    /// Every consumer gets one copy.
+    Multicast,
+}
+
+impl Named for Distribution {
+    const ALL: &'static [Self] = &[Self::Closest, Self::Balanced, Self::Multicast];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Closest => "closest",
+            Self::Balanced => "balanced",
+            Self::Multicast => "multicast",
+        }
+    }
+}
+
+/// `[limits]`: resource limits. Exceeding one yields an AMQP error on the
+/// connection or link concerned, never a crash.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Connections open at once, over all listeners.
+    pub max_connections: usize,
+    /// Largest AMQP frame, in bytes, offered in `open` (at least 512).
+    pub max_frame_size: u32,
+    /// Sessions per connection (AMQP `channel-max` + 1).
+    pub max_sessions_per_connection: u16,
+    /// Links per connection, over all its sessions.
+    pub max_links_per_connection: u32,
+    /// Largest message, in bytes, a link accepts.
+    pub max_message_size: u64,
+    /// Credit the router grants on one incoming link at most (the per-hop
+    /// window W of the credit scheme).
+    pub link_credit_window: u32,
+    /// Bytes of one producer's messages the router holds in flight at most.
+    pub max_in_flight_bytes_per_producer: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 16_384,
+            max_frame_size: 65_536,
+            max_sessions_per_connection: 256,
+            max_links_per_connection: 8_192,
+            max_message_size: 100 * 1024 * 1024,
+            link_credit_window: 250,
+            max_in_flight_bytes_per_producer: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// `[log]`: logging.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A `tracing` filter: a level (`error`, `warn`, `info`, `debug`,
+    /// `trace`) or directives such as `info,ferry_router=debug`. `RUST_LOG`,
+    /// when set, wins over this.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".to_owned(),
+        }
+    }
+}

@@ -1,0 +1,495 @@
+//! Listeners: bind every `[[listener]]`, accept connections, cap their
+//! number, and hand each one to the [`ConnectionHandler`] seam; on shutdown,
+//! stop accepting and wait (bounded) for the connections to finish.
+//!
+//! Modelled on mini-redis's `server.rs`. Over `limits.max_connections`, a
+//! new connection is accepted and closed at once (the peer sees the TCP
+//! connection end without an AMQP `open`), rather than left waiting in the
+//! kernel's backlog; the AMQP-level refusal (`open` then `close` with
+//! `amqp:resource-limit-exceeded`) comes with the engine.
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tracing::{debug, error, info, warn};
+
+use crate::config::{Config, Limits, ListenerConfig};
+use crate::shutdown::{self, Shutdown};
+
+/// How long [`Server::run`] waits, after shutdown starts, for connection
+/// tasks to finish before aborting them.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
+/// First pause after a failed `accept`; doubles up to [`MAX_ACCEPT_BACKOFF`].
+const MIN_ACCEPT_BACKOFF: Duration = Duration::from_millis(5);
+/// Longest pause after failed `accept`s (e.g. out of file descriptors).
+const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
+
+/// A boxed future returned by a [`ConnectionHandler`].
+pub type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+/// **The seam**: what the router does with each accepted connection.
+///
+/// Called once per connection, on the accept loop; the returned future runs
+/// in its own task, which is the connection's lifetime: the connection slot
+/// (see `limits.max_connections`) is freed when it completes. It should
+/// complete soon after `accepted.shutdown` fires (closing the connection
+/// cleanly, e.g. with an AMQP `close`); after [`DEFAULT_GRACE`] it is
+/// aborted. The AMQP engine's connection driver plugs in here.
+pub type ConnectionHandler = Arc<dyn Fn(Accepted) -> BoxFuture + Send + Sync + 'static>;
+
+/// Make a [`ConnectionHandler`] from an async function or closure.
+pub fn connection_handler<F, Fut>(handler: F) -> ConnectionHandler
+where
+    F: Fn(Accepted) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    Arc::new(move |accepted| Box::pin(handler(accepted)))
+}
+
+/// An accepted connection, as handed to the [`ConnectionHandler`].
+#[derive(Debug)]
+pub struct Accepted {
+    /// The socket, with `TCP_NODELAY` set.
+    pub stream: TcpStream,
+    /// The peer's address.
+    pub peer: SocketAddr,
+    /// The local address it was accepted on.
+    pub local: SocketAddr,
+    /// The `[[listener]]` that accepted it (role, SASL settings).
+    pub listener: Arc<ListenerConfig>,
+    /// The router's `[limits]`.
+    pub limits: Arc<Limits>,
+    /// Fires when the router shuts down.
+    pub shutdown: Shutdown,
+}
+
+/// A listener could not be bound. Display names the address; the
+/// operating system's reason is the [`std::error::Error::source`].
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {address} (listener[{index}])")]
+pub struct BindError {
+    /// Position of the `[[listener]]` in the configuration.
+    pub index: usize,
+    /// `host:port` as configured.
+    pub address: String,
+    /// The operating system's reason.
+    #[source]
+    pub source: io::Error,
+}
+
+/// How a [`Server::run`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Drained {
+    /// Connection tasks still running at the end of the grace period, and
+    /// therefore aborted.
+    pub aborted: usize,
+}
+
+/// One bound listener.
+struct Bound {
+    index: usize,
+    config: Arc<ListenerConfig>,
+    socket: TcpListener,
+    local: SocketAddr,
+}
+
+/// Every listener of a configuration, bound and not yet accepting.
+pub struct Server {
+    bound: Vec<Bound>,
+    limits: Arc<Limits>,
+    grace: Duration,
+}
+
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("local_addrs", &self.local_addrs())
+            .field("grace", &self.grace)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `host:port`, with brackets around IPv6 literals.
+fn host_port(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+impl Server {
+    /// Bind every `[[listener]]` of `config`, in order; the first failure
+    /// (e.g. port in use) is returned and nothing is left bound. Logs
+    /// `listening on ADDR (ROLE)` for each once all are bound.
+    ///
+    /// # Errors
+    ///
+    /// A [`BindError`] naming the first listener that could not be bound.
+    pub async fn bind(config: &Config) -> Result<Self, BindError> {
+        let mut bound = Vec::with_capacity(config.listeners.len());
+        for (index, listener) in config.listeners.iter().enumerate() {
+            let address = host_port(&listener.host, listener.port);
+            let bind_error = |source| BindError {
+                index,
+                address: address.clone(),
+                source,
+            };
+            let socket = TcpListener::bind((listener.host.as_str(), listener.port))
+                .await
+                .map_err(bind_error)?;
+            let local = socket.local_addr().map_err(bind_error)?;
+            bound.push(Bound {
+                index,
+                config: Arc::new(listener.clone()),
+                socket,
+                local,
+            });
+        }
+        for b in &bound {
+            info!(
+                listener = b.index,
+                "listening on {} ({})", b.local, b.config.role
+            );
+        }
+        Ok(Self {
+            bound,
+            limits: Arc::new(config.limits.clone()),
+            grace: DEFAULT_GRACE,
+        })
+    }
+
+    /// The bound addresses, in configuration order (useful with port 0).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.bound.iter().map(|b| b.local).collect()
+    }
+
+    /// Replace [`DEFAULT_GRACE`].
+    #[must_use]
+    pub fn with_grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+
+    /// Accept connections on every listener and pass each to `handler`,
+    /// until `stop` completes. Then stop accepting, signal every connection
+    /// task through its [`Shutdown`], wait up to the grace period for them
+    /// to finish, and abort those left.
+    pub async fn run(self, handler: ConnectionHandler, stop: impl Future<Output = ()>) -> Drained {
+        let (trigger, shutdown) = shutdown::channel();
+        let slots = Arc::new(Semaphore::new(self.limits.max_connections));
+        let mut loops = JoinSet::new();
+        for bound in self.bound {
+            let accept = AcceptLoop {
+                bound,
+                handler: handler.clone(),
+                limits: self.limits.clone(),
+                slots: slots.clone(),
+                shutdown: shutdown.clone(),
+                grace: self.grace,
+            };
+            loops.spawn(accept.run());
+        }
+        stop.await;
+        trigger.fire();
+        let mut drained = Drained::default();
+        while let Some(result) = loops.join_next().await {
+            match result {
+                Ok(aborted) => drained.aborted += aborted,
+                Err(error) => error!(%error, "accept loop failed"),
+            }
+        }
+        drained
+    }
+}
+
+/// One listener's accept loop and the connection tasks it spawned.
+struct AcceptLoop {
+    bound: Bound,
+    handler: ConnectionHandler,
+    limits: Arc<Limits>,
+    slots: Arc<Semaphore>,
+    shutdown: Shutdown,
+    grace: Duration,
+}
+
+impl AcceptLoop {
+    /// Accept until shutdown, then drain; returns the number of connection
+    /// tasks aborted at the end of the grace period.
+    async fn run(self) -> usize {
+        let Self {
+            bound,
+            handler,
+            limits,
+            slots,
+            shutdown,
+            grace,
+        } = self;
+        let mut tasks = JoinSet::new();
+        let mut backoff = MIN_ACCEPT_BACKOFF;
+        let mut refusing = false;
+        loop {
+            let accepted = tokio::select! {
+                biased;
+                () = shutdown.triggered() => break,
+                Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                    report(done);
+                    continue;
+                }
+                accepted = bound.socket.accept() => accepted,
+            };
+            let (stream, peer) = match accepted {
+                Ok(accepted) => {
+                    backoff = MIN_ACCEPT_BACKOFF;
+                    accepted
+                }
+                Err(error) => {
+                    warn!(listener = bound.index, %error, "accept failed; retrying in {backoff:?}");
+                    tokio::select! {
+                        () = shutdown.triggered() => break,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(MAX_ACCEPT_BACKOFF);
+                    continue;
+                }
+            };
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                if !refusing {
+                    warn!(
+                        max_connections = limits.max_connections,
+                        "connection limit reached; closing new connections until one ends"
+                    );
+                    refusing = true;
+                }
+                debug!(%peer, "connection refused: limit reached");
+                drop(stream);
+                continue;
+            };
+            if refusing {
+                info!("below the connection limit again; accepting");
+                refusing = false;
+            }
+            if let Err(error) = stream.set_nodelay(true) {
+                debug!(%peer, %error, "cannot set TCP_NODELAY");
+            }
+            debug!(%peer, listener = bound.index, "connection accepted");
+            let connection = handler(Accepted {
+                stream,
+                peer,
+                local: bound.local,
+                listener: bound.config.clone(),
+                limits: limits.clone(),
+                shutdown: shutdown.clone(),
+            });
+            tasks.spawn(async move {
+                connection.await;
+                drop(slot);
+            });
+        }
+        drop(bound.socket);
+        drain(tasks, grace).await
+    }
+}
+
+/// Wait up to `grace` for `tasks`, then abort those left; returns how many
+/// were aborted.
+async fn drain(mut tasks: JoinSet<()>, grace: Duration) -> usize {
+    let finish = async {
+        while let Some(done) = tasks.join_next().await {
+            report(done);
+        }
+    };
+    if tokio::time::timeout(grace, finish).await.is_ok() {
+        return 0;
+    }
+    let aborted = tasks.len();
+    warn!("{aborted} connection(s) still open after {grace:?}; aborting them");
+    tasks.shutdown().await;
+    aborted
+}
+
+/// Log a connection task that panicked (a bug in the handler).
+fn report(done: Result<(), tokio::task::JoinError>) {
+    if let Err(error) = done
+        && error.is_panic()
+    {
+        error!(%error, "connection task panicked");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::sync::{mpsc, oneshot};
+
+    use super::*;
+
+    const WAIT: Duration = Duration::from_secs(10);
+
+    fn config(max_connections: usize) -> Config {
+        let mut config = Config::embedded_default();
+        config.listeners[0].port = 0;
+        config.limits.max_connections = max_connections;
+        config
+    }
+
+    /// Echoes until the peer closes or shutdown fires; reports each peer.
+    fn echo(seen: mpsc::UnboundedSender<SocketAddr>) -> ConnectionHandler {
+        connection_handler(move |mut accepted: Accepted| {
+            let seen = seen.clone();
+            async move {
+                let _ = seen.send(accepted.peer);
+                let mut buf = [0u8; 64];
+                loop {
+                    tokio::select! {
+                        () = accepted.shutdown.triggered() => break,
+                        read = accepted.stream.read(&mut buf) => match read {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => {
+                                if accepted.stream.write_all(&buf[..n]).await.is_err() {
+                                    break;
+                                }
+                            }
+                        },
+                    }
+                }
+            }
+        })
+    }
+
+    async fn start(
+        server: Server,
+        handler: ConnectionHandler,
+    ) -> (
+        SocketAddr,
+        oneshot::Sender<()>,
+        tokio::task::JoinHandle<Drained>,
+    ) {
+        let addr = server.local_addrs()[0];
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let run = tokio::spawn(server.run(handler, async {
+            let _ = stop_rx.await;
+        }));
+        (addr, stop_tx, run)
+    }
+
+    #[tokio::test]
+    async fn serves_connections_and_drains_on_shutdown() {
+        let (seen_tx, mut seen) = mpsc::unbounded_channel();
+        let server = Server::bind(&config(10)).await.unwrap();
+        let (addr, stop, run) = start(server, echo(seen_tx)).await;
+
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        client.write_all(b"AMQP").await.unwrap();
+        let mut buf = [0u8; 4];
+        tokio::time::timeout(WAIT, client.read_exact(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&buf, b"AMQP");
+        assert_eq!(seen.recv().await, Some(client.local_addr().unwrap()));
+
+        stop.send(()).unwrap();
+        let drained = tokio::time::timeout(WAIT, run).await.unwrap().unwrap();
+        assert_eq!(drained, Drained { aborted: 0 });
+        // The handler ended on shutdown, closing the connection...
+        let read = tokio::time::timeout(WAIT, client.read(&mut buf))
+            .await
+            .unwrap();
+        assert!(matches!(read, Ok(0) | Err(_)));
+        // ...and the listener is gone.
+        assert!(TcpStream::connect(addr).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn over_the_limit_connections_are_closed_at_once() {
+        let (seen_tx, mut seen) = mpsc::unbounded_channel();
+        let server = Server::bind(&config(1)).await.unwrap();
+        let (addr, stop, run) = start(server, echo(seen_tx)).await;
+
+        let first = TcpStream::connect(addr).await.unwrap();
+        tokio::time::timeout(WAIT, seen.recv()).await.unwrap();
+        let mut second = TcpStream::connect(addr).await.unwrap();
+        let mut buf = [0u8; 1];
+        let read = tokio::time::timeout(WAIT, second.read(&mut buf))
+            .await
+            .unwrap();
+        assert!(matches!(read, Ok(0) | Err(_)), "second connection closed");
+
+        // Once the first ends, its slot is free again.
+        drop(first);
+        let third_served = async {
+            loop {
+                let mut third = TcpStream::connect(addr).await.unwrap();
+                third.write_all(b"x").await.unwrap();
+                if matches!(third.read(&mut buf).await, Ok(1)) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        tokio::time::timeout(WAIT, third_served).await.unwrap();
+        stop.send(()).unwrap();
+        tokio::time::timeout(WAIT, run).await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn handlers_ignoring_shutdown_are_aborted_after_the_grace() {
+        let stubborn = connection_handler(|accepted: Accepted| async move {
+            let _stream = accepted.stream;
+            std::future::pending::<()>().await;
+        });
+        let server = Server::bind(&config(10))
+            .await
+            .unwrap()
+            .with_grace(Duration::from_millis(100));
+        let (addr, stop, run) = start(server, stubborn).await;
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        // Make sure the connection was accepted before stopping.
+        client.write_all(b"x").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        stop.send(()).unwrap();
+        let drained = tokio::time::timeout(WAIT, run).await.unwrap().unwrap();
+        assert_eq!(drained, Drained { aborted: 1 });
+        let mut buf = [0u8; 1];
+        let read = tokio::time::timeout(WAIT, client.read(&mut buf))
+            .await
+            .unwrap();
+        assert!(
+            matches!(read, Ok(0) | Err(_)),
+            "aborted task closed its socket"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_port_in_use_fails_bind_naming_the_address() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let mut config = config(10);
+        config.listeners.insert(0, config.listeners[0].clone());
+        config.listeners[1].port = port;
+        let error = Server::bind(&config).await.unwrap_err();
+        assert_eq!(error.index, 1);
+        assert_eq!(error.source.kind(), io::ErrorKind::AddrInUse);
+        assert_eq!(
+            error.to_string(),
+            format!("cannot listen on 127.0.0.1:{port} (listener[1])")
+        );
+    }
+
+    #[test]
+    fn ipv6_literals_are_bracketed() {
+        assert_eq!(host_port("::1", 5672), "[::1]:5672");
+        assert_eq!(host_port("localhost", 5672), "localhost:5672");
+    }
+}

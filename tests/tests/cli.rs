@@ -1,0 +1,268 @@
+//! Black-box tests of the `ferry` command line and process shell: help,
+//! configuration errors, start-up, environment overrides, and shutdown on
+//! SIGTERM / SIGINT. Each runs the real binary as a child process.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpListener;
+use std::time::Duration;
+
+use ferry_tests::{Ferry, TempDir, WAIT, ferry_bin, free_port, listener_config, run_ferry};
+
+/// The single line of `stderr`, asserting there is exactly one.
+fn one_line(stderr: &str) -> &str {
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "expected one stderr line, got:\n{stderr}");
+    lines[0]
+}
+
+#[test]
+fn the_binary_under_test_is_the_one_cargo_built() {
+    if std::env::var_os("FERRY_BIN").is_none() {
+        assert_eq!(
+            ferry_bin(),
+            std::path::Path::new(env!("CARGO_BIN_EXE_ferry-under-test"))
+        );
+    }
+}
+
+#[test]
+fn help_explains_config_and_environment() {
+    let top = run_ferry(["--help"], &[], WAIT);
+    assert!(top.status.success(), "{top:?}");
+    for needle in [
+        "run",
+        "check-config",
+        "--config",
+        "FERRY_LISTENER__0__PORT",
+        "RUST_LOG",
+    ] {
+        assert!(
+            top.stdout.contains(needle),
+            "--help lacks {needle}:\n{}",
+            top.stdout
+        );
+    }
+    let run = run_ferry(["run", "--help"], &[], WAIT);
+    assert!(run.status.success(), "{run:?}");
+    for needle in [
+        "--config",
+        "-c",
+        "FERRY_",
+        "SIGTERM",
+        "127.0.0.1:5672",
+        "Exit status",
+    ] {
+        assert!(
+            run.stdout.contains(needle),
+            "run --help lacks {needle}:\n{}",
+            run.stdout
+        );
+    }
+}
+
+#[test]
+fn no_command_is_a_usage_error() {
+    let done = run_ferry(std::iter::empty::<&str>(), &[], WAIT);
+    assert_eq!(done.status.code(), Some(2), "{done:?}");
+    assert!(done.stderr.contains("Usage"), "{done:?}");
+}
+
+#[test]
+fn a_missing_config_file_is_named() {
+    let dir = TempDir::new();
+    let path = dir.path().join("missing.toml");
+    let done = run_ferry(["run".as_ref(), "-c".as_ref(), path.as_os_str()], &[], WAIT);
+    assert_eq!(done.status.code(), Some(2), "{done:?}");
+    let line = one_line(&done.stderr);
+    assert!(line.starts_with("ferry: config error: "), "{line}");
+    assert!(line.contains(&path.display().to_string()), "{line}");
+}
+
+#[test]
+fn an_unknown_key_is_named_with_its_file() {
+    let dir = TempDir::new();
+    let path = dir.write(
+        "x.toml",
+        &format!(
+            "{}[limits]\nmax_frmae_size = 1\n",
+            listener_config(free_port())
+        ),
+    );
+    let done = run_ferry(
+        ["run".as_ref(), "--config".as_ref(), path.as_os_str()],
+        &[],
+        WAIT,
+    );
+    assert_eq!(done.status.code(), Some(2), "{done:?}");
+    assert_eq!(
+        one_line(&done.stderr),
+        format!(
+            "ferry: config error: unknown key 'limits.max_frmae_size' in {} (did you mean 'limits.max_frame_size'?)",
+            path.display()
+        )
+    );
+}
+
+#[test]
+fn a_wrong_type_is_named() {
+    let dir = TempDir::new();
+    let path = dir.write(
+        "x.toml",
+        "[[listener]]\nhost = \"127.0.0.1\"\nport = \"abc\"\n",
+    );
+    let done = run_ferry(["run".as_ref(), "-c".as_ref(), path.as_os_str()], &[], WAIT);
+    assert_eq!(done.status.code(), Some(2), "{done:?}");
+    let line = one_line(&done.stderr);
+    assert!(line.contains("'listener[0].port'"), "{line}");
+    assert!(line.contains("\"abc\""), "{line}");
+}
+
+#[test]
+fn a_malformed_environment_variable_is_named() {
+    let done = run_ferry(["run"], &[("FERRY_LOG_LEVEL", "debug")], WAIT);
+    assert_eq!(done.status.code(), Some(2), "{done:?}");
+    let line = one_line(&done.stderr);
+    assert!(
+        line.contains("FERRY_LOG_LEVEL") && line.contains("FERRY_LOG__LEVEL"),
+        "{line}"
+    );
+}
+
+#[test]
+fn a_port_in_use_stops_start_up_naming_the_address() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let dir = TempDir::new();
+    let path = dir.write("x.toml", &listener_config(port));
+    let done = run_ferry(["run".as_ref(), "-c".as_ref(), path.as_os_str()], &[], WAIT);
+    assert_eq!(done.status.code(), Some(1), "{done:?}");
+    let line = one_line(&done.stderr);
+    assert!(line.starts_with("ferry: error: "), "{line}");
+    assert!(line.contains(&format!("127.0.0.1:{port}")), "{line}");
+    drop(taken);
+}
+
+#[test]
+fn serves_tcp_and_exits_0_on_sigterm() {
+    let port = free_port();
+    let mut ferry = Ferry::start(&listener_config(port));
+    assert!(
+        ferry
+            .stderr()
+            .contains(&format!("listening on 127.0.0.1:{port} (normal)")),
+        "{}",
+        ferry.stderr()
+    );
+    let mut clients: Vec<_> = (0..3)
+        .map(|_| ferry.connect(format!("127.0.0.1:{port}").parse().unwrap(), WAIT))
+        .collect();
+    for client in &mut clients {
+        client.write_all(b"AMQP\0\x01\0\0").unwrap();
+    }
+
+    ferry.terminate();
+    let status = ferry
+        .wait_exit(Duration::from_secs(10))
+        .expect("exits within 10 s of SIGTERM");
+    assert_eq!(status.code(), Some(0), "stderr:\n{}", ferry.stderr());
+    // Open connections were closed (after whatever the router said last),
+    // not left hanging.
+    for mut client in clients {
+        client.set_read_timeout(Some(WAIT)).unwrap();
+        let mut rest = Vec::new();
+        if let Err(error) = client.read_to_end(&mut rest) {
+            assert!(
+                !matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
+                "connection still open {WAIT:?} after the router exited"
+            );
+        }
+    }
+}
+
+#[test]
+fn exits_0_on_sigint() {
+    let mut ferry = Ferry::start(&listener_config(0));
+    ferry.interrupt();
+    let status = ferry
+        .wait_exit(Duration::from_secs(10))
+        .expect("exits within 10 s of SIGINT");
+    assert_eq!(status.code(), Some(0), "stderr:\n{}", ferry.stderr());
+}
+
+#[test]
+fn environment_overrides_the_listener_port() {
+    let port = free_port();
+    let port_text = port.to_string();
+    // No file: the built-in default (127.0.0.1:5672) with its port replaced.
+    let mut ferry = Ferry::spawn(["run"], &[("FERRY_LISTENER__0__PORT", &port_text)]);
+    let addrs = ferry.wait_listening(1, WAIT);
+    assert_eq!(addrs, [format!("127.0.0.1:{port}").parse().unwrap()]);
+    ferry.connect(addrs[0], WAIT);
+    ferry.terminate();
+    assert_eq!(
+        ferry
+            .wait_exit(Duration::from_secs(10))
+            .and_then(|s| s.code()),
+        Some(0)
+    );
+}
+
+#[test]
+fn environment_adds_a_listener_on_port_0() {
+    let dir = TempDir::new();
+    let path = dir.write("x.toml", &listener_config(0));
+    let mut ferry = Ferry::spawn(
+        ["run".as_ref(), "-c".as_ref(), path.as_os_str()],
+        &[
+            ("FERRY_LISTENER__1__HOST", "127.0.0.1"),
+            ("FERRY_LISTENER__1__PORT", "0"),
+        ],
+    );
+    let addrs = ferry.wait_listening(2, WAIT);
+    assert_ne!(addrs[0], addrs[1]);
+    for addr in addrs {
+        ferry.connect(addr, WAIT);
+    }
+}
+
+#[test]
+fn check_config_prints_the_effective_config() {
+    let done = run_ferry(
+        ["check-config"],
+        &[
+            ("FERRY_ROUTER__ID", "from-env"),
+            ("FERRY_LIMITS__MAX_FRAME_SIZE", "4096"),
+        ],
+        WAIT,
+    );
+    assert!(done.status.success(), "{done:?}");
+    for needle in [
+        "id = \"from-env\"",
+        "mode = \"standalone\"",
+        "port = 5672",
+        "max_frame_size = 4096",
+        "sasl_mechanisms = [\"ANONYMOUS\"]",
+    ] {
+        assert!(
+            done.stdout.contains(needle),
+            "lacks {needle}:\n{}",
+            done.stdout
+        );
+    }
+    assert!(done.stderr.is_empty(), "{done:?}");
+}
+
+#[test]
+fn check_config_rejects_invalid_values() {
+    let done = run_ferry(
+        ["check-config"],
+        &[("FERRY_LIMITS__MAX_FRAME_SIZE", "100")],
+        WAIT,
+    );
+    assert_eq!(done.status.code(), Some(2), "{done:?}");
+    let line = one_line(&done.stderr);
+    assert!(
+        line.contains("'limits.max_frame_size'") && line.contains("FERRY_LIMITS__MAX_FRAME_SIZE"),
+        "{line}"
+    );
+}

@@ -1,0 +1,222 @@
+//! The router on one node, driven by Ferry's own client: credit that
+//! follows consumers, settlement that follows consumers, large messages,
+//! many connections.
+
+#[path = "../support/router.rs"]
+mod router;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use ferry_proto::client::Client;
+use ferry_proto::definitions::{DeliveryState, Modified};
+use ferry_proto::message::{Body, Message};
+use router::Router;
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+fn msg(body: &[u8]) -> Bytes {
+    Message::new(Body::data(body.to_vec())).encode()
+}
+
+async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(LIMIT, f)
+        .await
+        .unwrap_or_else(|_| panic!("{what} timed out"))
+}
+
+#[tokio::test]
+async fn a_sender_has_no_credit_until_a_consumer_attaches() {
+    let r = Router::start("");
+    let mut producer = r.client().await;
+    let tx = producer.open_sender(Some("lonely")).await.unwrap();
+    // With no consumer, waiting for credit must time out.
+    let early = tokio::time::timeout(Duration::from_millis(500), producer.wait_credit(tx)).await;
+    assert!(early.is_err(), "credit without a consumer: {early:?}");
+    assert_eq!(producer.credit(tx), 0);
+
+    let mut consumer = r.client().await;
+    let _rx = consumer.open_receiver("lonely", 7).await.unwrap();
+    let credit = tokio::time::timeout(Duration::from_secs(1), producer.wait_credit(tx))
+        .await
+        .expect("credit within a second of the consumer attaching")
+        .unwrap();
+    assert_eq!(credit, 7, "the producer's credit reflects the consumer's");
+}
+
+#[tokio::test]
+async fn producer_credit_never_exceeds_the_consumers() {
+    let r = Router::start("");
+    let mut consumer = r.client().await;
+    let _rx = consumer.open_receiver("budget", 5).await.unwrap();
+    let mut a = r.client().await;
+    let mut b = r.client().await;
+    let ta = a.open_sender(Some("budget")).await.unwrap();
+    let tb = b.open_sender(Some("budget")).await.unwrap();
+    let ca = within("credit a", a.wait_credit(ta)).await.unwrap();
+    // b may get what is left, or nothing; let it settle.
+    let cb = tokio::time::timeout(Duration::from_millis(300), b.wait_credit(tb))
+        .await
+        .map(|c| c.unwrap())
+        .unwrap_or(0);
+    assert!(ca + cb <= 5, "producers hold {ca} + {cb} credit for 5 of the consumer's");
+}
+
+#[tokio::test]
+async fn a_thousand_messages_all_arrive_and_are_accepted() {
+    let r = Router::start("");
+    let mut consumer = r.client().await;
+    let rx = consumer.open_receiver("bulk", 100).await.unwrap();
+    let mut producer = r.client().await;
+    let tx = producer.open_sender(Some("bulk")).await.unwrap();
+    let n = 1000;
+    let send = tokio::spawn(async move {
+        let mut sent = 0;
+        let mut accepted = 0;
+        while accepted < n {
+            if sent < n && producer.credit(tx) > 0 {
+                producer
+                    .send_nowait(tx, msg(format!("m{sent}").as_bytes()), false)
+                    .unwrap();
+                sent += 1;
+                continue;
+            }
+            let o = producer.next_outcome().await.unwrap();
+            assert_eq!(o.state, Some(DeliveryState::Accepted));
+            accepted += 1;
+            if sent < n && producer.credit(tx) == 0 {
+                let _ = tokio::time::timeout(Duration::from_millis(1), producer.wait_credit(tx)).await;
+            }
+        }
+        accepted
+    });
+    for i in 0..n {
+        let d = within("receive", consumer.receive(rx)).await.unwrap();
+        assert_eq!(d.payload, msg(format!("m{i}").as_bytes()), "in order");
+        consumer.accept(&d).unwrap();
+        if i % 50 == 49 {
+            consumer.flow(rx, 100).await.unwrap();
+        }
+    }
+    consumer.flush().await.unwrap();
+    assert_eq!(within("outcomes", send).await.unwrap(), n);
+}
+
+#[tokio::test]
+async fn a_20_mib_message_arrives_intact() {
+    let r = Router::start("");
+    let mut consumer = r.client().await;
+    let rx = consumer.open_receiver("big", 1).await.unwrap();
+    let mut producer = r.client().await;
+    let tx = producer.open_sender(Some("big")).await.unwrap();
+    let body: Vec<u8> = (0..20 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let payload = msg(&body);
+    let expected = payload.clone();
+    let send = tokio::spawn(async move { producer.send(tx, payload).await.unwrap() });
+    let d = within("big receive", consumer.receive(rx)).await.unwrap();
+    assert_eq!(d.payload.len(), expected.len());
+    assert!(d.payload == expected, "20 MiB message differs");
+    consumer.accept(&d).unwrap();
+    consumer.flush().await.unwrap();
+    assert_eq!(within("big outcome", send).await.unwrap(), Some(DeliveryState::Accepted));
+}
+
+#[tokio::test]
+async fn outcomes_other_than_accepted_reach_the_producer() {
+    let r = Router::start("");
+    let mut consumer = r.client().await;
+    let rx = consumer.open_receiver("verdicts", 10).await.unwrap();
+    let mut producer = r.client().await;
+    let tx = producer.open_sender(Some("verdicts")).await.unwrap();
+    let modified = DeliveryState::Modified(Modified {
+        delivery_failed: Some(true),
+        undeliverable_here: Some(true),
+        message_annotations: None,
+    });
+    let rejected = DeliveryState::Rejected(ferry_proto::definitions::Rejected {
+        error: Some(ferry_proto::definitions::Error::new(
+            ferry_proto::definitions::condition::DECODE_ERROR,
+            "cannot parse",
+        )),
+    });
+    for state in [DeliveryState::Released, modified, rejected] {
+        within("credit", producer.wait_credit(tx)).await.unwrap();
+        producer.send_nowait(tx, msg(b"judge me"), false).unwrap();
+        producer.flush().await.unwrap();
+        let d = within("receive", consumer.receive(rx)).await.unwrap();
+        consumer.settle(&d, state.clone()).unwrap();
+        consumer.flush().await.unwrap();
+        let o = within("outcome", producer.next_outcome()).await.unwrap();
+        assert_eq!(o.state, Some(state));
+    }
+}
+
+#[tokio::test]
+async fn a_consumer_that_leaves_with_unsettled_deliveries_fails_them_back() {
+    let r = Router::start("");
+    let mut producer = r.client().await;
+    let tx = producer.open_sender(Some("flaky")).await.unwrap();
+    // One consumer detaches its link, another drops its connection.
+    for drop_connection in [false, true] {
+        let mut consumer = r.client().await;
+        let rx = consumer.open_receiver("flaky", 10).await.unwrap();
+        within("credit", producer.wait_credit(tx)).await.unwrap();
+        producer.send_nowait(tx, msg(b"in flight"), false).unwrap();
+        producer.flush().await.unwrap();
+        let _unsettled = within("receive", consumer.receive(rx)).await.unwrap();
+        if drop_connection {
+            drop(consumer);
+        } else {
+            consumer.close_link(rx).await.unwrap();
+        }
+        let o = within("outcome", producer.next_outcome()).await.unwrap();
+        match o.state {
+            Some(DeliveryState::Modified(m)) => assert_eq!(m.delivery_failed, Some(true)),
+            other => panic!("expected modified(delivery-failed), got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn five_hundred_connections_are_served_at_once() {
+    let r = Router::start("");
+    let mut consumers = Vec::new();
+    let mut producers = Vec::new();
+    for i in 0..250 {
+        let mut c = r.client().await;
+        let rx = c.open_receiver(&format!("pair-{i}"), 1).await.unwrap();
+        consumers.push((c, rx));
+        let mut p = r.client().await;
+        let tx = p.open_sender(Some(&format!("pair-{i}"))).await.unwrap();
+        producers.push((p, tx));
+    }
+    let mut sends = Vec::new();
+    for (i, (mut p, tx)) in producers.into_iter().enumerate() {
+        sends.push(tokio::spawn(async move {
+            let outcome = p.send(tx, msg(format!("to {i}").as_bytes())).await.unwrap();
+            (p, outcome)
+        }));
+    }
+    for (i, (c, rx)) in consumers.iter_mut().enumerate() {
+        let d = within("receive", c.receive(*rx)).await.unwrap();
+        assert_eq!(d.payload, msg(format!("to {i}").as_bytes()));
+        c.accept(&d).unwrap();
+        c.flush().await.unwrap();
+    }
+    for s in sends {
+        let (_p, outcome) = within("outcome", s).await.unwrap();
+        assert_eq!(outcome, Some(DeliveryState::Accepted));
+    }
+}
+
+#[tokio::test]
+async fn sigterm_closes_connections_with_an_amqp_close_and_exits_zero() {
+    let mut r = Router::start("");
+    let mut client: Client = r.client().await;
+    let _rx = client.open_receiver("anything", 1).await.unwrap();
+    r.ferry.terminate();
+    let err = within("close", client.receive(_rx)).await.unwrap_err();
+    assert_eq!(err.condition(), Some("amqp:connection:forced"), "{err}");
+    let status = r.ferry.wait_exit(LIMIT).expect("ferry exits after SIGTERM");
+    assert!(status.success(), "exit status {status}");
+}
