@@ -220,3 +220,46 @@ async fn sigterm_closes_connections_with_an_amqp_close_and_exits_zero() {
     let status = r.ferry.wait_exit(LIMIT).expect("ferry exits after SIGTERM");
     assert!(status.success(), "exit status {status}");
 }
+
+/// Resident memory of a process, from /proc.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+#[tokio::test]
+async fn a_stalled_consumer_holds_back_a_large_message_instead_of_filling_memory() {
+    let r = Router::start("[limits]\nmax_in_flight_bytes_per_producer = 1048576\n");
+    let mut consumer = r.client().await;
+    let rx = consumer.open_receiver("stalled", 1).await.unwrap();
+    let mut producer = r.client().await;
+    let tx = producer.open_sender(Some("stalled")).await.unwrap();
+    within("credit", producer.wait_credit(tx)).await.unwrap();
+    let before = rss_kib(r.ferry.pid());
+    // 64 MiB, while the consumer does not read its socket at all.
+    let body = vec![7u8; 64 * 1024 * 1024];
+    let payload = msg(&body);
+    let len = payload.len();
+    let send = tokio::spawn(async move {
+        let r = producer.send(tx, payload).await;
+        (producer, r)
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let during = rss_kib(r.ferry.pid());
+    assert!(
+        during < before + 32 * 1024,
+        "router RSS grew from {before} KiB to {during} KiB with a stalled consumer"
+    );
+    assert!(!send.is_finished(), "the producer cannot have finished sending");
+    // Once the consumer reads, everything arrives.
+    let d = within("receive", consumer.receive(rx)).await.unwrap();
+    assert_eq!(d.payload.len(), len);
+    consumer.accept(&d).unwrap();
+    consumer.flush().await.unwrap();
+    let (_p, outcome) = within("outcome", send).await.unwrap();
+    assert_eq!(outcome.unwrap(), Some(DeliveryState::Accepted));
+}

@@ -54,6 +54,8 @@ pub enum ToConn {
         more: bool,
         /// The producer aborted the delivery.
         aborted: bool,
+        /// Held against the producer's byte budget until sent on.
+        charge: Option<super::Charge>,
     },
     /// The outcome of a delivery your producer link sent.
     Settle {
@@ -100,6 +102,8 @@ pub struct Forwarded {
     /// Drop the message (rejecting it to its producer) if it is still in
     /// the router at this time.
     pub expires: Option<Instant>,
+    /// Held against the producer's byte budget until sent on.
+    pub charge: Option<super::Charge>,
 }
 
 /// The producer side of an unsettled delivery: where its outcome goes.

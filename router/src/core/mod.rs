@@ -5,6 +5,7 @@
 //! The only shared state is the per-address lock of [`Address`].
 
 mod address;
+mod budget;
 mod fields;
 mod message;
 
@@ -13,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 pub use address::{Address, Targets};
+pub use budget::{ByteBudget, Charge};
 pub use fields::{RoutingFields, routing_fields};
 pub use message::{
     ConnHandle, ConnId, Fanout, Forwarded, Origin, StreamKey, ToConn, delivery_failed,

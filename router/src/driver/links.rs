@@ -17,7 +17,7 @@ use ferry_proto::definitions::{
 use ferry_proto::engine::{Connection, Event, IncomingTransfer, LinkId, LinkSpec};
 
 use crate::core::{
-    Address, ConnHandle, Core, Fanout, Forwarded, Origin, StreamKey, Targets, ToConn,
+    Address, ByteBudget, ConnHandle, Core, Fanout, Forwarded, Origin, StreamKey, Targets, ToConn,
     delivery_failed, routing_fields,
 };
 
@@ -58,6 +58,8 @@ pub(super) struct Links {
     consumers: HashMap<LinkId, Consumer>,
     inbound: HashMap<(LinkId, SequenceNo), Inbound>,
     next_tag: u64,
+    /// Bytes this connection's producers have in flight in the router.
+    pub(super) budget: Arc<ByteBudget>,
 }
 
 fn refusal(condition: ErrorCondition, description: &str) -> Error {
@@ -67,12 +69,13 @@ fn refusal(condition: ErrorCondition, description: &str) -> Error {
 impl Links {
     pub(super) fn new(core: Arc<Core>, me: ConnHandle) -> Self {
         Self {
-            core,
             me,
             producers: HashMap::new(),
             consumers: HashMap::new(),
             inbound: HashMap::new(),
             next_tag: 0,
+            budget: ByteBudget::new(core.limits().max_in_flight_bytes_per_producer),
+            core,
         }
     }
 
@@ -119,6 +122,7 @@ impl Links {
                 payload,
                 more,
                 aborted,
+                charge: _charge,
             } => self.continue_delivery(engine, link, key, payload, more, aborted),
             ToConn::Settle {
                 link,
@@ -348,6 +352,7 @@ impl Links {
                         payload: t.payload.clone(),
                         more: t.more,
                         aborted: t.aborted,
+                        charge: Some(self.budget.charge(t.payload.len() as u64)),
                     });
                 }
             }
@@ -467,6 +472,7 @@ impl Links {
                         origin: origin.clone(),
                         key,
                         expires,
+                        charge: Some(self.budget.charge(payload.len() as u64)),
                     },
                 });
             }
@@ -626,6 +632,7 @@ impl Links {
                             payload: Bytes::new(),
                             more: false,
                             aborted: true,
+                            charge: None,
                         });
                     }
                 }

@@ -19,6 +19,9 @@ use crate::core::{ConnHandle, Core, ToConn};
 use crate::listener::Accepted;
 use links::Links;
 
+/// Messages from other tasks handled between two socket writes.
+const MAX_BATCH: usize = 64;
+
 /// How long we wait for the peer's close after sending ours.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
@@ -103,15 +106,22 @@ impl Task {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
+            // A producer with too many bytes in flight is not read from
+            // until some are delivered (see `core::budget`).
+            let paused = self.links.budget.exhausted();
+            let budget = self.links.budget.clone();
             tokio::select! {
-                r = self.stream.read(&mut self.read_buf) => match r {
+                _ = budget.freed(), if paused => {}
+                r = self.stream.read(&mut self.read_buf), if !paused => match r {
                     Ok(0) | Err(_) => self.engine.handle_eof(),
                     Ok(n) => self.engine.handle_input(&self.read_buf[..n], Instant::now()),
                 },
                 Some(msg) = self.rx.recv() => {
                     self.links.handle_message(&mut self.engine, msg);
-                    // Take whatever else is queued before writing.
-                    while let Ok(msg) = self.rx.try_recv() {
+                    // Take more of what is queued before writing, but not
+                    // without bound: the engine's output buffer is memory too.
+                    for _ in 0..MAX_BATCH {
+                        let Ok(msg) = self.rx.try_recv() else { break };
                         self.links.handle_message(&mut self.engine, msg);
                     }
                 }
