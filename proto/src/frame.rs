@@ -47,12 +47,16 @@ impl ProtocolHeader {
     }
 }
 
+/// How far [`decode_frame`] grows the buffer ahead of a partial frame.
+const RESERVE_AHEAD: usize = 64 * 1024;
+
 /// The two frame types (AMQP 1.0 §2.3.2, §5.3.2).
 const TYPE_AMQP: u8 = 0x00;
 const TYPE_SASL: u8 = 0x01;
 
 /// A decoded frame.
 #[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant)]
 pub enum Frame {
     /// An AMQP frame: a performative on a channel, and for a transfer the
     /// payload bytes after it (a slice of the input, not a copy).
@@ -149,8 +153,10 @@ pub fn decode_frame(
         return Err(FrameError::BadType(ty));
     }
     if buf.len() < size as usize {
-        // Let the buffer grow only as far as this frame needs.
-        buf.reserve(size as usize - buf.len());
+        // Make room for the rest of this frame, in bounded steps: until its
+        // bytes arrive the size is only the peer's claim, and a header
+        // alone must not allocate up to max-frame-size (as much as 4 GiB).
+        buf.reserve((size as usize - buf.len()).min(RESERVE_AHEAD));
         return Ok(None);
     }
     let mut frame = buf.split_to(size as usize).freeze();

@@ -3,6 +3,7 @@
 //! the server role. Messages sent to an address queue there until a
 //! receiver on the same address takes them; each is accepted on arrival.
 //! Test support only: no persistence, no limits.
+#![allow(dead_code)] // each test binary uses a different part
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;

@@ -1,4 +1,5 @@
 //! Starting the real `ferry` binary for a test, on a free port.
+#![allow(dead_code)] // each test binary uses a different part
 
 use std::net::SocketAddr;
 

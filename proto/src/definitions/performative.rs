@@ -197,7 +197,7 @@ crate::composite! {
 
 /// Any performative: the body of an AMQP frame (AMQP 1.0 §2.7).
 #[derive(Debug, Clone, PartialEq)]
-#[allow(missing_docs)]
+#[allow(missing_docs, clippy::large_enum_variant)]
 pub enum Performative {
     Open(Open),
     Begin(Begin),

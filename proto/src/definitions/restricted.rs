@@ -17,7 +17,7 @@ pub struct SequenceNo(pub u32);
 
 impl SequenceNo {
     /// `self + n`, wrapping.
-    pub fn add(self, n: u32) -> Self {
+    pub fn wrapping_add(self, n: u32) -> Self {
         Self(self.0.wrapping_add(n))
     }
     /// `self - other` as a distance, wrapping.

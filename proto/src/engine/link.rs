@@ -269,7 +269,9 @@ impl Connection {
         }
         // Transfers already on the wire under the credit we take back are
         // still welcome: count them.
-        l.in_flight_allowance = l.in_flight_allowance.saturating_add(l.credit.saturating_sub(credit));
+        l.in_flight_allowance = l
+            .in_flight_allowance
+            .saturating_add(l.credit.saturating_sub(credit));
         l.credit = credit;
         l.drain = drain;
         self.send_link_flow(link, false);
@@ -284,7 +286,7 @@ impl Connection {
         if l.role != Role::Sender {
             return Err(EngineError::WrongRole);
         }
-        l.delivery_count = l.delivery_count.add(l.credit);
+        l.delivery_count = l.delivery_count.wrapping_add(l.credit);
         l.credit = 0;
         self.send_link_flow(link, false);
         Ok(())
@@ -329,13 +331,13 @@ impl Connection {
             .get_mut(&session)
             .expect("link's session exists");
         let id = s.next_delivery_id;
-        s.next_delivery_id = id.add(1);
+        s.next_delivery_id = id.wrapping_add(1);
         if !settled {
             s.outgoing_unsettled.insert(id.0, link);
         }
         let l = self.links.get_mut(&link).expect("checked");
         l.credit -= 1;
-        l.delivery_count = l.delivery_count.add(1);
+        l.delivery_count = l.delivery_count.wrapping_add(1);
         if more {
             l.outgoing_partial = Some(id);
         }
@@ -486,7 +488,7 @@ impl Connection {
             && prev.role == d.role
             && prev.settled == d.settled
             && prev.state == d.state
-            && prev.last.unwrap_or(prev.first).add(1) == d.first
+            && prev.last.unwrap_or(prev.first).wrapping_add(1) == d.first
         {
             let merged = Disposition {
                 last: Some(d.first),
@@ -655,7 +657,7 @@ impl Connection {
                 let rcv_count = flow.delivery_count.unwrap_or(l.delivery_count);
                 let credit = flow.link_credit.unwrap_or(0);
                 l.credit = rcv_count
-                    .add(credit)
+                    .wrapping_add(credit)
                     .distance_from(l.delivery_count)
                     .min(credit);
                 l.drain = flow.drain.unwrap_or(false);
@@ -733,7 +735,7 @@ impl Connection {
                     return;
                 }
                 l.credit -= 1;
-                l.delivery_count = l.delivery_count.add(1);
+                l.delivery_count = l.delivery_count.wrapping_add(1);
                 let p = IncomingPartial {
                     id: delivery,
                     tag,
@@ -800,7 +802,7 @@ impl Connection {
         let mut hits: Vec<(u32, LinkId)> = if (span as usize) < map.len() {
             (0..=span)
                 .filter_map(|i| {
-                    let id = first.add(i).0;
+                    let id = first.wrapping_add(i).0;
                     map.get(&id).map(|l| (id, *l))
                 })
                 .collect()

@@ -302,7 +302,7 @@ impl Connection {
         //                          - next-outgoing-id(ours)
         let base = flow.next_incoming_id.unwrap_or(SequenceNo(0));
         s.remote_incoming_window = base
-            .add(flow.incoming_window)
+            .wrapping_add(flow.incoming_window)
             .distance_from(s.next_outgoing_id)
             .min(flow.incoming_window);
         self.pump_pending(id);
@@ -321,7 +321,7 @@ impl Connection {
                 return;
             };
             s.remote_incoming_window -= 1;
-            s.next_outgoing_id = s.next_outgoing_id.add(1);
+            s.next_outgoing_id = s.next_outgoing_id.wrapping_add(1);
             let channel = s.local_channel;
             self.write_frame(channel, &Performative::Transfer(p.transfer), &p.payload);
         }
@@ -341,7 +341,7 @@ impl Connection {
             return;
         }
         s.remote_incoming_window -= 1;
-        s.next_outgoing_id = s.next_outgoing_id.add(1);
+        s.next_outgoing_id = s.next_outgoing_id.wrapping_add(1);
         let channel = s.local_channel;
         self.write_frame(channel, &Performative::Transfer(transfer), &payload);
     }
@@ -360,7 +360,7 @@ impl Connection {
             return false;
         }
         s.incoming_window -= 1;
-        s.next_incoming_id = s.next_incoming_id.add(1);
+        s.next_incoming_id = s.next_incoming_id.wrapping_add(1);
         if s.incoming_window <= window / 2 {
             s.incoming_window = window;
             let flow = s.flow();

@@ -43,7 +43,8 @@ pub async fn serve(accepted: Accepted, core: Arc<Core>) {
         channel_max: limits.max_sessions_per_connection.saturating_sub(1),
         max_sessions: limits.max_sessions_per_connection.into(),
         max_links_per_session: limits.max_links_per_connection,
-        sasl_server: Some(SaslServerConfig {
+        // No mechanisms configured: SASL is refused, a bare AMQP header only.
+        sasl_server: (!mechanisms.is_empty()).then(|| SaslServerConfig {
             anonymous: mechanisms
                 .iter()
                 .any(|m| m.eq_ignore_ascii_case("ANONYMOUS")),
