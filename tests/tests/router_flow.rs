@@ -59,7 +59,10 @@ async fn producer_credit_never_exceeds_the_consumers() {
         .await
         .map(|c| c.unwrap())
         .unwrap_or(0);
-    assert!(ca + cb <= 5, "producers hold {ca} + {cb} credit for 5 of the consumer's");
+    assert!(
+        ca + cb <= 5,
+        "producers hold {ca} + {cb} credit for 5 of the consumer's"
+    );
 }
 
 #[tokio::test]
@@ -85,7 +88,8 @@ async fn a_thousand_messages_all_arrive_and_are_accepted() {
             assert_eq!(o.state, Some(DeliveryState::Accepted));
             accepted += 1;
             if sent < n && producer.credit(tx) == 0 {
-                let _ = tokio::time::timeout(Duration::from_millis(1), producer.wait_credit(tx)).await;
+                let _ =
+                    tokio::time::timeout(Duration::from_millis(1), producer.wait_credit(tx)).await;
             }
         }
         accepted
@@ -118,7 +122,10 @@ async fn a_20_mib_message_arrives_intact() {
     assert!(d.payload == expected, "20 MiB message differs");
     consumer.accept(&d).unwrap();
     consumer.flush().await.unwrap();
-    assert_eq!(within("big outcome", send).await.unwrap(), Some(DeliveryState::Accepted));
+    assert_eq!(
+        within("big outcome", send).await.unwrap(),
+        Some(DeliveryState::Accepted)
+    );
 }
 
 #[tokio::test]
@@ -254,7 +261,10 @@ async fn a_stalled_consumer_holds_back_a_large_message_instead_of_filling_memory
         during < before + 32 * 1024,
         "router RSS grew from {before} KiB to {during} KiB with a stalled consumer"
     );
-    assert!(!send.is_finished(), "the producer cannot have finished sending");
+    assert!(
+        !send.is_finished(),
+        "the producer cannot have finished sending"
+    );
     // Once the consumer reads, everything arrives.
     let d = within("receive", consumer.receive(rx)).await.unwrap();
     assert_eq!(d.payload.len(), len);
@@ -262,4 +272,56 @@ async fn a_stalled_consumer_holds_back_a_large_message_instead_of_filling_memory
     consumer.flush().await.unwrap();
     let (_p, outcome) = within("outcome", send).await.unwrap();
     assert_eq!(outcome.unwrap(), Some(DeliveryState::Accepted));
+}
+
+#[tokio::test]
+async fn at_full_speed_nothing_is_released_while_a_consumer_has_credit() {
+    let r = Router::start("");
+    let mut consumer = r.client().await;
+    let rx = consumer.open_receiver("fast", 1000).await.unwrap();
+    let mut producer = r.client().await;
+    let tx = producer.open_sender(Some("fast")).await.unwrap();
+    let n = 30_000u32;
+    let send = tokio::spawn(async move {
+        let (mut sent, mut in_flight, mut states) = (0u32, 0u32, Vec::new());
+        while sent < n || in_flight > 0 {
+            if sent < n && in_flight < 1000 && producer.credit(tx) > 0 {
+                producer.send_nowait(tx, msg(b"quick"), false).unwrap();
+                sent += 1;
+                in_flight += 1;
+                if sent % 64 == 0 {
+                    producer.flush().await.unwrap();
+                }
+                continue;
+            }
+            if in_flight == 0 {
+                producer.wait_credit(tx).await.unwrap();
+                continue;
+            }
+            let o = producer.next_outcome().await.unwrap();
+            states.push(o.state);
+            in_flight -= 1;
+        }
+        states
+    });
+    let mut received = 0;
+    while received < n {
+        let d = within("receive", consumer.receive(rx)).await.unwrap();
+        consumer.accept(&d).unwrap();
+        received += 1;
+        while let Some(d) = consumer.try_receive(rx) {
+            consumer.accept(&d).unwrap();
+            received += 1;
+        }
+        if consumer.credit(rx) < 500 {
+            consumer.flow(rx, 1000).await.unwrap();
+        }
+    }
+    consumer.flush().await.unwrap();
+    let states = within("outcomes", send).await.unwrap();
+    let not_accepted = states
+        .iter()
+        .filter(|s| **s != Some(DeliveryState::Accepted))
+        .count();
+    assert_eq!(not_accepted, 0, "{not_accepted} of {n} not accepted");
 }

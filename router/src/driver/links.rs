@@ -58,6 +58,10 @@ pub(super) struct Links {
     consumers: HashMap<LinkId, Consumer>,
     inbound: HashMap<(LinkId, SequenceNo), Inbound>,
     next_tag: u64,
+    /// Producer links whose credit to top up once the queued events are
+    /// handled: the engine has already counted transfers whose events are
+    /// still queued, so topping up in between would grant twice.
+    recredit_pending: Vec<LinkId>,
     /// Bytes this connection's producers have in flight in the router.
     pub(super) budget: Arc<ByteBudget>,
 }
@@ -74,6 +78,7 @@ impl Links {
             consumers: HashMap::new(),
             inbound: HashMap::new(),
             next_tag: 0,
+            recredit_pending: Vec::new(),
             budget: ByteBudget::new(core.limits().max_in_flight_bytes_per_producer),
             core,
         }
@@ -109,6 +114,9 @@ impl Links {
                 | Event::Drained { .. }
                 | Event::Closed { .. } => {}
             }
+        }
+        for link in std::mem::take(&mut self.recredit_pending) {
+            self.recredit(engine, link);
         }
     }
 
@@ -481,8 +489,11 @@ impl Links {
                     .insert((t.link, t.delivery), Inbound::Streaming { key, targets });
             }
         }
-        if credited && engine.credit(t.link) <= self.window() / 2 {
-            self.recredit(engine, t.link);
+        if credited
+            && engine.credit(t.link) <= self.window() / 2
+            && !self.recredit_pending.contains(&t.link)
+        {
+            self.recredit_pending.push(t.link);
         }
     }
 
