@@ -289,7 +289,7 @@ async fn at_full_speed_nothing_is_released_while_a_consumer_has_credit() {
                 producer.send_nowait(tx, msg(b"quick"), false).unwrap();
                 sent += 1;
                 in_flight += 1;
-                if sent % 64 == 0 {
+                if sent.is_multiple_of(64) {
                     producer.flush().await.unwrap();
                 }
                 continue;

@@ -118,7 +118,7 @@ impl Producer {
                 self.record(o);
                 in_flight -= 1;
             }
-            if seq % 32 == 0 {
+            if seq.is_multiple_of(32) {
                 self.client.flush().await?;
             }
         }
