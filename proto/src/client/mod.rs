@@ -13,7 +13,7 @@ use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpStream, ToSocketAddrs};
 
 pub use error::ClientError;
@@ -25,6 +25,12 @@ use crate::definitions::{
 use crate::engine::{
     Connection, ConnectionConfig, Event, LinkId, LinkSpec, SaslClientConfig, SessionId,
 };
+
+thread_local! {
+    /// Where sockets are read into, one per thread: an idle client costs
+    /// no buffer.
+    static READ_BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; 64 * 1024]);
+}
 
 /// How to connect.
 #[derive(Debug, Clone)]
@@ -100,7 +106,6 @@ pub struct Client {
     timeout: Duration,
     next_tag: u64,
     next_name: u64,
-    read_buf: Vec<u8>,
 }
 
 impl Client {
@@ -131,7 +136,6 @@ impl Client {
             timeout: options.timeout,
             next_tag: 0,
             next_name: 0,
-            read_buf: vec![0; 64 * 1024],
         };
         let mut opened = false;
         c.drive_until("open", |ev, _| {
@@ -503,13 +507,20 @@ impl Client {
             .map(tokio::time::Instant::from_std);
         let wake = timer.map_or(deadline, |t| t.min(deadline));
         tokio::select! {
-            r = self.stream.read(&mut self.read_buf) => {
-                let n = r?;
-                if n == 0 {
-                    self.engine.handle_eof();
-                } else {
-                    self.engine.handle_input(&self.read_buf[..n], Instant::now());
-                }
+            r = self.stream.readable() => {
+                r?;
+                READ_BUF.with_borrow_mut(|buf| match self.stream.try_read(buf) {
+                    Ok(0) => {
+                        self.engine.handle_eof();
+                        Ok(())
+                    }
+                    Ok(n) => {
+                        self.engine.handle_input(&buf[..n], Instant::now());
+                        Ok(())
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(()),
+                    Err(e) => Err(e),
+                })?;
             }
             _ = tokio::time::sleep_until(wake) => {
                 if wake >= deadline {

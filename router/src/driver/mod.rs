@@ -11,13 +11,18 @@ use std::time::{Duration, Instant};
 
 use ferry_proto::definitions::{Error, condition};
 use ferry_proto::engine::{Connection, ConnectionConfig, SaslServerConfig};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 use crate::core::{ConnHandle, Core, ToConn};
 use crate::listener::Accepted;
 use links::Links;
+
+thread_local! {
+    /// Where sockets are read into, one per runtime thread.
+    static READ_BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; 64 * 1024]);
+}
 
 /// Messages from other tasks handled between two socket writes.
 const MAX_BATCH: usize = 64;
@@ -65,7 +70,6 @@ pub async fn serve(accepted: Accepted, core: Arc<Core>) {
         engine,
         rx,
         links: Links::new(core, handle.clone()),
-        read_buf: vec![0; 64 * 1024],
     };
     let reason = task.run(shutdown).await;
     task.links.teardown();
@@ -81,7 +85,6 @@ struct Task {
     engine: Connection,
     rx: mpsc::UnboundedReceiver<ToConn>,
     links: Links,
-    read_buf: Vec<u8>,
 }
 
 impl Task {
@@ -113,9 +116,9 @@ impl Task {
             let budget = self.links.budget.clone();
             tokio::select! {
                 _ = budget.freed(), if paused => {}
-                r = self.stream.read(&mut self.read_buf), if !paused => match r {
-                    Ok(0) | Err(_) => self.engine.handle_eof(),
-                    Ok(n) => self.engine.handle_input(&self.read_buf[..n], Instant::now()),
+                r = self.stream.readable(), if !paused => match r {
+                    Ok(()) => self.read_ready(),
+                    Err(_) => self.engine.handle_eof(),
                 },
                 Some(msg) = self.rx.recv() => {
                     self.links.handle_message(&mut self.engine, msg);
@@ -141,6 +144,17 @@ impl Task {
                 }
             }
         }
+    }
+
+    /// Reads what the socket has into the engine. The buffer is per
+    /// thread, not per connection: an idle connection costs no buffer.
+    fn read_ready(&mut self) {
+        READ_BUF.with_borrow_mut(|buf| match self.stream.try_read(buf) {
+            Ok(0) => self.engine.handle_eof(),
+            Ok(n) => self.engine.handle_input(&buf[..n], Instant::now()),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => self.engine.handle_eof(),
+        });
     }
 
     async fn flush(&mut self) -> std::io::Result<()> {

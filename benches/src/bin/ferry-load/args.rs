@@ -65,6 +65,14 @@ pub struct Args {
     /// Send to an in-process AMQP sink instead (the generator's ceiling).
     #[arg(long)]
     pub sink: bool,
+    /// Instead of sending: open this many idle connections (each with a
+    /// session), print `idle connections open: N`, and hold them for
+    /// `--hold` seconds. For measuring a router's memory per connection.
+    #[arg(long, default_value_t = 0)]
+    pub idle: usize,
+    /// Seconds to hold idle connections.
+    #[arg(long, default_value_t = 30.0)]
+    pub hold: f64,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,

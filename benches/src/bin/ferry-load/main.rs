@@ -28,6 +28,9 @@ use report::{Report, Shared};
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     args.check()?;
+    if args.idle > 0 {
+        return idle(&args).await;
+    }
     let (producer_urls, consumer_urls) = if args.sink {
         let addr = sink::start()
             .await
@@ -120,5 +123,25 @@ async fn main() -> anyhow::Result<()> {
     if let Some(e) = failed {
         bail!(e);
     }
+    Ok(())
+}
+
+/// Opens `--idle` connections and holds them.
+async fn idle(args: &Args) -> anyhow::Result<()> {
+    let addr = args::host_port(&args.url)?;
+    let mut held = Vec::with_capacity(args.idle);
+    for i in 0..args.idle {
+        let options = ferry_proto::client::ClientOptions {
+            container_id: format!("ferry-load-idle-{i}"),
+            idle_timeout: None,
+            ..Default::default()
+        };
+        let c = ferry_proto::client::Client::connect(addr.as_str(), options)
+            .await
+            .with_context(|| format!("idle connection {i}"))?;
+        held.push(c);
+    }
+    eprintln!("idle connections open: {}", held.len());
+    tokio::time::sleep(Duration::from_secs_f64(args.hold)).await;
     Ok(())
 }
