@@ -56,7 +56,10 @@ async fn still_serves(r: &Router) {
     let mut producer = r.client().await;
     let tx = producer.open_sender(Some("alive")).await.unwrap();
     let send = tokio::spawn(async move { producer.send(tx, msg(b"ping")).await.unwrap() });
-    let d = tokio::time::timeout(LIMIT, consumer.receive(rx)).await.unwrap().unwrap();
+    let d = tokio::time::timeout(LIMIT, consumer.receive(rx))
+        .await
+        .unwrap()
+        .unwrap();
     consumer.accept(&d).unwrap();
     consumer.flush().await.unwrap();
     let outcome = tokio::time::timeout(LIMIT, send).await.unwrap().unwrap();
@@ -91,7 +94,10 @@ async fn random_bytes_close_that_connection_only() {
 async fn an_oversized_frame_length_is_a_framing_error() {
     let r = Router::start("");
     let mut stream = TcpStream::connect(r.addr).await.unwrap();
-    stream.write_all(&ProtocolHeader::Amqp.bytes()).await.unwrap();
+    stream
+        .write_all(&ProtocolHeader::Amqp.bytes())
+        .await
+        .unwrap();
     let mut open = BytesMut::new();
     frame::encode_amqp_frame(
         0,
@@ -104,7 +110,10 @@ async fn an_oversized_frame_length_is_a_framing_error() {
     );
     stream.write_all(&open).await.unwrap();
     // A frame header claiming 4 GiB.
-    stream.write_all(&[0xff, 0xff, 0xff, 0xf0, 2, 0, 0, 0]).await.unwrap();
+    stream
+        .write_all(&[0xff, 0xff, 0xff, 0xf0, 2, 0, 0, 0])
+        .await
+        .unwrap();
     let reply = read_to_close(&mut stream).await;
     assert_eq!(&reply[..8], &ProtocolHeader::Amqp.bytes());
     assert_eq!(
@@ -118,7 +127,10 @@ async fn an_oversized_frame_length_is_a_framing_error() {
 async fn a_malformed_performative_is_a_decode_error() {
     let r = Router::start("");
     let mut stream = TcpStream::connect(r.addr).await.unwrap();
-    stream.write_all(&ProtocolHeader::Amqp.bytes()).await.unwrap();
+    stream
+        .write_all(&ProtocolHeader::Amqp.bytes())
+        .await
+        .unwrap();
     // An open whose container-id string claims more bytes than the frame has.
     let body = [0x00, 0x53, 0x10, 0xc0, 0x04, 0x01, 0xa1, 0x40, b'x'];
     let size = (8 + body.len()) as u32;
@@ -141,13 +153,24 @@ async fn a_message_over_the_size_limit_detaches_its_link() {
     let _rx = consumer.open_receiver("small", 10).await.unwrap();
     let mut producer = r.client().await;
     let tx = producer.open_sender(Some("small")).await.unwrap();
-    tokio::time::timeout(LIMIT, producer.wait_credit(tx)).await.unwrap().unwrap();
+    tokio::time::timeout(LIMIT, producer.wait_credit(tx))
+        .await
+        .unwrap()
+        .unwrap();
     // Split so that no single frame exceeds the limit our client checks.
     let engine = producer.engine();
     let id = engine
-        .send(tx, Bytes::from_static(b"t"), Bytes::from(vec![0u8; 600]), false, true)
+        .send(
+            tx,
+            Bytes::from_static(b"t"),
+            Bytes::from(vec![0u8; 600]),
+            false,
+            true,
+        )
         .unwrap();
-    engine.send_more(tx, id, Bytes::from(vec![0u8; 600]), false).unwrap();
+    engine
+        .send_more(tx, id, Bytes::from(vec![0u8; 600]), false)
+        .unwrap();
     producer.flush().await.unwrap();
     let deadline = tokio::time::Instant::now() + LIMIT;
     let detach = loop {
@@ -180,7 +203,7 @@ async fn links_past_the_limit_are_refused() {
         ),
         "{err}"
     );
-    // One that ignores it is closed with resource-limit-exceeded.
+    // One that ignores it is closed with a framing error (AMQP 1.0 §2.7.2).
     let mut stream = TcpStream::connect(r.addr).await.unwrap();
     let mut out = BytesMut::new();
     out.extend_from_slice(&ProtocolHeader::Amqp.bytes());
@@ -209,7 +232,7 @@ async fn links_past_the_limit_are_refused() {
     let reply = read_to_close(&mut stream).await;
     assert_eq!(
         close_condition(reply).as_deref(),
-        Some(condition::RESOURCE_LIMIT_EXCEEDED.as_str())
+        Some(condition::FRAMING_ERROR.as_str())
     );
     still_serves(&r).await;
 }
@@ -224,8 +247,16 @@ async fn unservable_links_are_refused_with_a_reason() {
         ..Default::default()
     };
     let err = c.open_receiver_with(source, 1).await.unwrap_err();
-    assert_eq!(err.condition(), Some(condition::NOT_IMPLEMENTED.as_str()), "{err}");
+    assert_eq!(
+        err.condition(),
+        Some(condition::NOT_IMPLEMENTED.as_str()),
+        "{err}"
+    );
     let no_address = ferry_proto::definitions::Source::default();
     let err = c.open_receiver_with(no_address, 1).await.unwrap_err();
-    assert_eq!(err.condition(), Some(condition::INVALID_FIELD.as_str()), "{err}");
+    assert_eq!(
+        err.condition(),
+        Some(condition::INVALID_FIELD.as_str()),
+        "{err}"
+    );
 }

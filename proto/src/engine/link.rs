@@ -17,7 +17,7 @@ use super::session::SessionState;
 use crate::codec::Str;
 use crate::definitions::{
     Attach, DeliveryState, Detach, Disposition, Error, Flow, Handle, Performative, Role,
-    SequenceNo, Transfer, condition,
+    SequenceNo, Source, TargetTerminus, Transfer, condition,
 };
 use crate::frame::HEADER_SIZE;
 
@@ -69,6 +69,9 @@ pub(crate) struct Link {
     pub outgoing_partial: Option<SequenceNo>,
     /// Receiver: the delivery still arriving.
     pub incoming_partial: Option<IncomingPartial>,
+    /// The peer's termini, kept from its attach until we answer it, so a
+    /// refusal can echo the half we do not refuse.
+    pub peer_termini: Option<Box<(Option<Source>, Option<TargetTerminus>)>>,
 }
 
 impl Connection {
@@ -151,6 +154,7 @@ impl Connection {
             },
             outgoing_partial: None,
             incoming_partial: None,
+            peer_termini: None,
         };
         let attach = self.attach_frame(&link, &spec);
         self.links.insert(id, link);
@@ -172,6 +176,7 @@ impl Connection {
         let l = self.links.get_mut(&link).expect("checked");
         l.local_handle = handle;
         l.state = LinkState::Attached;
+        l.peer_termini = None;
         if l.role == Role::Receiver {
             l.max_message_size = spec.max_message_size.unwrap_or(0);
         }
@@ -190,16 +195,24 @@ impl Connection {
     /// Refuses a peer's attach: answers with a null terminus and detaches
     /// with `error` (AMQP 1.0 §2.6.3).
     pub fn refuse_attach(&mut self, link: LinkId, error: Error) -> Result<(), EngineError> {
-        let role = self.links.get(&link).ok_or(EngineError::UnknownLink)?.role;
-        // Our terminus is null: the target for a receiver, the source for a
-        // sender; the peer's half is echoed as null too.
-        self.accept_attach(
-            link,
-            LinkSpec {
+        let l = self.links.get_mut(&link).ok_or(EngineError::UnknownLink)?;
+        let role = l.role;
+        let (source, target) = l.peer_termini.take().map(|b| *b).unwrap_or_default();
+        // The terminus we would have created is null: the target when we
+        // receive, the source when we send. The peer's half is echoed.
+        let spec = match role {
+            Role::Receiver => LinkSpec {
                 role,
+                source,
                 ..LinkSpec::default()
             },
-        )?;
+            Role::Sender => LinkSpec {
+                role,
+                target,
+                ..LinkSpec::default()
+            },
+        };
+        self.accept_attach(link, spec)?;
         self.detach(link, true, Some(error))
     }
 
@@ -515,7 +528,8 @@ impl Connection {
     fn link_for_remote_handle(&mut self, session: SessionId, handle: Handle) -> Option<LinkId> {
         let id = self.sessions[&session].remote_handles.get(&handle).copied();
         if id.is_none() {
-            self.fail(
+            self.fail_session(
+                session,
                 condition::UNATTACHED_HANDLE,
                 format!("frame for handle {}, which is not attached", handle.0),
             );
@@ -529,14 +543,16 @@ impl Connection {
         };
         let handle_max = self.config.max_links_per_session.saturating_sub(1);
         if attach.handle.0 > handle_max {
+            // AMQP 1.0 §2.7.2 (handle-max): a framing error.
             return self.fail(
-                condition::RESOURCE_LIMIT_EXCEEDED,
+                condition::FRAMING_ERROR,
                 format!("handle {} exceeds handle-max {handle_max}", attach.handle.0),
             );
         }
         let s = &self.sessions[&session];
         if s.remote_handles.contains_key(&attach.handle) {
-            return self.fail(
+            return self.fail_session(
+                session,
                 condition::HANDLE_IN_USE,
                 format!("handle {} is already attached", attach.handle.0),
             );
@@ -590,6 +606,7 @@ impl Connection {
                 },
                 outgoing_partial: None,
                 incoming_partial: None,
+                peer_termini: Some(Box::new((attach.source.clone(), attach.target.clone()))),
             },
         );
         self.events.push_back(Event::AttachRequested {
@@ -698,7 +715,11 @@ impl Connection {
         }
         let l = self.links.get_mut(&id).expect("exists");
         if l.role != Role::Receiver {
-            return self.fail(condition::ILLEGAL_STATE, "transfer on a link we send on");
+            return self.fail_session(
+                session,
+                condition::ERRANT_LINK,
+                "transfer on a link we send on",
+            );
         }
         if l.state == LinkState::DetachSent {
             return; // in flight when we detached
@@ -708,8 +729,9 @@ impl Connection {
         let (first, mut partial) = match l.incoming_partial.take() {
             Some(p) => {
                 if t.delivery_id.is_some_and(|d| d != p.id) {
-                    return self.fail(
-                        condition::ILLEGAL_STATE,
+                    return self.fail_session(
+                        session,
+                        condition::ERRANT_LINK,
                         "new delivery before the previous one finished",
                     );
                 }
@@ -717,8 +739,9 @@ impl Connection {
             }
             None => {
                 let (Some(delivery), Some(tag)) = (t.delivery_id, t.delivery_tag.clone()) else {
-                    return self.fail(
-                        condition::INVALID_FIELD,
+                    return self.fail_session(
+                        session,
+                        condition::ERRANT_LINK,
                         "first transfer of a delivery lacks delivery-id or delivery-tag",
                     );
                 };

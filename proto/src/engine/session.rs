@@ -172,15 +172,55 @@ impl Connection {
     }
 
     /// The session a frame on `channel` belongs to, or a connection error.
+    /// The session a frame on `channel` belongs to. `None` (after closing
+    /// the connection) for a channel with no session, and `None` silently
+    /// for a session we are ending: its frames are discarded until the
+    /// peer's end (AMQP 1.0 §2.5.4).
     pub(crate) fn session_for_channel(&mut self, channel: u16) -> Option<SessionId> {
-        let id = self.remote_channels.get(&channel).copied();
-        if id.is_none() {
+        let Some(&id) = self.remote_channels.get(&channel) else {
             self.fail(
                 condition::NOT_FOUND,
                 format!("frame on channel {channel}, which has no session"),
             );
+            return None;
+        };
+        (self.sessions[&id].state != SessionState::EndSent).then_some(id)
+    }
+
+    /// Ends a session for the peer's error on it (a session error, AMQP 1.0
+    /// §2.8.16): its links are gone at once; the peer's end is awaited.
+    pub(crate) fn fail_session(
+        &mut self,
+        id: SessionId,
+        condition: crate::definitions::ErrorCondition,
+        description: impl Into<String>,
+    ) {
+        let Some(s) = self.sessions.get_mut(&id) else {
+            return;
+        };
+        if s.state == SessionState::EndSent {
+            return;
         }
-        id
+        s.state = SessionState::EndSent;
+        let channel = s.local_channel;
+        let mut links: Vec<LinkId> = s.local_handles.drain().map(|(_, l)| l).collect();
+        links.extend(s.remote_handles.drain().map(|(_, l)| l));
+        s.outgoing_unsettled.clear();
+        s.incoming_unsettled.clear();
+        s.pending.clear();
+        links.sort();
+        links.dedup();
+        for link in links {
+            if self.links.remove(&link).is_some() {
+                self.events.push_back(Event::Detached {
+                    link,
+                    closed: false,
+                    error: None,
+                });
+            }
+        }
+        let error = Error::new(condition, description.into());
+        self.write_frame(channel, &Performative::End(End { error: Some(error) }), &[]);
     }
 
     pub(crate) fn handle_begin(&mut self, channel: u16, begin: Begin) {
@@ -266,8 +306,11 @@ impl Connection {
     }
 
     pub(crate) fn handle_end(&mut self, channel: u16, end: End) {
-        let Some(id) = self.session_for_channel(channel) else {
-            return;
+        let Some(&id) = self.remote_channels.get(&channel) else {
+            return self.fail(
+                condition::NOT_FOUND,
+                format!("end on channel {channel}, which has no session"),
+            );
         };
         let s = self.sessions.remove(&id).expect("mapped session exists");
         if s.state != SessionState::EndSent {
@@ -353,7 +396,8 @@ impl Connection {
         let window = self.config.session_window;
         let s = self.sessions.get_mut(&id).expect("caller checked");
         if s.incoming_window == 0 {
-            self.fail(
+            self.fail_session(
+                id,
                 condition::WINDOW_VIOLATION,
                 "transfer beyond the session's incoming window",
             );

@@ -418,6 +418,7 @@ fn refused_attach_gets_a_null_terminus_and_an_error() {
         )
         .unwrap();
     p.drive();
+    // Our source is null (refused); the peer's target is echoed.
     assert!(p.client_events.iter().any(
         |e| matches!(e, Event::Attached { link: l, attach } if *l == link && attach.source.is_none())
     ));
@@ -523,9 +524,9 @@ fn garbage_after_open_closes_with_a_framing_error() {
 }
 
 #[test]
-fn frame_on_unknown_handle_closes_with_unattached_handle() {
+fn frame_on_unknown_handle_ends_the_session_with_unattached_handle() {
     let mut p = Pair::default_pair();
-    let (_snd, _) = p.sender_link(1);
+    let (snd, _) = p.sender_link(1);
     let mut buf = bytes::BytesMut::new();
     let flow = crate::definitions::Flow {
         handle: Some(crate::definitions::Handle(77)),
@@ -540,11 +541,18 @@ fn frame_on_unknown_handle_closes_with_unattached_handle() {
     );
     p.client.handle_input(&buf, p.now);
     p.drive();
-    assert!(p.client.is_finished());
+    // A session error (AMQP 1.0 §2.8.16): the session ends, the connection stays.
+    assert!(
+        p.client_events
+            .iter()
+            .any(|e| matches!(e, Event::Detached { link, .. } if *link == snd))
+    );
     assert!(p.server_events.iter().any(|e| matches!(
         e,
-        Event::Closed { error: Some(err), .. } if err.condition == condition::UNATTACHED_HANDLE
+        Event::SessionEnded { error: Some(err), .. } if err.condition == condition::UNATTACHED_HANDLE
     )));
+    assert!(p.client.is_open() && p.server.is_open());
+    assert!(p.client.begin_session().is_ok());
 }
 
 #[test]
