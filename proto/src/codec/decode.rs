@@ -5,7 +5,7 @@
 use bytes::Bytes;
 
 use super::format::{self as fc, fixed_width, is_defined};
-use super::{DecodeError, DecodeResult, Descriptor, Symbol};
+use super::{DecodeError, DecodeResult, Descriptor, Encode, Symbol};
 
 /// The deepest nesting of compound and described values we decode. AMQP sets
 /// no limit; without one, a few bytes of nested list headers would exhaust
@@ -292,6 +292,15 @@ impl Decoder {
             element_code = body.read_format()?;
             if element_code == fc::DESCRIBED {
                 return Err(DecodeError::InvalidFormatCode(element_code));
+            }
+        }
+        // Zero-width elements are bounded by the constructor's bytes alone:
+        // count those as the encoder writes them (a descriptor can be sent
+        // wider than it needs), so whatever decodes re-encodes decodably.
+        if fixed_width(element_code) == Some(0) {
+            let constructor = 1 + descriptor.as_ref().map_or(0, |d| 1 + d.to_bytes().len());
+            if count as usize > constructor {
+                return Err(DecodeError::InvalidLength("array count"));
             }
         }
         Ok(ArrayHeader {

@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use std::fmt;
 
-use super::{DecodeError, DecodeResult, Value};
+use super::{DecodeError, DecodeResult, Encode, Value};
 
 /// An AMQP `string`: UTF-8, validated once, held as the received bytes.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -200,10 +200,23 @@ pub struct Array(Vec<Value>);
 
 impl Array {
     /// An array of `elements`, or `None` if they are not all of one type
-    /// (one encoding constructor must fit them all).
+    /// (one encoding constructor must fit them all) or the decoder would
+    /// refuse the array: an element constructor carries one descriptor at
+    /// most, and zero-width elements (nulls) can number no more than the
+    /// constructor has bytes, since the decoder bounds an array's count by
+    /// its size (see [`Decoder::read_array_header`](super::Decoder::read_array_header)).
     pub fn new(elements: Vec<Value>) -> Option<Self> {
         let ok = elements.windows(2).all(|w| w[0].same_array_type(&w[1]));
-        ok.then_some(Self(elements))
+        let decodable = match elements.first() {
+            Some(Value::Described(d)) => match d.value {
+                Value::Described(_) => false,
+                Value::Null => elements.len() <= 2 + d.descriptor.to_bytes().len(),
+                _ => true,
+            },
+            Some(Value::Null) => elements.len() <= 1,
+            _ => true,
+        };
+        (ok && decodable).then_some(Self(elements))
     }
     pub(crate) fn from_decoded(elements: Vec<Value>) -> Self {
         Self(elements)
