@@ -3,10 +3,11 @@
 //! stop accepting and wait (bounded) for the connections to finish.
 //!
 //! Modelled on mini-redis's `server.rs`. Over `limits.max_connections`, a
-//! new connection is accepted and closed at once (the peer sees the TCP
-//! connection end without an AMQP `open`), rather than left waiting in the
-//! kernel's backlog; the AMQP-level refusal (`open` then `close` with
-//! `amqp:resource-limit-exceeded`) comes with the engine.
+//! new connection is accepted and refused the AMQP way (`open`, then `close`
+//! with `amqp:resource-limit-exceeded`, see [`crate::driver::refuse`]),
+//! rather than left waiting in the kernel's backlog. At most
+//! [`MAX_REFUSALS`] refusals run at once; beyond that the socket is just
+//! closed, so a flood of connections costs nothing.
 
 use std::fmt;
 use std::future::Future;
@@ -27,6 +28,9 @@ use crate::shutdown::{self, Shutdown};
 /// How long [`Server::run`] waits, after shutdown starts, for connection
 /// tasks to finish before aborting them.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
+/// Refusals (over the connection limit) in progress at once, at most.
+pub const MAX_REFUSALS: usize = 64;
+
 /// First pause after a failed `accept`; doubles up to [`MAX_ACCEPT_BACKOFF`].
 const MIN_ACCEPT_BACKOFF: Duration = Duration::from_millis(5);
 /// Longest pause after failed `accept`s (e.g. out of file descriptors).
@@ -236,6 +240,7 @@ impl AcceptLoop {
         let mut tasks = JoinSet::new();
         let mut backoff = MIN_ACCEPT_BACKOFF;
         let mut refusing = false;
+        let refusals = Arc::new(Semaphore::new(MAX_REFUSALS));
         loop {
             let accepted = tokio::select! {
                 biased;
@@ -270,7 +275,17 @@ impl AcceptLoop {
                     refusing = true;
                 }
                 debug!(%peer, "connection refused: limit reached");
-                drop(stream);
+                if let Ok(permit) = refusals.clone().try_acquire_owned() {
+                    let (listener, limits) = (bound.config.clone(), limits.clone());
+                    let reason = format!(
+                        "the router serves at most {} connections",
+                        limits.max_connections
+                    );
+                    tokio::spawn(async move {
+                        crate::driver::refuse(stream, &listener, &limits, reason).await;
+                        drop(permit);
+                    });
+                }
                 continue;
             };
             if refusing {
@@ -412,7 +427,10 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn over_the_limit_connections_are_closed_at_once() {
+    async fn over_the_limit_connections_are_refused_with_an_amqp_close() {
+        use ferry_proto::definitions::{Open, Performative, condition};
+        use ferry_proto::frame::{self, Frame, Layer, ProtocolHeader};
+
         let (seen_tx, mut seen) = mpsc::unbounded_channel();
         let server = Server::bind(&config(1)).await.unwrap();
         let (addr, stop, run) = start(server, echo(seen_tx)).await;
@@ -420,11 +438,31 @@ mod tests {
         let first = TcpStream::connect(addr).await.unwrap();
         tokio::time::timeout(WAIT, seen.recv()).await.unwrap();
         let mut second = TcpStream::connect(addr).await.unwrap();
-        let mut buf = [0u8; 1];
-        let read = tokio::time::timeout(WAIT, second.read(&mut buf))
+        let mut hello = bytes::BytesMut::from(&ProtocolHeader::Amqp.bytes()[..]);
+        let open = Performative::Open(Open {
+            container_id: "one-too-many".into(),
+            ..Open::default()
+        });
+        frame::encode_amqp_frame(0, &open, &[], &mut hello);
+        second.write_all(&hello).await.unwrap();
+        let mut reply = Vec::new();
+        tokio::time::timeout(WAIT, second.read_to_end(&mut reply))
             .await
+            .unwrap()
             .unwrap();
-        assert!(matches!(read, Ok(0) | Err(_)), "second connection closed");
+        let mut frames = bytes::BytesMut::from(&reply[8..]);
+        let mut closed_with = None;
+        while let Ok(Some(f)) = frame::decode_frame(&mut frames, 1 << 16, Layer::Amqp) {
+            if let Frame::Amqp {
+                performative: Performative::Close(c),
+                ..
+            } = f
+            {
+                closed_with = c.error.map(|e| e.condition);
+            }
+        }
+        assert_eq!(closed_with, Some(condition::RESOURCE_LIMIT_EXCEEDED));
+        let mut buf = [0u8; 1];
 
         // Once the first ends, its slot is free again.
         drop(first);

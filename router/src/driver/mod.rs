@@ -5,6 +5,9 @@
 //! logic in [`links`].
 
 mod links;
+mod refuse;
+
+pub use refuse::refuse;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,6 +18,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
+use crate::config::{Limits, ListenerConfig};
 use crate::core::{ConnHandle, Core, ToConn};
 use crate::listener::Accepted;
 use links::Links;
@@ -40,24 +44,7 @@ pub async fn serve(accepted: Accepted, core: Arc<Core>) {
         shutdown,
         ..
     } = accepted;
-    let limits = core.limits().clone();
-    let mechanisms = &listener.sasl_mechanisms;
-    let config = ConnectionConfig {
-        container_id: core_container_id(&core),
-        max_frame_size: limits.max_frame_size,
-        channel_max: limits.max_sessions_per_connection.saturating_sub(1),
-        max_sessions: limits.max_sessions_per_connection.into(),
-        max_links_per_session: limits.max_links_per_connection,
-        // No mechanisms configured: SASL is refused, a bare AMQP header only.
-        sasl_server: (!mechanisms.is_empty()).then(|| SaslServerConfig {
-            anonymous: mechanisms
-                .iter()
-                .any(|m| m.eq_ignore_ascii_case("ANONYMOUS")),
-            plain: None,
-            required: listener.require_sasl,
-        }),
-        ..ConnectionConfig::default()
-    };
+    let config = engine_config(core.router_id(), core.limits(), &listener);
     let engine = Connection::server(config, Instant::now());
     let (tx, rx) = mpsc::unbounded_channel();
     let handle = ConnHandle {
@@ -76,8 +63,29 @@ pub async fn serve(accepted: Accepted, core: Arc<Core>) {
     tracing::debug!(conn = handle.id.0, %peer, reason, "connection ended");
 }
 
-fn core_container_id(core: &Core) -> String {
-    core.router_id().to_string()
+/// The engine settings for a connection accepted on `listener`.
+fn engine_config(
+    container_id: &str,
+    limits: &Limits,
+    listener: &ListenerConfig,
+) -> ConnectionConfig {
+    let mechanisms = &listener.sasl_mechanisms;
+    ConnectionConfig {
+        container_id: container_id.to_string(),
+        max_frame_size: limits.max_frame_size,
+        channel_max: limits.max_sessions_per_connection.saturating_sub(1),
+        max_sessions: limits.max_sessions_per_connection.into(),
+        max_links_per_session: limits.max_links_per_connection,
+        // No mechanisms configured: SASL is refused, a bare AMQP header only.
+        sasl_server: (!mechanisms.is_empty()).then(|| SaslServerConfig {
+            anonymous: mechanisms
+                .iter()
+                .any(|m| m.eq_ignore_ascii_case("ANONYMOUS")),
+            plain: None,
+            required: listener.require_sasl,
+        }),
+        ..ConnectionConfig::default()
+    }
 }
 
 struct Task {
