@@ -1,0 +1,135 @@
+//! Attaching links: what a client may attach, and what is refused.
+
+use super::*;
+
+impl Links {
+    pub(super) fn attach(&mut self, engine: &mut Connection, link: LinkId, attach: &Attach) {
+        let count = self.producers.len() + self.consumers.len();
+        let max = self.core.limits().max_links_per_connection as usize;
+        let result = if count >= max {
+            Err(refusal(
+                condition::RESOURCE_LIMIT_EXCEEDED,
+                &format!("at most {max} links per connection"),
+            ))
+        } else {
+            match attach.role {
+                Role::Sender => self.attach_producer(engine, link, attach),
+                Role::Receiver => self.attach_consumer(engine, link, attach),
+            }
+        };
+        if let Err(error) = result {
+            tracing::debug!(name = %attach.name, error = ?error.description, "link refused");
+            let _ = engine.refuse_attach(link, error);
+        }
+    }
+
+    pub(super) fn attach_producer(
+        &mut self,
+        engine: &mut Connection,
+        link: LinkId,
+        attach: &Attach,
+    ) -> Result<(), Error> {
+        let target = match &attach.target {
+            Some(TargetTerminus::Target(t)) => t,
+            Some(TargetTerminus::Coordinator(_)) => {
+                return Err(refusal(
+                    condition::NOT_IMPLEMENTED,
+                    "transactions are not supported: Ferry routes, it does not store",
+                ));
+            }
+            None => return Err(refusal(condition::INVALID_FIELD, "attach has no target")),
+        };
+        if target.dynamic == Some(true) {
+            return Err(refusal(
+                condition::NOT_IMPLEMENTED,
+                "dynamic targets are not supported; attach a dynamic receiver for a reply address",
+            ));
+        }
+        let address = target.address.as_deref().map(|a| self.core.address(a));
+        let spec = LinkSpec {
+            name: attach.name.to_string(),
+            role: Role::Receiver,
+            source: attach.source.clone(),
+            target: attach.target.clone(),
+            snd_settle_mode: attach.snd_settle_mode.unwrap_or_default(),
+            rcv_settle_mode: ReceiverSettleMode::First,
+            max_message_size: Some(self.core.limits().max_message_size),
+            ..LinkSpec::default()
+        };
+        engine
+            .accept_attach(link, spec)
+            .map_err(|e| refusal(condition::INTERNAL_ERROR, &e.to_string()))?;
+        match &address {
+            Some(a) => a.add_producer(self.me.clone(), link),
+            // Anonymous senders get a fixed window: their messages' addresses
+            // are unknown until they arrive (unroutable ones are released).
+            None => {
+                let _ = engine.flow(link, self.window(), false);
+            }
+        }
+        tracing::debug!(name = %attach.name, address = ?address.as_ref().map(|a| a.name()), "producer attached");
+        self.producers.insert(link, Producer { address });
+        self.recredit(engine, link);
+        Ok(())
+    }
+
+    pub(super) fn attach_consumer(
+        &mut self,
+        engine: &mut Connection,
+        link: LinkId,
+        attach: &Attach,
+    ) -> Result<(), Error> {
+        let Some(source) = &attach.source else {
+            return Err(refusal(condition::INVALID_FIELD, "attach has no source"));
+        };
+        if source.distribution_mode.as_deref() == Some("copy") {
+            return Err(refusal(
+                condition::NOT_IMPLEMENTED,
+                "distribution-mode copy (browsing) needs a queue; Ferry routes, it does not store",
+            ));
+        }
+        let name = if source.dynamic == Some(true) {
+            self.core.dynamic_address()
+        } else {
+            match &source.address {
+                Some(a) => a.to_string(),
+                None => {
+                    return Err(refusal(
+                        condition::INVALID_FIELD,
+                        "source has no address and is not dynamic",
+                    ));
+                }
+            }
+        };
+        let mut answer = source.clone();
+        answer.address = Some(name.as_str().into());
+        // Filters are not supported: leaving them out of our source tells
+        // the client they are not applied (AMQP 1.0 §3.5.3).
+        answer.filter = None;
+        let spec = LinkSpec {
+            name: attach.name.to_string(),
+            role: Role::Sender,
+            source: Some(answer),
+            target: attach.target.clone(),
+            snd_settle_mode: SenderSettleMode::Mixed,
+            rcv_settle_mode: attach.rcv_settle_mode.unwrap_or_default(),
+            ..LinkSpec::default()
+        };
+        engine
+            .accept_attach(link, spec)
+            .map_err(|e| refusal(condition::INTERNAL_ERROR, &e.to_string()))?;
+        let address = self.core.address(&name);
+        address.add_consumer(self.me.clone(), link);
+        tracing::debug!(name = %attach.name, address = %name, "consumer attached");
+        self.consumers.insert(
+            link,
+            Consumer {
+                address,
+                reported: 0,
+                outstanding: HashMap::new(),
+                streams: HashMap::new(),
+            },
+        );
+        Ok(())
+    }
+}

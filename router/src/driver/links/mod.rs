@@ -1,0 +1,168 @@
+//! The links of one connection and what the router does with them:
+//! producer links (the client sends, we receive) route each delivery to
+//! consumers; consumer links (we send) deliver what producers route to
+//! them and pass the outcome back.
+
+mod attach;
+mod consumer;
+mod credit;
+mod expiry;
+mod producer;
+
+use expiry::{Expiry, expired_outcome, expiry};
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::{Bytes, BytesMut};
+use ferry_proto::codec::Symbol;
+use ferry_proto::definitions::{
+    Attach, DeliveryState, Error, ErrorCondition, ReceiverSettleMode, Rejected, Role,
+    SenderSettleMode, SequenceNo, TargetTerminus, condition,
+};
+use ferry_proto::engine::{Connection, Event, IncomingTransfer, LinkId, LinkSpec};
+
+use crate::core::{
+    Address, ByteBudget, ConnHandle, Core, Fanout, Forwarded, Origin, StreamKey, Targets, ToConn,
+    delivery_failed, routing_fields,
+};
+
+/// The condition a message is rejected with when its time to live has
+/// passed before it could be delivered.
+pub const EXPIRED: ErrorCondition = Symbol::from_static("ferry:expired");
+
+struct Producer {
+    /// `None`: an anonymous sender, routed by each message's `to`.
+    address: Option<Arc<Address>>,
+}
+
+/// A producer delivery arriving over several frames.
+enum Inbound {
+    /// Being forwarded frame by frame to these consumers.
+    Streaming { key: StreamKey, targets: Targets },
+    /// Anonymous sender: held until `to` can be read.
+    Buffering { buf: BytesMut, settled: bool },
+    /// Refused (no route, expired): the rest is dropped.
+    Discard,
+}
+
+struct Consumer {
+    address: Arc<Address>,
+    /// The link credit last reported to the address, less sends since.
+    reported: u32,
+    /// Unsettled deliveries sent to the client, by our delivery id.
+    outstanding: HashMap<SequenceNo, Origin>,
+    /// Deliveries being sent over several frames: `None` once dropped.
+    streams: HashMap<StreamKey, Option<SequenceNo>>,
+}
+
+/// The link state of one connection.
+pub(super) struct Links {
+    core: Arc<Core>,
+    me: ConnHandle,
+    producers: HashMap<LinkId, Producer>,
+    consumers: HashMap<LinkId, Consumer>,
+    inbound: HashMap<(LinkId, SequenceNo), Inbound>,
+    next_tag: u64,
+    /// Producer links whose credit to top up once the queued events are
+    /// handled: the engine has already counted transfers whose events are
+    /// still queued, so topping up in between would grant twice.
+    recredit_pending: Vec<LinkId>,
+    /// Bytes this connection's producers have in flight in the router.
+    pub(super) budget: Arc<ByteBudget>,
+}
+
+fn refusal(condition: ErrorCondition, description: &str) -> Error {
+    Error::new(condition, description)
+}
+
+impl Links {
+    pub(super) fn new(core: Arc<Core>, me: ConnHandle) -> Self {
+        Self {
+            me,
+            producers: HashMap::new(),
+            consumers: HashMap::new(),
+            inbound: HashMap::new(),
+            next_tag: 0,
+            recredit_pending: Vec::new(),
+            budget: ByteBudget::new(core.limits().max_in_flight_bytes_per_producer),
+            core,
+        }
+    }
+
+    fn window(&self) -> u32 {
+        self.core.limits().link_credit_window
+    }
+
+    /// Handles every event the engine has queued.
+    pub(super) fn handle_events(&mut self, engine: &mut Connection) {
+        while let Some(ev) = engine.poll_event() {
+            match ev {
+                Event::AttachRequested { link, attach, .. } => self.attach(engine, link, &attach),
+                Event::Credit {
+                    link,
+                    credit,
+                    drain,
+                } => self.consumer_credit(engine, link, credit, drain),
+                Event::Transfer(t) => self.transfer(engine, t),
+                Event::Disposition {
+                    link,
+                    delivery,
+                    state,
+                    settled,
+                } => self.consumer_disposition(engine, link, delivery, state, settled),
+                Event::Detached { link, .. } => self.detached(link),
+                Event::Authenticated { .. }
+                | Event::Opened { .. }
+                | Event::SessionBegun { .. }
+                | Event::SessionEnded { .. }
+                | Event::Attached { .. }
+                | Event::Drained { .. }
+                | Event::Closed { .. } => {}
+            }
+        }
+        for link in std::mem::take(&mut self.recredit_pending) {
+            self.recredit(engine, link);
+        }
+    }
+
+    /// Handles a message from another connection task.
+    pub(super) fn handle_message(&mut self, engine: &mut Connection, msg: ToConn) {
+        match msg {
+            ToConn::Deliver { link, delivery } => self.deliver(engine, link, delivery),
+            ToConn::Continue {
+                link,
+                key,
+                payload,
+                more,
+                aborted,
+                charge: _charge,
+            } => self.continue_delivery(engine, link, key, payload, more, aborted),
+            ToConn::Settle {
+                link,
+                delivery,
+                state,
+            } => {
+                if self.producers.contains_key(&link) {
+                    let _ = engine.disposition(link, delivery, Some(state), true);
+                }
+            }
+            ToConn::Recredit { link } => self.recredit(engine, link),
+        }
+    }
+
+    /// Releases everything this connection holds in the core.
+    pub(super) fn teardown(&mut self) {
+        let links: Vec<LinkId> = self
+            .producers
+            .keys()
+            .chain(self.consumers.keys())
+            .copied()
+            .collect();
+        for link in links {
+            self.detached(link);
+        }
+    }
+}

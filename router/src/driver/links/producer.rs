@@ -1,0 +1,209 @@
+//! The producer side: routing each incoming delivery.
+
+use super::*;
+
+impl Links {
+    pub(super) fn transfer(&mut self, engine: &mut Connection, t: IncomingTransfer) {
+        let key = (t.link, t.delivery);
+        if t.first {
+            let Some(p) = self.producers.get(&t.link) else {
+                return;
+            };
+            match p.address.clone() {
+                Some(a) => self.route(engine, &t, t.payload.clone(), t.settled, Some(a), true),
+                None if t.more && !t.aborted => {
+                    let mut buf = BytesMut::new();
+                    buf.extend_from_slice(&t.payload);
+                    self.inbound.insert(
+                        key,
+                        Inbound::Buffering {
+                            buf,
+                            settled: t.settled,
+                        },
+                    );
+                    self.try_route_buffered(engine, &t);
+                }
+                None if t.aborted => {}
+                None => self.route_anonymous(engine, &t, t.payload.clone(), t.settled),
+            }
+            return;
+        }
+        let Some(inbound) = self.inbound.get_mut(&key) else {
+            return;
+        };
+        let done = !t.more || t.aborted;
+        match inbound {
+            Inbound::Streaming { key, targets } => {
+                for (conn, link) in targets.iter() {
+                    conn.post(ToConn::Continue {
+                        link: *link,
+                        key: *key,
+                        payload: t.payload.clone(),
+                        more: t.more,
+                        aborted: t.aborted,
+                        charge: Some(self.budget.charge(t.payload.len() as u64)),
+                    });
+                }
+            }
+            Inbound::Buffering { buf, .. } => {
+                if t.aborted {
+                    self.inbound.remove(&key);
+                    return;
+                }
+                buf.extend_from_slice(&t.payload);
+                return self.try_route_buffered(engine, &t);
+            }
+            Inbound::Discard => {}
+        }
+        if done {
+            self.inbound.remove(&key);
+        }
+    }
+
+    /// Routes a buffered anonymous delivery once its `to` is readable or
+    /// it is complete.
+    pub(super) fn try_route_buffered(&mut self, engine: &mut Connection, t: &IncomingTransfer) {
+        let key = (t.link, t.delivery);
+        let Some(Inbound::Buffering { buf, settled }) = self.inbound.get(&key) else {
+            return;
+        };
+        let settled = *settled || t.settled;
+        let prefix = Bytes::copy_from_slice(buf);
+        if !t.more || routing_fields(&prefix).complete {
+            self.inbound.remove(&key);
+            self.route_anonymous_with(engine, t, prefix, settled);
+        }
+    }
+
+    pub(super) fn route_anonymous(
+        &mut self,
+        engine: &mut Connection,
+        t: &IncomingTransfer,
+        payload: Bytes,
+        settled: bool,
+    ) {
+        self.route_anonymous_with(engine, t, payload, settled);
+        // Anonymous credit is a fixed window, refilled as it is used.
+        let window = self.window();
+        if engine.credit(t.link) < window / 2 {
+            let _ = engine.flow(t.link, window, false);
+        }
+    }
+
+    pub(super) fn route_anonymous_with(
+        &mut self,
+        engine: &mut Connection,
+        t: &IncomingTransfer,
+        payload: Bytes,
+        settled: bool,
+    ) {
+        let to = routing_fields(&payload).to;
+        let address = to.as_deref().and_then(|to| self.core.lookup(to));
+        match address {
+            Some(a) => self.route(engine, t, payload, settled, Some(a), false),
+            None => self.refuse_delivery(engine, t, settled, DeliveryState::Released, t.more),
+        }
+    }
+
+    /// Routes the first frame (or all) of a delivery to `address`.
+    /// `credited`: the producer's credit comes from the address budget.
+    pub(super) fn route(
+        &mut self,
+        engine: &mut Connection,
+        t: &IncomingTransfer,
+        payload: Bytes,
+        settled: bool,
+        address: Option<Arc<Address>>,
+        credited: bool,
+    ) {
+        let more = t.more && !t.aborted;
+        let Some(address) = address else {
+            return self.refuse_delivery(engine, t, settled, DeliveryState::Released, more);
+        };
+        let fields = routing_fields(&payload);
+        let expires = match expiry(fields.ttl, fields.absolute_expiry_time) {
+            Expiry::Expired => {
+                self.core.stats.expired.fetch_add(1, Ordering::Relaxed);
+                let state = expired_outcome();
+                if credited {
+                    address.route_none(self.me.id, t.link);
+                }
+                return self.refuse_delivery(engine, t, settled, state, more);
+            }
+            Expiry::At(at) => Some(at),
+            Expiry::Never => None,
+        };
+        let from = credited.then_some((self.me.id, t.link));
+        let targets = address.route(from);
+        if targets.is_empty() {
+            self.refuse_delivery(engine, t, settled, DeliveryState::Released, more);
+        } else {
+            self.core.stats.routed.fetch_add(1, Ordering::Relaxed);
+            let key = StreamKey {
+                conn: self.me.id,
+                link: t.link,
+                delivery: t.delivery,
+            };
+            let multicast = address.distribution() == crate::config::Distribution::Multicast;
+            let origin = (!settled).then(|| Origin {
+                conn: self.me.clone(),
+                link: t.link,
+                delivery: t.delivery,
+                fanout: multicast.then(|| Arc::new(Fanout::new(targets.len()))),
+            });
+            for (conn, link) in &targets {
+                conn.post(ToConn::Deliver {
+                    link: *link,
+                    delivery: Forwarded {
+                        payload: payload.clone(),
+                        more,
+                        settled,
+                        origin: origin.clone(),
+                        key,
+                        expires,
+                        charge: Some(self.budget.charge(payload.len() as u64)),
+                    },
+                });
+            }
+            if more {
+                self.inbound
+                    .insert((t.link, t.delivery), Inbound::Streaming { key, targets });
+            }
+        }
+        if credited
+            && engine.credit(t.link) <= self.window() / 2
+            && !self.recredit_pending.contains(&t.link)
+        {
+            self.recredit_pending.push(t.link);
+        }
+    }
+
+    /// Settles a producer's delivery without forwarding it (or counts a
+    /// dropped pre-settled one), discarding any further frames of it.
+    pub(super) fn refuse_delivery(
+        &mut self,
+        engine: &mut Connection,
+        t: &IncomingTransfer,
+        settled: bool,
+        state: DeliveryState,
+        more: bool,
+    ) {
+        if settled {
+            self.core
+                .stats
+                .dropped_presettled
+                .fetch_add(1, Ordering::Relaxed);
+        } else {
+            if state == DeliveryState::Released {
+                self.core
+                    .stats
+                    .released_no_route
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            let _ = engine.disposition(t.link, t.delivery, Some(state), true);
+        }
+        if more {
+            self.inbound.insert((t.link, t.delivery), Inbound::Discard);
+        }
+    }
+}
