@@ -161,6 +161,8 @@ fn bench_view(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     // The payload is moved into the view, as the router does with a
     // frame's payload; the clone happens in setup, the drops after timing.
+    // Batches of 1024 keep the outputs in cache (SmallInput would hold
+    // millions of views, and time their cache misses).
     g.bench_function("parse+to", |b| {
         b.iter_batched(
             || bytes.clone(),
@@ -169,7 +171,7 @@ fn bench_view(c: &mut Criterion) {
                 let to = v.to().unwrap();
                 (v, to)
             },
-            BatchSize::SmallInput,
+            BatchSize::NumIterations(1024),
         )
     });
     g.bench_function("parse+to_str", |b| {
@@ -180,7 +182,21 @@ fn bench_view(c: &mut Criterion) {
                 black_box(v.to_str().unwrap());
                 v
             },
-            BatchSize::SmallInput,
+            BatchSize::NumIterations(1024),
+        )
+    });
+    // What the router reads to route: the address and the header (ttl,
+    // priority, delivery-count).
+    g.bench_function("routing fields: parse+to_str+header", |b| {
+        b.iter_batched(
+            || bytes.clone(),
+            |payload| {
+                let v = MessageView::parse(payload).unwrap();
+                black_box(v.to_str().unwrap());
+                black_box(v.header().unwrap());
+                v
+            },
+            BatchSize::NumIterations(1024),
         )
     });
     // The same with the payload's refcount increment and the drops of the
@@ -195,7 +211,7 @@ fn bench_view(c: &mut Criterion) {
         b.iter_batched(
             || bytes.clone(),
             |payload| MessageView::parse(payload).unwrap(),
-            BatchSize::SmallInput,
+            BatchSize::NumIterations(1024),
         )
     });
     g.bench_function("to (parsed view)", |b| {
@@ -206,6 +222,10 @@ fn bench_view(c: &mut Criterion) {
     });
     g.bench_function("rewrite message-annotations", |b| {
         b.iter(|| black_box(&view).with_message_annotations(&annotations))
+    });
+    let mut scratch = BytesMut::with_capacity(64 * 1024);
+    g.bench_function("rewrite message-annotations (reused scratch)", |b| {
+        b.iter(|| black_box(&view).with_message_annotations_in(&annotations, &mut scratch))
     });
     g.bench_function("full decode (Message::decode)", |b| {
         b.iter(|| Message::decode(black_box(bytes.clone())).unwrap())
@@ -250,6 +270,7 @@ fn report_allocations() {
     drop(bytes.slice(..));
     let view = MessageView::parse(bytes.clone()).unwrap();
     let annotations = router_annotations();
+    let mut scratch = BytesMut::with_capacity(64 * 1024);
     let mut rows = vec![
         (
             "message_view parse+to",
@@ -263,6 +284,14 @@ fn report_allocations() {
             allocations_per_op(N, || {
                 let v = MessageView::parse(black_box(bytes.clone())).unwrap();
                 black_box(v.to_str().unwrap());
+            }),
+        ),
+        (
+            "message_view routing fields: parse+to_str+header",
+            allocations_per_op(N, || {
+                let v = MessageView::parse(black_box(bytes.clone())).unwrap();
+                black_box(v.to_str().unwrap());
+                black_box(v.header().unwrap());
             }),
         ),
         (
@@ -281,6 +310,12 @@ fn report_allocations() {
             "message_view rewrite message-annotations",
             allocations_per_op(N, || {
                 black_box(view.with_message_annotations(&annotations));
+            }),
+        ),
+        (
+            "message_view rewrite message-annotations (reused scratch)",
+            allocations_per_op(N, || {
+                black_box(view.with_message_annotations_in(&annotations, &mut scratch));
             }),
         ),
         (
@@ -320,9 +355,15 @@ fn report_allocations() {
             d.encode(&mut out);
         }),
     ));
+    println!(
+        "message sizes: 100 B body {} B encoded, transfer frame {} B; 64 KiB body frame {} B",
+        bytes.len(),
+        transfer_frame(&bytes).len(),
+        transfer_frame(&message(64 * 1024)).len(),
+    );
     println!("heap allocations per operation (counting global allocator):");
     for (name, per_op) in rows {
-        println!("  {name:<45} {per_op:.3}");
+        println!("  {name:<60} {per_op:.3}");
     }
 }
 

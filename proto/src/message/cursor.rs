@@ -76,6 +76,23 @@ impl<'a> Cursor<'a> {
         Ok(b)
     }
 
+    /// The next `N` bytes, not consumed; `None` if fewer remain.
+    #[inline(always)]
+    pub fn peek<const N: usize>(&self) -> Option<[u8; N]> {
+        if self.end - self.pos < N {
+            return None;
+        }
+        self.buf.get(self.pos..self.pos + N)?.try_into().ok()
+    }
+
+    /// Skips `n` bytes.
+    #[inline(always)]
+    pub fn advance(&mut self, n: usize) -> DecodeResult<()> {
+        self.need(n)?;
+        self.pos += n;
+        Ok(())
+    }
+
     /// Takes `n` bytes.
     #[inline(always)]
     pub fn take(&mut self, n: usize) -> DecodeResult<&'a [u8]> {

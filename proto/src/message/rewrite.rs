@@ -96,6 +96,21 @@ impl MessageView {
     /// this view's buffer. An empty `annotations` still writes a section
     /// (an empty map).
     pub fn with_message_annotations(&self, annotations: &Annotations) -> MessageBytes {
+        // One allocation for typical router annotations; grows if needed.
+        let mut scratch = BytesMut::with_capacity(128);
+        self.with_message_annotations_in(annotations, &mut scratch)
+    }
+
+    /// Like [`with_message_annotations`](Self::with_message_annotations),
+    /// encoding the new section in `scratch` (cleared first) and splitting
+    /// it off: with a buffer reused across messages (e.g. one per
+    /// connection), the rewrite allocates only when the buffer runs out of
+    /// room.
+    pub fn with_message_annotations_in(
+        &self,
+        annotations: &Annotations,
+        scratch: &mut BytesMut,
+    ) -> MessageBytes {
         let (cut, resume) = match self.span(SectionKind::MessageAnnotations) {
             Some(s) => (s.start, s.end),
             None => {
@@ -106,12 +121,13 @@ impl MessageView {
                 (at, at)
             }
         };
-        let mut section = BytesMut::new();
-        SectionKind::MessageAnnotations.encode_descriptor(&mut section);
-        annotations.encode(&mut section);
+        scratch.clear();
+        SectionKind::MessageAnnotations.encode_descriptor(scratch);
+        annotations.encode(scratch);
+        let section = scratch.split().freeze();
         let bytes = self.bytes();
         MessageBytes {
-            parts: [bytes.slice(..cut), section.freeze(), bytes.slice(resume..)],
+            parts: [bytes.slice(..cut), section, bytes.slice(resume..)],
         }
     }
 }

@@ -60,7 +60,7 @@ impl SectionKind {
         }
     }
 
-    const ALL: [SectionKind; 9] = [
+    pub(crate) const ALL: [SectionKind; 9] = [
         SectionKind::Header,
         SectionKind::DeliveryAnnotations,
         SectionKind::MessageAnnotations,
@@ -194,14 +194,15 @@ impl<'a> Sections<'a> {
             return Ok(None);
         }
         let start = self.c.position();
-        let c = self.c.u8()?;
-        if c != fc::DESCRIBED {
-            return Err(DecodeError::UnexpectedFormat {
-                expected: "message section (described value, AMQP 1.0 §3.2)",
-                found: c,
-            });
-        }
-        let kind = self.read_kind()?;
+        // Fast path: `0x00 0x53 0x70..=0x78`, the constructor every client
+        // writes, checked with one bounds check.
+        let kind = match self.c.peek::<3>() {
+            Some([fc::DESCRIBED, fc::SMALLULONG, code @ 0x70..=0x78]) => {
+                self.c.advance(3)?;
+                SectionKind::ALL[usize::from(code - 0x70)]
+            }
+            _ => self.read_constructor()?,
+        };
         self.check_order(kind)?;
         let value = self.c.position();
         let code = self.c.format()?;
@@ -215,24 +216,23 @@ impl<'a> Sections<'a> {
         }))
     }
 
-    /// Reads the descriptor: a `ulong` code, usually in its `smallulong`
-    /// form (the fast path), or a symbol (AMQP 1.0 §1.5).
-    #[inline(always)]
-    fn read_kind(&mut self) -> DecodeResult<SectionKind> {
-        if self.c.peek_u8()? == fc::SMALLULONG {
-            let mut fast = self.c.clone();
-            fast.u8()?;
-            if let Some(kind) = SectionKind::from_code(fast.u8()?.into()) {
-                self.c = fast;
-                return Ok(kind);
-            }
-        }
-        self.read_kind_slow()
-    }
-
+    /// Reads a section's constructor: `0x00` and a descriptor, a `ulong`
+    /// code or a symbol (AMQP 1.0 §1.5), off the fast path.
     #[cold]
     #[inline(never)]
-    fn read_kind_slow(&mut self) -> DecodeResult<SectionKind> {
+    fn read_constructor(&mut self) -> DecodeResult<SectionKind> {
+        let c = self.c.u8()?;
+        if c != fc::DESCRIBED {
+            return Err(DecodeError::UnexpectedFormat {
+                expected: "message section (described value, AMQP 1.0 §3.2)",
+                found: c,
+            });
+        }
+        self.read_descriptor()
+    }
+
+    /// Reads a descriptor and maps it to a section kind.
+    fn read_descriptor(&mut self) -> DecodeResult<SectionKind> {
         let code = self.c.format()?;
         let found = match code {
             fc::SMALLULONG | fc::ULONG | fc::ULONG0 => {

@@ -314,6 +314,21 @@ fn rewrite_keeps_body_bytes_shared() {
 }
 
 #[test]
+fn rewrite_with_a_reused_scratch_buffer() {
+    let m = sample(Body::data(Bytes::from_static(b"payload")));
+    let view = MessageView::parse(m.encode()).unwrap();
+    let mut scratch = bytes::BytesMut::with_capacity(1024);
+    scratch.extend_from_slice(b"stale");
+    let mut ma = Annotations::new();
+    for i in 0..3u64 {
+        ma.insert("x-opt-n", Value::Ulong(i));
+        let out = view.with_message_annotations_in(&ma, &mut scratch);
+        assert_eq!(out, view.with_message_annotations(&ma));
+        assert!(scratch.is_empty());
+    }
+}
+
+#[test]
 fn message_bytes_is_a_buf() {
     let m = sample(Body::data(Bytes::from_static(b"payload")));
     let view = MessageView::parse(m.encode()).unwrap();
