@@ -10,4 +10,6 @@ pub mod config;
 pub mod core;
 pub mod driver;
 pub mod listener;
+pub mod mesh;
+pub mod routing;
 pub mod shutdown;

@@ -17,6 +17,7 @@ use ferry_router::config::{Config, ConfigError};
 use ferry_router::core::Core;
 use ferry_router::driver;
 use ferry_router::listener::{Accepted, Server, connection_handler};
+use ferry_router::routing::RoutingConfig;
 use ferry_router::shutdown::Signals;
 use std::sync::Arc;
 use tracing::info;
@@ -172,9 +173,40 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         info!("{signal} received; shutting down");
     };
     let core = Arc::new(Core::new(&config));
+    let (mesh_stop, mesh_shutdown) = ferry_router::shutdown::channel();
+    tokio::spawn(ferry_router::mesh::control::run(
+        core.clone(),
+        RoutingConfig::default(),
+        mesh_shutdown.clone(),
+    ));
+    let connectors: Vec<_> = config
+        .connectors
+        .iter()
+        .map(|c| {
+            tokio::spawn(ferry_router::mesh::connector::run(
+                core.clone(),
+                c.clone(),
+                mesh_shutdown.clone(),
+            ))
+        })
+        .collect();
     let handler =
         connection_handler(move |accepted: Accepted| driver::serve(accepted, core.clone()));
     let drained = server.run(handler, stop).await;
+    // Connector connections close (AMQP close) after the listeners' ones.
+    mesh_stop.fire();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        futures_join_all(connectors),
+    )
+    .await;
     info!(aborted = drained.aborted, "router stopped");
     Ok(())
+}
+
+/// Waits for every task.
+async fn futures_join_all(tasks: Vec<tokio::task::JoinHandle<()>>) {
+    for t in tasks {
+        let _ = t.await;
+    }
 }

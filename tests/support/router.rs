@@ -50,3 +50,43 @@ impl Router {
         format!("amqp://{}", self.addr)
     }
 }
+
+/// A router of a test mesh: a normal listener on a free port, optionally an
+/// inter-router listener on `inter_port`, and connectors to the
+/// inter-router ports of others (`(port, cost)`).
+pub fn mesh_router(
+    id: &str,
+    inter_port: Option<u16>,
+    connect: &[(u16, u32)],
+    extra: &str,
+) -> Router {
+    let mut toml = format!("[router]\nid = \"{id}\"\nmode = \"interior\"\n\n");
+    toml += "[[listener]]\nhost = \"127.0.0.1\"\nport = 0\nrole = \"normal\"\n\n";
+    if let Some(p) = inter_port {
+        toml +=
+            &format!("[[listener]]\nhost = \"127.0.0.1\"\nport = {p}\nrole = \"inter-router\"\n\n");
+    }
+    for (port, cost) in connect {
+        toml += &format!(
+            "[[connector]]\nhost = \"127.0.0.1\"\nport = {port}\nrole = \"inter-router\"\ncost = {cost}\n\n"
+        );
+    }
+    toml += extra;
+    let dir = TempDir::new();
+    let path = dir.write("ferry.toml", &toml);
+    let mut ferry = Ferry::spawn(
+        ["run".as_ref(), "--config".as_ref(), path.as_os_str()],
+        &[("RUST_LOG", "info,ferry_router=debug")],
+    );
+    let listeners = 1 + usize::from(inter_port.is_some());
+    let addrs = ferry.wait_listening(listeners, WAIT);
+    let addr = *addrs
+        .iter()
+        .find(|a| Some(a.port()) != inter_port)
+        .expect("the normal listener");
+    Router {
+        ferry,
+        addr,
+        _dir: dir,
+    }
+}

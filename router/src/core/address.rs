@@ -9,6 +9,13 @@
 //! left of the budget, so two producers are never promised the same
 //! consumer credit. With no consumer the budget is 0. The lock is per
 //! address: producers and consumers of different addresses never contend.
+//!
+//! In a mesh, a consumer may be a link to a neighbour router (which grants
+//! credit for its own consumers further on), and a producer may be a link
+//! from one. A delivery from neighbour P may only go on to neighbour N when
+//! this router lies on P's shortest path to a router with consumers that N
+//! leads to (see [`serves`]): deliveries follow shortest paths and never
+//! loop, and a producer's budget counts only the consumers it may use.
 
 use std::sync::Mutex;
 
@@ -16,11 +23,24 @@ use ferry_proto::engine::LinkId;
 
 use super::message::{ConnHandle, ConnId, ToConn};
 use crate::config::Distribution;
+use crate::routing::{RouterId, RoutingTable};
+
+/// Which side a link leads to: a client of this router, or a neighbour
+/// router (for a consumer link: where deliveries go; for a producer link:
+/// where they come from).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hop {
+    /// A client connected to this router.
+    Local,
+    /// A neighbour router.
+    Neighbor(RouterId),
+}
 
 #[derive(Debug)]
 struct Consumer {
     conn: ConnHandle,
     link: LinkId,
+    to: Hop,
     /// Deliveries the router may still route to it.
     credit: u32,
 }
@@ -29,8 +49,39 @@ struct Consumer {
 struct Producer {
     conn: ConnHandle,
     link: LinkId,
+    from: Hop,
     /// Credit the producer holds (mirrors its link's credit).
     granted: u32,
+}
+
+/// Whether a delivery of `address` that came `from` may go on `to`.
+pub fn serves(table: &RoutingTable, address: &str, from: &Hop, to: &Hop) -> bool {
+    let Hop::Neighbor(n) = to else {
+        return true;
+    };
+    if matches!(from, Hop::Neighbor(p) if p == n) {
+        return false;
+    }
+    table.routers_for(address).any(|d| {
+        table.next_hop(d) == Some(n)
+            && match from {
+                Hop::Local => true,
+                Hop::Neighbor(p) => table.is_next_hop_of(p, d),
+            }
+    })
+}
+
+/// The path cost to the nearest consumer a link leads to (0 for local).
+fn cost(table: &RoutingTable, address: &str, to: &Hop) -> u32 {
+    match to {
+        Hop::Local => 0,
+        Hop::Neighbor(n) => table
+            .routers_for(address)
+            .filter(|d| table.next_hop(d) == Some(n))
+            .filter_map(|d| table.cost(d))
+            .min()
+            .unwrap_or(u32::MAX),
+    }
 }
 
 #[derive(Debug, Default)]
@@ -87,21 +138,34 @@ impl Address {
         !self.lock().consumers.is_empty()
     }
 
-    /// Adds a consumer with no credit yet.
-    pub fn add_consumer(&self, conn: ConnHandle, link: LinkId) {
-        self.lock().consumers.push(Consumer {
+    /// Adds a consumer with no credit yet. Returns whether it is the first
+    /// local consumer (the address now has consumers on this router).
+    pub fn add_consumer(&self, conn: ConnHandle, link: LinkId, to: Hop) -> bool {
+        let mut s = self.lock();
+        let first_local = to == Hop::Local && !s.consumers.iter().any(|c| c.to == Hop::Local);
+        s.consumers.push(Consumer {
             conn,
             link,
+            to,
             credit: 0,
         });
+        first_local
     }
 
     /// Removes a consumer; producers are told to recompute their credit.
-    pub fn remove_consumer(&self, conn: ConnId, link: LinkId) {
+    /// Returns whether it was the last local consumer.
+    pub fn remove_consumer(&self, conn: ConnId, link: LinkId) -> bool {
         let mut s = self.lock();
+        let before = s.consumers.iter().any(|c| c.to == Hop::Local);
         s.consumers
             .retain(|c| !(c.conn.id == conn && c.link == link));
         notify_producers(&s);
+        before && !s.consumers.iter().any(|c| c.to == Hop::Local)
+    }
+
+    /// Tells every producer to recompute its credit (the paths changed).
+    pub fn recredit_producers(&self) {
+        notify_producers(&self.lock());
     }
 
     /// Changes a consumer's credit by `delta` (its link's flow changed);
@@ -121,10 +185,11 @@ impl Address {
     }
 
     /// Adds a producer holding no credit.
-    pub fn add_producer(&self, conn: ConnHandle, link: LinkId) {
+    pub fn add_producer(&self, conn: ConnHandle, link: LinkId, from: Hop) {
         self.lock().producers.push(Producer {
             conn,
             link,
+            from,
             granted: 0,
         });
     }
@@ -139,18 +204,30 @@ impl Address {
 
     /// The credit a producer link should now hold: topped up to `window`
     /// from the budget left, or cut when the budget shrank below what
-    /// producers hold.
-    pub fn grant(&self, conn: ConnId, link: LinkId, window: u32) -> u32 {
+    /// producers hold. The budget counts the consumers this producer may
+    /// use; what every producer holds is subtracted from it, which never
+    /// over-promises (it may under-grant while producers with other paths
+    /// hold credit).
+    pub fn grant(&self, table: &RoutingTable, conn: ConnId, link: LinkId, window: u32) -> u32 {
         let mut s = self.lock();
-        let budget = budget(&s, self.distribution) as i64;
-        let held: i64 = s.producers.iter().map(|p| p.granted as i64).sum();
-        let Some(p) = s
+        let Some(i) = s
             .producers
-            .iter_mut()
-            .find(|p| p.conn.id == conn && p.link == link)
+            .iter()
+            .position(|p| p.conn.id == conn && p.link == link)
         else {
             return 0;
         };
+        let from = s.producers[i].from.clone();
+        let usable = s
+            .consumers
+            .iter()
+            .filter(|c| serves(table, &self.name, &from, &c.to));
+        let budget = match self.distribution {
+            Distribution::Multicast => usable.map(|c| c.credit).min().unwrap_or(0),
+            _ => usable.fold(0u32, |acc, c| acc.saturating_add(c.credit)),
+        } as i64;
+        let held: i64 = s.producers.iter().map(|p| p.granted as i64).sum();
+        let p = &mut s.producers[i];
         let spare = budget - held;
         if spare >= 0 {
             let give = (window.saturating_sub(p.granted) as i64).min(spare) as u32;
@@ -161,13 +238,18 @@ impl Address {
         p.granted
     }
 
-    /// Routes one delivery from a producer link (`None`: an anonymous
-    /// sender, whose credit is not drawn from this address): takes one of
-    /// the producer's credit and one of each chosen consumer's. Empty when
-    /// no consumer can take it.
-    pub fn route(&self, from: Option<(ConnId, LinkId)>) -> Targets {
+    /// Routes one delivery that came `from`, on producer link `producer`
+    /// (`None`: an anonymous sender, whose credit is not drawn from this
+    /// address): takes one of the producer's credit and one of each chosen
+    /// consumer's. Empty when no consumer can take it.
+    pub fn route(
+        &self,
+        table: &RoutingTable,
+        from: &Hop,
+        producer: Option<(ConnId, LinkId)>,
+    ) -> Targets {
         let mut s = self.lock();
-        if let Some((conn, link)) = from
+        if let Some((conn, link)) = producer
             && let Some(p) = s
                 .producers
                 .iter_mut()
@@ -175,21 +257,29 @@ impl Address {
         {
             p.granted = p.granted.saturating_sub(1);
         }
+        let name = &self.name;
+        let usable = |c: &Consumer| c.credit > 0 && serves(table, name, from, &c.to);
         let n = s.consumers.len();
         match self.distribution {
             Distribution::Multicast => s
                 .consumers
                 .iter_mut()
-                .filter(|c| c.credit > 0)
+                .filter(|c| usable(c))
                 .map(|c| {
                     c.credit -= 1;
                     (c.conn.clone(), c.link)
                 })
                 .collect(),
             Distribution::Closest => {
-                let Some(c) = s.consumers.iter_mut().find(|c| c.credit > 0) else {
+                // Local consumers first, then the nearest router; among
+                // equals, the first attached.
+                let Some(i) = (0..n)
+                    .filter(|&i| usable(&s.consumers[i]))
+                    .min_by_key(|&i| cost(table, name, &s.consumers[i].to))
+                else {
                     return Vec::new();
                 };
+                let c = &mut s.consumers[i];
                 c.credit -= 1;
                 vec![(c.conn.clone(), c.link)]
             }
@@ -198,7 +288,7 @@ impl Address {
                 let start = s.next;
                 let best = (0..n)
                     .map(|i| (start + i) % n)
-                    .filter(|&i| s.consumers[i].credit > 0)
+                    .filter(|&i| usable(&s.consumers[i]))
                     .max_by_key(|&i| {
                         (
                             s.consumers[i].credit,
@@ -236,16 +326,6 @@ impl Address {
     }
 }
 
-fn budget(s: &State, distribution: Distribution) -> u32 {
-    match distribution {
-        Distribution::Multicast => s.consumers.iter().map(|c| c.credit).min().unwrap_or(0),
-        _ => s
-            .consumers
-            .iter()
-            .fold(0u32, |acc, c| acc.saturating_add(c.credit)),
-    }
-}
-
 fn notify_producers(s: &State) {
     for p in &s.producers {
         p.conn.post(ToConn::Recredit { link: p.link });
@@ -262,6 +342,10 @@ mod tests {
         (ConnHandle { id: ConnId(id), tx }, rx)
     }
 
+    fn table() -> RoutingTable {
+        RoutingTable::standalone(RouterId::from("me"))
+    }
+
     fn link(n: u64) -> LinkId {
         ferry_proto::engine::LinkId::from_raw(n)
     }
@@ -271,17 +355,17 @@ mod tests {
         let a = Address::new("q".into(), Distribution::Balanced);
         let (c, _crx) = conn(1);
         let (p, _prx) = conn(2);
-        a.add_consumer(c, link(1));
-        a.add_producer(p.clone(), link(2));
-        a.add_producer(p, link(3));
+        a.add_consumer(c, link(1), Hop::Local);
+        a.add_producer(p.clone(), link(2), Hop::Local);
+        a.add_producer(p, link(3), Hop::Local);
         assert_eq!(
-            a.grant(ConnId(2), link(2), 10),
+            a.grant(&table(), ConnId(2), link(2), 10),
             0,
             "no credit without consumer credit"
         );
         a.adjust_consumer_credit(ConnId(1), link(1), 15);
-        assert_eq!(a.grant(ConnId(2), link(2), 10), 10);
-        assert_eq!(a.grant(ConnId(2), link(3), 10), 5);
+        assert_eq!(a.grant(&table(), ConnId(2), link(2), 10), 10);
+        assert_eq!(a.grant(&table(), ConnId(2), link(3), 10), 5);
     }
 
     #[test]
@@ -289,13 +373,13 @@ mod tests {
         let a = Address::new("q".into(), Distribution::Balanced);
         let (c, _crx) = conn(1);
         let (p, mut prx) = conn(2);
-        a.add_consumer(c, link(1));
-        a.add_producer(p, link(2));
+        a.add_consumer(c, link(1), Hop::Local);
+        a.add_producer(p, link(2), Hop::Local);
         a.adjust_consumer_credit(ConnId(1), link(1), 5);
-        assert_eq!(a.grant(ConnId(2), link(2), 10), 5);
+        assert_eq!(a.grant(&table(), ConnId(2), link(2), 10), 5);
         a.remove_consumer(ConnId(1), link(1));
         assert!(matches!(prx.try_recv(), Ok(ToConn::Recredit { .. })));
-        assert_eq!(a.grant(ConnId(2), link(2), 10), 0);
+        assert_eq!(a.grant(&table(), ConnId(2), link(2), 10), 0);
     }
 
     #[test]
@@ -306,11 +390,13 @@ mod tests {
         ] {
             let a = Address::new("q".into(), dist);
             let (c, _rx) = conn(1);
-            a.add_consumer(c.clone(), link(1));
-            a.add_consumer(c, link(2));
+            a.add_consumer(c.clone(), link(1), Hop::Local);
+            a.add_consumer(c, link(2), Hop::Local);
             a.adjust_consumer_credit(ConnId(1), link(1), 10);
             a.adjust_consumer_credit(ConnId(1), link(2), 10);
-            let picks: Vec<LinkId> = (0..10).map(|_| a.route(None)[0].1).collect();
+            let picks: Vec<LinkId> = (0..10)
+                .map(|_| a.route(&table(), &Hop::Local, None)[0].1)
+                .collect();
             let to_first = picks.iter().filter(|l| **l == link(1)).count();
             if expect_spread {
                 assert_eq!(to_first, 5, "{picks:?}");
@@ -325,12 +411,16 @@ mod tests {
         let a = Address::new("m".into(), Distribution::Multicast);
         let (c, _rx) = conn(1);
         let (p, _prx) = conn(2);
-        a.add_consumer(c.clone(), link(1));
-        a.add_consumer(c, link(2));
-        a.add_producer(p, link(3));
+        a.add_consumer(c.clone(), link(1), Hop::Local);
+        a.add_consumer(c, link(2), Hop::Local);
+        a.add_producer(p, link(3), Hop::Local);
         a.adjust_consumer_credit(ConnId(1), link(1), 10);
         a.adjust_consumer_credit(ConnId(1), link(2), 3);
-        assert_eq!(a.grant(ConnId(2), link(3), 100), 3);
-        assert_eq!(a.route(Some((ConnId(2), link(3)))).len(), 2);
+        assert_eq!(a.grant(&table(), ConnId(2), link(3), 100), 3);
+        assert_eq!(
+            a.route(&table(), &Hop::Local, Some((ConnId(2), link(3))))
+                .len(),
+            2
+        );
     }
 }

@@ -72,6 +72,10 @@ pub enum ToConn {
         /// The producer link.
         link: LinkId,
     },
+    /// Send this routing protocol message to your peer router.
+    Control(crate::routing::ControlMessage),
+    /// The routing table changed: bring your data links up to date.
+    PathsChanged,
 }
 
 /// Identifies a delivery in flight across frames: producer connection,

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-pub use address::{Address, Targets};
+pub use address::{Address, Hop, Targets, serves};
 pub use budget::{ByteBudget, Charge};
 pub use fields::{RoutingFields, routing_fields};
 pub use message::{
@@ -21,6 +21,8 @@ pub use message::{
 };
 
 use crate::config::{Config, Distribution, Limits};
+use crate::mesh::Mesh;
+use crate::routing::RouterId;
 
 /// Counters of what the core has done, for logs and tests.
 #[derive(Debug, Default)]
@@ -41,6 +43,7 @@ pub struct Core {
     router_id: String,
     addresses: RwLock<HashMap<String, Arc<Address>>>,
     config: Config,
+    mesh: Mesh,
     next_conn: AtomicU64,
     next_dynamic: AtomicU64,
     /// What the core has done.
@@ -54,6 +57,7 @@ impl Core {
             router_id: config.router.id.clone(),
             addresses: RwLock::default(),
             config: config.clone(),
+            mesh: Mesh::new(RouterId::from(config.router.id.as_str()), instance_number()),
             next_conn: AtomicU64::new(0),
             next_dynamic: AtomicU64::new(0),
             stats: Stats::default(),
@@ -129,4 +133,44 @@ impl Core {
     pub fn router_id(&self) -> &str {
         &self.router_id
     }
+}
+
+impl Core {
+    /// The mesh: routing table and neighbours.
+    pub fn mesh(&self) -> &Mesh {
+        &self.mesh
+    }
+
+    /// The address gained its first (`true`) or lost its last local
+    /// consumer: the mesh advertises it (multicast addresses stay local for
+    /// now).
+    pub fn local_consumers(&self, address: &Address, present: bool) {
+        if address.distribution() != Distribution::Multicast {
+            self.mesh.local_address(address.name(), present);
+        }
+    }
+
+    /// The routing table changed: every producer's credit is recomputed,
+    /// since which consumers it may use depends on the paths.
+    pub fn paths_changed(&self) {
+        let addresses: Vec<Arc<Address>> = self
+            .addresses
+            .read()
+            .expect("table lock")
+            .values()
+            .cloned()
+            .collect();
+        for a in addresses {
+            a.recredit_producers();
+        }
+    }
+}
+
+/// A number that differs at every start of the router: wall-clock
+/// nanoseconds (AMQP routers compare instance numbers only for equality
+/// and order of restarts).
+fn instance_number() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64)
 }

@@ -13,15 +13,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ferry_proto::definitions::{Error, condition};
-use ferry_proto::engine::{Connection, ConnectionConfig, SaslServerConfig};
+use ferry_proto::engine::{Connection, ConnectionConfig, SaslClientConfig, SaslServerConfig};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-use crate::config::{Limits, ListenerConfig};
+use crate::config::{ConnectorConfig, Limits, ListenerConfig, Role};
 use crate::core::{ConnHandle, Core, ToConn};
 use crate::listener::Accepted;
-use links::Links;
+use crate::mesh::identity;
+use crate::shutdown::Shutdown;
+use links::{ConnKind, Links};
 
 thread_local! {
     /// Where sockets are read into, one per runtime thread.
@@ -44,7 +46,16 @@ pub async fn serve(accepted: Accepted, core: Arc<Core>) {
         shutdown,
         ..
     } = accepted;
-    let config = engine_config(core.router_id(), core.limits(), &listener);
+    let kind = match listener.role {
+        Role::InterRouter => ConnKind::InterRouterListener,
+        // Edge uplinks are not implemented yet; an edge listener serves
+        // clients.
+        Role::Normal | Role::Edge => ConnKind::Client,
+    };
+    let mut config = engine_config(core.router_id(), core.limits(), &listener);
+    if kind == ConnKind::InterRouterListener {
+        config.properties = identity::properties(core.mesh().id(), core.mesh().instance(), None);
+    }
     let engine = Connection::server(config, Instant::now());
     let (tx, rx) = mpsc::unbounded_channel();
     let handle = ConnHandle {
@@ -56,11 +67,57 @@ pub async fn serve(accepted: Accepted, core: Arc<Core>) {
         stream,
         engine,
         rx,
-        links: Links::new(core, handle.clone()),
+        links: Links::new(core, handle.clone(), kind),
     };
     let reason = task.run(shutdown).await;
     task.links.teardown();
     tracing::debug!(conn = handle.id.0, %peer, reason, "connection ended");
+}
+
+/// Runs an inter-router connection this router dialed for `connector`,
+/// until it closes or the router shuts down.
+pub async fn dial(
+    stream: TcpStream,
+    core: Arc<Core>,
+    connector: &ConnectorConfig,
+    shutdown: Shutdown,
+) {
+    let limits = core.limits();
+    let config = ConnectionConfig {
+        container_id: core.router_id().to_string(),
+        max_frame_size: limits.max_frame_size,
+        channel_max: limits.max_sessions_per_connection.saturating_sub(1),
+        max_sessions: limits.max_sessions_per_connection.into(),
+        max_links_per_session: u32::MAX,
+        sasl_client: Some(SaslClientConfig::Anonymous),
+        properties: identity::properties(
+            core.mesh().id(),
+            core.mesh().instance(),
+            Some(connector.cost),
+        ),
+        ..ConnectionConfig::default()
+    };
+    let engine = Connection::client(config, Instant::now());
+    let (tx, rx) = mpsc::unbounded_channel();
+    let handle = ConnHandle {
+        id: core.next_conn_id(),
+        tx,
+    };
+    let mut task = Task {
+        stream,
+        engine,
+        rx,
+        links: Links::new(
+            core,
+            handle.clone(),
+            ConnKind::Connector {
+                cost: connector.cost,
+            },
+        ),
+    };
+    let reason = task.run(shutdown).await;
+    task.links.teardown();
+    tracing::debug!(conn = handle.id.0, host = %connector.host, port = connector.port, reason, "connector connection ended");
 }
 
 /// The engine settings for a connection accepted on `listener`.
@@ -96,7 +153,7 @@ struct Task {
 }
 
 impl Task {
-    async fn run(&mut self, shutdown: crate::shutdown::Shutdown) -> &'static str {
+    async fn run(&mut self, shutdown: Shutdown) -> &'static str {
         let mut closing_since: Option<tokio::time::Instant> = None;
         loop {
             self.links.handle_events(&mut self.engine);

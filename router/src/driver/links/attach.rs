@@ -4,9 +4,18 @@ use super::*;
 
 impl Links {
     pub(super) fn attach(&mut self, engine: &mut Connection, link: LinkId, attach: &Attach) {
+        if self.mesh.is_control_attach(attach) {
+            return self.accept_control(engine, link, attach);
+        }
         let count = self.producers.len() + self.consumers.len();
         let max = self.core.limits().max_links_per_connection as usize;
-        let result = if count >= max {
+        let inter_router = self.mesh.peer().is_some();
+        let result = if inter_router && attach.role == Role::Receiver {
+            Err(refusal(
+                condition::NOT_ALLOWED,
+                "routers send to each other on links they attach as senders",
+            ))
+        } else if !inter_router && count >= max {
             Err(refusal(
                 condition::RESOURCE_LIMIT_EXCEEDED,
                 &format!("at most {max} links per connection"),
@@ -60,7 +69,7 @@ impl Links {
             .accept_attach(link, spec)
             .map_err(|e| refusal(condition::INTERNAL_ERROR, &e.to_string()))?;
         match &address {
-            Some(a) => a.add_producer(self.me.clone(), link),
+            Some(a) => a.add_producer(self.me.clone(), link, self.hop()),
             // Anonymous senders get a fixed window: their messages' addresses
             // are unknown until they arrive (unroutable ones are released).
             None => {
@@ -119,12 +128,15 @@ impl Links {
             .accept_attach(link, spec)
             .map_err(|e| refusal(condition::INTERNAL_ERROR, &e.to_string()))?;
         let address = self.core.address(&name);
-        address.add_consumer(self.me.clone(), link);
+        if address.add_consumer(self.me.clone(), link, Hop::Local) {
+            self.core.local_consumers(&address, true);
+        }
         tracing::debug!(name = %attach.name, address = %name, "consumer attached");
         self.consumers.insert(
             link,
             Consumer {
                 address,
+                to: Hop::Local,
                 reported: 0,
                 outstanding: HashMap::new(),
                 streams: HashMap::new(),

@@ -125,7 +125,10 @@ impl Links {
             }
         }
         if let Some(c) = self.consumers.remove(&link) {
-            c.address.remove_consumer(self.me.id, link);
+            self.data_link_gone(link);
+            if c.address.remove_consumer(self.me.id, link) && c.to == Hop::Local {
+                self.core.local_consumers(&c.address, false);
+            }
             self.core.release(&c.address);
             // Sent to the consumer but not settled: fate unknown.
             for (_, origin) in c.outstanding {

@@ -8,7 +8,7 @@ impl Links {
         let Some(Producer { address: Some(a) }) = self.producers.get(&link) else {
             return;
         };
-        let credit = a.grant(self.me.id, link, self.window());
+        let credit = a.grant(&self.core.mesh().table(), self.me.id, link, self.window());
         if credit != engine.credit(link) {
             let _ = engine.flow(link, credit, false);
         }

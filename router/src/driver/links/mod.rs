@@ -7,7 +7,10 @@ mod attach;
 mod consumer;
 mod credit;
 mod expiry;
+mod mesh;
 mod producer;
+
+pub(crate) use mesh::{ConnKind, MeshState};
 
 use expiry::{Expiry, expired_outcome, expiry};
 
@@ -25,8 +28,8 @@ use ferry_proto::definitions::{
 use ferry_proto::engine::{Connection, Event, IncomingTransfer, LinkId, LinkSpec};
 
 use crate::core::{
-    Address, ByteBudget, ConnHandle, Core, Fanout, Forwarded, Origin, StreamKey, Targets, ToConn,
-    delivery_failed, routing_fields,
+    Address, ByteBudget, ConnHandle, Core, Fanout, Forwarded, Hop, Origin, StreamKey, Targets,
+    ToConn, delivery_failed, routing_fields,
 };
 
 /// The condition a message is rejected with when its time to live has
@@ -50,6 +53,8 @@ enum Inbound {
 
 struct Consumer {
     address: Arc<Address>,
+    /// Where the link leads: a client, or a neighbour router.
+    to: Hop,
     /// The link credit last reported to the address, less sends since.
     reported: u32,
     /// Unsettled deliveries sent to the client, by our delivery id.
@@ -72,6 +77,8 @@ pub(super) struct Links {
     recredit_pending: Vec<LinkId>,
     /// Bytes this connection's producers have in flight in the router.
     pub(super) budget: Arc<ByteBudget>,
+    /// Inter-router state: the peer router, control and data links.
+    mesh: MeshState,
 }
 
 fn refusal(condition: ErrorCondition, description: &str) -> Error {
@@ -79,8 +86,9 @@ fn refusal(condition: ErrorCondition, description: &str) -> Error {
 }
 
 impl Links {
-    pub(super) fn new(core: Arc<Core>, me: ConnHandle) -> Self {
+    pub(super) fn new(core: Arc<Core>, me: ConnHandle, kind: ConnKind) -> Self {
         Self {
+            mesh: MeshState::new(kind),
             me,
             producers: HashMap::new(),
             consumers: HashMap::new(),
@@ -101,11 +109,17 @@ impl Links {
         while let Some(ev) = engine.poll_event() {
             match ev {
                 Event::AttachRequested { link, attach, .. } => self.attach(engine, link, &attach),
+                Event::Credit { link, credit, .. } if self.mesh.is_control_out(link) => {
+                    self.control_credit(engine, credit)
+                }
                 Event::Credit {
                     link,
                     credit,
                     drain,
                 } => self.consumer_credit(engine, link, credit, drain),
+                Event::Transfer(t) if self.mesh.is_control_in(t.link) => {
+                    self.control_transfer(engine, t)
+                }
                 Event::Transfer(t) => self.transfer(engine, t),
                 Event::Disposition {
                     link,
@@ -114,11 +128,11 @@ impl Links {
                     settled,
                 } => self.consumer_disposition(engine, link, delivery, state, settled),
                 Event::Detached { link, .. } => self.detached(link),
+                Event::Opened { properties, .. } => self.opened(engine, properties.as_ref()),
+                Event::Attached { .. } => {}
                 Event::Authenticated { .. }
-                | Event::Opened { .. }
                 | Event::SessionBegun { .. }
                 | Event::SessionEnded { .. }
-                | Event::Attached { .. }
                 | Event::Drained { .. }
                 | Event::Closed { .. } => {}
             }
@@ -150,6 +164,16 @@ impl Links {
                 }
             }
             ToConn::Recredit { link } => self.recredit(engine, link),
+            ToConn::Control(msg) => self.send_control(engine, msg),
+            ToConn::PathsChanged => self.sync_data_links(engine),
+        }
+    }
+
+    /// Which side this connection's links lead to.
+    fn hop(&self) -> Hop {
+        match self.mesh.peer() {
+            Some(p) => Hop::Neighbor(p.clone()),
+            None => Hop::Local,
         }
     }
 
@@ -163,6 +187,9 @@ impl Links {
             .collect();
         for link in links {
             self.detached(link);
+        }
+        if let Some(peer) = self.mesh.peer() {
+            self.core.mesh().disconnect(peer, self.me.id);
         }
     }
 }

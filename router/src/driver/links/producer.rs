@@ -134,7 +134,7 @@ impl Links {
             Expiry::Never => None,
         };
         let from = credited.then_some((self.me.id, t.link));
-        let targets = address.route(from);
+        let targets = address.route(&self.core.mesh().table(), &self.hop(), from);
         if targets.is_empty() {
             self.refuse_delivery(engine, t, settled, DeliveryState::Released, more);
         } else {

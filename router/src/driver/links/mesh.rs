@@ -1,0 +1,269 @@
+//! The inter-router side of a connection: recognising the peer router,
+//! the control link that carries the routing protocol, and one data link
+//! per address towards the peer for every address whose consumers it
+//! leads to (a data link is a consumer link of this router and a producer
+//! link of the peer, so credit and outcomes cross hops the way they cross
+//! a single router).
+
+use std::collections::{HashMap, VecDeque};
+
+use ferry_proto::codec::Fields;
+use ferry_proto::definitions::{SenderSettleMode, Source, Target};
+use ferry_proto::engine::SessionId;
+
+use super::*;
+use crate::mesh::identity;
+use crate::routing::{ControlMessage, RouterId};
+
+/// The address of the control link (AMQP target on the peer).
+pub const CONTROL_ADDRESS: &str = "_ferry/control";
+
+/// Credit we grant the peer's control link.
+const CONTROL_CREDIT: u32 = 1024;
+
+/// Control messages kept while the control link has no credit.
+const CONTROL_BACKLOG: usize = 4096;
+
+/// What a connection is expected to be, from where it came.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ConnKind {
+    /// Accepted on a `normal` listener: a client; routers are refused.
+    Client,
+    /// Accepted on an `inter-router` listener: must be a router.
+    InterRouterListener,
+    /// Dialed by a `[[connector]]` with this cost: must be a router.
+    Connector { cost: u32 },
+}
+
+/// Per-connection inter-router state.
+#[derive(Debug)]
+pub(crate) struct MeshState {
+    kind: ConnKind,
+    peer: Option<RouterId>,
+    session: Option<SessionId>,
+    control_out: Option<LinkId>,
+    control_in: Option<LinkId>,
+    backlog: VecDeque<ControlMessage>,
+    /// Our data links to the peer, by address.
+    data: HashMap<String, LinkId>,
+}
+
+impl MeshState {
+    pub(crate) fn new(kind: ConnKind) -> Self {
+        Self {
+            kind,
+            peer: None,
+            session: None,
+            control_out: None,
+            control_in: None,
+            backlog: VecDeque::new(),
+            data: HashMap::new(),
+        }
+    }
+
+    /// The peer router, on an inter-router connection that is up.
+    pub(crate) fn peer(&self) -> Option<&RouterId> {
+        self.peer.as_ref()
+    }
+
+    pub(crate) fn is_control_out(&self, link: LinkId) -> bool {
+        self.control_out == Some(link)
+    }
+
+    pub(crate) fn is_control_in(&self, link: LinkId) -> bool {
+        self.control_in == Some(link)
+    }
+
+    /// Whether `link` is the peer's control link being attached.
+    pub(crate) fn is_control_attach(&self, attach: &Attach) -> bool {
+        self.peer.is_some()
+            && matches!(&attach.target, Some(TargetTerminus::Target(t))
+                if t.address.as_deref() == Some(CONTROL_ADDRESS))
+    }
+}
+
+impl Links {
+    /// The peer's open arrived: decide what the connection is.
+    pub(super) fn opened(&mut self, engine: &mut Connection, properties: Option<&Fields>) {
+        let peer = identity::peer(properties);
+        let mesh = self.core.mesh();
+        let refuse = |engine: &mut Connection, why: String| {
+            tracing::warn!("inter-router connection refused: {why}");
+            engine.close(Some(Error::new(condition::NOT_ALLOWED, why)));
+        };
+        let cost = match (self.mesh.kind, &peer) {
+            (ConnKind::Client, None) => return,
+            (ConnKind::Client, Some(p)) => {
+                return refuse(
+                    engine,
+                    format!(
+                        "router {} connected to a normal listener; use an inter-router listener",
+                        p.id
+                    ),
+                );
+            }
+            (_, None) => {
+                return refuse(
+                    engine,
+                    "only Ferry routers may use an inter-router listener".into(),
+                );
+            }
+            (ConnKind::Connector { cost }, Some(_)) => cost,
+            (ConnKind::InterRouterListener, Some(p)) => p.cost.unwrap_or(1),
+        };
+        let peer = peer.expect("matched above");
+        if &peer.id == mesh.id() {
+            return refuse(engine, format!("router {} connected to itself", peer.id));
+        }
+        if let Err(e) = mesh.connect(peer.id.clone(), cost, self.me.clone()) {
+            return refuse(engine, e.to_string());
+        }
+        tracing::info!(peer = %peer.id, instance = peer.instance, cost, "inter-router connection up");
+        self.mesh.peer = Some(peer.id);
+        let Ok(session) = engine.begin_session() else {
+            return;
+        };
+        self.mesh.session = Some(session);
+        let spec = LinkSpec {
+            name: format!("ferry:control:{}", mesh.id()),
+            role: Role::Sender,
+            source: Some(Source::default()),
+            target: Some(TargetTerminus::Target(Target::new(CONTROL_ADDRESS))),
+            snd_settle_mode: SenderSettleMode::Settled,
+            ..LinkSpec::default()
+        };
+        self.mesh.control_out = engine.attach(session, spec).ok();
+        self.sync_data_links(engine);
+    }
+
+    /// Accepts the peer's control link (called from attach).
+    pub(super) fn accept_control(
+        &mut self,
+        engine: &mut Connection,
+        link: LinkId,
+        attach: &Attach,
+    ) {
+        let spec = LinkSpec {
+            name: attach.name.to_string(),
+            role: Role::Receiver,
+            source: attach.source.clone(),
+            target: attach.target.clone(),
+            snd_settle_mode: SenderSettleMode::Settled,
+            ..LinkSpec::default()
+        };
+        if engine.accept_attach(link, spec).is_ok() {
+            let _ = engine.flow(link, CONTROL_CREDIT, false);
+            self.mesh.control_in = Some(link);
+        }
+    }
+
+    /// A control message from the peer.
+    pub(super) fn control_transfer(&mut self, engine: &mut Connection, t: IncomingTransfer) {
+        let Some(peer) = self.mesh.peer.clone() else {
+            return;
+        };
+        // Control messages are small and single-frame; anything else is
+        // not ours.
+        if !t.more && !t.aborted {
+            match ControlMessage::decode(t.payload) {
+                Ok(msg) => self.core.mesh().control_received(peer, msg),
+                Err(e) => tracing::warn!(%peer, error = %e, "bad control message"),
+            }
+        }
+        if engine.credit(t.link) < CONTROL_CREDIT / 2 {
+            let _ = engine.flow(t.link, CONTROL_CREDIT, false);
+        }
+    }
+
+    /// Sends a control message to the peer, or keeps it until credit comes.
+    pub(super) fn send_control(&mut self, engine: &mut Connection, msg: ControlMessage) {
+        if self.mesh.backlog.len() >= CONTROL_BACKLOG {
+            self.mesh.backlog.pop_front();
+        }
+        self.mesh.backlog.push_back(msg);
+        self.flush_control(engine);
+    }
+
+    pub(super) fn control_credit(&mut self, engine: &mut Connection, _credit: u32) {
+        self.flush_control(engine);
+    }
+
+    fn flush_control(&mut self, engine: &mut Connection) {
+        let Some(link) = self.mesh.control_out else {
+            return;
+        };
+        while engine.credit(link) > 0 {
+            let Some(msg) = self.mesh.backlog.pop_front() else {
+                return;
+            };
+            self.next_tag += 1;
+            let tag = Bytes::copy_from_slice(&self.next_tag.to_be_bytes());
+            if engine.send(link, tag, msg.encode(), true, false).is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Makes our data links to the peer match the routing table: one per
+    /// address with consumers on a router the peer is our next hop to.
+    pub(super) fn sync_data_links(&mut self, engine: &mut Connection) {
+        let (Some(peer), Some(session)) = (self.mesh.peer.clone(), self.mesh.session) else {
+            return;
+        };
+        let table = self.core.mesh().table();
+        let wanted: std::collections::BTreeSet<String> = table
+            .addresses()
+            .filter(|(address, routers)| {
+                self.core.distribution(address) != crate::config::Distribution::Multicast
+                    && routers.iter().any(|d| table.next_hop(d) == Some(&peer))
+            })
+            .map(|(address, _)| address.to_string())
+            .collect();
+        let gone: Vec<(String, LinkId)> = self
+            .mesh
+            .data
+            .iter()
+            .filter(|(a, _)| !wanted.contains(*a))
+            .map(|(a, l)| (a.clone(), *l))
+            .collect();
+        for (address, link) in gone {
+            self.mesh.data.remove(&address);
+            let _ = engine.detach(link, true, None);
+            self.detached(link);
+        }
+        for address in wanted {
+            if self.mesh.data.contains_key(&address) {
+                continue;
+            }
+            let spec = LinkSpec {
+                name: format!("ferry:data:{}:{address}", self.core.mesh().id()),
+                role: Role::Sender,
+                source: Some(Source::new(address.as_str())),
+                target: Some(TargetTerminus::Target(Target::new(address.as_str()))),
+                snd_settle_mode: SenderSettleMode::Mixed,
+                ..LinkSpec::default()
+            };
+            let Ok(link) = engine.attach(session, spec) else {
+                continue;
+            };
+            let a = self.core.address(&address);
+            a.add_consumer(self.me.clone(), link, Hop::Neighbor(peer.clone()));
+            self.consumers.insert(
+                link,
+                Consumer {
+                    address: a,
+                    to: Hop::Neighbor(peer.clone()),
+                    reported: 0,
+                    outstanding: HashMap::new(),
+                    streams: HashMap::new(),
+                },
+            );
+            self.mesh.data.insert(address, link);
+        }
+    }
+
+    /// Forgets a data link that went away.
+    pub(super) fn data_link_gone(&mut self, link: LinkId) {
+        self.mesh.data.retain(|_, l| *l != link);
+    }
+}

@@ -1,0 +1,57 @@
+//! The routing task: runs the [`Routing`] state machine with the real
+//! clock, feeds it what connection tasks report, sends its control
+//! messages through the neighbours' connection tasks, and publishes each
+//! new routing table.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::core::{Core, ToConn};
+use crate::routing::{Routing, RoutingConfig};
+use crate::shutdown::Shutdown;
+
+use super::RoutingInput;
+
+/// Runs until shutdown. Call once per router.
+pub async fn run(core: Arc<Core>, config: RoutingConfig, shutdown: Shutdown) {
+    let mesh = core.mesh();
+    let Some(mut input) = mesh.take_input() else {
+        return;
+    };
+    let mut routing = Routing::new(mesh.id().clone(), mesh.instance(), config, Instant::now());
+    loop {
+        while let Some((to, msg)) = routing.poll_transmit() {
+            mesh.post(&to, ToConn::Control(msg));
+        }
+        if let Some(table) = routing.poll_table() {
+            tracing::debug!(?table, "routing table changed");
+            mesh.set_table(table);
+            mesh.post_all(|| ToConn::PathsChanged);
+            core.paths_changed();
+        }
+        let wake = routing
+            .poll_timeout()
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        tokio::select! {
+            msg = input.recv() => {
+                let Some(msg) = msg else { return };
+                let now = Instant::now();
+                match msg {
+                    RoutingInput::Up { neighbor, cost } => {
+                        tracing::info!(%neighbor, cost, "neighbour connected");
+                        routing.neighbor_connected(neighbor, cost, now);
+                    }
+                    RoutingInput::Down { neighbor } => {
+                        tracing::info!(%neighbor, "neighbour disconnected");
+                        routing.neighbor_disconnected(&neighbor, now);
+                    }
+                    RoutingInput::Message { from, msg } => routing.handle_message(&from, msg, now),
+                    RoutingInput::LocalAddress { address, present: true } => routing.add_local_address(&address),
+                    RoutingInput::LocalAddress { address, present: false } => routing.remove_local_address(&address),
+                }
+            }
+            _ = tokio::time::sleep_until(wake.into()) => routing.handle_timeout(Instant::now()),
+            _ = shutdown.triggered() => return,
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! How routers recognise each other: connection properties in `open`
+//! (AMQP 1.0 §2.7.1 `properties`). A router's open carries its id, its
+//! instance number and, from the dialing side, the link cost. A client's
+//! open carries none of these.
+
+use ferry_proto::codec::{Fields, Value};
+
+use crate::routing::RouterId;
+
+/// Property: the router's id.
+pub const ROUTER_ID: &str = "ferry:router-id";
+/// Property: the router's instance number (decimal).
+pub const INSTANCE: &str = "ferry:instance";
+/// Property: the cost of the link, set by the dialing router (decimal).
+pub const COST: &str = "ferry:cost";
+
+/// A router's identity as read from its open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerRouter {
+    /// Its id.
+    pub id: RouterId,
+    /// Its instance number.
+    pub instance: u64,
+    /// The link cost it proposes, if it dialed.
+    pub cost: Option<u32>,
+}
+
+/// The open properties announcing this router.
+pub fn properties(id: &RouterId, instance: u64, cost: Option<u32>) -> Vec<(String, String)> {
+    let mut p = vec![
+        (ROUTER_ID.to_string(), id.to_string()),
+        (INSTANCE.to_string(), instance.to_string()),
+    ];
+    if let Some(c) = cost {
+        p.push((COST.to_string(), c.to_string()));
+    }
+    p
+}
+
+/// The peer router in `properties`, if the peer is one.
+pub fn peer(properties: Option<&Fields>) -> Option<PeerRouter> {
+    let p = properties?;
+    let text = |k: &str| p.get(k).and_then(Value::as_text).map(str::to_string);
+    let id = text(ROUTER_ID)?;
+    Some(PeerRouter {
+        id: RouterId::from(id.as_str()),
+        instance: text(INSTANCE).and_then(|s| s.parse().ok()).unwrap_or(0),
+        cost: text(COST).and_then(|s| s.parse().ok()),
+    })
+}

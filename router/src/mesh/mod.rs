@@ -1,0 +1,165 @@
+//! The mesh: inter-router connections and the routing protocol's place in
+//! the running router. The protocol itself is the sans-IO
+//! [`Routing`](crate::routing::Routing) state machine; here it gets a task,
+//! a clock and sockets:
+//!
+//! - [`Mesh`] (held by the core) publishes the current routing table and
+//!   knows which connection task serves each neighbour;
+//! - [`control`] runs the `Routing` machine in one task, fed by the
+//!   connection tasks;
+//! - [`connector`] dials `[[connector]]`s, redialing with capped
+//!   exponential backoff and jitter;
+//! - [`identity`] is how routers recognise each other in `open`.
+
+pub mod connector;
+pub mod control;
+pub mod identity;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use tokio::sync::mpsc;
+
+use crate::core::{ConnHandle, ConnId, ToConn};
+use crate::routing::{ControlMessage, RouterId, RoutingTable};
+
+/// What connection tasks tell the routing task.
+#[derive(Debug)]
+pub enum RoutingInput {
+    /// An inter-router connection to `neighbor` is up.
+    Up {
+        /// The neighbour.
+        neighbor: RouterId,
+        /// The link cost.
+        cost: u32,
+    },
+    /// It went down.
+    Down {
+        /// The neighbour.
+        neighbor: RouterId,
+    },
+    /// A control message arrived from a neighbour.
+    Message {
+        /// The neighbour.
+        from: RouterId,
+        /// The message.
+        msg: ControlMessage,
+    },
+    /// The address gained (`true`) or lost its last local consumer.
+    LocalAddress {
+        /// The address.
+        address: String,
+        /// Whether it now has local consumers.
+        present: bool,
+    },
+}
+
+/// A neighbour is connected already (a second connection is refused).
+#[derive(Debug, thiserror::Error)]
+#[error("router {0} is already connected")]
+pub struct AlreadyConnected(pub RouterId);
+
+/// The router's view of the mesh, shared by every task.
+#[derive(Debug)]
+pub struct Mesh {
+    id: RouterId,
+    instance: u64,
+    table: RwLock<Arc<RoutingTable>>,
+    neighbors: Mutex<HashMap<RouterId, ConnHandle>>,
+    input: mpsc::UnboundedSender<RoutingInput>,
+    input_rx: Mutex<Option<mpsc::UnboundedReceiver<RoutingInput>>>,
+}
+
+impl Mesh {
+    /// The mesh of router `id`, started as instance `instance`.
+    pub fn new(id: RouterId, instance: u64) -> Self {
+        let (input, rx) = mpsc::unbounded_channel();
+        Self {
+            table: RwLock::new(Arc::new(RoutingTable::standalone(id.clone()))),
+            id,
+            instance,
+            neighbors: Mutex::default(),
+            input,
+            input_rx: Mutex::new(Some(rx)),
+        }
+    }
+
+    /// This router's id.
+    pub fn id(&self) -> &RouterId {
+        &self.id
+    }
+
+    /// This router's instance number (new at every start).
+    pub fn instance(&self) -> u64 {
+        self.instance
+    }
+
+    /// The current routing table (cheap: an `Arc` clone).
+    pub fn table(&self) -> Arc<RoutingTable> {
+        self.table.read().expect("table lock").clone()
+    }
+
+    /// Swaps in a new routing table.
+    pub fn set_table(&self, table: Arc<RoutingTable>) {
+        *self.table.write().expect("table lock") = table;
+    }
+
+    /// Registers the connection task serving `neighbor`.
+    pub fn connect(
+        &self,
+        neighbor: RouterId,
+        cost: u32,
+        conn: ConnHandle,
+    ) -> Result<(), AlreadyConnected> {
+        let mut n = self.neighbors.lock().expect("neighbors lock");
+        if n.contains_key(&neighbor) {
+            return Err(AlreadyConnected(neighbor));
+        }
+        n.insert(neighbor.clone(), conn);
+        let _ = self.input.send(RoutingInput::Up { neighbor, cost });
+        Ok(())
+    }
+
+    /// The connection task `conn` no longer serves `neighbor`.
+    pub fn disconnect(&self, neighbor: &RouterId, conn: ConnId) {
+        let mut n = self.neighbors.lock().expect("neighbors lock");
+        if n.get(neighbor).is_some_and(|h| h.id == conn) {
+            n.remove(neighbor);
+            let _ = self.input.send(RoutingInput::Down {
+                neighbor: neighbor.clone(),
+            });
+        }
+    }
+
+    /// A control message arrived from `from`.
+    pub fn control_received(&self, from: RouterId, msg: ControlMessage) {
+        let _ = self.input.send(RoutingInput::Message { from, msg });
+    }
+
+    /// An address gained its first or lost its last local consumer.
+    pub fn local_address(&self, address: &str, present: bool) {
+        let _ = self.input.send(RoutingInput::LocalAddress {
+            address: address.to_string(),
+            present,
+        });
+    }
+
+    /// Posts to the connection task serving `neighbor`, if connected.
+    pub fn post(&self, neighbor: &RouterId, msg: ToConn) {
+        if let Some(h) = self.neighbors.lock().expect("neighbors lock").get(neighbor) {
+            h.post(msg);
+        }
+    }
+
+    /// Posts to every neighbour's connection task.
+    pub fn post_all(&self, msg: impl Fn() -> ToConn) {
+        for h in self.neighbors.lock().expect("neighbors lock").values() {
+            h.post(msg());
+        }
+    }
+
+    /// The routing task's inbox (taken once, by [`control::run`]).
+    fn take_input(&self) -> Option<mpsc::UnboundedReceiver<RoutingInput>> {
+        self.input_rx.lock().expect("input lock").take()
+    }
+}

@@ -1,0 +1,753 @@
+//! The routing protocol between routers: link state, as in Qpid Dispatch
+//! Router, as a pure state machine. No sockets, no tasks, no clock: the
+//! caller passes time in, feeds it what neighbours send, and sends what it
+//! asks for, so the simulator runs it unchanged. `docs/ROUTING.md` has the
+//! message formats and the rules.
+//!
+//! [`Routing`] has the usual four kinds of methods:
+//!
+//! - inputs: [`neighbor_connected`](Routing::neighbor_connected),
+//!   [`neighbor_disconnected`](Routing::neighbor_disconnected),
+//!   [`handle_message`](Routing::handle_message),
+//!   [`handle_timeout`](Routing::handle_timeout);
+//! - commands: [`add_local_address`](Routing::add_local_address),
+//!   [`remove_local_address`](Routing::remove_local_address);
+//! - outputs, to poll after every input or command:
+//!   [`poll_transmit`](Routing::poll_transmit) until `None`,
+//!   [`poll_table`](Routing::poll_table), and
+//!   [`poll_timeout`](Routing::poll_timeout) to re-arm the one timer;
+//! - getters.
+//!
+//! ```text
+//!  neighbour state (per inter-router connection)
+//!
+//!   connected ──HELLO heard──▶ heard ──its HELLO lists us──▶ two-way
+//!       ▲                       │  ▲                          │
+//!       └──── hello_max_age ────┘  └── HELLO without us ──────┤
+//!             of silence                                      │
+//!       ◀──────────────── hello_max_age of silence ───────────┘
+//!   (disconnect: gone at once, from any state)
+//! ```
+//!
+//! Only two-way neighbours are in this router's link-state record and get
+//! floods and advertisements; HELLOs go to every connected neighbour.
+
+mod id;
+mod linkstate;
+mod message;
+mod mobile;
+mod neighbor;
+mod table;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub use id::RouterId;
+pub use message::{ControlMessage, PROTOCOL_VERSION, RoutingError};
+pub use table::RoutingTable;
+
+use id::Version;
+use linkstate::{LinkStateDb, LsRecord, Offer};
+use mobile::{LocalAddresses, MobileDb, Update, full_message};
+use neighbor::Neighbor;
+
+/// Timers of the routing protocol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoutingConfig {
+    /// How often a HELLO goes to each connected neighbour (default 1 s).
+    /// Also the least time between two requests for the same record.
+    pub hello_interval: Duration,
+    /// Silence after which a neighbour is down (default 3 s). Should be a
+    /// few `hello_interval`s.
+    pub hello_max_age: Duration,
+    /// How often each two-way neighbour is told the versions of every
+    /// record this router holds, so lost or reordered updates are noticed
+    /// and asked for (default 5 s).
+    pub ra_interval: Duration,
+    /// How long the records of an unreachable router are kept before they
+    /// are forgotten (default 60 s). Its addresses leave the routing table
+    /// at once; the records are kept so a quick merge needs no resync.
+    pub purge_after: Duration,
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        Self {
+            hello_interval: Duration::from_secs(1),
+            hello_max_age: Duration::from_secs(3),
+            ra_interval: Duration::from_secs(5),
+            purge_after: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Which record a request is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Request {
+    LinkState,
+    Mobile,
+}
+
+/// The routing protocol state of one router. See the [module docs](self).
+#[derive(Debug)]
+pub struct Routing {
+    me: RouterId,
+    instance: u64,
+    config: RoutingConfig,
+    neighbors: BTreeMap<RouterId, Neighbor>,
+    /// Every router's link-state record, ours included.
+    ls: LinkStateDb,
+    /// Remote routers' addresses.
+    mobile: MobileDb,
+    /// Our addresses.
+    local: LocalAddresses,
+    out: VecDeque<(RouterId, ControlMessage)>,
+    next_hello: Instant,
+    next_ra: Instant,
+    /// When each record was last asked for.
+    requested: HashMap<(Request, RouterId), Instant>,
+    /// Routers with records that are not reachable, and since when.
+    unreachable_since: BTreeMap<RouterId, Instant>,
+    /// Neighbours to send advertisements to at the end of this input.
+    pending_adverts: BTreeSet<RouterId>,
+    /// Re-flood our link-state record even if unchanged (someone had a
+    /// newer one of us).
+    force_ls: bool,
+    /// Flood our full address list (someone had a newer one of us).
+    force_ma_full: bool,
+    /// The databases changed: recompute the table.
+    dirty: bool,
+    table: Arc<RoutingTable>,
+    table_fresh: bool,
+}
+
+impl Routing {
+    /// A router `id` in its run number `instance`, which must be greater
+    /// than that of any earlier run of a router with this id (e.g. the
+    /// start time in milliseconds since the epoch): a restarted router's
+    /// records win over its old ones by instance, whatever their sequence
+    /// numbers.
+    pub fn new(id: RouterId, instance: u64, config: RoutingConfig, now: Instant) -> Self {
+        let mut ls = LinkStateDb::default();
+        ls.set(
+            &id,
+            LsRecord {
+                version: Version::new(instance, 0),
+                neighbors: BTreeMap::new(),
+            },
+        );
+        Self {
+            table: Arc::new(RoutingTable::standalone(id.clone())),
+            me: id,
+            instance,
+            next_hello: now + config.hello_interval,
+            next_ra: now + config.ra_interval,
+            config,
+            neighbors: BTreeMap::new(),
+            ls,
+            mobile: MobileDb::default(),
+            local: LocalAddresses::default(),
+            out: VecDeque::new(),
+            requested: HashMap::new(),
+            unreachable_since: BTreeMap::new(),
+            pending_adverts: BTreeSet::new(),
+            force_ls: false,
+            force_ma_full: false,
+            dirty: false,
+            table_fresh: true,
+        }
+    }
+
+    // ----- getters -----
+
+    /// This router's id.
+    pub fn id(&self) -> &RouterId {
+        &self.me
+    }
+
+    /// This router's instance number (it only moves up, if another router
+    /// reports a newer instance of this id: see `docs/ROUTING.md`).
+    pub fn instance(&self) -> u64 {
+        self.instance
+    }
+
+    /// The timers in use.
+    pub fn config(&self) -> &RoutingConfig {
+        &self.config
+    }
+
+    /// The current routing table (whether or not [`poll_table`](Self::poll_table)
+    /// returned it yet).
+    pub fn table(&self) -> &Arc<RoutingTable> {
+        &self.table
+    }
+
+    /// Whether `neighbor` is connected and two-way (adjacent).
+    pub fn is_adjacent(&self, neighbor: &RouterId) -> bool {
+        self.neighbors.get(neighbor).is_some_and(Neighbor::two_way)
+    }
+
+    /// The two-way neighbours, sorted by id.
+    pub fn adjacent(&self) -> impl Iterator<Item = &RouterId> {
+        self.neighbors
+            .iter()
+            .filter(|(_, n)| n.two_way())
+            .map(|(id, _)| id)
+    }
+
+    /// This router's addresses with local consumers, as advertised.
+    pub fn local_addresses(&self) -> impl Iterator<Item = &str> {
+        self.local.current().iter().map(|a| &**a)
+    }
+
+    // ----- inputs -----
+
+    /// An inter-router connection to `neighbor` is up, with this router's
+    /// `cost` for it (from its connector or listener; 0 counts as 1). Call
+    /// it before handing over any message from `neighbor`. The link is used
+    /// once the neighbour's HELLO lists this router, at the larger of the
+    /// two ends' costs (each end floods its own cost; path computation
+    /// takes the maximum, so both ends agree). Calling it again for a
+    /// connected neighbour changes the cost.
+    pub fn neighbor_connected(&mut self, neighbor: RouterId, cost: u32, now: Instant) {
+        if neighbor == self.me {
+            tracing::warn!(router = %self.me, "inter-router connection to self ignored");
+            return;
+        }
+        self.neighbors
+            .entry(neighbor.clone())
+            .and_modify(|n| n.cost = cost.max(1))
+            .or_insert_with(|| Neighbor::new(cost));
+        let hello = self.hello();
+        self.out.push_back((neighbor, hello));
+        self.flush(now);
+    }
+
+    /// The connection to `neighbor` dropped: it is down at once, and
+    /// messages still queued for it are dropped.
+    pub fn neighbor_disconnected(&mut self, neighbor: &RouterId, now: Instant) {
+        if self.neighbors.remove(neighbor).is_some() {
+            self.out.retain(|(to, _)| to != neighbor);
+            self.pending_adverts.remove(neighbor);
+        }
+        self.flush(now);
+    }
+
+    /// A control message from connected neighbour `from` (messages from a
+    /// router that is not connected are ignored).
+    pub fn handle_message(&mut self, from: &RouterId, msg: ControlMessage, now: Instant) {
+        if !self.neighbors.contains_key(from) {
+            tracing::debug!(router = %self.me, %from, "control message from a router not connected");
+            return;
+        }
+        let flood = match &msg {
+            ControlMessage::Hello { id, instance, seen } => {
+                self.on_hello(from, id, *instance, seen, now);
+                false
+            }
+            ControlMessage::RouterAdvert {
+                id,
+                instance,
+                ls_seq,
+                ma_seq,
+            } => {
+                self.on_advert(from, id, *instance, *ls_seq, *ma_seq, now);
+                false
+            }
+            ControlMessage::LinkState {
+                id,
+                instance,
+                seq,
+                neighbors,
+            } => self.on_link_state(from, id, Version::new(*instance, *seq), neighbors),
+            ControlMessage::LinkStateRequest { id } => {
+                if let Some(m) = self.ls.message(id) {
+                    self.out.push_back((from.clone(), m));
+                }
+                false
+            }
+            ControlMessage::MobileAddresses {
+                id,
+                instance,
+                seq,
+                added,
+                removed,
+                full,
+            } => {
+                let version = Version::new(*instance, *seq);
+                self.on_mobile(from, id, version, added, removed, *full, now)
+            }
+            ControlMessage::MobileAddressRequest { id } => {
+                let answer = if *id == self.me {
+                    Some(self.local_full())
+                } else {
+                    self.mobile.message(id)
+                };
+                if let Some(m) = answer {
+                    self.out.push_back((from.clone(), m));
+                }
+                false
+            }
+        };
+        if flood {
+            self.flood(&msg, Some(from));
+        }
+        self.flush(now);
+    }
+
+    /// Runs the timers due at `now`: HELLOs, neighbour expiry, periodic
+    /// advertisements, purge of long-unreachable routers. Call it when the
+    /// instant [`poll_timeout`](Self::poll_timeout) gave has come (calling it
+    /// early or more often is harmless).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let max_age = self.config.hello_max_age;
+        for (id, n) in &mut self.neighbors {
+            if n.expire(now, max_age) {
+                tracing::info!(router = %self.me, neighbor = %id, "neighbour silent for hello_max_age: down");
+            }
+        }
+        if now >= self.next_hello {
+            self.next_hello = now + self.config.hello_interval;
+            let hello = self.hello();
+            for id in self.neighbors.keys() {
+                self.out.push_back((id.clone(), hello.clone()));
+            }
+        }
+        if now >= self.next_ra {
+            self.next_ra = now + self.config.ra_interval;
+            let adjacent: Vec<RouterId> = self.adjacent().cloned().collect();
+            self.pending_adverts.extend(adjacent);
+        }
+        let purge_after = self.config.purge_after;
+        let due: Vec<RouterId> = self
+            .unreachable_since
+            .iter()
+            .filter(|&(_, &since)| since + purge_after <= now)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in due {
+            tracing::debug!(router = %self.me, purged = %id, "records of an unreachable router purged");
+            self.unreachable_since.remove(&id);
+            self.ls.remove(&id);
+            self.mobile.remove(&id);
+            self.requested.retain(|(_, r), _| *r != id);
+            self.dirty = true;
+        }
+        self.flush(now);
+    }
+
+    // ----- commands -----
+
+    /// This router now has local consumers for `address` (a no-op if it
+    /// already had). The caller counts consumers: call it for the first
+    /// and [`remove_local_address`](Self::remove_local_address) after the
+    /// last. The change is flooded at once as a delta.
+    pub fn add_local_address(&mut self, address: &str) {
+        self.local.add(address);
+        self.flush_addresses();
+    }
+
+    /// The last local consumer for `address` went away (a no-op if there
+    /// was none).
+    pub fn remove_local_address(&mut self, address: &str) {
+        self.local.remove(address);
+        self.flush_addresses();
+    }
+
+    // ----- outputs -----
+
+    /// The next control message to send, and the neighbour to send it to.
+    /// Call it after every input until it returns `None`. Flooding is
+    /// already expanded into one message per neighbour.
+    pub fn poll_transmit(&mut self) -> Option<(RouterId, ControlMessage)> {
+        self.out.pop_front()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) should next be called.
+    /// Re-read it after every input.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let max_age = self.config.hello_max_age;
+        let purge_after = self.config.purge_after;
+        let deadlines = self.neighbors.values().filter_map(|n| n.deadline(max_age));
+        let purges = self.unreachable_since.values().map(|&t| t + purge_after);
+        [self.next_hello, self.next_ra]
+            .into_iter()
+            .chain(deadlines)
+            .chain(purges)
+            .min()
+    }
+
+    /// The routing table, if it changed since the last call (the first call
+    /// returns the initial table). The caller swaps it in for the data path,
+    /// e.g. in an `ArcSwap` or behind a pointer-sized lock.
+    pub fn poll_table(&mut self) -> Option<Arc<RoutingTable>> {
+        std::mem::take(&mut self.table_fresh).then(|| self.table.clone())
+    }
+
+    // ----- message handlers -----
+
+    fn on_hello(
+        &mut self,
+        from: &RouterId,
+        id: &RouterId,
+        instance: u64,
+        seen: &[RouterId],
+        now: Instant,
+    ) {
+        if id != from {
+            tracing::warn!(router = %self.me, %from, claimed = %id, "HELLO with another router's id ignored");
+            return;
+        }
+        let lists_us = seen.contains(&self.me);
+        let Some(n) = self.neighbors.get_mut(from) else {
+            return;
+        };
+        let was_heard = n.heard();
+        let was_two_way = n.two_way();
+        n.last_heard = Some(now);
+        n.lists_us = lists_us;
+        let two_way = n.two_way();
+        if !was_heard {
+            // Answer at once, listing it, so it turns two-way without
+            // waiting for our next HELLO.
+            let hello = self.hello();
+            self.out.push_back((from.clone(), hello));
+        }
+        if two_way && !was_two_way {
+            self.pending_adverts.insert(from.clone());
+        }
+        self.saw_instance(from, instance);
+    }
+
+    fn on_advert(
+        &mut self,
+        from: &RouterId,
+        id: &RouterId,
+        instance: u64,
+        ls_seq: u64,
+        ma_seq: u64,
+        now: Instant,
+    ) {
+        if *id == self.me {
+            self.check_self_ls(Version::new(instance, ls_seq));
+            self.check_self_ma(Version::new(instance, ma_seq));
+            return;
+        }
+        self.saw_instance(id, instance);
+        if Some(Version::new(instance, ls_seq)) > self.ls.version(id) {
+            self.request(Request::LinkState, from, id, now);
+        }
+        // No record is the same as sequence 0: no addresses.
+        let ours = self.mobile.get(id).map(|r| r.version).unwrap_or_default();
+        if ma_seq > 0 && Version::new(instance, ma_seq) > ours {
+            self.request(Request::Mobile, from, id, now);
+        }
+    }
+
+    /// Returns whether to flood the message on.
+    fn on_link_state(
+        &mut self,
+        from: &RouterId,
+        id: &RouterId,
+        version: Version,
+        neighbors: &[(RouterId, u32)],
+    ) -> bool {
+        if *id == self.me {
+            self.check_self_ls(version);
+            if Some(version) < self.ls.version(id)
+                && let Some(m) = self.ls.message(id)
+            {
+                self.out.push_back((from.clone(), m));
+            }
+            return false;
+        }
+        self.saw_instance(id, version.instance);
+        let record = LsRecord {
+            version,
+            neighbors: neighbors
+                .iter()
+                .filter(|(n, _)| n != id)
+                .map(|(n, c)| (n.clone(), *c))
+                .collect(),
+        };
+        match self.ls.offer(id, record) {
+            Offer::Stored => {
+                self.requested.remove(&(Request::LinkState, id.clone()));
+                self.dirty = true;
+                true
+            }
+            Offer::Older => {
+                // The sender is behind: give it our newer copy.
+                if let Some(m) = self.ls.message(id) {
+                    self.out.push_back((from.clone(), m));
+                }
+                false
+            }
+            Offer::Same => false,
+        }
+    }
+
+    /// Returns whether to flood the message on.
+    #[allow(clippy::too_many_arguments)]
+    fn on_mobile(
+        &mut self,
+        from: &RouterId,
+        id: &RouterId,
+        version: Version,
+        added: &[String],
+        removed: &[String],
+        full: bool,
+        now: Instant,
+    ) -> bool {
+        if *id == self.me {
+            self.check_self_ma(version);
+            return false;
+        }
+        self.saw_instance(id, version.instance);
+        match self.mobile.apply(id, version, added, removed, full) {
+            Update::Applied => {
+                if full {
+                    self.requested.remove(&(Request::Mobile, id.clone()));
+                }
+                self.dirty = true;
+                true
+            }
+            Update::Gap => {
+                self.request(Request::Mobile, from, id, now);
+                false
+            }
+            Update::Stale => false,
+        }
+    }
+
+    // ----- helpers -----
+
+    /// Our HELLO: the neighbours heard from lately.
+    fn hello(&self) -> ControlMessage {
+        ControlMessage::Hello {
+            id: self.me.clone(),
+            instance: self.instance,
+            seen: self
+                .neighbors
+                .iter()
+                .filter(|(_, n)| n.heard())
+                .map(|(id, _)| id.clone())
+                .collect(),
+        }
+    }
+
+    /// Our full address list.
+    fn local_full(&self) -> ControlMessage {
+        full_message(
+            &self.me,
+            Version::new(self.instance, self.local.seq),
+            self.local.current(),
+        )
+    }
+
+    /// Sends `msg` to every two-way neighbour but `except`.
+    fn flood(&mut self, msg: &ControlMessage, except: Option<&RouterId>) {
+        for (id, n) in &self.neighbors {
+            if n.two_way() && Some(id) != except {
+                self.out.push_back((id.clone(), msg.clone()));
+            }
+        }
+    }
+
+    /// Asks neighbour `to` for its copy of a record of `id`, unless that
+    /// record was asked for less than a `hello_interval` ago.
+    fn request(&mut self, kind: Request, to: &RouterId, id: &RouterId, now: Instant) {
+        let key = (kind, id.clone());
+        if self
+            .requested
+            .get(&key)
+            .is_some_and(|&t| now < t + self.config.hello_interval)
+        {
+            return;
+        }
+        self.requested.insert(key, now);
+        let msg = match kind {
+            Request::LinkState => ControlMessage::LinkStateRequest { id: id.clone() },
+            Request::Mobile => ControlMessage::MobileAddressRequest { id: id.clone() },
+        };
+        self.out.push_back((to.clone(), msg));
+    }
+
+    /// Router `id` runs `instance` now: its addresses of an older instance
+    /// are gone.
+    fn saw_instance(&mut self, id: &RouterId, instance: u64) {
+        if *id != self.me && self.mobile.saw_instance(id, instance) {
+            self.dirty = true;
+        }
+    }
+
+    /// Someone holds our link-state record at `version`. If that is newer
+    /// than ours (we restarted with a reused instance number, or a clock
+    /// went backwards), move past it.
+    fn check_self_ls(&mut self, version: Version) {
+        let own = self.ls.version(&self.me).unwrap_or_default();
+        if version <= own {
+            return;
+        }
+        tracing::warn!(router = %self.me, ?version, ?own, "the mesh holds a newer link-state record of this router: moving past it");
+        self.adopt_instance(version.instance);
+        if version.instance == self.instance
+            && let Some(record) = self.ls.get(&self.me).cloned()
+        {
+            let seq = if record.version.instance == self.instance {
+                record.version.seq.max(version.seq)
+            } else {
+                version.seq
+            };
+            self.ls.set(
+                &self.me,
+                LsRecord {
+                    version: Version::new(self.instance, seq),
+                    ..record
+                },
+            );
+        }
+        self.force_ls = true;
+    }
+
+    /// Someone holds our address record at `version`: as for
+    /// [`check_self_ls`](Self::check_self_ls).
+    fn check_self_ma(&mut self, version: Version) {
+        if version <= Version::new(self.instance, self.local.seq) {
+            return;
+        }
+        tracing::warn!(router = %self.me, ?version, "the mesh holds a newer address record of this router: moving past it");
+        self.adopt_instance(version.instance);
+        if version.instance == self.instance {
+            self.local.seq = self.local.seq.max(version.seq);
+        }
+        self.force_ma_full = true;
+    }
+
+    fn adopt_instance(&mut self, instance: u64) {
+        if instance > self.instance {
+            self.instance = instance;
+            self.force_ls = true;
+            self.force_ma_full = true;
+        }
+    }
+
+    /// Floods our address changes.
+    fn flush_addresses(&mut self) {
+        if std::mem::take(&mut self.force_ma_full) {
+            let _ = self.local.take_delta();
+            self.local.seq += 1;
+            let full = self.local_full();
+            self.flood(&full, None);
+        } else if let Some((added, removed)) = self.local.take_delta() {
+            let delta = ControlMessage::MobileAddresses {
+                id: self.me.clone(),
+                instance: self.instance,
+                seq: self.local.seq,
+                added,
+                removed,
+                full: false,
+            };
+            self.flood(&delta, None);
+        }
+    }
+
+    /// Ends every input: floods our own records if they changed,
+    /// recomputes the table if anything changed, sends the advertisements
+    /// due.
+    fn flush(&mut self, now: Instant) {
+        let two_way: BTreeMap<RouterId, u32> = self
+            .neighbors
+            .iter()
+            .filter(|(_, n)| n.two_way())
+            .map(|(id, n)| (id.clone(), n.cost))
+            .collect();
+        let own = self.ls.get(&self.me).cloned();
+        if std::mem::take(&mut self.force_ls)
+            || own.as_ref().map(|r| &r.neighbors) != Some(&two_way)
+        {
+            let seq = match own {
+                Some(r) if r.version.instance == self.instance => r.version.seq + 1,
+                _ => 1,
+            };
+            self.ls.set(
+                &self.me,
+                LsRecord {
+                    version: Version::new(self.instance, seq),
+                    neighbors: two_way,
+                },
+            );
+            if let Some(m) = self.ls.message(&self.me) {
+                self.flood(&m, None);
+            }
+            self.dirty = true;
+        }
+        self.flush_addresses();
+        if std::mem::take(&mut self.dirty) {
+            self.recompute(now);
+        }
+        for id in std::mem::take(&mut self.pending_adverts) {
+            if self.is_adjacent(&id) {
+                self.advertise(&id);
+            }
+        }
+    }
+
+    /// Tells neighbour `to` the versions of every record we hold of a
+    /// reachable router (ourselves included).
+    fn advertise(&mut self, to: &RouterId) {
+        let table = self.table.clone();
+        for id in table.routers() {
+            let advert = if *id == self.me {
+                let own = self.ls.version(id).unwrap_or_default();
+                ControlMessage::RouterAdvert {
+                    id: id.clone(),
+                    instance: self.instance,
+                    ls_seq: own.seq,
+                    ma_seq: self.local.seq,
+                }
+            } else {
+                let Some(ls) = self.ls.version(id) else {
+                    continue;
+                };
+                let ma_seq = self
+                    .mobile
+                    .get(id)
+                    .filter(|m| m.version.instance == ls.instance)
+                    .map_or(0, |m| m.version.seq);
+                ControlMessage::RouterAdvert {
+                    id: id.clone(),
+                    instance: ls.instance,
+                    ls_seq: ls.seq,
+                    ma_seq,
+                }
+            };
+            self.out.push_back((to.clone(), advert));
+        }
+    }
+
+    /// Recomputes the table; notes which routers became unreachable.
+    fn recompute(&mut self, now: Instant) {
+        let table = RoutingTable::compute(&self.me, &self.ls, &self.mobile);
+        let known = self
+            .ls
+            .iter()
+            .map(|(id, _)| id)
+            .chain(self.mobile.iter().map(|(id, _)| id));
+        for id in known {
+            if table.is_reachable(id) {
+                self.unreachable_since.remove(id);
+            } else if !self.unreachable_since.contains_key(id) {
+                self.unreachable_since.insert(id.clone(), now);
+            }
+        }
+        if table != *self.table {
+            self.table = Arc::new(table);
+            self.table_fresh = true;
+        }
+    }
+}

@@ -1,0 +1,587 @@
+//! Routing protocol tests: meshes of [`Routing`] instances in memory with
+//! virtual time (see [`harness`]), and the control message codec.
+
+mod codec;
+mod harness;
+
+use std::cell::Cell;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::rc::Rc;
+use std::time::Duration;
+
+use harness::{Edge, Net, Rng, id};
+
+use super::{ControlMessage, RouterId};
+
+fn ids(names: &[&str]) -> Vec<RouterId> {
+    names.iter().map(|n| id(n)).collect()
+}
+
+fn edge(a: &str, b: &str, cost: u32) -> Edge {
+    (id(a), id(b), cost)
+}
+
+fn line3() -> (Vec<RouterId>, Vec<Edge>) {
+    (
+        ids(&["A", "B", "C"]),
+        vec![edge("A", "B", 1), edge("B", "C", 1)],
+    )
+}
+
+/// A ring with uneven costs: some shortest paths go the long way round.
+fn ring5() -> (Vec<RouterId>, Vec<Edge>) {
+    (
+        ids(&["A", "B", "C", "D", "E"]),
+        vec![
+            edge("A", "B", 1),
+            edge("B", "C", 2),
+            edge("C", "D", 1),
+            edge("D", "E", 3),
+            edge("E", "A", 1),
+        ],
+    )
+}
+
+/// Every pair linked; the direct links A–C and B–D cost more than two hops.
+fn mesh4() -> (Vec<RouterId>, Vec<Edge>) {
+    (
+        ids(&["A", "B", "C", "D"]),
+        vec![
+            edge("A", "B", 1),
+            edge("A", "C", 5),
+            edge("A", "D", 1),
+            edge("B", "C", 1),
+            edge("B", "D", 4),
+            edge("C", "D", 1),
+        ],
+    )
+}
+
+/// A 3×3 grid, `r00`…`r22`; `cost(i)` gives the cost of the i-th link.
+fn grid3(cost: impl Fn(usize) -> u32) -> (Vec<RouterId>, Vec<Edge>) {
+    let name = |r: usize, c: usize| format!("r{r}{c}");
+    let mut names = Vec::new();
+    let mut edges = Vec::new();
+    for r in 0..3 {
+        for c in 0..3 {
+            names.push(id(&name(r, c)));
+            if c + 1 < 3 {
+                edges.push((id(&name(r, c)), id(&name(r, c + 1)), cost(edges.len())));
+            }
+            if r + 1 < 3 {
+                edges.push((id(&name(r, c)), id(&name(r + 1, c)), cost(edges.len())));
+            }
+        }
+    }
+    (names, edges)
+}
+
+/// Loop-free anycast and multicast trees, checked on every router's table.
+fn check_forwarding(net: &Net) -> Result<(), String> {
+    let routers: Vec<RouterId> = net.nodes.keys().cloned().collect();
+    // Anycast: following next hops from any src reaches any reachable dest
+    // without revisiting a router, each hop accepts the delivery
+    // (is_next_hop_of), and no other neighbour would.
+    for src in &routers {
+        for dest in &routers {
+            if src == dest || !net.table(src).is_reachable(dest) {
+                continue;
+            }
+            let mut cur = src.clone();
+            let mut visited = BTreeSet::from([src.clone()]);
+            while cur != *dest {
+                let hop = net
+                    .table(&cur)
+                    .next_hop(dest)
+                    .ok_or(format!("{cur} has no next hop to {dest}"))?
+                    .clone();
+                if !net.nodes[&cur].is_adjacent(&hop) {
+                    return Err(format!("{cur}'s next hop {hop} is not adjacent"));
+                }
+                if !net.table(&hop).is_next_hop_of(&cur, dest) {
+                    return Err(format!("{hop} refuses {src}→{dest} from {cur}"));
+                }
+                for other in net.nodes[&cur].adjacent() {
+                    if *other != hop && net.table(other).is_next_hop_of(&cur, dest) {
+                        return Err(format!("{other} would also take {cur}→{dest}"));
+                    }
+                }
+                if !visited.insert(hop.clone()) {
+                    return Err(format!("loop on {src}→{dest} at {hop}"));
+                }
+                cur = hop;
+            }
+        }
+    }
+    // Multicast: from each origin, the children edges reach every router
+    // the origin can reach exactly once, each child over a link, each child
+    // accepting the copy from its parent (valid origin).
+    for origin in &routers {
+        let mut reached: BTreeMap<RouterId, usize> = BTreeMap::from([(origin.clone(), 1)]);
+        let mut queue = VecDeque::from([origin.clone()]);
+        while let Some(r) = queue.pop_front() {
+            for child in net.table(&r).multicast_children(origin) {
+                if !net.nodes[&r].is_adjacent(&child) {
+                    return Err(format!("{r}'s child {child} for {origin} is not adjacent"));
+                }
+                if net.table(&child).next_hop(origin) != Some(&r) {
+                    return Err(format!("{child} does not take {origin}'s copies from {r}"));
+                }
+                *reached.entry(child.clone()).or_default() += 1;
+                queue.push_back(child);
+            }
+        }
+        let want: BTreeSet<&RouterId> = net.table(origin).routers().collect();
+        let got: BTreeSet<&RouterId> = reached.keys().collect();
+        if want != got {
+            return Err(format!(
+                "multicast from {origin} reaches {got:?}, not {want:?}"
+            ));
+        }
+        if let Some((r, n)) = reached.iter().find(|(_, n)| **n != 1) {
+            return Err(format!("multicast from {origin} reaches {r} {n} times"));
+        }
+    }
+    Ok(())
+}
+
+fn converges(names: &[RouterId], edges: &[Edge]) {
+    let mut net = Net::with_topology(names, edges);
+    net.check_paths(edges).unwrap();
+    check_forwarding(&net).unwrap();
+    // Timers running do not disturb it.
+    net.run_for(3 * net.config.ra_interval);
+    net.check_paths(edges).unwrap();
+    check_forwarding(&net).unwrap();
+}
+
+#[test]
+fn line_of_3_converges() {
+    let (names, edges) = line3();
+    converges(&names, &edges);
+}
+
+#[test]
+fn ring_of_5_converges() {
+    let (names, edges) = ring5();
+    converges(&names, &edges);
+}
+
+#[test]
+fn full_mesh_of_4_converges() {
+    let (names, edges) = mesh4();
+    converges(&names, &edges);
+}
+
+#[test]
+fn grid_3x3_converges_with_ties_broken_alike() {
+    // Unit costs: many equal-cost paths, so the tie-break matters.
+    let (names, edges) = grid3(|_| 1);
+    converges(&names, &edges);
+}
+
+#[test]
+fn grid_3x3_converges_with_uneven_costs() {
+    let (names, edges) = grid3(|i| [1, 3, 2, 1, 4, 1, 2, 2, 1, 3, 1, 2][i]);
+    converges(&names, &edges);
+}
+
+#[test]
+fn converges_whatever_the_order_links_come_up() {
+    let (names, edges) = grid3(|i| (i % 3) as u32 + 1);
+    let mut rng = Rng::new(7);
+    for _ in 0..5 {
+        let mut order = edges.clone();
+        for i in (1..order.len()).rev() {
+            order.swap(i, rng.below(i + 1));
+        }
+        let mut net = Net::new(&names);
+        net.reorder = true;
+        for (a, b, c) in &order {
+            net.connect(a, b, *c);
+            net.pump();
+        }
+        net.reorder = false;
+        net.run_for(net.config.hello_interval * 2);
+        net.check_paths(&edges).unwrap();
+        check_forwarding(&net).unwrap();
+    }
+}
+
+#[test]
+fn link_cost_is_the_larger_of_the_two_ends() {
+    let mut net = Net::new(&ids(&["A", "B", "C"]));
+    net.connect_costs(&id("A"), &id("B"), 1, 5);
+    net.connect(&id("A"), &id("C"), 2);
+    net.connect(&id("C"), &id("B"), 2);
+    net.pump();
+    // A–B costs 5 (not 1): A reaches B through C at 4.
+    assert_eq!(net.table(&id("A")).cost(&id("B")), Some(4));
+    assert_eq!(net.table(&id("A")).next_hop(&id("B")), Some(&id("C")));
+    assert_eq!(net.table(&id("B")).next_hop(&id("A")), Some(&id("C")));
+    net.check_paths(&net.live_edges()).unwrap();
+}
+
+#[test]
+fn a_cut_link_reroutes_at_once() {
+    let (names, edges) = ring5();
+    let mut net = Net::with_topology(&names, &edges);
+    assert_eq!(net.table(&id("A")).next_hop(&id("C")), Some(&id("B")));
+    net.cut(&id("A"), &id("B"));
+    net.pump(); // no time passes
+    let remaining: Vec<Edge> = edges[1..].to_vec();
+    net.check_paths(&remaining).unwrap();
+    check_forwarding(&net).unwrap();
+    assert_eq!(net.table(&id("A")).next_hop(&id("C")), Some(&id("E")));
+    assert_eq!(net.table(&id("A")).cost(&id("B")), Some(1 + 3 + 1 + 2));
+    // And back.
+    net.connect(&id("A"), &id("B"), 1);
+    net.pump();
+    net.check_paths(&edges).unwrap();
+}
+
+#[test]
+fn a_cut_that_partitions_the_mesh_leaves_two_meshes() {
+    let (names, edges) = line3();
+    let mut net = Net::with_topology(&names, &edges);
+    net.cut(&id("B"), &id("C"));
+    net.pump();
+    net.check_paths(&edges[..1]).unwrap();
+    check_forwarding(&net).unwrap();
+    let t = net.table(&id("C"));
+    assert_eq!(t.routers().collect::<Vec<_>>(), vec![&id("C")]);
+    // Merge again.
+    net.connect(&id("B"), &id("C"), 1);
+    net.pump();
+    net.check_paths(&edges).unwrap();
+}
+
+#[test]
+fn a_silent_partition_is_detected_after_hello_max_age() {
+    let (names, edges) = ring5();
+    let mut net = Net::with_topology(&names, &edges);
+    let cfg = net.config.clone();
+    net.run_for(Duration::from_millis(2500));
+    // The link A–B goes silent; nobody is told.
+    net.block(&id("A"), &id("B"));
+    net.run_for(cfg.hello_max_age - cfg.hello_interval - Duration::from_millis(100));
+    assert_eq!(
+        net.table(&id("A")).next_hop(&id("B")),
+        Some(&id("B")),
+        "down before hello_max_age"
+    );
+    net.run_for(cfg.hello_interval + Duration::from_millis(200));
+    net.check_paths(&edges[1..]).unwrap();
+    check_forwarding(&net).unwrap();
+    // It heals when the link carries messages again.
+    net.unblock(&id("A"), &id("B"));
+    net.run_for(2 * cfg.hello_interval);
+    net.check_paths(&edges).unwrap();
+    check_forwarding(&net).unwrap();
+}
+
+#[test]
+fn a_one_way_silence_takes_the_link_down_at_both_ends() {
+    let (names, edges) = line3();
+    let mut net = Net::with_topology(&names, &edges);
+    // Only B→C is lost: C stops hearing B, then B sees C's HELLO without it.
+    let lost = Rc::new(Cell::new(true));
+    let l = lost.clone();
+    net.drop = Some(Box::new(move |from, to, _| {
+        l.get() && from.as_str() == "B" && to.as_str() == "C"
+    }));
+    net.run_for(net.config.hello_max_age + net.config.hello_interval);
+    net.check_paths(&edges[..1]).unwrap();
+    assert!(!net.nodes[&id("B")].is_adjacent(&id("C")));
+    lost.set(false);
+    net.run_for(2 * net.config.hello_interval);
+    net.check_paths(&edges).unwrap();
+}
+
+#[test]
+fn a_restarted_router_wins_with_its_new_instance() {
+    let names = ids(&["A", "B", "C", "D"]);
+    let edges = vec![
+        edge("A", "B", 1),
+        edge("B", "C", 1),
+        edge("C", "D", 1),
+        edge("D", "A", 1),
+    ];
+    let mut net = Net::with_topology(&names, &edges);
+    let (a, b, c) = (id("A"), id("B"), id("C"));
+    net.add_address(&b, "old");
+    // Flap B–C so B's link-state sequence number climbs.
+    for _ in 0..5 {
+        net.cut(&b, &c);
+        net.pump();
+        net.connect(&b, &c, 1);
+        net.pump();
+    }
+    let before = net.nodes[&a].ls.version(&b).unwrap();
+    assert!(before.seq > 5);
+    assert_eq!(net.table(&a).routers_for("old").collect::<Vec<_>>(), [&b]);
+
+    // B dies: its address is unmapped at once, its records stay (purge).
+    net.isolate(&b);
+    net.pump();
+    assert!(!net.table(&a).is_reachable(&b));
+    assert_eq!(net.table(&a).routers_for("old").count(), 0);
+    assert_eq!(net.nodes[&a].ls.version(&b), Some(before));
+
+    // B comes back as instance 2: its sequence numbers restart, yet its
+    // records replace the old ones everywhere.
+    net.run_for(Duration::from_secs(1));
+    net.start(&b, 2);
+    net.connect(&a, &b, 1);
+    net.connect(&b, &c, 1);
+    net.pump();
+    let after = net.nodes[&a].ls.version(&b).unwrap();
+    assert_eq!(after.instance, 2);
+    assert!(after.seq < before.seq);
+    net.check_paths(&edges).unwrap();
+    check_forwarding(&net).unwrap();
+    net.add_address(&b, "new");
+    net.pump();
+    net.check_addresses(&["old", "new"]).unwrap();
+    assert_eq!(
+        net.table(&id("D")).routers_for("new").collect::<Vec<_>>(),
+        [&b]
+    );
+}
+
+#[test]
+fn a_router_restarted_with_a_reused_instance_moves_past_its_old_records() {
+    let (names, edges) = line3();
+    let mut net = Net::with_topology(&names, &edges);
+    let (a, b, c) = (id("A"), id("B"), id("C"));
+    net.add_address(&b, "x");
+    net.add_address(&b, "y");
+    for _ in 0..3 {
+        net.cut(&b, &c);
+        net.pump();
+        net.connect(&b, &c, 1);
+        net.pump();
+    }
+    let before = net.nodes[&a].ls.version(&b).unwrap();
+    net.isolate(&b);
+    net.pump();
+    net.start(&b, 1); // same instance: a misconfiguration
+    net.connect(&a, &b, 1);
+    net.connect(&b, &c, 1);
+    net.pump();
+    let after = net.nodes[&a].ls.version(&b).unwrap();
+    assert!(after > before, "{after:?} vs {before:?}");
+    net.check_paths(&edges).unwrap();
+    // The old process's addresses are gone everywhere.
+    net.check_addresses(&["x", "y"]).unwrap();
+    assert_eq!(net.table(&a).routers_for("x").count(), 0);
+}
+
+#[test]
+fn addresses_appear_and_disappear_at_remote_routers() {
+    let (names, edges) = line3();
+    let mut net = Net::with_topology(&names, &edges);
+    let (a, b, c) = (id("A"), id("B"), id("C"));
+    let at = |net: &Net, r: &RouterId, addr: &str| -> Vec<String> {
+        net.table(r)
+            .routers_for(addr)
+            .map(|r| r.to_string())
+            .collect()
+    };
+    net.add_address(&c, "q");
+    net.pump();
+    assert_eq!(at(&net, &a, "q"), ["C"]);
+    net.add_address(&b, "q");
+    net.pump();
+    assert_eq!(at(&net, &a, "q"), ["B", "C"]);
+    assert_eq!(at(&net, &b, "q"), ["C"], "own consumers are not listed");
+    net.remove_address(&c, "q");
+    net.pump();
+    assert_eq!(at(&net, &a, "q"), ["B"]);
+    // Idempotent add and remove.
+    net.add_address(&c, "r");
+    net.add_address(&c, "r");
+    net.remove_address(&c, "nothing");
+    net.pump();
+    assert_eq!(net.nodes[&c].local.seq, 3);
+    net.check_addresses(&["q", "r", "nothing"]).unwrap();
+
+    // C becomes unreachable: its addresses go at once, without a timer.
+    net.cut(&b, &c);
+    net.pump();
+    assert!(at(&net, &a, "r").is_empty());
+    assert_eq!(at(&net, &a, "q"), ["B"]);
+    // C comes back: its addresses are back.
+    net.connect(&b, &c, 1);
+    net.pump();
+    assert_eq!(at(&net, &a, "r"), ["C"]);
+
+    // A silent partition unmaps them once it is detected.
+    net.block(&a, &b);
+    net.run_for(net.config.hello_max_age + net.config.hello_interval);
+    assert!(at(&net, &a, "q").is_empty());
+    assert!(at(&net, &a, "r").is_empty());
+    net.check_addresses(&["q", "r"]).unwrap();
+}
+
+#[test]
+fn a_sequence_gap_triggers_a_full_resync_at_once() {
+    let (names, edges) = line3();
+    let mut net = Net::with_topology(&names, &edges);
+    let (a, c) = (id("A"), id("C"));
+    // A misses C's first delta.
+    let dropped = Rc::new(Cell::new(0));
+    let d = dropped.clone();
+    net.drop = Some(Box::new(move |_, to, msg| {
+        let hit = to.as_str() == "A"
+            && d.get() == 0
+            && matches!(msg, ControlMessage::MobileAddresses { .. });
+        if hit {
+            d.set(1);
+        }
+        hit
+    }));
+    net.add_address(&c, "x1");
+    net.pump();
+    assert_eq!(dropped.get(), 1);
+    assert_eq!(net.table(&a).routers_for("x1").count(), 0);
+    // The next delta shows the gap; A asks for the full list and has both,
+    // with no time passing.
+    net.add_address(&c, "x2");
+    net.pump();
+    assert_eq!(net.table(&a).routers_for("x1").collect::<Vec<_>>(), [&c]);
+    assert_eq!(net.table(&a).routers_for("x2").collect::<Vec<_>>(), [&c]);
+}
+
+#[test]
+fn a_lost_link_state_update_heals_at_the_next_advertisement() {
+    let names = ids(&["A", "B", "C", "D"]);
+    let edges = vec![edge("A", "B", 1), edge("B", "C", 1), edge("C", "D", 1)];
+    let mut net = Net::with_topology(&names, &edges);
+    let lossy = Rc::new(Cell::new(true));
+    let l = lossy.clone();
+    net.drop = Some(Box::new(move |_, to, msg| {
+        l.get() && to.as_str() == "A" && matches!(msg, ControlMessage::LinkState { .. })
+    }));
+    let (a, d) = (id("A"), id("D"));
+    net.add_address(&d, "far");
+    net.cut(&id("C"), &d);
+    net.pump();
+    // A missed the news: it still routes to D.
+    assert!(net.table(&a).is_reachable(&d));
+    lossy.set(false);
+    net.run_for(net.config.ra_interval + Duration::from_millis(100));
+    net.check_paths(&edges[..2]).unwrap();
+    assert_eq!(net.table(&a).routers_for("far").count(), 0);
+}
+
+#[test]
+fn dropped_and_reordered_updates_heal_within_a_few_ra_intervals() {
+    for seed in 1..=4u64 {
+        let (names, mut edges) = grid3(|i| (i % 4) as u32 + 1);
+        let mut net = Net::with_topology(&names, &edges);
+        net.reorder = true;
+        net.rng = Rng::new(seed);
+        let mut loss = Rng::new(seed * 31);
+        // Half of everything but HELLOs is lost.
+        net.drop = Some(Box::new(move |_, _, msg| {
+            !matches!(msg, ControlMessage::Hello { .. }) && loss.below(2) == 0
+        }));
+        let mut rng = Rng::new(seed * 17);
+        let addresses = ["a0", "a1", "a2", "a3"];
+        for step in 0..30 {
+            let r = names[rng.below(names.len())].clone();
+            let addr = addresses[rng.below(addresses.len())];
+            if rng.below(3) == 0 {
+                net.remove_address(&r, addr);
+            } else {
+                net.add_address(&r, addr);
+            }
+            if step % 10 == 5 {
+                // A topology change too.
+                let (a, b, c) = edges.remove(rng.below(edges.len()));
+                net.cut(&a, &b);
+                net.pump();
+                net.run_for(Duration::from_millis(300));
+                net.connect(&a, &b, c + 1);
+                edges.push((a, b, c + 1));
+            }
+            net.pump();
+            net.run_for(Duration::from_millis(200));
+        }
+        // The faults stop; the periodic advertisements repair the rest.
+        net.drop = None;
+        net.reorder = false;
+        net.run_for(2 * net.config.ra_interval);
+        net.check_paths(&edges)
+            .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        net.check_addresses(&addresses)
+            .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        check_forwarding(&net).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+    }
+}
+
+#[test]
+fn records_of_long_unreachable_routers_are_purged() {
+    let (names, edges) = line3();
+    let mut net = Net::with_topology(&names, &edges);
+    let (a, b, c) = (id("A"), id("B"), id("C"));
+    net.add_address(&c, "z");
+    net.pump();
+    assert_eq!(net.table(&a).routers_for("z").collect::<Vec<_>>(), [&c]);
+    net.cut(&b, &c);
+    net.pump();
+    let purge = net.config.purge_after;
+    net.run_for(purge - Duration::from_secs(1));
+    assert!(net.nodes[&a].ls.get(&c).is_some());
+    assert!(net.nodes[&a].mobile.get(&c).is_some());
+    net.run_for(Duration::from_secs(2));
+    assert!(net.nodes[&a].ls.get(&c).is_none());
+    assert!(net.nodes[&a].mobile.get(&c).is_none());
+    assert!(net.nodes[&a].unreachable_since.is_empty());
+    // A merge brings everything back.
+    net.connect(&b, &c, 1);
+    net.pump();
+    net.check_paths(&edges).unwrap();
+    assert_eq!(net.table(&a).routers_for("z").collect::<Vec<_>>(), [&c]);
+}
+
+#[test]
+fn poll_table_gives_a_table_only_when_it_changed() {
+    let (names, edges) = ring5();
+    let mut net = Net::with_topology(&names, &edges);
+    net.run_for(Duration::from_secs(1));
+    let before = net.table_updates.clone();
+    net.run_for(4 * net.config.ra_interval);
+    assert_eq!(
+        net.table_updates, before,
+        "periodic traffic changed no table"
+    );
+    assert!(net.delivered > 0);
+    net.add_address(&id("C"), "x");
+    net.pump();
+    for n in &names {
+        let want = before[n] + usize::from(*n != id("C"));
+        assert_eq!(net.table_updates[n], want, "{n}");
+    }
+}
+
+#[test]
+fn poll_timeout_and_a_lone_router() {
+    let mut net = Net::new(&ids(&["A"]));
+    let a = id("A");
+    assert!(net.nodes[&a].poll_timeout().is_some());
+    net.add_address(&a, "x");
+    net.run_for(Duration::from_secs(10));
+    let t = net.table(&a);
+    assert_eq!(t.me(), &a);
+    assert_eq!(t.cost(&a), Some(0));
+    assert_eq!(t.next_hop(&a), None);
+    assert_eq!(t.routers_for("x").count(), 0);
+    assert_eq!(t.multicast_children(&a), Vec::<RouterId>::new());
+    assert!(!t.is_next_hop_of(&id("B"), &a));
+    // A connection to itself is ignored.
+    let now = net.now;
+    net.router(&a).neighbor_connected(a.clone(), 1, now);
+    assert_eq!(net.router(&a).poll_transmit(), None);
+}

@@ -1,0 +1,131 @@
+//! Meshes of real `ferry` processes: multi-hop forwarding with end-to-end
+//! credit and settlement, router identification, and rerouting when a
+//! router dies.
+
+#[path = "../support/router.rs"]
+mod router;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use ferry_proto::client::Client;
+use ferry_proto::definitions::DeliveryState;
+use ferry_proto::message::{Body, Message};
+use ferry_tests::free_port;
+use router::{Router, mesh_router};
+
+/// Time for a mesh to converge, generously (HELLO every second).
+const CONVERGE: Duration = Duration::from_secs(20);
+
+fn msg(body: &str) -> Bytes {
+    Message::new(Body::data(body.as_bytes().to_vec())).encode()
+}
+
+/// A line A - B - C: A and C dial B.
+fn line() -> (Router, Router, Router) {
+    let b_port = free_port();
+    let b = mesh_router("B", Some(b_port), &[], "");
+    let a = mesh_router("A", None, &[(b_port, 1)], "");
+    let c = mesh_router("C", None, &[(b_port, 1)], "");
+    (a, b, c)
+}
+
+async fn wait_credit(client: &mut Client, link: ferry_proto::engine::LinkId) -> u32 {
+    tokio::time::timeout(CONVERGE, client.wait_credit(link))
+        .await
+        .expect("credit arrives once the mesh knows the consumer")
+        .unwrap()
+}
+
+#[tokio::test]
+async fn messages_cross_two_hops_and_are_settled_by_the_far_consumer() {
+    let (a, _b, c) = line();
+    let mut producer = a.client().await;
+    let tx = producer.open_sender(Some("orders")).await.unwrap();
+    // No consumer anywhere: no credit.
+    let early = tokio::time::timeout(Duration::from_secs(2), producer.wait_credit(tx)).await;
+    assert!(early.is_err(), "credit with no consumer in the mesh");
+
+    let mut consumer = c.client().await;
+    let rx = consumer.open_receiver("orders", 50).await.unwrap();
+    let credit = wait_credit(&mut producer, tx).await;
+    assert!(
+        credit <= 50,
+        "the producer holds {credit} credit for 50 granted"
+    );
+
+    let n = 200;
+    let send = tokio::spawn(async move {
+        let mut outcomes = Vec::new();
+        for i in 0..n {
+            outcomes.push(producer.send(tx, msg(&format!("o{i}"))).await.unwrap());
+        }
+        outcomes
+    });
+    for i in 0..n {
+        let d = tokio::time::timeout(CONVERGE, consumer.receive(rx))
+            .await
+            .expect("delivery")
+            .unwrap();
+        assert_eq!(d.payload, msg(&format!("o{i}")));
+        if i == 7 {
+            consumer.settle(&d, DeliveryState::Released).unwrap();
+        } else {
+            consumer.accept(&d).unwrap();
+        }
+        if consumer.credit(rx) < 25 {
+            consumer.flow(rx, 50).await.unwrap();
+        }
+    }
+    consumer.flush().await.unwrap();
+    let outcomes = tokio::time::timeout(CONVERGE, send).await.unwrap().unwrap();
+    for (i, o) in outcomes.iter().enumerate() {
+        let expected = if i == 7 {
+            DeliveryState::Released
+        } else {
+            DeliveryState::Accepted
+        };
+        assert_eq!(o.as_ref(), Some(&expected), "outcome of message {i}");
+    }
+}
+
+#[tokio::test]
+async fn a_router_on_a_normal_listener_is_refused() {
+    let b = mesh_router("B", None, &[], "");
+    let a = mesh_router("A", None, &[(b.addr.port(), 1)], "");
+    let mut consumer = b.client().await;
+    let _rx = consumer.open_receiver("q", 10).await.unwrap();
+    let mut producer = a.client().await;
+    let tx = producer.open_sender(Some("q")).await.unwrap();
+    let credit = tokio::time::timeout(Duration::from_secs(4), producer.wait_credit(tx)).await;
+    assert!(credit.is_err(), "a mesh formed over a normal listener");
+    let log = b.ferry.stderr();
+    assert!(
+        log.contains("use an inter-router listener"),
+        "B's log does not say why: {log}"
+    );
+}
+
+#[tokio::test]
+async fn a_second_router_with_the_same_id_is_refused() {
+    let b_port = free_port();
+    let b = mesh_router("B", Some(b_port), &[], "");
+    let _a1 = mesh_router("A", None, &[(b_port, 1)], "");
+    let deadline = tokio::time::Instant::now() + CONVERGE;
+    while !b.ferry.stderr().contains("inter-router connection up") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "first A never connected"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _a2 = mesh_router("A", None, &[(b_port, 1)], "");
+    while !b.ferry.stderr().contains("router A is already connected") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "duplicate A not refused: {}",
+            b.ferry.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
