@@ -129,3 +129,79 @@ async fn a_second_router_with_the_same_id_is_refused() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Triangle A - B - C with a costly direct A - C link: traffic takes
+/// A→B→C until B is killed (SIGKILL), then A→C. The producer resends what
+/// comes back released or modified (at-least-once); nothing it was told
+/// was accepted may be missing at the consumer.
+#[tokio::test]
+async fn killing_the_middle_router_reroutes_and_loses_nothing_accepted() {
+    let (b_port, c_port) = (free_port(), free_port());
+    let c = mesh_router("C", Some(c_port), &[], "");
+    let b = mesh_router("B", Some(b_port), &[(c_port, 1)], "");
+    let a = mesh_router("A", None, &[(b_port, 1), (c_port, 5)], "");
+
+    let n = 600u32;
+    let mut consumer = c.client().await;
+    let rx = consumer.open_receiver("jobs", 100).await.unwrap();
+    let receive = tokio::spawn(async move {
+        let mut seen = std::collections::BTreeSet::new();
+        let mut deliveries = 0u32;
+        while seen.len() < n as usize {
+            let d = consumer.receive(rx).await.unwrap();
+            deliveries += 1;
+            seen.insert(d.payload.clone());
+            consumer.accept(&d).unwrap();
+            if consumer.credit(rx) < 50 {
+                consumer.flow(rx, 100).await.unwrap();
+            }
+        }
+        consumer.flush().await.unwrap();
+        (seen, deliveries, consumer)
+    });
+
+    let mut producer = a.client().await;
+    let tx = producer.open_sender(Some("jobs")).await.unwrap();
+    wait_credit(&mut producer, tx).await;
+    let mut b = Some(b);
+    let mut accepted = Vec::new();
+    let mut resent = 0u32;
+    let mut killed_at = None;
+    let mut resumed_after = None;
+    for i in 0..n {
+        if i == n / 3 {
+            // SIGKILL: the connections drop without an AMQP close.
+            drop(b.take());
+            killed_at = Some(std::time::Instant::now());
+        }
+        let body = msg(&format!("job {i}"));
+        loop {
+            let outcome = tokio::time::timeout(CONVERGE, producer.send(tx, body.clone()))
+                .await
+                .expect("no progress: the mesh did not reroute")
+                .unwrap();
+            match outcome {
+                Some(DeliveryState::Accepted) => {
+                    if let (Some(t), None) = (killed_at, resumed_after) {
+                        resumed_after = Some(t.elapsed());
+                    }
+                    accepted.push(body);
+                    break;
+                }
+                Some(DeliveryState::Released) | Some(DeliveryState::Modified(_)) => resent += 1,
+                other => panic!("message {i}: unexpected outcome {other:?}"),
+            }
+        }
+    }
+    let (seen, deliveries, _consumer) = tokio::time::timeout(CONVERGE, receive)
+        .await
+        .expect("the consumer got every message")
+        .unwrap();
+    for body in &accepted {
+        assert!(seen.contains(body), "accepted but never received: {body:?}");
+    }
+    eprintln!(
+        "reroute: first accepted message {:?} after SIGKILL of B; {resent} resent; {} deliveries for {n} messages",
+        resumed_after, deliveries
+    );
+}
