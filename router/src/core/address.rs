@@ -92,8 +92,9 @@ struct State {
     next: usize,
 }
 
-/// Where one delivery goes: consumer links and their connections.
-pub type Targets = Vec<(ConnHandle, LinkId)>;
+/// Where one delivery goes: consumer links, their connections, and
+/// whether each leads to a neighbour router.
+pub type Targets = Vec<(ConnHandle, LinkId, bool)>;
 
 /// An address with its links on this router.
 #[derive(Debug)]
@@ -267,7 +268,7 @@ impl Address {
                 .filter(|c| usable(c))
                 .map(|c| {
                     c.credit -= 1;
-                    (c.conn.clone(), c.link)
+                    (c.conn.clone(), c.link, c.to != Hop::Local)
                 })
                 .collect(),
             Distribution::Closest => {
@@ -281,17 +282,22 @@ impl Address {
                 };
                 let c = &mut s.consumers[i];
                 c.credit -= 1;
-                vec![(c.conn.clone(), c.link)]
+                vec![(c.conn.clone(), c.link, c.to != Hop::Local)]
             }
             Distribution::Balanced => {
-                // The consumer with the most credit; ties go round-robin.
+                // The consumer with the most credit, weighted down by its
+                // path cost (a local consumer costs 0); ties go round-robin.
                 let start = s.next;
+                let score = |c: &Consumer| {
+                    let cost = u64::from(cost(table, name, &c.to)).min(1 << 20);
+                    u64::from(c.credit) * 1024 / (1 + cost)
+                };
                 let best = (0..n)
                     .map(|i| (start + i) % n)
                     .filter(|&i| usable(&s.consumers[i]))
                     .max_by_key(|&i| {
                         (
-                            s.consumers[i].credit,
+                            score(&s.consumers[i]),
                             std::cmp::Reverse((i + n - start) % n),
                         )
                     });
@@ -301,7 +307,7 @@ impl Address {
                 s.next = (i + 1) % n;
                 let c = &mut s.consumers[i];
                 c.credit -= 1;
-                vec![(c.conn.clone(), c.link)]
+                vec![(c.conn.clone(), c.link, c.to != Hop::Local)]
             }
         }
     }

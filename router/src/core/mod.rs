@@ -8,6 +8,7 @@ mod address;
 mod budget;
 mod fields;
 mod message;
+pub mod trace;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -111,7 +111,7 @@ impl Links {
                 .collect();
             for k in keys {
                 if let Some(Inbound::Streaming { key, targets }) = self.inbound.remove(&k) {
-                    for (conn, clink) in targets {
+                    for (conn, clink, _) in targets {
                         conn.post(ToConn::Continue {
                             link: clink,
                             key,

@@ -29,7 +29,7 @@ use ferry_proto::engine::{Connection, Event, IncomingTransfer, LinkId, LinkSpec}
 
 use crate::core::{
     Address, ByteBudget, ConnHandle, Core, Fanout, Forwarded, Hop, Origin, StreamKey, Targets,
-    ToConn, delivery_failed, routing_fields,
+    ToConn, delivery_failed, routing_fields, trace,
 };
 
 /// The condition a message is rejected with when its time to live has

@@ -34,7 +34,7 @@ impl Links {
         let done = !t.more || t.aborted;
         match inbound {
             Inbound::Streaming { key, targets } => {
-                for (conn, link) in targets.iter() {
+                for (conn, link, _) in targets.iter() {
                     conn.post(ToConn::Continue {
                         link: *link,
                         key: *key,
@@ -133,6 +133,18 @@ impl Links {
             Expiry::At(at) => Some(at),
             Expiry::Never => None,
         };
+        let me = self.core.mesh().id().clone();
+        if self.mesh.peer().is_some()
+            && !more
+            && trace::visited(&payload).iter().any(|r| r == me.as_str())
+        {
+            // Back where it has been: routing tables disagree for a moment.
+            tracing::debug!(address = address.name(), "loop detected; released");
+            if credited {
+                address.route_none(self.me.id, t.link);
+            }
+            return self.refuse_delivery(engine, t, settled, DeliveryState::Released, more);
+        }
         let from = credited.then_some((self.me.id, t.link));
         let targets = address.route(&self.core.mesh().table(), &self.hop(), from);
         if targets.is_empty() {
@@ -151,7 +163,28 @@ impl Links {
                 delivery: t.delivery,
                 fanout: multicast.then(|| Arc::new(Fanout::new(targets.len()))),
             });
-            for (conn, link) in &targets {
+            // What goes to another router carries this one in its trace;
+            // what goes to a client, nothing of the mesh's.
+            let mut traced: Option<Bytes> = None;
+            let mut stripped: Option<Bytes> = None;
+            let from_router = self.mesh.peer().is_some();
+            for (conn, link, to_router) in &targets {
+                let payload = if more {
+                    payload.clone()
+                } else if *to_router {
+                    traced
+                        .get_or_insert_with(|| {
+                            trace::with_hop(&payload, me.as_str())
+                                .unwrap_or_else(|| payload.clone())
+                        })
+                        .clone()
+                } else if from_router {
+                    stripped
+                        .get_or_insert_with(|| trace::strip(&payload))
+                        .clone()
+                } else {
+                    payload.clone()
+                };
                 conn.post(ToConn::Deliver {
                     link: *link,
                     delivery: Forwarded {
