@@ -1,7 +1,8 @@
 //! The routing task: runs the [`Routing`] state machine with the real
 //! clock, feeds it what connection tasks report, sends its control
 //! messages through the neighbours' connection tasks, and publishes each
-//! new routing table.
+//! new routing table. [`apply`] and [`publish`] are the task's two halves
+//! without I/O, for the simulator.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,38 +21,55 @@ pub async fn run(core: Arc<Core>, config: RoutingConfig, shutdown: Shutdown) {
     };
     let mut routing = Routing::new(mesh.id().clone(), mesh.instance(), config, Instant::now());
     loop {
-        while let Some((to, msg)) = routing.poll_transmit() {
-            mesh.post(&to, ToConn::Control(msg));
-        }
-        if let Some(table) = routing.poll_table() {
-            tracing::debug!(?table, "routing table changed");
-            mesh.set_table(table);
-            mesh.post_all(|| ToConn::PathsChanged);
-            core.paths_changed();
-        }
+        publish(&mut routing, &core);
         let wake = routing
             .poll_timeout()
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
         tokio::select! {
             msg = input.recv() => {
                 let Some(msg) = msg else { return };
-                let now = Instant::now();
-                match msg {
-                    RoutingInput::Up { neighbor, cost } => {
-                        tracing::info!(%neighbor, cost, "neighbour connected");
-                        routing.neighbor_connected(neighbor, cost, now);
-                    }
-                    RoutingInput::Down { neighbor } => {
-                        tracing::info!(%neighbor, "neighbour disconnected");
-                        routing.neighbor_disconnected(&neighbor, now);
-                    }
-                    RoutingInput::Message { from, msg } => routing.handle_message(&from, msg, now),
-                    RoutingInput::LocalAddress { address, present: true } => routing.add_local_address(&address),
-                    RoutingInput::LocalAddress { address, present: false } => routing.remove_local_address(&address),
-                }
+                apply(&mut routing, msg, Instant::now());
             }
             _ = tokio::time::sleep_until(wake.into()) => routing.handle_timeout(Instant::now()),
             _ = shutdown.triggered() => return,
         }
+    }
+}
+
+/// Feeds one report from a connection task to the routing machine.
+pub fn apply(routing: &mut Routing, input: RoutingInput, now: Instant) {
+    match input {
+        RoutingInput::Up { neighbor, cost } => {
+            tracing::info!(%neighbor, cost, "neighbour connected");
+            routing.neighbor_connected(neighbor, cost, now);
+        }
+        RoutingInput::Down { neighbor } => {
+            tracing::info!(%neighbor, "neighbour disconnected");
+            routing.neighbor_disconnected(&neighbor, now);
+        }
+        RoutingInput::Message { from, msg } => routing.handle_message(&from, msg, now),
+        RoutingInput::LocalAddress {
+            address,
+            present: true,
+        } => routing.add_local_address(&address),
+        RoutingInput::LocalAddress {
+            address,
+            present: false,
+        } => routing.remove_local_address(&address),
+    }
+}
+
+/// Sends the routing machine's control messages to the neighbours'
+/// connection tasks, and swaps in its table if it changed.
+pub fn publish(routing: &mut Routing, core: &Core) {
+    let mesh = core.mesh();
+    while let Some((to, msg)) = routing.poll_transmit() {
+        mesh.post(&to, ToConn::Control(msg));
+    }
+    if let Some(table) = routing.poll_table() {
+        tracing::debug!(?table, "routing table changed");
+        mesh.set_table(table);
+        mesh.post_all(|| ToConn::PathsChanged);
+        core.paths_changed();
     }
 }

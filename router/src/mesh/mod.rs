@@ -158,8 +158,9 @@ impl Mesh {
         }
     }
 
-    /// The routing task's inbox (taken once, by [`control::run`]).
-    fn take_input(&self) -> Option<mpsc::UnboundedReceiver<RoutingInput>> {
+    /// The routing task's inbox: taken once, by [`control::run`] or by a
+    /// simulator driving [`control::apply`] itself.
+    pub fn take_input(&self) -> Option<mpsc::UnboundedReceiver<RoutingInput>> {
         self.input_rx.lock().expect("input lock").take()
     }
 }

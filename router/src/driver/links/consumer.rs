@@ -11,7 +11,7 @@ impl Links {
             }
             return;
         };
-        let drop_with = if f.expires.is_some_and(|at| Instant::now() >= at) {
+        let drop_with = if f.expires.is_some_and(|at| self.now >= at) {
             self.core.stats.expired.fetch_add(1, Ordering::Relaxed);
             Some(expired_outcome())
         } else {

@@ -10,8 +10,7 @@ pub(super) enum Expiry {
 
 /// When a message expires: `ttl` counts from its arrival here (AMQP 1.0
 /// §3.2.1), `absolute-expiry-time` is wall-clock (§3.2.4); the earlier wins.
-pub(super) fn expiry(ttl: Option<u32>, absolute_ms: Option<i64>) -> Expiry {
-    let now = Instant::now();
+pub(super) fn expiry(now: Instant, ttl: Option<u32>, absolute_ms: Option<i64>) -> Expiry {
     let mut at = ttl.map(|ms| now + Duration::from_millis(ms.into()));
     if let Some(abs) = absolute_ms.filter(|ms| *ms > 0) {
         let now_ms = SystemTime::now()

@@ -64,7 +64,7 @@ struct Consumer {
 }
 
 /// The link state of one connection.
-pub(super) struct Links {
+pub(crate) struct Links {
     core: Arc<Core>,
     me: ConnHandle,
     producers: HashMap<LinkId, Producer>,
@@ -76,9 +76,11 @@ pub(super) struct Links {
     /// still queued, so topping up in between would grant twice.
     recredit_pending: Vec<LinkId>,
     /// Bytes this connection's producers have in flight in the router.
-    pub(super) budget: Arc<ByteBudget>,
+    pub(crate) budget: Arc<ByteBudget>,
     /// Inter-router state: the peer router, control and data links.
     mesh: MeshState,
+    /// The time given with the input being handled.
+    now: Instant,
 }
 
 fn refusal(condition: ErrorCondition, description: &str) -> Error {
@@ -86,9 +88,10 @@ fn refusal(condition: ErrorCondition, description: &str) -> Error {
 }
 
 impl Links {
-    pub(super) fn new(core: Arc<Core>, me: ConnHandle, kind: ConnKind) -> Self {
+    pub(crate) fn new(core: Arc<Core>, me: ConnHandle, kind: ConnKind) -> Self {
         Self {
             mesh: MeshState::new(kind),
+            now: Instant::now(),
             me,
             producers: HashMap::new(),
             consumers: HashMap::new(),
@@ -105,7 +108,8 @@ impl Links {
     }
 
     /// Handles every event the engine has queued.
-    pub(super) fn handle_events(&mut self, engine: &mut Connection) {
+    pub(crate) fn handle_events(&mut self, engine: &mut Connection, now: Instant) {
+        self.now = now;
         while let Some(ev) = engine.poll_event() {
             match ev {
                 Event::AttachRequested { link, attach, .. } => self.attach(engine, link, &attach),
@@ -143,7 +147,8 @@ impl Links {
     }
 
     /// Handles a message from another connection task.
-    pub(super) fn handle_message(&mut self, engine: &mut Connection, msg: ToConn) {
+    pub(crate) fn handle_message(&mut self, engine: &mut Connection, msg: ToConn, now: Instant) {
+        self.now = now;
         match msg {
             ToConn::Deliver { link, delivery } => self.deliver(engine, link, delivery),
             ToConn::Continue {
@@ -178,7 +183,8 @@ impl Links {
     }
 
     /// Releases everything this connection holds in the core.
-    pub(super) fn teardown(&mut self) {
+    pub(crate) fn teardown(&mut self, now: Instant) {
+        self.now = now;
         let links: Vec<LinkId> = self
             .producers
             .keys()

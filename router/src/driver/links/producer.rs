@@ -121,7 +121,7 @@ impl Links {
             return self.refuse_delivery(engine, t, settled, DeliveryState::Released, more);
         };
         let fields = routing_fields(&payload);
-        let expires = match expiry(fields.ttl, fields.absolute_expiry_time) {
+        let expires = match expiry(self.now, fields.ttl, fields.absolute_expiry_time) {
             Expiry::Expired => {
                 self.core.stats.expired.fetch_add(1, Ordering::Relaxed);
                 let state = expired_outcome();

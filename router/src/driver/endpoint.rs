@@ -1,0 +1,197 @@
+//! [`Endpoint`]: one router-side AMQP connection without I/O — the engine
+//! and the router's link logic — so the async driver and the simulator run
+//! the same code. Bytes and time go in; bytes come out; messages from other
+//! connections arrive in its inbox.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use ferry_proto::definitions::Error;
+use ferry_proto::engine::{Connection, ConnectionConfig, SaslClientConfig, SaslServerConfig};
+use tokio::sync::mpsc;
+
+use super::links::{ConnKind, Links};
+use crate::config::{ConnectorConfig, Limits, ListenerConfig, Role};
+use crate::core::{ByteBudget, ConnHandle, ConnId, Core, ToConn};
+use crate::mesh::identity;
+
+/// One connection of this router, as a state machine.
+pub struct Endpoint {
+    engine: Connection,
+    links: Links,
+    inbox: mpsc::UnboundedReceiver<ToConn>,
+    id: ConnId,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Endpoint {
+    fn new(core: Arc<Core>, engine: Connection, kind: ConnKind) -> Self {
+        let (tx, inbox) = mpsc::unbounded_channel();
+        let handle = ConnHandle {
+            id: core.next_conn_id(),
+            tx,
+        };
+        let id = handle.id;
+        Self {
+            engine,
+            links: Links::new(core, handle, kind),
+            inbox,
+            id,
+        }
+    }
+
+    /// A connection accepted on `listener`: it waits for the peer's
+    /// protocol header.
+    pub fn accepted(core: Arc<Core>, listener: &ListenerConfig, now: Instant) -> Self {
+        let kind = match listener.role {
+            Role::InterRouter => ConnKind::InterRouterListener,
+            // Edge uplinks are not implemented yet; an edge listener serves
+            // clients.
+            Role::Normal | Role::Edge => ConnKind::Client,
+        };
+        let mut config = engine_config(core.router_id(), core.limits(), listener);
+        if kind == ConnKind::InterRouterListener {
+            config.properties =
+                identity::properties(core.mesh().id(), core.mesh().instance(), None);
+        }
+        Self::new(core, Connection::server(config, now), kind)
+    }
+
+    /// A connection this router dialed for `connector`: its protocol header
+    /// and open are queued at once.
+    pub fn dialed(core: Arc<Core>, connector: &ConnectorConfig, now: Instant) -> Self {
+        let limits = core.limits();
+        let config = ConnectionConfig {
+            container_id: core.router_id().to_string(),
+            max_frame_size: limits.max_frame_size,
+            channel_max: limits.max_sessions_per_connection.saturating_sub(1),
+            max_sessions: limits.max_sessions_per_connection.into(),
+            max_links_per_session: u32::MAX,
+            sasl_client: Some(SaslClientConfig::Anonymous),
+            properties: identity::properties(
+                core.mesh().id(),
+                core.mesh().instance(),
+                Some(connector.cost),
+            ),
+            ..ConnectionConfig::default()
+        };
+        let kind = ConnKind::Connector {
+            cost: connector.cost,
+        };
+        Self::new(core, Connection::client(config, now), kind)
+    }
+
+    /// This connection's id in the router.
+    pub fn id(&self) -> ConnId {
+        self.id
+    }
+
+    /// Bytes from the peer.
+    pub fn handle_input(&mut self, data: &[u8], now: Instant) {
+        self.engine.handle_input(data, now);
+        self.links.handle_events(&mut self.engine, now);
+    }
+
+    /// The transport closed.
+    pub fn handle_eof(&mut self, now: Instant) {
+        self.engine.handle_eof();
+        self.links.handle_events(&mut self.engine, now);
+    }
+
+    /// The time reached [`poll_timeout`](Self::poll_timeout).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.engine.handle_timeout(now);
+        self.links.handle_events(&mut self.engine, now);
+    }
+
+    /// Handles one message from another connection.
+    pub fn handle_message(&mut self, msg: ToConn, now: Instant) {
+        self.links.handle_message(&mut self.engine, msg, now);
+        self.links.handle_events(&mut self.engine, now);
+    }
+
+    /// Handles up to `max` queued messages from other connections without
+    /// waiting; returns how many.
+    pub fn handle_inbox(&mut self, max: usize, now: Instant) -> usize {
+        let mut n = 0;
+        while n < max {
+            let Ok(msg) = self.inbox.try_recv() else {
+                break;
+            };
+            self.links.handle_message(&mut self.engine, msg, now);
+            n += 1;
+        }
+        self.links.handle_events(&mut self.engine, now);
+        n
+    }
+
+    /// The inbox, for a driver to wait on.
+    pub fn inbox(&mut self) -> &mut mpsc::UnboundedReceiver<ToConn> {
+        &mut self.inbox
+    }
+
+    /// Bytes to send to the peer.
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<Bytes> {
+        self.engine.poll_transmit(now)
+    }
+
+    /// When to call [`handle_timeout`](Self::handle_timeout).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.engine.poll_timeout()
+    }
+
+    /// Whether the connection is over (flush, then drop the transport).
+    pub fn is_finished(&self) -> bool {
+        self.engine.is_finished()
+    }
+
+    /// The producers' byte budget: while it is exhausted, do not read.
+    pub fn budget(&self) -> &Arc<ByteBudget> {
+        &self.links.budget
+    }
+
+    /// Closes the connection with `error` (e.g. on shutdown).
+    pub fn close(&mut self, error: Error, now: Instant) {
+        self.engine.close(Some(error));
+        self.links.handle_events(&mut self.engine, now);
+    }
+
+    /// Releases what the connection holds in the router (its links and
+    /// its place in the mesh). Call once, when it is over.
+    pub fn teardown(&mut self, now: Instant) {
+        self.links.teardown(now);
+    }
+}
+
+/// The engine settings for a connection accepted on `listener`.
+pub(super) fn engine_config(
+    container_id: &str,
+    limits: &Limits,
+    listener: &ListenerConfig,
+) -> ConnectionConfig {
+    let mechanisms = &listener.sasl_mechanisms;
+    ConnectionConfig {
+        container_id: container_id.to_string(),
+        max_frame_size: limits.max_frame_size,
+        channel_max: limits.max_sessions_per_connection.saturating_sub(1),
+        max_sessions: limits.max_sessions_per_connection.into(),
+        max_links_per_session: limits.max_links_per_connection,
+        // No mechanisms configured: SASL is refused, a bare AMQP header only.
+        sasl_server: (!mechanisms.is_empty()).then(|| SaslServerConfig {
+            anonymous: mechanisms
+                .iter()
+                .any(|m| m.eq_ignore_ascii_case("ANONYMOUS")),
+            plain: None,
+            required: listener.require_sasl,
+        }),
+        ..ConnectionConfig::default()
+    }
+}
