@@ -52,13 +52,20 @@ pub struct Core {
 }
 
 impl Core {
-    /// A core for the router `config` describes.
+    /// A core for the router `config` describes, with a fresh instance
+    /// number.
     pub fn new(config: &Config) -> Self {
+        Self::with_instance(config, instance_number())
+    }
+
+    /// A core with a given instance number (for the simulator, which needs
+    /// reproducible runs).
+    pub fn with_instance(config: &Config, instance: u64) -> Self {
         Self {
             router_id: config.router.id.clone(),
             addresses: RwLock::default(),
             config: config.clone(),
-            mesh: Mesh::new(RouterId::from(config.router.id.as_str()), instance_number()),
+            mesh: Mesh::new(RouterId::from(config.router.id.as_str()), instance),
             next_conn: AtomicU64::new(0),
             next_dynamic: AtomicU64::new(0),
             stats: Stats::default(),
@@ -154,13 +161,14 @@ impl Core {
     /// The routing table changed: every producer's credit is recomputed,
     /// since which consumers it may use depends on the paths.
     pub fn paths_changed(&self) {
-        let addresses: Vec<Arc<Address>> = self
+        let mut addresses: Vec<Arc<Address>> = self
             .addresses
             .read()
             .expect("table lock")
             .values()
             .cloned()
             .collect();
+        addresses.sort_by(|a, b| a.name().cmp(b.name()));
         for a in addresses {
             a.recredit_producers();
         }

@@ -153,8 +153,11 @@ impl Mesh {
 
     /// Posts to every neighbour's connection task.
     pub fn post_all(&self, msg: impl Fn() -> ToConn) {
-        for h in self.neighbors.lock().expect("neighbors lock").values() {
-            h.post(msg());
+        let n = self.neighbors.lock().expect("neighbors lock");
+        let mut ids: Vec<&RouterId> = n.keys().collect();
+        ids.sort();
+        for id in ids {
+            n[id].post(msg());
         }
     }
 

@@ -103,12 +103,14 @@ impl Links {
                 self.core.release(a);
             }
             // Deliveries still arriving from it are aborted downstream.
-            let keys: Vec<_> = self
+            let mut keys: Vec<_> = self
                 .inbound
                 .keys()
                 .filter(|(l, _)| *l == link)
                 .copied()
                 .collect();
+            // A fixed order keeps runs reproducible (the simulator's seeds).
+            keys.sort_by_key(|(l, d)| (*l, d.0));
             for k in keys {
                 if let Some(Inbound::Streaming { key, targets }) = self.inbound.remove(&k) {
                     for (conn, clink, _) in targets {
@@ -131,7 +133,9 @@ impl Links {
             }
             self.core.release(&c.address);
             // Sent to the consumer but not settled: fate unknown.
-            for (_, origin) in c.outstanding {
+            let mut outstanding: Vec<_> = c.outstanding.into_iter().collect();
+            outstanding.sort_by_key(|(id, _)| id.0);
+            for (_, origin) in outstanding {
                 origin.settle(delivery_failed());
             }
         }

@@ -219,13 +219,14 @@ impl Links {
             })
             .map(|(address, _)| address.to_string())
             .collect();
-        let gone: Vec<(String, LinkId)> = self
+        let mut gone: Vec<(String, LinkId)> = self
             .mesh
             .data
             .iter()
             .filter(|(a, _)| !wanted.contains(*a))
             .map(|(a, l)| (a.clone(), *l))
             .collect();
+        gone.sort();
         for (address, link) in gone {
             self.mesh.data.remove(&address);
             let _ = engine.detach(link, true, None);

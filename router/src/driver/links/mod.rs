@@ -185,12 +185,13 @@ impl Links {
     /// Releases everything this connection holds in the core.
     pub(crate) fn teardown(&mut self, now: Instant) {
         self.now = now;
-        let links: Vec<LinkId> = self
+        let mut links: Vec<LinkId> = self
             .producers
             .keys()
             .chain(self.consumers.keys())
             .copied()
             .collect();
+        links.sort();
         for link in links {
             self.detached(link);
         }
