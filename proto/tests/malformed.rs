@@ -140,7 +140,7 @@ fn list32_of_one(inner: &[u8]) -> Vec<u8> {
 /// A frame of each kind the decoders handle, for mutation and truncation.
 fn sample_frames() -> Vec<(Layer, BytesMut)> {
     let mut out = Vec::new();
-    let open = Performative::Open(Open {
+    let open = Performative::Open(Box::new(Open {
         container_id: "container".into(),
         hostname: Some("host".into()),
         max_frame_size: Some(65536),
@@ -151,8 +151,8 @@ fn sample_frames() -> Vec<(Layer, BytesMut)> {
             Value::String(Str::from("ferry")),
         )])),
         ..Open::default()
-    });
-    let attach = Performative::Attach(Attach {
+    }));
+    let attach = Performative::Attach(Box::new(Attach {
         name: "link".into(),
         role: Role::Receiver,
         snd_settle_mode: Some(SenderSettleMode::Settled),
@@ -172,7 +172,7 @@ fn sample_frames() -> Vec<(Layer, BytesMut)> {
         target: Some(TargetTerminus::Target(Target::new("t"))),
         initial_delivery_count: Some(SequenceNo(0)),
         ..Attach::default()
-    });
+    }));
     let flow = Performative::Flow(Flow {
         next_incoming_id: Some(SequenceNo(1)),
         incoming_window: 100,

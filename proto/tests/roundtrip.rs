@@ -665,9 +665,9 @@ fn arb_disposition() -> BoxedStrategy<Disposition> {
 
 fn arb_performative() -> BoxedStrategy<Performative> {
     prop_oneof![
-        arb_open().prop_map(Performative::Open),
+        arb_open().prop_map(|o| Performative::Open(Box::new(o))),
         arb_begin().prop_map(Performative::Begin),
-        arb_attach().prop_map(Performative::Attach),
+        arb_attach().prop_map(|a| Performative::Attach(Box::new(a))),
         arb_flow().prop_map(Performative::Flow),
         arb_transfer().prop_map(Performative::Transfer),
         arb_disposition().prop_map(Performative::Disposition),
@@ -1480,9 +1480,9 @@ fn every_delivery_state_in_a_disposition_frame() {
 #[test]
 fn default_performatives_round_trip() {
     for p in [
-        Performative::Open(Open::default()),
+        Performative::Open(Box::default()),
         Performative::Begin(Begin::default()),
-        Performative::Attach(Attach::default()),
+        Performative::Attach(Box::default()),
         Performative::Flow(Flow::default()),
         Performative::Transfer(Transfer::default()),
         Performative::Disposition(Disposition::default()),

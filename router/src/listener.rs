@@ -439,10 +439,10 @@ mod tests {
         tokio::time::timeout(WAIT, seen.recv()).await.unwrap();
         let mut second = TcpStream::connect(addr).await.unwrap();
         let mut hello = bytes::BytesMut::from(&ProtocolHeader::Amqp.bytes()[..]);
-        let open = Performative::Open(Open {
+        let open = Performative::Open(Box::new(Open {
             container_id: "one-too-many".into(),
             ..Open::default()
-        });
+        }));
         frame::encode_amqp_frame(0, &open, &[], &mut hello);
         second.write_all(&hello).await.unwrap();
         let mut reply = Vec::new();

@@ -101,10 +101,10 @@ async fn an_oversized_frame_length_is_a_framing_error() {
     let mut open = BytesMut::new();
     frame::encode_amqp_frame(
         0,
-        &Performative::Open(ferry_proto::definitions::Open {
+        &Performative::Open(Box::new(ferry_proto::definitions::Open {
             container_id: "rogue".into(),
             ..Default::default()
-        }),
+        })),
         &[],
         &mut open,
     );
@@ -208,22 +208,22 @@ async fn links_past_the_limit_are_refused() {
     let mut out = BytesMut::new();
     out.extend_from_slice(&ProtocolHeader::Amqp.bytes());
     let frames = [
-        Performative::Open(ferry_proto::definitions::Open {
+        Performative::Open(Box::new(ferry_proto::definitions::Open {
             container_id: "greedy".into(),
             ..Default::default()
-        }),
+        })),
         Performative::Begin(ferry_proto::definitions::Begin {
             incoming_window: 100,
             outgoing_window: 100,
             ..Default::default()
         }),
-        Performative::Attach(ferry_proto::definitions::Attach {
+        Performative::Attach(Box::new(ferry_proto::definitions::Attach {
             name: "third".into(),
             handle: ferry_proto::definitions::Handle(2),
             role: ferry_proto::definitions::Role::Receiver,
             source: Some(ferry_proto::definitions::Source::new("x")),
             ..Default::default()
-        }),
+        })),
     ];
     for p in &frames {
         frame::encode_amqp_frame(0, p, &[], &mut out);

@@ -257,7 +257,7 @@ fn performatives() -> Vec<Performative> {
         (sym("n"), Value::Long(3)),
     ]);
     vec![
-        Performative::Open(Open {
+        Performative::Open(Box::new(Open {
             container_id: "ferry".into(),
             hostname: Some("localhost".into()),
             max_frame_size: Some(65_536),
@@ -268,7 +268,7 @@ fn performatives() -> Vec<Performative> {
             offered_capabilities: Some(Symbols::from(["ANONYMOUS-RELAY"])),
             desired_capabilities: Some(Symbols::default()),
             properties: Some(fields.clone()),
-        }),
+        })),
         Performative::Begin(Begin {
             remote_channel: Some(0),
             next_outgoing_id: SequenceNo(1),
@@ -278,7 +278,7 @@ fn performatives() -> Vec<Performative> {
             properties: Some(fields.clone()),
             ..Begin::default()
         }),
-        Performative::Attach(Attach {
+        Performative::Attach(Box::new(Attach {
             name: "sender-link".into(),
             handle: ferry_proto::definitions::Handle(0),
             role: Role::Sender,
@@ -318,15 +318,15 @@ fn performatives() -> Vec<Performative> {
             offered_capabilities: None,
             desired_capabilities: Some(Symbols::from(["x"])),
             properties: Some(fields.clone()),
-        }),
-        Performative::Attach(Attach {
+        })),
+        Performative::Attach(Box::new(Attach {
             name: "txn".into(),
             role: Role::Sender,
             target: Some(TargetTerminus::Coordinator(Coordinator {
                 capabilities: Some(Symbols::from(["amqp:local-transactions"])),
             })),
             ..Attach::default()
-        }),
+        })),
         Performative::Flow(Flow {
             next_incoming_id: Some(SequenceNo(3)),
             incoming_window: 100,

@@ -197,11 +197,13 @@ crate::composite! {
 
 /// Any performative: the body of an AMQP frame (AMQP 1.0 §2.7).
 #[derive(Debug, Clone, PartialEq)]
-#[allow(missing_docs, clippy::large_enum_variant)]
+#[allow(missing_docs)]
 pub enum Performative {
-    Open(Open),
+    // The two large, rare performatives are boxed so that every frame, a
+    // transfer above all, moves a small value.
+    Open(Box<Open>),
     Begin(Begin),
-    Attach(Attach),
+    Attach(Box<Attach>),
     Flow(Flow),
     Transfer(Transfer),
     Disposition(Disposition),
@@ -252,9 +254,9 @@ impl Decode for Performative {
             },
         };
         Ok(match code {
-            Open::CODE => Performative::Open(Open::decode_fields(d)?),
+            Open::CODE => Performative::Open(Box::new(Open::decode_fields(d)?)),
             Begin::CODE => Performative::Begin(Begin::decode_fields(d)?),
-            Attach::CODE => Performative::Attach(Attach::decode_fields(d)?),
+            Attach::CODE => Performative::Attach(Box::new(Attach::decode_fields(d)?)),
             Flow::CODE => Performative::Flow(Flow::decode_fields(d)?),
             Transfer::CODE => Performative::Transfer(Transfer::decode_fields(d)?),
             Disposition::CODE => Performative::Disposition(Disposition::decode_fields(d)?),

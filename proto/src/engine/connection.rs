@@ -312,7 +312,7 @@ impl Connection {
             properties: props,
             ..Open::default()
         };
-        self.write_frame(0, &Performative::Open(open), &[]);
+        self.write_frame(0, &Performative::Open(Box::new(open)), &[]);
         self.open_sent = true;
     }
 
@@ -514,7 +514,7 @@ impl Connection {
         }
         if !self.remote_open {
             return match p {
-                Performative::Open(open) => self.handle_open(open),
+                Performative::Open(open) => self.handle_open(*open),
                 other => self.fail(
                     condition::ILLEGAL_STATE,
                     format!("{} before open", other.name()),
@@ -532,7 +532,7 @@ impl Connection {
             }
             Performative::Begin(b) => self.handle_begin(channel, b),
             Performative::End(e) => self.handle_end(channel, e),
-            Performative::Attach(a) => self.handle_attach(channel, a),
+            Performative::Attach(a) => self.handle_attach(channel, *a),
             Performative::Detach(d) => self.handle_detach(channel, d),
             Performative::Flow(f) => self.handle_flow(channel, f),
             Performative::Transfer(t) => self.handle_transfer(channel, t, payload),

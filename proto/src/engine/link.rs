@@ -158,7 +158,7 @@ impl Connection {
         };
         let attach = self.attach_frame(&link, &spec);
         self.links.insert(id, link);
-        self.write_frame(channel, &Performative::Attach(attach), &[]);
+        self.write_frame(channel, &Performative::Attach(Box::new(attach)), &[]);
         Ok(id)
     }
 
@@ -188,7 +188,7 @@ impl Connection {
         let channel = s.local_channel;
         let l = self.links.get(&link).expect("checked");
         let attach = self.attach_frame(l, &spec);
-        self.write_frame(channel, &Performative::Attach(attach), &[]);
+        self.write_frame(channel, &Performative::Attach(Box::new(attach)), &[]);
         Ok(())
     }
 
