@@ -325,3 +325,57 @@ async fn at_full_speed_nothing_is_released_while_a_consumer_has_credit() {
         .count();
     assert_eq!(not_accepted, 0, "{not_accepted} of {n} not accepted");
 }
+
+#[tokio::test]
+async fn a_released_delivery_goes_to_another_consumer_before_the_producer() {
+    let r = Router::start("");
+    let mut picky = r.client().await;
+    let rx_picky = picky.open_receiver("work", 10).await.unwrap();
+    let mut willing = r.client().await;
+    let rx_willing = willing.open_receiver("work", 10).await.unwrap();
+    let mut producer = r.client().await;
+    let tx = producer.open_sender(Some("work")).await.unwrap();
+    let n = 10;
+    let send = tokio::spawn(async move {
+        let mut outcomes = Vec::new();
+        for i in 0..n {
+            outcomes.push(
+                producer
+                    .send(tx, msg(format!("w{i}").as_bytes()))
+                    .await
+                    .unwrap(),
+            );
+        }
+        outcomes
+    });
+    // `picky` releases whatever it gets; `willing` accepts.
+    let released = tokio::spawn(async move {
+        let mut released = 0;
+        loop {
+            let Ok(Ok(d)) =
+                tokio::time::timeout(Duration::from_secs(3), picky.receive(rx_picky)).await
+            else {
+                return released;
+            };
+            picky.settle(&d, DeliveryState::Released).unwrap();
+            picky.flush().await.unwrap();
+            released += 1;
+        }
+    });
+    let mut got = Vec::new();
+    while got.len() < n {
+        let d = within("receive", willing.receive(rx_willing))
+            .await
+            .unwrap();
+        got.push(d.payload.clone());
+        willing.accept(&d).unwrap();
+        willing.flush().await.unwrap();
+    }
+    let outcomes = within("outcomes", send).await.unwrap();
+    assert!(
+        outcomes.iter().all(|o| *o == Some(DeliveryState::Accepted)),
+        "released deliveries bounced back to the producer: {outcomes:?}"
+    );
+    let released = released.await.unwrap();
+    assert!(released > 0, "the test never exercised a release");
+}

@@ -249,6 +249,18 @@ impl Address {
         from: &Hop,
         producer: Option<(ConnId, LinkId)>,
     ) -> Targets {
+        self.route_excluding(table, from, producer, None)
+    }
+
+    /// As [`route`](Self::route), never choosing the consumer `exclude`
+    /// (the one that just released the delivery).
+    pub fn route_excluding(
+        &self,
+        table: &RoutingTable,
+        from: &Hop,
+        producer: Option<(ConnId, LinkId)>,
+        exclude: Option<(ConnId, LinkId)>,
+    ) -> Targets {
         let mut s = self.lock();
         if let Some((conn, link)) = producer
             && let Some(p) = s
@@ -259,7 +271,9 @@ impl Address {
             p.granted = p.granted.saturating_sub(1);
         }
         let name = &self.name;
-        let usable = |c: &Consumer| c.credit > 0 && serves(table, name, from, &c.to);
+        let usable = |c: &Consumer| {
+            c.credit > 0 && exclude != Some((c.conn.id, c.link)) && serves(table, name, from, &c.to)
+        };
         let n = s.consumers.len();
         match self.distribution {
             Distribution::Multicast => s

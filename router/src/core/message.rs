@@ -108,6 +108,23 @@ pub struct Forwarded {
     pub expires: Option<Instant>,
     /// Held against the producer's byte budget until sent on.
     pub charge: Option<super::Charge>,
+    /// How to send it elsewhere if it cannot be delivered here.
+    pub retry: Option<Retry>,
+}
+
+/// What a consumer's task needs to send a delivery to another consumer
+/// when its own releases it or is gone: no needless bounce back to the
+/// producer. Only complete, unsettled anycast deliveries have one.
+#[derive(Debug, Clone)]
+pub struct Retry {
+    /// The address it was routed by.
+    pub address: std::sync::Arc<super::Address>,
+    /// Where it came from (decides which consumers may take it).
+    pub from: super::Hop,
+    /// The message as it reached this router.
+    pub payload: Bytes,
+    /// Consumers tried so far.
+    pub attempts: u8,
 }
 
 /// The producer side of an unsettled delivery: where its outcome goes.

@@ -18,7 +18,7 @@ pub use address::{Address, Hop, Targets, serves};
 pub use budget::{ByteBudget, Charge};
 pub use fields::{RoutingFields, routing_fields};
 pub use message::{
-    ConnHandle, ConnId, Fanout, Forwarded, Origin, StreamKey, ToConn, delivery_failed,
+    ConnHandle, ConnId, Fanout, Forwarded, Origin, Retry, StreamKey, ToConn, delivery_failed,
 };
 
 use crate::config::{Config, Distribution, Limits};

@@ -5,41 +5,90 @@ use super::*;
 impl Links {
     pub(super) fn deliver(&mut self, engine: &mut Connection, link: LinkId, f: Forwarded) {
         let Some(c) = self.consumers.get_mut(&link) else {
-            // The consumer went away before we could send: never sent on.
+            // The consumer went away before we could send: never sent on,
+            // so another consumer may have it.
             if let Some(o) = f.origin {
-                o.settle(DeliveryState::Released);
+                self.reforward(o, f.retry, link);
             }
             return;
         };
-        let drop_with = if f.expires.is_some_and(|at| self.now >= at) {
+        if f.expires.is_some_and(|at| self.now >= at) {
             self.core.stats.expired.fetch_add(1, Ordering::Relaxed);
-            Some(expired_outcome())
-        } else {
-            self.next_tag += 1;
-            let tag = Bytes::copy_from_slice(&self.next_tag.to_be_bytes());
-            match engine.send(link, tag, f.payload, f.settled, f.more) {
-                Ok(id) => {
-                    c.reported = c.reported.saturating_sub(1);
-                    if let Some(o) = f.origin.clone() {
-                        c.outstanding.insert(id, o);
-                    }
-                    if f.more {
-                        c.streams.insert(f.key, Some(id));
-                    }
-                    None
-                }
-                Err(_) => Some(DeliveryState::Released),
-            }
-        };
-        if let Some(state) = drop_with {
             c.address.refund(self.me.id, link);
             if let Some(o) = f.origin {
-                o.settle(state);
+                o.settle(expired_outcome());
             }
             if f.more {
                 c.streams.insert(f.key, None);
             }
+            return;
         }
+        self.next_tag += 1;
+        let tag = Bytes::copy_from_slice(&self.next_tag.to_be_bytes());
+        match engine.send(link, tag, f.payload, f.settled, f.more) {
+            Ok(id) => {
+                c.reported = c.reported.saturating_sub(1);
+                if let Some(o) = f.origin {
+                    c.outstanding.insert(id, (o, f.retry));
+                }
+                if f.more {
+                    c.streams.insert(f.key, Some(id));
+                }
+            }
+            Err(_) => {
+                c.address.refund(self.me.id, link);
+                if f.more {
+                    c.streams.insert(f.key, None);
+                }
+                if let Some(o) = f.origin {
+                    self.reforward(o, f.retry, link);
+                }
+            }
+        }
+    }
+
+    /// Sends a delivery that consumer link `not` did not take (released it,
+    /// or could not be sent to) to another consumer, or, if none can take
+    /// it or it has been tried enough, settles it released to its producer.
+    fn reforward(&mut self, origin: Origin, retry: Option<Retry>, not: LinkId) {
+        /// Consumers tried before the delivery goes back to its producer.
+        const MAX_ATTEMPTS: u8 = 3;
+        let Some(retry) = retry.filter(|r| r.attempts < MAX_ATTEMPTS) else {
+            return origin.settle(DeliveryState::Released);
+        };
+        let table = self.core.mesh().table();
+        let targets =
+            retry
+                .address
+                .route_excluding(&table, &retry.from, None, Some((self.me.id, not)));
+        let Some((conn, link, to_router)) = targets.into_iter().next() else {
+            return origin.settle(DeliveryState::Released);
+        };
+        let from_router = matches!(retry.from, Hop::Neighbor(_));
+        let me = self.core.mesh().id().clone();
+        let payload =
+            producer::Shaped::default().get(&retry.payload, to_router, from_router, me.as_str());
+        let key = StreamKey {
+            conn: origin.conn.id,
+            link: origin.link,
+            delivery: origin.delivery,
+        };
+        conn.post(ToConn::Deliver {
+            link,
+            delivery: Forwarded {
+                payload,
+                more: false,
+                settled: false,
+                origin: Some(origin),
+                key,
+                expires: None,
+                charge: None,
+                retry: Some(Retry {
+                    attempts: retry.attempts + 1,
+                    ..retry
+                }),
+            },
+        });
     }
 
     pub(super) fn continue_delivery(
@@ -87,12 +136,17 @@ impl Links {
         if !terminal && !settled {
             return;
         }
-        if let Some(origin) = c.outstanding.remove(&delivery) {
-            // Settled without an outcome: its fate is unknown to us.
-            origin.settle(state.filter(|_| terminal).unwrap_or_else(delivery_failed));
-        }
         if !settled {
             let _ = engine.disposition(link, delivery, None, true);
+        }
+        if let Some((origin, retry)) = c.outstanding.remove(&delivery) {
+            match state.filter(|_| terminal) {
+                // Not processed: another consumer may take it.
+                Some(DeliveryState::Released) => self.reforward(origin, retry, link),
+                Some(state) => origin.settle(state),
+                // Settled without an outcome: its fate is unknown to us.
+                None => origin.settle(delivery_failed()),
+            }
         }
     }
 
@@ -135,7 +189,7 @@ impl Links {
             // Sent to the consumer but not settled: fate unknown.
             let mut outstanding: Vec<_> = c.outstanding.into_iter().collect();
             outstanding.sort_by_key(|(id, _)| id.0);
-            for (_, origin) in outstanding {
+            for (_, (origin, _)) in outstanding {
                 origin.settle(delivery_failed());
             }
         }

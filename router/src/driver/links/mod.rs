@@ -28,8 +28,8 @@ use ferry_proto::definitions::{
 use ferry_proto::engine::{Connection, Event, IncomingTransfer, LinkId, LinkSpec};
 
 use crate::core::{
-    Address, ByteBudget, ConnHandle, Core, Fanout, Forwarded, Hop, Origin, StreamKey, Targets,
-    ToConn, delivery_failed, routing_fields, trace,
+    Address, ByteBudget, ConnHandle, Core, Fanout, Forwarded, Hop, Origin, Retry, StreamKey,
+    Targets, ToConn, delivery_failed, routing_fields, trace,
 };
 
 /// The condition a message is rejected with when its time to live has
@@ -57,8 +57,9 @@ struct Consumer {
     to: Hop,
     /// The link credit last reported to the address, less sends since.
     reported: u32,
-    /// Unsettled deliveries sent to the client, by our delivery id.
-    outstanding: HashMap<SequenceNo, Origin>,
+    /// Unsettled deliveries sent to the client, by our delivery id, and
+    /// how to re-forward each if released.
+    outstanding: HashMap<SequenceNo, (Origin, Option<Retry>)>,
     /// Deliveries being sent over several frames: `None` once dropped.
     streams: HashMap<StreamKey, Option<SequenceNo>>,
 }

@@ -163,27 +163,25 @@ impl Links {
                 delivery: t.delivery,
                 fanout: multicast.then(|| Arc::new(Fanout::new(targets.len()))),
             });
-            // What goes to another router carries this one in its trace;
-            // what goes to a client, nothing of the mesh's.
-            let mut traced: Option<Bytes> = None;
-            let mut stripped: Option<Bytes> = None;
-            let from_router = self.mesh.peer().is_some();
+            // Complete unsettled anycast deliveries can be re-forwarded if
+            // their consumer releases them.
+            let retry = (!settled && !more && !multicast).then(|| Retry {
+                address: address.clone(),
+                from: self.hop(),
+                payload: payload.clone(),
+                attempts: 1,
+            });
+            let mut shaped = Shaped::default();
             for (conn, link, to_router) in &targets {
                 let payload = if more {
                     payload.clone()
-                } else if *to_router {
-                    traced
-                        .get_or_insert_with(|| {
-                            trace::with_hop(&payload, me.as_str())
-                                .unwrap_or_else(|| payload.clone())
-                        })
-                        .clone()
-                } else if from_router {
-                    stripped
-                        .get_or_insert_with(|| trace::strip(&payload))
-                        .clone()
                 } else {
-                    payload.clone()
+                    shaped.get(
+                        &payload,
+                        *to_router,
+                        self.mesh.peer().is_some(),
+                        me.as_str(),
+                    )
                 };
                 conn.post(ToConn::Deliver {
                     link: *link,
@@ -195,6 +193,7 @@ impl Links {
                         key,
                         expires,
                         charge: Some(self.budget.charge(payload.len() as u64)),
+                        retry: retry.clone(),
                     },
                 });
             }
@@ -237,6 +236,41 @@ impl Links {
         }
         if more {
             self.inbound.insert((t.link, t.delivery), Inbound::Discard);
+        }
+    }
+}
+
+/// A message in the form each kind of target gets, made at most once each:
+/// to another router with this router in its trace, to a client without
+/// the mesh's annotations.
+#[derive(Default)]
+pub(super) struct Shaped {
+    traced: Option<Bytes>,
+    stripped: Option<Bytes>,
+}
+
+impl Shaped {
+    /// `message` (as it reached this router, from a router if
+    /// `from_router`) for a target that is a router if `to_router`.
+    pub(super) fn get(
+        &mut self,
+        message: &Bytes,
+        to_router: bool,
+        from_router: bool,
+        me: &str,
+    ) -> Bytes {
+        if to_router {
+            self.traced
+                .get_or_insert_with(|| {
+                    trace::with_hop(message, me).unwrap_or_else(|| message.clone())
+                })
+                .clone()
+        } else if from_router {
+            self.stripped
+                .get_or_insert_with(|| trace::strip(message))
+                .clone()
+        } else {
+            message.clone()
         }
     }
 }
