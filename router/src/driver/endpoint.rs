@@ -153,9 +153,17 @@ impl Endpoint {
         self.engine.is_finished()
     }
 
-    /// The producers' byte budget: while it is exhausted, do not read.
+    /// The producers' byte budget: while it is exhausted, do not read —
+    /// except on an inter-router connection, where not reading would also
+    /// hold back the routing protocol's HELLOs and lose the neighbour; there
+    /// deliveries stay bounded by link credit.
     pub fn budget(&self) -> &Arc<ByteBudget> {
         &self.links.budget
+    }
+
+    /// Whether reading should pause for the byte budget now.
+    pub fn should_pause(&self) -> bool {
+        self.links.budget.exhausted() && !self.links.is_inter_router()
     }
 
     /// Closes the connection with `error` (e.g. on shutdown).

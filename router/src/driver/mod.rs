@@ -101,7 +101,7 @@ impl Task {
             // A producer with too many bytes in flight is not read from
             // until some are delivered (see `core::budget`).
             let budget = self.endpoint.budget().clone();
-            let paused = budget.exhausted();
+            let paused = self.endpoint.should_pause();
             tokio::select! {
                 _ = budget.freed(), if paused => {}
                 r = self.stream.readable(), if !paused => match r {

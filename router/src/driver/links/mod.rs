@@ -175,6 +175,11 @@ impl Links {
         }
     }
 
+    /// Whether the peer is another router.
+    pub(crate) fn is_inter_router(&self) -> bool {
+        self.mesh.peer().is_some()
+    }
+
     /// Which side this connection's links lead to.
     fn hop(&self) -> Hop {
         match self.mesh.peer() {
