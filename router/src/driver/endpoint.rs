@@ -143,6 +143,11 @@ impl Endpoint {
         self.engine.poll_transmit(now)
     }
 
+    /// Bytes of output not yet taken by [`poll_transmit`](Self::poll_transmit).
+    pub fn output_backlog(&self) -> usize {
+        self.engine.pending_output()
+    }
+
     /// When to call [`handle_timeout`](Self::handle_timeout).
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.engine.poll_timeout()

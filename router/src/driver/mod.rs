@@ -14,6 +14,7 @@ pub use refuse::refuse;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::{Buf, Bytes};
 use ferry_proto::definitions::{Error, condition};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -28,6 +29,11 @@ thread_local! {
     /// Where sockets are read into, one per runtime thread.
     static READ_BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; 64 * 1024]);
 }
+
+/// Output waiting for the socket beyond which the task stops taking
+/// deliveries from its inbox (they wait there, still charged to their
+/// producers' byte budgets, which holds the producers back).
+const MAX_OUTPUT: usize = 1 << 20;
 
 /// Messages from other tasks handled between two socket writes.
 const MAX_BATCH: usize = 64;
@@ -48,7 +54,13 @@ pub async fn serve(accepted: Accepted, core: Arc<Core>) {
     let endpoint = Endpoint::accepted(core, &listener, Instant::now());
     tracing::debug!(conn = endpoint.id().0, %peer, "connection accepted");
     let id = endpoint.id();
-    let reason = Task { stream, endpoint }.run(shutdown).await;
+    let reason = Task {
+        stream,
+        endpoint,
+        pending: Bytes::new(),
+    }
+    .run(shutdown)
+    .await;
     tracing::debug!(conn = id.0, %peer, reason, "connection ended");
 }
 
@@ -62,13 +74,21 @@ pub async fn dial(
 ) {
     let endpoint = Endpoint::dialed(core, connector, Instant::now());
     let id = endpoint.id();
-    let reason = Task { stream, endpoint }.run(shutdown).await;
+    let reason = Task {
+        stream,
+        endpoint,
+        pending: Bytes::new(),
+    }
+    .run(shutdown)
+    .await;
     tracing::debug!(conn = id.0, host = %connector.host, port = connector.port, reason, "connector connection ended");
 }
 
 struct Task {
     stream: TcpStream,
     endpoint: Endpoint,
+    /// Output taken from the endpoint and not yet written.
+    pending: Bytes,
 }
 
 impl Task {
@@ -81,12 +101,15 @@ impl Task {
     async fn serve(&mut self, shutdown: Shutdown) -> &'static str {
         let mut closing_since: Option<tokio::time::Instant> = None;
         loop {
-            if let Err(e) = self.flush().await {
-                tracing::debug!(error = %e, "write failed");
+            // Write what the socket takes now; the rest waits for it to be
+            // writable while the task goes on reading (a slow peer must not
+            // stop us hearing from it, e.g. its HELLOs).
+            if self.write_now().is_err() {
                 self.endpoint.handle_eof(Instant::now());
                 return "write failed";
             }
             if self.endpoint.is_finished() {
+                let _ = tokio::time::timeout(CLOSE_GRACE, self.flush()).await;
                 return "closed";
             }
             let timer = self
@@ -102,13 +125,20 @@ impl Task {
             // until some are delivered (see `core::budget`).
             let budget = self.endpoint.budget().clone();
             let paused = self.endpoint.should_pause();
+            let writing = !self.pending.is_empty();
+            let backlogged = self.pending.len() + self.endpoint.output_backlog() > MAX_OUTPUT;
             tokio::select! {
+                r = self.stream.writable(), if writing => {
+                    if r.is_err() {
+                        self.endpoint.handle_eof(Instant::now());
+                    }
+                }
                 _ = budget.freed(), if paused => {}
                 r = self.stream.readable(), if !paused => match r {
                     Ok(()) => self.read_ready(),
                     Err(_) => self.endpoint.handle_eof(Instant::now()),
                 },
-                Some(msg) = self.endpoint.inbox().recv() => {
+                Some(msg) = self.endpoint.inbox().recv(), if !backlogged => {
                     let now = Instant::now();
                     self.endpoint.handle_message(msg, now);
                     // Take more of what is queued before writing, but not
@@ -130,6 +160,37 @@ impl Task {
         }
     }
 
+    /// Writes pending output as far as the socket takes it without waiting.
+    fn write_now(&mut self) -> std::io::Result<()> {
+        loop {
+            if self.pending.is_empty() {
+                match self.endpoint.poll_transmit(Instant::now()) {
+                    Some(bytes) => self.pending = bytes,
+                    None => return Ok(()),
+                }
+            }
+            match self.stream.try_write(&self.pending) {
+                Ok(n) => self.pending.advance(n),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Writes all pending output, waiting as needed.
+    async fn flush(&mut self) -> std::io::Result<()> {
+        loop {
+            if self.pending.is_empty() {
+                match self.endpoint.poll_transmit(Instant::now()) {
+                    Some(bytes) => self.pending = bytes,
+                    None => return Ok(()),
+                }
+            }
+            self.stream.write_all(&self.pending).await?;
+            self.pending.clear();
+        }
+    }
+
     /// Reads what the socket has into the endpoint. The buffer is per
     /// thread, not per connection: an idle connection costs no buffer.
     fn read_ready(&mut self) {
@@ -140,13 +201,6 @@ impl Task {
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(_) => self.endpoint.handle_eof(now),
         });
-    }
-
-    async fn flush(&mut self) -> std::io::Result<()> {
-        while let Some(bytes) = self.endpoint.poll_transmit(Instant::now()) {
-            self.stream.write_all(&bytes).await?;
-        }
-        Ok(())
     }
 }
 
