@@ -1,0 +1,120 @@
+//! Faults the simulator can inject, and what healing each means.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::tap::Tamper;
+
+/// A fault. Injecting one and healing it are separate steps, so that a
+/// schedule can overlap faults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// The router's process dies: every connection drops at once (peers
+    /// see EOF). Healing restarts it with a new instance number; its
+    /// clients reconnect.
+    Kill {
+        /// The router.
+        router: String,
+    },
+    /// The link's connection is reset (both ends see EOF) and cannot be
+    /// made again until healed.
+    Cut {
+        /// One end.
+        a: String,
+        /// The other.
+        b: String,
+    },
+    /// These routers are cut off from the others, silently: bytes
+    /// crossing vanish and nobody sees EOF, so HELLO ageing has to notice.
+    /// Healing resets the connections that crossed (new ones are made).
+    Partition {
+        /// One side of the partition.
+        routers: Vec<String>,
+    },
+    /// One link falls silent, as a partition of two routers would.
+    Blackhole {
+        /// One end.
+        a: String,
+        /// The other.
+        b: String,
+    },
+    /// Frames on the link take `extra` longer (in order).
+    Delay {
+        /// One end.
+        a: String,
+        /// The other.
+        b: String,
+        /// Added latency.
+        extra: Duration,
+    },
+    /// A consumer takes `delay` longer per message.
+    SlowConsumer {
+        /// The consumer's client index.
+        client: usize,
+        /// Added processing time.
+        delay: Duration,
+    },
+    /// A deliberately injected bug: frames from `from` to `to` are
+    /// rewritten (see [`Tamper`]). Only for showing that invariants catch
+    /// bugs; never part of a random schedule.
+    Tamper {
+        /// The sending router.
+        from: String,
+        /// The receiving router.
+        to: String,
+        /// What is done to the frames.
+        how: Tamper,
+    },
+}
+
+impl Fault {
+    /// Whether the fault changes the topology the tables must reflect.
+    pub fn changes_topology(&self) -> bool {
+        matches!(
+            self,
+            Fault::Kill { .. }
+                | Fault::Cut { .. }
+                | Fault::Partition { .. }
+                | Fault::Blackhole { .. }
+        )
+    }
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Fault::Kill { router } => write!(f, "kill {router}"),
+            Fault::Cut { a, b } => write!(f, "cut {a}-{b}"),
+            Fault::Partition { routers } => write!(f, "partition {{{}}}", routers.join(",")),
+            Fault::Blackhole { a, b } => write!(f, "blackhole {a}-{b}"),
+            Fault::Delay { a, b, extra } => write!(f, "delay {a}-{b} +{extra:?}"),
+            Fault::SlowConsumer { client, delay } => write!(f, "slow c{client} +{delay:?}"),
+            Fault::Tamper { from, to, how } => write!(f, "tamper {from}->{to} {how:?}"),
+        }
+    }
+}
+
+/// Something scheduled at a virtual time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Inject a fault.
+    Inject(Fault),
+    /// Heal it.
+    Heal(Fault),
+    /// Check that producers hold credit only where a consumer is
+    /// reachable, if the topology has not changed since `epoch`.
+    CheckCredit {
+        /// The topology epoch the check is for.
+        epoch: u64,
+    },
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Action::Inject(fault) => write!(f, "inject {fault}"),
+            Action::Heal(fault) => write!(f, "heal {fault}"),
+            Action::CheckCredit { epoch } => write!(f, "check credit (epoch {epoch})"),
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! Building a mesh: `Mesh::builder().routers(["A","B","C"]).link("A","B",1)…build(seed)`.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use ferry_router::config::{ConnectorConfig, Limits, Role};
+use ferry_router::routing::RoutingConfig;
+
+use super::{Mesh, Options, SimLink};
+use crate::clock::Clock;
+use crate::ledger::Ledger;
+use crate::log::EventLog;
+use crate::monitor::Monitor;
+use crate::report::RouterTotals;
+use crate::rng::SimRng;
+use crate::router::{SimRouter, router_config};
+use crate::topology::Topology;
+
+/// Describes a mesh to build.
+#[derive(Debug, Clone, Default)]
+pub struct MeshBuilder {
+    topology: Topology,
+    options: Options,
+}
+
+impl MeshBuilder {
+    /// Adds routers with these ids.
+    pub fn routers<S: Into<String>>(mut self, ids: impl IntoIterator<Item = S>) -> Self {
+        self.topology
+            .routers
+            .extend(ids.into_iter().map(Into::into));
+        self
+    }
+
+    /// Adds a link: `a` dials `b`, both use `cost`.
+    pub fn link(mut self, a: &str, b: &str, cost: u32) -> Self {
+        self.topology = self.topology.link(a, b, cost);
+        self
+    }
+
+    /// Uses a whole topology (e.g. a generated one).
+    pub fn topology(mut self, topology: Topology) -> Self {
+        self.topology = topology;
+        self
+    }
+
+    /// The routing protocol's timers.
+    pub fn routing(mut self, config: RoutingConfig) -> Self {
+        self.options.routing = config;
+        self
+    }
+
+    /// Router limits.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.options.limits = limits;
+        self
+    }
+
+    /// Inter-router link latencies are drawn from `lo..=hi`.
+    pub fn link_latency(mut self, lo: Duration, hi: Duration) -> Self {
+        self.options.link_latency = (lo, hi.max(lo));
+        self
+    }
+
+    /// Prints the event log as it happens.
+    pub fn echo(mut self, echo: bool) -> Self {
+        self.options.echo = echo;
+        self
+    }
+
+    /// Builds the mesh for `seed`: routers are started at virtual time 0
+    /// and their connectors dial at once. Nothing runs until a `run_*`.
+    ///
+    /// # Panics
+    ///
+    /// If a link names an unknown router, links a router to itself, or two
+    /// routers share an id.
+    pub fn build(self, seed: u64) -> Mesh {
+        let Self { topology, options } = self;
+        let mut ids = topology.routers.clone();
+        ids.sort();
+        let before = ids.len();
+        ids.dedup();
+        assert_eq!(before, ids.len(), "router ids must be unique");
+        let index: BTreeMap<&str, usize> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.as_str(), i))
+            .collect();
+        let mut rng = SimRng::new(seed);
+        let mut latency_rng = rng.fork();
+        let now = Instant::now();
+        let clock = Clock::new(now);
+        let links: Vec<SimLink> = topology
+            .links
+            .iter()
+            .map(|l| {
+                let a = *index
+                    .get(l.a.as_str())
+                    .unwrap_or_else(|| panic!("no router {}", l.a));
+                let b = *index
+                    .get(l.b.as_str())
+                    .unwrap_or_else(|| panic!("no router {}", l.b));
+                assert_ne!(a, b, "a link from {} to itself", l.a);
+                let (lo, hi) = options.link_latency;
+                SimLink {
+                    a,
+                    b,
+                    cost: l.cost.max(1),
+                    latency: latency_rng.duration(lo, hi),
+                    extra: Duration::ZERO,
+                    cut: false,
+                    blackholed: false,
+                    conn: None,
+                    next_dial: None,
+                    backoff: super::conns::MIN_BACKOFF,
+                    connected_at: None,
+                    tamper: [None, None],
+                }
+            })
+            .collect();
+        let routers: Vec<SimRouter> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| {
+                let connectors = links
+                    .iter()
+                    .filter(|l| l.a == i)
+                    .map(|l| ConnectorConfig {
+                        host: ids[l.b].clone(),
+                        port: 5673,
+                        role: Role::InterRouter,
+                        cost: l.cost,
+                    })
+                    .collect();
+                SimRouter::new(id.clone(), router_config(id, &options.limits, connectors))
+            })
+            .collect();
+        let n = routers.len();
+        let mut mesh = Mesh {
+            seed,
+            clock,
+            rng,
+            log: EventLog::new(options.echo),
+            options,
+            names: ids.clone(),
+            routers,
+            links,
+            group: vec![0; n],
+            conns: BTreeMap::new(),
+            clients: Vec::new(),
+            ledger: Ledger::default(),
+            monitor: Monitor::new(n),
+            actions: BTreeMap::new(),
+            violations: Vec::new(),
+            totals: RouterTotals::default(),
+            faults_injected: 0,
+            logged_violations: 0,
+            next_conn: 0,
+            next_action: 0,
+        };
+        mesh.note(
+            "SIM",
+            format_args!(
+                "seed {seed}: {} routers, {} links",
+                mesh.routers.len(),
+                mesh.links.len()
+            ),
+        );
+        for i in 0..n {
+            mesh.start_router(i);
+        }
+        mesh.topology_changed("start");
+        mesh
+    }
+}

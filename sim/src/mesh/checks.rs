@@ -1,0 +1,434 @@
+//! The invariant checks that need the whole mesh: after every step
+//! (buffers, credit of producers whose address has no consumer at all,
+//! convergence), and once the mesh has settled (tables, addresses, credit,
+//! every message settled).
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use ferry_router::routing::RouterId;
+
+use super::Mesh;
+use crate::client::App;
+use crate::fault::Action;
+use crate::monitor::{ConvergenceRecord, Sides};
+use crate::paths::ExpectedPaths;
+use crate::tap::{Dir, WireEvent};
+use crate::violation::{Invariant, Violation};
+
+/// How a liveness failure names credit parked on links that cannot use
+/// it (see [`Mesh::parked_credit`]).
+pub const PARKED: &str = "credit parked on idle links";
+
+/// How long after the tables converge producers' credit must reflect
+/// the consumers they can reach.
+pub const CREDIT_GRACE: Duration = Duration::from_secs(2);
+
+impl Mesh {
+    fn sides(&self, conn: &super::SimConn, dir: Dir) -> Sides {
+        Sides {
+            conn: conn.id,
+            from: conn.router_at(dir.from_side()),
+            to: conn.router_at(dir.to_side()),
+        }
+    }
+
+    /// Wire events as the sender sent them.
+    pub(crate) fn on_sent(&mut self, conn: &super::SimConn, dir: Dir, events: &[WireEvent]) {
+        let s = self.sides(conn, dir);
+        if let Some((inv, detail)) = self.monitor.sent(s, events, &self.names) {
+            let v = Violation::new(self.clock.elapsed(), inv, detail);
+            self.fail(v);
+        }
+    }
+
+    /// Wire events as the receiver got them.
+    pub(crate) fn on_received(&mut self, conn: &super::SimConn, dir: Dir, events: &[WireEvent]) {
+        let s = self.sides(conn, dir);
+        for n in self.monitor.received(s, events, &self.names) {
+            let who = s.to.map_or("?".into(), |r| self.names[r].clone());
+            self.note(&who, n);
+        }
+    }
+
+    /// The checks after every step.
+    pub(crate) fn check_step(&mut self, tables_changed: bool) {
+        self.flush_violations();
+        if self.failure().is_some() {
+            return;
+        }
+        if let Err(e) = self.check_buffers() {
+            return self.fail(Violation::new(self.clock.elapsed(), Invariant::Buffer, e));
+        }
+        if let Err(e) = self.check_orphan_credit() {
+            return self.fail(Violation::new(self.clock.elapsed(), Invariant::Credit, e));
+        }
+        if self.monitor.pending.is_some() && (tables_changed || self.monitor.dirty) {
+            self.monitor.dirty = false;
+            if self.check_tables().is_ok() {
+                let (after, since) = self.monitor.pending.take().expect("pending");
+                let took = self.clock.now().duration_since(since);
+                self.note(
+                    "CHECK",
+                    format_args!("tables converged {took:?} after {after}"),
+                );
+                self.monitor.convergence.push(ConvergenceRecord {
+                    after,
+                    routers: self.routers.len(),
+                    took,
+                });
+                let epoch = self.monitor.epoch;
+                self.schedule(
+                    self.clock.elapsed() + CREDIT_GRACE,
+                    Action::CheckCredit { epoch },
+                );
+            }
+        }
+    }
+
+    /// Each router holds at most the deliveries it granted credit for, and
+    /// each producer connection's bytes in flight stay within its budget.
+    fn check_buffers(&self) -> Result<(), String> {
+        let window = i64::from(self.options.limits.link_credit_window);
+        let byte_limit = self.options.limits.max_in_flight_bytes_per_producer
+            + u64::from(self.options.limits.max_frame_size);
+        let mut links_in = vec![0i64; self.routers.len()];
+        for c in self.conns.values() {
+            for d in Dir::BOTH {
+                if let Some(r) = c.router_at(d.to_side())
+                    && c.alive[d.to_side()]
+                {
+                    links_in[r] += self.monitor.links_in(c.id, d);
+                }
+            }
+        }
+        for (r, router) in self.routers.iter().enumerate() {
+            let Some(node) = &router.node else {
+                continue;
+            };
+            let links = links_in[r];
+            let held = self.monitor.held(r) as i64;
+            if held > window * links {
+                return Err(format!(
+                    "{} holds {held} deliveries with {links} incoming links of credit {window}: {:?}",
+                    router.id,
+                    self.monitor.held_keys(r)
+                ));
+            }
+            for (id, ep) in &node.endpoints {
+                let used = ep.budget().used();
+                if used > byte_limit {
+                    return Err(format!(
+                        "{} conn {id}: {used} bytes in flight, over {byte_limit}",
+                        router.id
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The addresses some consumer of the run uses.
+    fn consumer_addresses(&self) -> BTreeSet<String> {
+        self.clients
+            .iter()
+            .filter(|c| matches!(c.app, App::Consumer(_)))
+            .map(|c| c.address().to_string())
+            .collect()
+    }
+
+    /// A producer whose address no consumer of the run ever uses never
+    /// holds credit.
+    fn check_orphan_credit(&self) -> Result<(), String> {
+        let used = self.consumer_addresses();
+        for c in &self.clients {
+            if matches!(c.app, App::Producer(_)) && !used.contains(c.address()) && c.credit() > 0 {
+                return Err(format!(
+                    "{} holds credit {} for {}, which has no consumer anywhere",
+                    c.name,
+                    c.credit(),
+                    c.address()
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Shortest paths over the true topology: running routers, and links
+    /// that are neither cut nor silent.
+    pub(crate) fn expected_paths(&self) -> ExpectedPaths {
+        let edges: Vec<(usize, usize, u32)> = self
+            .links
+            .iter()
+            .filter(|l| {
+                self.routers[l.a].is_up()
+                    && self.routers[l.b].is_up()
+                    && !l.cut
+                    && !l.blackholed
+                    && self.group[l.a] == self.group[l.b]
+            })
+            .map(|l| (l.a, l.b, l.cost))
+            .collect();
+        ExpectedPaths::new(self.routers.len(), &edges)
+    }
+
+    /// Whether every running router's table has the shortest paths of the
+    /// true topology: the same reachable routers, costs and next hops.
+    pub fn check_tables(&self) -> Result<(), String> {
+        let expected = self.expected_paths();
+        for (u, router) in self.routers.iter().enumerate() {
+            let Some(node) = &router.node else {
+                continue;
+            };
+            let table = node.core.mesh().table();
+            for (v, other) in self.routers.iter().enumerate() {
+                let id = RouterId::from(other.id.as_str());
+                let want = expected.dist(u, v);
+                let got = table.cost(&id).map(u64::from);
+                if got != want {
+                    return Err(format!(
+                        "{}: cost to {} is {got:?}, expected {want:?}",
+                        router.id, other.id
+                    ));
+                }
+                let want_hop = expected.next_hop(u, v).map(|w| self.routers[w].id.as_str());
+                let got_hop = table.next_hop(&id).map(RouterId::as_str);
+                if got_hop != want_hop {
+                    return Err(format!(
+                        "{}: next hop to {} is {got_hop:?}, expected {want_hop:?}",
+                        router.id, other.id
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether consumer `c` counts as present: attached on a running router.
+    fn present(&self, c: &crate::client::SimClient) -> bool {
+        matches!(c.app, App::Consumer(_))
+            && !c.stopped
+            && c.is_attached()
+            && self.routers[c.router].is_up()
+    }
+
+    /// Whether every running router knows which reachable routers have
+    /// consumers for each (anycast) address.
+    pub fn check_addresses(&self) -> Result<(), String> {
+        let expected = self.expected_paths();
+        for address in self.consumer_addresses() {
+            if super::is_multicast(&address) {
+                continue;
+            }
+            for (u, router) in self.routers.iter().enumerate() {
+                let Some(node) = &router.node else {
+                    continue;
+                };
+                let table = node.core.mesh().table();
+                let got: BTreeSet<&str> =
+                    table.routers_for(&address).map(RouterId::as_str).collect();
+                let want: BTreeSet<&str> = self
+                    .clients
+                    .iter()
+                    .filter(|c| c.address() == address && self.present(c))
+                    .filter(|c| c.router != u && expected.dist(u, c.router).is_some())
+                    .map(|c| self.routers[c.router].id.as_str())
+                    .collect();
+                if got != want {
+                    return Err(format!(
+                        "{}: consumers of {address} at {got:?}, expected {want:?}",
+                        router.id
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Producers hold credit only where a consumer of their address is
+    /// reachable.
+    pub fn check_credit(&self) -> Result<(), String> {
+        let expected = self.expected_paths();
+        for p in &self.clients {
+            if !matches!(p.app, App::Producer(_)) || p.credit() == 0 {
+                continue;
+            }
+            let reachable = self.clients.iter().any(|c| {
+                c.address() == p.address()
+                    && self.present(c)
+                    && expected.dist(p.router, c.router).is_some()
+            });
+            if !reachable {
+                return Err(format!(
+                    "{} on {} holds credit {} for {}, with no consumer reachable",
+                    p.name,
+                    self.routers[p.router].id,
+                    p.credit(),
+                    p.address()
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Credit for `address` parked where it cannot be used: by producers
+    /// that have nothing left to send, and on inter-router links whose
+    /// sending router has no unfinished producer of the address and no
+    /// useful link into it (a link is useful if its sending router has an
+    /// unfinished producer, or a useful link into it). One line per holder,
+    /// e.g. `R4->R3 holds 4` or `c3 (done) holds 4`.
+    pub fn parked_credit(&self, address: &str) -> Vec<String> {
+        let n = self.routers.len();
+        let mut producing = vec![false; n];
+        for c in &self.clients {
+            if let App::Producer(p) = &c.app
+                && p.spec.address == address
+                && !p.is_done()
+            {
+                producing[c.router] = true;
+            }
+        }
+        // (from, to, held) for the address's data links.
+        let links: Vec<(usize, usize, u32)> = self
+            .conns
+            .values()
+            .flat_map(|conn| {
+                conn.tap
+                    .credits()
+                    .filter(|(_, c)| c.address.as_deref() == Some(address))
+                    .filter_map(|(_, c)| {
+                        let from = conn.router_at(c.dir.from_side())?;
+                        let to = conn.router_at(c.dir.to_side())?;
+                        Some((from, to, c.held()))
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let mut useful = producing.clone();
+        loop {
+            let mut changed = false;
+            for &(from, to, _) in &links {
+                if useful[from] && !useful[to] {
+                    useful[to] = true;
+                    changed = true;
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+        let idle_producers = self.clients.iter().filter_map(|c| match &c.app {
+            App::Producer(p) if p.spec.address == address && p.is_done() && c.credit() > 0 => {
+                Some(format!("{} (done) holds {}", c.name, c.credit()))
+            }
+            _ => None,
+        });
+        links
+            .iter()
+            .filter(|(from, _, held)| *held > 0 && !useful[*from])
+            .map(|(from, to, held)| {
+                format!(
+                    "{}->{} holds {held}",
+                    self.routers[*from].id, self.routers[*to].id
+                )
+            })
+            .chain(idle_producers)
+            .collect()
+    }
+
+    /// Whether every producer whose address has a consumer has finished:
+    /// every message accepted or rejected (or sent, if pre-settled), and
+    /// nothing is held in a router or waiting at a consumer.
+    pub fn check_delivered(&self) -> Result<(), String> {
+        let used = self.consumer_addresses();
+        for c in &self.clients {
+            match &c.app {
+                App::Producer(p) if used.contains(&p.spec.address) && !p.is_done() => {
+                    let stuck: Vec<String> = self
+                        .ledger
+                        .in_flight()
+                        .filter(|k| usize::from(k.producer) == c.index)
+                        .take(5)
+                        .map(|k| k.to_string())
+                        .collect();
+                    let parked = self.parked_credit(&p.spec.address);
+                    let parked = if parked.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; {PARKED}: {}", parked.join(", "))
+                    };
+                    return Err(format!(
+                        "{} has {} messages not done (credit {}, unsettled {stuck:?}){parked}",
+                        c.name,
+                        p.remaining(),
+                        c.credit()
+                    ));
+                }
+                App::Consumer(k) if k.unanswered() > 0 => {
+                    return Err(format!(
+                        "{} has {} deliveries unanswered",
+                        c.name,
+                        k.unanswered()
+                    ));
+                }
+                _ => {}
+            }
+        }
+        for (r, router) in self.routers.iter().enumerate() {
+            if self.monitor.held(r) > 0 {
+                return Err(format!(
+                    "{} still holds {:?}",
+                    router.id,
+                    self.monitor.held_keys(r)
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The checks once the mesh has settled: every table right, every
+    /// address known where it should be, credit only where a consumer is
+    /// reachable, and every message done. Records and returns the first
+    /// failure.
+    pub fn check_settled(&mut self) -> Result<(), Violation> {
+        if let Some(v) = self.failure() {
+            return Err(v.clone());
+        }
+        let at = self.clock.elapsed();
+        let checks = [
+            (Invariant::Paths, self.check_tables()),
+            (Invariant::Addresses, self.check_addresses()),
+            (Invariant::Credit, self.check_credit()),
+            (Invariant::Liveness, self.check_delivered()),
+        ];
+        for (inv, r) in checks {
+            if let Err(e) = r {
+                let v = Violation::new(at, inv, e);
+                self.fail(v.clone());
+                return Err(v);
+            }
+        }
+        Ok(())
+    }
+
+    /// With every consumer gone, no producer may hold credit.
+    pub fn check_no_credit(&mut self) -> Result<(), Violation> {
+        for c in &self.clients {
+            if c.credit() > 0 {
+                let v = Violation::new(
+                    self.clock.elapsed(),
+                    Invariant::Credit,
+                    format!(
+                        "{} holds credit {} for {} after every consumer left",
+                        c.name,
+                        c.credit(),
+                        c.address()
+                    ),
+                );
+                self.fail(v.clone());
+                return Err(v);
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,511 @@
+//! Simulated connections: dialing and accepting (the connector loop of
+//! `ferry_router::mesh::connector`, with seeded jitter), client connects,
+//! moving bytes through pipes, and closing.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use ferry_proto::engine::Connection;
+use ferry_router::config::{ConnectorConfig, ListenerConfig, Role, default_sasl_mechanisms};
+use ferry_router::driver::Endpoint;
+
+use super::Mesh;
+use crate::client::Ctx;
+use crate::tap::{ConnTap, Dir, Tamper};
+use crate::wire::{Pipe, Segment};
+
+pub(crate) const MIN_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// A connection that lived this long resets the connector's backoff.
+const STABLE: Duration = Duration::from_secs(10);
+
+/// What a connection joins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnKind {
+    /// Two routers over topology link `link` (side 0 dialed).
+    Router {
+        /// The link's index.
+        link: usize,
+    },
+    /// A client (side 0) and its router (side 1).
+    Client {
+        /// The client's index.
+        client: usize,
+    },
+}
+
+/// One end of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum End {
+    Router(usize),
+    Client(usize),
+}
+
+/// A simulated connection: two pipes and a watcher.
+#[derive(Debug)]
+pub struct SimConn {
+    /// Its id.
+    pub id: u64,
+    /// What it joins.
+    pub kind: ConnKind,
+    pub(crate) pipes: [Pipe; 2],
+    pub(crate) tap: ConnTap,
+    /// Whether each side is still there.
+    pub(crate) alive: [bool; 2],
+    pub(crate) ends: [End; 2],
+}
+
+impl SimConn {
+    /// The router at `side`, if a router is there.
+    pub(crate) fn router_at(&self, side: usize) -> Option<usize> {
+        match self.ends[side] {
+            End::Router(r) => Some(r),
+            End::Client(_) => None,
+        }
+    }
+}
+
+fn listener(role: Role) -> ListenerConfig {
+    ListenerConfig {
+        host: "sim".into(),
+        port: 0,
+        role,
+        sasl_mechanisms: default_sasl_mechanisms(),
+        require_sasl: false,
+    }
+}
+
+impl Mesh {
+    /// The connector of link `l` tries to connect.
+    pub(crate) fn dial(&mut self, l: usize) {
+        let now = self.clock.now();
+        let (a, b) = (self.links[l].a, self.links[l].b);
+        self.links[l].next_dial = None;
+        if !self.routers[a].is_up() || self.links[l].conn.is_some() {
+            return;
+        }
+        let (ida, idb) = (self.routers[a].id.clone(), self.routers[b].id.clone());
+        let link = &self.links[l];
+        if !self.routers[b].is_up() || link.cut {
+            self.note(&ida, format_args!("dial {idb}: refused"));
+            return self.redial_later(l, Duration::ZERO);
+        }
+        if link.blackholed || self.group[a] != self.group[b] {
+            self.note(&ida, format_args!("dial {idb}: no answer"));
+            return self.redial_later(l, CONNECT_TIMEOUT);
+        }
+        let cost = link.cost;
+        let id = self.next_conn_id();
+        let connector = ConnectorConfig {
+            host: idb.clone(),
+            port: 5673,
+            role: Role::InterRouter,
+            cost,
+        };
+        let core_a = self.routers[a].node.as_ref().expect("up").core.clone();
+        let core_b = self.routers[b].node.as_ref().expect("up").core.clone();
+        let ep_a = Endpoint::dialed(core_a, &connector, now);
+        let ep_b = Endpoint::accepted(core_b, &listener(Role::InterRouter), now);
+        self.routers[a]
+            .node
+            .as_mut()
+            .expect("up")
+            .endpoints
+            .insert(id, ep_a);
+        self.routers[b]
+            .node
+            .as_mut()
+            .expect("up")
+            .endpoints
+            .insert(id, ep_b);
+        self.links[l].conn = Some(id);
+        self.links[l].connected_at = Some(now);
+        self.conns.insert(
+            id,
+            Box::new(SimConn {
+                id,
+                kind: super::conns::ConnKind::Router { link: l },
+                pipes: Default::default(),
+                tap: self.new_tap(),
+                alive: [true, true],
+                ends: [End::Router(a), End::Router(b)],
+            }),
+        );
+        self.note(&ida, format_args!("conn {id}: dialed {idb}"));
+    }
+
+    fn redial_later(&mut self, l: usize, after: Duration) {
+        let backoff = self.links[l].backoff;
+        let wait = after + self.jitter(backoff);
+        let link = &mut self.links[l];
+        link.backoff = (backoff * 2).min(MAX_BACKOFF);
+        link.next_dial = Some(self.clock.now() + wait);
+    }
+
+    /// Link `l`'s connection ended on the dialing side: dial again later.
+    fn link_ended(&mut self, l: usize) {
+        let now = self.clock.now();
+        let link = &mut self.links[l];
+        link.conn = None;
+        if link
+            .connected_at
+            .take()
+            .is_some_and(|t| now.duration_since(t) >= STABLE)
+        {
+            link.backoff = MIN_BACKOFF;
+        }
+        if self.routers[link.a].is_up() {
+            self.redial_later(l, Duration::ZERO);
+        }
+    }
+
+    /// Client `c` tries to connect to its router.
+    pub(crate) fn connect_client(&mut self, c: usize) {
+        let now = self.clock.now();
+        self.clients[c].reconnect_at = None;
+        let r = self.clients[c].router;
+        let name = self.clients[c].name.clone();
+        if !self.routers[r].is_up() {
+            self.note(&name, "connect: refused");
+            let mut ctx = Ctx {
+                now,
+                at: self.clock.elapsed(),
+                ledger: &mut self.ledger,
+                log: &mut self.log,
+                violations: &mut self.violations,
+            };
+            self.clients[c].disconnected(&mut ctx);
+            return;
+        }
+        let id = self.next_conn_id();
+        let node = self.routers[r].node.as_mut().expect("up");
+        let ep = Endpoint::accepted(node.core.clone(), &listener(Role::Normal), now);
+        node.endpoints.insert(id, ep);
+        let engine = self.clients[c].engine(now);
+        self.clients[c].connected(id, engine);
+        self.conns.insert(
+            id,
+            Box::new(SimConn {
+                id,
+                kind: ConnKind::Client { client: c },
+                pipes: Default::default(),
+                tap: self.new_tap(),
+                alive: [true, true],
+                ends: [End::Client(c), End::Router(r)],
+            }),
+        );
+        let rid = self.routers[r].id.clone();
+        self.note(&name, format_args!("conn {id}: connected to {rid}"));
+    }
+
+    fn new_tap(&self) -> ConnTap {
+        let mut tap = ConnTap::default();
+        if self.options.log_frames {
+            tap.log_frames();
+        }
+        tap
+    }
+
+    /// The one-way latency on `conn` now.
+    fn latency(&self, conn: &SimConn) -> Duration {
+        match conn.kind {
+            ConnKind::Router { link } => self.links[link].latency + self.links[link].extra,
+            ConnKind::Client { .. } => self.options.client_latency,
+        }
+    }
+
+    fn tamper(&self, conn: &SimConn, dir: Dir) -> Option<Tamper> {
+        match conn.kind {
+            ConnKind::Router { link } => self.links[link].tamper[dir.index()],
+            ConnKind::Client { .. } => None,
+        }
+    }
+
+    fn engine_mut(&mut self, end: End, id: u64) -> Option<EndMut<'_>> {
+        match end {
+            End::Router(r) => self.routers[r]
+                .node
+                .as_mut()?
+                .endpoints
+                .get_mut(&id)
+                .map(EndMut::Router),
+            End::Client(c) => self.clients[c]
+                .conn
+                .as_mut()
+                .filter(|cc| cc.id == id)
+                .map(|cc| EndMut::Client(&mut cc.engine)),
+        }
+    }
+
+    /// Moves what `side` of `conn` has to send into its pipe. Returns
+    /// whether there was anything.
+    fn transmit_side(&mut self, conn: &mut SimConn, side: usize) -> bool {
+        let now = self.clock.now();
+        let dir = if side == 0 { Dir::Forward } else { Dir::Back };
+        let latency = self.latency(conn);
+        let tamper = self.tamper(conn, dir);
+        let mut any = false;
+        loop {
+            let Some(bytes) = self
+                .engine_mut(conn.ends[side], conn.id)
+                .and_then(|mut e| e.poll_transmit(now))
+            else {
+                break;
+            };
+            any = true;
+            let (out, events) = conn.tap.process(dir, bytes, tamper);
+            let lines = conn.tap.take_frame_lines();
+            if !lines.is_empty() {
+                let who = match conn.ends[side] {
+                    End::Router(r) => self.routers[r].id.clone(),
+                    End::Client(c) => self.clients[c].name.clone(),
+                };
+                for l in lines {
+                    self.note(&who, format_args!("conn {} > {l}", conn.id));
+                }
+            }
+            self.on_sent(conn, dir, &events);
+            conn.pipes[dir.index()].send(now, latency, out, events);
+        }
+        any
+    }
+
+    /// Whether `end` has output waiting.
+    fn has_output(&self, end: End, id: u64) -> bool {
+        match end {
+            End::Router(r) => self.routers[r]
+                .node
+                .as_ref()
+                .and_then(|n| n.endpoints.get(&id))
+                .is_some_and(|ep| ep.output_backlog() > 0),
+            End::Client(c) => self.clients[c]
+                .conn
+                .as_ref()
+                .is_some_and(|cc| cc.id == id && cc.engine.pending_output() > 0),
+        }
+    }
+
+    /// Every live side of every connection sends what it has.
+    pub(crate) fn pump_transmit(&mut self) -> bool {
+        let ids: Vec<u64> = self
+            .conns
+            .values()
+            .filter(|c| (0..2).any(|s| c.alive[s] && self.has_output(c.ends[s], c.id)))
+            .map(|c| c.id)
+            .collect();
+        let mut progress = false;
+        for id in ids {
+            let Some(mut conn) = self.conns.remove(&id) else {
+                continue;
+            };
+            for side in 0..2 {
+                if conn.alive[side] {
+                    progress |= self.transmit_side(&mut conn, side);
+                }
+            }
+            self.conns.insert(id, conn);
+        }
+        progress
+    }
+
+    /// Delivers every segment that has arrived.
+    pub(crate) fn pump_arrivals(&mut self) -> bool {
+        let now = self.clock.now();
+        let ids: Vec<u64> = self
+            .conns
+            .values()
+            .filter(|c| {
+                c.pipes
+                    .iter()
+                    .any(|p| p.next_arrival().is_some_and(|t| t <= now))
+            })
+            .map(|c| c.id)
+            .collect();
+        let mut progress = false;
+        for id in ids {
+            let Some(mut conn) = self.conns.remove(&id) else {
+                continue;
+            };
+            for dir in Dir::BOTH {
+                let to = dir.to_side();
+                loop {
+                    if conn.alive[to] && self.paused(conn.ends[to], id) {
+                        break;
+                    }
+                    let Some(seg) = conn.pipes[dir.index()].receive(now) else {
+                        break;
+                    };
+                    progress = true;
+                    if !conn.alive[to] {
+                        continue;
+                    }
+                    match seg {
+                        Segment::Data(bytes, events) => {
+                            self.on_received(&conn, dir, &events);
+                            if let Some(mut e) = self.engine_mut(conn.ends[to], id) {
+                                e.handle_input(&bytes, now);
+                            }
+                        }
+                        Segment::Eof => {
+                            if let Some(mut e) = self.engine_mut(conn.ends[to], id) {
+                                e.handle_eof(now);
+                            }
+                        }
+                    }
+                }
+            }
+            self.conns.insert(id, conn);
+        }
+        progress
+    }
+
+    /// A client connection over its producers' byte budget is not read
+    /// from (as in the router's driver).
+    fn paused(&mut self, end: End, id: u64) -> bool {
+        match end {
+            End::Router(r) => self.routers[r]
+                .node
+                .as_ref()
+                .and_then(|n| n.endpoints.get(&id))
+                .is_some_and(Endpoint::should_pause),
+            End::Client(_) => false,
+        }
+    }
+
+    /// Whether `side` of `conn` is alive and its engine has finished.
+    fn finished(&self, conn: &SimConn, side: usize) -> bool {
+        conn.alive[side]
+            && match conn.ends[side] {
+                End::Router(r) => self.routers[r]
+                    .node
+                    .as_ref()
+                    .and_then(|n| n.endpoints.get(&conn.id))
+                    .is_none_or(Endpoint::is_finished),
+                End::Client(c) => self.clients[c]
+                    .conn
+                    .as_ref()
+                    .filter(|cc| cc.id == conn.id)
+                    .is_none_or(|cc| cc.engine.is_finished()),
+            }
+    }
+
+    /// Closes the sides whose engine has finished: flush, EOF, teardown.
+    pub(crate) fn reap(&mut self) -> bool {
+        let ids: Vec<u64> = self
+            .conns
+            .values()
+            .filter(|c| self.finished(c, 0) || self.finished(c, 1))
+            .map(|c| c.id)
+            .collect();
+        let mut progress = false;
+        for id in ids {
+            let Some(mut conn) = self.conns.remove(&id) else {
+                continue;
+            };
+            for side in 0..2 {
+                if self.finished(&conn, side) {
+                    progress = true;
+                    self.transmit_side(&mut conn, side);
+                    self.close_side(&mut conn, side, true);
+                }
+            }
+            if conn.alive.iter().any(|a| *a) {
+                self.conns.insert(id, conn);
+            } else {
+                self.monitor.forget_conn(id);
+            }
+        }
+        progress
+    }
+
+    /// Side `side` of `conn` is gone: its outgoing pipe ends with EOF (the
+    /// peer reads what was sent, then EOF); `teardown`: the router's
+    /// endpoint releases what it holds (false when the process died).
+    pub(crate) fn close_side(&mut self, conn: &mut SimConn, side: usize, teardown: bool) {
+        let now = self.clock.now();
+        let latency = self.latency(conn);
+        conn.pipes[side].close(now, latency);
+        conn.alive[side] = false;
+        match conn.ends[side] {
+            End::Router(r) => {
+                let who = self.routers[r].id.clone();
+                if let Some(node) = self.routers[r].node.as_mut()
+                    && let Some(mut ep) = node.endpoints.remove(&conn.id)
+                    && teardown
+                {
+                    ep.teardown(now);
+                }
+                self.note(&who, format_args!("conn {}: closed", conn.id));
+                if let super::conns::ConnKind::Router { link } = conn.kind
+                    && side == 0
+                {
+                    if teardown {
+                        self.link_ended(link);
+                    } else {
+                        self.links[link].conn = None;
+                    }
+                }
+            }
+            End::Client(c) => {
+                let who = self.clients[c].name.clone();
+                self.note(&who, format_args!("conn {}: closed", conn.id));
+                let mut ctx = Ctx {
+                    now,
+                    at: self.clock.elapsed(),
+                    ledger: &mut self.ledger,
+                    log: &mut self.log,
+                    violations: &mut self.violations,
+                };
+                self.clients[c].disconnected(&mut ctx);
+            }
+        }
+    }
+
+    /// Resets `conn` at once: both sides see EOF now.
+    pub(crate) fn reset_conn(&mut self, id: u64) {
+        let now = self.clock.now();
+        if let Some(conn) = self.conns.get_mut(&id) {
+            for p in &mut conn.pipes {
+                p.reset(now);
+            }
+        }
+    }
+
+    /// The earliest arrival on any pipe.
+    pub(crate) fn next_arrival(&self) -> Option<Instant> {
+        self.conns
+            .values()
+            .flat_map(|c| c.pipes.iter().filter_map(Pipe::next_arrival))
+            .min()
+    }
+}
+
+/// A connection end's engine.
+enum EndMut<'a> {
+    Router(&'a mut Endpoint),
+    Client(&'a mut Connection),
+}
+
+impl EndMut<'_> {
+    fn poll_transmit(&mut self, now: Instant) -> Option<Bytes> {
+        match self {
+            EndMut::Router(e) => e.poll_transmit(now),
+            EndMut::Client(c) => c.poll_transmit(now),
+        }
+    }
+
+    fn handle_input(&mut self, bytes: &[u8], now: Instant) {
+        match self {
+            EndMut::Router(e) => e.handle_input(bytes, now),
+            EndMut::Client(c) => c.handle_input(bytes, now),
+        }
+    }
+
+    fn handle_eof(&mut self, now: Instant) {
+        match self {
+            EndMut::Router(e) => e.handle_eof(now),
+            EndMut::Client(c) => c.handle_eof(),
+        }
+    }
+}

@@ -1,0 +1,250 @@
+//! Injecting and healing faults, and starting and killing routers.
+
+use super::Mesh;
+use super::conns::ConnKind;
+use crate::client::App;
+use crate::fault::Fault;
+use crate::router::Node;
+
+impl Mesh {
+    /// Starts (or restarts) router `i` with the next instance number; its
+    /// connectors dial at once.
+    pub(crate) fn start_router(&mut self, i: usize) {
+        let now = self.clock.now();
+        let r = &mut self.routers[i];
+        r.instance += 1;
+        r.node = Some(Node::start(
+            &r.config,
+            r.instance,
+            self.options.routing.clone(),
+            now,
+        ));
+        let (id, instance) = (r.id.clone(), r.instance);
+        self.note(&id, format_args!("started (instance {instance})"));
+        for l in &mut self.links {
+            if l.a == i {
+                l.next_dial = Some(now);
+                l.backoff = super::conns::MIN_BACKOFF;
+            }
+        }
+    }
+
+    /// Router `i`'s process dies: its connections drop (peers read what it
+    /// had sent, then EOF), and everything it held is gone.
+    fn kill_router(&mut self, i: usize) {
+        let Some(node) = self.routers[i].node.take() else {
+            return;
+        };
+        self.totals.add(&node.core.stats);
+        drop(node);
+        let ids: Vec<u64> = self.conns.keys().copied().collect();
+        for id in ids {
+            let Some(mut conn) = self.conns.remove(&id) else {
+                continue;
+            };
+            for side in 0..2 {
+                if conn.alive[side] && conn.router_at(side) == Some(i) {
+                    self.close_side(&mut conn, side, false);
+                }
+            }
+            if conn.alive.iter().any(|a| *a) {
+                self.conns.insert(id, conn);
+            } else {
+                self.monitor.forget_conn(id);
+            }
+        }
+        self.monitor.router_down(i);
+        let id = self.routers[i].id.clone();
+        self.note(&id, "killed");
+    }
+
+    /// Injects `fault` now.
+    pub fn inject(&mut self, fault: Fault) {
+        self.faults_injected += 1;
+        self.note("FAULT", format_args!("inject {fault}"));
+        match &fault {
+            Fault::Kill { router } => {
+                if let Some(i) = self.router_index(router) {
+                    self.kill_router(i);
+                }
+            }
+            Fault::Cut { a, b } => {
+                for l in self.links_between(a, b) {
+                    self.links[l].cut = true;
+                    if let Some(c) = self.links[l].conn {
+                        self.reset_conn(c);
+                    }
+                }
+            }
+            Fault::Partition { routers } => {
+                for r in routers {
+                    if let Some(i) = self.router_index(r) {
+                        self.group[i] = 1;
+                    }
+                }
+                self.apply_silence();
+            }
+            Fault::Blackhole { a, b } => {
+                for l in self.links_between(a, b) {
+                    self.links[l].blackholed = true;
+                }
+                self.apply_silence();
+            }
+            Fault::Delay { a, b, extra } => {
+                for l in self.links_between(a, b) {
+                    self.links[l].extra = *extra;
+                }
+            }
+            Fault::SlowConsumer { client, delay } => {
+                if let Some(App::Consumer(k)) = self.clients.get_mut(*client).map(|c| &mut c.app) {
+                    k.extra_delay = *delay;
+                }
+            }
+            Fault::Tamper { from, to, how } => {
+                for l in self.links_between(from, to) {
+                    let dir = usize::from(self.routers[self.links[l].a].id != *from);
+                    self.links[l].tamper[dir] = Some(*how);
+                }
+            }
+        }
+        if fault.changes_topology() {
+            self.topology_changed(&fault.to_string());
+        }
+    }
+
+    /// Heals `fault` now.
+    pub fn heal(&mut self, fault: Fault) {
+        self.note("FAULT", format_args!("heal {fault}"));
+        match &fault {
+            Fault::Kill { router } => {
+                if let Some(i) = self.router_index(router)
+                    && !self.routers[i].is_up()
+                {
+                    self.start_router(i);
+                }
+            }
+            Fault::Cut { a, b } => {
+                for l in self.links_between(a, b) {
+                    self.links[l].cut = false;
+                }
+            }
+            Fault::Partition { .. } => {
+                self.group.iter_mut().for_each(|g| *g = 0);
+                self.reset_silent();
+            }
+            Fault::Blackhole { a, b } => {
+                for l in self.links_between(a, b) {
+                    self.links[l].blackholed = false;
+                }
+                self.reset_silent();
+            }
+            Fault::Delay { a, b, .. } => {
+                for l in self.links_between(a, b) {
+                    self.links[l].extra = std::time::Duration::ZERO;
+                }
+            }
+            Fault::SlowConsumer { client, .. } => {
+                if let Some(App::Consumer(k)) = self.clients.get_mut(*client).map(|c| &mut c.app) {
+                    k.extra_delay = std::time::Duration::ZERO;
+                }
+            }
+            Fault::Tamper { from, to, .. } => {
+                for l in self.links_between(from, to) {
+                    self.links[l].tamper = [None, None];
+                }
+            }
+        }
+        if fault.changes_topology() {
+            self.topology_changed(&format!("heal {fault}"));
+        }
+    }
+
+    /// Heals every fault: restarts dead routers, restores links, ends
+    /// partitions, delays and slow consumers.
+    pub fn heal_all(&mut self) {
+        self.note("FAULT", "heal everything");
+        let mut changed = false;
+        for i in 0..self.routers.len() {
+            if !self.routers[i].is_up() {
+                self.start_router(i);
+                changed = true;
+            }
+        }
+        for l in &mut self.links {
+            changed |= l.cut || l.blackholed;
+            l.cut = false;
+            l.blackholed = false;
+            l.extra = std::time::Duration::ZERO;
+            l.tamper = [None, None];
+        }
+        changed |= self.group.iter().any(|g| *g != 0);
+        self.group.iter_mut().for_each(|g| *g = 0);
+        self.reset_silent();
+        for c in &mut self.clients {
+            if let App::Consumer(k) = &mut c.app {
+                k.extra_delay = std::time::Duration::ZERO;
+            }
+        }
+        if changed {
+            self.topology_changed("heal everything");
+        }
+    }
+
+    fn links_between(&self, a: &str, b: &str) -> Vec<usize> {
+        let (Some(a), Some(b)) = (self.router_index(a), self.router_index(b)) else {
+            return Vec::new();
+        };
+        (0..self.links.len())
+            .filter(|&l| {
+                let (x, y) = (self.links[l].a, self.links[l].b);
+                (x, y) == (a, b) || (x, y) == (b, a)
+            })
+            .collect()
+    }
+
+    /// Whether bytes between routers `a` and `b` over link `l` vanish.
+    fn silent(&self, l: usize) -> bool {
+        let link = &self.links[l];
+        link.blackholed || self.group[link.a] != self.group[link.b]
+    }
+
+    /// Makes the connections of silent links silent.
+    fn apply_silence(&mut self) {
+        for l in 0..self.links.len() {
+            if self.silent(l)
+                && let Some(c) = self.links[l].conn
+                && let Some(conn) = self.conns.get_mut(&c)
+            {
+                conn.pipes.iter_mut().for_each(|p| p.blackhole());
+            }
+        }
+    }
+
+    /// Resets the connections that fell silent on links that no longer
+    /// are (TCP would have given up on them; new ones are made).
+    fn reset_silent(&mut self) {
+        let silent: Vec<u64> = self
+            .conns
+            .values()
+            .filter(|c| match c.kind {
+                ConnKind::Router { link } => {
+                    !self.silent(link) && c.pipes.iter().any(|p| p.is_blackholed())
+                }
+                ConnKind::Client { .. } => false,
+            })
+            .map(|c| c.id)
+            .collect();
+        for c in silent {
+            self.note("SIM", format_args!("conn {c}: reset after the silence"));
+            self.reset_conn(c);
+        }
+    }
+
+    /// The true topology changed (or the mesh started): the tables must
+    /// converge to it again.
+    pub(crate) fn topology_changed(&mut self, why: &str) {
+        let now = self.clock.now();
+        let expected = self.expected_paths();
+        self.monitor.topology_changed(why, now, expected);
+    }
+}

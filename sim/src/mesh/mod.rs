@@ -1,0 +1,342 @@
+//! The simulated mesh: routers, the links between them, clients, and the
+//! virtual network that joins them. The step loop is in [`step`](self),
+//! connections in `conns`, faults in `faults`, the settled-state checks in
+//! `checks`.
+
+mod builder;
+mod checks;
+mod conns;
+mod faults;
+mod step;
+
+pub use builder::MeshBuilder;
+pub use checks::{CREDIT_GRACE, PARKED};
+pub use conns::SimConn;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use ferry_router::config::Limits;
+use ferry_router::routing::{RoutingConfig, RoutingTable};
+
+use crate::client::{App, Consumer, ConsumerSpec, Ctx, Producer, ProducerSpec, SimClient};
+use crate::clock::Clock;
+use crate::fault::Action;
+use crate::ledger::Ledger;
+use crate::log::EventLog;
+use crate::monitor::Monitor;
+use crate::report::{RouterTotals, Summary};
+use crate::rng::SimRng;
+use crate::router::{MULTICAST_PREFIX, SimRouter};
+use crate::tap::Tamper;
+use crate::violation::Violation;
+
+/// Settings of a mesh that are not its topology.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The routing protocol's timers.
+    pub routing: RoutingConfig,
+    /// Router limits.
+    pub limits: Limits,
+    /// Latency between a client and its router.
+    pub client_latency: Duration,
+    /// Inter-router link latencies are drawn from this range.
+    pub link_latency: (Duration, Duration),
+    /// Print log lines as they happen.
+    pub echo: bool,
+    /// Log every AMQP frame (with `FERRY_SIM_FRAMES=1`).
+    pub log_frames: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            routing: RoutingConfig::default(),
+            limits: Limits::default(),
+            client_latency: Duration::from_micros(100),
+            link_latency: (Duration::from_micros(200), Duration::from_millis(5)),
+            echo: false,
+            log_frames: std::env::var_os("FERRY_SIM_FRAMES").is_some_and(|v| v == "1"),
+        }
+    }
+}
+
+/// An inter-router link of the true topology, with its connector's state.
+#[derive(Debug, Clone)]
+pub struct SimLink {
+    /// The dialing router.
+    pub a: usize,
+    /// The accepting router.
+    pub b: usize,
+    /// The link cost.
+    pub cost: u32,
+    /// One-way latency.
+    pub latency: Duration,
+    /// Added latency (the delay fault).
+    pub extra: Duration,
+    /// Cut: connections reset, none can be made.
+    pub cut: bool,
+    /// Silent: bytes vanish.
+    pub blackholed: bool,
+    /// The live connection, if any.
+    pub conn: Option<u64>,
+    /// When the connector dials next.
+    pub next_dial: Option<Instant>,
+    backoff: Duration,
+    connected_at: Option<Instant>,
+    /// Injected bugs, per direction (a→b, b→a).
+    pub tamper: [Option<Tamper>; 2],
+}
+
+/// A deterministic in-process mesh of real routers. Build one with
+/// [`Mesh::builder`].
+pub struct Mesh {
+    pub(crate) seed: u64,
+    pub(crate) clock: Clock,
+    pub(crate) rng: SimRng,
+    pub(crate) log: EventLog,
+    pub(crate) options: Options,
+    pub(crate) routers: Vec<SimRouter>,
+    /// The router ids, by index.
+    pub(crate) names: Vec<String>,
+    pub(crate) links: Vec<SimLink>,
+    /// Partition group of each router (0: the main one).
+    pub(crate) group: Vec<u32>,
+    pub(crate) conns: BTreeMap<u64, Box<SimConn>>,
+    pub(crate) clients: Vec<SimClient>,
+    pub(crate) ledger: Ledger,
+    pub(crate) monitor: Monitor,
+    pub(crate) actions: BTreeMap<(Duration, u64), Action>,
+    pub(crate) violations: Vec<Violation>,
+    pub(crate) totals: RouterTotals,
+    pub(crate) faults_injected: usize,
+    logged_violations: usize,
+    next_conn: u64,
+    next_action: u64,
+}
+
+impl std::fmt::Debug for Mesh {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mesh")
+            .field("seed", &self.seed)
+            .field("now", &self.clock.elapsed())
+            .field("routers", &self.routers.len())
+            .field("clients", &self.clients.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Mesh {
+    /// A builder: routers, links, options, then [`MeshBuilder::build`].
+    pub fn builder() -> MeshBuilder {
+        MeshBuilder::default()
+    }
+
+    /// The seed of this run.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// Virtual time since the start.
+    pub fn now(&self) -> Duration {
+        self.clock.elapsed()
+    }
+
+    /// The event log.
+    pub fn log(&self) -> &EventLog {
+        &self.log
+    }
+
+    /// The ledger of messages.
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// The first failed invariant, if any. The run stops at it.
+    pub fn failure(&self) -> Option<&Violation> {
+        self.violations.first()
+    }
+
+    /// The router ids, in id order.
+    pub fn router_ids(&self) -> Vec<String> {
+        self.names.clone()
+    }
+
+    /// The index of router `id`.
+    pub fn router_index(&self, id: &str) -> Option<usize> {
+        self.routers.iter().position(|r| r.id == id)
+    }
+
+    /// Whether router `id` is running.
+    pub fn is_up(&self, id: &str) -> bool {
+        self.router_index(id)
+            .is_some_and(|i| self.routers[i].is_up())
+    }
+
+    /// The routing table router `id` uses now (`None` if it is down).
+    pub fn table(&self, id: &str) -> Option<Arc<RoutingTable>> {
+        let r = &self.routers[self.router_index(id)?];
+        r.node.as_ref().map(|n| n.core.mesh().table())
+    }
+
+    /// The topology's links: (dialer, acceptor, cost).
+    pub fn links(&self) -> Vec<(String, String, u32)> {
+        self.links
+            .iter()
+            .map(|l| {
+                (
+                    self.routers[l.a].id.clone(),
+                    self.routers[l.b].id.clone(),
+                    l.cost,
+                )
+            })
+            .collect()
+    }
+
+    /// Client `i`.
+    pub fn client(&self, i: usize) -> &SimClient {
+        &self.clients[i]
+    }
+
+    /// How many clients there are.
+    pub fn client_count(&self) -> usize {
+        self.clients.len()
+    }
+
+    /// Adds a producer on router `router`; it connects at once. Returns
+    /// its client index.
+    pub fn add_producer(&mut self, router: &str, spec: ProducerSpec) -> usize {
+        let multicast = is_multicast(&spec.address);
+        self.add_client(router, App::Producer(Producer::new(spec, multicast)))
+    }
+
+    /// Adds a consumer on router `router`; it connects at once. Returns
+    /// its client index.
+    pub fn add_consumer(&mut self, router: &str, spec: ConsumerSpec) -> usize {
+        self.add_client(router, App::Consumer(Consumer::new(spec)))
+    }
+
+    fn add_client(&mut self, router: &str, app: App) -> usize {
+        let r = self
+            .router_index(router)
+            .unwrap_or_else(|| panic!("no router {router}"));
+        let index = self.clients.len();
+        let rng = self.rng.fork();
+        let now = self.clock.now();
+        let client = SimClient::new(index, r, app, now, rng);
+        let what = match &client.app {
+            App::Producer(p) => format!(
+                "producer of {} msgs to {}{}",
+                p.spec.messages,
+                p.spec.address,
+                if p.spec.presettled {
+                    " (pre-settled)"
+                } else {
+                    ""
+                }
+            ),
+            App::Consumer(c) => format!(
+                "consumer of {} (credit {}, {:?} per msg)",
+                c.spec.address, c.spec.credit, c.spec.delay
+            ),
+        };
+        self.note(&client.name.clone(), format_args!("new {what} on {router}"));
+        self.clients.push(client);
+        index
+    }
+
+    /// Detaches every consumer (they stay detached).
+    pub fn stop_consumers(&mut self) {
+        let at = self.clock.elapsed();
+        let now = self.clock.now();
+        for c in &mut self.clients {
+            if matches!(c.app, App::Consumer(_)) {
+                let mut ctx = Ctx {
+                    now,
+                    at,
+                    ledger: &mut self.ledger,
+                    log: &mut self.log,
+                    violations: &mut self.violations,
+                };
+                c.stop(&mut ctx);
+            }
+        }
+    }
+
+    /// Schedules `action` at virtual time `at`.
+    pub fn schedule(&mut self, at: Duration, action: Action) {
+        self.next_action += 1;
+        self.actions.insert((at, self.next_action), action);
+    }
+
+    /// What the run did, so far.
+    pub fn summary(&self) -> Summary {
+        let mut totals = self.totals.clone();
+        for r in &self.routers {
+            if let Some(n) = &r.node {
+                totals.add(&n.core.stats);
+            }
+        }
+        Summary {
+            seed: self.seed,
+            routers: self.routers.len(),
+            links: self.links.len(),
+            clients: self.clients.len(),
+            faults: self.faults_injected,
+            virtual_time: self.clock.elapsed(),
+            counts: self.ledger.counts.clone(),
+            loops_caught: self.monitor.loops_caught,
+            router: totals,
+            convergence: self.monitor.convergence.clone(),
+            log_lines: self.log.lines().len(),
+            digest: self.log.digest(),
+        }
+    }
+
+    pub(crate) fn note(&mut self, who: &str, what: impl std::fmt::Display) {
+        self.log.push(self.clock.elapsed(), who, what);
+    }
+
+    pub(crate) fn fail(&mut self, v: Violation) {
+        self.violations.push(v);
+        self.flush_violations();
+    }
+
+    /// Logs the violations not logged yet (clients record theirs directly).
+    pub(crate) fn flush_violations(&mut self) {
+        while self.logged_violations < self.violations.len() {
+            let line = self.violations[self.logged_violations].to_string();
+            self.note("CHECK", line);
+            self.logged_violations += 1;
+        }
+    }
+
+    pub(crate) fn next_conn_id(&mut self) -> u64 {
+        self.next_conn += 1;
+        self.next_conn
+    }
+
+    /// Draws `d` scaled by a factor in [0.5, 1.5] (connector jitter).
+    pub(crate) fn jitter(&mut self, d: Duration) -> Duration {
+        self.rng.duration(d / 2, d * 3 / 2)
+    }
+}
+
+/// Whether `address` is configured multicast in simulated routers.
+pub fn is_multicast(address: &str) -> bool {
+    address == MULTICAST_PREFIX
+        || address
+            .strip_prefix(MULTICAST_PREFIX)
+            .is_some_and(|rest| rest.starts_with('/') || rest.starts_with('.'))
+}
+
+impl RouterTotals {
+    pub(crate) fn add(&mut self, s: &ferry_router::core::Stats) {
+        self.routed += s.routed.load(Ordering::Relaxed);
+        self.released_no_route += s.released_no_route.load(Ordering::Relaxed);
+        self.dropped_presettled += s.dropped_presettled.load(Ordering::Relaxed);
+        self.expired += s.expired.load(Ordering::Relaxed);
+    }
+}

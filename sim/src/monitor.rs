@@ -1,0 +1,211 @@
+//! Invariant state fed by what crosses the wire: deliveries each router
+//! holds (received, not yet sent on or settled), loops, and the tracking
+//! of convergence after each topology change.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use crate::ledger::MsgKey;
+use crate::paths::ExpectedPaths;
+use crate::tap::{Dir, WireEvent};
+use crate::violation::Invariant;
+
+/// How long the tables took to match the true topology after a change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConvergenceRecord {
+    /// The change (a fault, its healing, or the start).
+    pub after: String,
+    /// Routers in the mesh.
+    pub routers: usize,
+    /// Virtual time from the change to correct tables everywhere.
+    pub took: Duration,
+}
+
+/// What one side of a connection is, for the wire checks.
+#[derive(Debug, Clone, Copy)]
+pub struct Sides {
+    /// The connection.
+    pub conn: u64,
+    /// The router sending in this direction, if a router.
+    pub from: Option<usize>,
+    /// The router receiving, if a router.
+    pub to: Option<usize>,
+}
+
+/// A held delivery: where it came in.
+type Slot = (u64, Dir, (u16, u32));
+
+/// The wire-fed invariant state of a run.
+#[derive(Debug)]
+pub struct Monitor {
+    held: Vec<BTreeMap<Slot, MsgKey>>,
+    links_in: BTreeMap<(u64, Dir), i64>,
+    /// Messages that came back to a router they had visited (the router
+    /// releases them: its trace check caught the loop).
+    pub loops_caught: u64,
+    /// Convergence after each topology change.
+    pub convergence: Vec<ConvergenceRecord>,
+    /// The change the tables have not caught up with yet, and when.
+    pub pending: Option<(String, Instant)>,
+    /// Shortest paths of the true topology.
+    pub expected: Option<ExpectedPaths>,
+    /// Counts topology changes.
+    pub epoch: u64,
+    /// The topology changed since the last table check.
+    pub dirty: bool,
+    /// Changes that came before the previous one had converged.
+    pub superseded: u64,
+}
+
+impl Monitor {
+    /// The state for `routers` routers.
+    pub fn new(routers: usize) -> Self {
+        Self {
+            held: vec![BTreeMap::new(); routers],
+            links_in: BTreeMap::new(),
+            loops_caught: 0,
+            convergence: Vec::new(),
+            pending: None,
+            expected: None,
+            epoch: 0,
+            dirty: false,
+            superseded: 0,
+        }
+    }
+
+    /// The topology changed at `now`: tables must converge to `expected`.
+    pub fn topology_changed(&mut self, why: &str, now: Instant, expected: ExpectedPaths) {
+        self.epoch += 1;
+        if self.pending.is_some() {
+            self.superseded += 1;
+        }
+        self.pending = Some((why.to_string(), now));
+        self.expected = Some(expected);
+        self.dirty = true;
+    }
+
+    /// What the sender of `events` did: deliveries it sent on and
+    /// deliveries it settled are no longer held by it. Returns a failed
+    /// check, if any.
+    pub fn sent(
+        &mut self,
+        s: Sides,
+        events: &[WireEvent],
+        names: &[String],
+    ) -> Option<(Invariant, String)> {
+        let mut failed = None;
+        let r = s.from?;
+        for e in events {
+            match e {
+                WireEvent::Transfer {
+                    key: Some(k),
+                    trace,
+                    ..
+                } => {
+                    if let Some(slot) = self.held[r]
+                        .iter()
+                        .find(|(_, v)| *v == k)
+                        .map(|(slot, _)| *slot)
+                    {
+                        self.held[r].remove(&slot);
+                    }
+                    if s.to.is_some() {
+                        let mut sorted = trace.clone();
+                        sorted.sort();
+                        sorted.dedup();
+                        if sorted.len() != trace.len() {
+                            failed = Some((
+                                Invariant::Loop,
+                                format!("{} forwarded {k} with trace {trace:?}", names[r]),
+                            ));
+                        } else if trace.last() != Some(&names[r]) {
+                            failed = Some((
+                                Invariant::Loop,
+                                format!(
+                                    "{} forwarded {k} with trace {trace:?}, not ending with it",
+                                    names[r]
+                                ),
+                            ));
+                        }
+                    }
+                }
+                WireEvent::Settled { dir, slots, .. } => {
+                    for slot in slots {
+                        self.held[r].remove(&(s.conn, dir.reverse(), *slot));
+                    }
+                }
+                _ => {}
+            }
+        }
+        failed
+    }
+
+    /// What the receiver of `events` got: unsettled deliveries it now
+    /// holds, links it receives on, messages back where they had been.
+    /// Returns notes for the log.
+    pub fn received(&mut self, s: Sides, events: &[WireEvent], names: &[String]) -> Vec<String> {
+        let mut notes = Vec::new();
+        let Some(r) = s.to else {
+            return notes;
+        };
+        for e in events {
+            match e {
+                WireEvent::Transfer {
+                    dir,
+                    settled,
+                    key,
+                    trace,
+                    slot,
+                    ..
+                } => {
+                    if let Some(k) = key
+                        && !settled
+                    {
+                        self.held[r].insert((s.conn, *dir, *slot), *k);
+                    }
+                    if s.from.is_some() && trace.iter().any(|t| *t == names[r]) {
+                        self.loops_caught += 1;
+                        let k = key.map_or("?".into(), |k| k.to_string());
+                        notes.push(format!("{k} came back (trace {trace:?}): loop caught"));
+                    }
+                }
+                WireEvent::SenderAttached { dir } => {
+                    *self.links_in.entry((s.conn, *dir)).or_default() += 1;
+                }
+                WireEvent::SenderDetached { dir } => {
+                    *self.links_in.entry((s.conn, *dir)).or_default() -= 1;
+                }
+                WireEvent::Settled { .. } => {}
+            }
+        }
+        notes
+    }
+
+    /// Deliveries router `r` holds.
+    pub fn held(&self, r: usize) -> usize {
+        self.held[r].len()
+    }
+
+    /// The held deliveries of router `r`, for messages.
+    pub fn held_keys(&self, r: usize) -> Vec<MsgKey> {
+        self.held[r].values().copied().collect()
+    }
+
+    /// Links on which `conn` delivers in `dir`.
+    pub fn links_in(&self, conn: u64, dir: Dir) -> i64 {
+        self.links_in.get(&(conn, dir)).copied().unwrap_or(0).max(0)
+    }
+
+    /// `conn` is gone.
+    pub fn forget_conn(&mut self, conn: u64) {
+        for h in &mut self.held {
+            h.retain(|(c, _, _), _| *c != conn);
+        }
+        self.links_in.retain(|(c, _), _| *c != conn);
+    }
+
+    /// Router `r` died: it holds nothing.
+    pub fn router_down(&mut self, r: usize) {
+        self.held[r].clear();
+    }
+}

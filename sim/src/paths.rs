@@ -1,0 +1,85 @@
+//! The routing tables a correct router must reach, computed independently
+//! of the router: all-pairs shortest paths by Floyd–Warshall over the true
+//! topology, with the protocol's tie-break (among neighbours on a shortest
+//! path, the one with the smallest id; routers are indexed in id order, so
+//! the smallest index).
+
+/// "Unreachable".
+const INF: u64 = u64::MAX / 4;
+
+/// All-pairs shortest paths of one topology.
+#[derive(Debug, Clone)]
+pub struct ExpectedPaths {
+    n: usize,
+    dist: Vec<u64>,
+    adj: Vec<Vec<(usize, u64)>>,
+}
+
+impl ExpectedPaths {
+    /// Paths over `n` routers (indexed in id order) joined by `edges`
+    /// `(i, j, cost)`.
+    pub fn new(n: usize, edges: &[(usize, usize, u32)]) -> Self {
+        let mut dist = vec![INF; n * n];
+        let mut adj = vec![Vec::new(); n];
+        for i in 0..n {
+            dist[i * n + i] = 0;
+        }
+        for &(i, j, c) in edges {
+            let c = u64::from(c.max(1));
+            dist[i * n + j] = dist[i * n + j].min(c);
+            dist[j * n + i] = dist[j * n + i].min(c);
+            adj[i].push((j, c));
+            adj[j].push((i, c));
+        }
+        for k in 0..n {
+            for i in 0..n {
+                let ik = dist[i * n + k];
+                if ik >= INF {
+                    continue;
+                }
+                for j in 0..n {
+                    let via = ik + dist[k * n + j];
+                    if via < dist[i * n + j] {
+                        dist[i * n + j] = via;
+                    }
+                }
+            }
+        }
+        Self { n, dist, adj }
+    }
+
+    /// The path cost from `i` to `j`, if reachable.
+    pub fn dist(&self, i: usize, j: usize) -> Option<u64> {
+        let d = self.dist[i * self.n + j];
+        (d < INF).then_some(d)
+    }
+
+    /// The next hop from `i` towards `j` (`None` if unreachable or `i == j`).
+    pub fn next_hop(&self, i: usize, j: usize) -> Option<usize> {
+        let d = self.dist(i, j)?;
+        if i == j {
+            return None;
+        }
+        self.adj[i]
+            .iter()
+            .filter(|&&(w, c)| self.dist(w, j).is_some_and(|dw| dw + c == d))
+            .map(|&(w, _)| w)
+            .min()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shortest_paths_with_smallest_id_tie_break() {
+        // 0 - 1 - 3 and 0 - 2 - 3, all cost 1; 0 - 3 direct at cost 5.
+        let p = ExpectedPaths::new(5, &[(0, 1, 1), (1, 3, 1), (0, 2, 1), (2, 3, 1), (0, 3, 5)]);
+        assert_eq!(p.dist(0, 3), Some(2));
+        assert_eq!(p.next_hop(0, 3), Some(1));
+        assert_eq!(p.next_hop(3, 0), Some(1));
+        assert_eq!(p.dist(0, 4), None);
+        assert_eq!(p.next_hop(2, 2), None);
+    }
+}

@@ -1,0 +1,231 @@
+//! One simulated router: the real forwarding core, the real routing
+//! protocol state machine and the real sans-IO connection endpoints, with
+//! no sockets, tasks or clock. The simulator plays the part of the async
+//! driver (`ferry_router::driver`) and of the routing task
+//! (`ferry_router::mesh::control::run`).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use ferry_router::config::{
+    AddressConfig, Config, ConnectorConfig, Distribution, Limits, ListenerConfig, LogConfig, Role,
+    RouterConfig, RouterMode, default_sasl_mechanisms,
+};
+use ferry_router::core::Core;
+use ferry_router::driver::Endpoint;
+use ferry_router::mesh::RoutingInput;
+use ferry_router::mesh::control::{apply, publish};
+use ferry_router::routing::{Routing, RoutingConfig, RoutingTable};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+/// The address prefix the simulator configures as multicast.
+pub const MULTICAST_PREFIX: &str = "multicast";
+/// The address prefix the simulator configures as closest.
+pub const CLOSEST_PREFIX: &str = "closest";
+
+/// The configuration of simulated router `id`.
+pub fn router_config(id: &str, limits: &Limits, connectors: Vec<ConnectorConfig>) -> Config {
+    let listener = |port, role| ListenerConfig {
+        host: "sim".into(),
+        port,
+        role,
+        sasl_mechanisms: default_sasl_mechanisms(),
+        require_sasl: false,
+    };
+    Config {
+        router: RouterConfig {
+            id: id.to_string(),
+            mode: RouterMode::Interior,
+        },
+        listeners: vec![
+            listener(5672, Role::Normal),
+            listener(5673, Role::InterRouter),
+        ],
+        connectors,
+        addresses: vec![
+            AddressConfig {
+                prefix: MULTICAST_PREFIX.into(),
+                distribution: Distribution::Multicast,
+            },
+            AddressConfig {
+                prefix: CLOSEST_PREFIX.into(),
+                distribution: Distribution::Closest,
+            },
+        ],
+        limits: limits.clone(),
+        log: LogConfig::default(),
+    }
+}
+
+/// A running router.
+#[derive(Debug)]
+pub struct Node {
+    /// The forwarding core.
+    pub core: Arc<Core>,
+    /// The routing protocol.
+    pub routing: Routing,
+    input: UnboundedReceiver<RoutingInput>,
+    /// Its connections, by the simulator's connection id.
+    pub endpoints: BTreeMap<u64, Endpoint>,
+    /// The table last published.
+    pub table: Arc<RoutingTable>,
+}
+
+/// What one [`Node::pump_routing`] did.
+#[derive(Debug, Default)]
+pub struct RoutingReport {
+    /// Inputs applied (neighbour up/down, control messages, addresses).
+    pub inputs: usize,
+    /// Neighbours that came up or went down, for the log.
+    pub notes: Vec<String>,
+    /// A new table was published.
+    pub new_table: bool,
+}
+
+impl Node {
+    /// Starts router `config` as instance `instance` at `now`.
+    pub fn start(config: &Config, instance: u64, routing: RoutingConfig, now: Instant) -> Self {
+        let core = Arc::new(Core::with_instance(config, instance));
+        let input = core
+            .mesh()
+            .take_input()
+            .expect("a fresh core's routing input is there to take");
+        let mut routing = Routing::new(core.mesh().id().clone(), instance, routing, now);
+        publish(&mut routing, &core);
+        let table = core.mesh().table();
+        Self {
+            core,
+            routing,
+            input,
+            endpoints: BTreeMap::new(),
+            table,
+        }
+    }
+
+    /// Feeds every queued routing input to the protocol, publishes what
+    /// it says, and runs its timer if due.
+    pub fn pump_routing(&mut self, now: Instant) -> RoutingReport {
+        let mut report = RoutingReport::default();
+        while let Ok(input) = self.input.try_recv() {
+            match &input {
+                RoutingInput::Up { neighbor, cost } => {
+                    report
+                        .notes
+                        .push(format!("neighbour {neighbor} up (cost {cost})"));
+                }
+                RoutingInput::Down { neighbor } => {
+                    report.notes.push(format!("neighbour {neighbor} down"));
+                }
+                RoutingInput::Message { .. } | RoutingInput::LocalAddress { .. } => {}
+            }
+            apply(&mut self.routing, input, now);
+            report.inputs += 1;
+        }
+        if self.routing.poll_timeout().is_some_and(|t| t <= now) {
+            self.routing.handle_timeout(now);
+            report.inputs += 1;
+        }
+        publish(&mut self.routing, &self.core);
+        let table = self.core.mesh().table();
+        if !Arc::ptr_eq(&table, &self.table) {
+            self.table = table;
+            report.new_table = true;
+        }
+        report
+    }
+
+    /// Lets every endpoint handle what other endpoints posted to it.
+    /// Returns how many messages were handled.
+    pub fn pump_inboxes(&mut self, now: Instant) -> usize {
+        let mut total = 0;
+        for ep in self.endpoints.values_mut() {
+            loop {
+                let n = ep.handle_inbox(64, now);
+                total += n;
+                if n < 64 {
+                    break;
+                }
+            }
+        }
+        total
+    }
+
+    /// The earliest timer of the routing protocol or an endpoint.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let eps = self.endpoints.values().filter_map(Endpoint::poll_timeout);
+        self.routing.poll_timeout().into_iter().chain(eps).min()
+    }
+
+    /// Runs the endpoint timers due at `now`.
+    pub fn handle_timeouts(&mut self, now: Instant) -> bool {
+        let mut fired = false;
+        for ep in self.endpoints.values_mut() {
+            if ep.poll_timeout().is_some_and(|t| t <= now) {
+                ep.handle_timeout(now);
+                fired = true;
+            }
+        }
+        fired
+    }
+}
+
+/// A router of the mesh, running or not.
+#[derive(Debug)]
+pub struct SimRouter {
+    /// Its id.
+    pub id: String,
+    /// Its configuration.
+    pub config: Config,
+    /// The running router, if it is up.
+    pub node: Option<Node>,
+    /// The instance number of the current (or last) run.
+    pub instance: u64,
+}
+
+impl SimRouter {
+    /// A router that is not started yet.
+    pub fn new(id: String, config: Config) -> Self {
+        Self {
+            id,
+            config,
+            node: None,
+            instance: 0,
+        }
+    }
+
+    /// Whether it is running.
+    pub fn is_up(&self) -> bool {
+        self.node.is_some()
+    }
+}
+
+/// Describes a table for the log: `next hop(cost)` per remote router.
+pub fn describe_table(t: &RoutingTable) -> String {
+    let parts: Vec<String> = t
+        .routers()
+        .filter(|r| *r != t.me())
+        .map(|r| {
+            let hop = t.next_hop(r).map_or("-".to_string(), |h| h.to_string());
+            format!("{r}:{hop}({})", t.cost(r).unwrap_or(u32::MAX))
+        })
+        .collect();
+    let mut addresses: Vec<String> = t
+        .addresses()
+        .map(|(a, at)| {
+            let at: Vec<&str> = at.iter().map(|r| r.as_str()).collect();
+            format!("{a}@{}", at.join("+"))
+        })
+        .collect();
+    addresses.sort();
+    let paths = if parts.is_empty() {
+        "alone".to_string()
+    } else {
+        parts.join(" ")
+    };
+    if addresses.is_empty() {
+        paths
+    } else {
+        format!("{paths}; {}", addresses.join(" "))
+    }
+}

@@ -1,0 +1,327 @@
+//! Random scenarios: a topology, traffic and a fault schedule drawn from
+//! one seed, run to the end and checked. The randomized test and the
+//! command line both run these.
+
+use std::time::Duration;
+
+use crate::client::{ConsumerSpec, OutcomeWeights, ProducerSpec};
+use crate::fault::{Action, Fault};
+use crate::mesh::Mesh;
+use crate::report::Summary;
+use crate::rng::SimRng;
+use crate::topology::{Shape, Topology};
+use crate::violation::Violation;
+
+/// What to simulate; the seed fills in every detail left open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scenario {
+    /// The seed.
+    pub seed: u64,
+    /// Routers.
+    pub routers: usize,
+    /// Topology shape.
+    pub shape: Shape,
+    /// Faults to inject.
+    pub faults: usize,
+    /// Link costs are drawn from `1..=max_cost`.
+    pub max_cost: u32,
+    /// Messages per producer, drawn from this range.
+    pub messages: (u32, u32),
+    /// Anycast addresses.
+    pub addresses: usize,
+    /// Faults start within this long after the mesh first converged.
+    pub fault_window: Duration,
+    /// The routers' per-link credit window (`limits.link_credit_window`).
+    pub credit_window: u32,
+    /// Consumer credit is drawn from this range.
+    pub consumer_credit: (u32, u32),
+    /// Print the event log as it happens.
+    pub echo: bool,
+}
+
+/// A failed run: its seed, the failed invariant and the event log.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    /// The scenario.
+    pub scenario: Scenario,
+    /// What failed.
+    pub violation: Violation,
+    /// The run's summary up to the failure.
+    pub summary: Summary,
+    /// The whole event log.
+    pub log: Vec<String>,
+}
+
+impl Failure {
+    /// The known router bug this failure is an instance of, if it is one
+    /// (see `sim/README.md`, "Known router bugs").
+    pub fn known_bug(&self) -> Option<&'static str> {
+        (self.violation.invariant == crate::Invariant::Liveness
+            && self.violation.detail.contains(crate::mesh::PARKED))
+        .then_some("credit parked on idle links starves producers")
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let tail_start = self.log.len().saturating_sub(60);
+        writeln!(f, "seed {} FAILED: {}", self.scenario.seed, self.violation)?;
+        writeln!(f, "scenario: {:?}", self.scenario)?;
+        writeln!(
+            f,
+            "--- last {} of {} log lines ---",
+            self.log.len() - tail_start,
+            self.log.len()
+        )?;
+        for line in &self.log[tail_start..] {
+            writeln!(f, "{line}")?;
+        }
+        write!(
+            f,
+            "replay with: FERRY_SIM_SEED={} cargo test -p ferry-sim --test randomized -- --nocapture",
+            self.scenario.seed
+        )
+    }
+}
+
+impl Scenario {
+    /// A scenario whose size is drawn from the seed too: 2 to 8 routers,
+    /// any shape, 1 to 6 faults (what the randomized test runs).
+    pub fn random(seed: u64) -> Self {
+        let mut rng = SimRng::new(seed ^ 0x5ce1_a210);
+        let routers = rng.range_usize(2, 8);
+        Self {
+            seed,
+            routers,
+            shape: Shape::ALL[rng.index(Shape::ALL.len())],
+            faults: rng.range_usize(1, 6),
+            max_cost: if rng.percent(50) { 1 } else { 4 },
+            messages: (5, 40),
+            addresses: rng.range_usize(1, 3),
+            fault_window: Duration::from_secs(20),
+            credit_window: 4,
+            consumer_credit: (30, 60),
+            echo: false,
+        }
+    }
+
+    /// A scenario of a given size.
+    pub fn sized(seed: u64, routers: usize, shape: Shape, faults: usize) -> Self {
+        Self {
+            seed,
+            routers,
+            shape,
+            faults,
+            max_cost: 4,
+            messages: (10, 50),
+            addresses: 3,
+            fault_window: Duration::from_secs(10 + 3 * faults as u64),
+            credit_window: 4,
+            consumer_credit: (30, 60),
+            echo: false,
+        }
+    }
+
+    /// Builds the mesh, its clients and its fault schedule (nothing runs).
+    pub fn build(&self) -> Mesh {
+        let mut rng = SimRng::new(self.seed);
+        let mut topo_rng = rng.fork();
+        let mut traffic_rng = rng.fork();
+        let mut fault_rng = rng.fork();
+        let topology = Topology::generate(self.shape, self.routers, &mut topo_rng)
+            .with_random_costs(self.max_cost, &mut topo_rng);
+        let limits = ferry_router::config::Limits {
+            link_credit_window: self.credit_window,
+            ..Default::default()
+        };
+        let mut mesh = Mesh::builder()
+            .topology(topology)
+            .limits(limits)
+            .echo(self.echo)
+            .build(rng.next_u64());
+        self.add_traffic(&mut mesh, &mut traffic_rng);
+        self.schedule_faults(&mut mesh, &mut fault_rng);
+        mesh
+    }
+
+    fn add_traffic(&self, mesh: &mut Mesh, rng: &mut SimRng) {
+        let ids = mesh.router_ids();
+        let pick = |rng: &mut SimRng| ids[rng.index(ids.len())].clone();
+        let careful = rng.percent(60);
+        for a in 0..self.addresses {
+            let address = if rng.percent(30) {
+                format!("closest/q{a}")
+            } else {
+                format!("q{a}")
+            };
+            for _ in 0..rng.range_usize(1, 3) {
+                let spec = self.consumer(&address, careful, rng);
+                let at = pick(rng);
+                mesh.add_consumer(&at, spec);
+            }
+            for _ in 0..rng.range_usize(1, 3) {
+                let spec = self.producer(&address, rng.percent(25), rng);
+                let at = pick(rng);
+                mesh.add_producer(&at, spec);
+            }
+        }
+        if rng.percent(50) {
+            // Multicast is local to one router for now.
+            let at = pick(rng);
+            for _ in 0..rng.range_usize(2, 3) {
+                let spec = self.consumer("multicast/m", careful, rng);
+                mesh.add_consumer(&at, spec);
+            }
+            let spec = self.producer("multicast/m", rng.percent(30), rng);
+            mesh.add_producer(&at, spec);
+        }
+        if rng.percent(30) {
+            let at = pick(rng);
+            let spec = self.producer("nobody", false, rng);
+            mesh.add_producer(&at, spec);
+        }
+    }
+
+    fn consumer(&self, address: &str, careful: bool, rng: &mut SimRng) -> ConsumerSpec {
+        let slow = rng.percent(20);
+        ConsumerSpec {
+            address: address.into(),
+            credit: rng.range(
+                u64::from(self.consumer_credit.0),
+                u64::from(self.consumer_credit.1),
+            ) as u32,
+            delay: if slow {
+                rng.duration(Duration::from_millis(50), Duration::from_millis(300))
+            } else {
+                rng.duration(Duration::ZERO, Duration::from_millis(20))
+            },
+            outcomes: if careful {
+                OutcomeWeights::ACCEPT_ALL
+            } else {
+                OutcomeWeights {
+                    accept: 85,
+                    reject: 5,
+                    release: 5,
+                    modify: 5,
+                }
+            },
+        }
+    }
+
+    fn producer(&self, address: &str, presettled: bool, rng: &mut SimRng) -> ProducerSpec {
+        ProducerSpec {
+            address: address.into(),
+            messages: rng.range(u64::from(self.messages.0), u64::from(self.messages.1)) as u32,
+            presettled,
+            interval: rng.duration(Duration::from_millis(5), Duration::from_millis(50)),
+            body_size: rng.range_usize(1, 200),
+        }
+    }
+
+    fn schedule_faults(&self, mesh: &mut Mesh, rng: &mut SimRng) {
+        let ids = mesh.router_ids();
+        let links = mesh.links();
+        let consumers: Vec<usize> = (0..mesh.client_count())
+            .filter(|&c| matches!(mesh.client(c).app, crate::client::App::Consumer(_)))
+            .collect();
+        // Faults on the same target do not overlap.
+        let mut busy: Vec<(String, Duration, Duration)> = Vec::new();
+        let start = Duration::from_secs(3);
+        for _ in 0..self.faults {
+            let at = start + rng.duration(Duration::ZERO, self.fault_window);
+            let lasts = rng.duration(Duration::from_secs(1), Duration::from_secs(12));
+            let link = (!links.is_empty()).then(|| links[rng.index(links.len())].clone());
+            let kind = rng.weighted(&[25, 20, 15, 10, 15, 15]);
+            let (target, fault) = match (kind, link) {
+                (0, _) => {
+                    let r = ids[rng.index(ids.len())].clone();
+                    (r.clone(), Fault::Kill { router: r })
+                }
+                (1, Some((a, b, _))) => (format!("{a}-{b}"), Fault::Cut { a, b }),
+                (2, _) if ids.len() >= 3 => {
+                    let mut side = ids.clone();
+                    rng.shuffle(&mut side);
+                    side.truncate(rng.range_usize(1, ids.len() - 1));
+                    side.sort();
+                    ("partition".to_string(), Fault::Partition { routers: side })
+                }
+                (3, Some((a, b, _))) => (format!("{a}-{b}"), Fault::Blackhole { a, b }),
+                (4, Some((a, b, _))) => {
+                    let extra = rng.duration(Duration::from_millis(20), Duration::from_millis(800));
+                    (format!("{a}-{b}"), Fault::Delay { a, b, extra })
+                }
+                (5, _) if !consumers.is_empty() => {
+                    let client = consumers[rng.index(consumers.len())];
+                    let delay = rng.duration(Duration::from_millis(200), Duration::from_secs(2));
+                    (format!("c{client}"), Fault::SlowConsumer { client, delay })
+                }
+                _ => continue,
+            };
+            let end = at + lasts;
+            if busy
+                .iter()
+                .any(|(t, s, e)| *t == target && at < *e && *s < end)
+            {
+                continue;
+            }
+            busy.push((target, at, end));
+            mesh.schedule(at, Action::Inject(fault.clone()));
+            mesh.schedule(end, Action::Heal(fault));
+        }
+    }
+
+    /// When the last scheduled fault is healed, at the latest.
+    fn faults_over(&self) -> Duration {
+        Duration::from_secs(3) + self.fault_window + Duration::from_secs(13)
+    }
+
+    /// Runs the scenario: faults, then healing, then until every message
+    /// is settled; checks every invariant on the way and at the end; then
+    /// detaches every consumer and checks that no producer keeps credit.
+    pub fn run(&self) -> Result<Summary, Box<Failure>> {
+        let mut mesh = self.build();
+        let result = self.drive(&mut mesh);
+        result.map_err(|violation| {
+            Box::new(Failure {
+                scenario: self.clone(),
+                violation,
+                summary: mesh.summary(),
+                log: mesh.log().lines().to_vec(),
+            })
+        })
+    }
+
+    /// [`run`](Self::run) on a mesh already built, returning it too.
+    pub fn drive(&self, mesh: &mut Mesh) -> Result<Summary, Violation> {
+        mesh.run_until(self.faults_over());
+        if let Some(v) = mesh.failure() {
+            return Err(v.clone());
+        }
+        mesh.heal_all();
+        // Settle: tables right and every message done, within a bound;
+        // give up early once nothing has moved for a long while.
+        let deadline = mesh.now() + Duration::from_secs(180);
+        let mut last = (mesh.ledger().counts.clone(), mesh.now());
+        while mesh.now() < deadline && mesh.failure().is_none() {
+            mesh.run_for(Duration::from_millis(500));
+            let tables = mesh.check_tables().is_ok() && mesh.check_addresses().is_ok();
+            if tables && mesh.check_delivered().is_ok() {
+                break;
+            }
+            if mesh.ledger().counts != last.0 || !tables {
+                last = (mesh.ledger().counts.clone(), mesh.now());
+            } else if mesh.now() - last.1 >= Duration::from_secs(30) {
+                break;
+            }
+        }
+        mesh.run_for(crate::mesh::CREDIT_GRACE);
+        mesh.check_settled()?;
+        mesh.stop_consumers();
+        mesh.run_for(Duration::from_secs(5));
+        if let Some(v) = mesh.failure() {
+            return Err(v.clone());
+        }
+        mesh.check_no_credit()?;
+        Ok(mesh.summary())
+    }
+}

@@ -1,0 +1,76 @@
+//! What an invariant check reports when it fails.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::clock::VTime;
+
+/// The invariants the simulator checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Invariant {
+    /// A producer got `accepted` (or `rejected`) that no consumer gave.
+    OutcomeWithoutConsumer,
+    /// A producer got `released` for a delivery a consumer accepted or
+    /// rejected ("released" promises it was never sent on).
+    ReleasedAfterSettlement,
+    /// A consumer got the same delivery twice (or a multicast consumer
+    /// the same message twice, or a pre-settled message arrived twice).
+    Duplicate,
+    /// A consumer got a message no producer sent, or with other bytes.
+    Phantom,
+    /// A message passed through a router twice.
+    Loop,
+    /// A router holds more deliveries than it granted credit for, or a
+    /// producer has more bytes in flight than its budget.
+    Buffer,
+    /// A producer holds credit with no consumer reachable.
+    Credit,
+    /// A routing table disagrees with the shortest paths of the true
+    /// topology once the mesh has settled.
+    Paths,
+    /// A routing table's address view disagrees with where consumers are.
+    Addresses,
+    /// Something that must finish did not (messages never settled, a mesh
+    /// that never converges, a step that never quiesces).
+    Liveness,
+}
+
+impl fmt::Display for Invariant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Invariant::OutcomeWithoutConsumer => "outcome-without-consumer",
+            Invariant::ReleasedAfterSettlement => "released-after-settlement",
+            Invariant::Duplicate => "duplicate",
+            Invariant::Phantom => "phantom",
+            Invariant::Loop => "loop",
+            Invariant::Buffer => "buffer-bound",
+            Invariant::Credit => "credit-without-consumer",
+            Invariant::Paths => "paths",
+            Invariant::Addresses => "addresses",
+            Invariant::Liveness => "liveness",
+        })
+    }
+}
+
+/// A failed invariant, when, and the details.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("[{}] invariant {invariant} violated: {detail}", VTime(*at))]
+pub struct Violation {
+    /// Virtual time of the failure.
+    pub at: Duration,
+    /// Which invariant.
+    pub invariant: Invariant,
+    /// What was seen.
+    pub detail: String,
+}
+
+impl Violation {
+    /// A violation of `invariant` at `at`.
+    pub fn new(at: Duration, invariant: Invariant, detail: impl Into<String>) -> Self {
+        Self {
+            at,
+            invariant,
+            detail: detail.into(),
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! One direction of a simulated connection: an ordered byte stream with a
+//! latency, that can end (EOF) or fall silent (a black hole: bytes vanish
+//! and no EOF comes, as when a network partition hides a TCP peer).
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::tap::WireEvent;
+
+/// What a pipe delivers.
+#[derive(Debug, Clone)]
+pub enum Segment {
+    /// Bytes, in order, with what the watcher saw in them (for the
+    /// receiver's side of the invariants).
+    Data(Bytes, Vec<WireEvent>),
+    /// The sender closed the stream.
+    Eof,
+}
+
+/// One direction of a connection.
+#[derive(Debug, Default)]
+pub struct Pipe {
+    queue: VecDeque<(Instant, Segment)>,
+    /// Set once the EOF is queued: nothing more is accepted.
+    closed: bool,
+    /// Silent: everything sent is lost, nothing arrives.
+    blackholed: bool,
+    /// Bytes sent into the pipe (lost ones included).
+    pub sent_bytes: u64,
+    /// Bytes that vanished in a black hole.
+    pub lost_bytes: u64,
+}
+
+impl Pipe {
+    /// Sends `bytes`, to arrive `latency` from `now` but never before what
+    /// was sent earlier (a stream keeps its order whatever the delay).
+    pub fn send(&mut self, now: Instant, latency: Duration, bytes: Bytes, events: Vec<WireEvent>) {
+        self.sent_bytes += bytes.len() as u64;
+        if self.blackholed || self.closed {
+            self.lost_bytes += bytes.len() as u64;
+            return;
+        }
+        let at = self.arrival(now, latency);
+        self.queue.push_back((at, Segment::Data(bytes, events)));
+    }
+
+    /// Closes the stream: the peer sees EOF after the bytes already sent.
+    pub fn close(&mut self, now: Instant, latency: Duration) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        if !self.blackholed {
+            let at = self.arrival(now, latency);
+            self.queue.push_back((at, Segment::Eof));
+        }
+    }
+
+    /// Resets the stream at once (as a TCP RST): what is in flight is lost
+    /// and the peer sees EOF now.
+    pub fn reset(&mut self, now: Instant) {
+        self.queue.clear();
+        self.blackholed = false;
+        self.closed = true;
+        self.queue.push_back((now, Segment::Eof));
+    }
+
+    /// Makes the pipe silent: what is in flight and everything sent from
+    /// now on is lost, and no EOF will come.
+    pub fn blackhole(&mut self) {
+        for (_, s) in self.queue.drain(..) {
+            if let Segment::Data(b, _) = s {
+                self.lost_bytes += b.len() as u64;
+            }
+        }
+        self.blackholed = true;
+    }
+
+    /// Whether the pipe is silent.
+    pub fn is_blackholed(&self) -> bool {
+        self.blackholed
+    }
+
+    /// Whether the sender closed the stream.
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// Whether nothing is in flight.
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// When the next segment arrives.
+    pub fn next_arrival(&self) -> Option<Instant> {
+        self.queue.front().map(|(at, _)| *at)
+    }
+
+    /// The next segment if it has arrived by `now`.
+    pub fn receive(&mut self, now: Instant) -> Option<Segment> {
+        if self.queue.front().is_some_and(|(at, _)| *at <= now) {
+            return self.queue.pop_front().map(|(_, s)| s);
+        }
+        None
+    }
+
+    fn arrival(&self, now: Instant, latency: Duration) -> Instant {
+        let at = now + latency;
+        match self.queue.back() {
+            Some((last, _)) if *last > at => *last,
+            _ => at,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(s: Option<Segment>) -> Option<Vec<u8>> {
+        match s? {
+            Segment::Data(b, _) => Some(b.to_vec()),
+            Segment::Eof => Some(b"EOF".to_vec()),
+        }
+    }
+
+    #[test]
+    fn order_is_kept_whatever_the_latency() {
+        let t0 = Instant::now();
+        let mut p = Pipe::default();
+        p.send(
+            t0,
+            Duration::from_millis(10),
+            Bytes::from_static(b"a"),
+            vec![],
+        );
+        p.send(
+            t0,
+            Duration::from_millis(1),
+            Bytes::from_static(b"b"),
+            vec![],
+        );
+        p.close(t0, Duration::ZERO);
+        assert!(p.receive(t0 + Duration::from_millis(5)).is_none());
+        let t = t0 + Duration::from_millis(10);
+        assert_eq!(data(p.receive(t)), Some(b"a".to_vec()));
+        assert_eq!(data(p.receive(t)), Some(b"b".to_vec()));
+        assert_eq!(data(p.receive(t)), Some(b"EOF".to_vec()));
+        assert!(p.is_empty());
+    }
+
+    #[test]
+    fn a_black_hole_swallows_everything_silently() {
+        let t0 = Instant::now();
+        let mut p = Pipe::default();
+        p.send(t0, Duration::ZERO, Bytes::from_static(b"a"), vec![]);
+        p.blackhole();
+        p.send(t0, Duration::ZERO, Bytes::from_static(b"b"), vec![]);
+        p.close(t0, Duration::ZERO);
+        assert!(p.receive(t0).is_none());
+        assert_eq!(p.lost_bytes, 2);
+        p.reset(t0);
+        assert_eq!(data(p.receive(t0)), Some(b"EOF".to_vec()));
+    }
+}

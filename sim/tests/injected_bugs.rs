@@ -1,0 +1,84 @@
+//! Deliberately injected bugs, each caught by an invariant: the proof that
+//! the checks can fail. The bugs are rewrites of frames on one inter-router
+//! hop (`Fault::Tamper`), applied by the simulator, not the router.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{consumer, converged, producer};
+use ferry_sim::client::OutcomeWeights;
+use ferry_sim::tap::Tamper;
+use ferry_sim::{Fault, Invariant, Mesh};
+
+fn line3() -> Mesh {
+    converged(
+        Mesh::builder()
+            .routers(["A", "B", "C"])
+            .link("A", "B", 1)
+            .link("B", "C", 1)
+            .build(21),
+    )
+}
+
+#[test]
+fn released_turned_into_accepted_on_one_hop_is_caught() {
+    let mut mesh = line3();
+    // The consumer releases everything: nothing is ever accepted.
+    let mut spec = consumer("q", 10);
+    spec.outcomes = OutcomeWeights {
+        accept: 0,
+        reject: 0,
+        release: 1,
+        modify: 0,
+    };
+    mesh.add_consumer("C", spec);
+    mesh.add_producer("A", producer("q", 10));
+    mesh.inject(Fault::Tamper {
+        from: "C".into(),
+        to: "B".into(),
+        how: Tamper::ReleasedToAccepted,
+    });
+    mesh.run_for(Duration::from_secs(5));
+    let v = mesh.failure().expect("the rewrite is caught");
+    assert_eq!(v.invariant, Invariant::OutcomeWithoutConsumer, "{v}");
+    assert!(v.detail.contains("accepted"), "{v}");
+    assert!(mesh.log().tail(5).contains("CHECK"), "the log says so");
+}
+
+#[test]
+fn dropped_dispositions_on_one_hop_are_caught() {
+    let mut mesh = line3();
+    mesh.add_consumer("C", consumer("q", 10));
+    mesh.add_producer("A", producer("q", 10));
+    mesh.inject(Fault::Tamper {
+        from: "C".into(),
+        to: "B".into(),
+        how: Tamper::DropDispositions,
+    });
+    mesh.run_for(Duration::from_secs(10));
+    // Every step's checks pass (nothing wrong was said), but the messages
+    // never settle: the settled-state check catches it.
+    assert!(mesh.failure().is_none());
+    let v = mesh.check_settled().unwrap_err();
+    assert_eq!(v.invariant, Invariant::Liveness, "{v}");
+    assert!(v.detail.contains("not done"), "{v}");
+}
+
+#[test]
+fn without_the_bug_the_same_runs_pass() {
+    for how in [Tamper::ReleasedToAccepted, Tamper::DropDispositions] {
+        let mut mesh = line3();
+        mesh.add_consumer("C", consumer("q", 10));
+        mesh.add_producer("A", producer("q", 10));
+        let fault = Fault::Tamper {
+            from: "C".into(),
+            to: "B".into(),
+            how,
+        };
+        mesh.inject(fault.clone());
+        mesh.heal(fault);
+        mesh.run_for(Duration::from_secs(5));
+        mesh.check_settled().unwrap();
+    }
+}

@@ -1,0 +1,273 @@
+//! Scripted scenarios: a small mesh, a fault, and what must happen.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{assert_ok, assert_settled, consumer, converged, producer};
+use ferry_sim::{Fault, Invariant, Mesh, Shape, Topology, rng::SimRng};
+
+fn line3(seed: u64) -> Mesh {
+    Mesh::builder()
+        .routers(["A", "B", "C"])
+        .link("A", "B", 1)
+        .link("B", "C", 1)
+        .build(seed)
+}
+
+#[test]
+fn messages_cross_a_line_of_three() {
+    let mut mesh = converged(line3(1));
+    mesh.add_consumer("C", consumer("q", 100));
+    let p = mesh.add_producer("A", producer("q", 50));
+    mesh.run_for(Duration::from_secs(5));
+    assert_settled(&mut mesh);
+    let s = mesh.summary();
+    assert_eq!(
+        (s.counts.sent, s.counts.accepted, s.counts.received),
+        (50, 50, 50),
+        "{s}"
+    );
+    assert!(
+        mesh.client(p).credit() > 0,
+        "a reachable consumer with credit"
+    );
+    assert_eq!(s.loops_caught, 0);
+}
+
+#[test]
+fn tables_match_shortest_paths_in_every_shape() {
+    let mut rng = SimRng::new(11);
+    for shape in Shape::ALL {
+        let topology = Topology::generate(shape, 7, &mut rng).with_random_costs(5, &mut rng);
+        let mut mesh = Mesh::builder().topology(topology).build(11);
+        let took = mesh.run_until_converged(Duration::from_secs(10));
+        assert!(took.is_some(), "{shape}: {:?}", mesh.check_tables());
+    }
+}
+
+#[test]
+fn killing_the_middle_of_a_ring_reroutes_and_loses_nothing() {
+    let mut mesh = converged(
+        Mesh::builder()
+            .routers(["A", "B", "C", "D"])
+            .link("A", "B", 1)
+            .link("B", "C", 1)
+            .link("C", "D", 1)
+            .link("D", "A", 5)
+            .build(2),
+    );
+    mesh.add_consumer("C", consumer("q", 100));
+    mesh.add_producer("A", producer("q", 400));
+    mesh.run_for(Duration::from_millis(500));
+    mesh.inject(Fault::Kill { router: "B".into() });
+    // A hears of it at once (EOF), so the tables follow quickly.
+    let took = mesh.run_until_converged(Duration::from_secs(5));
+    assert!(took.is_some_and(|t| t < Duration::from_secs(1)), "{took:?}");
+    assert_eq!(
+        mesh.table("A")
+            .unwrap()
+            .next_hop(&"C".into())
+            .map(|r| r.as_str()),
+        Some("D")
+    );
+    mesh.run_for(Duration::from_secs(2));
+    mesh.heal(Fault::Kill { router: "B".into() });
+    mesh.run_for(Duration::from_secs(10));
+    assert_settled(&mut mesh);
+    let s = mesh.summary();
+    assert_eq!(s.counts.accepted, 400, "{s}");
+}
+
+#[test]
+fn a_silent_partition_is_noticed_by_hello_ageing_and_healed_with_new_connections() {
+    let mut mesh = converged(
+        Mesh::builder()
+            .routers(["A", "B", "C", "D"])
+            .link("A", "B", 1)
+            .link("B", "C", 1)
+            .link("C", "D", 1)
+            .build(3),
+    );
+    mesh.add_consumer("D", consumer("q", 50));
+    let p = mesh.add_producer("A", producer("q", 300));
+    mesh.run_for(Duration::from_millis(300));
+    let fault = Fault::Partition {
+        routers: vec!["A".into(), "B".into()],
+    };
+    mesh.inject(fault.clone());
+    // Nobody sees EOF: the tables are right only once HELLOs have aged
+    // out (hello_max_age, 3 s by default).
+    let took = mesh.run_until_converged(Duration::from_secs(10)).unwrap();
+    assert!(took >= Duration::from_secs(2), "{took:?}");
+    assert!(took <= Duration::from_secs(5), "{took:?}");
+    assert!(mesh.table("B").unwrap().cost(&"D".into()).is_none());
+    // With the consumer out of reach, the producer's credit is taken back.
+    mesh.run_for(Duration::from_secs(2));
+    assert_ok(&mesh);
+    assert_eq!(mesh.client(p).credit(), 0);
+    let before = mesh.summary().counts.accepted;
+    mesh.heal(fault);
+    assert!(mesh.run_until_converged(Duration::from_secs(30)).is_some());
+    mesh.run_for(Duration::from_secs(15));
+    assert_settled(&mut mesh);
+    let s = mesh.summary();
+    assert_eq!(s.counts.accepted, 300, "{s}");
+    assert!(before < 300, "the partition came before the end");
+}
+
+#[test]
+fn a_cut_link_reroutes_and_a_restored_one_is_used_again() {
+    let mut mesh = converged(
+        Mesh::builder()
+            .routers(["A", "B", "C"])
+            .link("A", "B", 1)
+            .link("B", "C", 1)
+            .link("A", "C", 3)
+            .build(4),
+    );
+    mesh.add_consumer("C", consumer("q", 20));
+    mesh.add_producer("A", producer("q", 200));
+    mesh.run_for(Duration::from_millis(200));
+    let cut = Fault::Cut {
+        a: "A".into(),
+        b: "B".into(),
+    };
+    mesh.inject(cut.clone());
+    assert!(mesh.run_until_converged(Duration::from_secs(2)).is_some());
+    assert_eq!(mesh.table("A").unwrap().cost(&"C".into()), Some(3));
+    mesh.run_for(Duration::from_secs(1));
+    mesh.heal(cut);
+    assert!(mesh.run_until_converged(Duration::from_secs(15)).is_some());
+    assert_eq!(mesh.table("A").unwrap().cost(&"C".into()), Some(2));
+    mesh.run_for(Duration::from_secs(5));
+    assert_settled(&mut mesh);
+}
+
+#[test]
+fn delayed_frames_slow_the_flow_but_lose_nothing() {
+    let mut mesh = converged(line3(5));
+    mesh.add_consumer("C", consumer("q", 10));
+    mesh.add_producer("A", producer("q", 100));
+    mesh.inject(Fault::Delay {
+        a: "B".into(),
+        b: "C".into(),
+        extra: Duration::from_millis(400),
+    });
+    mesh.run_for(Duration::from_secs(2));
+    assert!(mesh.summary().counts.accepted < 100);
+    mesh.run_for(Duration::from_secs(20));
+    assert_settled(&mut mesh);
+}
+
+#[test]
+fn a_slow_consumer_holds_producers_back_within_the_buffer_bounds() {
+    let mut mesh = converged(line3(6));
+    let c = mesh.add_consumer("C", consumer("q", 5));
+    mesh.add_producer("A", producer("q", 60));
+    mesh.inject(Fault::SlowConsumer {
+        client: c,
+        delay: Duration::from_millis(200),
+    });
+    mesh.run_for(Duration::from_secs(3));
+    assert_ok(&mesh);
+    // The consumer takes 200 ms a message: about 15 in 3 s, no more
+    // in flight than its credit.
+    let s = mesh.summary();
+    assert!(s.counts.accepted <= 16, "{s}");
+    assert!(s.counts.sent <= s.counts.accepted + 5 + 1, "{s}");
+    mesh.heal(Fault::SlowConsumer {
+        client: c,
+        delay: Duration::from_millis(200),
+    });
+    mesh.run_for(Duration::from_secs(5));
+    assert_settled(&mut mesh);
+}
+
+#[test]
+fn multicast_on_one_router_gives_each_consumer_one_copy() {
+    let mut mesh = converged(line3(7));
+    let consumers: Vec<usize> = (0..3)
+        .map(|_| mesh.add_consumer("B", consumer("multicast/news", 10)))
+        .collect();
+    mesh.run_for(Duration::from_millis(50));
+    mesh.add_producer("B", producer("multicast/news", 40));
+    mesh.run_for(Duration::from_secs(5));
+    assert_settled(&mut mesh);
+    let s = mesh.summary();
+    assert_eq!(s.counts.accepted, 40, "{s}");
+    assert_eq!(s.counts.received, 40 * consumers.len() as u64, "{s}");
+}
+
+#[test]
+fn pre_settled_messages_arrive_at_most_once() {
+    let mut mesh = converged(line3(8));
+    mesh.add_consumer("C", consumer("q", 10));
+    let mut spec = producer("q", 80);
+    spec.presettled = true;
+    mesh.add_producer("A", spec);
+    mesh.run_for(Duration::from_millis(150));
+    mesh.inject(Fault::Kill { router: "B".into() });
+    mesh.run_for(Duration::from_secs(1));
+    mesh.heal(Fault::Kill { router: "B".into() });
+    mesh.run_for(Duration::from_secs(10));
+    assert_settled(&mut mesh);
+    let s = mesh.summary();
+    assert_eq!(s.counts.sent_presettled, 80);
+    assert!(s.counts.received <= 80, "{s}");
+}
+
+#[test]
+fn a_producer_without_consumers_gets_no_credit_and_loses_it_when_they_go() {
+    let mut mesh = converged(line3(9));
+    let lonely = mesh.add_producer("A", producer("nobody", 5));
+    let p = mesh.add_producer("A", producer("q", 10));
+    mesh.run_for(Duration::from_secs(1));
+    assert_eq!(mesh.client(lonely).credit(), 0);
+    assert_eq!(mesh.client(p).credit(), 0, "no consumer for q yet");
+    mesh.add_consumer("C", consumer("q", 10));
+    mesh.run_for(Duration::from_secs(2));
+    assert_settled(&mut mesh);
+    assert!(mesh.client(p).credit() > 0);
+    mesh.stop_consumers();
+    mesh.run_for(Duration::from_secs(2));
+    assert!(mesh.check_no_credit().is_ok(), "{}", mesh.log().tail(30));
+}
+
+#[test]
+fn consumers_that_release_and_reject_are_answered_faithfully() {
+    let mut mesh = converged(line3(10));
+    let mut spec = consumer("q", 10);
+    spec.outcomes = ferry_sim::client::OutcomeWeights {
+        accept: 4,
+        reject: 1,
+        release: 1,
+        modify: 1,
+    };
+    mesh.add_consumer("C", spec.clone());
+    mesh.add_consumer("B", spec);
+    mesh.add_producer("A", producer("q", 100));
+    mesh.run_for(Duration::from_secs(15));
+    assert_settled(&mut mesh);
+    let s = mesh.summary();
+    assert_eq!(s.counts.accepted + s.counts.rejected, 100, "{s}");
+    assert!(s.counts.released + s.counts.modified > 0, "{s}");
+}
+
+#[test]
+fn the_first_failed_invariant_stops_the_run() {
+    let mut mesh = converged(line3(12));
+    mesh.add_consumer("C", consumer("q", 10));
+    mesh.add_producer("A", producer("q", 10));
+    mesh.inject(Fault::Tamper {
+        from: "C".into(),
+        to: "B".into(),
+        how: ferry_sim::tap::Tamper::DropDispositions,
+    });
+    mesh.run_for(Duration::from_secs(3));
+    let v = mesh.check_settled().unwrap_err();
+    assert_eq!(v.invariant, Invariant::Liveness);
+    let at = mesh.now();
+    mesh.run_for(Duration::from_secs(3));
+    assert_eq!(mesh.now(), at, "a failed run does not go on");
+}
