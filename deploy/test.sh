@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Everything deploy/ promises, tested for real (what CI runs):
+#   1. builds the image (deploy/build-image.sh, tag ferry-router:test);
+#   2. checks the Kubernetes manifests (schemas, structure, every router
+#      configuration through `ferry check-config`) and the compose file, and
+#      runs the StatefulSet's pods as containers of the image to see them
+#      form a mesh (deploy/check-manifests.sh);
+#   3. runs the chaos test against the compose mesh (deploy/chaos.sh).
+# Removes the image, containers and networks it made, also on failure.
+# About 5 minutes plus the release build. Needs Docker with docker-compose,
+# cargo, python3 with venv and pip (PyPI), and Debian's python3-qpid-proton.
+#
+# Usage: deploy/test.sh [chaos.py options]
+set -euo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+image=ferry-router:test
+trap 'docker rmi "$image" >/dev/null 2>&1 || true' EXIT
+
+"$repo/deploy/build-image.sh" "$image"
+"$repo/deploy/check-manifests.sh" --ferry "${CARGO_TARGET_DIR:-$repo/target}/release/ferry" --image "$image"
+FERRY_CHAOS_IMAGE=$image "$repo/deploy/chaos.sh" "$@"
