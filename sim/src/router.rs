@@ -79,8 +79,8 @@ pub struct RoutingReport {
     pub inputs: usize,
     /// Neighbours that came up or went down, for the log.
     pub notes: Vec<String>,
-    /// A new table was published.
-    pub new_table: bool,
+    /// A new table was published: how it differs from the previous one.
+    pub new_table: Option<String>,
 }
 
 impl Node {
@@ -129,8 +129,8 @@ impl Node {
         publish(&mut self.routing, &self.core);
         let table = self.core.mesh().table();
         if !Arc::ptr_eq(&table, &self.table) {
+            report.new_table = Some(describe_change(&self.table, &table));
             self.table = table;
-            report.new_table = true;
         }
         report
     }
@@ -200,32 +200,42 @@ impl SimRouter {
     }
 }
 
-/// Describes a table for the log: `next hop(cost)` per remote router.
-pub fn describe_table(t: &RoutingTable) -> String {
-    let parts: Vec<String> = t
-        .routers()
-        .filter(|r| *r != t.me())
-        .map(|r| {
-            let hop = t.next_hop(r).map_or("-".to_string(), |h| h.to_string());
-            format!("{r}:{hop}({})", t.cost(r).unwrap_or(u32::MAX))
-        })
+/// The routes and addresses of a table, as `router -> next hop(cost)` and
+/// `address -> routers` entries.
+fn entries(t: &RoutingTable) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for r in t.routers().filter(|r| *r != t.me()) {
+        let hop = t.next_hop(r).map_or("-".to_string(), |h| h.to_string());
+        out.insert(
+            r.to_string(),
+            format!("{hop}({})", t.cost(r).unwrap_or(u32::MAX)),
+        );
+    }
+    for (a, at) in t.addresses() {
+        let at: Vec<&str> = at.iter().map(|r| r.as_str()).collect();
+        out.insert(format!("@{a}"), at.join("+"));
+    }
+    out
+}
+
+/// Describes how a table differs from the previous one, for the log:
+/// `R3:R2(4)` for a new or changed route, `-R3` for a router no longer
+/// reachable, `@q:R3+R4` for the routers with consumers of `q`.
+pub fn describe_change(old: &RoutingTable, new: &RoutingTable) -> String {
+    let (old, new) = (entries(old), entries(new));
+    let mut parts: Vec<String> = new
+        .iter()
+        .filter(|(k, v)| old.get(*k) != Some(*v))
+        .map(|(k, v)| format!("{k}:{v}"))
         .collect();
-    let mut addresses: Vec<String> = t
-        .addresses()
-        .map(|(a, at)| {
-            let at: Vec<&str> = at.iter().map(|r| r.as_str()).collect();
-            format!("{a}@{}", at.join("+"))
-        })
-        .collect();
-    addresses.sort();
-    let paths = if parts.is_empty() {
-        "alone".to_string()
+    parts.extend(
+        old.keys()
+            .filter(|k| !new.contains_key(*k))
+            .map(|k| format!("-{k}")),
+    );
+    if parts.is_empty() {
+        "unchanged".into()
     } else {
         parts.join(" ")
-    };
-    if addresses.is_empty() {
-        paths
-    } else {
-        format!("{paths}; {}", addresses.join(" "))
     }
 }

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use super::Mesh;
 use crate::client::Ctx;
 use crate::fault::Action;
-use crate::router::describe_table;
 use crate::violation::{Invariant, Violation};
 
 /// Rounds of one quiescence before the step is declared stuck.
@@ -114,7 +113,7 @@ impl Mesh {
                 continue;
             };
             let report = node.pump_routing(now);
-            let described = report.new_table.then(|| describe_table(&node.table));
+            let described = report.new_table;
             progress |= report.inputs > 0;
             let who = self.routers[i].id.clone();
             for n in report.notes {

@@ -1,0 +1,160 @@
+//! `ferry-sim`: run a simulated Ferry mesh from the command line.
+//!
+//! ```text
+//! cargo run -p ferry-sim -- --routers 50 --topology random --faults 20 --seed 7
+//! cargo run -p ferry-sim -- --routers 8 --runs 50          # convergence report
+//! cargo run -p ferry-sim -- --seed 7 --log                 # the whole event log
+//! ```
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use clap::Parser;
+use ferry_sim::report::ConvergenceReport;
+use ferry_sim::{Scenario, Shape};
+
+/// Runs a simulated mesh of real Ferry routers with random traffic and
+/// faults, checks every invariant, and prints what happened.
+#[derive(Debug, Parser)]
+#[command(name = "ferry-sim", version)]
+struct Args {
+    /// Routers in the mesh.
+    #[arg(long, default_value_t = 5)]
+    routers: usize,
+    /// Topology: line, ring, full, grid or random.
+    #[arg(long, default_value = "random")]
+    topology: Shape,
+    /// Faults to inject (kills, cuts, partitions, black holes, delays,
+    /// slow consumers), drawn from the seed.
+    #[arg(long, default_value_t = 5)]
+    faults: usize,
+    /// The seed: the same seed replays the same run, event for event.
+    #[arg(long, env = "FERRY_SIM_SEED", default_value_t = 1)]
+    seed: u64,
+    /// Run this many seeds (seed, seed+1, …) and print a convergence report.
+    #[arg(long, default_value_t = 1)]
+    runs: u64,
+    /// Anycast addresses with traffic.
+    #[arg(long, default_value_t = 3)]
+    addresses: usize,
+    /// Messages per producer: the most (the least is a quarter of it).
+    #[arg(long, default_value_t = 50)]
+    messages: u32,
+    /// Seconds within which faults start.
+    #[arg(long)]
+    fault_window: Option<u64>,
+    /// Print the whole event log (one run only).
+    #[arg(long)]
+    log: bool,
+    /// Write the whole event log to this file (one run only).
+    #[arg(long)]
+    log_file: Option<std::path::PathBuf>,
+}
+
+fn scenario(args: &Args, seed: u64) -> Scenario {
+    let mut s = Scenario::sized(seed, args.routers.max(1), args.topology, args.faults);
+    s.addresses = args.addresses.max(1);
+    s.messages = ((args.messages / 4).max(1), args.messages.max(1));
+    if let Some(w) = args.fault_window {
+        s.fault_window = Duration::from_secs(w);
+    }
+    s
+}
+
+fn main() -> anyhow::Result<ExitCode> {
+    let args = Args::parse();
+    if args.runs > 1 {
+        return Ok(many(&args));
+    }
+    let s = scenario(&args, args.seed);
+    let started = Instant::now();
+    let mut mesh = s.build();
+    let result = s.drive(&mut mesh);
+    let took = started.elapsed();
+    if args.log {
+        println!("{}", mesh.log().lines().join("\n"));
+    }
+    if let Some(path) = &args.log_file {
+        std::fs::write(path, mesh.log().lines().join("\n") + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    println!("{}", mesh.summary());
+    println!("(ran in {:.2}s of wall time)", took.as_secs_f64());
+    match result {
+        Ok(_) => {
+            println!("every invariant held");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(v) => {
+            println!("FAILED: {v}");
+            if !args.log {
+                println!("--- end of the event log ---\n{}", mesh.log().tail(40));
+            }
+            println!(
+                "replay: cargo run -p ferry-sim -- {} --log",
+                replay_args(&args)
+            );
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn replay_args(a: &Args) -> String {
+    format!(
+        "--routers {} --topology {} --faults {} --seed {} --addresses {} --messages {}{}",
+        a.routers,
+        a.topology,
+        a.faults,
+        a.seed,
+        a.addresses,
+        a.messages,
+        a.fault_window
+            .map_or(String::new(), |w| format!(" --fault-window {w}"))
+    )
+}
+
+fn many(args: &Args) -> ExitCode {
+    let mut report = ConvergenceReport::default();
+    let mut failed = Vec::new();
+    let started = Instant::now();
+    for seed in args.seed..args.seed + args.runs {
+        match scenario(args, seed).run() {
+            Ok(s) => {
+                report.add(&s.convergence);
+                println!(
+                    "seed {seed}: ok — sent {}, accepted {}, received {}, {} topology changes, log {:016x}",
+                    s.counts.sent + s.counts.sent_presettled,
+                    s.counts.accepted,
+                    s.counts.received,
+                    s.convergence.len(),
+                    s.digest
+                );
+            }
+            Err(f) => {
+                report.add(&f.summary.convergence);
+                let known = f
+                    .known_bug()
+                    .map_or(String::new(), |b| format!(" (known router bug: {b})"));
+                println!(
+                    "seed {seed}: FAILED{known}: {} (log {:016x})",
+                    f.violation, f.summary.digest
+                );
+                failed.push(seed);
+            }
+        }
+    }
+    let took = started.elapsed().as_secs_f64();
+    println!(
+        "\n{} runs in {took:.1}s ({:.1} runs/s), {} failed {failed:?}\n",
+        args.runs,
+        args.runs as f64 / took,
+        failed.len()
+    );
+    print!("{report}");
+    if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
