@@ -205,3 +205,37 @@ async fn killing_the_middle_router_reroutes_and_loses_nothing_accepted() {
         resumed_after, deliveries
     );
 }
+
+/// An upstream router's idle link must not sit on a consumer's credit: a
+/// producer next to the consumer, and one on another router, both get some.
+#[tokio::test]
+async fn idle_upstream_links_do_not_starve_other_producers() {
+    let a_port = free_port();
+    let a = mesh_router("A", Some(a_port), &[], "");
+    let b = mesh_router("B", None, &[(a_port, 1)], "");
+    let c = mesh_router("C", None, &[(a_port, 1)], "");
+    let mut consumer = a.client().await;
+    let _rx = consumer.open_receiver("scarce", 10).await.unwrap();
+    // A producer on B proves B's link to A exists (and has taken credit).
+    let mut on_b = b.client().await;
+    let tx_b = on_b.open_sender(Some("scarce")).await.unwrap();
+    wait_credit(&mut on_b, tx_b).await;
+    // C's link is idle; a producer on A itself must still get credit…
+    let mut on_a = a.client().await;
+    let tx_a = on_a.open_sender(Some("scarce")).await.unwrap();
+    let credit_a = tokio::time::timeout(Duration::from_secs(5), on_a.wait_credit(tx_a))
+        .await
+        .expect("a producer next to the consumer got no credit")
+        .unwrap();
+    // …and so must one on C.
+    let mut on_c = c.client().await;
+    let tx_c = on_c.open_sender(Some("scarce")).await.unwrap();
+    let credit_c = tokio::time::timeout(Duration::from_secs(5), on_c.wait_credit(tx_c))
+        .await
+        .expect("a producer on another router got no credit")
+        .unwrap();
+    assert!(
+        credit_a + credit_c <= 10,
+        "{credit_a} + {credit_c} credit for 10 granted"
+    );
+}

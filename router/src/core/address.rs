@@ -187,7 +187,10 @@ impl Address {
 
     /// Adds a producer holding no credit.
     pub fn add_producer(&self, conn: ConnHandle, link: LinkId, from: Hop) {
-        self.lock().producers.push(Producer {
+        let mut s = self.lock();
+        // The others' shares shrink: they are told to give some back.
+        notify_producers(&s);
+        s.producers.push(Producer {
             conn,
             link,
             from,
@@ -203,12 +206,13 @@ impl Address {
         notify_producers(&s);
     }
 
-    /// The credit a producer link should now hold: topped up to `window`
-    /// from the budget left, or cut when the budget shrank below what
-    /// producers hold. The budget counts the consumers this producer may
-    /// use; what every producer holds is subtracted from it, which never
-    /// over-promises (it may under-grant while producers with other paths
-    /// hold credit).
+    /// The credit a producer link should now hold. The budget (the credit
+    /// of the consumers this producer may use) is shared fairly: no
+    /// producer holds more than its share (the budget divided among the
+    /// producers, rounded up) or `window`, and all together never more
+    /// than the budget. A producer above its share is cut back, and the
+    /// others are told, so an idle producer (an upstream router's link
+    /// with nothing to send, say) cannot sit on credit a busy one needs.
     pub fn grant(&self, table: &RoutingTable, conn: ConnId, link: LinkId, window: u32) -> u32 {
         let mut s = self.lock();
         let Some(i) = s
@@ -227,16 +231,31 @@ impl Address {
             Distribution::Multicast => usable.map(|c| c.credit).min().unwrap_or(0),
             _ => usable.fold(0u32, |acc, c| acc.saturating_add(c.credit)),
         } as i64;
+        let sharing = s.producers.len() as i64;
+        let share = ((budget + sharing - 1) / sharing).min(window as i64);
         let held: i64 = s.producers.iter().map(|p| p.granted as i64).sum();
-        let p = &mut s.producers[i];
         let spare = budget - held;
-        if spare >= 0 {
-            let give = (window.saturating_sub(p.granted) as i64).min(spare) as u32;
-            p.granted += give;
+        let p = &mut s.producers[i];
+        let before = p.granted;
+        let target = if spare >= 0 {
+            share.min(p.granted as i64 + spare)
         } else {
-            p.granted -= (-spare).min(p.granted as i64) as u32;
+            (p.granted as i64 + spare).max(0)
         }
-        p.granted
+        .min(share);
+        p.granted = target.max(0) as u32;
+        let cut = p.granted < before;
+        if cut {
+            // Credit came free: the others may take their share of it.
+            for other in s
+                .producers
+                .iter()
+                .filter(|o| !(o.conn.id == conn && o.link == link))
+            {
+                other.conn.post(ToConn::Recredit { link: other.link });
+            }
+        }
+        s.producers[i].granted
     }
 
     /// Routes one delivery that came `from`, on producer link `producer`
@@ -384,8 +403,29 @@ mod tests {
             "no credit without consumer credit"
         );
         a.adjust_consumer_credit(ConnId(1), link(1), 15);
-        assert_eq!(a.grant(&table(), ConnId(2), link(2), 10), 10);
-        assert_eq!(a.grant(&table(), ConnId(2), link(3), 10), 5);
+        // Shared fairly: half of 15 each, rounded up, never more than 15.
+        assert_eq!(a.grant(&table(), ConnId(2), link(2), 10), 8);
+        assert_eq!(a.grant(&table(), ConnId(2), link(3), 10), 7);
+    }
+
+    #[test]
+    fn an_idle_producer_gives_back_credit_to_a_new_one() {
+        let a = Address::new("q".into(), Distribution::Balanced);
+        let (c, _crx) = conn(1);
+        let (p, mut prx) = conn(2);
+        a.add_consumer(c, link(1), Hop::Local);
+        a.adjust_consumer_credit(ConnId(1), link(1), 10);
+        a.add_producer(p.clone(), link(2), Hop::Local);
+        assert_eq!(a.grant(&table(), ConnId(2), link(2), 250), 10);
+        while prx.try_recv().is_ok() {}
+        // A second producer arrives: the first is told to recompute, gives
+        // back half, and the second is told there is credit again.
+        a.add_producer(p, link(3), Hop::Local);
+        assert!(matches!(prx.try_recv(), Ok(ToConn::Recredit { link: l }) if l == link(2)));
+        assert_eq!(a.grant(&table(), ConnId(2), link(3), 250), 0);
+        assert_eq!(a.grant(&table(), ConnId(2), link(2), 250), 5);
+        assert!(matches!(prx.try_recv(), Ok(ToConn::Recredit { link: l }) if l == link(3)));
+        assert_eq!(a.grant(&table(), ConnId(2), link(3), 250), 5);
     }
 
     #[test]
