@@ -123,10 +123,11 @@ fn many(args: &Args) -> ExitCode {
             Ok(s) => {
                 report.add(&s.convergence);
                 println!(
-                    "seed {seed}: ok — sent {}, accepted {}, received {}, {} topology changes, log {:016x}",
+                    "seed {seed}: ok — sent {}, accepted {}, received {}, loops caught {}, {} topology changes, log {:016x}",
                     s.counts.sent + s.counts.sent_presettled,
                     s.counts.accepted,
                     s.counts.received,
+                    s.loops_caught,
                     s.convergence.len(),
                     s.digest
                 );

@@ -58,7 +58,7 @@ impl Failure {
     pub fn known_bug(&self) -> Option<&'static str> {
         (self.violation.invariant == crate::Invariant::Liveness
             && self.violation.detail.contains(crate::mesh::PARKED))
-        .then_some("credit parked on idle links starves producers")
+        .then_some("idle producers at their fair share starve a busy one")
     }
 }
 

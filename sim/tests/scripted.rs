@@ -271,3 +271,33 @@ fn the_first_failed_invariant_stops_the_run() {
     mesh.run_for(Duration::from_secs(3));
     assert_eq!(mesh.now(), at, "a failed run does not go on");
 }
+
+/// Regression (found by the simulator): A hands part of the consumer's
+/// credit to B's data link, which B, with no client at all, never uses;
+/// the local producer must still get credit.
+#[test]
+fn an_idle_neighbour_does_not_starve_a_local_producer() {
+    let mut mesh = converged(
+        Mesh::builder()
+            .routers(["A", "B"])
+            .link("A", "B", 1)
+            .build(3),
+    );
+    mesh.add_consumer("A", consumer("q", 5));
+    mesh.add_producer("A", producer("q", 100));
+    mesh.run_for(Duration::from_secs(30));
+    assert_settled(&mut mesh);
+}
+
+/// Regression (found by the simulator): a producer that has sent all it
+/// had must not keep the whole budget from a new one.
+#[test]
+fn an_idle_producer_does_not_starve_a_new_one() {
+    let mut mesh = converged(Mesh::builder().routers(["A"]).build(4));
+    mesh.add_consumer("A", consumer("q", 4));
+    mesh.add_producer("A", producer("q", 1));
+    mesh.run_for(Duration::from_secs(1));
+    mesh.add_producer("A", producer("q", 20));
+    mesh.run_for(Duration::from_secs(10));
+    assert_settled(&mut mesh);
+}
