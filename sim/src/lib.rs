@@ -27,7 +27,7 @@
 //! });
 //! mesh.add_producer("A", ProducerSpec {
 //!     address: "q".into(), messages: 20, presettled: false,
-//!     interval: Duration::from_millis(5), body_size: 16,
+//!     interval: Duration::from_millis(5), body_size: 16, anonymous: false,
 //! });
 //! mesh.run_for(Duration::from_secs(10));
 //! mesh.check_settled().unwrap();

@@ -209,12 +209,20 @@ impl Scenario {
     }
 
     fn producer(&self, address: &str, presettled: bool, rng: &mut SimRng) -> ProducerSpec {
+        // Anonymous senders (null target, routed by `to`) for anycast.
+        let anonymous = !address.starts_with("multicast") && rng.percent(15);
         ProducerSpec {
             address: address.into(),
             messages: rng.range(u64::from(self.messages.0), u64::from(self.messages.1)) as u32,
             presettled,
             interval: rng.duration(Duration::from_millis(5), Duration::from_millis(50)),
-            body_size: rng.range_usize(1, 200),
+            // Now and then a message larger than a frame (streamed).
+            body_size: if rng.percent(5) {
+                rng.range_usize(70_000, 150_000)
+            } else {
+                rng.range_usize(1, 200)
+            },
+            anonymous,
         }
     }
 

@@ -159,10 +159,13 @@ impl SimClient {
         self.conn.as_ref().is_some_and(|c| c.attached)
     }
 
-    /// A producer's link credit (0 if not attached or a consumer).
+    /// A producer's link credit (0 if not attached, a consumer, or an
+    /// anonymous sender, whose credit does not depend on consumers).
     pub fn credit(&self) -> u32 {
         match (&self.app, &self.conn) {
-            (App::Producer(_), Some(c)) if c.attached => c.link.map_or(0, |l| c.engine.credit(l)),
+            (App::Producer(p), Some(c)) if c.attached && !p.spec.anonymous => {
+                c.link.map_or(0, |l| c.engine.credit(l))
+            }
             _ => 0,
         }
     }
@@ -329,6 +332,11 @@ impl SimClient {
         };
         self.links += 1;
         let (role, source, target) = match &self.app {
+            App::Producer(p) if p.spec.anonymous => (
+                Role::Sender,
+                Some(Source::default()),
+                Some(TargetTerminus::Target(Target::default())),
+            ),
             App::Producer(_) => (
                 Role::Sender,
                 Some(Source::default()),

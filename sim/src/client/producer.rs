@@ -27,6 +27,10 @@ pub struct ProducerSpec {
     pub interval: Duration,
     /// Body size in bytes.
     pub body_size: usize,
+    /// Attach with no target address (an anonymous sender) and set each
+    /// message's `to` instead. The router grants anonymous senders a fixed
+    /// window whatever the consumers, so the credit checks leave them out.
+    pub anonymous: bool,
 }
 
 /// A producer's state.
@@ -191,11 +195,13 @@ impl Producer {
             x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
             *b = (x >> 56) as u8;
         }
-        Message::new(Body::data(body))
-            .with_properties(Properties {
-                message_id: Some(MessageId::Ulong(key.pack())),
-                ..Properties::default()
-            })
-            .encode()
+        let mut message = Message::new(Body::data(body)).with_properties(Properties {
+            message_id: Some(MessageId::Ulong(key.pack())),
+            ..Properties::default()
+        });
+        if self.spec.anonymous {
+            message = message.with_to(self.spec.address.as_str());
+        }
+        message.encode()
     }
 }

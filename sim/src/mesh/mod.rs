@@ -228,14 +228,16 @@ impl Mesh {
         let client = SimClient::new(index, r, app, now, rng);
         let what = match &client.app {
             App::Producer(p) => format!(
-                "producer of {} msgs to {}{}",
+                "producer of {} msgs of {} bytes to {}{}{}",
                 p.spec.messages,
+                p.spec.body_size,
                 p.spec.address,
                 if p.spec.presettled {
                     " (pre-settled)"
                 } else {
                     ""
-                }
+                },
+                if p.spec.anonymous { " (anonymous)" } else { "" }
             ),
             App::Consumer(c) => format!(
                 "consumer of {} (credit {}, {:?} per msg)",

@@ -24,6 +24,7 @@ pub fn producer(address: &str, messages: u32) -> ProducerSpec {
         presettled: false,
         interval: Duration::from_millis(5),
         body_size: 32,
+        anonymous: false,
     }
 }
 
