@@ -20,6 +20,10 @@ use crate::violation::{Invariant, Violation};
 /// it (see [`Mesh::parked_credit`]).
 pub const PARKED: &str = "credit parked on idle links";
 
+/// How a liveness failure names an anonymous sender whose messages span
+/// several frames.
+pub const STREAMED: &str = "larger than a frame";
+
 /// How long after the tables converge producers' credit must reflect
 /// the consumers they can reach.
 pub const CREDIT_GRACE: Duration = Duration::from_secs(2);
@@ -357,8 +361,22 @@ impl Mesh {
                     } else {
                         format!("; {PARKED}: {}", parked.join(", "))
                     };
+                    let anonymous = if p.spec.anonymous {
+                        let frame = self.options.limits.max_frame_size as usize;
+                        let streamed = if p.spec.body_size > frame {
+                            format!(" of {}-byte messages, {STREAMED}", p.spec.body_size)
+                        } else {
+                            String::new()
+                        };
+                        format!(
+                            "; anonymous sender with link credit {}{streamed}",
+                            c.link_credit()
+                        )
+                    } else {
+                        String::new()
+                    };
                     return Err(format!(
-                        "{} has {} messages not done (credit {}, unsettled {stuck:?}){parked}",
+                        "{} has {} messages not done (credit {}, unsettled {stuck:?}){parked}{anonymous}",
                         c.name,
                         p.remaining(),
                         c.credit()
