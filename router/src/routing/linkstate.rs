@@ -80,12 +80,4 @@ impl LinkStateDb {
             neighbors: r.neighbors.iter().map(|(n, c)| (n.clone(), *c)).collect(),
         })
     }
-
-    /// The cost of the link `a`–`b` if both ends report it: the larger of
-    /// the two ends' costs, at least 1.
-    pub fn link_cost(&self, a: &RouterId, b: &RouterId) -> Option<u32> {
-        let ab = self.records.get(a)?.neighbors.get(b)?;
-        let ba = self.records.get(b)?.neighbors.get(a)?;
-        Some((*ab).max(*ba).max(1))
-    }
 }

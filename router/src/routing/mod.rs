@@ -119,8 +119,10 @@ pub struct Routing {
     force_ls: bool,
     /// Flood our full address list (someone had a newer one of us).
     force_ma_full: bool,
-    /// The databases changed: recompute the table.
+    /// The databases changed: recompute the table when next needed.
     dirty: bool,
+    /// The time of the latest input.
+    clock: Instant,
     table: Arc<RoutingTable>,
     table_fresh: bool,
 }
@@ -158,6 +160,7 @@ impl Routing {
             force_ls: false,
             force_ma_full: false,
             dirty: false,
+            clock: now,
             table_fresh: true,
         }
     }
@@ -180,8 +183,8 @@ impl Routing {
         &self.config
     }
 
-    /// The current routing table (whether or not [`poll_table`](Self::poll_table)
-    /// returned it yet).
+    /// The routing table as of the last [`poll_table`](Self::poll_table)
+    /// (which is what brings it up to date).
     pub fn table(&self) -> &Arc<RoutingTable> {
         &self.table
     }
@@ -322,6 +325,7 @@ impl Routing {
             let adjacent: Vec<RouterId> = self.adjacent().cloned().collect();
             self.pending_adverts.extend(adjacent);
         }
+        self.refresh();
         let purge_after = self.config.purge_after;
         let due: Vec<RouterId> = self
             .unreachable_since
@@ -382,9 +386,14 @@ impl Routing {
     }
 
     /// The routing table, if it changed since the last call (the first call
-    /// returns the initial table). The caller swaps it in for the data path,
-    /// e.g. in an `ArcSwap` or behind a pointer-sized lock.
+    /// returns the initial table). Call it after every input, or after a
+    /// batch of them: the table is recomputed here, once for all the
+    /// changes since the last call, so a driver that hands over every
+    /// queued message before polling pays for one computation. The caller
+    /// swaps it in for the data path (e.g. an `Arc` behind a lock held for
+    /// a pointer copy).
     pub fn poll_table(&mut self) -> Option<Arc<RoutingTable>> {
+        self.refresh();
         std::mem::take(&mut self.table_fresh).then(|| self.table.clone())
     }
 
@@ -411,7 +420,7 @@ impl Routing {
         n.last_heard = Some(now);
         n.lists_us = lists_us;
         let two_way = n.two_way();
-        if !was_heard {
+        if !was_heard || !lists_us {
             // Answer at once, listing it, so it turns two-way without
             // waiting for our next HELLO.
             let hello = self.hello();
@@ -577,10 +586,19 @@ impl Routing {
         self.out.push_back((to.clone(), msg));
     }
 
-    /// Router `id` runs `instance` now: its addresses of an older instance
-    /// are gone.
+    /// Router `id` runs `instance` now: the records of an older instance
+    /// describe a process that is gone. Its addresses are dropped, and its
+    /// link-state record too (until the new one arrives, the router is
+    /// unreachable rather than reached over links it may no longer have).
     fn saw_instance(&mut self, id: &RouterId, instance: u64) {
-        if *id != self.me && self.mobile.saw_instance(id, instance) {
+        if *id == self.me {
+            return;
+        }
+        if self.mobile.saw_instance(id, instance) {
+            self.dirty = true;
+        }
+        if self.ls.version(id).is_some_and(|v| v.instance < instance) {
+            self.ls.remove(id);
             self.dirty = true;
         }
     }
@@ -656,10 +674,10 @@ impl Routing {
         }
     }
 
-    /// Ends every input: floods our own records if they changed,
-    /// recomputes the table if anything changed, sends the advertisements
-    /// due.
+    /// Ends every input: floods our own records if they changed and sends
+    /// the advertisements due.
     fn flush(&mut self, now: Instant) {
+        self.clock = now;
         let two_way: BTreeMap<RouterId, u32> = self
             .neighbors
             .iter()
@@ -687,9 +705,11 @@ impl Routing {
             self.dirty = true;
         }
         self.flush_addresses();
-        if std::mem::take(&mut self.dirty) {
-            self.recompute(now);
+        if self.pending_adverts.is_empty() {
+            return;
         }
+        // Advertisements list the reachable routers: bring the table up to date.
+        self.refresh();
         for id in std::mem::take(&mut self.pending_adverts) {
             if self.is_adjacent(&id) {
                 self.advertise(&id);
@@ -730,8 +750,13 @@ impl Routing {
         }
     }
 
-    /// Recomputes the table; notes which routers became unreachable.
-    fn recompute(&mut self, now: Instant) {
+    /// Recomputes the table if the databases changed; notes which routers
+    /// became unreachable (as of the latest input).
+    fn refresh(&mut self) {
+        if !std::mem::take(&mut self.dirty) {
+            return;
+        }
+        let now = self.clock;
         let table = RoutingTable::compute(&self.me, &self.ls, &self.mobile);
         let known = self
             .ls

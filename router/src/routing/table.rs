@@ -2,125 +2,213 @@
 //! and mobile address databases.
 //!
 //! The graph holds a link only if both ends report it (each end's record
-//! lists the other), with the larger of the two ends' costs. Costs are
-//! symmetric, so one shortest-path tree rooted at each router `d` gives
-//! every router's next hop towards `d`: its parent in that tree. Among
-//! equal-cost parents the one with the smallest router id wins, so every
-//! router with the same databases computes the same trees, whatever order
-//! Dijkstra visits nodes in. That common view is what makes
+//! lists the other), with the larger of the two ends' costs (at least 1).
+//! Costs are symmetric, so the shortest-path tree rooted at a router `d`
+//! gives every router's next hop towards `d`: its parent in that tree.
+//! Among equal-cost parents the one with the smallest router id wins, so
+//! every router with the same databases computes the same trees, whatever
+//! order Dijkstra visits nodes in. That common view is what makes
 //! [`RoutingTable::is_next_hop_of`] and [`RoutingTable::multicast_children`]
 //! loop-free.
+//!
+//! Cost: building a table runs Dijkstra once, from this router, which gives
+//! its costs, its next hops and its own tree. The tree rooted at another
+//! router, needed only by `is_next_hop_of` and `multicast_children`, is
+//! computed the first time it is asked for and kept in the table (a
+//! `OnceLock` per router: lock-free once computed).
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::fmt;
+use std::sync::{Arc, OnceLock};
 
 use petgraph::graph::{NodeIndex, UnGraph};
 use petgraph::visit::EdgeRef;
 
 use super::RouterId;
-use super::linkstate::LinkStateDb;
+use super::linkstate::{LinkStateDb, LsRecord};
 use super::mobile::MobileDb;
 
-/// No parent: the root of a tree.
-const ROOT: u32 = u32::MAX;
+/// No parent: the root of a tree, or no such router.
+const NONE: u32 = u32::MAX;
 
 /// A router's forwarding view of the mesh: the reachable routers, the next
 /// hop and cost to each, every router's next hop towards every other (for
 /// loop-free forwarding checks), and which reachable remote routers have
-/// consumers for which address. Immutable; the routing state machine makes
-/// a new one on every change (see [`Routing::poll_table`](super::Routing::poll_table)).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// consumers for which address. Immutable and cheap to share; the routing
+/// state machine makes a new one on every change (see
+/// [`Routing::poll_table`](super::Routing::poll_table)).
+#[derive(Clone)]
 pub struct RoutingTable {
     me: RouterId,
-    /// Reachable routers (this one included), sorted by id.
+    /// Reachable routers (this one included), sorted by id: index order is
+    /// id order.
     routers: Vec<RouterId>,
     index: HashMap<RouterId, u32>,
+    /// The reachable part of the graph; node `i` is `routers[i]`.
+    graph: UnGraph<(), u64, u32>,
+    /// Its links as (a, b, cost) with a < b, sorted: what equality compares.
+    links: Vec<(u32, u32, u64)>,
     /// `cost[i]`: the path cost from this router to `routers[i]`.
     cost: Vec<u64>,
-    /// `parent[d][v]`: the next hop of `routers[v]` towards `routers[d]`
-    /// (`ROOT` for `v == d`).
-    parent: Vec<Vec<u32>>,
+    /// `next_hop[i]`: this router's next hop towards `routers[i]`.
+    next_hop: Vec<u32>,
+    /// `trees[d][v]`: the next hop of `routers[v]` towards `routers[d]`,
+    /// computed on first use.
+    trees: Vec<OnceLock<Vec<u32>>>,
     /// Per address, the reachable remote routers with consumers, sorted.
     addresses: HashMap<Arc<str>, Vec<RouterId>>,
+}
+
+impl PartialEq for RoutingTable {
+    /// Two tables are equal if they are of the same router, over the same
+    /// graph, with the same addresses: everything else derives from those.
+    fn eq(&self, other: &Self) -> bool {
+        self.me == other.me
+            && self.routers == other.routers
+            && self.links == other.links
+            && self.addresses == other.addresses
+    }
+}
+
+impl Eq for RoutingTable {}
+
+impl fmt::Debug for RoutingTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let hops: Vec<_> = self
+            .routers
+            .iter()
+            .zip(&self.cost)
+            .zip(&self.next_hop)
+            .map(|((r, c), h)| (r, c, self.routers.get(*h as usize)))
+            .collect();
+        f.debug_struct("RoutingTable")
+            .field("me", &self.me)
+            .field("routes", &hops)
+            .field("addresses", &self.addresses)
+            .finish_non_exhaustive()
+    }
 }
 
 impl RoutingTable {
     /// The table of a router that knows of no other.
     pub fn standalone(me: RouterId) -> Self {
-        let mut index = HashMap::new();
-        index.insert(me.clone(), 0);
+        let mut graph = UnGraph::default();
+        graph.add_node(());
         Self {
             routers: vec![me.clone()],
+            index: HashMap::from([(me.clone(), 0)]),
             me,
-            index,
+            graph,
+            links: Vec::new(),
             cost: vec![0],
-            parent: vec![vec![ROOT]],
+            next_hop: vec![NONE],
+            trees: vec![OnceLock::from(vec![NONE])],
             addresses: HashMap::new(),
         }
     }
 
     /// Computes the table of router `me` from its databases.
     pub(crate) fn compute(me: &RouterId, ls: &LinkStateDb, mobile: &MobileDb) -> Self {
-        // The graph of every known router and of the links both ends report.
-        let mut graph: UnGraph<RouterId, u64> = UnGraph::default();
-        let mut nodes: HashMap<&RouterId, NodeIndex> = HashMap::new();
-        for (id, _) in ls.iter() {
-            nodes.insert(id, graph.add_node(id.clone()));
-        }
-        if !nodes.contains_key(me) {
+        // Every known router by position (id order), and the links both
+        // ends report, at the larger of the two costs (at least 1).
+        let all: Vec<(&RouterId, &LsRecord)> = ls.iter().collect();
+        let pos: HashMap<&RouterId, u32> = all
+            .iter()
+            .enumerate()
+            .map(|(i, (id, _))| (*id, i as u32))
+            .collect();
+        let Some(&me_all) = pos.get(me) else {
             return Self::standalone(me.clone());
-        }
-        for (a, record) in ls.iter() {
-            for b in record.neighbors.keys() {
-                if a < b
-                    && let (Some(cost), Some(&nb)) = (ls.link_cost(a, b), nodes.get(b))
-                {
-                    graph.add_edge(nodes[a], nb, u64::from(cost));
+        };
+        // Each record's claims, sorted by position (the neighbour maps and
+        // `all` are both in id order).
+        let claims: Vec<Vec<(u32, u32)>> = all
+            .iter()
+            .map(|(_, r)| {
+                r.neighbors
+                    .iter()
+                    .filter_map(|(n, c)| pos.get(n).map(|&j| (j, *c)))
+                    .collect()
+            })
+            .collect();
+        let mut adj: Vec<Vec<(u32, u64)>> = vec![Vec::new(); all.len()];
+        for (a, mine) in claims.iter().enumerate() {
+            let a = a as u32;
+            for &(b, ca) in mine.iter().filter(|(b, _)| a < *b) {
+                let theirs = &claims[b as usize];
+                if let Ok(k) = theirs.binary_search_by_key(&a, |&(j, _)| j) {
+                    let cost = u64::from(ca.max(theirs[k].1).max(1));
+                    adj[a as usize].push((b, cost));
+                    adj[b as usize].push((a, cost));
                 }
             }
         }
 
-        let from_me = petgraph::algo::dijkstra(&graph, nodes[me], None, |e| *e.weight());
-        let mut routers: Vec<RouterId> = from_me.keys().map(|n| graph[*n].clone()).collect();
-        routers.sort();
+        // The routers reachable from us, in id order, renumbered.
+        let mut reachable = vec![false; all.len()];
+        reachable[me_all as usize] = true;
+        let mut stack = vec![me_all];
+        while let Some(v) = stack.pop() {
+            for &(w, _) in &adj[v as usize] {
+                if !std::mem::replace(&mut reachable[w as usize], true) {
+                    stack.push(w);
+                }
+            }
+        }
+        let mut renumber = vec![NONE; all.len()];
+        let mut routers = Vec::new();
+        for (i, (id, _)) in all.iter().enumerate() {
+            if reachable[i] {
+                renumber[i] = routers.len() as u32;
+                routers.push((*id).clone());
+            }
+        }
         let index: HashMap<RouterId, u32> = routers
             .iter()
             .enumerate()
             .map(|(i, r)| (r.clone(), i as u32))
             .collect();
-        let cost = routers.iter().map(|r| from_me[&nodes[r]]).collect();
+        let mut links: Vec<(u32, u32, u64)> = Vec::new();
+        for (a, edges) in adj.iter().enumerate() {
+            if !reachable[a] {
+                continue;
+            }
+            for &(b, cost) in edges.iter().filter(|(b, _)| a < *b as usize) {
+                links.push((renumber[a], renumber[b as usize], cost));
+            }
+        }
+        links.sort_unstable();
+        let mut graph: UnGraph<(), u64, u32> = UnGraph::with_capacity(routers.len(), links.len());
+        for _ in &routers {
+            graph.add_node(());
+        }
+        for &(a, b, cost) in &links {
+            graph.add_edge(NodeIndex::new(a as usize), NodeIndex::new(b as usize), cost);
+        }
 
-        let parent = routers
-            .iter()
-            .map(|root| {
-                let dist = petgraph::algo::dijkstra(&graph, nodes[root], None, |e| *e.weight());
-                routers
-                    .iter()
-                    .map(|v| {
-                        if v == root {
-                            return ROOT;
-                        }
-                        let nv = nodes[v];
-                        let dv = dist[&nv];
-                        // The smallest id among the neighbours on a shortest
-                        // path. Costs are at least 1, so parents are strictly
-                        // closer to the root: the parents form a tree.
-                        graph
-                            .edges(nv)
-                            .filter_map(|e| {
-                                let w = if e.source() == nv {
-                                    e.target()
-                                } else {
-                                    e.source()
-                                };
-                                (dist.get(&w)? + e.weight() == dv).then(|| &graph[w])
-                            })
-                            .min()
-                            .map_or(ROOT, |w| index[w])
-                    })
-                    .collect()
-            })
-            .collect();
+        // Our next hop towards d: the smallest-id neighbour w on a shortest
+        // path (cost(me, w) + dist(w, d) == dist(me, d)), i.e. our parent
+        // in d's tree. One Dijkstra gives it: in order of distance, the
+        // smallest first hop of d is the smallest over d's predecessors p
+        // on shortest paths of p's smallest first hop (d itself if p is us).
+        let me_i = index[me] as usize;
+        let cost = distances(&graph, me_i);
+        let mut order: Vec<usize> = (0..routers.len()).collect();
+        order.sort_unstable_by_key(|&v| cost[v]);
+        let mut next_hop = vec![NONE; routers.len()];
+        for v in order.into_iter().filter(|&v| v != me_i) {
+            next_hop[v] = neighbors(&graph, v)
+                .filter(|&(p, c)| cost[p as usize] + c == cost[v])
+                .map(|(p, _)| {
+                    if p as usize == me_i {
+                        v as u32
+                    } else {
+                        next_hop[p as usize]
+                    }
+                })
+                .min()
+                .unwrap_or(NONE);
+        }
 
         let mut addresses: HashMap<Arc<str>, Vec<RouterId>> = HashMap::new();
         for (id, record) in mobile.iter() {
@@ -133,12 +221,19 @@ impl RoutingTable {
         }
         // mobile.iter() is in id order, so each list is sorted already.
 
+        // Our own tree comes free from our distances.
+        let trees: Vec<OnceLock<Vec<u32>>> = routers.iter().map(|_| OnceLock::new()).collect();
+        let _ = trees[me_i].set(parents(&graph, me_i, &cost));
+
         Self {
             me: me.clone(),
+            trees,
             routers,
             index,
+            graph,
+            links,
             cost,
-            parent,
+            next_hop,
             addresses,
         }
     }
@@ -152,8 +247,7 @@ impl RoutingTable {
     /// unreachable or this router.
     pub fn next_hop(&self, to: &RouterId) -> Option<&RouterId> {
         let d = *self.index.get(to)? as usize;
-        let me = self.index[&self.me] as usize;
-        self.router(self.parent[d][me])
+        self.routers.get(self.next_hop[d] as usize)
     }
 
     /// The path cost to router `to` (0 for this router); `None` if `to` is
@@ -195,29 +289,81 @@ impl RoutingTable {
         let (Some(&f), Some(&d)) = (self.index.get(from), self.index.get(dest)) else {
             return false;
         };
-        self.parent[d as usize][f as usize] == self.index[&self.me]
+        self.tree(d)[f as usize] == self.index[&self.me]
     }
 
     /// Multicast valid origins: the neighbours this router forwards a
     /// message that entered the mesh at `origin` to, i.e. its children in
-    /// `origin`'s shortest-path tree. A message from `origin` should only be
-    /// accepted from this router's parent in that tree
-    /// (`next_hop(origin)`), or locally if `origin` is this router. Empty if
-    /// `origin` is unreachable.
+    /// `origin`'s shortest-path tree, sorted by id. A message from `origin`
+    /// should only be accepted from this router's parent in that tree
+    /// ([`next_hop`](Self::next_hop)`(origin)`), or locally if `origin` is
+    /// this router. Empty if `origin` is unreachable.
     pub fn multicast_children(&self, origin: &RouterId) -> Vec<RouterId> {
         let Some(&o) = self.index.get(origin) else {
             return Vec::new();
         };
         let me = self.index[&self.me];
-        self.parent[o as usize]
-            .iter()
-            .enumerate()
-            .filter(|&(_, &p)| p == me)
-            .map(|(v, _)| self.routers[v].clone())
+        let tree = self.tree(o);
+        let mut children: Vec<u32> = neighbors(&self.graph, me as usize)
+            .map(|(w, _)| w)
+            .filter(|&w| tree[w as usize] == me)
+            .collect();
+        children.sort_unstable();
+        children
+            .into_iter()
+            .map(|w| self.routers[w as usize].clone())
             .collect()
     }
 
-    fn router(&self, i: u32) -> Option<&RouterId> {
-        self.routers.get(i as usize)
+    /// The shortest-path tree rooted at `routers[root]`: each router's
+    /// parent (its next hop towards the root).
+    fn tree(&self, root: u32) -> &[u32] {
+        self.trees[root as usize].get_or_init(|| {
+            let dist = distances(&self.graph, root as usize);
+            parents(&self.graph, root as usize, &dist)
+        })
     }
+}
+
+/// The shortest-path tree rooted at `root`, given the distances from it:
+/// each node's parent is the smallest-index (smallest-id) neighbour on a
+/// shortest path. Costs are at least 1, so a parent is strictly closer to
+/// the root: the parents form a tree.
+fn parents(graph: &UnGraph<(), u64, u32>, root: usize, dist: &[u64]) -> Vec<u32> {
+    (0..graph.node_count())
+        .map(|v| {
+            if v == root {
+                return NONE;
+            }
+            neighbors(graph, v)
+                .filter(|&(w, c)| dist[w as usize] + c == dist[v])
+                .map(|(w, _)| w)
+                .min()
+                .unwrap_or(NONE)
+        })
+        .collect()
+}
+
+/// Dijkstra from node `from`: the distance to every node, by index (every
+/// node of the graph is reachable).
+fn distances(graph: &UnGraph<(), u64, u32>, from: usize) -> Vec<u64> {
+    let scores = petgraph::algo::dijkstra(graph, NodeIndex::new(from), None, |e| *e.weight());
+    let mut dist = vec![u64::MAX / 4; graph.node_count()];
+    for (n, d) in scores {
+        dist[n.index()] = d;
+    }
+    dist
+}
+
+/// The neighbours of node `v` with the link costs.
+fn neighbors(graph: &UnGraph<(), u64, u32>, v: usize) -> impl Iterator<Item = (u32, u64)> + '_ {
+    let nv = NodeIndex::new(v);
+    graph.edges(nv).map(move |e| {
+        let w = if e.source() == nv {
+            e.target()
+        } else {
+            e.source()
+        };
+        (w.index() as u32, *e.weight())
+    })
 }
