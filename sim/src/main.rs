@@ -87,7 +87,9 @@ fn main() -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Err(v) => {
-            println!("FAILED: {v}");
+            let known = ferry_sim::scenario::known_bug(&v)
+                .map_or(String::new(), |b| format!(" (known router bug: {b})"));
+            println!("FAILED{known}: {v}");
             if !args.log {
                 println!("--- end of the event log ---\n{}", mesh.log().tail(40));
             }

@@ -56,16 +56,22 @@ impl Failure {
     /// The known router bug this failure is an instance of, if it is one
     /// (see `sim/README.md`, "Known router bugs").
     pub fn known_bug(&self) -> Option<&'static str> {
-        let d = &self.violation.detail;
-        if self.violation.invariant != crate::Invariant::Liveness {
-            return None;
-        }
-        if d.contains("anonymous sender with link credit 0") && d.contains(crate::mesh::STREAMED) {
-            return Some("anonymous senders of multi-frame messages are never given credit again");
-        }
-        d.contains(crate::mesh::PARKED)
-            .then_some("idle producers at their fair share starve a busy one")
+        known_bug(&self.violation)
     }
+}
+
+/// The known router bug `v` is an instance of, if it is one (see
+/// `sim/README.md`, "Known router bugs").
+pub fn known_bug(v: &Violation) -> Option<&'static str> {
+    let d = &v.detail;
+    if v.invariant != crate::Invariant::Liveness {
+        return None;
+    }
+    if d.contains("anonymous sender with link credit 0") && d.contains(crate::mesh::STREAMED) {
+        return Some("anonymous senders of multi-frame messages are never given credit again");
+    }
+    d.contains(crate::mesh::PARKED)
+        .then_some("idle producers at their fair share starve a busy one")
 }
 
 impl std::fmt::Display for Failure {
