@@ -63,15 +63,9 @@ impl Failure {
 /// The known router bug `v` is an instance of, if it is one (see
 /// `sim/README.md`, "Known router bugs").
 pub fn known_bug(v: &Violation) -> Option<&'static str> {
-    let d = &v.detail;
-    if v.invariant != crate::Invariant::Liveness {
-        return None;
-    }
-    if d.contains("anonymous sender with link credit 0") && d.contains(crate::mesh::STREAMED) {
-        return Some("anonymous senders of multi-frame messages are never given credit again");
-    }
-    d.contains(crate::mesh::PARKED)
-        .then_some("idle producers at their fair share starve a busy one")
+    (v.invariant == crate::Invariant::Liveness && v.detail.contains(crate::mesh::PARKED)).then_some(
+        "credit parked on idle producers when an address has fewer credits than producers",
+    )
 }
 
 impl std::fmt::Display for Failure {

@@ -5,6 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::{assert_ok, assert_settled, consumer, converged, producer};
+use ferry_router::config::Limits;
 use ferry_sim::{Fault, Invariant, Mesh, Shape, Topology, rng::SimRng};
 
 fn line3(seed: u64) -> Mesh {
@@ -298,6 +299,30 @@ fn an_idle_producer_does_not_starve_a_new_one() {
     mesh.add_producer("A", producer("q", 1));
     mesh.run_for(Duration::from_secs(1));
     mesh.add_producer("A", producer("q", 20));
+    mesh.run_for(Duration::from_secs(10));
+    assert_settled(&mut mesh);
+}
+
+/// An anonymous sender of messages larger than a frame keeps getting
+/// credit (regression: the router refilled an anonymous sender's window
+/// only for single-frame deliveries, so after `link_credit_window`
+/// multi-frame ones the sender had none, for good).
+#[test]
+fn an_anonymous_sender_of_large_messages_keeps_getting_credit() {
+    let mut mesh = converged(
+        Mesh::builder()
+            .routers(["A"])
+            .limits(Limits {
+                link_credit_window: 4,
+                ..Limits::default()
+            })
+            .build(6),
+    );
+    mesh.add_consumer("A", consumer("q", 10));
+    let mut spec = producer("q", 10);
+    spec.anonymous = true;
+    spec.body_size = 100_000;
+    mesh.add_producer("A", spec);
     mesh.run_for(Duration::from_secs(10));
     assert_settled(&mut mesh);
 }

@@ -9,6 +9,7 @@ impl Links {
             let Some(p) = self.producers.get(&t.link) else {
                 return;
             };
+            let anonymous = p.address.is_none();
             match p.address.clone() {
                 Some(a) => self.route(engine, &t, t.payload.clone(), t.settled, Some(a), true),
                 None if t.more && !t.aborted => {
@@ -24,7 +25,16 @@ impl Links {
                     self.try_route_buffered(engine, &t);
                 }
                 None if t.aborted => {}
-                None => self.route_anonymous(engine, &t, t.payload.clone(), t.settled),
+                None => self.route_anonymous_with(engine, &t, t.payload.clone(), t.settled),
+            }
+            if anonymous {
+                // Anonymous credit is a fixed window, refilled as deliveries
+                // begin (whether routed at once or buffered until `to` is
+                // readable).
+                let window = self.window();
+                if engine.credit(t.link) < window / 2 {
+                    let _ = engine.flow(t.link, window, false);
+                }
             }
             return;
         }
@@ -72,21 +82,6 @@ impl Links {
         if !t.more || routing_fields(&prefix).complete {
             self.inbound.remove(&key);
             self.route_anonymous_with(engine, t, prefix, settled);
-        }
-    }
-
-    pub(super) fn route_anonymous(
-        &mut self,
-        engine: &mut Connection,
-        t: &IncomingTransfer,
-        payload: Bytes,
-        settled: bool,
-    ) {
-        self.route_anonymous_with(engine, t, payload, settled);
-        // Anonymous credit is a fixed window, refilled as it is used.
-        let window = self.window();
-        if engine.credit(t.link) < window / 2 {
-            let _ = engine.flow(t.link, window, false);
         }
     }
 
