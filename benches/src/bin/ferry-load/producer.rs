@@ -1,12 +1,12 @@
 //! A producer connection: sends as fast as credit and its window allow
-//! (closed loop) or at a fixed rate (open loop), stamping each message with
-//! its intended send time.
+//! (closed loop) or on a fixed schedule (open loop), stamping each message
+//! with its send time and id.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use ferry_proto::client::{Client, ClientOptions, Outcome};
+use ferry_proto::client::{Client, ClientError, ClientOptions, Outcome};
 use ferry_proto::definitions::DeliveryState;
 use ferry_proto::engine::LinkId;
 
@@ -14,15 +14,26 @@ use crate::args::{Args, Settle, host_port};
 use crate::payload;
 use crate::report::Shared;
 
+/// How early an open-loop producer may send a message (the timer's
+/// resolution is 1 ms): the stamp is then the actual send time.
+const EARLY: Duration = Duration::from_millis(1);
+
+/// Transfers queued before they are written out (closed loop).
+const FLUSH_EVERY: u64 = 32;
+
 pub struct Producer {
     client: Client,
     link: LinkId,
     args: Args,
     shared: Arc<Shared>,
     index: usize,
+    in_flight: usize,
+    /// Reused for outcomes taken from the client.
+    outcomes: Vec<Outcome>,
 }
 
 impl Producer {
+    /// Connects and attaches the sender.
     pub async fn connect(
         url: &str,
         args: &Args,
@@ -42,92 +53,188 @@ impl Producer {
             args: args.clone(),
             shared,
             index,
+            in_flight: 0,
+            outcomes: Vec::new(),
         })
     }
 
-    fn record(&self, o: Outcome) {
-        let counter = match o.state {
-            Some(DeliveryState::Accepted) => &self.shared.accepted,
-            Some(DeliveryState::Rejected(_)) => &self.shared.rejected,
-            Some(DeliveryState::Released) => &self.shared.released,
-            _ => &self.shared.modified,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+    /// Waits until the endpoint grants the sender credit.
+    pub async fn wait_credit(&mut self) -> Result<u32, ClientError> {
+        self.client.wait_credit(self.link).await
     }
 
-    pub async fn run(mut self, start: Instant) -> anyhow::Result<()> {
+    fn record(&mut self, o: Outcome) {
+        let s = &self.shared;
+        let counter = match o.state {
+            Some(DeliveryState::Accepted) => &s.accepted,
+            Some(DeliveryState::Rejected(_)) => &s.rejected,
+            Some(DeliveryState::Released) => &s.released,
+            // Modified, or settled without an outcome.
+            _ => &s.modified,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.in_flight = self.in_flight.saturating_sub(1);
+    }
+
+    /// Sends until the count, the duration or a stop; then waits (at most
+    /// `--drain-secs`) for the outcomes still due. Failures are recorded
+    /// in [`Shared`]. Returns the connection, still open: closing it while
+    /// other producers still send would be timed too.
+    pub async fn run(mut self, start: Instant) -> Self {
+        if let Err(e) = self.send_all(start).await {
+            self.shared
+                .fail(format!("producer {}: {}", self.index, crate::chain(&e)));
+            return self;
+        }
+        let drain = Duration::from_secs_f64(self.args.drain_secs);
+        let outcomes = tokio::time::timeout(drain, async {
+            while self.in_flight > 0 {
+                let o = self.client.next_outcome().await?;
+                self.record(o);
+            }
+            Ok::<_, ClientError>(())
+        })
+        .await;
+        match outcomes {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => self.shared.fail(format!("producer {}: {e}", self.index)),
+            // Reported as `unsettled`.
+            Err(_) => {}
+        }
+        // Done. Keep the link until main says (every producer done, or
+        // some still behind, see `main::drive`), then give the endpoint's
+        // credit back: a router may hold credit for this link away from
+        // producers still sending. Detaching while others send would time
+        // the detach too. The connection stays open until the run ends.
+        self.shared.producer_finished();
+        crate::report::set(&mut self.shared.release.subscribe()).await;
+        let _ =
+            tokio::time::timeout(Duration::from_secs(2), self.client.close_link(self.link)).await;
+        self
+    }
+
+    /// Closes the connection (waiting at most 2 s for the endpoint).
+    pub async fn close(self) {
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.client.close()).await;
+    }
+
+    /// Open loop, between sends: keeps reading (outcomes, credit) until
+    /// `until`.
+    async fn idle_until(&mut self, until: Instant) -> Result<(), ClientError> {
+        self.client.flush().await?;
+        let sleep = tokio::time::sleep_until(until.into());
+        tokio::pin!(sleep);
+        loop {
+            // `next_outcome` only reads and absorbs what arrives: safe to
+            // drop when the timer fires.
+            tokio::select! {
+                () = &mut sleep => return Ok(()),
+                o = self.client.next_outcome() => {
+                    let o = o?;
+                    self.record(o);
+                }
+            }
+        }
+    }
+
+    async fn send_all(&mut self, start: Instant) -> anyhow::Result<()> {
         let presettled = self.args.settle == Settle::Presettled;
         let deadline = self
             .args
             .duration
             .map(|d| start + Duration::from_secs_f64(d));
+        // Open loop behind schedule with no credit: give up this long
+        // after the end.
+        let give_up = deadline.map(|d| d + Duration::from_secs_f64(self.args.drain_secs));
         let count = if deadline.is_some() {
             u64::MAX
         } else {
             self.args.count
         };
         // Open loop: each producer sends every `interval`, offset so the
-        // producers interleave.
-        let interval = self
-            .args
-            .rate
-            .map(|r| Duration::from_secs_f64(self.args.producers as f64 / r));
-        let offset = interval.map_or(Duration::ZERO, |i| {
-            i * self.index as u32 / self.args.producers as u32
-        });
-        let base_ns = payload::now_ns() - start.elapsed().as_nanos() as u64;
-        let mut in_flight = 0usize;
+        // producers interleave evenly.
+        let producers = self.args.producers as f64;
+        let interval = self.args.rate.map(|r| producers / r);
+        let offset = interval.map_or(0.0, |i| i * self.index as f64 / producers);
+        // Wall-clock time of `start`, for the stamps.
+        let base_ns = payload::now_ns().saturating_sub(start.elapsed().as_nanos() as u64);
+        let size = self.args.size;
+        let producer = self.index as u32;
         let mut seq = 0u64;
-        while seq < count {
-            let now = Instant::now();
-            if deadline.is_some_and(|d| now >= d) || self.shared.stop.load(Ordering::Relaxed) {
-                break;
-            }
+        while seq < count && !self.shared.stopping() {
             let intended = match interval {
                 Some(i) => {
-                    let t = start + offset + i.mul_f64(seq as f64);
-                    if t > now + Duration::from_millis(1) {
-                        self.client.flush().await?;
-                        tokio::time::sleep_until(t.into()).await;
+                    let t = start + Duration::from_secs_f64(offset + i * seq as f64);
+                    if deadline.is_some_and(|d| t >= d) {
+                        break;
                     }
-                    t
+                    let now = Instant::now();
+                    if t > now + EARLY {
+                        self.idle_until(t - EARLY).await?;
+                        continue;
+                    }
+                    Some(t)
                 }
-                None => now,
+                None => {
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        break;
+                    }
+                    None
+                }
             };
             while self.client.credit(self.link) == 0
-                || (!presettled && in_flight >= self.args.window)
+                || (!presettled && self.in_flight >= self.args.window)
             {
-                if !presettled && in_flight > 0 {
-                    let o = self.client.next_outcome().await?;
+                let outcome = !presettled && self.in_flight > 0;
+                let client = &mut self.client;
+                let link = self.link;
+                let wait = async move {
+                    if outcome {
+                        client.next_outcome().await.map(Some)
+                    } else {
+                        client.wait_credit(link).await.map(|_| None)
+                    }
+                };
+                let waited = match give_up {
+                    None => wait.await?,
+                    Some(at) => {
+                        tokio::time::timeout_at(at.into(), wait)
+                            .await
+                            .map_err(|_| {
+                                anyhow::anyhow!(
+                                    "no credit {} s after the end of --duration ({seq} sent)",
+                                    self.args.drain_secs
+                                )
+                            })??
+                    }
+                };
+                if let Some(o) = waited {
                     self.record(o);
-                    in_flight -= 1;
-                } else {
-                    self.client.wait_credit(self.link).await?;
                 }
             }
-            let stamp = base_ns + (intended - start).as_nanos() as u64;
-            let message = payload::encode(self.args.size, stamp, seq);
+            // Open loop: the intended time if we are late (the wait is the
+            // endpoint's doing: coordinated omission), the actual time if
+            // we are early.
+            let now = Instant::now();
+            let at = intended.map_or(now, |t| t.min(now));
+            let stamp = base_ns + at.saturating_duration_since(start).as_nanos() as u64;
+            let message = payload::encode(size, stamp, producer, seq);
             self.client.send_nowait(self.link, message, presettled)?;
-            self.shared.sent.fetch_add(1, Ordering::Relaxed);
             seq += 1;
+            self.shared.sent[self.index].store(seq, Ordering::Relaxed);
             if !presettled {
-                in_flight += 1;
+                self.in_flight += 1;
+                let mut done = std::mem::take(&mut self.outcomes);
+                done.extend(self.client.take_outcomes());
+                for o in done.drain(..) {
+                    self.record(o);
+                }
+                self.outcomes = done;
             }
-            let done: Vec<Outcome> = self.client.take_outcomes().collect();
-            for o in done {
-                self.record(o);
-                in_flight -= 1;
-            }
-            if seq.is_multiple_of(32) {
+            if seq.is_multiple_of(FLUSH_EVERY) {
                 self.client.flush().await?;
             }
         }
-        self.client.flush().await?;
-        while in_flight > 0 {
-            let o = self.client.next_outcome().await?;
-            self.record(o);
-            in_flight -= 1;
-        }
-        Ok(())
+        Ok(self.client.flush().await?)
     }
 }
