@@ -558,6 +558,18 @@ impl Client {
                     b.partial = None;
                     return;
                 }
+                if t.first && !t.more {
+                    // A single-frame delivery: its payload is the message,
+                    // no copy.
+                    b.deliveries.push_back(Delivery {
+                        link: t.link,
+                        id: t.delivery,
+                        tag: t.tag,
+                        payload: t.payload,
+                        settled: t.settled,
+                    });
+                    return;
+                }
                 let (id, tag, settled, mut data) = match b.partial.take() {
                     Some(p) => p,
                     None => (t.delivery, t.tag.clone(), t.settled, BytesMut::new()),

@@ -201,9 +201,20 @@ impl Address {
     /// Removes a producer, returning its unused credit to the budget.
     pub fn remove_producer(&self, conn: ConnId, link: LinkId) {
         let mut s = self.lock();
+        let held: u32 = s
+            .producers
+            .iter()
+            .filter(|p| p.conn.id == conn && p.link == link)
+            .map(|p| p.granted)
+            .sum();
         s.producers
             .retain(|p| !(p.conn.id == conn && p.link == link));
-        notify_producers(&s);
+        // Only credit it held comes free; telling every producer about a
+        // producer that held none costs O(producers) for nothing (and
+        // O(producers²) when they all leave at once).
+        if held > 0 {
+            notify_producers(&s);
+        }
     }
 
     /// The credit a producer link should now hold. The budget (the credit
