@@ -23,7 +23,8 @@ impl Str {
     }
     /// The text.
     pub fn as_str(&self) -> &str {
-        // SAFETY-free: validated at construction; from_utf8 cannot fail here.
+        // Validated at construction, so this cannot fail (and the crate
+        // forbids the unchecked conversion).
         std::str::from_utf8(&self.0).unwrap_or_default()
     }
     /// The UTF-8 bytes, shared with the buffer it was decoded from.
