@@ -380,3 +380,30 @@ pub fn listening_addrs(log: &str) -> Vec<SocketAddr> {
         .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
         .collect()
 }
+
+/// A message with one amqp-value section holding `s` (AMQP 1.0 §3.2.8),
+/// encoded with Ferry's own codec: what interop tests send.
+pub fn amqp_value(s: &str) -> bytes::Bytes {
+    use ferry_proto::codec::{Described, Descriptor, Encode, Value};
+    Value::Described(Box::new(Described {
+        descriptor: Descriptor::Code(0x77),
+        value: Value::String(s.into()),
+    }))
+    .to_bytes()
+}
+
+/// The string in a message's amqp-value section, whatever sections precede
+/// it (peers may add a header or properties).
+pub fn body_string(payload: bytes::Bytes) -> String {
+    use ferry_proto::codec::{Decode, Decoder, Descriptor, Value};
+    let mut d = Decoder::new(payload);
+    while !d.is_empty() {
+        if let Value::Described(section) = Value::decode(&mut d).expect("valid section")
+            && section.descriptor == Descriptor::Code(0x77)
+            && let Value::String(s) = section.value
+        {
+            return s.to_string();
+        }
+    }
+    panic!("no amqp-value section");
+}

@@ -8,40 +8,16 @@ mod mini_broker;
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use fe2o3_amqp::acceptor::{
     ConnectionAcceptor, LinkAcceptor, LinkEndpoint, SaslAnonymousMechanism, SessionAcceptor,
 };
 use fe2o3_amqp::types::messaging::Outcome;
 use ferry_proto::client::{Client, ClientOptions};
-use ferry_proto::codec::{Decode, Decoder, Described, Descriptor, Encode, Value};
 use ferry_proto::definitions::DeliveryState;
+use ferry_tests::{amqp_value, body_string};
 use tokio::net::TcpListener;
 
 const LIMIT: Duration = Duration::from_secs(30);
-
-/// A message with one amqp-value section holding `s` (AMQP 1.0 §3.2.8).
-fn amqp_value(s: &str) -> Bytes {
-    Value::Described(Box::new(Described {
-        descriptor: Descriptor::Code(0x77),
-        value: Value::String(s.into()),
-    }))
-    .to_bytes()
-}
-
-/// The string in a message's amqp-value section, whatever sections precede it.
-fn body_string(payload: Bytes) -> String {
-    let mut d = Decoder::new(payload);
-    while !d.is_empty() {
-        if let Value::Described(section) = Value::decode(&mut d).expect("valid section")
-            && section.descriptor == Descriptor::Code(0x77)
-            && let Value::String(s) = section.value
-        {
-            return s.to_string();
-        }
-    }
-    panic!("no amqp-value section");
-}
 
 #[tokio::test]
 async fn ferry_client_sends_to_and_receives_from_fe2o3_acceptor() {

@@ -10,10 +10,9 @@ mod mini_broker;
 use std::process::Stdio;
 use std::time::Duration;
 
-use bytes::Bytes;
 use ferry_proto::client::{Client, ClientOptions};
-use ferry_proto::codec::{Decode, Decoder, Described, Descriptor, Encode, Value};
 use ferry_proto::definitions::DeliveryState;
+use ferry_tests::{amqp_value, body_string, free_port};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
@@ -25,35 +24,6 @@ fn python() -> String {
 
 fn script(name: &str) -> String {
     format!("{}/interop/{name}", env!("CARGO_MANIFEST_DIR"))
-}
-
-fn amqp_value(s: &str) -> Bytes {
-    Value::Described(Box::new(Described {
-        descriptor: Descriptor::Code(0x77),
-        value: Value::String(s.into()),
-    }))
-    .to_bytes()
-}
-
-fn body_string(payload: Bytes) -> String {
-    let mut d = Decoder::new(payload);
-    while !d.is_empty() {
-        if let Value::Described(section) = Value::decode(&mut d).expect("valid section")
-            && section.descriptor == Descriptor::Code(0x77)
-            && let Value::String(s) = section.value
-        {
-            return s.to_string();
-        }
-    }
-    panic!("no amqp-value section");
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[tokio::test]
