@@ -382,3 +382,26 @@ async fn a_released_delivery_goes_to_another_consumer_before_the_producer() {
     let released = released.await.unwrap();
     assert!(released > 0, "the test never exercised a release");
 }
+
+#[tokio::test]
+async fn an_anonymous_sender_s_large_message_is_routed_by_its_to() {
+    let r = Router::start("");
+    let mut consumer = r.client().await;
+    let rx = consumer.open_receiver("anon-big", 1).await.unwrap();
+    let mut producer = r.client().await;
+    let tx = producer.open_sender(None).await.unwrap();
+    // 2 MiB: many frames, buffered by the router only until `to` is read.
+    let payload = Message::new(Body::data(vec![3u8; 2 * 1024 * 1024]))
+        .with_to("anon-big")
+        .encode();
+    let expected = payload.clone();
+    let send = tokio::spawn(async move { producer.send(tx, payload).await.unwrap() });
+    let d = within("receive", consumer.receive(rx)).await.unwrap();
+    assert!(d.payload == expected, "the message differs");
+    consumer.accept(&d).unwrap();
+    consumer.flush().await.unwrap();
+    assert_eq!(
+        within("outcome", send).await.unwrap(),
+        Some(DeliveryState::Accepted)
+    );
+}

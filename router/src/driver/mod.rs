@@ -53,14 +53,7 @@ pub async fn serve(accepted: Accepted, core: Arc<Core>) {
     } = accepted;
     let endpoint = Endpoint::accepted(core, &listener, Instant::now());
     tracing::debug!(conn = endpoint.id().0, %peer, "connection accepted");
-    let id = endpoint.id();
-    let reason = Task {
-        stream,
-        endpoint,
-        pending: Bytes::new(),
-    }
-    .run(shutdown)
-    .await;
+    let (id, reason) = Task::run(stream, endpoint, shutdown).await;
     tracing::debug!(conn = id.0, %peer, reason, "connection ended");
 }
 
@@ -73,14 +66,7 @@ pub async fn dial(
     shutdown: Shutdown,
 ) {
     let endpoint = Endpoint::dialed(core, connector, Instant::now());
-    let id = endpoint.id();
-    let reason = Task {
-        stream,
-        endpoint,
-        pending: Bytes::new(),
-    }
-    .run(shutdown)
-    .await;
+    let (id, reason) = Task::run(stream, endpoint, shutdown).await;
     tracing::debug!(conn = id.0, host = %connector.host, port = connector.port, reason, "connector connection ended");
 }
 
@@ -92,10 +78,21 @@ struct Task {
 }
 
 impl Task {
-    async fn run(mut self, shutdown: Shutdown) -> &'static str {
-        let reason = self.serve(shutdown).await;
-        self.endpoint.teardown(Instant::now());
-        reason
+    /// Drives `endpoint` over `stream` until the connection is over, then
+    /// releases what it holds; returns its id and why it ended.
+    async fn run(
+        stream: TcpStream,
+        endpoint: Endpoint,
+        shutdown: Shutdown,
+    ) -> (crate::core::ConnId, &'static str) {
+        let mut task = Task {
+            stream,
+            endpoint,
+            pending: Bytes::new(),
+        };
+        let reason = task.serve(shutdown).await;
+        task.endpoint.teardown(Instant::now());
+        (task.endpoint.id(), reason)
     }
 
     async fn serve(&mut self, shutdown: Shutdown) -> &'static str {

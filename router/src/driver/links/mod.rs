@@ -28,8 +28,8 @@ use ferry_proto::definitions::{
 use ferry_proto::engine::{Connection, Event, IncomingTransfer, LinkId, LinkSpec};
 
 use crate::core::{
-    Address, ByteBudget, ConnHandle, Core, Fanout, Forwarded, Hop, Origin, Retry, StreamKey,
-    Targets, ToConn, delivery_failed, routing_fields, trace,
+    Address, ByteBudget, ConnHandle, Core, Fanout, Forwarded, Hop, Origin, Retry, RoutingFields,
+    StreamKey, Targets, ToConn, delivery_failed, routing_fields, trace,
 };
 
 /// The condition a message is rejected with when its time to live has

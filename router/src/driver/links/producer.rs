@@ -11,7 +11,10 @@ impl Links {
             };
             let anonymous = p.address.is_none();
             match p.address.clone() {
-                Some(a) => self.route(engine, &t, t.payload.clone(), t.settled, Some(a), true),
+                Some(a) => {
+                    let fields = routing_fields(&t.payload);
+                    self.route(engine, &t, t.payload.clone(), fields, t.settled, a)
+                }
                 None if t.more && !t.aborted => {
                     let mut buf = BytesMut::new();
                     buf.extend_from_slice(&t.payload);
@@ -25,7 +28,10 @@ impl Links {
                     self.try_route_buffered(engine, &t);
                 }
                 None if t.aborted => {}
-                None => self.route_anonymous_with(engine, &t, t.payload.clone(), t.settled),
+                None => {
+                    let fields = routing_fields(&t.payload);
+                    self.route_anonymous_with(engine, &t, t.payload.clone(), t.settled, fields)
+                }
             }
             if anonymous {
                 // Anonymous credit is a fixed window, refilled as deliveries
@@ -71,18 +77,34 @@ impl Links {
     }
 
     /// Routes a buffered anonymous delivery once its `to` is readable or
-    /// it is complete.
+    /// it is complete. Only a bounded prefix is ever parsed: properties
+    /// come before the body, so if `to` is not readable in the first
+    /// [`ROUTING_PREFIX`] bytes the delivery is routed when complete.
     pub(super) fn try_route_buffered(&mut self, engine: &mut Connection, t: &IncomingTransfer) {
+        /// How far into a buffered message `to` is looked for.
+        const ROUTING_PREFIX: usize = 64 * 1024;
         let key = (t.link, t.delivery);
-        let Some(Inbound::Buffering { buf, settled }) = self.inbound.get(&key) else {
+        let Some(Inbound::Buffering { buf, settled }) = self.inbound.get_mut(&key) else {
             return;
         };
         let settled = *settled || t.settled;
-        let prefix = Bytes::copy_from_slice(buf);
-        if !t.more || routing_fields(&prefix).complete {
-            self.inbound.remove(&key);
-            self.route_anonymous_with(engine, t, prefix, settled);
-        }
+        let fields = if !t.more {
+            None
+        } else if buf.len() - t.payload.len() < ROUTING_PREFIX {
+            // Still within the prefix: look again (a copy of at most it).
+            let n = buf.len().min(ROUTING_PREFIX);
+            let f = routing_fields(&Bytes::copy_from_slice(&buf[..n]));
+            if !f.complete {
+                return;
+            }
+            Some(f)
+        } else {
+            return;
+        };
+        let payload = std::mem::take(buf).freeze();
+        self.inbound.remove(&key);
+        let fields = fields.unwrap_or_else(|| routing_fields(&payload));
+        self.route_anonymous_with(engine, t, payload, settled, fields);
     }
 
     pub(super) fn route_anonymous_with(
@@ -91,31 +113,31 @@ impl Links {
         t: &IncomingTransfer,
         payload: Bytes,
         settled: bool,
+        fields: RoutingFields,
     ) {
-        let to = routing_fields(&payload).to;
-        let address = to.as_deref().and_then(|to| self.core.lookup(to));
+        let address = fields.to.as_deref().and_then(|to| self.core.lookup(to));
         match address {
-            Some(a) => self.route(engine, t, payload, settled, Some(a), false),
+            Some(a) => self.route(engine, t, payload, fields, settled, a),
             None => self.refuse_delivery(engine, t, settled, DeliveryState::Released, t.more),
         }
     }
 
     /// Routes the first frame (or all) of a delivery to `address`.
-    /// `credited`: the producer's credit comes from the address budget.
     pub(super) fn route(
         &mut self,
         engine: &mut Connection,
         t: &IncomingTransfer,
         payload: Bytes,
+        fields: RoutingFields,
         settled: bool,
-        address: Option<Arc<Address>>,
-        credited: bool,
+        address: Arc<Address>,
     ) {
         let more = t.more && !t.aborted;
-        let Some(address) = address else {
-            return self.refuse_delivery(engine, t, settled, DeliveryState::Released, more);
-        };
-        let fields = routing_fields(&payload);
+        // An anonymous sender's credit is its own window, not the address's.
+        let credited = self
+            .producers
+            .get(&t.link)
+            .is_some_and(|p| p.address.is_some());
         let expires = match expiry(self.now, fields.ttl, fields.absolute_expiry_time) {
             Expiry::Expired => {
                 self.core.stats.expired.fetch_add(1, Ordering::Relaxed);
