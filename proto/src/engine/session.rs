@@ -87,6 +87,15 @@ impl Session {
         }
     }
 
+    /// Empties the handle maps; returns the session's links, sorted.
+    fn take_links(&mut self) -> Vec<LinkId> {
+        let mut links: Vec<LinkId> = self.local_handles.drain().map(|(_, l)| l).collect();
+        links.extend(self.remote_handles.drain().map(|(_, l)| l));
+        links.sort();
+        links.dedup();
+        links
+    }
+
     /// A session-level flow describing our state.
     pub fn flow(&self) -> Flow {
         Flow {
@@ -203,22 +212,11 @@ impl Connection {
         }
         s.state = SessionState::EndSent;
         let channel = s.local_channel;
-        let mut links: Vec<LinkId> = s.local_handles.drain().map(|(_, l)| l).collect();
-        links.extend(s.remote_handles.drain().map(|(_, l)| l));
+        let links = s.take_links();
         s.outgoing_unsettled.clear();
         s.incoming_unsettled.clear();
         s.pending.clear();
-        links.sort();
-        links.dedup();
-        for link in links {
-            if self.links.remove(&link).is_some() {
-                self.events.push_back(Event::Detached {
-                    link,
-                    closed: false,
-                    error: None,
-                });
-            }
-        }
+        self.links_gone(links);
         let error = Error::new(condition, description.into());
         self.write_frame(channel, &Performative::End(End { error: Some(error) }), &[]);
     }
@@ -312,16 +310,22 @@ impl Connection {
                 format!("end on channel {channel}, which has no session"),
             );
         };
-        let s = self.sessions.remove(&id).expect("mapped session exists");
+        let mut s = self.sessions.remove(&id).expect("mapped session exists");
         if s.state != SessionState::EndSent {
             self.write_frame(s.local_channel, &Performative::End(End::default()), &[]);
         }
         self.local_channels.remove(&s.local_channel);
         self.remote_channels.remove(&channel);
-        let mut links: Vec<LinkId> = s.local_handles.values().copied().collect();
-        links.extend(s.remote_handles.values().copied());
-        links.sort();
-        links.dedup();
+        let links = s.take_links();
+        self.links_gone(links);
+        self.events.push_back(Event::SessionEnded {
+            session: id,
+            error: end.error,
+        });
+    }
+
+    /// Forgets links whose session ended, reporting each detached.
+    fn links_gone(&mut self, links: Vec<LinkId>) {
         for link in links {
             if self.links.remove(&link).is_some() {
                 self.events.push_back(Event::Detached {
@@ -331,10 +335,6 @@ impl Connection {
                 });
             }
         }
-        self.events.push_back(Event::SessionEnded {
-            session: id,
-            error: end.error,
-        });
     }
 
     /// Updates the session's view of the peer's window from a flow, then
