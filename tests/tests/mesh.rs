@@ -239,3 +239,122 @@ async fn idle_upstream_links_do_not_starve_other_producers() {
         "{credit_a} + {credit_c} credit for 10 granted"
     );
 }
+
+const MULTICAST: &str = "[[address]]\nprefix = \"multicast\"\ndistribution = \"multicast\"\n";
+
+/// Receives until `n` distinct messages arrived, accepting each, then
+/// half a second more for any extra copy; returns the number of
+/// deliveries (`n` unless some came twice).
+async fn receive_all(mut consumer: Client, rx: ferry_proto::engine::LinkId, n: usize) -> usize {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut deliveries = 0;
+    loop {
+        let wait = if seen.len() < n {
+            CONVERGE
+        } else {
+            Duration::from_millis(500)
+        };
+        let Ok(d) = tokio::time::timeout(wait, consumer.receive(rx)).await else {
+            assert_eq!(seen.len(), n, "a consumer is missing messages");
+            return deliveries;
+        };
+        let d = d.unwrap();
+        deliveries += 1;
+        seen.insert(d.payload.clone());
+        consumer.accept(&d).unwrap();
+        if consumer.credit(rx) < 25 {
+            consumer.flow(rx, 50).await.unwrap();
+        }
+    }
+}
+
+/// Sends `n` messages tagged `tag` and returns their outcomes.
+async fn send_all(
+    mut producer: Client,
+    tx: ferry_proto::engine::LinkId,
+    tag: &str,
+    n: usize,
+) -> Vec<Option<DeliveryState>> {
+    let mut outcomes = Vec::new();
+    for i in 0..n {
+        let body = msg(&format!("{tag} {i}"));
+        outcomes.push(producer.send(tx, body).await.unwrap());
+    }
+    outcomes
+}
+
+/// Multicast in a mesh with cycles: every consumer, on every router, gets
+/// exactly one copy of every message from producers on two routers, and
+/// each producer's message is accepted (every consumer accepted it).
+async fn multicast_reaches_every_consumer_once(routers: &[Router]) {
+    let per_router = 2;
+    let mut receivers = Vec::new();
+    for r in routers {
+        for _ in 0..per_router {
+            let mut c = r.client().await;
+            let rx = c.open_receiver("multicast.news", 50).await.unwrap();
+            receivers.push((c, rx));
+        }
+    }
+    let n = 150;
+    let mut senders = Vec::new();
+    for (tag, r) in ["first", "second"]
+        .into_iter()
+        .zip([&routers[0], &routers[routers.len() - 1]])
+    {
+        let mut p = r.client().await;
+        let tx = p.open_sender(Some("multicast.news")).await.unwrap();
+        // Credit comes once every consumer in the mesh granted some: the
+        // budget of a multicast address is its slowest consumer's.
+        if tokio::time::timeout(CONVERGE, p.wait_credit(tx))
+            .await
+            .is_err()
+        {
+            let logs: Vec<String> = routers.iter().map(|r| r.ferry.stderr()).collect();
+            panic!(
+                "no credit for the {tag} producer; router logs:\n{}",
+                logs.join("\n---\n")
+            );
+        }
+        senders.push((tag, p, tx));
+    }
+    let receiving: Vec<_> = receivers
+        .into_iter()
+        .map(|(c, rx)| tokio::spawn(receive_all(c, rx, 2 * n)))
+        .collect();
+    let sending: Vec<_> = senders
+        .into_iter()
+        .map(|(tag, p, tx)| tokio::spawn(send_all(p, tx, tag, n)))
+        .collect();
+    for s in sending {
+        let outcomes = tokio::time::timeout(CONVERGE, s).await.unwrap().unwrap();
+        for (i, o) in outcomes.iter().enumerate() {
+            assert_eq!(o.as_ref(), Some(&DeliveryState::Accepted), "message {i}");
+        }
+    }
+    for r in receiving {
+        let deliveries = tokio::time::timeout(CONVERGE, r).await.unwrap().unwrap();
+        assert_eq!(deliveries, 2 * n, "duplicates reached a consumer");
+    }
+}
+
+#[tokio::test]
+async fn multicast_in_a_triangle_gives_every_consumer_one_copy() {
+    let (a_port, b_port) = (free_port(), free_port());
+    let a = mesh_router("A", Some(a_port), &[], MULTICAST);
+    let b = mesh_router("B", Some(b_port), &[(a_port, 1)], MULTICAST);
+    let c = mesh_router("C", None, &[(a_port, 1), (b_port, 1)], MULTICAST);
+    multicast_reaches_every_consumer_once(&[a, b, c]).await;
+}
+
+/// A ring of four: from A, copies for C cross B (two equal paths; one
+/// tree), so a router forwards what it received from another.
+#[tokio::test]
+async fn multicast_in_a_ring_crosses_routers_without_duplicates() {
+    let ports: Vec<u16> = (0..4).map(|_| free_port()).collect();
+    let a = mesh_router("A", Some(ports[0]), &[], MULTICAST);
+    let b = mesh_router("B", Some(ports[1]), &[(ports[0], 1)], MULTICAST);
+    let c = mesh_router("C", Some(ports[2]), &[(ports[1], 1)], MULTICAST);
+    let d = mesh_router("D", None, &[(ports[2], 1), (ports[0], 1)], MULTICAST);
+    multicast_reaches_every_consumer_once(&[a, b, c, d]).await;
+}

@@ -16,6 +16,12 @@
 //! this router lies on P's shortest path to a router with consumers that N
 //! leads to (see [`serves`]): deliveries follow shortest paths and never
 //! loop, and a producer's budget counts only the consumers it may use.
+//!
+//! Multicast follows the valid-origin rule instead: a message that entered
+//! the mesh at router O goes along O's shortest-path tree only, and each
+//! tree has its own data links (a link's `tree` is its O). Credit on a
+//! tree's links depends only on links further down the same tree, so the
+//! credit of a mesh with cycles never waits on itself.
 
 use std::sync::Mutex;
 
@@ -41,6 +47,8 @@ struct Consumer {
     conn: ConnHandle,
     link: LinkId,
     to: Hop,
+    /// Multicast data link: the router whose tree it belongs to.
+    tree: Option<RouterId>,
     /// Deliveries the router may still route to it.
     credit: u32,
 }
@@ -50,6 +58,9 @@ struct Producer {
     conn: ConnHandle,
     link: LinkId,
     from: Hop,
+    /// Multicast data link: the router where its deliveries entered the
+    /// mesh (`None`: this one).
+    tree: Option<RouterId>,
     /// Credit the producer holds (mirrors its link's credit).
     granted: u32,
 }
@@ -69,6 +80,24 @@ pub fn serves(table: &RoutingTable, address: &str, from: &Hop, to: &Hop) -> bool
                 Hop::Neighbor(p) => table.is_next_hop_of(p, d),
             }
     })
+}
+
+/// Multicast: whether a delivery that entered the mesh at `origin` and
+/// came `from` may go to consumer `c`: every local consumer, and the data
+/// links of `origin`'s tree. A delivery is taken only from this router's
+/// parent in that tree (its next hop towards `origin`): anything else is a
+/// moment of disagreement between routing tables, and forwarding it could
+/// make duplicates.
+fn serves_tree(table: &RoutingTable, origin: &RouterId, from: &Hop, c: &Consumer) -> bool {
+    if let Hop::Neighbor(p) = from
+        && table.next_hop(origin) != Some(p)
+    {
+        return false;
+    }
+    match &c.to {
+        Hop::Local => true,
+        Hop::Neighbor(n) => c.tree.as_ref() == Some(origin) && from != &c.to && n != origin,
+    }
 }
 
 /// The path cost to the nearest consumer a link leads to (0 for local).
@@ -139,15 +168,23 @@ impl Address {
         !self.lock().consumers.is_empty()
     }
 
-    /// Adds a consumer with no credit yet. Returns whether it is the first
-    /// local consumer (the address now has consumers on this router).
-    pub fn add_consumer(&self, conn: ConnHandle, link: LinkId, to: Hop) -> bool {
+    /// Adds a consumer with no credit yet (`tree`: for a multicast data
+    /// link, the router whose tree it belongs to). Returns whether it is the
+    /// first local consumer (the address now has consumers on this router).
+    pub fn add_consumer(
+        &self,
+        conn: ConnHandle,
+        link: LinkId,
+        to: Hop,
+        tree: Option<RouterId>,
+    ) -> bool {
         let mut s = self.lock();
         let first_local = to == Hop::Local && !s.consumers.iter().any(|c| c.to == Hop::Local);
         s.consumers.push(Consumer {
             conn,
             link,
             to,
+            tree,
             credit: 0,
         });
         first_local
@@ -185,8 +222,9 @@ impl Address {
         }
     }
 
-    /// Adds a producer holding no credit.
-    pub fn add_producer(&self, conn: ConnHandle, link: LinkId, from: Hop) {
+    /// Adds a producer holding no credit (`tree`: for a multicast data link
+    /// from a neighbour, the router where its deliveries entered the mesh).
+    pub fn add_producer(&self, conn: ConnHandle, link: LinkId, from: Hop, tree: Option<RouterId>) {
         let mut s = self.lock();
         // The others' shares shrink: they are told to give some back.
         notify_producers(&s);
@@ -194,6 +232,7 @@ impl Address {
             conn,
             link,
             from,
+            tree,
             granted: 0,
         });
     }
@@ -233,28 +272,22 @@ impl Address {
         else {
             return 0;
         };
-        let from = s.producers[i].from.clone();
-        let usable = s
-            .consumers
-            .iter()
-            .filter(|c| serves(table, &self.name, &from, &c.to));
-        let budget = match self.distribution {
-            Distribution::Multicast => usable.map(|c| c.credit).min().unwrap_or(0),
-            _ => usable.fold(0u32, |acc, c| acc.saturating_add(c.credit)),
-        } as i64;
-        let sharing = s.producers.len() as i64;
-        let share = ((budget + sharing - 1) / sharing).min(window as i64);
-        let held: i64 = s.producers.iter().map(|p| p.granted as i64).sum();
-        let spare = budget - held;
+        let p = &s.producers[i];
+        let target = match self.distribution {
+            Distribution::Multicast => multicast_target(table, &s, p),
+            _ => {
+                let budget = s
+                    .consumers
+                    .iter()
+                    .filter(|c| serves(table, &self.name, &p.from, &c.to))
+                    .fold(0i64, |acc, c| acc + i64::from(c.credit));
+                let held: i64 = s.producers.iter().map(|q| i64::from(q.granted)).sum();
+                fair(budget, s.producers.len(), held - i64::from(p.granted))
+            }
+        };
         let p = &mut s.producers[i];
         let before = p.granted;
-        let target = if spare >= 0 {
-            share.min(p.granted as i64 + spare)
-        } else {
-            (p.granted as i64 + spare).max(0)
-        }
-        .min(share);
-        p.granted = target.max(0) as u32;
+        p.granted = target.clamp(0, i64::from(window)) as u32;
         let cut = p.granted < before;
         if cut {
             // Credit came free: the others may take their share of it.
@@ -292,6 +325,7 @@ impl Address {
         exclude: Option<(ConnId, LinkId)>,
     ) -> Targets {
         let mut s = self.lock();
+        let mut origin = table.me();
         if let Some((conn, link)) = producer
             && let Some(p) = s
                 .producers
@@ -299,7 +333,11 @@ impl Address {
                 .find(|p| p.conn.id == conn && p.link == link)
         {
             p.granted = p.granted.saturating_sub(1);
+            if let Some(tree) = &p.tree {
+                origin = tree;
+            }
         }
+        let origin = origin.clone();
         let name = &self.name;
         let usable = |c: &Consumer| {
             c.credit > 0 && exclude != Some((c.conn.id, c.link)) && serves(table, name, from, &c.to)
@@ -309,7 +347,11 @@ impl Address {
             Distribution::Multicast => s
                 .consumers
                 .iter_mut()
-                .filter(|c| usable(c))
+                .filter(|c| {
+                    c.credit > 0
+                        && exclude != Some((c.conn.id, c.link))
+                        && serves_tree(table, &origin, from, c)
+                })
                 .map(|c| {
                     c.credit -= 1;
                     (c.conn.clone(), c.link, c.to != Hop::Local)
@@ -376,6 +418,38 @@ impl Address {
     }
 }
 
+/// A producer's fair part of `credit` shared by `sharing` producers, of
+/// which the others hold `held_by_others`: its share (rounded up), and
+/// never more than what the others leave.
+fn fair(credit: i64, sharing: usize, held_by_others: i64) -> i64 {
+    let sharing = sharing.max(1) as i64;
+    ((credit + sharing - 1) / sharing).min(credit - held_by_others)
+}
+
+/// Multicast credit for producer `p`: every consumer its deliveries reach
+/// must take each one, so it gets the smallest of its fair parts of those
+/// consumers' credit. A local consumer is shared by every producer; a tree's
+/// data link only by the producers of that tree.
+fn multicast_target(table: &RoutingTable, s: &State, p: &Producer) -> i64 {
+    let me = table.me();
+    let origin = p.tree.as_ref().unwrap_or(me);
+    s.consumers
+        .iter()
+        .filter(|c| serves_tree(table, origin, &p.from, c))
+        .map(|c| {
+            let (sharing, held) = s
+                .producers
+                .iter()
+                .filter(|q| {
+                    c.to == Hop::Local || c.tree.as_ref() == Some(q.tree.as_ref().unwrap_or(me))
+                })
+                .fold((0, 0), |(n, h), q| (n + 1, h + i64::from(q.granted)));
+            fair(i64::from(c.credit), sharing, held - i64::from(p.granted))
+        })
+        .min()
+        .unwrap_or(0)
+}
+
 fn notify_producers(s: &State) {
     for p in &s.producers {
         p.conn.post(ToConn::Recredit { link: p.link });
@@ -405,9 +479,9 @@ mod tests {
         let a = Address::new("q".into(), Distribution::Balanced);
         let (c, _crx) = conn(1);
         let (p, _prx) = conn(2);
-        a.add_consumer(c, link(1), Hop::Local);
-        a.add_producer(p.clone(), link(2), Hop::Local);
-        a.add_producer(p, link(3), Hop::Local);
+        a.add_consumer(c, link(1), Hop::Local, None);
+        a.add_producer(p.clone(), link(2), Hop::Local, None);
+        a.add_producer(p, link(3), Hop::Local, None);
         assert_eq!(
             a.grant(&table(), ConnId(2), link(2), 10),
             0,
@@ -424,14 +498,14 @@ mod tests {
         let a = Address::new("q".into(), Distribution::Balanced);
         let (c, _crx) = conn(1);
         let (p, mut prx) = conn(2);
-        a.add_consumer(c, link(1), Hop::Local);
+        a.add_consumer(c, link(1), Hop::Local, None);
         a.adjust_consumer_credit(ConnId(1), link(1), 10);
-        a.add_producer(p.clone(), link(2), Hop::Local);
+        a.add_producer(p.clone(), link(2), Hop::Local, None);
         assert_eq!(a.grant(&table(), ConnId(2), link(2), 250), 10);
         while prx.try_recv().is_ok() {}
         // A second producer arrives: the first is told to recompute, gives
         // back half, and the second is told there is credit again.
-        a.add_producer(p, link(3), Hop::Local);
+        a.add_producer(p, link(3), Hop::Local, None);
         assert!(matches!(prx.try_recv(), Ok(ToConn::Recredit { link: l }) if l == link(2)));
         assert_eq!(a.grant(&table(), ConnId(2), link(3), 250), 0);
         assert_eq!(a.grant(&table(), ConnId(2), link(2), 250), 5);
@@ -444,8 +518,8 @@ mod tests {
         let a = Address::new("q".into(), Distribution::Balanced);
         let (c, _crx) = conn(1);
         let (p, mut prx) = conn(2);
-        a.add_consumer(c, link(1), Hop::Local);
-        a.add_producer(p, link(2), Hop::Local);
+        a.add_consumer(c, link(1), Hop::Local, None);
+        a.add_producer(p, link(2), Hop::Local, None);
         a.adjust_consumer_credit(ConnId(1), link(1), 5);
         assert_eq!(a.grant(&table(), ConnId(2), link(2), 10), 5);
         a.remove_consumer(ConnId(1), link(1));
@@ -461,8 +535,8 @@ mod tests {
         ] {
             let a = Address::new("q".into(), dist);
             let (c, _rx) = conn(1);
-            a.add_consumer(c.clone(), link(1), Hop::Local);
-            a.add_consumer(c, link(2), Hop::Local);
+            a.add_consumer(c.clone(), link(1), Hop::Local, None);
+            a.add_consumer(c, link(2), Hop::Local, None);
             a.adjust_consumer_credit(ConnId(1), link(1), 10);
             a.adjust_consumer_credit(ConnId(1), link(2), 10);
             let picks: Vec<LinkId> = (0..10)
@@ -482,9 +556,9 @@ mod tests {
         let a = Address::new("m".into(), Distribution::Multicast);
         let (c, _rx) = conn(1);
         let (p, _prx) = conn(2);
-        a.add_consumer(c.clone(), link(1), Hop::Local);
-        a.add_consumer(c, link(2), Hop::Local);
-        a.add_producer(p, link(3), Hop::Local);
+        a.add_consumer(c.clone(), link(1), Hop::Local, None);
+        a.add_consumer(c, link(2), Hop::Local, None);
+        a.add_producer(p, link(3), Hop::Local, None);
         a.adjust_consumer_credit(ConnId(1), link(1), 10);
         a.adjust_consumer_credit(ConnId(1), link(2), 3);
         assert_eq!(a.grant(&table(), ConnId(2), link(3), 100), 3);

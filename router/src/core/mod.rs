@@ -150,12 +150,9 @@ impl Core {
     }
 
     /// The address gained its first (`true`) or lost its last local
-    /// consumer: the mesh advertises it (multicast addresses stay local for
-    /// now).
+    /// consumer: the mesh advertises it.
     pub fn local_consumers(&self, address: &Address, present: bool) {
-        if address.distribution() != Distribution::Multicast {
-            self.mesh.local_address(address.name(), present);
-        }
+        self.mesh.local_address(address.name(), present);
     }
 
     /// The routing table changed: every producer's credit is recomputed,

@@ -315,6 +315,38 @@ impl RoutingTable {
             .collect()
     }
 
+    /// The children of this router in `origin`'s shortest-path tree whose
+    /// subtree holds a router with consumers for `address`: where a
+    /// multicast message that entered the mesh at `origin` goes on from
+    /// here, sorted by id. Empty if `origin` is unreachable.
+    pub fn multicast_next(&self, origin: &RouterId, address: &str) -> Vec<RouterId> {
+        let Some(&o) = self.index.get(origin) else {
+            return Vec::new();
+        };
+        let me = self.index[&self.me];
+        let tree = self.tree(o);
+        let mut next: Vec<u32> = Vec::new();
+        for d in self.routers_for(address) {
+            // Walk up from the consumer's router towards the origin; if the
+            // walk passes through this router, the node below it is a child
+            // leading to that consumer.
+            let mut v = self.index[d];
+            while v != o && v != NONE {
+                let parent = tree[v as usize];
+                if parent == me {
+                    next.push(v);
+                    break;
+                }
+                v = parent;
+            }
+        }
+        next.sort_unstable();
+        next.dedup();
+        next.into_iter()
+            .map(|w| self.routers[w as usize].clone())
+            .collect()
+    }
+
     /// The shortest-path tree rooted at `routers[root]`: each router's
     /// parent (its next hop towards the root).
     fn tree(&self, root: u32) -> &[u32] {

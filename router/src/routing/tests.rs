@@ -585,3 +585,42 @@ fn poll_timeout_and_a_lone_router() {
     net.router(&a).neighbor_connected(a.clone(), 1, now);
     assert_eq!(net.router(&a).poll_transmit(), None);
 }
+
+#[test]
+fn multicast_next_reaches_each_consumer_router_once_along_the_origin_tree() {
+    let (names, edges) = ring5();
+    let mut net = Net::with_topology(&names, &edges);
+    let consumers = ids(&["C", "E"]);
+    for r in &consumers {
+        net.add_address(r, "m");
+    }
+    net.pump();
+    for origin in &names {
+        let mut reached: BTreeMap<RouterId, usize> = BTreeMap::new();
+        let mut queue = VecDeque::from([origin.clone()]);
+        while let Some(r) = queue.pop_front() {
+            let next = net.table(&r).multicast_next(origin, "m");
+            if next.is_empty() {
+                assert!(
+                    consumers.contains(&r) || r == *origin,
+                    "{r} is a dead branch of {origin}'s tree"
+                );
+            }
+            for child in next {
+                assert_eq!(net.table(&child).next_hop(origin), Some(&r), "valid origin");
+                *reached.entry(child.clone()).or_default() += 1;
+                queue.push_back(child);
+            }
+        }
+        for c in consumers.iter().filter(|c| *c != origin) {
+            assert_eq!(reached.get(c), Some(&1), "{c} from {origin}: {reached:?}");
+        }
+        assert!(reached.values().all(|n| *n == 1), "{reached:?}");
+    }
+    // No consumers: nowhere to go.
+    assert!(
+        net.table(&id("A"))
+            .multicast_next(&id("A"), "none")
+            .is_empty()
+    );
+}

@@ -55,6 +55,12 @@ impl Links {
             ));
         }
         let address = target.address.as_deref().map(|a| self.core.address(a));
+        // A neighbour's multicast data link names its tree; one that does
+        // not is taken to carry the neighbour's own producers' messages.
+        let tree = self
+            .mesh
+            .peer()
+            .map(|peer| mesh::tree_of(attach).unwrap_or_else(|| peer.clone()));
         let spec = LinkSpec {
             name: attach.name.to_string(),
             role: Role::Receiver,
@@ -69,7 +75,7 @@ impl Links {
             .accept_attach(link, spec)
             .map_err(|e| refusal(condition::INTERNAL_ERROR, &e.to_string()))?;
         match &address {
-            Some(a) => a.add_producer(self.me.clone(), link, self.hop()),
+            Some(a) => a.add_producer(self.me.clone(), link, self.hop(), tree),
             // Anonymous senders get a fixed window: their messages' addresses
             // are unknown until they arrive (unroutable ones are released).
             None => {
@@ -128,7 +134,7 @@ impl Links {
             .accept_attach(link, spec)
             .map_err(|e| refusal(condition::INTERNAL_ERROR, &e.to_string()))?;
         let address = self.core.address(&name);
-        if address.add_consumer(self.me.clone(), link, Hop::Local) {
+        if address.add_consumer(self.me.clone(), link, Hop::Local, None) {
             self.core.local_consumers(&address, true);
         }
         tracing::debug!(name = %attach.name, address = %name, "consumer attached");

@@ -7,11 +7,12 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use ferry_proto::codec::Fields;
+use ferry_proto::codec::{Fields, Value};
 use ferry_proto::definitions::{SenderSettleMode, Source, Target};
 use ferry_proto::engine::SessionId;
 
 use super::*;
+use crate::config::Distribution;
 use crate::mesh::identity;
 use crate::routing::{ControlMessage, RouterId};
 
@@ -23,6 +24,20 @@ const CONTROL_CREDIT: u32 = 1024;
 
 /// Control messages kept while the control link has no credit.
 const CONTROL_BACKLOG: usize = 4096;
+
+/// Link property naming the tree of a multicast data link: the router
+/// where its deliveries entered the mesh.
+const TREE: &str = "ferry:tree";
+
+/// Which data link: its address and, for multicast, its tree.
+type DataKey = (String, Option<RouterId>);
+
+/// The tree of the peer's multicast data link being attached, if it names
+/// one.
+pub(super) fn tree_of(attach: &Attach) -> Option<RouterId> {
+    let tree = attach.properties.as_ref()?.get(TREE)?.as_text()?;
+    Some(RouterId::from(tree))
+}
 
 /// What a connection is expected to be, from where it came.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,8 +59,8 @@ pub(crate) struct MeshState {
     control_out: Option<LinkId>,
     control_in: Option<LinkId>,
     backlog: VecDeque<ControlMessage>,
-    /// Our data links to the peer, by address.
-    data: HashMap<String, LinkId>,
+    /// Our data links to the peer, by address and, for multicast, tree.
+    data: HashMap<DataKey, LinkId>,
 }
 
 impl MeshState {
@@ -204,62 +219,82 @@ impl Links {
         }
     }
 
-    /// Makes our data links to the peer match the routing table: one per
-    /// address with consumers on a router the peer is our next hop to.
+    /// Makes our data links to the peer match the routing table: for
+    /// anycast, one per address with consumers on a router the peer is our
+    /// next hop to; for multicast, one per address and tree (origin router)
+    /// in which the peer is our child leading to consumers.
     pub(super) fn sync_data_links(&mut self, engine: &mut Connection) {
         let (Some(peer), Some(session)) = (self.mesh.peer.clone(), self.mesh.session) else {
             return;
         };
         let table = self.core.mesh().table();
-        let wanted: std::collections::BTreeSet<String> = table
-            .addresses()
-            .filter(|(address, routers)| {
-                self.core.distribution(address) != crate::config::Distribution::Multicast
-                    && routers.iter().any(|d| table.next_hop(d) == Some(&peer))
-            })
-            .map(|(address, _)| address.to_string())
-            .collect();
-        let mut gone: Vec<(String, LinkId)> = self
+        let mut wanted: std::collections::BTreeSet<DataKey> = Default::default();
+        for (address, routers) in table.addresses() {
+            if self.core.distribution(address) == Distribution::Multicast {
+                for origin in table.routers() {
+                    if table.multicast_next(origin, address).contains(&peer) {
+                        wanted.insert((address.to_string(), Some(origin.clone())));
+                    }
+                }
+            } else if routers.iter().any(|d| table.next_hop(d) == Some(&peer)) {
+                wanted.insert((address.to_string(), None));
+            }
+        }
+        let mut gone: Vec<(DataKey, LinkId)> = self
             .mesh
             .data
             .iter()
-            .filter(|(a, _)| !wanted.contains(*a))
-            .map(|(a, l)| (a.clone(), *l))
+            .filter(|(k, _)| !wanted.contains(*k))
+            .map(|(k, l)| (k.clone(), *l))
             .collect();
         gone.sort();
-        for (address, link) in gone {
-            self.mesh.data.remove(&address);
+        for (key, link) in gone {
+            self.mesh.data.remove(&key);
             let _ = engine.detach(link, true, None);
             self.detached(link);
         }
-        for address in wanted {
-            if self.mesh.data.contains_key(&address) {
+        for key in wanted {
+            if self.mesh.data.contains_key(&key) {
                 continue;
             }
+            let (address, tree) = &key;
+            let me = self.core.mesh().id();
+            let (name, properties) = match tree {
+                None => (format!("ferry:data:{me}:{address}"), None),
+                Some(origin) => (
+                    format!("ferry:tree:{origin}:{me}:{address}"),
+                    Some(Fields(vec![(
+                        Symbol::from_static(TREE),
+                        Value::String(origin.as_str().into()),
+                    )])),
+                ),
+            };
             let spec = LinkSpec {
-                name: format!("ferry:data:{}:{address}", self.core.mesh().id()),
+                name,
                 role: Role::Sender,
                 source: Some(Source::new(address.as_str())),
                 target: Some(TargetTerminus::Target(Target::new(address.as_str()))),
                 snd_settle_mode: SenderSettleMode::Mixed,
+                properties,
                 ..LinkSpec::default()
             };
             let Ok(link) = engine.attach(session, spec) else {
                 continue;
             };
-            let a = self.core.address(&address);
-            a.add_consumer(self.me.clone(), link, Hop::Neighbor(peer.clone()));
+            let a = self.core.address(address);
+            let to = Hop::Neighbor(peer.clone());
+            a.add_consumer(self.me.clone(), link, to.clone(), tree.clone());
             self.consumers.insert(
                 link,
                 Consumer {
                     address: a,
-                    to: Hop::Neighbor(peer.clone()),
+                    to,
                     reported: 0,
                     outstanding: HashMap::new(),
                     streams: HashMap::new(),
                 },
             );
-            self.mesh.data.insert(address, link);
+            self.mesh.data.insert(key, link);
         }
     }
 
