@@ -358,3 +358,33 @@ async fn multicast_in_a_ring_crosses_routers_without_duplicates() {
     let d = mesh_router("D", None, &[(ports[2], 1), (ports[0], 1)], MULTICAST);
     multicast_reaches_every_consumer_once(&[a, b, c, d]).await;
 }
+
+/// A message streamed over many frames crosses two hops carrying the
+/// mesh's trace in its first frame, and reaches the consumer byte for byte
+/// as it was sent (the trace removed).
+#[tokio::test]
+async fn a_large_message_crosses_two_hops_byte_for_byte() {
+    let (a, _b, c) = line();
+    let mut consumer = c.client().await;
+    let rx = consumer.open_receiver("large", 10).await.unwrap();
+    let mut producer = a.client().await;
+    let tx = producer.open_sender(Some("large")).await.unwrap();
+    wait_credit(&mut producer, tx).await;
+    let body: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
+    let sent = Message::new(Body::data(body))
+        .with_message_annotation("x-opt-app", ferry_proto::codec::Value::Uint(7))
+        .encode();
+    let outcome = tokio::spawn({
+        let sent = sent.clone();
+        async move { producer.send(tx, sent).await.unwrap() }
+    });
+    let d = tokio::time::timeout(CONVERGE, consumer.receive(rx))
+        .await
+        .expect("delivery")
+        .unwrap();
+    assert!(d.payload == sent, "the message changed on its way");
+    consumer.accept(&d).unwrap();
+    consumer.flush().await.unwrap();
+    let outcome = tokio::time::timeout(CONVERGE, outcome).await.unwrap().unwrap();
+    assert_eq!(outcome, Some(DeliveryState::Accepted));
+}

@@ -151,10 +151,7 @@ impl Links {
             Expiry::Never => None,
         };
         let me = self.core.mesh().id().clone();
-        if self.mesh.peer().is_some()
-            && !more
-            && trace::visited(&payload).iter().any(|r| r == me.as_str())
-        {
+        if self.mesh.peer().is_some() && trace::visited(&payload).iter().any(|r| r == me.as_str()) {
             // Back where it has been: routing tables disagree for a moment.
             tracing::debug!(address = address.name(), "loop detected; released");
             if credited {
@@ -190,16 +187,14 @@ impl Links {
             });
             let mut shaped = Shaped::default();
             for (conn, link, to_router) in &targets {
-                let payload = if more {
-                    payload.clone()
-                } else {
-                    shaped.get(
-                        &payload,
-                        *to_router,
-                        self.mesh.peer().is_some(),
-                        me.as_str(),
-                    )
-                };
+                // The first frame of a streamed message is shaped too: the
+                // message annotations come first (see `trace`).
+                let payload = shaped.get(
+                    &payload,
+                    *to_router,
+                    self.mesh.peer().is_some(),
+                    me.as_str(),
+                );
                 conn.post(ToConn::Deliver {
                     link: *link,
                     delivery: Forwarded {
