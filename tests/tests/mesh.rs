@@ -385,6 +385,87 @@ async fn a_large_message_crosses_two_hops_byte_for_byte() {
     assert!(d.payload == sent, "the message changed on its way");
     consumer.accept(&d).unwrap();
     consumer.flush().await.unwrap();
-    let outcome = tokio::time::timeout(CONVERGE, outcome).await.unwrap().unwrap();
+    let outcome = tokio::time::timeout(CONVERGE, outcome)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(outcome, Some(DeliveryState::Accepted));
+}
+
+/// The README's mesh of three routers on one machine (`deploy/local/`),
+/// its ports moved to free ones: a message sent on A reaches a consumer on
+/// C, and a multicast message every router's consumer.
+#[tokio::test]
+async fn the_readme_mesh_of_three_routes_anycast_and_multicast() {
+    use ferry_proto::client::ClientOptions;
+    use ferry_tests::{Ferry, WAIT};
+    let (a_inter, b_inter) = (free_port(), free_port());
+    let (a_inter, b_inter) = (a_inter.to_string(), b_inter.to_string());
+    let start = |name: &str, env: &[(&str, &str)]| {
+        let config = format!("{}/../deploy/local/{name}.toml", env!("CARGO_MANIFEST_DIR"));
+        let mut env = env.to_vec();
+        env.push(("FERRY_LISTENER__0__PORT", "0"));
+        let mut ferry = Ferry::spawn(["run", "--config", config.as_str()], &env);
+        let listeners = if name == "C" { 1 } else { 2 };
+        let client = ferry
+            .wait_listening(listeners, WAIT)
+            .into_iter()
+            .find(|a| a.port().to_string() != a_inter && a.port().to_string() != b_inter)
+            .expect("a client listener");
+        (ferry, client)
+    };
+    let a = start("A", &[("FERRY_LISTENER__1__PORT", &a_inter)]);
+    let b = start(
+        "B",
+        &[
+            ("FERRY_LISTENER__1__PORT", &b_inter),
+            ("FERRY_CONNECTOR__0__PORT", &a_inter),
+        ],
+    );
+    let c = start(
+        "C",
+        &[
+            ("FERRY_CONNECTOR__0__PORT", &a_inter),
+            ("FERRY_CONNECTOR__1__PORT", &b_inter),
+        ],
+    );
+    let client = |addr| async move {
+        Client::connect(addr, ClientOptions::default())
+            .await
+            .expect("connect")
+    };
+    // Anycast, A → C.
+    let mut consumer = client(c.1).await;
+    let rx = consumer.open_receiver("greetings", 10).await.unwrap();
+    let mut producer = client(a.1).await;
+    let tx = producer.open_sender(Some("greetings")).await.unwrap();
+    wait_credit(&mut producer, tx).await;
+    let sent = tokio::spawn(async move { producer.send(tx, msg("hello via the mesh")).await });
+    let d = tokio::time::timeout(CONVERGE, consumer.receive(rx))
+        .await
+        .expect("delivery")
+        .unwrap();
+    assert_eq!(d.payload, msg("hello via the mesh"));
+    consumer.accept(&d).unwrap();
+    consumer.flush().await.unwrap();
+    let outcome = tokio::time::timeout(CONVERGE, sent).await.unwrap().unwrap();
+    assert_eq!(outcome.unwrap(), Some(DeliveryState::Accepted));
+    // Multicast from B to a consumer on each router.
+    let mut receivers = Vec::new();
+    for addr in [a.1, b.1, c.1] {
+        let mut c = client(addr).await;
+        let rx = c.open_receiver("multicast.news", 10).await.unwrap();
+        receivers.push(tokio::spawn(receive_all(c, rx, 5)));
+    }
+    let mut producer = client(b.1).await;
+    let tx = producer.open_sender(Some("multicast.news")).await.unwrap();
+    wait_credit(&mut producer, tx).await;
+    let outcomes = send_all(producer, tx, "news", 5).await;
+    assert!(
+        outcomes.iter().all(|o| o == &Some(DeliveryState::Accepted)),
+        "{outcomes:?}"
+    );
+    for r in receivers {
+        assert_eq!(tokio::time::timeout(CONVERGE, r).await.unwrap().unwrap(), 5);
+    }
 }
