@@ -405,3 +405,43 @@ async fn an_anonymous_sender_s_large_message_is_routed_by_its_to() {
         Some(DeliveryState::Accepted)
     );
 }
+
+/// Fewer credits than producers: producers that took their share and went
+/// quiet must not keep a producer with messages to send at zero. Their
+/// credit is a lease, taken back once idle.
+#[tokio::test]
+async fn idle_producers_give_their_credit_to_one_with_messages() {
+    let r = Router::start("");
+    let mut consumer = r.client().await;
+    let rx = consumer.open_receiver("scarce", 2).await.unwrap();
+    let mut idle = Vec::new();
+    for _ in 0..2 {
+        let mut p = r.client().await;
+        let tx = p.open_sender(Some("scarce")).await.unwrap();
+        within("an idle producer's credit", p.wait_credit(tx))
+            .await
+            .unwrap();
+        idle.push(p);
+    }
+    let mut busy = r.client().await;
+    let tx = busy.open_sender(Some("scarce")).await.unwrap();
+    let n = 20;
+    let send = tokio::spawn(async move {
+        for i in 0..n {
+            let outcome = busy
+                .send(tx, msg(format!("m{i}").as_bytes()))
+                .await
+                .unwrap();
+            assert_eq!(outcome, Some(DeliveryState::Accepted));
+        }
+    });
+    for _ in 0..n {
+        let d = within("a delivery from the busy producer", consumer.receive(rx))
+            .await
+            .unwrap();
+        consumer.accept(&d).unwrap();
+        consumer.flow(rx, 1).await.unwrap();
+    }
+    within("the busy producer's outcomes", send).await.unwrap();
+    drop(idle);
+}

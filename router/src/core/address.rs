@@ -24,6 +24,7 @@
 //! credit of a mesh with cycles never waits on itself.
 
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use ferry_proto::engine::LinkId;
 
@@ -63,6 +64,20 @@ struct Producer {
     tree: Option<RouterId>,
     /// Credit the producer holds (mirrors its link's credit).
     granted: u32,
+    /// What it was granted last: if `granted` is lower, it used some.
+    leased: u32,
+    /// When it last used credit or got credit from none.
+    active: Instant,
+    /// Until when it is taken to have nothing to send: set when its idle
+    /// credit is taken back, cleared when it uses credit. Meanwhile it
+    /// takes back nobody's credit (else idle producers would take it from
+    /// each other, round and round), and spare credit goes first to
+    /// producers short of their share.
+    quiet_until: Instant,
+    /// Short of its share at its last grant, and not quiet.
+    short: bool,
+    /// Its credit is to be taken back at its next grant (idle lease).
+    reclaim: bool,
 }
 
 /// Whether a delivery of `address` that came `from` may go on `to`.
@@ -224,7 +239,14 @@ impl Address {
 
     /// Adds a producer holding no credit (`tree`: for a multicast data link
     /// from a neighbour, the router where its deliveries entered the mesh).
-    pub fn add_producer(&self, conn: ConnHandle, link: LinkId, from: Hop, tree: Option<RouterId>) {
+    pub fn add_producer(
+        &self,
+        conn: ConnHandle,
+        link: LinkId,
+        from: Hop,
+        tree: Option<RouterId>,
+        now: Instant,
+    ) {
         let mut s = self.lock();
         // The others' shares shrink: they are told to give some back.
         notify_producers(&s);
@@ -234,6 +256,11 @@ impl Address {
             from,
             tree,
             granted: 0,
+            leased: 0,
+            active: now,
+            quiet_until: now,
+            short: false,
+            reclaim: false,
         });
     }
 
@@ -256,25 +283,39 @@ impl Address {
         }
     }
 
-    /// The credit a producer link should now hold. The budget (the credit
-    /// of the consumers this producer may use) is shared fairly: no
-    /// producer holds more than its share (the budget divided among the
-    /// producers, rounded up) or `window`, and all together never more
-    /// than the budget. A producer above its share is cut back, and the
-    /// others are told, so an idle producer (an upstream router's link
-    /// with nothing to send, say) cannot sit on credit a busy one needs.
-    pub fn grant(&self, table: &RoutingTable, conn: ConnId, link: LinkId, window: u32) -> u32 {
+    /// The credit a producer link should now hold, and when to ask again
+    /// if it is short of its share. The budget (the credit of the consumers
+    /// this producer may use) is shared fairly: no producer holds more than
+    /// its share (the budget divided among the producers, rounded up) or
+    /// `window`, and all together never more than the budget. A producer
+    /// above its share is cut back, and the producers short of theirs are
+    /// told.
+    ///
+    /// Credit is a lease: a producer short of its share takes back the
+    /// credit of producers that have held some for [`IDLE_LEASE`] without
+    /// using any (an idle client, a neighbour's data link with nothing to
+    /// send). When the budget is smaller than the number of producers,
+    /// idle credit so moves round until the producers with messages to send
+    /// have it — rather than staying, for good, with whoever took it first.
+    pub fn grant(
+        &self,
+        table: &RoutingTable,
+        conn: ConnId,
+        link: LinkId,
+        window: u32,
+        now: Instant,
+    ) -> Grant {
         let mut s = self.lock();
         let Some(i) = s
             .producers
             .iter()
             .position(|p| p.conn.id == conn && p.link == link)
         else {
-            return 0;
+            return Grant::default();
         };
         let p = &s.producers[i];
-        let target = match self.distribution {
-            Distribution::Multicast => multicast_target(table, &s, p),
+        let part = match self.distribution {
+            Distribution::Multicast => multicast_part(table, &s, p),
             _ => {
                 let budget = s
                     .consumers
@@ -282,24 +323,54 @@ impl Address {
                     .filter(|c| serves(table, &self.name, &p.from, &c.to))
                     .fold(0i64, |acc, c| acc + i64::from(c.credit));
                 let held: i64 = s.producers.iter().map(|q| i64::from(q.granted)).sum();
-                fair(budget, s.producers.len(), held - i64::from(p.granted))
+                Part::of(budget, s.producers.len(), held - i64::from(p.granted))
             }
         };
+        let window = i64::from(window);
+        let others_short = s
+            .producers
+            .iter()
+            .enumerate()
+            .any(|(j, q)| j != i && q.short);
         let p = &mut s.producers[i];
         let before = p.granted;
-        p.granted = target.clamp(0, i64::from(window)) as u32;
-        let cut = p.granted < before;
-        if cut {
-            // Credit came free: the others may take their share of it.
-            for other in s
-                .producers
-                .iter()
-                .filter(|o| !(o.conn.id == conn && o.link == link))
-            {
-                other.conn.post(ToConn::Recredit { link: other.link });
-            }
+        let used = before < p.leased;
+        if used {
+            // It used some since the last grant: not idle after all.
+            p.active = now;
+            p.quiet_until = now;
         }
-        s.producers[i].granted
+        let mut credit = part.share.min(part.left).clamp(0, window);
+        if std::mem::take(&mut p.reclaim) && !used {
+            credit = 0;
+            p.quiet_until = now + IDLE_LEASE;
+        } else if now < p.quiet_until && others_short {
+            // Just found idle: producers that may have messages go first.
+            credit = credit.min(i64::from(before));
+        }
+        if before == 0 && credit > 0 {
+            p.active = now; // a new lease
+        }
+        p.granted = credit as u32;
+        p.leased = p.granted;
+        let wanted = part.share.min(window) - credit;
+        p.short = wanted > 0 && now >= p.quiet_until;
+        let recheck = if p.short {
+            reclaim_idle(&mut s.producers, i, wanted, now)
+        } else if wanted > 0 {
+            // Quiet for now; it may have messages again later.
+            Some(p.quiet_until)
+        } else {
+            None
+        };
+        if s.producers[i].granted < before {
+            // Credit came free: the producers short of theirs may take it.
+            notify_short(&s, i);
+        }
+        Grant {
+            credit: s.producers[i].granted,
+            recheck,
+        }
     }
 
     /// Routes one delivery that came `from`, on producer link `producer`
@@ -344,19 +415,26 @@ impl Address {
         };
         let n = s.consumers.len();
         match self.distribution {
-            Distribution::Multicast => s
-                .consumers
-                .iter_mut()
-                .filter(|c| {
-                    c.credit > 0
-                        && exclude != Some((c.conn.id, c.link))
-                        && serves_tree(table, &origin, from, c)
-                })
-                .map(|c| {
-                    c.credit -= 1;
-                    (c.conn.clone(), c.link, c.to != Hop::Local)
-                })
-                .collect(),
+            Distribution::Multicast => {
+                // Every consumer the delivery should reach takes a copy, or
+                // none does: a consumer left out would silently miss it,
+                // while a release tells the producer.
+                let reached: Vec<&mut Consumer> = s
+                    .consumers
+                    .iter_mut()
+                    .filter(|c| serves_tree(table, &origin, from, c))
+                    .collect();
+                if reached.iter().any(|c| c.credit == 0) {
+                    return Vec::new();
+                }
+                reached
+                    .into_iter()
+                    .map(|c| {
+                        c.credit -= 1;
+                        (c.conn.clone(), c.link, c.to != Hop::Local)
+                    })
+                    .collect()
+            }
             Distribution::Closest => {
                 // Local consumers first, then the nearest router; among
                 // equals, the first attached.
@@ -418,36 +496,115 @@ impl Address {
     }
 }
 
-/// A producer's fair part of `credit` shared by `sharing` producers, of
-/// which the others hold `held_by_others`: its share (rounded up), and
-/// never more than what the others leave.
-fn fair(credit: i64, sharing: usize, held_by_others: i64) -> i64 {
-    let sharing = sharing.max(1) as i64;
-    ((credit + sharing - 1) / sharing).min(credit - held_by_others)
+/// How long a producer may hold credit without using any while another
+/// producer of the address is short of its share; then the credit is taken
+/// back (a receiver may lower link credit at any time, AMQP 1.0 §2.6.7;
+/// what the producer sent meanwhile is released if no consumer can take
+/// it).
+pub const IDLE_LEASE: Duration = Duration::from_millis(250);
+
+/// What [`Address::grant`] decided.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Grant {
+    /// The credit the producer link should hold.
+    pub credit: u32,
+    /// When to grant again: the producer is short of its share and some
+    /// other producer's lease runs out then.
+    pub recheck: Option<Instant>,
+}
+
+/// A producer's fair part of some credit.
+#[derive(Debug, Clone, Copy)]
+struct Part {
+    /// Its share: the credit divided among the producers, rounded up.
+    share: i64,
+    /// What the other producers leave of it.
+    left: i64,
+}
+
+impl Part {
+    /// The part of `credit`, shared by `sharing` producers, of which the
+    /// others hold `held_by_others`.
+    fn of(credit: i64, sharing: usize, held_by_others: i64) -> Self {
+        let sharing = sharing.max(1) as i64;
+        Part {
+            share: (credit + sharing - 1) / sharing,
+            left: credit - held_by_others,
+        }
+    }
 }
 
 /// Multicast credit for producer `p`: every consumer its deliveries reach
-/// must take each one, so it gets the smallest of its fair parts of those
-/// consumers' credit. A local consumer is shared by every producer; a tree's
-/// data link only by the producers of that tree.
-fn multicast_target(table: &RoutingTable, s: &State, p: &Producer) -> i64 {
+/// must take each one, so its part is the smallest of its parts of those
+/// consumers' credit. A local consumer is shared by every producer; a
+/// tree's data link only by the producers of that tree.
+fn multicast_part(table: &RoutingTable, s: &State, p: &Producer) -> Part {
     let me = table.me();
     let origin = p.tree.as_ref().unwrap_or(me);
-    s.consumers
+    let mut part = Part { share: 0, left: 0 };
+    for (n, c) in s
+        .consumers
         .iter()
         .filter(|c| serves_tree(table, origin, &p.from, c))
-        .map(|c| {
-            let (sharing, held) = s
-                .producers
-                .iter()
-                .filter(|q| {
-                    c.to == Hop::Local || c.tree.as_ref() == Some(q.tree.as_ref().unwrap_or(me))
-                })
-                .fold((0, 0), |(n, h), q| (n + 1, h + i64::from(q.granted)));
-            fair(i64::from(c.credit), sharing, held - i64::from(p.granted))
-        })
-        .min()
-        .unwrap_or(0)
+        .enumerate()
+    {
+        let (sharing, held) = s
+            .producers
+            .iter()
+            .filter(|q| {
+                c.to == Hop::Local || c.tree.as_ref() == Some(q.tree.as_ref().unwrap_or(me))
+            })
+            .fold((0, 0), |(n, h), q| (n + 1, h + i64::from(q.granted)));
+        let of_c = Part::of(i64::from(c.credit), sharing, held - i64::from(p.granted));
+        part = if n == 0 {
+            of_c
+        } else {
+            Part {
+                share: part.share.min(of_c.share),
+                left: part.left.min(of_c.left),
+            }
+        };
+    }
+    part
+}
+
+/// Producer `i` is `wanted` credits short of its share: marks producers
+/// whose lease ran out for their credit to be taken back (and tells them),
+/// until that covers `wanted`. Returns when the next lease runs out, if
+/// more is wanted.
+fn reclaim_idle(
+    producers: &mut [Producer],
+    i: usize,
+    mut wanted: i64,
+    now: Instant,
+) -> Option<Instant> {
+    let mut next: Option<Instant> = None;
+    for (j, q) in producers.iter_mut().enumerate() {
+        if j == i || q.granted == 0 || q.reclaim {
+            continue;
+        }
+        let due = q.active + IDLE_LEASE;
+        if due <= now {
+            q.reclaim = true;
+            q.conn.post(ToConn::Recredit { link: q.link });
+            wanted -= i64::from(q.granted);
+            if wanted <= 0 {
+                return None;
+            }
+        } else {
+            next = Some(next.map_or(due, |n| n.min(due)));
+        }
+    }
+    next
+}
+
+/// Tells the producers short of their share, but `i`, to ask again.
+fn notify_short(s: &State, i: usize) {
+    for (j, p) in s.producers.iter().enumerate() {
+        if j != i && p.short {
+            p.conn.post(ToConn::Recredit { link: p.link });
+        }
+    }
 }
 
 fn notify_producers(s: &State) {
@@ -470,6 +627,12 @@ mod tests {
         RoutingTable::standalone(RouterId::from("me"))
     }
 
+    /// A fixed start time for the tests' clocks.
+    fn now() -> Instant {
+        static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        *START.get_or_init(Instant::now)
+    }
+
     fn link(n: u64) -> LinkId {
         ferry_proto::engine::LinkId::from_raw(n)
     }
@@ -480,17 +643,17 @@ mod tests {
         let (c, _crx) = conn(1);
         let (p, _prx) = conn(2);
         a.add_consumer(c, link(1), Hop::Local, None);
-        a.add_producer(p.clone(), link(2), Hop::Local, None);
-        a.add_producer(p, link(3), Hop::Local, None);
+        a.add_producer(p.clone(), link(2), Hop::Local, None, now());
+        a.add_producer(p, link(3), Hop::Local, None, now());
         assert_eq!(
-            a.grant(&table(), ConnId(2), link(2), 10),
+            a.grant(&table(), ConnId(2), link(2), 10, now()).credit,
             0,
             "no credit without consumer credit"
         );
         a.adjust_consumer_credit(ConnId(1), link(1), 15);
         // Shared fairly: half of 15 each, rounded up, never more than 15.
-        assert_eq!(a.grant(&table(), ConnId(2), link(2), 10), 8);
-        assert_eq!(a.grant(&table(), ConnId(2), link(3), 10), 7);
+        assert_eq!(a.grant(&table(), ConnId(2), link(2), 10, now()).credit, 8);
+        assert_eq!(a.grant(&table(), ConnId(2), link(3), 10, now()).credit, 7);
     }
 
     #[test]
@@ -500,17 +663,17 @@ mod tests {
         let (p, mut prx) = conn(2);
         a.add_consumer(c, link(1), Hop::Local, None);
         a.adjust_consumer_credit(ConnId(1), link(1), 10);
-        a.add_producer(p.clone(), link(2), Hop::Local, None);
-        assert_eq!(a.grant(&table(), ConnId(2), link(2), 250), 10);
+        a.add_producer(p.clone(), link(2), Hop::Local, None, now());
+        assert_eq!(a.grant(&table(), ConnId(2), link(2), 250, now()).credit, 10);
         while prx.try_recv().is_ok() {}
         // A second producer arrives: the first is told to recompute, gives
         // back half, and the second is told there is credit again.
-        a.add_producer(p, link(3), Hop::Local, None);
+        a.add_producer(p, link(3), Hop::Local, None, now());
         assert!(matches!(prx.try_recv(), Ok(ToConn::Recredit { link: l }) if l == link(2)));
-        assert_eq!(a.grant(&table(), ConnId(2), link(3), 250), 0);
-        assert_eq!(a.grant(&table(), ConnId(2), link(2), 250), 5);
+        assert_eq!(a.grant(&table(), ConnId(2), link(3), 250, now()).credit, 0);
+        assert_eq!(a.grant(&table(), ConnId(2), link(2), 250, now()).credit, 5);
         assert!(matches!(prx.try_recv(), Ok(ToConn::Recredit { link: l }) if l == link(3)));
-        assert_eq!(a.grant(&table(), ConnId(2), link(3), 250), 5);
+        assert_eq!(a.grant(&table(), ConnId(2), link(3), 250, now()).credit, 5);
     }
 
     #[test]
@@ -519,12 +682,12 @@ mod tests {
         let (c, _crx) = conn(1);
         let (p, mut prx) = conn(2);
         a.add_consumer(c, link(1), Hop::Local, None);
-        a.add_producer(p, link(2), Hop::Local, None);
+        a.add_producer(p, link(2), Hop::Local, None, now());
         a.adjust_consumer_credit(ConnId(1), link(1), 5);
-        assert_eq!(a.grant(&table(), ConnId(2), link(2), 10), 5);
+        assert_eq!(a.grant(&table(), ConnId(2), link(2), 10, now()).credit, 5);
         a.remove_consumer(ConnId(1), link(1));
         assert!(matches!(prx.try_recv(), Ok(ToConn::Recredit { .. })));
-        assert_eq!(a.grant(&table(), ConnId(2), link(2), 10), 0);
+        assert_eq!(a.grant(&table(), ConnId(2), link(2), 10, now()).credit, 0);
     }
 
     #[test]
@@ -558,14 +721,79 @@ mod tests {
         let (p, _prx) = conn(2);
         a.add_consumer(c.clone(), link(1), Hop::Local, None);
         a.add_consumer(c, link(2), Hop::Local, None);
-        a.add_producer(p, link(3), Hop::Local, None);
+        a.add_producer(p, link(3), Hop::Local, None, now());
         a.adjust_consumer_credit(ConnId(1), link(1), 10);
         a.adjust_consumer_credit(ConnId(1), link(2), 3);
-        assert_eq!(a.grant(&table(), ConnId(2), link(3), 100), 3);
+        assert_eq!(a.grant(&table(), ConnId(2), link(3), 100, now()).credit, 3);
         assert_eq!(
             a.route(&table(), &Hop::Local, Some((ConnId(2), link(3))))
                 .len(),
             2
         );
+    }
+
+    #[test]
+    fn idle_credit_is_taken_back_for_a_producer_short_of_its_share() {
+        let a = Address::new("q".into(), Distribution::Balanced);
+        let (c, _crx) = conn(1);
+        let (p, mut prx) = conn(2);
+        let t0 = now();
+        a.add_consumer(c, link(1), Hop::Local, None);
+        a.adjust_consumer_credit(ConnId(1), link(1), 4);
+        a.add_producer(p.clone(), link(2), Hop::Local, None, t0);
+        a.add_producer(p.clone(), link(3), Hop::Local, None, t0);
+        a.add_producer(p, link(4), Hop::Local, None, t0);
+        // Two producers take their share (2 of 4 each) and send nothing.
+        assert_eq!(a.grant(&table(), ConnId(2), link(2), 10, t0).credit, 2);
+        assert_eq!(a.grant(&table(), ConnId(2), link(3), 10, t0).credit, 2);
+        while prx.try_recv().is_ok() {}
+        // The third gets none, and is told when to ask again.
+        let g = a.grant(&table(), ConnId(2), link(4), 10, t0);
+        assert_eq!(
+            g,
+            Grant {
+                credit: 0,
+                recheck: Some(t0 + IDLE_LEASE)
+            }
+        );
+        assert!(prx.try_recv().is_err(), "leases still running: nobody told");
+        // Then the idle leases have run out: their holders are told…
+        let later = t0 + IDLE_LEASE;
+        assert_eq!(a.grant(&table(), ConnId(2), link(4), 10, later).credit, 0);
+        let told: Vec<LinkId> = std::iter::from_fn(|| prx.try_recv().ok())
+            .map(|m| match m {
+                ToConn::Recredit { link } => link,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(told, [link(2)], "one idle lease covers what is wanted");
+        // …give their credit back, and the short producer is told to take it.
+        assert_eq!(a.grant(&table(), ConnId(2), link(2), 10, later).credit, 0);
+        assert!(matches!(prx.try_recv(), Ok(ToConn::Recredit { link: l }) if l == link(4)));
+        assert_eq!(a.grant(&table(), ConnId(2), link(4), 10, later).credit, 2);
+    }
+
+    #[test]
+    fn a_producer_using_its_credit_keeps_its_lease() {
+        let a = Address::new("q".into(), Distribution::Balanced);
+        let (c, _crx) = conn(1);
+        let (p, mut prx) = conn(2);
+        let t0 = now();
+        a.add_consumer(c, link(1), Hop::Local, None);
+        a.adjust_consumer_credit(ConnId(1), link(1), 2);
+        a.add_producer(p.clone(), link(2), Hop::Local, None, t0);
+        a.add_producer(p, link(3), Hop::Local, None, t0);
+        assert_eq!(a.grant(&table(), ConnId(2), link(2), 10, t0).credit, 1);
+        assert_eq!(a.grant(&table(), ConnId(2), link(3), 10, t0).credit, 1);
+        // Link 2 sends one, and its credit comes back at once.
+        let later = t0 + IDLE_LEASE;
+        a.route(&table(), &Hop::Local, Some((ConnId(2), link(2))));
+        a.adjust_consumer_credit(ConnId(1), link(1), 1);
+        assert_eq!(a.grant(&table(), ConnId(2), link(2), 10, later).credit, 1);
+        while prx.try_recv().is_ok() {}
+        // Link 3 is short of nothing; link 2's lease is fresh: neither is
+        // taken back.
+        assert_eq!(a.grant(&table(), ConnId(2), link(3), 10, later).credit, 1);
+        assert!(prx.try_recv().is_err());
     }
 }

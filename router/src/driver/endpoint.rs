@@ -110,6 +110,7 @@ impl Endpoint {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.engine.handle_timeout(now);
         self.links.handle_events(&mut self.engine, now);
+        self.links.handle_timeout(&mut self.engine, now);
     }
 
     /// Handles one message from another connection.
@@ -150,7 +151,10 @@ impl Endpoint {
 
     /// When to call [`handle_timeout`](Self::handle_timeout).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.engine.poll_timeout()
+        match (self.engine.poll_timeout(), self.links.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Whether the connection is over (flush, then drop the transport).

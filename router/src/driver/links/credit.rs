@@ -8,9 +8,40 @@ impl Links {
         let Some(Producer { address: Some(a) }) = self.producers.get(&link) else {
             return;
         };
-        let credit = a.grant(&self.core.mesh().table(), self.me.id, link, self.window());
-        if credit != engine.credit(link) {
-            let _ = engine.flow(link, credit, false);
+        let grant = a.grant(
+            &self.core.mesh().table(),
+            self.me.id,
+            link,
+            self.window(),
+            self.now,
+        );
+        if grant.credit != engine.credit(link) {
+            let _ = engine.flow(link, grant.credit, false);
+        }
+        match grant.recheck {
+            Some(at) => self.rechecks.insert(link, at),
+            None => self.rechecks.remove(&link),
+        };
+    }
+
+    /// When a producer short of credit should ask its address again.
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+        self.rechecks.values().min().copied()
+    }
+
+    /// Asks again for the producers whose recheck time has come.
+    pub(crate) fn handle_timeout(&mut self, engine: &mut Connection, now: Instant) {
+        self.now = now;
+        let mut due: Vec<LinkId> = self
+            .rechecks
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(l, _)| *l)
+            .collect();
+        due.sort();
+        for link in due {
+            self.rechecks.remove(&link);
+            self.recredit(engine, link);
         }
     }
 

@@ -82,6 +82,8 @@ pub(crate) struct Links {
     mesh: MeshState,
     /// The time given with the input being handled.
     now: Instant,
+    /// Producer links short of credit, and when to ask for it again.
+    rechecks: HashMap<LinkId, Instant>,
 }
 
 fn refusal(condition: ErrorCondition, description: &str) -> Error {
@@ -99,6 +101,7 @@ impl Links {
             inbound: HashMap::new(),
             next_tag: 0,
             recredit_pending: Vec::new(),
+            rechecks: HashMap::new(),
             budget: ByteBudget::new(core.limits().max_in_flight_bytes_per_producer),
             core,
         }
