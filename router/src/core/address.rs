@@ -66,6 +66,8 @@ struct Producer {
     granted: u32,
     /// What it was granted last: if `granted` is lower, it used some.
     leased: u32,
+    /// It routed a delivery since `active` was last brought up to date.
+    used: bool,
     /// When it last used credit or got credit from none.
     active: Instant,
     /// Until when it is taken to have nothing to send: set when its idle
@@ -134,6 +136,13 @@ struct State {
     producers: Vec<Producer>,
     /// Round-robin start for ties between consumers.
     next: usize,
+    /// The producers' credit, summed (kept, not counted: a grant is then
+    /// independent of the number of producers).
+    held: i64,
+    /// How many producers are short of their share.
+    shorts: usize,
+    /// No lease runs out before then (`None`: not known).
+    lease_due: Option<Instant>,
 }
 
 /// Where one delivery goes: consumer links, their connections, and
@@ -257,6 +266,7 @@ impl Address {
             tree,
             granted: 0,
             leased: 0,
+            used: false,
             active: now,
             quiet_until: now,
             short: false,
@@ -267,14 +277,17 @@ impl Address {
     /// Removes a producer, returning its unused credit to the budget.
     pub fn remove_producer(&self, conn: ConnId, link: LinkId) {
         let mut s = self.lock();
-        let held: u32 = s
+        let Some(i) = s
             .producers
             .iter()
-            .filter(|p| p.conn.id == conn && p.link == link)
-            .map(|p| p.granted)
-            .sum();
-        s.producers
-            .retain(|p| !(p.conn.id == conn && p.link == link));
+            .position(|p| p.conn.id == conn && p.link == link)
+        else {
+            return;
+        };
+        let gone = s.producers.swap_remove(i);
+        let held = gone.granted;
+        s.held -= i64::from(held);
+        s.shorts -= usize::from(gone.short);
         // Only credit it held comes free; telling every producer about a
         // producer that held none costs O(producers) for nothing (and
         // O(producers²) when they all leave at once).
@@ -322,19 +335,15 @@ impl Address {
                     .iter()
                     .filter(|c| serves(table, &self.name, &p.from, &c.to))
                     .fold(0i64, |acc, c| acc + i64::from(c.credit));
-                let held: i64 = s.producers.iter().map(|q| i64::from(q.granted)).sum();
-                Part::of(budget, s.producers.len(), held - i64::from(p.granted))
+                Part::of(budget, s.producers.len(), s.held - i64::from(p.granted))
             }
         };
         let window = i64::from(window);
-        let others_short = s
-            .producers
-            .iter()
-            .enumerate()
-            .any(|(j, q)| j != i && q.short);
+        let s = &mut *s;
+        let others_short = s.shorts > usize::from(s.producers[i].short);
         let p = &mut s.producers[i];
         let before = p.granted;
-        let used = before < p.leased;
+        let used = before < p.leased || std::mem::take(&mut p.used);
         if used {
             // It used some since the last grant: not idle after all.
             p.active = now;
@@ -351,13 +360,22 @@ impl Address {
         if before == 0 && credit > 0 {
             p.active = now; // a new lease
         }
+        s.held += credit - i64::from(p.granted);
         p.granted = credit as u32;
         p.leased = p.granted;
         let wanted = part.share.min(window) - credit;
-        p.short = wanted > 0 && now >= p.quiet_until;
-        let recheck = if p.short {
-            reclaim_idle(&mut s.producers, i, wanted, now)
-        } else if wanted > 0 {
+        let short = wanted > 0 && now >= p.quiet_until;
+        s.shorts = s.shorts + usize::from(short) - usize::from(p.short);
+        p.short = short;
+        // Multicast credit is not taken back: a copy in flight on a link
+        // whose credit was just cut would be refused at the next router
+        // while its siblings are delivered — a consumer missing a message
+        // its producer was told was accepted.
+        let recheck = if short && self.distribution != Distribution::Multicast {
+            reclaim_idle(s, i, wanted, now)
+        } else if short {
+            None
+        } else if wanted > 0 && now < p.quiet_until {
             // Quiet for now; it may have messages again later.
             Some(p.quiet_until)
         } else {
@@ -365,8 +383,16 @@ impl Address {
         };
         if s.producers[i].granted < before {
             // Credit came free: the producers short of theirs may take it.
-            notify_short(&s, i);
+            notify_short(s, i);
         }
+        debug_assert_eq!(
+            s.held,
+            s.producers
+                .iter()
+                .map(|q| i64::from(q.granted))
+                .sum::<i64>()
+        );
+        debug_assert_eq!(s.shorts, s.producers.iter().filter(|q| q.short).count());
         Grant {
             credit: s.producers[i].granted,
             recheck,
@@ -395,7 +421,8 @@ impl Address {
         producer: Option<(ConnId, LinkId)>,
         exclude: Option<(ConnId, LinkId)>,
     ) -> Targets {
-        let mut s = self.lock();
+        let mut guard = self.lock();
+        let s = &mut *guard;
         let mut origin = table.me();
         if let Some((conn, link)) = producer
             && let Some(p) = s
@@ -403,7 +430,11 @@ impl Address {
                 .iter_mut()
                 .find(|p| p.conn.id == conn && p.link == link)
         {
-            p.granted = p.granted.saturating_sub(1);
+            if p.granted > 0 {
+                p.granted -= 1;
+                s.held -= 1;
+            }
+            p.used = true;
             if let Some(tree) = &p.tree {
                 origin = tree;
             }
@@ -479,13 +510,16 @@ impl Address {
     /// Accounts a producer's delivery that is not routed (it expired): it
     /// used one of the producer's credit.
     pub fn route_none(&self, conn: ConnId, link: LinkId) {
-        let mut s = self.lock();
+        let mut guard = self.lock();
+        let s = &mut *guard;
         if let Some(p) = s
             .producers
             .iter_mut()
             .find(|p| p.conn.id == conn && p.link == link)
+            && p.granted > 0
         {
-            p.granted = p.granted.saturating_sub(1);
+            p.granted -= 1;
+            s.held -= 1;
         }
     }
 
@@ -571,17 +605,20 @@ fn multicast_part(table: &RoutingTable, s: &State, p: &Producer) -> Part {
 /// Producer `i` is `wanted` credits short of its share: marks producers
 /// whose lease ran out for their credit to be taken back (and tells them),
 /// until that covers `wanted`. Returns when the next lease runs out, if
-/// more is wanted.
-fn reclaim_idle(
-    producers: &mut [Producer],
-    i: usize,
-    mut wanted: i64,
-    now: Instant,
-) -> Option<Instant> {
+/// more is wanted. Scans the producers only once a lease may have run out.
+fn reclaim_idle(s: &mut State, i: usize, mut wanted: i64, now: Instant) -> Option<Instant> {
+    if let Some(due) = s.lease_due
+        && now < due
+    {
+        return Some(due);
+    }
     let mut next: Option<Instant> = None;
-    for (j, q) in producers.iter_mut().enumerate() {
+    for (j, q) in s.producers.iter_mut().enumerate() {
         if j == i || q.granted == 0 || q.reclaim {
             continue;
+        }
+        if std::mem::take(&mut q.used) {
+            q.active = now; // it is sending: its lease goes on
         }
         let due = q.active + IDLE_LEASE;
         if due <= now {
@@ -589,12 +626,14 @@ fn reclaim_idle(
             q.conn.post(ToConn::Recredit { link: q.link });
             wanted -= i64::from(q.granted);
             if wanted <= 0 {
+                s.lease_due = None; // the scan stopped short
                 return None;
             }
         } else {
             next = Some(next.map_or(due, |n| n.min(due)));
         }
     }
+    s.lease_due = next;
     next
 }
 
