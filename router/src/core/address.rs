@@ -246,8 +246,9 @@ impl Address {
         }
     }
 
-    /// Adds a producer holding no credit (`tree`: for a multicast data link
-    /// from a neighbour, the router where its deliveries entered the mesh).
+    /// Adds a producer holding no credit (`tree`: for a producer link from
+    /// a neighbour, the router where its deliveries entered the mesh).
+    /// Returns whether it is the first producer of its tree.
     pub fn add_producer(
         &self,
         conn: ConnHandle,
@@ -255,8 +256,9 @@ impl Address {
         from: Hop,
         tree: Option<RouterId>,
         now: Instant,
-    ) {
+    ) -> bool {
         let mut s = self.lock();
+        let first = !s.producers.iter().any(|p| p.tree == tree);
         // The others' shares shrink: they are told to give some back.
         notify_producers(&s);
         s.producers.push(Producer {
@@ -272,17 +274,29 @@ impl Address {
             short: false,
             reclaim: false,
         });
+        first
+    }
+
+    /// Whether a producer of `tree`'s deliveries is attached (`None`: a
+    /// producer on this router). A multicast tree has data links only
+    /// where it has producers upstream.
+    pub fn has_producers_of(&self, tree: Option<&RouterId>) -> bool {
+        self.lock()
+            .producers
+            .iter()
+            .any(|p| p.tree.as_ref() == tree)
     }
 
     /// Removes a producer, returning its unused credit to the budget.
-    pub fn remove_producer(&self, conn: ConnId, link: LinkId) {
+    /// Returns whether it was the last producer of its tree.
+    pub fn remove_producer(&self, conn: ConnId, link: LinkId) -> bool {
         let mut s = self.lock();
         let Some(i) = s
             .producers
             .iter()
             .position(|p| p.conn.id == conn && p.link == link)
         else {
-            return;
+            return false;
         };
         let gone = s.producers.swap_remove(i);
         let held = gone.granted;
@@ -294,6 +308,7 @@ impl Address {
         if held > 0 {
             notify_producers(&s);
         }
+        !s.producers.iter().any(|p| p.tree == gone.tree)
     }
 
     /// The credit a producer link should now hold, and when to ask again
@@ -328,7 +343,7 @@ impl Address {
         };
         let p = &s.producers[i];
         let part = match self.distribution {
-            Distribution::Multicast => multicast_part(table, &s, p),
+            Distribution::Multicast => multicast_part(table, &self.name, &s, p),
             _ => {
                 let budget = s
                     .consumers
@@ -570,11 +585,21 @@ impl Part {
 
 /// Multicast credit for producer `p`: every consumer its deliveries reach
 /// must take each one, so its part is the smallest of its parts of those
-/// consumers' credit. A local consumer is shared by every producer; a
+/// consumers' credit (none while the tree's links are not all there). A local consumer is shared by every producer; a
 /// tree's data link only by the producers of that tree.
-fn multicast_part(table: &RoutingTable, s: &State, p: &Producer) -> Part {
+fn multicast_part(table: &RoutingTable, address: &str, s: &State, p: &Producer) -> Part {
     let me = table.me();
     let origin = p.tree.as_ref().unwrap_or(me);
+    // Until the tree's link to every child leading to consumers is
+    // attached, a copy could not go everywhere it should: no credit.
+    let complete = table.multicast_next(origin, address).iter().all(|n| {
+        s.consumers
+            .iter()
+            .any(|c| c.tree.as_ref() == Some(origin) && matches!(&c.to, Hop::Neighbor(m) if m == n))
+    });
+    if !complete {
+        return Part { share: 0, left: 0 };
+    }
     let mut part = Part { share: 0, left: 0 };
     for (n, c) in s
         .consumers

@@ -155,6 +155,16 @@ impl Core {
         self.mesh.local_address(address.name(), present);
     }
 
+    /// The address gained its first or lost its last producer of some
+    /// tree: for a multicast address, the connections to neighbours make
+    /// or drop that tree's data links (trees have links only where they
+    /// have producers, so idle trees hold no consumer's credit).
+    pub fn tree_producers_changed(&self, address: &Address) {
+        if address.distribution() == Distribution::Multicast {
+            self.mesh.post_all(|| ToConn::PathsChanged);
+        }
+    }
+
     /// The routing table changed: every producer's credit is recomputed,
     /// since which consumers it may use depends on the paths.
     pub fn paths_changed(&self) {

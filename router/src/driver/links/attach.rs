@@ -75,7 +75,11 @@ impl Links {
             .accept_attach(link, spec)
             .map_err(|e| refusal(condition::INTERNAL_ERROR, &e.to_string()))?;
         match &address {
-            Some(a) => a.add_producer(self.me.clone(), link, self.hop(), tree, self.now),
+            Some(a) => {
+                if a.add_producer(self.me.clone(), link, self.hop(), tree, self.now) {
+                    self.core.tree_producers_changed(a);
+                }
+            }
             // Anonymous senders get a fixed window: their messages' addresses
             // are unknown until they arrive (unroutable ones are released).
             None => {

@@ -153,7 +153,9 @@ impl Links {
     pub(super) fn detached(&mut self, link: LinkId) {
         if let Some(p) = self.producers.remove(&link) {
             if let Some(a) = &p.address {
-                a.remove_producer(self.me.id, link);
+                if a.remove_producer(self.me.id, link) {
+                    self.core.tree_producers_changed(a);
+                }
                 self.core.release(a);
             }
             // Deliveries still arriving from it are aborted downstream.

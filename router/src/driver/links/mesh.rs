@@ -231,8 +231,14 @@ impl Links {
         let mut wanted: std::collections::BTreeSet<DataKey> = Default::default();
         for (address, routers) in table.addresses() {
             if self.core.distribution(address) == Distribution::Multicast {
+                let Some(local) = self.core.lookup(address) else {
+                    continue; // no producer here: no tree goes through
+                };
                 for origin in table.routers() {
-                    if table.multicast_next(origin, address).contains(&peer) {
+                    let tree = (origin != table.me()).then_some(origin);
+                    if local.has_producers_of(tree)
+                        && table.multicast_next(origin, address).contains(&peer)
+                    {
                         wanted.insert((address.to_string(), Some(origin.clone())));
                     }
                 }
