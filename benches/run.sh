@@ -291,7 +291,7 @@ PB=$(free_port)
 PC=$(free_port)
 PI=$(free_port)
 mesh_config() { # id client_port extra
-    printf '[router]\nid = "%s"\nmode = "interior"\n\n[[listener]]\nhost = "127.0.0.1"\nport = %s\n\n%s\n[log]\nlevel = "warn"' "$1" "$2" "$3"
+    printf '[router]\nid = "%s"\nmode = "interior"\n\n[[listener]]\nhost = "127.0.0.1"\nport = %s\n\n%s\n[[address]]\nprefix = "multicast"\ndistribution = "multicast"\n\n[log]\nlevel = "warn"' "$1" "$2" "$3"
 }
 start_router B "$PB" "$(mesh_config B "$PB" "[[listener]]
 host = \"127.0.0.1\"
@@ -315,6 +315,16 @@ runs line-unsettled "$MESH" --producer-url "amqp://127.0.0.1:$PA" --consumer-url
     --size 100 --count "$LINE_COUNT"
 run line-latency-10k "$MESH" --producer-url "amqp://127.0.0.1:$PA" --consumer-url "amqp://127.0.0.1:$PC" \
     --size 100 --rate 10000 --duration "$DUR"
+runs line-presettled "$MESH" --producer-url "amqp://127.0.0.1:$PA" --consumer-url "amqp://127.0.0.1:$PC" \
+    --size 100 --count "$LINE_COUNT" --settle presettled
+# Multicast: the producer on A, 10 consumers spread over A, B and C (4, 3, 3);
+# the producers wait 2 s for every router to learn of every consumer.
+ALL="amqp://127.0.0.1:$PA,amqp://127.0.0.1:$PB,amqp://127.0.0.1:$PC"
+runs line-mc-unsettled "$MESH" --producer-url "amqp://127.0.0.1:$PA" --consumer-url "$ALL" \
+    --address multicast.load --size 100 --count "$MC_COUNT" --consumers "$MC_CONSUMERS" --multicast --start-delay 2
+runs line-mc-presettled "$MESH" --producer-url "amqp://127.0.0.1:$PA" --consumer-url "$ALL" \
+    --address multicast.load --size 100 --count "$MC_COUNT" --consumers "$MC_CONSUMERS" --multicast \
+    --settle presettled --start-delay 2
 for id in A B C; do stop_router "$id"; done
 
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -394,6 +404,21 @@ def row(n, text, cpu=True):
                f"| {lat(r, 'p50_us')} | {lat(r, 'p90_us')} | {lat(r, 'p99_us')} | {lat(r, 'p999_us')} "
                f"| {lat(r, 'max_us')} | {per_msg(r['router_cpu_s'], r) if cpu else '–'} "
                f"| {per_msg(r.get('generator_cpu_s'), r)} | {missing(r)} |")
+
+MC = 10
+MC_HEAD = ("| # | scenario | delivered msg/s | per consumer msg/s | messages per consumer (min–max) "
+           "| p50 µs | p99 µs | p99.9 µs | max µs | router CPU µs/copy | ferry-load CPU µs/copy | lost |\n"
+           "|---:|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---|")
+
+def mc_row(n, text):
+    r = load(n)
+    pc = r.get("per_consumer") or [{"received": 0, "msgs_per_s": 0}]
+    rates = [c["msgs_per_s"] for c in pc]
+    counts = [c["received"] for c in pc]
+    return (f"| {r['id']} | {label(r, text)} | {rate(n)} | {n0(sum(rates) / len(rates))} "
+            f"| {min(counts):,}–{max(counts):,} | {lat(r, 'p50_us')} | {lat(r, 'p99_us')} "
+            f"| {lat(r, 'p999_us')} | {lat(r, 'max_us')} | {per_msg(r['router_cpu_s'], r)} "
+            f"| {per_msg(r.get('generator_cpu_s'), r)} | {missing(r)} |")
 
 used = []
 def commands(*names):
@@ -501,19 +526,10 @@ L += ["", f"### Multicast 1 → 10 (one router)", "",
       f"Same router, {cores} cores: one producer to `multicast.load` (a multicast address), "
       "10 consumers, each of which must receive every message (`--multicast`). msg/s counts "
       "every copy delivered; per consumer is each consumer's rate.", "",
-      "| # | scenario | delivered msg/s | per consumer msg/s | messages per consumer (min–max) "
-      "| p50 µs | p99 µs | p99.9 µs | max µs | router CPU µs/copy | ferry-load CPU µs/copy | lost |",
-      "|---:|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---|"]
+      MC_HEAD]
 for n, text in [("mc-unsettled", "100 B unsettled, closed loop"),
                 ("mc-presettled", "100 B pre-settled, closed loop")]:
-    r = load(n)
-    pc = r.get("per_consumer") or [{"received": 0, "msgs_per_s": 0}]
-    rates = [c["msgs_per_s"] for c in pc]
-    counts = [c["received"] for c in pc]
-    L.append(f"| {r['id']} | {label(r, text)} | {rate(n)} | {n0(sum(rates) / len(rates))} "
-             f"| {min(counts):,}–{max(counts):,} | {lat(r, 'p50_us')} | {lat(r, 'p99_us')} "
-             f"| {lat(r, 'p999_us')} | {lat(r, 'max_us')} | {per_msg(r['router_cpu_s'], r)} "
-             f"| {per_msg(r.get('generator_cpu_s'), r)} | {missing(r)} |")
+    L.append(mc_row(n, text))
 mc_ceiling = sink["sink-multicast"]
 L += ["", f"Generator ceiling for this shape (#{mc_ceiling['id']}): {n0(mc_ceiling['msgs_per_s'])} "
       f"copies/s received; ratio {ratio(load('mc-unsettled'), mc_ceiling)} × for #{load('mc-unsettled')['id']}."]
@@ -536,9 +552,21 @@ L += ["", "### Three routers in a line: A - B - C", "",
       "inter-router listener. The producer is on A, the consumer on C: every message "
       "crosses two inter-router hops. Router CPU is the three routers' together.", "", HEAD]
 for n, text in [("line-unsettled", "A → B → C, 100 B unsettled, closed loop"),
+                ("line-presettled", "A → B → C, 100 B pre-settled, closed loop"),
                 ("line-latency-10k", "A → B → C, 100 B unsettled, open loop at 10,000 msg/s")]:
     L.append(row(n, text)[1])
-L += commands("line-unsettled", "line-latency-10k")
+one, line = load("r-100-unsettled"), load("line-unsettled")
+cpu_us = lambda r: r["router_cpu_s"] / max(r.get("received") or 0, 1) * 1e6
+L += ["", f"Router CPU per message per router: {cpu_us(line) / 3:.2f} µs in the line (#{line['id']}, "
+      f"three routers summed, divided by 3) against {cpu_us(one):.2f} µs for one router "
+      f"(#{one['id']}): {cpu_us(line) / 3 / max(cpu_us(one), 1e-9):.2f} ×."]
+L += commands("line-unsettled", "line-presettled", "line-latency-10k")
+L += ["", f"Multicast 1 → {MC} across the line: the producer on A, the consumers spread over A, B "
+      "and C (4, 3, 3); every consumer must receive every message. msg/s counts every copy.", "", MC_HEAD]
+for n, text in [("line-mc-unsettled", "A → A, B, C, 100 B unsettled, closed loop"),
+                ("line-mc-presettled", "A → A, B, C, 100 B pre-settled, closed loop")]:
+    L.append(mc_row(n, text))
+L += commands("line-mc-unsettled", "line-mc-presettled")
 L += ["", "Routers (ports vary), started B first with `target/release/ferry run --config B.toml`, "
       "then A and C likewise:", ""]
 for id in "BAC":

@@ -208,6 +208,13 @@ pub struct Args {
     #[arg(long, default_value_t = 60.0, value_name = "SECONDS")]
     pub start_timeout: f64,
 
+    /// Seconds to wait after the consumers attach before the producers
+    /// connect: in a mesh, time for every router to learn of every
+    /// consumer (a multicast producer granted credit before then would not
+    /// reach the consumers the mesh does not know of yet).
+    #[arg(long, default_value_t = 0.0, value_name = "SECONDS")]
+    pub start_delay: f64,
+
     /// Connections opened at once while connecting (producers, consumers
     /// and --idle connections).
     #[arg(long, default_value_t = 64, value_name = "N")]

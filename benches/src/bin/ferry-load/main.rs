@@ -160,6 +160,9 @@ async fn drive(args: &Args, shared: &Arc<Shared>, o: &mut Outcome<'_>) -> anyhow
         })
         .await?
     };
+    if args.start_delay > 0.0 {
+        tokio::time::sleep(Duration::from_secs_f64(args.start_delay)).await;
+    }
     // Producers: every one connected and attached, and one granted credit
     // (the endpoint knows where the consumers are), before the clock
     // starts. Not every one: an endpoint that never promises more than
