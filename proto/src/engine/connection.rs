@@ -10,6 +10,7 @@ use super::config::ConnectionConfig;
 use super::event::Event;
 use super::ids::{LinkId, SessionId};
 use super::link::Link;
+use super::output::{Mark, Output};
 use super::sasl::{self, SaslState, SaslStep};
 use super::session::Session;
 use crate::codec::{Str, Symbol, Symbols};
@@ -41,7 +42,7 @@ pub struct Connection {
     server: bool,
     phase: Phase,
     inbuf: BytesMut,
-    pub(crate) out: BytesMut,
+    pub(crate) out: Output,
     pub(crate) events: VecDeque<Event>,
     open_sent: bool,
     pub(crate) remote_open: bool,
@@ -58,8 +59,8 @@ pub struct Connection {
     next_session_id: u32,
     next_link_id: u64,
     /// The last frame written, if it was a disposition that a following one
-    /// may extend: (offset in `out`, channel, the disposition).
-    pub(crate) last_disposition: Option<(usize, u16, crate::definitions::Disposition)>,
+    /// may extend: (where it is in `out`, channel, the disposition).
+    pub(crate) last_disposition: Option<(Mark, u16, crate::definitions::Disposition)>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -82,7 +83,7 @@ impl Connection {
             server,
             phase: Phase::Done,
             inbuf: BytesMut::new(),
-            out: BytesMut::new(),
+            out: Output::default(),
             events: VecDeque::new(),
             open_sent: false,
             remote_open: false,
@@ -114,7 +115,7 @@ impl Connection {
     pub fn client(config: ConnectionConfig, now: Instant) -> Self {
         let mut c = Self::new(config, false, now);
         if c.config.sasl_client.is_some() {
-            c.out.extend_from_slice(&ProtocolHeader::Sasl.bytes());
+            c.out.raw().extend_from_slice(&ProtocolHeader::Sasl.bytes());
             c.phase = Phase::ClientSaslHeader;
         } else {
             c.start_amqp_client();
@@ -123,7 +124,9 @@ impl Connection {
     }
 
     fn start_amqp_client(&mut self) {
-        self.out.extend_from_slice(&ProtocolHeader::Amqp.bytes());
+        self.out
+            .raw()
+            .extend_from_slice(&ProtocolHeader::Amqp.bytes());
         self.send_open();
         self.phase = Phase::ClientAmqpHeader;
     }
@@ -147,7 +150,8 @@ impl Connection {
         self.remote_max_frame_size
     }
 
-    /// Bytes waiting in the output buffer (for backpressure).
+    /// Bytes waiting in the output buffer, not yet taken by
+    /// [`poll_transmit`](Self::poll_transmit) (for backpressure).
     pub fn pending_output(&self) -> usize {
         self.out.len()
     }
@@ -193,7 +197,7 @@ impl Connection {
             && now >= hb
             && self.out.is_empty()
         {
-            frame::encode_empty_frame(&mut self.out);
+            frame::encode_empty_frame(self.out.raw());
         }
     }
 
@@ -209,14 +213,19 @@ impl Connection {
         self.events.pop_front()
     }
 
-    /// Bytes to send to the peer, if any.
+    /// Bytes to send to the peer, if any: call until `None` after every
+    /// input or command, and write what it gives in order.
+    ///
+    /// Output comes in chunks of whole frames, at most 64 KiB unless one
+    /// frame is larger, and frames of [priority](Self::set_priority)
+    /// sessions come ahead of normal output not yet taken. So a driver
+    /// that takes the next chunk only when the socket has taken the last
+    /// one keeps priority frames waiting behind at most one chunk.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Bytes> {
-        if self.out.is_empty() {
-            return None;
-        }
+        let bytes = self.out.take()?;
         self.last_sent = now;
         self.last_disposition = None;
-        Some(self.out.split().freeze())
+        Some(bytes)
     }
 
     /// When to call [`handle_timeout`](Self::handle_timeout) next.
@@ -268,10 +277,10 @@ impl Connection {
         LinkId(self.next_link_id)
     }
 
-    /// Writes an AMQP frame to the output buffer.
-    pub(crate) fn write_frame(&mut self, channel: u16, p: &Performative, payload: &[u8]) {
+    /// Writes an AMQP frame to the output buffer; returns where.
+    pub(crate) fn write_frame(&mut self, channel: u16, p: &Performative, payload: &[u8]) -> Mark {
         self.last_disposition = None;
-        frame::encode_amqp_frame(channel, p, payload, &mut self.out);
+        self.out.frame(channel, p, payload)
     }
 
     fn send_open(&mut self) {
@@ -361,6 +370,7 @@ impl Connection {
         }
         self.links.clear();
         self.sessions.clear();
+        self.out.clear_priorities();
         self.local_channels.clear();
         self.remote_channels.clear();
         self.phase = Phase::Done;
@@ -426,19 +436,19 @@ impl Connection {
         use ProtocolHeader as H;
         match (self.phase, header) {
             (Phase::ServerHeader, Ok(H::Sasl)) if self.config.sasl_server.is_some() => {
-                self.out.extend_from_slice(&H::Sasl.bytes());
+                self.out.raw().extend_from_slice(&H::Sasl.bytes());
                 let cfg = self.config.sasl_server.as_ref().expect("checked");
-                frame::encode_sasl_frame(&sasl::server_mechanisms(cfg), &mut self.out);
+                frame::encode_sasl_frame(&sasl::server_mechanisms(cfg), self.out.raw());
                 self.phase = Phase::Sasl(SaslState::ServerAwaitInit);
             }
             (Phase::ServerHeader, Ok(H::Amqp))
                 if !self.config.sasl_server.as_ref().is_some_and(|s| s.required) =>
             {
-                self.out.extend_from_slice(&H::Amqp.bytes());
+                self.out.raw().extend_from_slice(&H::Amqp.bytes());
                 self.phase = Phase::Amqp;
             }
             (Phase::ServerAmqpHeaderAfterSasl, Ok(H::Amqp)) => {
-                self.out.extend_from_slice(&H::Amqp.bytes());
+                self.out.raw().extend_from_slice(&H::Amqp.bytes());
                 self.phase = Phase::Amqp;
             }
             (Phase::ClientSaslHeader, Ok(H::Sasl)) => {
@@ -454,7 +464,7 @@ impl Connection {
                     } else {
                         H::Amqp
                     };
-                    self.out.extend_from_slice(&ours.bytes());
+                    self.out.raw().extend_from_slice(&ours.bytes());
                 }
                 let what = match got {
                     Ok(h) => format!("{h:?} protocol header"),
@@ -479,7 +489,7 @@ impl Connection {
         };
         match step {
             SaslStep::Reply(reply, next) => {
-                frame::encode_sasl_frame(&reply, &mut self.out);
+                frame::encode_sasl_frame(&reply, self.out.raw());
                 self.phase = Phase::Sasl(next);
             }
             SaslStep::Done {
@@ -488,7 +498,7 @@ impl Connection {
                 user,
             } => {
                 if let Some(reply) = reply {
-                    frame::encode_sasl_frame(&reply, &mut self.out);
+                    frame::encode_sasl_frame(&reply, self.out.raw());
                 }
                 self.events
                     .push_back(Event::Authenticated { mechanism, user });
@@ -500,7 +510,7 @@ impl Connection {
             }
             SaslStep::Failed { reply, reason } => {
                 if let Some(reply) = reply {
-                    frame::encode_sasl_frame(&reply, &mut self.out);
+                    frame::encode_sasl_frame(&reply, self.out.raw());
                 }
                 let error = Error::new(condition::UNAUTHORIZED_ACCESS, Str::from(reason));
                 self.finish(Some(error), false);

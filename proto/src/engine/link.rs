@@ -496,7 +496,7 @@ impl Connection {
     }
 
     fn write_disposition(&mut self, channel: u16, d: Disposition) {
-        if let Some((offset, ch, prev)) = self.last_disposition.take()
+        if let Some((mark, ch, prev)) = self.last_disposition.take()
             && ch == channel
             && prev.role == d.role
             && prev.settled == d.settled
@@ -507,20 +507,19 @@ impl Connection {
                 last: Some(d.first),
                 ..prev
             };
-            self.out.truncate(offset);
+            self.out.rewind(mark);
             return self.write_disposition_frame(channel, merged);
         }
         self.write_disposition_frame(channel, d);
     }
 
     fn write_disposition_frame(&mut self, channel: u16, d: Disposition) {
-        let offset = self.out.len();
         let p = Performative::Disposition(d);
-        self.write_frame(channel, &p, &[]);
+        let mark = self.write_frame(channel, &p, &[]);
         let Performative::Disposition(d) = p else {
             unreachable!()
         };
-        self.last_disposition = Some((offset, channel, d));
+        self.last_disposition = Some((mark, channel, d));
     }
 
     // ---- incoming frames ----

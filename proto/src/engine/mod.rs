@@ -9,8 +9,8 @@
 //! - outputs: [`poll_event`](Connection::poll_event) and
 //!   [`poll_transmit`](Connection::poll_transmit), to be drained after
 //!   every input or command;
-//! - commands: begin a session, attach a link, grant credit, send, settle,
-//!   detach, end, close;
+//! - commands: begin a session (and mark it priority), attach a link,
+//!   grant credit, send, settle, detach, end, close;
 //! - getters.
 //!
 //! ```text
@@ -29,6 +29,7 @@ mod error;
 mod event;
 mod ids;
 mod link;
+mod output;
 mod sasl;
 mod session;
 

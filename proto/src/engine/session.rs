@@ -170,6 +170,28 @@ impl Connection {
         Ok(())
     }
 
+    /// Makes `session` a priority session: from now on its frames are
+    /// sent ahead of the output of other sessions that
+    /// [`poll_transmit`](Self::poll_transmit) has not handed out yet (for
+    /// control traffic that must not wait behind bulk data).
+    ///
+    /// Priority is per session, never per link: frames of different
+    /// channels may be interleaved on a connection (AMQP 1.0 §2.1, §2.3),
+    /// but the frames of one session must stay in order — its transfer ids
+    /// are sequential (§2.5.6) and its links' frames are ordered. Frames
+    /// already queued for the session (its begin) still go out first, in
+    /// order, as do connection-level frames (open, close).
+    pub fn set_priority(&mut self, session: SessionId) -> Result<(), EngineError> {
+        let s = self
+            .sessions
+            .get(&session)
+            .ok_or(EngineError::UnknownSession)?;
+        let channel = s.local_channel;
+        self.last_disposition = None;
+        self.out.prioritize(channel);
+        Ok(())
+    }
+
     pub(crate) fn check_can_send(&self) -> Result<(), EngineError> {
         if self.is_finished() || self.close_sent() {
             Err(EngineError::Closed)
@@ -314,6 +336,8 @@ impl Connection {
         if s.state != SessionState::EndSent {
             self.write_frame(s.local_channel, &Performative::End(End::default()), &[]);
         }
+        // Its channel may be reused by a normal session.
+        self.out.unprioritize(s.local_channel);
         self.local_channels.remove(&s.local_channel);
         self.remote_channels.remove(&channel);
         let links = s.take_links();

@@ -629,3 +629,5 @@ fn multi_frame_abort_is_reported() {
     assert!(t[0].more && t[1].aborted && !t[1].more);
     assert_eq!(t[1].delivery, SequenceNo(0));
 }
+
+mod priority;

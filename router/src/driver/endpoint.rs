@@ -3,6 +3,7 @@
 //! the same code. Bytes and time go in; bytes come out; messages from other
 //! connections arrive in its inbox.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -16,11 +17,19 @@ use crate::config::{ConnectorConfig, Limits, ListenerConfig, Role};
 use crate::core::{ByteBudget, ConnHandle, ConnId, Core, ToConn};
 use crate::mesh::identity;
 
+/// Sessions an inter-router connection needs on each side, whatever
+/// `max_sessions_per_connection` says: each router begins a data session
+/// and a (priority) control session.
+const MESH_SESSIONS: u16 = 4;
+
 /// One connection of this router, as a state machine.
 pub struct Endpoint {
     engine: Connection,
     links: Links,
     inbox: mpsc::UnboundedReceiver<ToConn>,
+    /// Messages taken from the inbox while output was backlogged (see
+    /// [`hold_message`](Self::hold_message)), to handle first, in order.
+    held: VecDeque<ToConn>,
     id: ConnId,
 }
 
@@ -44,6 +53,7 @@ impl Endpoint {
             engine,
             links: Links::new(core, handle, kind),
             inbox,
+            held: VecDeque::new(),
             id,
         }
     }
@@ -61,6 +71,7 @@ impl Endpoint {
         if kind == ConnKind::InterRouterListener {
             config.properties =
                 identity::properties(core.mesh().id(), core.mesh().instance(), None);
+            mesh_sessions(&mut config);
         }
         Self::new(core, Connection::server(config, now), kind)
     }
@@ -69,7 +80,7 @@ impl Endpoint {
     /// and open are queued at once.
     pub fn dialed(core: Arc<Core>, connector: &ConnectorConfig, now: Instant) -> Self {
         let limits = core.limits();
-        let config = ConnectionConfig {
+        let mut config = ConnectionConfig {
             container_id: core.router_id().to_string(),
             max_frame_size: limits.max_frame_size,
             channel_max: limits.max_sessions_per_connection.saturating_sub(1),
@@ -83,6 +94,7 @@ impl Endpoint {
             ),
             ..ConnectionConfig::default()
         };
+        mesh_sessions(&mut config);
         let kind = ConnKind::Connector {
             cost: connector.cost,
         };
@@ -113,18 +125,43 @@ impl Endpoint {
         self.links.handle_timeout(&mut self.engine, now);
     }
 
-    /// Handles one message from another connection.
+    /// Handles one message from another connection (after the messages
+    /// [held](Self::hold_message) before it, which
+    /// [`handle_inbox`](Self::handle_inbox) handles).
     pub fn handle_message(&mut self, msg: ToConn, now: Instant) {
-        self.links.handle_message(&mut self.engine, msg, now);
-        self.links.handle_events(&mut self.engine, now);
+        if self.held.is_empty() || matches!(msg, ToConn::Control(_)) {
+            self.links.handle_message(&mut self.engine, msg, now);
+            self.links.handle_events(&mut self.engine, now);
+        } else {
+            self.held.push_back(msg);
+        }
     }
 
-    /// Handles up to `max` queued messages from other connections without
-    /// waiting; returns how many.
+    /// Takes a message from the inbox while output is backlogged: a
+    /// routing-protocol message is handled at once (it goes out on the
+    /// priority control session, ahead of the backlog; held behind data
+    /// it could delay a HELLO into a false neighbour loss); anything else
+    /// is held, in order, for [`handle_inbox`](Self::handle_inbox).
+    pub fn hold_message(&mut self, msg: ToConn, now: Instant) {
+        if matches!(msg, ToConn::Control(_)) {
+            self.links.handle_message(&mut self.engine, msg, now);
+            self.links.handle_events(&mut self.engine, now);
+        } else {
+            self.held.push_back(msg);
+        }
+    }
+
+    /// Whether messages are held (see [`hold_message`](Self::hold_message)).
+    pub fn has_held(&self) -> bool {
+        !self.held.is_empty()
+    }
+
+    /// Handles up to `max` messages from other connections without
+    /// waiting, held ones first; returns how many.
     pub fn handle_inbox(&mut self, max: usize, now: Instant) -> usize {
         let mut n = 0;
         while n < max {
-            let Ok(msg) = self.inbox.try_recv() else {
+            let Some(msg) = self.held.pop_front().or_else(|| self.inbox.try_recv().ok()) else {
                 break;
             };
             self.links.handle_message(&mut self.engine, msg, now);
@@ -186,6 +223,13 @@ impl Endpoint {
     pub fn teardown(&mut self, now: Instant) {
         self.links.teardown(now);
     }
+}
+
+/// Raises the session limits of an inter-router connection's engine to
+/// what the mesh needs.
+fn mesh_sessions(config: &mut ConnectionConfig) {
+    config.max_sessions = config.max_sessions.max(MESH_SESSIONS.into());
+    config.channel_max = config.channel_max.max(MESH_SESSIONS - 1);
 }
 
 /// The engine settings for a connection accepted on `listener`.

@@ -30,10 +30,19 @@ thread_local! {
     static READ_BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; 64 * 1024]);
 }
 
-/// Output waiting for the socket beyond which the task stops taking
-/// deliveries from its inbox (they wait there, still charged to their
-/// producers' byte budgets, which holds the producers back).
+/// Output waiting for the socket beyond which the task stops handling
+/// messages from its inbox (they wait, still charged to their producers'
+/// byte budgets, which holds the producers back) — except routing-protocol
+/// messages, which go out on the priority control session ahead of it.
 const MAX_OUTPUT: usize = 1 << 20;
+
+/// Unsent bytes an inter-router socket may hold (`TCP_NOTSENT_LOWAT`,
+/// Linux). On a congested path the kernel's send buffer grows to
+/// megabytes, and the priority control session's frames, however early
+/// the engine hands them out, would wait behind them; with this bound
+/// they wait behind at most this much and one chunk. Bytes in flight
+/// (the path's bandwidth × delay) are not limited by it.
+const MESH_NOTSENT_LOWAT: u32 = 128 * 1024;
 
 /// Messages from other tasks handled between two socket writes.
 const MAX_BATCH: usize = 64;
@@ -51,6 +60,9 @@ pub async fn serve(accepted: Accepted, core: Arc<Core>) {
         shutdown,
         ..
     } = accepted;
+    if listener.role == crate::config::Role::InterRouter {
+        limit_unsent(&stream);
+    }
     let endpoint = Endpoint::accepted(core, &listener, Instant::now());
     tracing::debug!(conn = endpoint.id().0, %peer, "connection accepted");
     let (id, reason) = Task::run(stream, endpoint, shutdown).await;
@@ -65,6 +77,7 @@ pub async fn dial(
     connector: &ConnectorConfig,
     shutdown: Shutdown,
 ) {
+    limit_unsent(&stream);
     let endpoint = Endpoint::dialed(core, connector, Instant::now());
     let (id, reason) = Task::run(stream, endpoint, shutdown).await;
     tracing::debug!(conn = id.0, host = %connector.host, port = connector.port, reason, "connector connection ended");
@@ -73,7 +86,9 @@ pub async fn dial(
 struct Task {
     stream: TcpStream,
     endpoint: Endpoint,
-    /// Output taken from the endpoint and not yet written.
+    /// Output taken from the endpoint and not yet written: one chunk of
+    /// whole frames (at most 64 KiB unless one frame is larger), so that
+    /// priority output the endpoint queues meanwhile waits behind no more.
     pending: Bytes,
 }
 
@@ -124,6 +139,7 @@ impl Task {
             let paused = self.endpoint.should_pause();
             let writing = !self.pending.is_empty();
             let backlogged = self.pending.len() + self.endpoint.output_backlog() > MAX_OUTPUT;
+            let held = self.endpoint.has_held();
             tokio::select! {
                 r = self.stream.writable(), if writing => {
                     if r.is_err() {
@@ -135,12 +151,23 @@ impl Task {
                     Ok(()) => self.read_ready(),
                     Err(_) => self.endpoint.handle_eof(Instant::now()),
                 },
-                Some(msg) = self.endpoint.inbox().recv(), if !backlogged => {
+                Some(msg) = self.endpoint.inbox().recv() => {
                     let now = Instant::now();
-                    self.endpoint.handle_message(msg, now);
-                    // Take more of what is queued before writing, but not
-                    // without bound: the engine's output buffer is memory too.
-                    self.endpoint.handle_inbox(MAX_BATCH, now);
+                    if backlogged {
+                        // Routing-protocol messages still go out (on the
+                        // priority session, ahead of the backlog); the rest
+                        // waits for the output to drain.
+                        self.endpoint.hold_message(msg, now);
+                    } else {
+                        self.endpoint.handle_message(msg, now);
+                        // Take more of what is queued before writing, but
+                        // not without bound: the engine's output buffer is
+                        // memory too.
+                        self.endpoint.handle_inbox(MAX_BATCH, now);
+                    }
+                }
+                _ = std::future::ready(()), if held && !backlogged => {
+                    self.endpoint.handle_inbox(MAX_BATCH, Instant::now());
                 }
                 _ = sleep_until(wake) => {
                     if close_deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
@@ -199,6 +226,17 @@ impl Task {
             Err(_) => self.endpoint.handle_eof(now),
         });
     }
+}
+
+/// Bounds the unsent bytes the kernel holds for an inter-router socket
+/// (see [`MESH_NOTSENT_LOWAT`]); elsewhere than Linux, does nothing.
+fn limit_unsent(stream: &TcpStream) {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if let Err(e) = socket2::SockRef::from(stream).set_tcp_notsent_lowat(MESH_NOTSENT_LOWAT) {
+        tracing::debug!(error = %e, "cannot set TCP_NOTSENT_LOWAT");
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let _ = stream;
 }
 
 async fn sleep_until(t: Option<tokio::time::Instant>) {

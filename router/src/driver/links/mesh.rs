@@ -139,6 +139,16 @@ impl Links {
             return;
         };
         self.mesh.session = Some(session);
+        // Control traffic has its own session, marked priority: its frames
+        // go out ahead of queued data, so a saturated data path cannot
+        // delay a HELLO into a false neighbour loss.
+        let control = match engine.begin_session() {
+            Ok(control) => {
+                let _ = engine.set_priority(control);
+                control
+            }
+            Err(_) => session,
+        };
         let spec = LinkSpec {
             name: format!("ferry:control:{}", mesh.id()),
             role: Role::Sender,
@@ -147,7 +157,7 @@ impl Links {
             snd_settle_mode: SenderSettleMode::Settled,
             ..LinkSpec::default()
         };
-        self.mesh.control_out = engine.attach(session, spec).ok();
+        self.mesh.control_out = engine.attach(control, spec).ok();
         self.sync_data_links(engine);
     }
 

@@ -116,7 +116,17 @@ impl Links {
         self.now = now;
         while let Some(ev) = engine.poll_event() {
             match ev {
-                Event::AttachRequested { link, attach, .. } => self.attach(engine, link, &attach),
+                Event::AttachRequested { link, attach, .. } => {
+                    if self.mesh.is_control_attach(&attach)
+                        && let Some(session) = engine.link_session(link)
+                    {
+                        // The peer's control session: what we send on it
+                        // (the attach's answer, credit) goes ahead of data
+                        // too.
+                        let _ = engine.set_priority(session);
+                    }
+                    self.attach(engine, link, &attach)
+                }
                 Event::Credit { link, credit, .. } if self.mesh.is_control_out(link) => {
                     self.control_credit(engine, credit)
                 }
