@@ -379,17 +379,17 @@ impl Address {
         p.granted = credit as u32;
         p.leased = p.granted;
         let wanted = part.share.min(window) - credit;
-        let short = wanted > 0 && now >= p.quiet_until;
+        // Short: below what an even split guarantees (the rounded-down
+        // share), or with nothing at all. Not merely below the rounded-up
+        // share, which not every producer can have at once: two idle
+        // producers would take credit from each other for ever.
+        let short =
+            wanted > 0 && (credit == 0 || credit < part.floor.min(window)) && now >= p.quiet_until;
         s.shorts = s.shorts + usize::from(short) - usize::from(p.short);
         p.short = short;
-        // Multicast credit is not taken back: a copy in flight on a link
-        // whose credit was just cut would be refused at the next router
-        // while its siblings are delivered — a consumer missing a message
-        // its producer was told was accepted.
-        let recheck = if short && self.distribution != Distribution::Multicast {
-            reclaim_idle(s, i, wanted, now)
-        } else if short {
-            None
+        let multicast = self.distribution == Distribution::Multicast;
+        let recheck = if short {
+            reclaim_idle(s, i, wanted, now, multicast)
         } else if wanted > 0 && now < p.quiet_until {
             // Quiet for now; it may have messages again later.
             Some(p.quiet_until)
@@ -567,6 +567,8 @@ pub struct Grant {
 struct Part {
     /// Its share: the credit divided among the producers, rounded up.
     share: i64,
+    /// The same, rounded down: what every producer can have at once.
+    floor: i64,
     /// What the other producers leave of it.
     left: i64,
 }
@@ -578,6 +580,7 @@ impl Part {
         let sharing = sharing.max(1) as i64;
         Part {
             share: (credit + sharing - 1) / sharing,
+            floor: credit / sharing,
             left: credit - held_by_others,
         }
     }
@@ -585,8 +588,9 @@ impl Part {
 
 /// Multicast credit for producer `p`: every consumer its deliveries reach
 /// must take each one, so its part is the smallest of its parts of those
-/// consumers' credit (none while the tree's links are not all there). A local consumer is shared by every producer; a
-/// tree's data link only by the producers of that tree.
+/// consumers' credit (none while the tree's links are not all there). A
+/// local consumer is shared by every producer; a tree's data link only by
+/// the producers of that tree.
 fn multicast_part(table: &RoutingTable, address: &str, s: &State, p: &Producer) -> Part {
     let me = table.me();
     let origin = p.tree.as_ref().unwrap_or(me);
@@ -598,9 +602,17 @@ fn multicast_part(table: &RoutingTable, address: &str, s: &State, p: &Producer) 
             .any(|c| c.tree.as_ref() == Some(origin) && matches!(&c.to, Hop::Neighbor(m) if m == n))
     });
     if !complete {
-        return Part { share: 0, left: 0 };
+        return Part {
+            share: 0,
+            floor: 0,
+            left: 0,
+        };
     }
-    let mut part = Part { share: 0, left: 0 };
+    let mut part = Part {
+        share: 0,
+        floor: 0,
+        left: 0,
+    };
     for (n, c) in s
         .consumers
         .iter()
@@ -620,6 +632,7 @@ fn multicast_part(table: &RoutingTable, address: &str, s: &State, p: &Producer) 
         } else {
             Part {
                 share: part.share.min(of_c.share),
+                floor: part.floor.min(of_c.floor),
                 left: part.left.min(of_c.left),
             }
         };
@@ -631,7 +644,20 @@ fn multicast_part(table: &RoutingTable, address: &str, s: &State, p: &Producer) 
 /// whose lease ran out for their credit to be taken back (and tells them),
 /// until that covers `wanted`. Returns when the next lease runs out, if
 /// more is wanted. Scans the producers only once a lease may have run out.
-fn reclaim_idle(s: &mut State, i: usize, mut wanted: i64, now: Instant) -> Option<Instant> {
+///
+/// Multicast credit is taken back from clients only, never from a
+/// neighbour's data link: a copy in flight on a link whose credit was just
+/// cut would be refused at this router while its siblings elsewhere in the
+/// tree are delivered — a consumer missing a message its producer was told
+/// was accepted. (A client's copy refused here is refused whole: released
+/// to its producer, which sends it again.)
+fn reclaim_idle(
+    s: &mut State,
+    i: usize,
+    mut wanted: i64,
+    now: Instant,
+    multicast: bool,
+) -> Option<Instant> {
     if let Some(due) = s.lease_due
         && now < due
     {
@@ -639,7 +665,7 @@ fn reclaim_idle(s: &mut State, i: usize, mut wanted: i64, now: Instant) -> Optio
     }
     let mut next: Option<Instant> = None;
     for (j, q) in s.producers.iter_mut().enumerate() {
-        if j == i || q.granted == 0 || q.reclaim {
+        if j == i || q.granted == 0 || q.reclaim || (multicast && q.from != Hop::Local) {
             continue;
         }
         if std::mem::take(&mut q.used) {
