@@ -151,7 +151,9 @@ impl Links {
             Expiry::Never => None,
         };
         let me = self.core.mesh().id().clone();
-        if self.mesh.peer().is_some() && trace::visited(&payload).iter().any(|r| r == me.as_str()) {
+        // The trace is read once, for the loop check and the forms sent on.
+        let mut shaped = Shaped::default();
+        if self.mesh.peer().is_some() && shaped.visited(&payload, me.as_str()) {
             // Back where it has been: routing tables disagree for a moment.
             tracing::debug!(address = address.name(), "loop detected; released");
             if credited {
@@ -185,7 +187,6 @@ impl Links {
                 payload: payload.clone(),
                 attempts: 1,
             });
-            let mut shaped = Shaped::default();
             for (conn, link, to_router) in &targets {
                 // The first frame of a streamed message is shaped too: the
                 // message annotations come first (see `trace`).
@@ -254,14 +255,23 @@ impl Links {
 
 /// A message in the form each kind of target gets, made at most once each:
 /// to another router with this router in its trace, to a client without
-/// the mesh's annotations.
+/// the mesh's annotations. One `Shaped` per message: its trace is read
+/// once, on first use, for all of them.
 #[derive(Default)]
 pub(super) struct Shaped {
+    trace: Option<trace::Trace>,
     traced: Option<Bytes>,
     stripped: Option<Bytes>,
 }
 
 impl Shaped {
+    /// Whether `message` has passed through router `me` before.
+    pub(super) fn visited(&mut self, message: &Bytes, me: &str) -> bool {
+        self.trace
+            .get_or_insert_with(|| trace::Trace::read(message))
+            .has_visited(me)
+    }
+
     /// `message` (as it reached this router, from a router if
     /// `from_router`) for a target that is a router if `to_router`.
     pub(super) fn get(
@@ -271,18 +281,18 @@ impl Shaped {
         from_router: bool,
         me: &str,
     ) -> Bytes {
+        if !to_router && !from_router {
+            return message.clone();
+        }
+        let trace = self
+            .trace
+            .get_or_insert_with(|| trace::Trace::read(message));
         if to_router {
             self.traced
-                .get_or_insert_with(|| {
-                    trace::with_hop(message, me).unwrap_or_else(|| message.clone())
-                })
-                .clone()
-        } else if from_router {
-            self.stripped
-                .get_or_insert_with(|| trace::strip(message))
+                .get_or_insert_with(|| trace.with_hop(me).unwrap_or_else(|| message.clone()))
                 .clone()
         } else {
-            message.clone()
+            self.stripped.get_or_insert_with(|| trace.strip()).clone()
         }
     }
 }
