@@ -7,48 +7,17 @@
 //!
 //! Run: `cargo bench -p ferry-benches --bench codec -- --warm-up-time 1 --measurement-time 3`
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::{Bytes, BytesMut};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group};
+use ferry_benches::{Counting, allocations_per_op};
 use ferry_proto::codec::{Encode, Timestamp, Value};
 use ferry_proto::definitions::{
     DeliveryState, Disposition, Flow, Handle, Performative, Role, SequenceNo, Transfer,
 };
 use ferry_proto::frame::{Layer, decode_frame, encode_amqp_frame};
 use ferry_proto::message::{Annotations, Body, Header, Message, MessageView, Properties};
-
-/// Counts every allocation, then defers to the system allocator.
-struct Counting;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: every method forwards to `System` with the caller's arguments
-// unchanged, so `System`'s guarantees carry over; the counter has no
-// effect on the memory handed out.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: forwarded unchanged (see the impl).
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: forwarded unchanged (see the impl).
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: forwarded unchanged (see the impl).
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded unchanged (see the impl).
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
@@ -252,16 +221,6 @@ fn bench_encode(c: &mut Criterion) {
         })
     });
     g.finish();
-}
-
-/// Heap allocations per call of `op`, averaged over `n` calls.
-fn allocations_per_op(n: u64, mut op: impl FnMut()) -> f64 {
-    op(); // warm up (lazy statics, buffer growth)
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
-    for _ in 0..n {
-        op();
-    }
-    (ALLOCATIONS.load(Ordering::Relaxed) - before) as f64 / n as f64
 }
 
 fn report_allocations() {
