@@ -90,3 +90,12 @@ pub fn mesh_router(
         _dir: dir,
     }
 }
+
+/// A line of three routers A - B - C: A and C dial B.
+pub fn line() -> (Router, Router, Router) {
+    let b_port = ferry_tests::free_port();
+    let b = mesh_router("B", Some(b_port), &[], "");
+    let a = mesh_router("A", None, &[(b_port, 1)], "");
+    let c = mesh_router("C", None, &[(b_port, 1)], "");
+    (a, b, c)
+}

@@ -12,22 +12,13 @@ use ferry_proto::client::Client;
 use ferry_proto::definitions::DeliveryState;
 use ferry_proto::message::{Body, Message};
 use ferry_tests::free_port;
-use router::{Router, mesh_router};
+use router::{Router, line, mesh_router};
 
 /// Time for a mesh to converge, generously (HELLO every second).
 const CONVERGE: Duration = Duration::from_secs(20);
 
 fn msg(body: &str) -> Bytes {
     Message::new(Body::data(body.as_bytes().to_vec())).encode()
-}
-
-/// A line A - B - C: A and C dial B.
-fn line() -> (Router, Router, Router) {
-    let b_port = free_port();
-    let b = mesh_router("B", Some(b_port), &[], "");
-    let a = mesh_router("A", None, &[(b_port, 1)], "");
-    let c = mesh_router("C", None, &[(b_port, 1)], "");
-    (a, b, c)
 }
 
 async fn wait_credit(client: &mut Client, link: ferry_proto::engine::LinkId) -> u32 {
