@@ -106,7 +106,14 @@ struct Attempt {
 struct Receipt {
     consumer: usize,
     answer: Option<Outcome>,
+    /// The topology epoch when it came.
+    epoch: u64,
 }
+
+/// How a duplicate names a second copy of a multicast delivery at one
+/// consumer that came after the topology changed (a copy late on the old
+/// tree, forwarded on the new one).
+pub const AFTER_TREE_CHANGE: &str = "the topology changed in between";
 
 /// Counters for the summary.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -146,6 +153,9 @@ pub struct Ledger {
     per_message: BTreeMap<(u16, u32), u32>,
     /// The counters.
     pub counts: Counts,
+    /// The topology epoch (how many times the true topology changed); the
+    /// mesh keeps it up to date.
+    pub epoch: u64,
 }
 
 impl Ledger {
@@ -202,11 +212,21 @@ impl Ledger {
                 .iter()
                 .map(|r| format!("c{}", r.consumer))
                 .collect();
+            let epoch = self.epoch;
+            let moved = attempt.multicast
+                && receipts
+                    .iter()
+                    .any(|r| r.consumer == consumer && r.epoch != epoch);
             return Err((
                 Invariant::Duplicate,
                 format!(
-                    "{key} delivered to c{consumer}, already delivered to {}",
-                    who.join(",")
+                    "{key} delivered to c{consumer}, already delivered to {}{}",
+                    who.join(","),
+                    if moved {
+                        format!(" ({AFTER_TREE_CHANGE})")
+                    } else {
+                        String::new()
+                    }
                 ),
             ));
         }
@@ -214,6 +234,7 @@ impl Ledger {
         receipts.push(Receipt {
             consumer,
             answer: None,
+            epoch: self.epoch,
         });
         self.counts.received += 1;
         if again && !attempt.multicast {
@@ -242,8 +263,9 @@ impl Ledger {
 
     /// The producer of `key` was told `outcome`. Checks that a consumer
     /// gave it: `accepted` and `rejected` must come from a consumer (some
-    /// consumer, for multicast), and `released` only for a delivery no
-    /// consumer accepted or rejected.
+    /// consumer, for multicast), and `released` only for a delivery every
+    /// consumer that got it released (none accepted, rejected or modified
+    /// it, or lost it with its link).
     pub fn settled(&mut self, key: MsgKey, outcome: Outcome) -> Result<(), (Invariant, String)> {
         match outcome {
             Outcome::Accepted => self.counts.accepted += 1,
@@ -254,21 +276,31 @@ impl Ledger {
         if let Some(a) = self.attempts.get_mut(&key) {
             a.fate = Fate::Settled(outcome);
         }
-        let answers: Vec<Outcome> = self
-            .receipts
-            .get(&key)
-            .map(|rs| rs.iter().filter_map(|r| r.answer).collect())
-            .unwrap_or_default();
+        let receipts = self.receipts.get(&key).map_or(&[][..], Vec::as_slice);
+        let answers: Vec<Outcome> = receipts.iter().filter_map(|r| r.answer).collect();
         let gave = |o: Outcome| answers.contains(&o);
         match outcome {
             Outcome::Accepted | Outcome::Rejected if !gave(outcome) => Err((
                 Invariant::OutcomeWithoutConsumer,
                 format!("producer told {key} {outcome}, consumers answered {answers:?}"),
             )),
-            Outcome::Released if gave(Outcome::Accepted) || gave(Outcome::Rejected) => Err((
-                Invariant::ReleasedAfterSettlement,
-                format!("producer told {key} released, consumers answered {answers:?}"),
-            )),
+            // A copy a consumer got comes back as its answer, or as
+            // `modified` if its link went first (a router re-forwards a
+            // delivery only after its consumer released it). So
+            // `released` means every consumer that got it released it.
+            Outcome::Released if receipts.iter().any(|r| r.answer != Some(Outcome::Released)) => {
+                let got: Vec<String> = receipts
+                    .iter()
+                    .map(|r| format!("c{} {:?}", r.consumer, r.answer))
+                    .collect();
+                Err((
+                    Invariant::ReleasedAfterSettlement,
+                    format!(
+                        "producer told {key} released, but consumers got it: {}",
+                        got.join(", ")
+                    ),
+                ))
+            }
             _ => Ok(()),
         }
     }
@@ -294,6 +326,20 @@ impl Ledger {
             .iter()
             .filter(|(_, a)| a.fate == Fate::InFlight)
             .map(|(k, _)| *k)
+    }
+
+    /// Every delivery a consumer got, in key order: the attempt, the
+    /// consumer's client index, and its answer (`None` if it gave none,
+    /// or did not say yet, or got it pre-settled).
+    pub fn receipts(&self) -> impl Iterator<Item = (MsgKey, usize, Option<Outcome>)> + '_ {
+        self.receipts
+            .iter()
+            .flat_map(|(k, rs)| rs.iter().map(move |r| (*k, r.consumer, r.answer)))
+    }
+
+    /// Every attempt sent, in key order, with its fate.
+    pub fn attempts(&self) -> impl Iterator<Item = (MsgKey, Fate)> + '_ {
+        self.attempts.iter().map(|(k, a)| (*k, a.fate))
     }
 }
 
@@ -341,6 +387,43 @@ mod tests {
     }
 
     #[test]
+    fn released_only_if_every_consumer_that_got_it_released_it() {
+        let mut l = Ledger::default();
+        l.sent(key(1, 0), false, true, 9);
+        l.received(0, key(1, 0), 9).unwrap();
+        l.received(1, key(1, 0), 9).unwrap();
+        l.answered(0, key(1, 0), Outcome::Released);
+        l.answered(1, key(1, 0), Outcome::Released);
+        l.settled(key(1, 0), Outcome::Released).unwrap();
+        // A copy a consumer got and did not release (modified, or no
+        // answer: its link went) makes `released` a lie.
+        for answer in [Some(Outcome::Modified), None] {
+            l.sent(key(2, 0), false, true, 9);
+            l.received(0, key(2, 0), 9).unwrap();
+            l.answered(0, key(2, 0), Outcome::Released);
+            l.received(1, key(2, 0), 9).unwrap();
+            if let Some(a) = answer {
+                l.answered(1, key(2, 0), a);
+            }
+            assert_eq!(
+                l.settled(key(2, 0), Outcome::Released).unwrap_err().0,
+                Invariant::ReleasedAfterSettlement
+            );
+            l = Ledger::default();
+        }
+        // Anycast alike: released by one consumer, re-forwarded to another
+        // whose link went.
+        l.sent(key(3, 0), false, false, 9);
+        l.received(0, key(3, 0), 9).unwrap();
+        l.answered(0, key(3, 0), Outcome::Released);
+        l.received(1, key(3, 0), 9).unwrap();
+        assert_eq!(
+            l.settled(key(3, 0), Outcome::Released).unwrap_err().0,
+            Invariant::ReleasedAfterSettlement
+        );
+    }
+
+    #[test]
     fn duplicates_and_phantoms_are_caught() {
         let mut l = Ledger::default();
         l.sent(key(1, 0), false, false, 9);
@@ -367,6 +450,12 @@ mod tests {
         l.sent(key(7, 0), false, true, 9);
         l.received(0, key(7, 0), 9).unwrap();
         l.received(1, key(7, 0), 9).unwrap();
-        assert!(l.received(1, key(7, 0), 9).is_err());
+        let (inv, detail) = l.received(1, key(7, 0), 9).unwrap_err();
+        assert_eq!(inv, Invariant::Duplicate);
+        assert!(!detail.contains(AFTER_TREE_CHANGE), "{detail}");
+        // A second copy after the topology changed says so.
+        l.epoch += 1;
+        let (_, detail) = l.received(0, key(7, 0), 9).unwrap_err();
+        assert!(detail.contains(AFTER_TREE_CHANGE), "{detail}");
     }
 }

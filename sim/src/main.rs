@@ -38,6 +38,9 @@ struct Args {
     /// Anycast addresses with traffic.
     #[arg(long, default_value_t = 3)]
     addresses: usize,
+    /// The chance, in percent, that a run has a multicast address too.
+    #[arg(long, default_value_t = 50)]
+    multicast: u64,
     /// Messages per producer: the most (the least is a quarter of it).
     #[arg(long, default_value_t = 50)]
     messages: u32,
@@ -55,6 +58,7 @@ struct Args {
 fn scenario(args: &Args, seed: u64) -> Scenario {
     let mut s = Scenario::sized(seed, args.routers.max(1), args.topology, args.faults);
     s.addresses = args.addresses.max(1);
+    s.multicast = args.multicast.min(100);
     s.messages = ((args.messages / 4).max(1), args.messages.max(1));
     if let Some(w) = args.fault_window {
         s.fault_window = Duration::from_secs(w);
@@ -104,12 +108,13 @@ fn main() -> anyhow::Result<ExitCode> {
 
 fn replay_args(a: &Args) -> String {
     format!(
-        "--routers {} --topology {} --faults {} --seed {} --addresses {} --messages {}{}",
+        "--routers {} --topology {} --faults {} --seed {} --addresses {} --multicast {} --messages {}{}",
         a.routers,
         a.topology,
         a.faults,
         a.seed,
         a.addresses,
+        a.multicast,
         a.messages,
         a.fault_window
             .map_or(String::new(), |w| format!(" --fault-window {w}"))

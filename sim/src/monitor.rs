@@ -32,13 +32,17 @@ pub struct Sides {
     pub to: Option<usize>,
 }
 
-/// A held delivery: where it came in.
+/// A held delivery: where it came in (connection, direction, and the
+/// sender's channel and delivery id).
 type Slot = (u64, Dir, (u16, u32));
+
+/// A held delivery's message and the handle of the link it came on.
+type Held = (MsgKey, u32);
 
 /// The wire-fed invariant state of a run.
 #[derive(Debug)]
 pub struct Monitor {
-    held: Vec<BTreeMap<Slot, MsgKey>>,
+    held: Vec<BTreeMap<Slot, Held>>,
     links_in: BTreeMap<(u64, Dir), i64>,
     /// Messages that came back to a router they had visited (the router
     /// releases them: its trace check caught the loop).
@@ -94,6 +98,21 @@ impl Monitor {
         names: &[String],
     ) -> Option<(Invariant, String)> {
         let mut failed = None;
+        for e in events {
+            if let WireEvent::Violation { frame, .. } = e {
+                let who =
+                    |side: Option<usize>| side.map_or("a client".to_string(), |r| names[r].clone());
+                return Some((
+                    Invariant::Protocol,
+                    format!(
+                        "{} says {} broke the protocol (conn {}): {frame}",
+                        who(s.from),
+                        who(s.to),
+                        s.conn
+                    ),
+                ));
+            }
+        }
         let r = s.from?;
         for e in events {
             match e {
@@ -104,7 +123,7 @@ impl Monitor {
                 } => {
                     if let Some(slot) = self.held[r]
                         .iter()
-                        .find(|(_, v)| *v == k)
+                        .find(|(_, (v, _))| v == k)
                         .map(|(slot, _)| *slot)
                     {
                         self.held[r].remove(&slot);
@@ -156,12 +175,13 @@ impl Monitor {
                     key,
                     trace,
                     slot,
+                    handle,
                     ..
                 } => {
                     if let Some(k) = key
                         && !settled
                     {
-                        self.held[r].insert((s.conn, *dir, *slot), *k);
+                        self.held[r].insert((s.conn, *dir, *slot), (*k, *handle));
                     }
                     if s.from.is_some() && trace.iter().any(|t| *t == names[r]) {
                         self.loops_caught += 1;
@@ -172,10 +192,17 @@ impl Monitor {
                 WireEvent::SenderAttached { dir } => {
                     *self.links_in.entry((s.conn, *dir)).or_default() += 1;
                 }
-                WireEvent::SenderDetached { dir } => {
+                WireEvent::SenderDetached { dir, link } => {
                     *self.links_in.entry((s.conn, *dir)).or_default() -= 1;
+                    // The link is gone: what came on it and was neither
+                    // sent on nor settled can no longer be settled on it
+                    // (its sender settled it on its side).
+                    let (conn, dir, (channel, handle)) = (s.conn, *dir, *link);
+                    self.held[r].retain(|(c, d, (ch, _)), (_, h)| {
+                        !(*c == conn && *d == dir && *ch == channel && *h == handle)
+                    });
                 }
-                WireEvent::Settled { .. } => {}
+                WireEvent::Settled { .. } | WireEvent::Violation { .. } => {}
             }
         }
         notes
@@ -188,7 +215,7 @@ impl Monitor {
 
     /// The held deliveries of router `r`, for messages.
     pub fn held_keys(&self, r: usize) -> Vec<MsgKey> {
-        self.held[r].values().copied().collect()
+        self.held[r].values().map(|(k, _)| *k).collect()
     }
 
     /// Links on which `conn` delivers in `dir`.

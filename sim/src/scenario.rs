@@ -29,6 +29,9 @@ pub struct Scenario {
     pub messages: (u32, u32),
     /// Anycast addresses.
     pub addresses: usize,
+    /// The chance, in percent, that the run has a multicast address too
+    /// (consumers and producers on any routers).
+    pub multicast: u64,
     /// Faults start within this long after the mesh first converged.
     pub fault_window: Duration,
     /// The routers' per-link credit window (`limits.link_credit_window`).
@@ -63,9 +66,19 @@ impl Failure {
 /// The known router bug `v` is an instance of, if it is one (see
 /// `sim/README.md`, "Known router bugs").
 pub fn known_bug(v: &Violation) -> Option<&'static str> {
-    (v.invariant == crate::Invariant::Liveness && v.detail.contains(crate::mesh::PARKED)).then_some(
-        "credit parked on idle producers when an address has fewer credits than producers",
-    )
+    use crate::Invariant::{Duplicate, Liveness, Protocol};
+    match v.invariant {
+        Liveness if v.detail.contains(crate::mesh::MULTICAST_PARKED) => Some(
+            "multicast credit is never taken back: idle producers at their share starve a busy one",
+        ),
+        Duplicate if v.detail.contains(crate::ledger::AFTER_TREE_CHANGE) => Some(
+            "a multicast copy late on the old tree is forwarded on the new one: a consumer gets it twice",
+        ),
+        Protocol if v.detail.contains("amqp:link:transfer-limit-exceeded") => {
+            Some("a stale flow's negative credit wraps around: the sender sends beyond credit")
+        }
+        _ => None,
+    }
 }
 
 impl std::fmt::Display for Failure {
@@ -104,6 +117,7 @@ impl Scenario {
             max_cost: if rng.percent(50) { 1 } else { 4 },
             messages: (5, 40),
             addresses: rng.range_usize(1, 3),
+            multicast: 50,
             fault_window: Duration::from_secs(20),
             credit_window: 4,
             consumer_credit: (30, 60),
@@ -121,6 +135,7 @@ impl Scenario {
             max_cost: 4,
             messages: (10, 50),
             addresses: 3,
+            multicast: 50,
             fault_window: Duration::from_secs(10 + 3 * faults as u64),
             credit_window: 4,
             consumer_credit: (30, 60),
@@ -171,15 +186,19 @@ impl Scenario {
                 mesh.add_producer(&at, spec);
             }
         }
-        if rng.percent(50) {
-            // Multicast is local to one router for now.
-            let at = pick(rng);
-            for _ in 0..rng.range_usize(2, 3) {
+        if rng.percent(self.multicast) {
+            // Multicast across the mesh: consumers and producers anywhere
+            // (now and then several on one router).
+            for _ in 0..rng.range_usize(1, 4) {
                 let spec = self.consumer("multicast/m", careful, rng);
+                let at = pick(rng);
                 mesh.add_consumer(&at, spec);
             }
-            let spec = self.producer("multicast/m", rng.percent(30), rng);
-            mesh.add_producer(&at, spec);
+            for _ in 0..rng.range_usize(1, 2) {
+                let spec = self.producer("multicast/m", rng.percent(30), rng);
+                let at = pick(rng);
+                mesh.add_producer(&at, spec);
+            }
         }
         if rng.percent(30) {
             let at = pick(rng);

@@ -110,6 +110,8 @@ pub enum WireEvent {
         trace: Vec<String>,
         /// Where it is, for its settlement: (channel, delivery id).
         slot: (u16, u32),
+        /// The link's handle (the sender's).
+        handle: u32,
     },
     /// A receiver settled deliveries it got in `dir.reverse()`.
     Settled {
@@ -125,10 +127,19 @@ pub enum WireEvent {
         /// The direction deliveries will flow.
         dir: Dir,
     },
+    /// A detach, end or close saying that the peer broke the protocol.
+    Violation {
+        /// The direction of the frame (its sender blames its receiver).
+        dir: Dir,
+        /// The frame, e.g. `detach h1 (amqp:link:transfer-limit-exceeded: …)`.
+        frame: String,
+    },
     /// Such a link went.
     SenderDetached {
         /// The direction deliveries flowed.
         dir: Dir,
+        /// The sender's channel and handle of the link.
+        link: (u16, u32),
     },
 }
 
@@ -221,6 +232,18 @@ impl ConnTap {
             if self.logging {
                 self.lines.push(describe(channel, &performative, &payload));
             }
+            let error = match &performative {
+                Performative::Detach(d) => d.error.as_ref(),
+                Performative::End(e) => e.error.as_ref(),
+                Performative::Close(c) => c.error.as_ref(),
+                _ => None,
+            };
+            if error.is_some_and(|e| broken(&e.condition)) {
+                events.push(WireEvent::Violation {
+                    dir,
+                    frame: describe(channel, &performative, &payload),
+                });
+            }
             self.interpret(dir, channel, performative, payload, &mut events);
         }
         (out.map_or(bytes, BytesMut::freeze), events)
@@ -272,9 +295,10 @@ impl ConnTap {
                     sender,
                     address,
                 };
-                let old = self.halves[i].links.insert((channel, a.handle.0), link);
+                let link_id = (channel, a.handle.0);
+                let old = self.halves[i].links.insert(link_id, link);
                 if old.is_some_and(|l| l.sender) {
-                    events.push(WireEvent::SenderDetached { dir });
+                    events.push(WireEvent::SenderDetached { dir, link: link_id });
                 }
                 if sender {
                     events.push(WireEvent::SenderAttached { dir });
@@ -285,7 +309,10 @@ impl ConnTap {
                 if let Some(l) = self.halves[i].links.remove(&(channel, d.handle.0)) {
                     self.credits.remove(&l.name);
                     if l.sender {
-                        events.push(WireEvent::SenderDetached { dir });
+                        events.push(WireEvent::SenderDetached {
+                            dir,
+                            link: (channel, d.handle.0),
+                        });
                     }
                 }
             }
@@ -342,6 +369,7 @@ impl ConnTap {
                     key,
                     trace,
                     slot: (channel, id.0),
+                    handle: t.handle.0,
                 });
             }
             Performative::Disposition(d) if d.role == Role::Receiver => {
@@ -381,7 +409,7 @@ impl ConnTap {
             if let Some(l) = half.links.remove(&k) {
                 self.credits.remove(&l.name);
                 if l.sender {
-                    events.push(WireEvent::SenderDetached { dir });
+                    events.push(WireEvent::SenderDetached { dir, link: k });
                 }
             }
         }
@@ -407,11 +435,15 @@ fn describe(channel: u16, p: &Performative, payload: &Bytes) -> String {
             )
         }
         Performative::Flow(f) => format!(
-            "ch{channel} flow h{:?} credit {:?} count {:?} drain {:?}",
+            "ch{channel} flow h{:?} credit {:?} count {:?} drain {:?} (session: next in {:?} window {}, next out {} window {})",
             f.handle.map(|h| h.0),
             f.link_credit,
             f.delivery_count.map(|d| d.0),
-            f.drain
+            f.drain,
+            f.next_incoming_id.map(|n| n.0),
+            f.incoming_window,
+            f.next_outgoing_id.0,
+            f.outgoing_window
         ),
         Performative::Transfer(t) => {
             let key = message_key(payload).map_or("-".into(), |k| k.to_string());
@@ -431,15 +463,50 @@ fn describe(channel: u16, p: &Performative, payload: &Bytes) -> String {
             d.settled,
             d.state.as_ref().map(|s| format!("{s:?}"))
         ),
-        Performative::Detach(d) => {
-            format!("ch{channel} detach h{} closed {:?}", d.handle.0, d.closed)
-        }
-        Performative::End(_) => format!("ch{channel} end"),
+        Performative::Detach(d) => format!(
+            "ch{channel} detach h{} closed {:?}{}",
+            d.handle.0,
+            d.closed,
+            error_of(d.error.as_ref())
+        ),
+        Performative::End(e) => format!("ch{channel} end{}", error_of(e.error.as_ref())),
         Performative::Close(c) => format!(
             "close {:?}",
             c.error.as_ref().map(|e| e.condition.to_string())
         ),
     }
+}
+
+/// Whether `condition` says the peer broke the protocol (AMQP 1.0
+/// §2.8.15–2.8.18). Between the mesh's own engines none may occur:
+/// refusals (`not-allowed`, `not-found`), idle timeouts
+/// (`resource-limit-exceeded`) and forced closes are not among them.
+fn broken(condition: &ferry_proto::definitions::ErrorCondition) -> bool {
+    use ferry_proto::definitions::condition::*;
+    [
+        DECODE_ERROR,
+        INVALID_FIELD,
+        NOT_IMPLEMENTED,
+        ILLEGAL_STATE,
+        FRAMING_ERROR,
+        WINDOW_VIOLATION,
+        ERRANT_LINK,
+        HANDLE_IN_USE,
+        UNATTACHED_HANDLE,
+        TRANSFER_LIMIT_EXCEEDED,
+    ]
+    .contains(condition)
+}
+
+/// ` (condition: description)` for an error, for the log.
+fn error_of(error: Option<&ferry_proto::definitions::Error>) -> String {
+    error.map_or(String::new(), |e| {
+        format!(
+            " ({}: {})",
+            e.condition,
+            e.description.as_deref().unwrap_or("")
+        )
+    })
 }
 
 /// The key carried in a message's message-id, if it is one of ours.

@@ -10,8 +10,8 @@ use crate::clock::VTime;
 pub enum Invariant {
     /// A producer got `accepted` (or `rejected`) that no consumer gave.
     OutcomeWithoutConsumer,
-    /// A producer got `released` for a delivery a consumer accepted or
-    /// rejected ("released" promises it was never sent on).
+    /// A producer got `released` for a delivery a consumer got and did
+    /// not release ("released" promises it was not processed).
     ReleasedAfterSettlement,
     /// A consumer got the same delivery twice (or a multicast consumer
     /// the same message twice, or a pre-settled message arrived twice).
@@ -30,6 +30,12 @@ pub enum Invariant {
     Paths,
     /// A routing table's address view disagrees with where consumers are.
     Addresses,
+    /// One of the mesh's own AMQP endpoints (routers and the simulator's
+    /// clients, all `ferry_proto` engines) told its peer that the peer
+    /// broke the protocol: a detach, end or close with a condition such as
+    /// `amqp:link:transfer-limit-exceeded` or
+    /// `amqp:session:unattached-handle`.
+    Protocol,
     /// Something that must finish did not (messages never settled, a mesh
     /// that never converges, a step that never quiesces).
     Liveness,
@@ -47,6 +53,7 @@ impl fmt::Display for Invariant {
             Invariant::Credit => "credit-without-consumer",
             Invariant::Paths => "paths",
             Invariant::Addresses => "addresses",
+            Invariant::Protocol => "protocol",
             Invariant::Liveness => "liveness",
         })
     }

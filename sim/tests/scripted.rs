@@ -326,3 +326,20 @@ fn an_anonymous_sender_of_large_messages_keeps_getting_credit() {
     mesh.run_for(Duration::from_secs(10));
     assert_settled(&mut mesh);
 }
+
+/// Regression (found by the simulator; fixed by credit leases): idle
+/// producers at their fair share starved a busy one. The consumer's 4
+/// credits were shared in shares of `ceil(4 / 3) = 2`; two producers that
+/// had sent their one message kept 2 each and the third got none, for
+/// good. Now a producer short of its share takes back credit held idle.
+#[test]
+fn idle_producers_at_their_share_do_not_starve_a_busy_one() {
+    let mut mesh = converged(Mesh::builder().routers(["A"]).build(5));
+    mesh.add_consumer("A", consumer("q", 4));
+    mesh.add_producer("A", producer("q", 1));
+    mesh.add_producer("A", producer("q", 1));
+    mesh.run_for(Duration::from_secs(1));
+    mesh.add_producer("A", producer("q", 20));
+    mesh.run_for(Duration::from_secs(10));
+    assert_settled(&mut mesh);
+}

@@ -20,6 +20,15 @@ use crate::violation::{Invariant, Violation};
 /// it (see [`Mesh::parked_credit`]).
 pub const PARKED: &str = "credit parked on idle links";
 
+/// How a liveness failure names credit of a multicast address parked on
+/// links that cannot use it (the router never takes multicast credit back
+/// from a data link).
+pub const MULTICAST_PARKED: &str = "multicast credit parked on idle links";
+
+/// The name of a multicast data link starts so, then names its tree's
+/// origin router (`ferry:tree:<origin>:<router>:<address>`).
+const TREE_LINK: &str = "ferry:tree:";
+
 /// How a liveness failure names an anonymous sender whose messages span
 /// several frames.
 pub const STREAMED: &str = "larger than a frame";
@@ -217,13 +226,10 @@ impl Mesh {
     }
 
     /// Whether every running router knows which reachable routers have
-    /// consumers for each (anycast) address.
+    /// consumers for each address (anycast and multicast).
     pub fn check_addresses(&self) -> Result<(), String> {
         let expected = self.expected_paths();
         for address in self.consumer_addresses() {
-            if super::is_multicast(&address) {
-                continue;
-            }
             for (u, router) in self.routers.iter().enumerate() {
                 let Some(node) = &router.node else {
                     continue;
@@ -279,8 +285,11 @@ impl Mesh {
     /// that have nothing left to send, and on inter-router links whose
     /// sending router has no unfinished producer of the address and no
     /// useful link into it (a link is useful if its sending router has an
-    /// unfinished producer, or a useful link into it). One line per holder,
-    /// e.g. `R4->R3 holds 4` or `c3 (done) holds 4`.
+    /// unfinished producer, or a useful link into it). A multicast data
+    /// link carries one origin router's tree (`ferry:tree:<origin>:…`): it
+    /// is useful only if its origin has an unfinished producer. One line
+    /// per holder, e.g. `R4->R3 holds 4`, `R4->R3 (tree R1) holds 2` or
+    /// `c3 (done) holds 4`.
     pub fn parked_credit(&self, address: &str) -> Vec<String> {
         let n = self.routers.len();
         let mut producing = vec![false; n];
@@ -292,18 +301,22 @@ impl Mesh {
                 producing[c.router] = true;
             }
         }
-        // (from, to, held) for the address's data links.
-        let links: Vec<(usize, usize, u32)> = self
+        // (from, to, held, multicast tree) for the address's data links.
+        let links: Vec<(usize, usize, u32, Option<usize>)> = self
             .conns
             .values()
             .flat_map(|conn| {
                 conn.tap
                     .credits()
                     .filter(|(_, c)| c.address.as_deref() == Some(address))
-                    .filter_map(|(_, c)| {
+                    .filter_map(|(name, c)| {
                         let from = conn.router_at(c.dir.from_side())?;
                         let to = conn.router_at(c.dir.to_side())?;
-                        Some((from, to, c.held()))
+                        let tree = name
+                            .strip_prefix(TREE_LINK)
+                            .and_then(|rest| rest.split(':').next())
+                            .and_then(|origin| self.router_index(origin));
+                        Some((from, to, c.held(), tree))
                     })
                     .collect::<Vec<_>>()
             })
@@ -311,8 +324,8 @@ impl Mesh {
         let mut useful = producing.clone();
         loop {
             let mut changed = false;
-            for &(from, to, _) in &links {
-                if useful[from] && !useful[to] {
+            for &(from, to, _, tree) in &links {
+                if tree.is_none() && useful[from] && !useful[to] {
                     useful[to] = true;
                     changed = true;
                 }
@@ -329,10 +342,15 @@ impl Mesh {
         });
         links
             .iter()
-            .filter(|(from, _, held)| *held > 0 && !useful[*from])
-            .map(|(from, to, held)| {
+            .filter(|(from, _, held, tree)| match tree {
+                Some(origin) => *held > 0 && !producing[*origin],
+                None => *held > 0 && !useful[*from],
+            })
+            .map(|(from, to, held, tree)| {
+                let tree =
+                    tree.map_or(String::new(), |o| format!(" (tree {})", self.routers[o].id));
                 format!(
-                    "{}->{} holds {held}",
+                    "{}->{}{tree} holds {held}",
                     self.routers[*from].id, self.routers[*to].id
                 )
             })
@@ -359,7 +377,12 @@ impl Mesh {
                     let parked = if parked.is_empty() {
                         String::new()
                     } else {
-                        format!("; {PARKED}: {}", parked.join(", "))
+                        let what = if super::is_multicast(&p.spec.address) {
+                            MULTICAST_PARKED
+                        } else {
+                            PARKED
+                        };
+                        format!("; {what}: {}", parked.join(", "))
                     };
                     let anonymous = if p.spec.anonymous {
                         let frame = self.options.limits.max_frame_size as usize;

@@ -246,5 +246,6 @@ impl Mesh {
         let now = self.clock.now();
         let expected = self.expected_paths();
         self.monitor.topology_changed(why, now, expected);
+        self.ledger.epoch = self.monitor.epoch;
     }
 }

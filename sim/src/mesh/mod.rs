@@ -10,7 +10,7 @@ mod faults;
 mod step;
 
 pub use builder::MeshBuilder;
-pub use checks::{CREDIT_GRACE, PARKED, STREAMED};
+pub use checks::{CREDIT_GRACE, MULTICAST_PARKED, PARKED, STREAMED};
 pub use conns::SimConn;
 
 use std::collections::BTreeMap;
