@@ -66,7 +66,7 @@ impl Failure {
 /// The known router bug `v` is an instance of, if it is one (see
 /// `sim/README.md`, "Known router bugs").
 pub fn known_bug(v: &Violation) -> Option<&'static str> {
-    use crate::Invariant::{Duplicate, Liveness, Protocol};
+    use crate::Invariant::{Duplicate, Liveness};
     match v.invariant {
         Liveness if v.detail.contains(crate::mesh::MULTICAST_PARKED) => Some(
             "multicast credit is never taken back: idle producers at their share starve a busy one",
@@ -74,9 +74,6 @@ pub fn known_bug(v: &Violation) -> Option<&'static str> {
         Duplicate if v.detail.contains(crate::ledger::AFTER_TREE_CHANGE) => Some(
             "a multicast copy late on the old tree is forwarded on the new one: a consumer gets it twice",
         ),
-        Protocol if v.detail.contains("amqp:link:transfer-limit-exceeded") => {
-            Some("a stale flow's negative credit wraps around: the sender sends beyond credit")
-        }
         _ => None,
     }
 }

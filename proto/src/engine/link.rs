@@ -670,12 +670,17 @@ impl Connection {
             Role::Sender => {
                 // AMQP 1.0 §2.6.7: credit = delivery-count(rcv) + link-credit(rcv)
                 //                          - delivery-count(snd)
+                // A flow the receiver sent before our latest transfers
+                // reached it can set a limit we have already passed: that
+                // is no credit, not a wrapped-around lot of it.
                 let rcv_count = flow.delivery_count.unwrap_or(l.delivery_count);
                 let credit = flow.link_credit.unwrap_or(0);
-                l.credit = rcv_count
-                    .wrapping_add(credit)
-                    .distance_from(l.delivery_count)
-                    .min(credit);
+                let limit = rcv_count.wrapping_add(credit);
+                l.credit = if limit.precedes(l.delivery_count) {
+                    0
+                } else {
+                    limit.distance_from(l.delivery_count).min(credit)
+                };
                 l.drain = flow.drain.unwrap_or(false);
                 self.events.push_back(Event::Credit {
                     link: id,
@@ -684,9 +689,13 @@ impl Connection {
                 });
             }
             Role::Receiver => {
-                if let Some(dc) = flow.delivery_count {
+                if let Some(dc) = flow.delivery_count
+                    && !dc.precedes(l.delivery_count)
+                {
                     // The sender advanced its count past deliveries it did not
-                    // send (drain): that credit is gone.
+                    // send (drain): that credit is gone. (A count behind ours
+                    // is an old flow: transfers it has not seen are on their
+                    // way.)
                     let unused = dc.distance_from(l.delivery_count).min(l.credit);
                     l.credit -= unused;
                     l.delivery_count = dc;

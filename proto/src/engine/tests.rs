@@ -581,6 +581,53 @@ fn transfer_without_credit_detaches_the_link() {
     let _ = rcv;
 }
 
+/// AMQP 1.0 §2.6.7: a flow the receiver sent before the sender's latest
+/// transfers reached it gives the sender no credit beyond its limit — here
+/// the limit is already passed, so none at all.
+#[test]
+fn a_stale_flow_gives_the_sender_no_credit() {
+    let mut p = Pair::default_pair();
+    let (snd, rcv) = p.sender_link(4);
+    for _ in 0..3 {
+        p.client
+            .send(
+                snd,
+                Bytes::from_static(b"t"),
+                Bytes::from_static(b"m"),
+                true,
+                false,
+            )
+            .unwrap();
+    }
+    // The server lowers the credit to 2 before the transfers reach it: its
+    // flow says delivery-count 0, link-credit 2 — a limit of 2, while the
+    // client has sent 3.
+    p.server.flow(rcv, 2, false).unwrap();
+    while let Some(b) = p.server.poll_transmit(p.now) {
+        p.client.handle_input(&b, p.now);
+    }
+    assert_eq!(p.client.credit(snd), 0, "credit from a stale flow");
+    assert!(
+        p.client
+            .send(
+                snd,
+                Bytes::from_static(b"t"),
+                Bytes::from_static(b"m"),
+                true,
+                false
+            )
+            .is_err()
+    );
+    // Once everything is exchanged, nothing was sent beyond credit.
+    p.drive();
+    assert!(
+        !p.client_events
+            .iter()
+            .any(|e| matches!(e, Event::Detached { .. }))
+    );
+    assert_eq!(p.server_transfers().len(), 3);
+}
+
 #[test]
 fn session_window_holds_transfers_until_a_flow_opens_it() {
     let mut p = Pair::new(
