@@ -454,7 +454,6 @@ impl Address {
                 origin = tree;
             }
         }
-        let origin = origin.clone();
         let name = &self.name;
         let usable = |c: &Consumer| {
             c.credit > 0 && exclude != Some((c.conn.id, c.link)) && serves(table, name, from, &c.to)
@@ -465,16 +464,13 @@ impl Address {
                 // Every consumer the delivery should reach takes a copy, or
                 // none does: a consumer left out would silently miss it,
                 // while a release tells the producer.
-                let reached: Vec<&mut Consumer> = s
-                    .consumers
-                    .iter_mut()
-                    .filter(|c| serves_tree(table, &origin, from, c))
-                    .collect();
-                if reached.iter().any(|c| c.credit == 0) {
+                let reaches = |c: &Consumer| serves_tree(table, origin, from, c);
+                if s.consumers.iter().any(|c| reaches(c) && c.credit == 0) {
                     return Vec::new();
                 }
-                reached
-                    .into_iter()
+                s.consumers
+                    .iter_mut()
+                    .filter(|c| reaches(c))
                     .map(|c| {
                         c.credit -= 1;
                         (c.conn.clone(), c.link, c.to != Hop::Local)
