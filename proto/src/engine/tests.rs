@@ -37,6 +37,17 @@ impl Pair {
         Self::new(ConnectionConfig::default(), ConnectionConfig::default())
     }
 
+    /// The client sends `n` one-byte deliveries on `link`, tagged 0, 1, …
+    /// (not yet exchanged: see [`drive`](Self::drive)).
+    fn send_small(&mut self, link: LinkId, n: u8, settled: bool) {
+        for i in 0..n {
+            let tag = Bytes::from(vec![i]);
+            self.client
+                .send(link, tag, Bytes::from_static(b"x"), settled, false)
+                .unwrap();
+        }
+    }
+
     /// Exchanges bytes until both sides are quiet.
     fn drive(&mut self) {
         loop {
@@ -289,17 +300,7 @@ fn large_messages_are_split_at_the_peer_max_frame_size_and_reassemble() {
 fn consecutive_dispositions_merge_into_one_range() {
     let mut p = Pair::default_pair();
     let (snd, rcv) = p.sender_link(100);
-    for i in 0..50u8 {
-        p.client
-            .send(
-                snd,
-                Bytes::from(vec![i]),
-                Bytes::from_static(b"x"),
-                false,
-                false,
-            )
-            .unwrap();
-    }
+    p.send_small(snd, 50, false);
     p.drive();
     let t = p.server_transfers();
     for f in &t {
@@ -561,17 +562,7 @@ fn transfer_without_credit_detaches_the_link() {
     let (snd, rcv) = p.sender_link(1);
     // Make the client believe it has credit the server never gave.
     p.client.links.get_mut(&snd).unwrap().credit = 3;
-    for _ in 0..2 {
-        p.client
-            .send(
-                snd,
-                Bytes::from_static(b"t"),
-                Bytes::from_static(b"m"),
-                true,
-                false,
-            )
-            .unwrap();
-    }
+    p.send_small(snd, 2, true);
     p.drive();
     assert!(p.client_events.iter().any(|e| matches!(
         e,
@@ -588,17 +579,7 @@ fn transfer_without_credit_detaches_the_link() {
 fn a_stale_flow_gives_the_sender_no_credit() {
     let mut p = Pair::default_pair();
     let (snd, rcv) = p.sender_link(4);
-    for _ in 0..3 {
-        p.client
-            .send(
-                snd,
-                Bytes::from_static(b"t"),
-                Bytes::from_static(b"m"),
-                true,
-                false,
-            )
-            .unwrap();
-    }
+    p.send_small(snd, 3, true);
     // The server lowers the credit to 2 before the transfers reach it: its
     // flow says delivery-count 0, link-credit 2 — a limit of 2, while the
     // client has sent 3.
@@ -638,17 +619,7 @@ fn session_window_holds_transfers_until_a_flow_opens_it() {
         },
     );
     let (snd, _) = p.sender_link(100);
-    for _ in 0..20 {
-        p.client
-            .send(
-                snd,
-                Bytes::from_static(b"t"),
-                Bytes::from_static(b"m"),
-                true,
-                false,
-            )
-            .unwrap();
-    }
+    p.send_small(snd, 20, true);
     p.drive();
     // The server refills its window as it goes; all arrive, none beyond it.
     assert_eq!(p.server_transfers().len(), 20);

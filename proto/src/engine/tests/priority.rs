@@ -324,17 +324,7 @@ fn dispositions_on_a_priority_session_still_merge() {
     let (snd, rcv) = p.sender_link(100);
     let server_session = p.server.link_session(rcv).unwrap();
     p.server.set_priority(server_session).unwrap();
-    for i in 0..50u8 {
-        p.client
-            .send(
-                snd,
-                Bytes::from(vec![i]),
-                Bytes::from_static(b"x"),
-                false,
-                false,
-            )
-            .unwrap();
-    }
+    p.send_small(snd, 50, false);
     p.drive();
     for f in p.server_transfers() {
         p.server
