@@ -421,22 +421,19 @@ fn compound_header(code8: u8, code32: u8, body: usize, count: u32, out: &mut Byt
 pub fn visited(prefix: &Bytes) -> Vec<String> {
     Trace::read(prefix).hops().map(str::to_string).collect()
 }
-
-/// The message's first bytes with `router` appended to its trace (see
-/// [`Trace::with_hop`]); `None` if they cannot be parsed.
-pub fn with_hop(prefix: &Bytes, router: &str) -> Option<Bytes> {
-    Trace::read(prefix).with_hop(router)
-}
-
-/// The message's first bytes without the trace (see [`Trace::strip`]).
-pub fn strip(prefix: &Bytes) -> Bytes {
-    Trace::read(prefix).strip()
-}
 #[cfg(test)]
 mod tests {
     use super::*;
     use ferry_proto::codec::{Decode, Encode, Map, Str, Symbol, Value};
     use ferry_proto::message::{AnnotationKey, Body, Header, Message, MessageView};
+
+    fn with_hop(prefix: &Bytes, router: &str) -> Option<Bytes> {
+        Trace::read(prefix).with_hop(router)
+    }
+
+    fn strip(prefix: &Bytes) -> Bytes {
+        Trace::read(prefix).strip()
+    }
 
     #[test]
     fn hops_accumulate_and_the_body_is_untouched() {
