@@ -64,9 +64,7 @@ struct Producer {
     tree: Option<RouterId>,
     /// Credit the producer holds (mirrors its link's credit).
     granted: u32,
-    /// What it was granted last: if `granted` is lower, it used some.
-    leased: u32,
-    /// It routed a delivery since `active` was last brought up to date.
+    /// It used credit since `active` was last brought up to date.
     used: bool,
     /// When it last used credit or got credit from none.
     active: Instant,
@@ -76,6 +74,10 @@ struct Producer {
     /// each other, round and round), and spare credit goes first to
     /// producers short of their share.
     quiet_until: Instant,
+    /// How long it was last made quiet: doubled at each reclaim while it
+    /// uses nothing (an idle producer competes ever more rarely), cleared
+    /// when it uses credit.
+    quiet_for: Duration,
     /// Short of its share at its last grant, and not quiet.
     short: bool,
     /// Its credit is to be taken back at its next grant (idle lease).
@@ -267,10 +269,10 @@ impl Address {
             from,
             tree,
             granted: 0,
-            leased: 0,
             used: false,
             active: now,
             quiet_until: now,
+            quiet_for: Duration::ZERO,
             short: false,
             reclaim: false,
         });
@@ -358,16 +360,18 @@ impl Address {
         let others_short = s.shorts > usize::from(s.producers[i].short);
         let p = &mut s.producers[i];
         let before = p.granted;
-        let used = before < p.leased || std::mem::take(&mut p.used);
+        let used = std::mem::take(&mut p.used);
         if used {
             // It used some since the last grant: not idle after all.
             p.active = now;
             p.quiet_until = now;
+            p.quiet_for = Duration::ZERO;
         }
         let mut credit = part.share.min(part.left).clamp(0, window);
         if std::mem::take(&mut p.reclaim) && !used {
             credit = 0;
-            p.quiet_until = now + IDLE_LEASE;
+            p.quiet_for = (p.quiet_for * 2).clamp(IDLE_LEASE, MAX_QUIET);
+            p.quiet_until = now + p.quiet_for;
         } else if now < p.quiet_until && others_short {
             // Just found idle: producers that may have messages go first.
             credit = credit.min(i64::from(before));
@@ -377,7 +381,6 @@ impl Address {
         }
         s.held += credit - i64::from(p.granted);
         p.granted = credit as u32;
-        p.leased = p.granted;
         let wanted = part.share.min(window) - credit;
         // Short: below what an even split guarantees (the rounded-down
         // share), or with nothing at all. Not merely below the rounded-up
@@ -527,10 +530,12 @@ impl Address {
             .producers
             .iter_mut()
             .find(|p| p.conn.id == conn && p.link == link)
-            && p.granted > 0
         {
-            p.granted -= 1;
-            s.held -= 1;
+            if p.granted > 0 {
+                p.granted -= 1;
+                s.held -= 1;
+            }
+            p.used = true;
         }
     }
 
@@ -547,6 +552,10 @@ impl Address {
 /// what the producer sent meanwhile is released if no consumer can take
 /// it).
 pub const IDLE_LEASE: Duration = Duration::from_millis(250);
+
+/// The longest a producer whose credit was taken back for idleness stays
+/// quiet (see `Producer::quiet_for`).
+const MAX_QUIET: Duration = Duration::from_secs(8);
 
 /// What [`Address::grant`] decided.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
