@@ -91,9 +91,7 @@ fn main() -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Err(v) => {
-            let known = ferry_sim::scenario::known_bug(&v)
-                .map_or(String::new(), |b| format!(" (known router bug: {b})"));
-            println!("FAILED{known}: {v}");
+            println!("FAILED: {v}");
             if !args.log {
                 println!("--- end of the event log ---\n{}", mesh.log().tail(40));
             }
@@ -141,11 +139,8 @@ fn many(args: &Args) -> ExitCode {
             }
             Err(f) => {
                 report.add(&f.summary.convergence);
-                let known = f
-                    .known_bug()
-                    .map_or(String::new(), |b| format!(" (known router bug: {b})"));
                 println!(
-                    "seed {seed}: FAILED{known}: {} (log {:016x})",
+                    "seed {seed}: FAILED: {} (log {:016x})",
                     f.violation, f.summary.digest
                 );
                 failed.push(seed);

@@ -55,29 +55,6 @@ pub struct Failure {
     pub log: Vec<String>,
 }
 
-impl Failure {
-    /// The known router bug this failure is an instance of, if it is one
-    /// (see `sim/README.md`, "Known router bugs").
-    pub fn known_bug(&self) -> Option<&'static str> {
-        known_bug(&self.violation)
-    }
-}
-
-/// The known router bug `v` is an instance of, if it is one (see
-/// `sim/README.md`, "Known router bugs").
-pub fn known_bug(v: &Violation) -> Option<&'static str> {
-    use crate::Invariant::{Duplicate, Liveness};
-    match v.invariant {
-        Liveness if v.detail.contains(crate::mesh::MULTICAST_PARKED) => Some(
-            "multicast credit is never taken back: idle producers at their share starve a busy one",
-        ),
-        Duplicate if v.detail.contains(crate::ledger::AFTER_TREE_CHANGE) => Some(
-            "a multicast copy late on the old tree is forwarded on the new one: a consumer gets it twice",
-        ),
-        _ => None,
-    }
-}
-
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let tail_start = self.log.len().saturating_sub(60);

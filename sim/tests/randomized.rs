@@ -12,10 +12,6 @@
 //!
 //! A failure prints the seed, the failed invariant and the end of the
 //! event log, and writes the whole log to `target/ferry-sim/seed-<seed>.log`.
-//!
-//! Failures that are instances of a known router bug (listed in
-//! `sim/README.md`) are reported and counted but do not fail the test
-//! unless `FERRY_SIM_STRICT=1`.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -54,8 +50,6 @@ fn random_seeds_keep_every_invariant() {
         .min(8) as u64;
     let next = AtomicU64::new(first);
     let failures = Mutex::new(Vec::new());
-    let known = Mutex::new(Vec::new());
-    let strict = std::env::var("FERRY_SIM_STRICT").is_ok_and(|v| v == "1");
     let report = Mutex::new(ConvergenceReport::default());
     let started = Instant::now();
     std::thread::scope(|scope| {
@@ -70,19 +64,8 @@ fn random_seeds_keep_every_invariant() {
                         Ok(summary) => report.lock().unwrap().add(&summary.convergence),
                         Err(f) => {
                             let path = save_log(seed, &f.log);
-                            match f.known_bug() {
-                                Some(bug) if !strict => {
-                                    eprintln!(
-                                        "seed {seed}: known router bug ({bug}): {}",
-                                        f.violation
-                                    );
-                                    known.lock().unwrap().push(seed);
-                                }
-                                _ => {
-                                    eprintln!("{f}\nfull log: {path}\n");
-                                    failures.lock().unwrap().push(seed);
-                                }
-                            }
+                            eprintln!("{f}\nfull log: {path}\n");
+                            failures.lock().unwrap().push(seed);
                         }
                     }
                 }
@@ -96,14 +79,6 @@ fn random_seeds_keep_every_invariant() {
         count as f64 / took.as_secs_f64()
     );
     println!("{}", report.lock().unwrap());
-    let mut known = known.into_inner().unwrap();
-    known.sort();
-    if !known.is_empty() {
-        println!(
-            "{} seeds hit a known router bug (FERRY_SIM_STRICT=1 fails on them): {known:?}",
-            known.len()
-        );
-    }
     let mut failed = failures.into_inner().unwrap();
     failed.sort();
     assert!(failed.is_empty(), "failing seeds: {failed:?}");

@@ -84,6 +84,21 @@ struct Producer {
     reclaim: bool,
 }
 
+/// Which consumers a multicast delivery may reach on this router.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// Every consumer along the tree it follows: local consumers and the
+    /// tree's data links to this router's children (valid origins).
+    Tree,
+    /// Local consumers only: a copy sent on a tree this router no longer
+    /// sees (its stamp is not this router's; see
+    /// `RoutingTable::tree_stamp`). Copies travel only along the edges of
+    /// the tree they were stamped with, so this router gets at most one
+    /// copy and its consumers may have it; sent on, it could reach a
+    /// consumer that the new tree serves from elsewhere.
+    Local,
+}
+
 /// Whether a delivery of `address` that came `from` may go on `to`.
 pub fn serves(table: &RoutingTable, address: &str, from: &Hop, to: &Hop) -> bool {
     let Hop::Neighbor(n) = to else {
@@ -102,12 +117,22 @@ pub fn serves(table: &RoutingTable, address: &str, from: &Hop, to: &Hop) -> bool
 }
 
 /// Multicast: whether a delivery that entered the mesh at `origin` and
-/// came `from` may go to consumer `c`: every local consumer, and the data
-/// links of `origin`'s tree. A delivery is taken only from this router's
-/// parent in that tree (its next hop towards `origin`): anything else is a
-/// moment of disagreement between routing tables, and forwarding it could
-/// make duplicates.
-fn serves_tree(table: &RoutingTable, origin: &RouterId, from: &Hop, c: &Consumer) -> bool {
+/// came `from` may go to consumer `c`: every local consumer, and (reaching
+/// the whole tree) the data links of `origin`'s tree. A delivery goes on
+/// along the tree only if it came from this router's parent in that tree
+/// (its next hop towards `origin`): anything else is a moment of
+/// disagreement between routing tables, and forwarding it could make
+/// duplicates.
+fn serves_tree(
+    table: &RoutingTable,
+    origin: &RouterId,
+    from: &Hop,
+    c: &Consumer,
+    reach: Reach,
+) -> bool {
+    if reach == Reach::Local {
+        return c.to == Hop::Local;
+    }
     if let Hop::Neighbor(p) = from
         && table.next_hop(origin) != Some(p)
     {
@@ -420,14 +445,16 @@ impl Address {
     /// Routes one delivery that came `from`, on producer link `producer`
     /// (`None`: an anonymous sender, whose credit is not drawn from this
     /// address): takes one of the producer's credit and one of each chosen
-    /// consumer's. Empty when no consumer can take it.
+    /// consumer's. Empty when no consumer can take it. `reach` limits a
+    /// multicast delivery (anycast ignores it).
     pub fn route(
         &self,
         table: &RoutingTable,
         from: &Hop,
         producer: Option<(ConnId, LinkId)>,
+        reach: Reach,
     ) -> Targets {
-        self.route_excluding(table, from, producer, None)
+        self.route_excluding(table, from, producer, None, reach)
     }
 
     /// As [`route`](Self::route), never choosing the consumer `exclude`
@@ -438,6 +465,7 @@ impl Address {
         from: &Hop,
         producer: Option<(ConnId, LinkId)>,
         exclude: Option<(ConnId, LinkId)>,
+        reach: Reach,
     ) -> Targets {
         let mut guard = self.lock();
         let s = &mut *guard;
@@ -467,7 +495,7 @@ impl Address {
                 // Every consumer the delivery should reach takes a copy, or
                 // none does: a consumer left out would silently miss it,
                 // while a release tells the producer.
-                let reaches = |c: &Consumer| serves_tree(table, origin, from, c);
+                let reaches = |c: &Consumer| serves_tree(table, origin, from, c, reach);
                 if s.consumers.iter().any(|c| reaches(c) && c.credit == 0) {
                     return Vec::new();
                 }
@@ -621,7 +649,7 @@ fn multicast_part(table: &RoutingTable, address: &str, s: &State, p: &Producer) 
     for (n, c) in s
         .consumers
         .iter()
-        .filter(|c| serves_tree(table, origin, &p.from, c))
+        .filter(|c| serves_tree(table, origin, &p.from, c, Reach::Tree))
         .enumerate()
     {
         let (sharing, held) = s
@@ -798,7 +826,7 @@ mod tests {
             a.adjust_consumer_credit(ConnId(1), link(1), 10);
             a.adjust_consumer_credit(ConnId(1), link(2), 10);
             let picks: Vec<LinkId> = (0..10)
-                .map(|_| a.route(&table(), &Hop::Local, None)[0].1)
+                .map(|_| a.route(&table(), &Hop::Local, None, Reach::Tree)[0].1)
                 .collect();
             let to_first = picks.iter().filter(|l| **l == link(1)).count();
             if expect_spread {
@@ -821,8 +849,13 @@ mod tests {
         a.adjust_consumer_credit(ConnId(1), link(2), 3);
         assert_eq!(a.grant(&table(), ConnId(2), link(3), 100, now()).credit, 3);
         assert_eq!(
-            a.route(&table(), &Hop::Local, Some((ConnId(2), link(3))))
-                .len(),
+            a.route(
+                &table(),
+                &Hop::Local,
+                Some((ConnId(2), link(3))),
+                Reach::Tree
+            )
+            .len(),
             2
         );
     }
@@ -882,7 +915,12 @@ mod tests {
         assert_eq!(a.grant(&table(), ConnId(2), link(3), 10, t0).credit, 1);
         // Link 2 sends one, and its credit comes back at once.
         let later = t0 + IDLE_LEASE;
-        a.route(&table(), &Hop::Local, Some((ConnId(2), link(2))));
+        a.route(
+            &table(),
+            &Hop::Local,
+            Some((ConnId(2), link(2))),
+            Reach::Tree,
+        );
         a.adjust_consumer_credit(ConnId(1), link(1), 1);
         assert_eq!(a.grant(&table(), ConnId(2), link(2), 10, later).credit, 1);
         while prx.try_recv().is_ok() {}

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-pub use address::{Address, Grant, Hop, IDLE_LEASE, Targets, serves};
+pub use address::{Address, Grant, Hop, IDLE_LEASE, Reach, Targets, serves};
 pub use budget::{ByteBudget, Charge};
 pub use fields::{RoutingFields, routing_fields};
 pub use message::{

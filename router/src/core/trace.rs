@@ -1,6 +1,9 @@
 //! The router's own message annotation: the trace of routers a message has
 //! passed through (`x-opt-ferry-trace`, a list of router ids), for loop
-//! protection while routing tables disagree.
+//! protection while routing tables disagree. A multicast message's trace
+//! starts with a `ulong`: the stamp of the tree it follows, as its origin
+//! router saw that tree (see `RoutingTable::tree_stamp`); the routers it
+//! passes forward it only if they see the same tree.
 //!
 //! Every function here works on a message's first bytes: the message
 //! annotations come before the properties and the body (AMQP 1.0 §3.2), so
@@ -86,6 +89,8 @@ struct TraceEntry {
     /// The list's items and their count; `None` if the value is not a list
     /// (it is then replaced by a list on the next hop, and names no router).
     items: Option<(Span, u32)>,
+    /// The list's first item, if it is a `ulong`: the tree stamp.
+    stamp: Option<u64>,
     /// Whether a later entry has the trace key too (all of them are
     /// stripped; only this one counts and grows).
     again: bool,
@@ -134,10 +139,36 @@ impl Trace {
         })
     }
 
+    /// Whether the message annotations could be read from the first bytes
+    /// (if not, the message goes on unchanged).
+    pub fn is_readable(&self) -> bool {
+        self.at.is_some()
+    }
+
+    /// The tree stamp of a multicast message (see the module docs), if the
+    /// trace starts with one.
+    pub fn stamp(&self) -> Option<u64> {
+        self.at.as_ref()?.map.as_ref()?.trace.as_ref()?.stamp
+    }
+
     /// The first bytes with this router appended to the trace; only the
     /// message-annotations section changes. `None` if they cannot be
     /// parsed (the message is then forwarded unchanged).
     pub fn with_hop(&self, router: &str) -> Option<Bytes> {
+        self.rewrite(router, None)
+    }
+
+    /// The first bytes of a message entering the mesh at this router: the
+    /// trace is this router alone, after the tree `stamp` if given. Any
+    /// trace a client wrote is replaced: it names no router of ours, and
+    /// a stamp in it would be forged.
+    pub fn begin(&self, router: &str, stamp: Option<u64>) -> Option<Bytes> {
+        self.rewrite(router, Some(stamp))
+    }
+
+    /// The first bytes with a new trace list: the old one's items (`fresh`
+    /// is `None`) or only the stamp given, then `router`.
+    fn rewrite(&self, router: &str, fresh: Option<Option<u64>>) -> Option<Bytes> {
         let at = self.at.as_ref()?;
         let empty = Span {
             start: at.section.end,
@@ -164,10 +195,15 @@ impl Trace {
                 ),
             },
         };
-        let (items, n_items) = items.unwrap_or((empty, 0));
+        let (items, n_items) = match fresh {
+            None => items.unwrap_or((empty, 0)),
+            Some(_) => (empty, 0),
+        };
+        let stamp = fresh.flatten();
+        let stamp_len = stamp.map_or(0, ulong_len);
         let key_len = key.map_or(variable_len(TRACE.len()), Span::len);
-        let list_body = items.len() + variable_len(router.len());
-        let list_count = n_items.checked_add(1)?;
+        let list_body = items.len() + stamp_len + variable_len(router.len());
+        let list_count = n_items.checked_add(1 + u32::from(stamp.is_some()))?;
         let map_body =
             before.len() + key_len + header_len(list_body, list_count) + list_body + after.len();
         if map_body > u32::MAX as usize - 4 {
@@ -187,6 +223,9 @@ impl Trace {
             None => encode::variable(fc::SYM8, TRACE.as_bytes(), &mut out),
         }
         compound_header(fc::LIST8, fc::LIST32, list_body, list_count, &mut out);
+        if let Some(stamp) = stamp {
+            encode::ulong(stamp, &mut out);
+        }
         out.put_slice(&p[items.start..items.end]);
         encode::variable(fc::STR8, router.as_bytes(), &mut out);
         out.put_slice(&p[after.start..after.end]);
@@ -310,7 +349,10 @@ fn locate(prefix: &Bytes) -> DecodeResult<Option<Located>> {
                         start: entry,
                         end: body.start + entries.position(),
                     };
-                    let items = trace_items(&mut entries, p, body.start)?;
+                    let (items, stamp) = match trace_items(&mut entries, p, body.start)? {
+                        Some((span, count, stamp)) => (Some((span, count)), stamp),
+                        None => (None, None),
+                    };
                     trace = Some(TraceEntry {
                         entry: Span {
                             start: entry,
@@ -318,6 +360,7 @@ fn locate(prefix: &Bytes) -> DecodeResult<Option<Located>> {
                         },
                         key,
                         items,
+                        stamp,
                         again: false,
                     });
                 }
@@ -346,8 +389,13 @@ fn is_trace_key(d: &mut Decoder, p: &[u8], base: usize) -> DecodeResult<bool> {
 }
 
 /// Reads the trace's value: if a list, its items (each read, text checked
-/// UTF-8, as decoding the trace always did); any other value is skipped.
-fn trace_items(d: &mut Decoder, p: &[u8], base: usize) -> DecodeResult<Option<(Span, u32)>> {
+/// UTF-8, as decoding the trace always did) and the stamp, if the first is
+/// a `ulong`; any other value is skipped.
+fn trace_items(
+    d: &mut Decoder,
+    p: &[u8],
+    base: usize,
+) -> DecodeResult<Option<(Span, u32, Option<u64>)>> {
     let code = d.read_format()?;
     if !matches!(code, fc::LIST0 | fc::LIST8 | fc::LIST32) {
         d.skip_body(code)?;
@@ -359,14 +407,26 @@ fn trace_items(d: &mut Decoder, p: &[u8], base: usize) -> DecodeResult<Option<(S
         start: end - list.body.remaining(),
         end,
     };
-    for _ in 0..list.count {
+    let stamp = match list.body.peek_u8() {
+        Ok(code @ (fc::ULONG0 | fc::SMALLULONG | fc::ULONG)) if list.count > 0 => {
+            list.body.read_u8()?;
+            Some(match code {
+                fc::ULONG0 => 0,
+                fc::SMALLULONG => u64::from(list.body.read_u8()?),
+                _ => list.body.read_u64()?,
+            })
+        }
+        _ => None,
+    };
+    let rest = list.count - u32::from(stamp.is_some());
+    for _ in 0..rest {
         if let Some(t) = read_text(&mut list.body, items.start)? {
             std::str::from_utf8(&p[t.start..t.end])
                 .map_err(|_| DecodeError::InvalidUtf8("trace"))?;
         }
     }
     list.body.finish()?;
-    Ok(Some((items, list.count)))
+    Ok(Some((items, list.count, stamp)))
 }
 
 /// Reads one value; if it is a string or symbol, where its text is (`d`'s
@@ -384,6 +444,15 @@ fn read_text(d: &mut Decoder, base: usize) -> DecodeResult<Option<Span>> {
     } else {
         d.skip_body(code)?;
         Ok(None)
+    }
+}
+
+/// The encoded size of a `ulong`, as [`encode::ulong`] writes it.
+fn ulong_len(v: u64) -> usize {
+    match v {
+        0 => 1,
+        1..=255 => 2,
+        _ => 9,
     }
 }
 
@@ -471,6 +540,26 @@ mod tests {
     }
 
     #[test]
+    fn a_multicast_trace_carries_its_stamp_over_every_hop_and_never_to_clients() {
+        let m = Message::new(Body::data(b"payload".to_vec()))
+            .with_message_annotation("x-opt-app", Value::Uint(7))
+            .encode();
+        let t = Trace::read(&m);
+        assert_eq!(t.stamp(), None);
+        let origin = t.begin("A", Some(0xfeed_f00d)).unwrap();
+        let hop = with_hop(&origin, "B").unwrap();
+        let t = Trace::read(&hop);
+        assert_eq!(t.stamp(), Some(0xfeed_f00d));
+        assert_eq!(t.hops().collect::<Vec<_>>(), ["A", "B"]);
+        assert_eq!(t.strip(), m, "clients get the bytes sent");
+        // A client's own trace, forged stamp included, is replaced.
+        let forged = with_hop(&Trace::read(&m).begin("X", Some(1)).unwrap(), "A").unwrap();
+        let again = Trace::read(&forged).begin("A", Some(2)).unwrap();
+        assert_eq!(Trace::read(&again).stamp(), Some(2));
+        assert_eq!(visited(&again), ["A"]);
+    }
+
+    #[test]
     fn stripping_keeps_other_annotations() {
         let m = Message::new(Body::data(b"x".to_vec()))
             .with_message_annotation("x-opt-app", Value::Uint(7))
@@ -546,6 +635,36 @@ mod tests {
                     .collect(),
                 _ => Vec::new(),
             }
+        }
+
+        pub fn stamp(prefix: &Bytes) -> Option<u64> {
+            let Some(Located { map: Some(ma), .. }) = locate(prefix) else {
+                return None;
+            };
+            match ma.get(TRACE) {
+                Some(Value::List(items)) => match items.first() {
+                    Some(Value::Ulong(s)) => Some(*s),
+                    _ => None,
+                },
+                _ => None,
+            }
+        }
+
+        pub fn begin(prefix: &Bytes, router: &str, stamp: Option<u64>) -> Option<Bytes> {
+            let at = locate(prefix)?;
+            let mut ma = at.map.clone().unwrap_or_default();
+            let list = Value::List(
+                stamp
+                    .map(Value::Ulong)
+                    .into_iter()
+                    .chain([Value::String(Str::from(router))])
+                    .collect(),
+            );
+            match ma.0.iter_mut().find(|(k, _)| k.as_text() == Some(TRACE)) {
+                Some((_, v)) => *v = list,
+                None => ma.0.push((Value::Symbol(Symbol::from_static(TRACE)), list)),
+            }
+            Some(splice(prefix, &at, Some(&ma)))
         }
 
         pub fn with_hop(prefix: &Bytes, router: &str) -> Option<Bytes> {
@@ -675,6 +794,23 @@ mod tests {
                     (sym("x-big"), Value::Binary(Bytes::from(vec![1u8; 300]))),
                 ]),
                 ma(vec![(sym(TRACE), hops(&many[..20]))]),
+                // Multicast: a tree stamp first, in each width.
+                ma(vec![(
+                    sym(TRACE),
+                    Value::List(vec![Value::Ulong(0), string("A")]),
+                )]),
+                ma(vec![
+                    (sym("x-a"), Value::Uint(1)),
+                    (
+                        sym(TRACE),
+                        Value::List(vec![Value::Ulong(7), string("A"), string("B")]),
+                    ),
+                ]),
+                ma(vec![(
+                    sym(TRACE),
+                    Value::List(vec![Value::Ulong(u64::MAX - 5), string("A")]),
+                )]),
+                ma(vec![(sym(TRACE), Value::List(vec![Value::Ulong(9)]))]),
                 ma(vec![
                     (sym("x-pad"), Value::Binary(Bytes::from(vec![0u8; 230]))),
                     (sym(TRACE), hops(&["A"])),
@@ -708,6 +844,14 @@ mod tests {
                     let hop = t.with_hop(r);
                     assert_eq!(hop, decoding::with_hop(&p, r), "{p:02x?}");
                     assert_eq!(with_hop(&p, r), hop);
+                }
+                assert_eq!(t.stamp(), decoding::stamp(&p), "{p:02x?}");
+                for stamp in [None, Some(0), Some(200), Some(0xfeed_f00d_dead_beef)] {
+                    assert_eq!(
+                        t.begin("B", stamp),
+                        decoding::begin(&p, "B", stamp),
+                        "{p:02x?}"
+                    );
                 }
                 assert_eq!(t.strip(), decoding::strip(&p), "{p:02x?}");
                 assert_eq!(strip(&p), t.strip());

@@ -55,6 +55,8 @@ pub struct RoutingTable {
     /// `trees[d][v]`: the next hop of `routers[v]` towards `routers[d]`,
     /// computed on first use.
     trees: Vec<OnceLock<Vec<u32>>>,
+    /// `stamps[d]`: the stamp of `routers[d]`'s tree, computed on first use.
+    stamps: Vec<OnceLock<u64>>,
     /// Per address, the reachable remote routers with consumers, sorted.
     addresses: HashMap<Arc<str>, Vec<RouterId>>,
 }
@@ -103,6 +105,7 @@ impl RoutingTable {
             cost: vec![0],
             next_hop: vec![NONE],
             trees: vec![OnceLock::from(vec![NONE])],
+            stamps: vec![OnceLock::new()],
             addresses: HashMap::new(),
         }
     }
@@ -227,6 +230,7 @@ impl RoutingTable {
 
         Self {
             me: me.clone(),
+            stamps: routers.iter().map(|_| OnceLock::new()).collect(),
             trees,
             routers,
             index,
@@ -347,6 +351,29 @@ impl RoutingTable {
             .collect()
     }
 
+    /// Multicast tree versions: a digest of `origin`'s shortest-path tree
+    /// (every reachable router and its parent in the tree, by id), so that
+    /// two routers with the same view of that tree compute the same stamp,
+    /// whatever else they know. The origin writes its stamp into each
+    /// multicast message it sends into the mesh, and a router forwards a
+    /// copy only if its own stamp for the tree is the same: every router a
+    /// message passes then forwards it along one and the same tree, so no
+    /// consumer gets it twice, even while the tree changes under it. `None`
+    /// if `origin` is unreachable.
+    pub fn tree_stamp(&self, origin: &RouterId) -> Option<u64> {
+        let o = *self.index.get(origin)?;
+        Some(*self.stamps[o as usize].get_or_init(|| {
+            let tree = self.tree(o);
+            self.routers
+                .iter()
+                .zip(tree)
+                .fold(FNV_OFFSET, |h, (r, &parent)| {
+                    let parent = self.routers.get(parent as usize).map_or("", |p| p.as_str());
+                    fnv(fnv(h, r.as_str()), parent)
+                })
+        }))
+    }
+
     /// The shortest-path tree rooted at `routers[root]`: each router's
     /// parent (its next hop towards the root).
     fn tree(&self, root: u32) -> &[u32] {
@@ -374,6 +401,19 @@ fn parents(graph: &UnGraph<(), u64, u32>, root: usize, dist: &[u64]) -> Vec<u32>
                 .unwrap_or(NONE)
         })
         .collect()
+}
+
+/// FNV-1a (64 bits): a digest that is the same in every build of every
+/// router, unlike `std`'s hashers, which may change between releases.
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// Folds `text`, length first (ids may hold any character), into `h`.
+fn fnv(h: u64, text: &str) -> u64 {
+    (text.len() as u32)
+        .to_le_bytes()
+        .iter()
+        .chain(text.as_bytes())
+        .fold(h, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 /// Dijkstra from node `from`: the distance to every node, by index (every

@@ -624,3 +624,45 @@ fn multicast_next_reaches_each_consumer_router_once_along_the_origin_tree() {
             .is_empty()
     );
 }
+
+#[test]
+fn tree_stamps_agree_across_routers_and_change_only_with_the_tree() {
+    let (names, edges) = ring5();
+    let mut net = Net::with_topology(&names, &edges);
+    let stamps = |net: &Net, origin: &RouterId| -> BTreeSet<Option<u64>> {
+        names
+            .iter()
+            .map(|r| net.table(r).tree_stamp(origin))
+            .collect()
+    };
+    let before: Vec<u64> = names
+        .iter()
+        .map(|o| {
+            let s = stamps(&net, o);
+            assert_eq!(s.len(), 1, "every router has the same stamp for {o}'s tree");
+            s.into_iter().next().unwrap().expect("reachable")
+        })
+        .collect();
+    let distinct: BTreeSet<&u64> = before.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        names.len(),
+        "each origin's tree its own stamp"
+    );
+    // An address appearing changes no tree.
+    net.add_address(&id("C"), "m");
+    net.pump();
+    for (o, s) in names.iter().zip(&before) {
+        assert_eq!(stamps(&net, o), BTreeSet::from([Some(*s)]));
+    }
+    // A cut changes every tree that used the link, and the routers agree
+    // again once converged.
+    net.cut(&id("A"), &id("B"));
+    net.pump();
+    for (o, s) in names.iter().zip(&before) {
+        let now = stamps(&net, o);
+        assert_eq!(now.len(), 1, "{o}: {now:?}");
+        assert_ne!(now, BTreeSet::from([Some(*s)]), "{o}'s tree used A–B");
+    }
+    assert_eq!(net.table(&id("A")).tree_stamp(&id("nobody")), None);
+}

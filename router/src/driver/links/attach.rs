@@ -76,7 +76,7 @@ impl Links {
             .map_err(|e| refusal(condition::INTERNAL_ERROR, &e.to_string()))?;
         match &address {
             Some(a) => {
-                if a.add_producer(self.me.clone(), link, self.hop(), tree, self.now) {
+                if a.add_producer(self.me.clone(), link, self.hop(), tree.clone(), self.now) {
                     self.core.tree_producers_changed(a);
                 }
             }
@@ -87,7 +87,7 @@ impl Links {
             }
         }
         tracing::debug!(name = %attach.name, address = ?address.as_ref().map(|a| a.name()), "producer attached");
-        self.producers.insert(link, Producer { address });
+        self.producers.insert(link, Producer { address, tree });
         self.recredit(engine, link);
         Ok(())
     }

@@ -57,10 +57,13 @@ impl Links {
             return origin.settle(DeliveryState::Released);
         };
         let table = self.core.mesh().table();
-        let targets =
-            retry
-                .address
-                .route_excluding(&table, &retry.from, None, Some((self.me.id, not)));
+        let targets = retry.address.route_excluding(
+            &table,
+            &retry.from,
+            None,
+            Some((self.me.id, not)),
+            Reach::Tree,
+        );
         let Some((conn, link, to_router)) = targets.into_iter().next() else {
             return origin.settle(DeliveryState::Released);
         };

@@ -5,7 +5,10 @@ use super::*;
 impl Links {
     /// Sets a producer link's credit to what its address's budget allows.
     pub(super) fn recredit(&mut self, engine: &mut Connection, link: LinkId) {
-        let Some(Producer { address: Some(a) }) = self.producers.get(&link) else {
+        let Some(Producer {
+            address: Some(a), ..
+        }) = self.producers.get(&link)
+        else {
             return;
         };
         let grant = a.grant(

@@ -14,7 +14,7 @@ use ferry_proto::engine::SessionId;
 use super::*;
 use crate::config::Distribution;
 use crate::mesh::identity;
-use crate::routing::{ControlMessage, RouterId};
+use crate::routing::ControlMessage;
 
 /// The address of the control link (AMQP target on the peer).
 pub const CONTROL_ADDRESS: &str = "_ferry/control";

@@ -28,9 +28,10 @@ use ferry_proto::definitions::{
 use ferry_proto::engine::{Connection, Event, IncomingTransfer, LinkId, LinkSpec};
 
 use crate::core::{
-    Address, ByteBudget, ConnHandle, Core, Fanout, Forwarded, Hop, Origin, Retry, RoutingFields,
-    StreamKey, Targets, ToConn, delivery_failed, routing_fields, trace,
+    Address, ByteBudget, ConnHandle, Core, Fanout, Forwarded, Hop, Origin, Reach, Retry,
+    RoutingFields, StreamKey, Targets, ToConn, delivery_failed, routing_fields, trace,
 };
+use crate::routing::RouterId;
 
 /// The condition a message is rejected with when its time to live has
 /// passed before it could be delivered.
@@ -39,6 +40,9 @@ pub const EXPIRED: ErrorCondition = Symbol::from_static("ferry:expired");
 struct Producer {
     /// `None`: an anonymous sender, routed by each message's `to`.
     address: Option<Arc<Address>>,
+    /// A link from a neighbour: the router where its deliveries entered
+    /// the mesh (for multicast, the tree they follow).
+    tree: Option<RouterId>,
 }
 
 /// A producer delivery arriving over several frames.

@@ -1,6 +1,8 @@
 //! The producer side: routing each incoming delivery.
 
 use super::*;
+use crate::config::Distribution;
+use crate::routing::RoutingTable;
 
 impl Links {
     pub(super) fn transfer(&mut self, engine: &mut Connection, t: IncomingTransfer) {
@@ -151,18 +153,29 @@ impl Links {
             Expiry::Never => None,
         };
         let me = self.core.mesh().id().clone();
+        let table = self.core.mesh().table();
         // The trace is read once, for the loop check and the forms sent on.
         let mut shaped = Shaped::default();
-        if self.mesh.peer().is_some() && shaped.visited(&payload, me.as_str()) {
+        let reach = if self.mesh.peer().is_some() && shaped.visited(&payload, me.as_str()) {
             // Back where it has been: routing tables disagree for a moment.
-            tracing::debug!(address = address.name(), "loop detected; released");
-            if credited {
-                address.route_none(self.me.id, t.link);
+            Err("loop detected")
+        } else if address.distribution() == Distribution::Multicast {
+            self.stamp_multicast(t.link, &mut shaped, &payload, &table, &me)
+        } else {
+            Ok(Reach::Tree)
+        };
+        let reach = match reach {
+            Ok(reach) => reach,
+            Err(why) => {
+                tracing::debug!(address = address.name(), "{why}; released");
+                if credited {
+                    address.route_none(self.me.id, t.link);
+                }
+                return self.refuse_delivery(engine, t, settled, DeliveryState::Released, more);
             }
-            return self.refuse_delivery(engine, t, settled, DeliveryState::Released, more);
-        }
+        };
         let from = credited.then_some((self.me.id, t.link));
-        let targets = address.route(&self.core.mesh().table(), &self.hop(), from);
+        let targets = address.route(&table, &self.hop(), from, reach);
         if targets.is_empty() {
             self.refuse_delivery(engine, t, settled, DeliveryState::Released, more);
         } else {
@@ -172,7 +185,7 @@ impl Links {
                 link: t.link,
                 delivery: t.delivery,
             };
-            let multicast = address.distribution() == crate::config::Distribution::Multicast;
+            let multicast = address.distribution() == Distribution::Multicast;
             let origin = (!settled).then(|| Origin {
                 conn: self.me.clone(),
                 link: t.link,
@@ -223,6 +236,43 @@ impl Links {
         }
     }
 
+    /// Multicast tree versions (see `RoutingTable::tree_stamp`): a message
+    /// from a client gets this router's stamp for its own tree; a copy
+    /// from a neighbour goes on along the tree only if its stamp is this
+    /// router's stamp for the tree it follows, and otherwise reaches local
+    /// consumers only. A copy sent on a tree that has changed since (a
+    /// slow link, then a cut elsewhere) would otherwise be forwarded on the
+    /// new tree too, and reach some consumer twice.
+    fn stamp_multicast(
+        &self,
+        link: LinkId,
+        shaped: &mut Shaped,
+        payload: &Bytes,
+        table: &RoutingTable,
+        me: &RouterId,
+    ) -> Result<Reach, &'static str> {
+        if self.mesh.peer().is_none() {
+            if !shaped.readable(payload) {
+                // Its trace could not be written: the next router would
+                // not know which tree it follows.
+                return Err("multicast message annotations beyond its first frame");
+            }
+            shaped.stamp = table.tree_stamp(me);
+            return Ok(Reach::Tree);
+        }
+        let origin = self.producers.get(&link).and_then(|p| p.tree.as_ref());
+        match origin.and_then(|o| table.tree_stamp(o)) {
+            Some(stamp) if shaped.stamp(payload) == Some(stamp) => Ok(Reach::Tree),
+            _ => {
+                tracing::debug!(
+                    ?origin,
+                    "multicast copy sent on a tree that has changed: local consumers only"
+                );
+                Ok(Reach::Local)
+            }
+        }
+    }
+
     /// Settles a producer's delivery without forwarding it (or counts a
     /// dropped pre-settled one), discarding any further frames of it.
     pub(super) fn refuse_delivery(
@@ -262,14 +312,30 @@ pub(super) struct Shaped {
     trace: Option<trace::Trace>,
     traced: Option<Bytes>,
     stripped: Option<Bytes>,
+    /// A multicast message entering the mesh here: the stamp of this
+    /// router's tree, written first in its trace.
+    stamp: Option<u64>,
 }
 
 impl Shaped {
-    /// Whether `message` has passed through router `me` before.
-    pub(super) fn visited(&mut self, message: &Bytes, me: &str) -> bool {
+    fn trace(&mut self, message: &Bytes) -> &trace::Trace {
         self.trace
             .get_or_insert_with(|| trace::Trace::read(message))
-            .has_visited(me)
+    }
+
+    /// Whether `message` has passed through router `me` before.
+    pub(super) fn visited(&mut self, message: &Bytes, me: &str) -> bool {
+        self.trace(message).has_visited(me)
+    }
+
+    /// The tree stamp `message` carries, if any.
+    fn stamp(&mut self, message: &Bytes) -> Option<u64> {
+        self.trace(message).stamp()
+    }
+
+    /// Whether the trace of `message` can be read (and so written).
+    fn readable(&mut self, message: &Bytes) -> bool {
+        self.trace(message).is_readable()
     }
 
     /// `message` (as it reached this router, from a router if
@@ -284,15 +350,26 @@ impl Shaped {
         if !to_router && !from_router {
             return message.clone();
         }
-        let trace = self
-            .trace
-            .get_or_insert_with(|| trace::Trace::read(message));
+        let Shaped {
+            trace: read,
+            traced,
+            stripped,
+            stamp,
+        } = self;
+        let trace = read.get_or_insert_with(|| trace::Trace::read(message));
         if to_router {
-            self.traced
-                .get_or_insert_with(|| trace.with_hop(me).unwrap_or_else(|| message.clone()))
+            traced
+                .get_or_insert_with(|| {
+                    let traced = if from_router {
+                        trace.with_hop(me)
+                    } else {
+                        trace.begin(me, *stamp)
+                    };
+                    traced.unwrap_or_else(|| message.clone())
+                })
                 .clone()
         } else {
-            self.stripped.get_or_insert_with(|| trace.strip()).clone()
+            stripped.get_or_insert_with(|| trace.strip()).clone()
         }
     }
 }
