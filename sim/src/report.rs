@@ -21,6 +21,8 @@ pub struct RouterTotals {
     pub dropped_presettled: u64,
     /// Deliveries rejected because they expired.
     pub expired: u64,
+    /// Multicast copies from a neighbour that waited for credit.
+    pub held: u64,
 }
 
 /// The summary of one run.
@@ -77,10 +79,11 @@ impl fmt::Display for Summary {
         )?;
         writeln!(
             f,
-            "routers: routed {}, released for want of a consumer {}, pre-settled dropped {}; loops caught by the trace {}",
+            "routers: routed {}, released for want of a consumer {}, pre-settled dropped {}, multicast copies held for credit {}; loops caught by the trace {}",
             self.router.routed,
             self.router.released_no_route,
             self.router.dropped_presettled,
+            self.router.held,
             self.loops_caught
         )?;
         let stats = ConvergenceStats::of(self.convergence.iter().map(|r| r.took));

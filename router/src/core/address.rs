@@ -50,8 +50,20 @@ struct Consumer {
     to: Hop,
     /// Multicast data link: the router whose tree it belongs to.
     tree: Option<RouterId>,
-    /// Deliveries the router may still route to it.
-    credit: u32,
+    /// Deliveries the router may still route to it: its link's credit
+    /// less what is routed to it and not yet sent. Below zero when more is
+    /// routed to it than its link can take now: multicast copies from a
+    /// neighbour (promised credit upstream, they wait for the link's
+    /// credit; see [`Address::route`]), or deliveries routed just before
+    /// its credit was lowered (they come back with [`Address::refund`]).
+    credit: i64,
+}
+
+impl Consumer {
+    /// The credit producers may be promised on it.
+    fn available(&self) -> u32 {
+        u32::try_from(self.credit.max(0)).unwrap_or(u32::MAX)
+    }
 }
 
 #[derive(Debug)]
@@ -266,7 +278,7 @@ impl Address {
             .iter_mut()
             .find(|c| c.conn.id == conn && c.link == link)
         {
-            c.credit = (c.credit as i64 + delta).clamp(0, u32::MAX as i64) as u32;
+            c.credit = c.credit.saturating_add(delta);
         }
         if delta != 0 {
             notify_producers(&s);
@@ -376,7 +388,7 @@ impl Address {
                     .consumers
                     .iter()
                     .filter(|c| serves(table, &self.name, &p.from, &c.to))
-                    .fold(0i64, |acc, c| acc + i64::from(c.credit));
+                    .fold(0i64, |acc, c| acc + i64::from(c.available()));
                 Part::of(budget, s.producers.len(), s.held - i64::from(p.granted))
             }
         };
@@ -415,9 +427,8 @@ impl Address {
             wanted > 0 && (credit == 0 || credit < part.floor.min(window)) && now >= p.quiet_until;
         s.shorts = s.shorts + usize::from(short) - usize::from(p.short);
         p.short = short;
-        let multicast = self.distribution == Distribution::Multicast;
         let recheck = if short {
-            reclaim_idle(s, i, wanted, now, multicast)
+            reclaim_idle(s, i, wanted, now)
         } else if wanted > 0 && now < p.quiet_until {
             // Quiet for now; it may have messages again later.
             Some(p.quiet_until)
@@ -494,9 +505,14 @@ impl Address {
             Distribution::Multicast => {
                 // Every consumer the delivery should reach takes a copy, or
                 // none does: a consumer left out would silently miss it,
-                // while a release tells the producer.
+                // while a release tells the producer. A copy from a
+                // neighbour cannot be refused whole (its siblings elsewhere
+                // in the tree have theirs): it was promised credit here,
+                // and where the credit has been lowered since (taken back,
+                // or a consumer's flow), it waits for the link's credit.
                 let reaches = |c: &Consumer| serves_tree(table, origin, from, c, reach);
-                if s.consumers.iter().any(|c| reaches(c) && c.credit == 0) {
+                let promised = matches!(from, Hop::Neighbor(_));
+                if !promised && s.consumers.iter().any(|c| reaches(c) && c.credit <= 0) {
                     return Vec::new();
                 }
                 s.consumers
@@ -527,7 +543,7 @@ impl Address {
                 let start = s.next;
                 let score = |c: &Consumer| {
                     let cost = u64::from(cost(table, name, &c.to)).min(1 << 20);
-                    u64::from(c.credit) * 1024 / (1 + cost)
+                    u64::from(c.available()) * 1024 / (1 + cost)
                 };
                 let best = (0..n)
                     .map(|i| (start + i) % n)
@@ -659,7 +675,11 @@ fn multicast_part(table: &RoutingTable, address: &str, s: &State, p: &Producer) 
                 c.to == Hop::Local || c.tree.as_ref() == Some(q.tree.as_ref().unwrap_or(me))
             })
             .fold((0, 0), |(n, h), q| (n + 1, h + i64::from(q.granted)));
-        let of_c = Part::of(i64::from(c.credit), sharing, held - i64::from(p.granted));
+        let of_c = Part::of(
+            i64::from(c.available()),
+            sharing,
+            held - i64::from(p.granted),
+        );
         part = if n == 0 {
             of_c
         } else {
@@ -678,19 +698,11 @@ fn multicast_part(table: &RoutingTable, address: &str, s: &State, p: &Producer) 
 /// until that covers `wanted`. Returns when the next lease runs out, if
 /// more is wanted. Scans the producers only once a lease may have run out.
 ///
-/// Multicast credit is taken back from clients only, never from a
-/// neighbour's data link: a copy in flight on a link whose credit was just
-/// cut would be refused at this router while its siblings elsewhere in the
-/// tree are delivered — a consumer missing a message its producer was told
-/// was accepted. (A client's copy refused here is refused whole: released
-/// to its producer, which sends it again.)
-fn reclaim_idle(
-    s: &mut State,
-    i: usize,
-    mut wanted: i64,
-    now: Instant,
-    multicast: bool,
-) -> Option<Instant> {
+/// What a producer sent before its cut reached it is routed as it comes: a
+/// client's message refused whole if it finds no consumer credit (released
+/// to the client, which sends it again), a neighbour's multicast copy held
+/// until the credit comes (see [`Address::route`]).
+fn reclaim_idle(s: &mut State, i: usize, mut wanted: i64, now: Instant) -> Option<Instant> {
     if let Some(due) = s.lease_due
         && now < due
     {
@@ -698,7 +710,7 @@ fn reclaim_idle(
     }
     let mut next: Option<Instant> = None;
     for (j, q) in s.producers.iter_mut().enumerate() {
-        if j == i || q.granted == 0 || q.reclaim || (multicast && q.from != Hop::Local) {
+        if j == i || q.granted == 0 || q.reclaim {
             continue;
         }
         if std::mem::take(&mut q.used) {
@@ -858,6 +870,41 @@ mod tests {
             .len(),
             2
         );
+    }
+
+    #[test]
+    fn a_multicast_copy_from_a_neighbour_is_never_refused_for_want_of_credit() {
+        let a = Address::new("m".into(), Distribution::Multicast);
+        let (c, _crx) = conn(1);
+        let (p, _prx) = conn(2);
+        a.add_consumer(c.clone(), link(1), Hop::Local, None);
+        a.add_consumer(c, link(2), Hop::Local, None);
+        a.adjust_consumer_credit(ConnId(1), link(1), 1);
+        // A client's message needs credit at every consumer, or is
+        // refused whole.
+        a.add_producer(p.clone(), link(3), Hop::Local, None, now());
+        assert!(
+            a.route(
+                &table(),
+                &Hop::Local,
+                Some((ConnId(2), link(3))),
+                Reach::Tree
+            )
+            .is_empty()
+        );
+        // A neighbour's copy was promised credit (since taken back): every
+        // consumer gets it, one without credit owes it. (Local reach: the
+        // standalone table knows no tree of `n`.)
+        let n = Hop::Neighbor(RouterId::from("n"));
+        a.add_producer(p, link(4), n.clone(), Some(RouterId::from("n")), now());
+        let targets = a.route(&table(), &n, Some((ConnId(2), link(4))), Reach::Local);
+        assert_eq!(targets.len(), 2);
+        // The debt is paid before anything more is promised.
+        a.adjust_consumer_credit(ConnId(1), link(2), 1);
+        assert_eq!(a.grant(&table(), ConnId(2), link(3), 10, now()).credit, 0);
+        a.adjust_consumer_credit(ConnId(1), link(1), 1);
+        a.adjust_consumer_credit(ConnId(1), link(2), 1);
+        assert_eq!(a.grant(&table(), ConnId(2), link(3), 10, now()).credit, 1);
     }
 
     #[test]

@@ -110,6 +110,10 @@ pub struct Forwarded {
     pub charge: Option<super::Charge>,
     /// How to send it elsewhere if it cannot be delivered here.
     pub retry: Option<Retry>,
+    /// If the consumer's link has no credit, wait for it rather than give
+    /// the delivery back: a multicast copy from a neighbour, routed here
+    /// against credit promised upstream (see `Address::route`).
+    pub wait: bool,
 }
 
 /// What a consumer's task needs to send a delivery to another consumer

@@ -36,6 +36,9 @@ pub struct Stats {
     pub dropped_presettled: AtomicU64,
     /// Deliveries rejected because their time to live had passed.
     pub expired: AtomicU64,
+    /// Multicast copies from a neighbour that waited for their consumer
+    /// link's credit (it was lowered after they were promised it).
+    pub held: AtomicU64,
 }
 
 /// The shared forwarding core.

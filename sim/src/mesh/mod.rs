@@ -340,5 +340,6 @@ impl RouterTotals {
         self.released_no_route += s.released_no_route.load(Ordering::Relaxed);
         self.dropped_presettled += s.dropped_presettled.load(Ordering::Relaxed);
         self.expired += s.expired.load(Ordering::Relaxed);
+        self.held += s.held.load(Ordering::Relaxed);
     }
 }

@@ -150,6 +150,7 @@ impl Links {
                 reported: 0,
                 outstanding: HashMap::new(),
                 streams: HashMap::new(),
+                held: VecDeque::new(),
             },
         );
         Ok(())

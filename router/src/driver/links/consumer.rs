@@ -12,6 +12,18 @@ impl Links {
             }
             return;
         };
+        if f.wait && (engine.credit(link) == 0 || !c.held.is_empty()) {
+            self.core.stats.held.fetch_add(1, Ordering::Relaxed);
+            c.held.push_back(Held::Start(f));
+            return;
+        }
+        self.send_delivery(engine, link, f);
+    }
+
+    /// Sends a delivery routed to consumer link `link` (known to exist),
+    /// unless it has expired; one it cannot send goes back.
+    fn send_delivery(&mut self, engine: &mut Connection, link: LinkId, f: Forwarded) {
+        let c = self.consumers.get_mut(&link).expect("a consumer link");
         if f.expires.is_some_and(|at| self.now >= at) {
             self.core.stats.expired.fetch_add(1, Ordering::Relaxed);
             c.address.refund(self.me.id, link);
@@ -44,6 +56,35 @@ impl Links {
                     self.reforward(o, f.retry, link);
                 }
             }
+        }
+    }
+
+    /// Sends what waits on consumer link `link` as far as its credit goes,
+    /// in order: a delivery only while there is credit (the later ones
+    /// wait behind it), and the later frames of every delivery sent.
+    pub(super) fn send_held(&mut self, engine: &mut Connection, link: LinkId) {
+        let Some(c) = self.consumers.get_mut(&link) else {
+            return;
+        };
+        if c.held.is_empty() {
+            return;
+        }
+        let held = std::mem::take(&mut c.held);
+        let mut waiting: VecDeque<Held> = VecDeque::new();
+        for h in held {
+            match h {
+                Held::Start(f) if waiting.is_empty() && engine.credit(link) > 0 => {
+                    self.send_delivery(engine, link, f)
+                }
+                Held::More { ref frame, .. } if is_held(&waiting, frame.key) => {
+                    waiting.push_back(h)
+                }
+                Held::More { frame, .. } => self.send_frame(engine, link, frame),
+                start => waiting.push_back(start),
+            }
+        }
+        if let Some(c) = self.consumers.get_mut(&link) {
+            c.held = waiting;
         }
     }
 
@@ -90,6 +131,7 @@ impl Links {
                     attempts: retry.attempts + 1,
                     ..retry
                 }),
+                wait: false,
             },
         });
     }
@@ -98,11 +140,30 @@ impl Links {
         &mut self,
         engine: &mut Connection,
         link: LinkId,
-        key: StreamKey,
-        payload: Bytes,
-        more: bool,
-        aborted: bool,
+        frame: Frame,
+        charge: Option<Charge>,
     ) {
+        let Some(c) = self.consumers.get_mut(&link) else {
+            return;
+        };
+        if is_held(&c.held, frame.key) {
+            c.held.push_back(Held::More {
+                frame,
+                _charge: charge,
+            });
+            return;
+        }
+        self.send_frame(engine, link, frame);
+    }
+
+    /// Sends a later frame of a delivery being sent on `link`.
+    fn send_frame(&mut self, engine: &mut Connection, link: LinkId, frame: Frame) {
+        let Frame {
+            key,
+            payload,
+            more,
+            aborted,
+        } = frame;
         let Some(c) = self.consumers.get_mut(&link) else {
             return;
         };
@@ -191,6 +252,15 @@ impl Links {
                 self.core.local_consumers(&c.address, false);
             }
             self.core.release(&c.address);
+            // Never sent: nobody has it.
+            for h in c.held {
+                if let Held::Start(Forwarded {
+                    origin: Some(o), ..
+                }) = h
+                {
+                    o.settle(DeliveryState::Released);
+                }
+            }
             // Sent to the consumer but not settled: fate unknown.
             let mut outstanding: Vec<_> = c.outstanding.into_iter().collect();
             outstanding.sort_by_key(|(id, _)| id.0);
@@ -199,4 +269,11 @@ impl Links {
             }
         }
     }
+}
+
+/// Whether the delivery `key` waits in `held` (its later frames wait
+/// behind it).
+fn is_held(held: &VecDeque<Held>, key: StreamKey) -> bool {
+    held.iter()
+        .any(|h| matches!(h, Held::Start(f) if f.more && f.key == key))
 }

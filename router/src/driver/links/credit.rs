@@ -61,6 +61,10 @@ impl Links {
         let delta = credit as i64 - c.reported as i64;
         c.reported = credit;
         c.address.adjust_consumer_credit(self.me.id, link, delta);
+        self.send_held(engine, link);
+        let Some(c) = self.consumers.get_mut(&link) else {
+            return;
+        };
         if drain {
             // Nothing is queued here for a consumer: what producers have not
             // sent yet cannot be promised, so the credit goes back now.

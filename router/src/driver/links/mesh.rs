@@ -308,6 +308,7 @@ impl Links {
                     reported: 0,
                     outstanding: HashMap::new(),
                     streams: HashMap::new(),
+                    held: VecDeque::new(),
                 },
             );
             self.mesh.data.insert(key, link);

@@ -14,7 +14,7 @@ pub(crate) use mesh::{ConnKind, MeshState};
 
 use expiry::{Expiry, expired_outcome, expiry};
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -28,7 +28,7 @@ use ferry_proto::definitions::{
 use ferry_proto::engine::{Connection, Event, IncomingTransfer, LinkId, LinkSpec};
 
 use crate::core::{
-    Address, ByteBudget, ConnHandle, Core, Fanout, Forwarded, Hop, Origin, Reach, Retry,
+    Address, ByteBudget, Charge, ConnHandle, Core, Fanout, Forwarded, Hop, Origin, Reach, Retry,
     RoutingFields, StreamKey, Targets, ToConn, delivery_failed, routing_fields, trace,
 };
 use crate::routing::RouterId;
@@ -66,6 +66,30 @@ struct Consumer {
     outstanding: HashMap<SequenceNo, (Origin, Option<Retry>)>,
     /// Deliveries being sent over several frames: `None` once dropped.
     streams: HashMap<StreamKey, Option<SequenceNo>>,
+    /// Deliveries waiting for the link's credit (see `Forwarded::wait`),
+    /// with the later frames of those sent over several; at most what was
+    /// promised upstream beyond the link's credit.
+    held: VecDeque<Held>,
+}
+
+/// What waits on a consumer link for credit.
+enum Held {
+    /// A delivery (or its first frame).
+    Start(Forwarded),
+    /// A later frame of a delivery held here, keeping its producer's byte
+    /// budget charged while it waits.
+    More {
+        frame: Frame,
+        _charge: Option<Charge>,
+    },
+}
+
+/// A later frame of a delivery sent over several ([`ToConn::Continue`]).
+struct Frame {
+    key: StreamKey,
+    payload: Bytes,
+    more: bool,
+    aborted: bool,
 }
 
 /// The link state of one connection.
@@ -175,8 +199,16 @@ impl Links {
                 payload,
                 more,
                 aborted,
-                charge: _charge,
-            } => self.continue_delivery(engine, link, key, payload, more, aborted),
+                charge,
+            } => {
+                let frame = Frame {
+                    key,
+                    payload,
+                    more,
+                    aborted,
+                };
+                self.continue_delivery(engine, link, frame, charge)
+            }
             ToConn::Settle {
                 link,
                 delivery,

@@ -220,6 +220,7 @@ impl Links {
                         expires,
                         charge: Some(self.budget.charge(payload.len() as u64)),
                         retry: retry.clone(),
+                        wait: multicast && self.mesh.peer().is_some(),
                     },
                 });
             }
