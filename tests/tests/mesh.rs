@@ -8,8 +8,8 @@ mod router;
 use std::time::Duration;
 
 use bytes::Bytes;
-use ferry_proto::client::Client;
-use ferry_proto::definitions::DeliveryState;
+use ferry_proto::client::{Client, ClientError, ClientOptions};
+use ferry_proto::definitions::{DeliveryState, condition};
 use ferry_proto::message::{Body, Message};
 use ferry_tests::free_port;
 use router::{Router, line, mesh_router};
@@ -95,6 +95,47 @@ async fn a_router_on_a_normal_listener_is_refused() {
         log.contains("use an inter-router listener"),
         "B's log does not say why: {log}"
     );
+}
+
+/// A peer that says it is a router but refuses the control link (it would
+/// never hear a HELLO: an idle neighbour held up only by its connection)
+/// is closed with `amqp:precondition-failed` naming the control link, and
+/// the router carries on serving clients.
+#[tokio::test]
+async fn a_router_peer_without_a_control_link_is_closed() {
+    let port = free_port();
+    let r = mesh_router("R", Some(port), &[], "");
+    let options = ClientOptions {
+        properties: vec![
+            ("ferry:router-id".into(), "Z".into()),
+            ("ferry:instance".into(), "1".into()),
+        ],
+        timeout: Duration::from_secs(5),
+        ..ClientOptions::default()
+    };
+    // Our client refuses every link a peer attaches: the router's control
+    // link too.
+    // The close may come while we are still opening, or after.
+    let error = match Client::connect(("127.0.0.1", port), options).await {
+        Err(ClientError::ConnectionClosed(Some(e))) => e,
+        Err(e) => panic!("{e}"),
+        Ok(mut fake) => {
+            let outcome = match fake.open_sender(Some("q")).await {
+                Ok(tx) => fake.wait_credit(tx).await.map(|_| ()),
+                Err(e) => Err(e),
+            };
+            match fake.closed_by_peer() {
+                Some(Some(e)) => e.clone(),
+                other => panic!("not closed by the router with an error: {other:?} ({outcome:?})"),
+            }
+        }
+    };
+    assert_eq!(error.condition, condition::PRECONDITION_FAILED);
+    let why = error.description.as_deref().unwrap_or("");
+    assert!(why.contains("control link"), "{why}");
+    let mut client = r.client().await;
+    let rx = client.open_receiver("still-here", 1).await.unwrap();
+    assert_eq!(client.credit(rx), 1);
 }
 
 #[tokio::test]

@@ -45,6 +45,8 @@ pub struct ClientOptions {
     pub idle_timeout: Option<Duration>,
     /// How long any single wait may take before [`ClientError::Timeout`].
     pub timeout: Duration,
+    /// Connection properties sent in our open (AMQP 1.0 §2.7.1).
+    pub properties: Vec<(String, String)>,
 }
 
 impl Default for ClientOptions {
@@ -55,6 +57,7 @@ impl Default for ClientOptions {
             max_frame_size: 65536,
             idle_timeout: Some(Duration::from_secs(60)),
             timeout: Duration::from_secs(30),
+            properties: Vec::new(),
         }
     }
 }
@@ -123,6 +126,7 @@ impl Client {
             max_frame_size: options.max_frame_size,
             idle_timeout: options.idle_timeout,
             sasl_client: options.sasl.clone(),
+            properties: options.properties.clone(),
             ..ConnectionConfig::default()
         };
         let engine = Connection::client(config, Instant::now());
@@ -156,6 +160,11 @@ impl Client {
         })
         .await?;
         Ok(c)
+    }
+
+    /// How the peer closed the connection, if it has: `Some(error)`.
+    pub fn closed_by_peer(&self) -> Option<&Option<crate::definitions::Error>> {
+        self.closed.as_ref()
     }
 
     /// The engine, for what this API does not wrap.

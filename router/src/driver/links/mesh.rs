@@ -161,6 +161,17 @@ impl Links {
         self.sync_data_links(engine);
     }
 
+    /// The peer ended what an inter-router connection cannot do without
+    /// (its control link, or a session): without a control link the
+    /// neighbour would only age out while the connection stayed up, and
+    /// without the data session no data link could be attached. Closing
+    /// the connection takes the link down at once at both ends (the
+    /// connector dials again).
+    pub(super) fn mesh_broken(&mut self, engine: &mut Connection, why: &str) {
+        tracing::warn!(peer = ?self.mesh.peer, "{why}; closing the inter-router connection");
+        engine.close(Some(Error::new(condition::PRECONDITION_FAILED, why)));
+    }
+
     /// Accepts the peer's control link (called from attach).
     pub(super) fn accept_control(
         &mut self,

@@ -173,6 +173,14 @@ impl Links {
                     state,
                     settled,
                 } => self.consumer_disposition(engine, link, delivery, state, settled),
+                Event::Detached { link, .. }
+                    if self.mesh.is_control_in(link) || self.mesh.is_control_out(link) =>
+                {
+                    self.mesh_broken(engine, "the routing control link was detached")
+                }
+                Event::SessionEnded { .. } if self.is_inter_router() => {
+                    self.mesh_broken(engine, "a session of the inter-router connection ended")
+                }
                 Event::Detached { link, .. } => self.detached(link),
                 Event::Opened { properties, .. } => self.opened(engine, properties.as_ref()),
                 Event::Attached { .. } => {}
