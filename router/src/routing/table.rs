@@ -17,7 +17,9 @@
 //! computed the first time it is asked for and kept in the table (a
 //! `OnceLock` per router: lock-free once computed).
 
-use std::collections::HashMap;
+// A fast seeded hasher: the data path looks routers and addresses up
+// here for every delivery.
+use foldhash::{HashMap, HashMapExt};
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 
@@ -98,7 +100,7 @@ impl RoutingTable {
         graph.add_node(());
         Self {
             routers: vec![me.clone()],
-            index: HashMap::from([(me.clone(), 0)]),
+            index: [(me.clone(), 0)].into_iter().collect(),
             me,
             graph,
             links: Vec::new(),

@@ -148,8 +148,8 @@ impl Links {
                 address,
                 to: Hop::Local,
                 reported: 0,
-                outstanding: HashMap::new(),
-                streams: HashMap::new(),
+                outstanding: Default::default(),
+                streams: Default::default(),
                 held: VecDeque::new(),
             },
         );

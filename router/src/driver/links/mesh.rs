@@ -317,8 +317,8 @@ impl Links {
                     address: a,
                     to,
                     reported: 0,
-                    outstanding: HashMap::new(),
-                    streams: HashMap::new(),
+                    outstanding: Default::default(),
+                    streams: Default::default(),
                     held: VecDeque::new(),
                 },
             );

@@ -14,7 +14,11 @@ pub(crate) use mesh::{ConnKind, MeshState};
 
 use expiry::{Expiry, expired_outcome, expiry};
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+// A fast seeded hasher: these maps are looked up several times per
+// delivery, where SipHash showed in profiles.
+use foldhash::{HashMap, HashMapExt};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
