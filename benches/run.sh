@@ -44,6 +44,7 @@ else
     LINE_COUNT=50000
     REPS=1
 fi
+EQ_RATE=50000 # open-loop rate at which one router and the line are compared
 IDLE=10000    # idle connections for the memory figure
 MANY=1000     # producers in the many-producers scenario
 MANY_RATE=10  # msg/s each
@@ -245,6 +246,8 @@ runs r-64k-presettled "$R" --url "$URL" --size 65536 --count $((COUNT / 50)) --s
 SAT=$(json_field "$OUT/r-100-unsettled.json" msgs_per_s | cut -d. -f1)
 run r-latency-half "$R" --url "$URL" --size 100 --rate $((SAT / 2)) --duration "$DUR"
 run r-latency-10k "$R" --url "$URL" --size 100 --rate 10000 --duration "$DUR"
+# CPU per message at a rate the line also sustains (compared below).
+runs r-equal-rate "$R" --url "$URL" --size 100 --rate "$EQ_RATE" --duration "$DUR"
 
 echo "multicast 1 -> $MC_CONSUMERS" >&2
 runs mc-unsettled "$R" --url "$URL" --address multicast.load --size 100 --count "$MC_COUNT" \
@@ -315,6 +318,8 @@ runs line-unsettled "$MESH" --producer-url "amqp://127.0.0.1:$PA" --consumer-url
     --size 100 --count "$LINE_COUNT"
 run line-latency-10k "$MESH" --producer-url "amqp://127.0.0.1:$PA" --consumer-url "amqp://127.0.0.1:$PC" \
     --size 100 --rate 10000 --duration "$DUR"
+runs line-equal-rate "$MESH" --producer-url "amqp://127.0.0.1:$PA" --consumer-url "amqp://127.0.0.1:$PC" \
+    --size 100 --rate "$EQ_RATE" --duration "$DUR"
 runs line-presettled "$MESH" --producer-url "amqp://127.0.0.1:$PA" --consumer-url "amqp://127.0.0.1:$PC" \
     --size 100 --count "$LINE_COUNT" --settle presettled
 # Multicast: the producer on A, 10 consumers spread over A, B and C (4, 3, 3);
@@ -331,11 +336,11 @@ LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # --- RESULTS.md -------------------------------------------------------------------
 python3 - "$OUT" "$MODE" "$IDLE_RSS" "$CONN_RSS" "$PEAK_RSS" "$IDLE" "$START_TIME" \
-    "$LOAD_BEFORE" "$LOAD_AFTER" "$MANY" "$MANY_RATE" <<'PY'
+    "$LOAD_BEFORE" "$LOAD_AFTER" "$MANY" "$MANY_RATE" "$REPS" "$EQ_RATE" "$DUR" <<'PY'
 import json, os, re, sys
 
 (out, mode, idle_rss, conn_rss, peak_rss, idle_n, when, load_before, load_after,
- many, many_rate) = sys.argv[1:]
+ many, many_rate, reps, eq_rate, dur) = sys.argv[1:]
 hz = os.sysconf("SC_CLK_TCK")
 cores = os.cpu_count()
 model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
@@ -557,10 +562,36 @@ for n, text in [("line-unsettled", "A → B → C, 100 B unsettled, closed loop"
     L.append(row(n, text)[1])
 one, line = load("r-100-unsettled"), load("line-unsettled")
 cpu_us = lambda r: r["router_cpu_s"] / max(r.get("received") or 0, 1) * 1e6
+
+def median_cpu_us(n):
+    """Router CPU µs per message of each repetition of `n`, and their median."""
+    per = []
+    for k in range(1, int(reps) + 1):
+        try:
+            got = json.load(open(f"{out}/{n}.{k}.json")).get("received") or 0
+            ticks = int(open(f"{out}/{n}.{k}.cpu").read())
+        except Exception:
+            continue
+        if got:
+            per.append(ticks / hz / got * 1e6)
+    per.sort()
+    return per, (per[len(per) // 2] if per else float("nan"))
+
+eq_one, eq_one_m = median_cpu_us("r-equal-rate")
+eq_line, eq_line_m = median_cpu_us("line-equal-rate")
+eq_line_m /= 3
 L += ["", f"Router CPU per message per router: {cpu_us(line) / 3:.2f} µs in the line (#{line['id']}, "
       f"three routers summed, divided by 3) against {cpu_us(one):.2f} µs for one router "
-      f"(#{one['id']}): {cpu_us(line) / 3 / max(cpu_us(one), 1e-9):.2f} ×."]
-L += commands("line-unsettled", "line-presettled", "line-latency-10k")
+      f"(#{one['id']}): {cpu_us(line) / 3 / max(cpu_us(one), 1e-9):.2f} ×. These two ran at "
+      "different rates (the line shares 2 cores among three routers), and CPU per message "
+      "falls as the rate rises (batching), so the fair comparison is at one rate:",
+      "",
+      f"At the same open-loop rate, {int(eq_rate):,} msg/s of 100 B unsettled for {dur} s "
+      f"({len(eq_one)} runs each, medians): **{eq_line_m:.2f} µs per message per router in the "
+      f"line** (runs: {', '.join(f'{x / 3:.2f}' for x in eq_line)}) against **{eq_one_m:.2f} µs "
+      f"for one router** (runs: {', '.join(f'{x:.2f}' for x in eq_one)}): "
+      f"**{eq_line_m / max(eq_one_m, 1e-9):.2f} ×**."]
+L += commands("line-unsettled", "line-presettled", "line-latency-10k", "line-equal-rate", "r-equal-rate")
 L += ["", f"Multicast 1 → {MC} across the line: the producer on A, the consumers spread over A, B "
       "and C (4, 3, 3); every consumer must receive every message. msg/s counts every copy.", "", MC_HEAD]
 for n, text in [("line-mc-unsettled", "A → A, B, C, 100 B unsettled, closed loop"),
