@@ -168,6 +168,9 @@ impl Links {
     /// the connection takes the link down at once at both ends (the
     /// connector dials again).
     pub(super) fn mesh_broken(&mut self, engine: &mut Connection, why: &str) {
+        if !engine.is_open() || engine.is_finished() {
+            return; // closing or gone already: its links end with it
+        }
         tracing::warn!(peer = ?self.mesh.peer, "{why}; closing the inter-router connection");
         engine.close(Some(Error::new(condition::PRECONDITION_FAILED, why)));
     }
