@@ -770,6 +770,23 @@ impl Routing {
                 self.unreachable_since.insert(id.clone(), now);
             }
         }
+        // An unreachable router's addresses are forgotten, not just
+        // unmapped: when it is reachable again, maybe restarted, its own
+        // word maps them (an advertisement shows the gap, a full list
+        // follows). Kept, the old record would map them the moment the
+        // router is reachable, its new instance unmap them, and its first
+        // update map them again: each flap detaches and attaches the
+        // address's data links, racing the messages on them.
+        let gone: Vec<RouterId> = self
+            .mobile
+            .iter()
+            .map(|(id, _)| id)
+            .filter(|id| !table.is_reachable(id))
+            .cloned()
+            .collect();
+        for id in gone {
+            self.mobile.remove(&id);
+        }
         if table != *self.table {
             self.table = Arc::new(table);
             self.table_fresh = true;

@@ -531,19 +531,40 @@ fn records_of_long_unreachable_routers_are_purged() {
     assert_eq!(net.table(&a).routers_for("z").collect::<Vec<_>>(), [&c]);
     net.cut(&b, &c);
     net.pump();
+    // Its addresses go at once (see the restart test below); its link
+    // state after `purge_after`.
+    assert!(net.nodes[&a].mobile.get(&c).is_none());
     let purge = net.config.purge_after;
     net.run_for(purge - Duration::from_secs(1));
     assert!(net.nodes[&a].ls.get(&c).is_some());
-    assert!(net.nodes[&a].mobile.get(&c).is_some());
     net.run_for(Duration::from_secs(2));
     assert!(net.nodes[&a].ls.get(&c).is_none());
-    assert!(net.nodes[&a].mobile.get(&c).is_none());
     assert!(net.nodes[&a].unreachable_since.is_empty());
     // A merge brings everything back.
     net.connect(&b, &c, 1);
     net.pump();
     net.check_paths(&edges).unwrap();
     assert_eq!(net.table(&a).routers_for("z").collect::<Vec<_>>(), [&c]);
+}
+
+/// A partition that heals before the purge, no router restarted: the
+/// addresses forgotten at the cut come back with the merge (the
+/// advertisements show the gap, a full list follows).
+#[test]
+fn addresses_come_back_when_a_partition_heals() {
+    let (names, edges) = line3();
+    let mut net = Net::with_topology(&names, &edges);
+    let (a, b, c) = (id("A"), id("B"), id("C"));
+    net.add_address(&c, "z");
+    net.pump();
+    net.cut(&b, &c);
+    net.pump();
+    assert_eq!(net.table(&a).routers_for("z").count(), 0);
+    net.run_for(Duration::from_secs(5));
+    net.connect(&b, &c, 1);
+    net.pump();
+    assert_eq!(net.table(&a).routers_for("z").collect::<Vec<_>>(), [&c]);
+    net.check_addresses(&["z"]).unwrap();
 }
 
 #[test]
@@ -665,4 +686,40 @@ fn tree_stamps_agree_across_routers_and_change_only_with_the_tree() {
         assert_ne!(now, BTreeSet::from([Some(*s)]), "{o}'s tree used A–B");
     }
     assert_eq!(net.table(&id("A")).tree_stamp(&id("nobody")), None);
+}
+
+/// A router killed and restarted (a new instance) with a consumer for the
+/// same address: the others map the address to it once, when its new
+/// instance says so. They must not map it from the old instance's record
+/// when the router becomes reachable again, unmap it when the new instance
+/// shows up, and map it again: every flap detaches and attaches the data
+/// links of the address, and a message crossing one comes back
+/// `modified{delivery-failed}`.
+#[test]
+fn a_restarted_router_s_address_is_mapped_once_not_flapped() {
+    let (names, edges) = line3();
+    let mut net = Net::with_topology(&names, &edges);
+    let (a, b, c) = (id("A"), id("B"), id("C"));
+    net.add_address(&c, "x");
+    net.pump();
+    assert_eq!(net.table(&a).routers_for("x").collect::<Vec<_>>(), [&c]);
+    net.isolate(&c);
+    net.pump();
+    assert_eq!(net.table(&a).routers_for("x").count(), 0);
+    net.run_for(Duration::from_secs(1));
+    net.history.clear();
+    net.start(&c, 2);
+    net.add_address(&c, "x");
+    net.connect(&b, &c, 1);
+    net.pump();
+    let mapped: Vec<bool> = net.history[&a]
+        .iter()
+        .map(|t| t.routers_for("x").any(|r| *r == c))
+        .collect();
+    assert_eq!(mapped.last(), Some(&true), "{mapped:?}");
+    let first = mapped.iter().position(|m| *m).unwrap();
+    assert!(
+        mapped[first..].iter().all(|m| *m),
+        "x mapped, unmapped and mapped again at A: {mapped:?}"
+    );
 }

@@ -40,6 +40,8 @@ pub struct Net {
     pub tables: BTreeMap<RouterId, Arc<RoutingTable>>,
     /// How many tables each router's `poll_table` gave.
     pub table_updates: BTreeMap<RouterId, usize>,
+    /// Every table each router's `poll_table` gave, in order.
+    pub history: BTreeMap<RouterId, Vec<Arc<RoutingTable>>>,
     /// Connected links (a < b) and their cost (the larger end's).
     links: BTreeMap<(RouterId, RouterId), u32>,
     /// Directions whose messages vanish (the connection stays up).
@@ -75,6 +77,7 @@ impl Net {
             nodes: BTreeMap::new(),
             tables: BTreeMap::new(),
             table_updates: BTreeMap::new(),
+            history: BTreeMap::new(),
             links: BTreeMap::new(),
             blocked: BTreeSet::new(),
             queue: VecDeque::new(),
@@ -202,6 +205,7 @@ impl Net {
             self.queue.push_back((n.clone(), to, msg));
         }
         if let Some(t) = r.poll_table() {
+            self.history.entry(n.clone()).or_default().push(t.clone());
             self.tables.insert(n.clone(), t);
             *self.table_updates.entry(n.clone()).or_default() += 1;
         }
