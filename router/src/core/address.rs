@@ -27,6 +27,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use ferry_proto::engine::LinkId;
+use smallvec::{SmallVec, smallvec};
 
 use super::message::{ConnHandle, ConnId, ToConn};
 use crate::config::Distribution;
@@ -185,8 +186,9 @@ struct State {
 }
 
 /// Where one delivery goes: consumer links, their connections, and
-/// whether each leads to a neighbour router.
-pub type Targets = Vec<(ConnHandle, LinkId, bool)>;
+/// whether each leads to a neighbour router. Inline for one (anycast):
+/// no allocation per delivery.
+pub type Targets = SmallVec<[(ConnHandle, LinkId, bool); 1]>;
 
 /// An address with its links on this router.
 #[derive(Debug)]
@@ -513,7 +515,7 @@ impl Address {
                 let reaches = |c: &Consumer| serves_tree(table, origin, from, c, reach);
                 let promised = matches!(from, Hop::Neighbor(_));
                 if !promised && s.consumers.iter().any(|c| reaches(c) && c.credit <= 0) {
-                    return Vec::new();
+                    return Targets::new();
                 }
                 s.consumers
                     .iter_mut()
@@ -531,11 +533,11 @@ impl Address {
                     .filter(|&i| usable(&s.consumers[i]))
                     .min_by_key(|&i| cost(table, name, &s.consumers[i].to))
                 else {
-                    return Vec::new();
+                    return Targets::new();
                 };
                 let c = &mut s.consumers[i];
                 c.credit -= 1;
-                vec![(c.conn.clone(), c.link, c.to != Hop::Local)]
+                smallvec![(c.conn.clone(), c.link, c.to != Hop::Local)]
             }
             Distribution::Balanced => {
                 // The consumer with the most credit, weighted down by its
@@ -555,12 +557,12 @@ impl Address {
                         )
                     });
                 let Some(i) = best else {
-                    return Vec::new();
+                    return Targets::new();
                 };
                 s.next = (i + 1) % n;
                 let c = &mut s.consumers[i];
                 c.credit -= 1;
-                vec![(c.conn.clone(), c.link, c.to != Hop::Local)]
+                smallvec![(c.conn.clone(), c.link, c.to != Hop::Local)]
             }
         }
     }

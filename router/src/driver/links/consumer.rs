@@ -23,6 +23,7 @@ impl Links {
     /// Sends a delivery routed to consumer link `link` (known to exist),
     /// unless it has expired; one it cannot send goes back.
     fn send_delivery(&mut self, engine: &mut Connection, link: LinkId, f: Forwarded) {
+        let tag = self.tag();
         let c = self.consumers.get_mut(&link).expect("a consumer link");
         if f.expires.is_some_and(|at| self.now >= at) {
             self.core.stats.expired.fetch_add(1, Ordering::Relaxed);
@@ -35,8 +36,6 @@ impl Links {
             }
             return;
         }
-        self.next_tag += 1;
-        let tag = Bytes::copy_from_slice(&self.next_tag.to_be_bytes());
         match engine.send(link, tag, f.payload, f.settled, f.more) {
             Ok(id) => {
                 c.reported = c.reported.saturating_sub(1);
@@ -110,8 +109,13 @@ impl Links {
         };
         let from_router = matches!(retry.from, Hop::Neighbor(_));
         let me = self.core.mesh().id().clone();
-        let payload =
-            producer::Shaped::default().get(&retry.payload, to_router, from_router, me.as_str());
+        let payload = producer::Shaped::default().get(
+            &retry.payload,
+            to_router,
+            from_router,
+            me.as_str(),
+            true,
+        );
         let key = StreamKey {
             conn: origin.conn.id,
             link: origin.link,

@@ -235,8 +235,7 @@ impl Links {
             let Some(msg) = self.mesh.backlog.pop_front() else {
                 return;
             };
-            self.next_tag += 1;
-            let tag = Bytes::copy_from_slice(&self.next_tag.to_be_bytes());
+            let tag = self.tag();
             if engine.send(link, tag, msg.encode(), true, false).is_err() {
                 return;
             }

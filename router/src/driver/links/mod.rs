@@ -103,7 +103,11 @@ pub(crate) struct Links {
     producers: HashMap<LinkId, Producer>,
     consumers: HashMap<LinkId, Consumer>,
     inbound: HashMap<(LinkId, SequenceNo), Inbound>,
+    /// Delivery tags handed out so far.
     next_tag: u64,
+    /// Where delivery tags are cut from: one allocation per
+    /// [`TAG_BATCH`] tags rather than one per delivery.
+    tags: BytesMut,
     /// Producer links whose credit to top up once the queued events are
     /// handled: the engine has already counted transfers whose events are
     /// still queued, so topping up in between would grant twice.
@@ -117,6 +121,9 @@ pub(crate) struct Links {
     /// Producer links short of credit, and when to ask for it again.
     rechecks: HashMap<LinkId, Instant>,
 }
+
+/// Delivery tags cut from one buffer.
+const TAG_BATCH: usize = 1024;
 
 fn refusal(condition: ErrorCondition, description: &str) -> Error {
     Error::new(condition, description)
@@ -132,11 +139,23 @@ impl Links {
             consumers: HashMap::new(),
             inbound: HashMap::new(),
             next_tag: 0,
+            tags: BytesMut::new(),
             recredit_pending: Vec::new(),
             rechecks: HashMap::new(),
             budget: ByteBudget::new(core.limits().max_in_flight_bytes_per_producer),
             core,
         }
+    }
+
+    /// A fresh delivery tag (8 bytes, big-endian count): a slice of a
+    /// shared buffer, so tags cost no allocation each.
+    fn tag(&mut self) -> Bytes {
+        if self.tags.capacity() < 8 {
+            self.tags = BytesMut::with_capacity(8 * TAG_BATCH);
+        }
+        self.next_tag += 1;
+        self.tags.extend_from_slice(&self.next_tag.to_be_bytes());
+        self.tags.split().freeze()
     }
 
     fn window(&self) -> u32 {

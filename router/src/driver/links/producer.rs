@@ -200,7 +200,8 @@ impl Links {
                 payload: payload.clone(),
                 attempts: 1,
             });
-            for (conn, link, to_router) in &targets {
+            let wait = multicast && self.mesh.peer().is_some();
+            for (i, (conn, link, to_router)) in targets.iter().enumerate() {
                 // The first frame of a streamed message is shaped too: the
                 // message annotations come first (see `trace`).
                 let payload = shaped.get(
@@ -208,19 +209,21 @@ impl Links {
                     *to_router,
                     self.mesh.peer().is_some(),
                     me.as_str(),
+                    i + 1 == targets.len(),
                 );
+                let charge = Some(self.budget.charge(payload.len() as u64));
                 conn.post(ToConn::Deliver {
                     link: *link,
                     delivery: Forwarded {
-                        payload: payload.clone(),
+                        payload,
                         more,
                         settled,
                         origin: origin.clone(),
                         key,
                         expires,
-                        charge: Some(self.budget.charge(payload.len() as u64)),
+                        charge,
                         retry: retry.clone(),
-                        wait: multicast && self.mesh.peer().is_some(),
+                        wait,
                     },
                 });
             }
@@ -343,13 +346,16 @@ impl Shaped {
     }
 
     /// `message` (as it reached this router, from a router if
-    /// `from_router`) for a target that is a router if `to_router`.
+    /// `from_router`) for a target that is a router if `to_router`. For
+    /// the `last` target the form made is handed over rather than cloned:
+    /// the first clone of a freshly built `Bytes` allocates.
     pub(super) fn get(
         &mut self,
         message: &Bytes,
         to_router: bool,
         from_router: bool,
         me: &str,
+        last: bool,
     ) -> Bytes {
         if !to_router && !from_router {
             return message.clone();
@@ -361,19 +367,22 @@ impl Shaped {
             stamp,
         } = self;
         let trace = read.get_or_insert_with(|| trace::Trace::read(message));
-        if to_router {
-            traced
-                .get_or_insert_with(|| {
-                    let traced = if from_router {
-                        trace.with_hop(me)
-                    } else {
-                        trace.begin(me, *stamp)
-                    };
-                    traced.unwrap_or_else(|| message.clone())
-                })
-                .clone()
+        let form = if to_router {
+            traced.get_or_insert_with(|| {
+                let traced = if from_router {
+                    trace.with_hop(me)
+                } else {
+                    trace.begin(me, *stamp)
+                };
+                traced.unwrap_or_else(|| message.clone())
+            })
         } else {
-            stripped.get_or_insert_with(|| trace.strip()).clone()
+            stripped.get_or_insert_with(|| trace.strip())
+        };
+        if last {
+            std::mem::take(form)
+        } else {
+            form.clone()
         }
     }
 }
