@@ -20,7 +20,7 @@ FERRY=${1:-target/release/ferry}
 LOAD=target/release/ferry-load
 OUT=$(mktemp -d)
 PIDS=()
-trap 'kill "${PIDS[@]}" 2>/dev/null || true; rm -rf "$OUT"' EXIT
+trap 'kill "${PIDS[@]}" 2>/dev/null || true; [[ -n ${KEEP_OUT:-} ]] || rm -rf "$OUT"' EXIT
 
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'

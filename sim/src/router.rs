@@ -212,7 +212,7 @@ fn entries(t: &RoutingTable) -> BTreeMap<String, String> {
         );
     }
     for (a, at) in t.addresses() {
-        let at: Vec<&str> = at.iter().map(|r| r.as_str()).collect();
+        let at: Vec<&str> = at.map(|r| r.as_str()).collect();
         out.insert(format!("@{a}"), at.join("+"));
     }
     out

@@ -117,16 +117,12 @@ pub fn serves(table: &RoutingTable, address: &str, from: &Hop, to: &Hop) -> bool
     let Hop::Neighbor(n) = to else {
         return true;
     };
-    if matches!(from, Hop::Neighbor(p) if p == n) {
-        return false;
-    }
-    table.routers_for(address).any(|d| {
-        table.next_hop(d) == Some(n)
-            && match from {
-                Hop::Local => true,
-                Hop::Neighbor(p) => table.is_next_hop_of(p, d),
-            }
-    })
+    let from = match from {
+        Hop::Neighbor(p) if p == n => return false,
+        Hop::Neighbor(p) => Some(p),
+        Hop::Local => None,
+    };
+    table.via(address, from, n).is_some()
 }
 
 /// Multicast: whether a delivery that entered the mesh at `origin` and
@@ -154,19 +150,6 @@ fn serves_tree(
     match &c.to {
         Hop::Local => true,
         Hop::Neighbor(n) => c.tree.as_ref() == Some(origin) && from != &c.to && n != origin,
-    }
-}
-
-/// The path cost to the nearest consumer a link leads to (0 for local).
-fn cost(table: &RoutingTable, address: &str, to: &Hop) -> u32 {
-    match to {
-        Hop::Local => 0,
-        Hop::Neighbor(n) => table
-            .routers_for(address)
-            .filter(|d| table.next_hop(d) == Some(n))
-            .filter_map(|d| table.cost(d))
-            .min()
-            .unwrap_or(u32::MAX),
     }
 }
 
@@ -499,8 +482,18 @@ impl Address {
             }
         }
         let name = &self.name;
-        let usable = |c: &Consumer| {
-            c.credit > 0 && exclude != Some((c.conn.id, c.link)) && serves(table, name, from, &c.to)
+        // Anycast: the path cost to a consumer the delivery may go to (0
+        // for a local one), one routing-table question per consumer.
+        let usable = |c: &Consumer| -> Option<u32> {
+            if c.credit <= 0 || exclude == Some((c.conn.id, c.link)) {
+                return None;
+            }
+            match (&c.to, from) {
+                (Hop::Local, _) => Some(0),
+                (Hop::Neighbor(n), Hop::Neighbor(p)) if p == n => None,
+                (Hop::Neighbor(n), Hop::Neighbor(p)) => table.via(name, Some(p), n),
+                (Hop::Neighbor(n), Hop::Local) => table.via(name, None, n),
+            }
         };
         let n = s.consumers.len();
         match self.distribution {
@@ -529,9 +522,9 @@ impl Address {
             Distribution::Closest => {
                 // Local consumers first, then the nearest router; among
                 // equals, the first attached.
-                let Some(i) = (0..n)
-                    .filter(|&i| usable(&s.consumers[i]))
-                    .min_by_key(|&i| cost(table, name, &s.consumers[i].to))
+                let Some((i, _)) = (0..n)
+                    .filter_map(|i| Some((i, usable(&s.consumers[i])?)))
+                    .min_by_key(|&(_, cost)| cost)
                 else {
                     return Targets::new();
                 };
@@ -543,20 +536,16 @@ impl Address {
                 // The consumer with the most credit, weighted down by its
                 // path cost (a local consumer costs 0); ties go round-robin.
                 let start = s.next;
-                let score = |c: &Consumer| {
-                    let cost = u64::from(cost(table, name, &c.to)).min(1 << 20);
-                    u64::from(c.available()) * 1024 / (1 + cost)
-                };
                 let best = (0..n)
                     .map(|i| (start + i) % n)
-                    .filter(|&i| usable(&s.consumers[i]))
-                    .max_by_key(|&i| {
-                        (
-                            score(&s.consumers[i]),
-                            std::cmp::Reverse((i + n - start) % n),
-                        )
-                    });
-                let Some(i) = best else {
+                    .filter_map(|i| {
+                        let c = &s.consumers[i];
+                        let cost = u64::from(usable(c)?).min(1 << 20);
+                        let score = u64::from(c.available()) * 1024 / (1 + cost);
+                        Some((score, std::cmp::Reverse((i + n - start) % n), i))
+                    })
+                    .max();
+                let Some((_, _, i)) = best else {
                     return Targets::new();
                 };
                 s.next = (i + 1) % n;

@@ -25,6 +25,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use ferry_proto::codec::{
     CompoundWriter, DecodeError, DecodeResult, Decoder, Descriptor, encode, format as fc,
 };
+use smallvec::SmallVec;
 
 /// The annotation key.
 pub const TRACE: &str = "x-opt-ferry-trace";
@@ -91,6 +92,8 @@ struct TraceEntry {
     items: Option<(Span, u32)>,
     /// The list's first item, if it is a `ulong`: the tree stamp.
     stamp: Option<u64>,
+    /// Where the list's text items (router ids, checked UTF-8) are.
+    hops: Hops,
     /// Whether a later entry has the trace key too (all of them are
     /// stripped; only this one counts and grows).
     again: bool,
@@ -119,24 +122,13 @@ impl Trace {
 
     /// The text items of the trace list, as bytes (checked UTF-8 by `read`).
     fn hop_bytes(&self) -> impl Iterator<Item = &[u8]> {
-        let items = self
+        let hops = self
             .at
             .as_ref()
-            .and_then(|at| at.map.as_ref()?.trace.as_ref()?.items);
-        let mut items = items.map(|(span, _)| {
-            let d = Decoder::new(self.prefix.slice(span.start..span.end));
-            (d, span.start)
-        });
-        std::iter::from_fn(move || {
-            let (d, base) = items.as_mut()?;
-            loop {
-                match read_text(d, *base) {
-                    Ok(Some(text)) => return Some(&self.prefix[text.start..text.end]),
-                    Ok(None) => continue,
-                    Err(_) => return None,
-                }
-            }
-        })
+            .and_then(|at| Some(&at.map.as_ref()?.trace.as_ref()?.hops));
+        hops.into_iter()
+            .flatten()
+            .map(|h| &self.prefix[h.start..h.end])
     }
 
     /// Whether the message annotations could be read from the first bytes
@@ -349,9 +341,14 @@ fn locate(prefix: &Bytes) -> DecodeResult<Option<Located>> {
                         start: entry,
                         end: body.start + entries.position(),
                     };
-                    let (items, stamp) = match trace_items(&mut entries, p, body.start)? {
-                        Some((span, count, stamp)) => (Some((span, count)), stamp),
-                        None => (None, None),
+                    let (items, stamp, hops) = match trace_items(&mut entries, p, body.start)? {
+                        Some(List {
+                            items,
+                            count,
+                            stamp,
+                            hops,
+                        }) => (Some((items, count)), stamp, hops),
+                        None => (None, None, Hops::new()),
                     };
                     trace = Some(TraceEntry {
                         entry: Span {
@@ -361,6 +358,7 @@ fn locate(prefix: &Bytes) -> DecodeResult<Option<Located>> {
                         key,
                         items,
                         stamp,
+                        hops,
                         again: false,
                     });
                 }
@@ -388,14 +386,24 @@ fn is_trace_key(d: &mut Decoder, p: &[u8], base: usize) -> DecodeResult<bool> {
     Ok(read_text(d, base)?.is_some_and(|t| p[t.start..t.end] == *TRACE.as_bytes()))
 }
 
+/// Router ids in a trace: inline for the few hops of most paths.
+type Hops = SmallVec<[Span; 4]>;
+
+/// The trace's list, as read.
+struct List {
+    /// The items' bytes and their count.
+    items: Span,
+    count: u32,
+    /// The first item, if it is a `ulong`.
+    stamp: Option<u64>,
+    /// Where the text items are.
+    hops: Hops,
+}
+
 /// Reads the trace's value: if a list, its items (each read, text checked
 /// UTF-8, as decoding the trace always did) and the stamp, if the first is
 /// a `ulong`; any other value is skipped.
-fn trace_items(
-    d: &mut Decoder,
-    p: &[u8],
-    base: usize,
-) -> DecodeResult<Option<(Span, u32, Option<u64>)>> {
+fn trace_items(d: &mut Decoder, p: &[u8], base: usize) -> DecodeResult<Option<List>> {
     let code = d.read_format()?;
     if !matches!(code, fc::LIST0 | fc::LIST8 | fc::LIST32) {
         d.skip_body(code)?;
@@ -419,14 +427,21 @@ fn trace_items(
         _ => None,
     };
     let rest = list.count - u32::from(stamp.is_some());
+    let mut hops = Hops::new();
     for _ in 0..rest {
         if let Some(t) = read_text(&mut list.body, items.start)? {
             std::str::from_utf8(&p[t.start..t.end])
                 .map_err(|_| DecodeError::InvalidUtf8("trace"))?;
+            hops.push(t);
         }
     }
     list.body.finish()?;
-    Ok(Some((items, list.count, stamp)))
+    Ok(Some(List {
+        items,
+        count: list.count,
+        stamp,
+        hops,
+    }))
 }
 
 /// Reads one value; if it is a string or symbol, where its text is (`d`'s

@@ -42,6 +42,8 @@ const NONE: u32 = u32::MAX;
 #[derive(Clone)]
 pub struct RoutingTable {
     me: RouterId,
+    /// This router's index in `routers`.
+    me_index: u32,
     /// Reachable routers (this one included), sorted by id: index order is
     /// id order.
     routers: Vec<RouterId>,
@@ -59,8 +61,9 @@ pub struct RoutingTable {
     trees: Vec<OnceLock<Vec<u32>>>,
     /// `stamps[d]`: the stamp of `routers[d]`'s tree, computed on first use.
     stamps: Vec<OnceLock<u64>>,
-    /// Per address, the reachable remote routers with consumers, sorted.
-    addresses: HashMap<Arc<str>, Vec<RouterId>>,
+    /// Per address, the reachable remote routers with consumers, by
+    /// index, sorted (index order is id order).
+    addresses: HashMap<Arc<str>, Vec<u32>>,
 }
 
 impl PartialEq for RoutingTable {
@@ -88,7 +91,13 @@ impl fmt::Debug for RoutingTable {
         f.debug_struct("RoutingTable")
             .field("me", &self.me)
             .field("routes", &hops)
-            .field("addresses", &self.addresses)
+            .field(
+                "addresses",
+                &self
+                    .addresses()
+                    .map(|(a, r)| (a, r.collect::<Vec<_>>()))
+                    .collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -99,6 +108,7 @@ impl RoutingTable {
         let mut graph = UnGraph::default();
         graph.add_node(());
         Self {
+            me_index: 0,
             routers: vec![me.clone()],
             index: [(me.clone(), 0)].into_iter().collect(),
             me,
@@ -215,13 +225,13 @@ impl RoutingTable {
                 .unwrap_or(NONE);
         }
 
-        let mut addresses: HashMap<Arc<str>, Vec<RouterId>> = HashMap::new();
+        let mut addresses: HashMap<Arc<str>, Vec<u32>> = HashMap::new();
         for (id, record) in mobile.iter() {
-            if id == me || !index.contains_key(id) {
+            let Some(&i) = index.get(id).filter(|_| id != me) else {
                 continue;
-            }
+            };
             for a in &record.addresses {
-                addresses.entry(a.clone()).or_default().push(id.clone());
+                addresses.entry(a.clone()).or_default().push(i);
             }
         }
         // mobile.iter() is in id order, so each list is sorted already.
@@ -232,6 +242,7 @@ impl RoutingTable {
 
         Self {
             me: me.clone(),
+            me_index: me_i as u32,
             stamps: routers.iter().map(|_| OnceLock::new()).collect(),
             trees,
             routers,
@@ -276,13 +287,45 @@ impl RoutingTable {
     /// The reachable remote routers that have consumers for `address`,
     /// sorted by id. This router's own consumers are not listed.
     pub fn routers_for(&self, address: &str) -> impl Iterator<Item = &RouterId> {
-        self.addresses.get(address).into_iter().flatten()
+        self.addresses
+            .get(address)
+            .into_iter()
+            .flatten()
+            .map(|&i| &self.routers[i as usize])
     }
 
     /// Every address with consumers at reachable remote routers, with
     /// those routers (sorted by id), in no particular order.
-    pub fn addresses(&self) -> impl Iterator<Item = (&str, &[RouterId])> {
-        self.addresses.iter().map(|(a, r)| (&**a, r.as_slice()))
+    pub fn addresses(&self) -> impl Iterator<Item = (&str, impl Iterator<Item = &RouterId>)> {
+        self.addresses.iter().map(|(a, r)| {
+            let routers = r.iter().map(|&i| &self.routers[i as usize]);
+            (&**a, routers)
+        })
+    }
+
+    /// Anycast through neighbour `to`: the path cost to the nearest router
+    /// with consumers for `address` that this router reaches through `to`
+    /// (its next hop towards it) — and, for a delivery that came from
+    /// neighbour `from`, only those towards which this router is `from`'s
+    /// next hop (loop-free, see [`is_next_hop_of`](Self::is_next_hop_of)).
+    /// `None` if there is none. The data path asks this for every delivery
+    /// and every consumer link to a neighbour: it looks up three keys, then
+    /// works on indices. Saturates at `u32::MAX`.
+    pub fn via(&self, address: &str, from: Option<&RouterId>, to: &RouterId) -> Option<u32> {
+        let dests = self.addresses.get(address)?;
+        let to = *self.index.get(to)?;
+        let from = match from {
+            Some(p) => Some(*self.index.get(p)?),
+            None => None,
+        };
+        let me = self.me_index;
+        dests
+            .iter()
+            .map(|&d| d as usize)
+            .filter(|&d| self.next_hop[d] == to)
+            .filter(|&d| from.is_none_or(|f| self.tree(d as u32)[f as usize] == me))
+            .map(|d| u32::try_from(self.cost[d]).unwrap_or(u32::MAX))
+            .min()
     }
 
     /// Loop-free anycast: whether a delivery that reached this router from
@@ -295,7 +338,7 @@ impl RoutingTable {
         let (Some(&f), Some(&d)) = (self.index.get(from), self.index.get(dest)) else {
             return false;
         };
-        self.tree(d)[f as usize] == self.index[&self.me]
+        self.tree(d)[f as usize] == self.me_index
     }
 
     /// Multicast valid origins: the neighbours this router forwards a
@@ -308,7 +351,7 @@ impl RoutingTable {
         let Some(&o) = self.index.get(origin) else {
             return Vec::new();
         };
-        let me = self.index[&self.me];
+        let me = self.me_index;
         let tree = self.tree(o);
         let mut children: Vec<u32> = neighbors(&self.graph, me as usize)
             .map(|(w, _)| w)
@@ -329,7 +372,7 @@ impl RoutingTable {
         let Some(&o) = self.index.get(origin) else {
             return Vec::new();
         };
-        let me = self.index[&self.me];
+        let me = self.me_index;
         let tree = self.tree(o);
         let mut next: Vec<u32> = Vec::new();
         for d in self.routers_for(address) {

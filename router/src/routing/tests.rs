@@ -723,3 +723,31 @@ fn a_restarted_router_s_address_is_mapped_once_not_flapped() {
         "x mapped, unmapped and mapped again at A: {mapped:?}"
     );
 }
+
+/// `via` (what the data path asks per delivery) agrees with its definition
+/// from next hops, costs and `is_next_hop_of`, for every router, address
+/// holder, neighbour and previous hop.
+#[test]
+fn via_is_the_loop_free_cost_through_a_neighbour() {
+    let (names, edges) = mesh4();
+    let mut net = Net::with_topology(&names, &edges);
+    for holder in ["B", "C", "D"] {
+        net.add_address(&id(holder), "q");
+    }
+    net.pump();
+    for r in &names {
+        let t = net.table(r);
+        for to in &names {
+            for from in names.iter().map(Some).chain([None]) {
+                let want = t
+                    .routers_for("q")
+                    .filter(|d| t.next_hop(d) == Some(to))
+                    .filter(|d| from.is_none_or(|p| t.is_next_hop_of(p, d)))
+                    .filter_map(|d| t.cost(d))
+                    .min();
+                assert_eq!(t.via("q", from, to), want, "{r}: via {to} from {from:?}");
+            }
+        }
+        assert_eq!(t.via("none", None, &names[0]), None);
+    }
+}

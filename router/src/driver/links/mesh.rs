@@ -252,7 +252,7 @@ impl Links {
         };
         let table = self.core.mesh().table();
         let mut wanted: std::collections::BTreeSet<DataKey> = Default::default();
-        for (address, routers) in table.addresses() {
+        for (address, mut routers) in table.addresses() {
             if self.core.distribution(address) == Distribution::Multicast {
                 let Some(local) = self.core.lookup(address) else {
                     continue; // no producer here: no tree goes through
@@ -265,7 +265,7 @@ impl Links {
                         wanted.insert((address.to_string(), Some(origin.clone())));
                     }
                 }
-            } else if routers.iter().any(|d| table.next_hop(d) == Some(&peer)) {
+            } else if routers.any(|d| table.next_hop(d) == Some(&peer)) {
                 wanted.insert((address.to_string(), None));
             }
         }
