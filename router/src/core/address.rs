@@ -114,15 +114,22 @@ pub enum Reach {
 
 /// Whether a delivery of `address` that came `from` may go on `to`.
 pub fn serves(table: &RoutingTable, address: &str, from: &Hop, to: &Hop) -> bool {
+    path_cost(table, address, from, to).is_some()
+}
+
+/// Anycast: the path cost from here to the nearest consumer of `address`
+/// that a delivery which came `from` may reach through `to` (0 for a local
+/// consumer); `None` if it may not go that way (back where it came from,
+/// or off the shortest paths; see `RoutingTable::via`).
+fn path_cost(table: &RoutingTable, address: &str, from: &Hop, to: &Hop) -> Option<u32> {
     let Hop::Neighbor(n) = to else {
-        return true;
+        return Some(0);
     };
-    let from = match from {
-        Hop::Neighbor(p) if p == n => return false,
-        Hop::Neighbor(p) => Some(p),
-        Hop::Local => None,
-    };
-    table.via(address, from, n).is_some()
+    match from {
+        Hop::Neighbor(p) if p == n => None,
+        Hop::Neighbor(p) => table.via(address, Some(p), n),
+        Hop::Local => table.via(address, None, n),
+    }
 }
 
 /// Multicast: whether a delivery that entered the mesh at `origin` and
@@ -488,12 +495,7 @@ impl Address {
             if c.credit <= 0 || exclude == Some((c.conn.id, c.link)) {
                 return None;
             }
-            match (&c.to, from) {
-                (Hop::Local, _) => Some(0),
-                (Hop::Neighbor(n), Hop::Neighbor(p)) if p == n => None,
-                (Hop::Neighbor(n), Hop::Neighbor(p)) => table.via(name, Some(p), n),
-                (Hop::Neighbor(n), Hop::Local) => table.via(name, None, n),
-            }
+            path_cost(table, name, from, &c.to)
         };
         let n = s.consumers.len();
         match self.distribution {
