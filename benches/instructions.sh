@@ -20,7 +20,8 @@ FERRY=${1:-target/release/ferry}
 LOAD=target/release/ferry-load
 OUT=$(mktemp -d)
 PIDS=()
-trap 'kill "${PIDS[@]}" 2>/dev/null || true; [[ -n ${KEEP_OUT:-} ]] || rm -rf "$OUT"' EXIT
+# KEEP_OUT=1 keeps the callgrind outputs (for callgrind_annotate).
+trap 'kill "${PIDS[@]}" 2>/dev/null || true; if [[ -n ${KEEP_OUT:-} ]]; then echo "kept: $OUT" >&2; else rm -rf "$OUT"; fi' EXIT
 
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'

@@ -87,13 +87,9 @@ struct TraceEntry {
     entry: Span,
     /// The key alone (a symbol, or a string as some clients send it).
     key: Span,
-    /// The list's items and their count; `None` if the value is not a list
-    /// (it is then replaced by a list on the next hop, and names no router).
-    items: Option<(Span, u32)>,
-    /// The list's first item, if it is a `ulong`: the tree stamp.
-    stamp: Option<u64>,
-    /// Where the list's text items (router ids, checked UTF-8) are.
-    hops: Hops,
+    /// The list; `None` if the value is not a list (it is then replaced by
+    /// a list on the next hop, and names no router).
+    list: Option<List>,
     /// Whether a later entry has the trace key too (all of them are
     /// stripped; only this one counts and grows).
     again: bool,
@@ -125,7 +121,7 @@ impl Trace {
         let hops = self
             .at
             .as_ref()
-            .and_then(|at| Some(&at.map.as_ref()?.trace.as_ref()?.hops));
+            .and_then(|at| Some(&at.map.as_ref()?.trace.as_ref()?.list.as_ref()?.hops));
         hops.into_iter()
             .flatten()
             .map(|h| &self.prefix[h.start..h.end])
@@ -140,7 +136,15 @@ impl Trace {
     /// The tree stamp of a multicast message (see the module docs), if the
     /// trace starts with one.
     pub fn stamp(&self) -> Option<u64> {
-        self.at.as_ref()?.map.as_ref()?.trace.as_ref()?.stamp
+        self.at
+            .as_ref()?
+            .map
+            .as_ref()?
+            .trace
+            .as_ref()?
+            .list
+            .as_ref()?
+            .stamp
     }
 
     /// The first bytes with this router appended to the trace; only the
@@ -178,7 +182,7 @@ impl Trace {
                         end: t.entry.start,
                     },
                     Some(t.key),
-                    t.items,
+                    t.list.as_ref().map(|l| (l.items, l.count)),
                     Span {
                         start: t.entry.end,
                         end: m.body.end,
@@ -341,24 +345,14 @@ fn locate(prefix: &Bytes) -> DecodeResult<Option<Located>> {
                         start: entry,
                         end: body.start + entries.position(),
                     };
-                    let (items, stamp, hops) = match trace_items(&mut entries, p, body.start)? {
-                        Some(List {
-                            items,
-                            count,
-                            stamp,
-                            hops,
-                        }) => (Some((items, count)), stamp, hops),
-                        None => (None, None, Hops::new()),
-                    };
+                    let list = trace_items(&mut entries, p, body.start)?;
                     trace = Some(TraceEntry {
                         entry: Span {
                             start: entry,
                             end: body.start + entries.position(),
                         },
                         key,
-                        items,
-                        stamp,
-                        hops,
+                        list,
                         again: false,
                     });
                 }
@@ -390,13 +384,14 @@ fn is_trace_key(d: &mut Decoder, p: &[u8], base: usize) -> DecodeResult<bool> {
 type Hops = SmallVec<[Span; 4]>;
 
 /// The trace's list, as read.
+#[derive(Debug, Clone)]
 struct List {
     /// The items' bytes and their count.
     items: Span,
     count: u32,
-    /// The first item, if it is a `ulong`.
+    /// The first item, if it is a `ulong`: the tree stamp.
     stamp: Option<u64>,
-    /// Where the text items are.
+    /// Where the text items (router ids, checked UTF-8) are.
     hops: Hops,
 }
 

@@ -66,8 +66,9 @@ impl Links {
             return;
         };
         if drain {
-            // Nothing is queued here for a consumer: what producers have not
-            // sent yet cannot be promised, so the credit goes back now.
+            // What waited here for credit has just gone out as far as the
+            // credit went; what producers have not sent yet cannot be
+            // promised, so the rest of the credit goes back now.
             let _ = engine.drained(link);
             c.address
                 .adjust_consumer_credit(self.me.id, link, -(c.reported as i64));

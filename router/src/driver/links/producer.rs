@@ -367,22 +367,19 @@ impl Shaped {
             stamp,
         } = self;
         let trace = read.get_or_insert_with(|| trace::Trace::read(message));
-        let form = if to_router {
-            traced.get_or_insert_with(|| {
-                let traced = if from_router {
-                    trace.with_hop(me)
-                } else {
-                    trace.begin(me, *stamp)
-                };
-                traced.unwrap_or_else(|| message.clone())
-            })
-        } else {
-            stripped.get_or_insert_with(|| trace.strip())
-        };
-        if last {
-            std::mem::take(form)
-        } else {
-            form.clone()
+        let cache = if to_router { traced } else { stripped };
+        let form = cache.take().unwrap_or_else(|| {
+            if !to_router {
+                trace.strip()
+            } else if from_router {
+                trace.with_hop(me).unwrap_or_else(|| message.clone())
+            } else {
+                trace.begin(me, *stamp).unwrap_or_else(|| message.clone())
+            }
+        });
+        if !last {
+            *cache = Some(form.clone());
         }
+        form
     }
 }
