@@ -8,14 +8,15 @@
 //! Among equal-cost parents the one with the smallest router id wins, so
 //! every router with the same databases computes the same trees, whatever
 //! order Dijkstra visits nodes in. That common view is what makes
-//! [`RoutingTable::is_next_hop_of`] and [`RoutingTable::multicast_children`]
-//! loop-free.
+//! [`RoutingTable::is_next_hop_of`] (and [`RoutingTable::via`], which the
+//! data path asks) and [`RoutingTable::multicast_children`] loop-free, and
+//! [`RoutingTable::tree_stamp`] equal wherever a tree is seen alike.
 //!
 //! Cost: building a table runs Dijkstra once, from this router, which gives
 //! its costs, its next hops and its own tree. The tree rooted at another
-//! router, needed only by `is_next_hop_of` and `multicast_children`, is
-//! computed the first time it is asked for and kept in the table (a
-//! `OnceLock` per router: lock-free once computed).
+//! router, needed only by those questions, is computed the first time it is
+//! asked for and kept in the table (a `OnceLock` per router: lock-free once
+//! computed); so is its stamp.
 
 // A fast seeded hasher: the data path looks routers and addresses up
 // here for every delivery.
