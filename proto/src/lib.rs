@@ -12,3 +12,4 @@ pub mod definitions;
 pub mod engine;
 pub mod frame;
 pub mod message;
+pub mod scram;
