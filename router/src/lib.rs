@@ -6,6 +6,7 @@
 //! What happens on each accepted connection is the
 //! [`listener::ConnectionHandler`] seam, where the AMQP engine plugs in.
 
+pub mod auth;
 pub mod config;
 pub mod core;
 pub mod driver;
