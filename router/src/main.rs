@@ -83,6 +83,39 @@ enum Command {
     /// effective value. Binds nothing.
     #[command(after_help = ENVIRONMENT_HELP)]
     CheckConfig(ConfigArgs),
+    /// Manage the users file (SCRAM-SHA-256 verifiers, never passwords)
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Add a user to the users file, or change its password
+    ///
+    /// The password is typed twice without echo when standard input is a
+    /// terminal, else read from the first line of standard input. The file
+    /// is created if missing and rewritten atomically with mode 0600; other
+    /// users are kept. Format: router/CONFIG.md, "[auth] users file".
+    #[command(after_help = USER_ADD_HELP)]
+    Add(UserAddArgs),
+}
+
+const USER_ADD_HELP: &str = "\
+Exit status:
+  0  user added or updated (one line on stdout says which)
+  1  the file could not be read or written
+  2  invalid name, iteration count or password, or an invalid users file";
+
+#[derive(Debug, Args)]
+struct UserAddArgs {
+    /// The user name: 1 to 255 bytes, no control characters
+    name: String,
+    /// The users file
+    #[arg(long, value_name = "FILE")]
+    users: PathBuf,
+    /// PBKDF2 iteration count: 4096 (RFC 7677's minimum) to 1000000
+    #[arg(long, value_name = "N", default_value_t = ferry_router::auth::DEFAULT_ITERATIONS)]
+    iterations: u32,
 }
 
 #[derive(Debug, Args)]
@@ -97,6 +130,27 @@ fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Run(args) => run(&args),
         Command::CheckConfig(args) => check_config(&args),
+        Command::User(UserCommand::Add(args)) => user_add(&args),
+    }
+}
+
+fn user_add(args: &UserAddArgs) -> ExitCode {
+    match ferry_router::auth::command::user_add(&args.name, &args.users, args.iterations) {
+        Ok(line) => {
+            let mut stdout = std::io::stdout().lock();
+            match writeln!(stdout, "{line}").and_then(|()| stdout.flush()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(_) => ExitCode::from(EXIT_RUNTIME),
+            }
+        }
+        Err(error) => {
+            eprintln!("ferry: error: {error}");
+            ExitCode::from(if error.is_usage() {
+                EXIT_CONFIG
+            } else {
+                EXIT_RUNTIME
+            })
+        }
     }
 }
 

@@ -1,12 +1,15 @@
 //! Black-box tests of the `ferry` command line and process shell: help,
 //! configuration errors, start-up, environment overrides, and shutdown on
-//! SIGTERM / SIGINT. Each runs the real binary as a child process.
+//! SIGTERM / SIGINT, `user add`. Each runs the real binary as a child
+//! process.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpListener;
 use std::time::Duration;
 
-use ferry_tests::{Ferry, TempDir, WAIT, ferry_bin, free_port, listener_config, run_ferry};
+use ferry_tests::{
+    Ferry, Finished, TempDir, WAIT, ferry_bin, free_port, listener_config, run_ferry,
+};
 
 /// The single line of `stderr`, asserting there is exactly one.
 fn one_line(stderr: &str) -> &str {
@@ -265,4 +268,138 @@ fn check_config_rejects_invalid_values() {
         line.contains("'limits.max_frame_size'") && line.contains("FERRY_LIMITS__MAX_FRAME_SIZE"),
         "{line}"
     );
+}
+
+/// Run `ferry user add NAME --users FILE EXTRA…` with `stdin` as its
+/// standard input (not a terminal), killing it after [`WAIT`].
+fn user_add(name: &str, users: &std::path::Path, stdin: &[u8], extra: &[&str]) -> Finished {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(ferry_bin())
+        .args(["user", "add", name, "--users"])
+        .arg(users)
+        .args(extra)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ferry");
+    // The child may exit before reading (a usage error): ignore EPIPE.
+    let _ = child.stdin.take().expect("stdin").write_all(stdin);
+    let deadline = std::time::Instant::now() + WAIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("ferry user add still running after {WAIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let mut stdout = String::new();
+    let mut stderr = String::new();
+    child
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut stdout)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr)
+        .unwrap();
+    Finished {
+        status,
+        stdout,
+        stderr,
+    }
+}
+
+#[test]
+fn user_add_reads_the_password_from_stdin_and_writes_a_verifier() {
+    use ferry_router::auth::UserStore;
+    let dir = TempDir::new();
+    let users = dir.path().join("users.toml");
+
+    let done = user_add("alice", &users, b"wonderland\n", &[]);
+    assert!(done.status.success(), "{done:?}");
+    assert_eq!(
+        done.stdout,
+        format!("user alice added to {}\n", users.display())
+    );
+    assert!(done.stderr.is_empty(), "{done:?}");
+    let text = std::fs::read_to_string(&users).unwrap();
+    assert!(!text.contains("wonderland"), "{text}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&users).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    }
+    let store = UserStore::load(&users).unwrap();
+    assert_eq!(store.len(), 1);
+    assert_eq!(store.lookup("alice").unwrap().iterations, 4096);
+    assert!(store.check_plain("alice", "wonderland"));
+    assert!(!store.check_plain("alice", "wonderland\n"));
+
+    // A second user, then alice again: replaced, bob kept.
+    let done = user_add("bob", &users, b"builder", &["--iterations", "5000"]);
+    assert!(done.status.success(), "{done:?}");
+    let done = user_add("alice", &users, b"looking-glass\r\n", &[]);
+    assert!(done.status.success(), "{done:?}");
+    assert_eq!(
+        done.stdout,
+        format!("user alice updated in {}\n", users.display())
+    );
+    let store = UserStore::load(&users).unwrap();
+    assert_eq!(store.len(), 2);
+    assert!(store.check_plain("alice", "looking-glass"));
+    assert!(!store.check_plain("alice", "wonderland"));
+    assert!(store.check_plain("bob", "builder"));
+    assert_eq!(store.lookup("bob").unwrap().iterations, 5000);
+}
+
+#[test]
+fn user_add_refuses_an_empty_password_and_bad_arguments() {
+    let dir = TempDir::new();
+    let users = dir.path().join("users.toml");
+    for (name, stdin, extra, needle) in [
+        ("alice", &b"\n"[..], &[][..], "the password is empty"),
+        ("alice", b"", &[], "the password is empty"),
+        ("", b"pw\n", &[], "invalid user name"),
+        ("al\tice", b"pw\n", &[], "control character"),
+        ("alice", b"pw\n", &["--iterations", "1000"], "found 1000"),
+        ("alice", b"\xff\n", &[], "not UTF-8"),
+    ] {
+        let done = user_add(name, &users, stdin, extra);
+        assert_eq!(done.status.code(), Some(2), "{name:?}: {done:?}");
+        let line = one_line(&done.stderr);
+        assert!(
+            line.starts_with("ferry: error: ") && line.contains(needle),
+            "{line}"
+        );
+        assert!(done.stdout.is_empty(), "{done:?}");
+        assert!(!users.exists(), "{name:?} created {}", users.display());
+    }
+
+    // A broken users file is reported, not overwritten.
+    let broken = "[[user]]\nname = \"x\"\n";
+    std::fs::write(&users, broken).unwrap();
+    let done = user_add("alice", &users, b"pw\n", &[]);
+    assert_eq!(done.status.code(), Some(2), "{done:?}");
+    let line = one_line(&done.stderr);
+    assert!(
+        line.contains(&users.display().to_string()) && line.contains("missing field"),
+        "{line}"
+    );
+    assert_eq!(std::fs::read_to_string(&users).unwrap(), broken);
+
+    // A file that cannot be written: a runtime error.
+    let nowhere = dir.path().join("missing-dir").join("users.toml");
+    let done = user_add("alice", &nowhere, b"pw\n", &[]);
+    assert_eq!(done.status.code(), Some(1), "{done:?}");
+    assert!(one_line(&done.stderr).starts_with("ferry: error: cannot write users file"));
 }
