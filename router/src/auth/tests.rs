@@ -498,3 +498,18 @@ fn user_add_errors_say_which_exit_status() {
     assert!(UserAddError::from(UsersError::Iterations { found: 1 }).is_usage());
     assert!(!UserAddError::from(UsersError::Random("none".into())).is_usage());
 }
+
+#[test]
+fn the_documented_example_loads() {
+    let doc = include_str!("../../CONFIG.md");
+    let format = doc.split("### Format").nth(1).expect("a Format section");
+    let example = format
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("a toml block");
+    let dir = TempDir::new();
+    let store = UserStore::load(&dir.write("users.toml", example)).unwrap();
+    assert_eq!(store.len(), 1);
+    assert_eq!(store.lookup("alice").unwrap().iterations, 4096);
+}
