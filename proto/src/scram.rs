@@ -212,7 +212,7 @@ pub enum ScramError {
         /// Its length.
         len: usize,
     },
-    /// A message that is not UTF-8 ([RFC 5802] §7: every message is UTF-8).
+    /// A message that is not UTF-8 (the [RFC 5802] §7 grammar is UTF-8 text).
     ///
     /// [RFC 5802]: https://www.rfc-editor.org/rfc/rfc5802
     #[error("{message} is not valid UTF-8")]
@@ -357,6 +357,12 @@ pub enum ScramError {
     /// The server answered with a server-error (`e=`).
     #[error("server refused the authentication: {0}")]
     ServerError(String),
+    /// The server sent an empty salt (refused as [RFC 5802] erratum 2652
+    /// recommends).
+    ///
+    /// [RFC 5802]: https://www.rfc-editor.org/rfc/rfc5802
+    #[error("server-first-message: expected a non-empty salt (s=)")]
+    EmptySalt,
     /// The server's signature is wrong: it does not know the user's verifier.
     #[error("server signature is wrong; expected proof that the server knows the user's verifier")]
     ServerSignatureMismatch,
@@ -365,7 +371,9 @@ pub enum ScramError {
 impl ScramError {
     /// The [RFC 5802] §7 `server-error-value` that a server sends for this
     /// failure (as `e=VALUE` in a server-final-message), if it answers one.
-    /// Never `unknown-user`: an unknown user fails like a wrong password.
+    /// Never `unknown-user`: an unknown user fails like a wrong password
+    /// (§7 allows hiding the real reason "to prevent information
+    /// disclosure").
     ///
     /// [RFC 5802]: https://www.rfc-editor.org/rfc/rfc5802
     pub fn server_error_value(&self) -> &'static str {
@@ -387,6 +395,7 @@ impl ScramError {
             Self::InvalidProof => "invalid-proof",
             Self::AuthzidMismatch { .. }
             | Self::TooManyIterations { .. }
+            | Self::EmptySalt
             | Self::ServerNonceMismatch
             | Self::NonceMismatch
             | Self::ServerError(_)
@@ -620,14 +629,12 @@ impl ClientFirst {
     /// base64 salt, `i=` iterations) and the state awaiting the
     /// client-final-message.
     ///
-    /// `verifier` is the user's, or for an unknown user a decoy made the
+    /// `verifier` is the user's or, for an unknown user, a decoy made the
     /// same way every time for that name, so that the exchange looks the
-    /// same and fails only at the proof ([RFC 5802] §5.1, "the server
-    /// SHOULD ... not reveal" whether the user exists). `server_nonce` is
-    /// fresh randomness from the caller (RFC 5802 §9: at least 18 bytes of
-    /// entropy is usual), printable ASCII without `,` (e.g. base64).
-    ///
-    /// [RFC 5802]: https://www.rfc-editor.org/rfc/rfc5802
+    /// same and fails only at the proof, as for a wrong password: the
+    /// client cannot tell whether the user exists. `server_nonce` is fresh
+    /// randomness from the caller, different for every exchange, printable
+    /// ASCII without `,` (e.g. base64 of 18 or more random bytes).
     pub fn challenge(
         self,
         verifier: Verifier,
@@ -781,9 +788,12 @@ impl ClientAwaitServerFirst {
     /// (`c=biws,r=NONCE,p=PROOF`).
     ///
     /// Refuses a nonce that does not start with the client's nonce or adds
-    /// nothing to it, and an iteration count above [`MAX_ITERATIONS`] (the
-    /// PBKDF2 work is done here, so a hostile server cannot make the client
-    /// spin). Counts below [`MIN_ITERATIONS`] are accepted.
+    /// nothing to it, an empty salt, and an iteration count above
+    /// [`MAX_ITERATIONS`] (the PBKDF2 work is done here: [RFC 5802] §9
+    /// warns that a hostile server can make a client spin with a big
+    /// count). Counts below [`MIN_ITERATIONS`] are accepted.
+    ///
+    /// [RFC 5802]: https://www.rfc-editor.org/rfc/rfc5802
     pub fn handle(
         self,
         server_first: &[u8],
@@ -802,6 +812,9 @@ impl ClientAwaitServerFirst {
             return Err(ScramError::ServerNonceMismatch);
         }
         let salt = decode_base64(attribute(fields.next(), 's', MESSAGE)?, MESSAGE, 's')?;
+        if salt.is_empty() {
+            return Err(ScramError::EmptySalt);
+        }
         let iterations = parse_iterations(attribute(fields.next(), 'i', MESSAGE)?)?;
         check_extensions(fields, MESSAGE)?;
 

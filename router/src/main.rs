@@ -95,7 +95,7 @@ enum UserCommand {
     /// The password is typed twice without echo when standard input is a
     /// terminal, else read from the first line of standard input. The file
     /// is created if missing and rewritten atomically with mode 0600; other
-    /// users are kept. Format: router/CONFIG.md, "[auth] users file".
+    /// users are kept. Format: the users file section of router/CONFIG.md.
     #[command(after_help = USER_ADD_HELP)]
     Add(UserAddArgs),
 }

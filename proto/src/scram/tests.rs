@@ -180,6 +180,12 @@ fn client_bounds_the_iteration_count() {
         with_count("1").is_ok(),
         "a count below 4096 is the server's choice"
     );
+    let (_, client) = ScramClient::start(USER, PASSWORD, CLIENT_NONCE).unwrap();
+    let no_salt = SERVER_FIRST.replace(SALT, "");
+    assert_eq!(
+        client.handle(no_salt.as_bytes()).unwrap_err(),
+        ScramError::EmptySalt
+    );
     for too_many in [
         "1000001",
         "4294967295",

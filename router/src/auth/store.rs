@@ -20,7 +20,7 @@ use super::{DECOY_KEY_LEN, DEFAULT_ITERATIONS, MAX_SALT_LEN, SALT_LEN};
 /// that looks like a real one, so that neither SCRAM (same salt every time
 /// for the same name, same iteration count as real users, failure only at
 /// the proof) nor PLAIN (same PBKDF2 work) tells whether a user exists
-/// (RFC 5802 §9; RFC 7677 §4).
+/// (the "mock authentication" of PostgreSQL's SCRAM, for one).
 #[derive(Clone)]
 pub struct UserStore {
     users: HashMap<String, Verifier>,
