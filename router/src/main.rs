@@ -18,6 +18,7 @@ use ferry_router::core::Core;
 use ferry_router::driver;
 use ferry_router::listener::{Accepted, Server, connection_handler};
 use ferry_router::routing::RoutingConfig;
+use ferry_router::security::Security;
 use ferry_router::shutdown::Signals;
 use std::sync::Arc;
 use tracing::info;
@@ -157,6 +158,11 @@ fn user_add(args: &UserAddArgs) -> ExitCode {
 fn check_config(args: &ConfigArgs) -> ExitCode {
     match Config::load(args.config.as_deref()) {
         Ok(config) => {
+            // The files the configuration names must load too.
+            if let Err(error) = Security::load(&config) {
+                eprintln!("ferry: config error: {error}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
             let mut stdout = std::io::stdout().lock();
             match write!(stdout, "{config}").and_then(|()| stdout.flush()) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -177,11 +183,18 @@ fn run(args: &ConfigArgs) -> ExitCode {
         eprintln!("ferry: config error: {message}");
         return ExitCode::from(EXIT_CONFIG);
     }
+    let security = match Security::load(&config) {
+        Ok(security) => Arc::new(security),
+        Err(error) => {
+            eprintln!("ferry: config error: {error}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
     let served = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")
-        .and_then(|runtime| runtime.block_on(serve(config)));
+        .and_then(|runtime| runtime.block_on(serve(config, security)));
     match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -213,9 +226,20 @@ fn init_logging(config: &Config) -> Result<(), String> {
 }
 
 /// Bind, serve until a signal, drain.
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(config: Config, security: Arc<Security>) -> anyhow::Result<()> {
     let mut signals = Signals::register().context("cannot register signal handlers")?;
     let server = Server::bind(&config).await?;
+    for (i, listener) in config.listeners.iter().enumerate() {
+        if listener.tls.is_none()
+            && !listener.allow_plain_without_tls
+            && listener.sasl_mechanisms.iter().any(|m| m == "PLAIN")
+        {
+            tracing::warn!(
+                listener = i,
+                "PLAIN is not offered on this listener: it has no TLS (allow_plain_without_tls = true offers it anyway)"
+            );
+        }
+    }
     info!(
         id = %config.router.id,
         mode = %config.router.mode,
@@ -228,6 +252,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     };
     let core = Arc::new(Core::new(&config));
     let (mesh_stop, mesh_shutdown) = ferry_router::shutdown::channel();
+    tokio::spawn(ferry_router::security::watch(
+        security.clone(),
+        mesh_shutdown.clone(),
+    ));
     tokio::spawn(ferry_router::mesh::control::run(
         core.clone(),
         RoutingConfig::default(),
@@ -239,13 +267,15 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .map(|c| {
             tokio::spawn(ferry_router::mesh::connector::run(
                 core.clone(),
+                security.clone(),
                 c.clone(),
                 mesh_shutdown.clone(),
             ))
         })
         .collect();
-    let handler =
-        connection_handler(move |accepted: Accepted| driver::serve(accepted, core.clone()));
+    let handler = connection_handler(move |accepted: Accepted| {
+        driver::serve(accepted, core.clone(), security.clone())
+    });
     let drained = server.run(handler, stop).await;
     // Connector connections close (AMQP close) after the listeners' ones.
     mesh_stop.fire();

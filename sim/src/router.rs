@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use ferry_router::config::{
     AddressConfig, Config, ConnectorConfig, Distribution, Limits, ListenerConfig, LogConfig, Role,
-    RouterConfig, RouterMode, default_sasl_mechanisms,
+    RouterConfig, RouterMode,
 };
 use ferry_router::core::Core;
 use ferry_router::driver::Endpoint;
@@ -26,13 +26,7 @@ pub const CLOSEST_PREFIX: &str = "closest";
 
 /// The configuration of simulated router `id`.
 pub fn router_config(id: &str, limits: &Limits, connectors: Vec<ConnectorConfig>) -> Config {
-    let listener = |port, role| ListenerConfig {
-        host: "sim".into(),
-        port,
-        role,
-        sasl_mechanisms: default_sasl_mechanisms(),
-        require_sasl: false,
-    };
+    let listener = |port, role| ListenerConfig::new("sim", port, role);
     Config {
         router: RouterConfig {
             id: id.to_string(),
@@ -55,6 +49,8 @@ pub fn router_config(id: &str, limits: &Limits, connectors: Vec<ConnectorConfig>
         ],
         limits: limits.clone(),
         log: LogConfig::default(),
+        tls: Vec::new(),
+        auth: Default::default(),
     }
 }
 

@@ -6,6 +6,11 @@ use std::net::SocketAddr;
 use ferry_proto::client::{Client, ClientOptions};
 use ferry_tests::{Ferry, TempDir, WAIT};
 
+#[path = "pki.rs"]
+mod pki;
+#[allow(unused_imports)] // each test binary uses a different part
+pub use pki::{Issued, Pki, Usage};
+
 /// A running router and the address of its one client listener.
 pub struct Router {
     /// The process (terminated on drop by `Ferry`).
@@ -53,25 +58,51 @@ impl Router {
 
 /// A router of a test mesh: a normal listener on a free port, optionally an
 /// inter-router listener on `inter_port`, and connectors to the
-/// inter-router ports of others (`(port, cost)`).
+/// inter-router ports of others (`(port, cost)`). Routers authenticate
+/// each other over mutual TLS, with certificates from [`Pki::mesh`].
 pub fn mesh_router(
     id: &str,
     inter_port: Option<u16>,
     connect: &[(u16, u32)],
     extra: &str,
 ) -> Router {
+    start_mesh_router(&mesh_toml(id, inter_port, connect, true), inter_port, extra)
+}
+
+/// The configuration [`mesh_router`] runs; `tls: false`: the inter-router
+/// listener and connectors in plain TCP (allowed on loopback).
+pub fn mesh_toml(id: &str, inter_port: Option<u16>, connect: &[(u16, u32)], tls: bool) -> String {
+    let pki = Pki::mesh();
     let mut toml = format!("[router]\nid = \"{id}\"\nmode = \"interior\"\n\n");
+    let secure = if tls {
+        toml += &pki.profile("mesh", &pki.router_files(id));
+        "tls = \"mesh\"\n"
+    } else {
+        ""
+    };
     toml += "[[listener]]\nhost = \"127.0.0.1\"\nport = 0\nrole = \"normal\"\n\n";
     if let Some(p) = inter_port {
-        toml +=
-            &format!("[[listener]]\nhost = \"127.0.0.1\"\nport = {p}\nrole = \"inter-router\"\n\n");
+        let client_cert = if tls {
+            "client_cert = \"required\"\n"
+        } else {
+            ""
+        };
+        toml += &format!(
+            "[[listener]]\nhost = \"127.0.0.1\"\nport = {p}\nrole = \"inter-router\"\n{secure}{client_cert}\n"
+        );
     }
     for (port, cost) in connect {
         toml += &format!(
-            "[[connector]]\nhost = \"127.0.0.1\"\nport = {port}\nrole = \"inter-router\"\ncost = {cost}\n\n"
+            "[[connector]]\nhost = \"127.0.0.1\"\nport = {port}\nrole = \"inter-router\"\ncost = {cost}\n{secure}\n"
         );
     }
-    toml += extra;
+    toml
+}
+
+/// Starts `ferry run` on `toml` + `extra`, with an inter-router listener
+/// on `inter_port` if given.
+pub fn start_mesh_router(toml: &str, inter_port: Option<u16>, extra: &str) -> Router {
+    let toml = format!("{toml}{extra}");
     let dir = TempDir::new();
     let path = dir.write("ferry.toml", &toml);
     let mut ferry = Ferry::spawn(

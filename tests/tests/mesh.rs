@@ -83,7 +83,12 @@ async fn messages_cross_two_hops_and_are_settled_by_the_far_consumer() {
 #[tokio::test]
 async fn a_router_on_a_normal_listener_is_refused() {
     let b = mesh_router("B", None, &[], "");
-    let a = mesh_router("A", None, &[(b.addr.port(), 1)], "");
+    // A plain connector (loopback) to B's client listener.
+    let a = router::start_mesh_router(
+        &router::mesh_toml("A", None, &[(b.addr.port(), 1)], false),
+        None,
+        "",
+    );
     let mut consumer = b.client().await;
     let _rx = consumer.open_receiver("q", 10).await.unwrap();
     let mut producer = a.client().await;
@@ -105,12 +110,18 @@ async fn a_router_on_a_normal_listener_is_refused() {
 async fn a_router_peer_without_a_control_link_is_closed() {
     let port = free_port();
     let r = mesh_router("R", Some(port), &[], "");
+    let pki = router::Pki::mesh();
     let options = ClientOptions {
         properties: vec![
             ("ferry:router-id".into(), "Z".into()),
             ("ferry:instance".into(), "1".into()),
         ],
         timeout: Duration::from_secs(5),
+        // A router's certificate for Z: only the control link is amiss.
+        tls: Some(ferry_proto::client::ClientTls {
+            config: pki.client_config(Some(&pki.router_files("Z"))),
+            server_name: "127.0.0.1".into(),
+        }),
         ..ClientOptions::default()
     };
     // Our client refuses every link a peer attaches: the router's control

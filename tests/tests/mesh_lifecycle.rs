@@ -582,16 +582,18 @@ async fn restarted_router_rejoins(c_listens: bool) {
         let c_client_port = free_port();
         let c_inter_port = free_port();
         let b_port = free_port();
+        let pki = router::Pki::mesh();
         let mut c_toml = format!(
             "[router]\nid = \"C\"\nmode = \"interior\"\n\n[[listener]]\nhost = \"127.0.0.1\"\nport = {c_client_port}\nrole = \"normal\"\n\n"
         );
+        c_toml += &pki.profile("mesh", &pki.router_files("C"));
         if c_listens {
             c_toml += &format!(
-                "[[listener]]\nhost = \"127.0.0.1\"\nport = {c_inter_port}\nrole = \"inter-router\"\n\n"
+                "[[listener]]\nhost = \"127.0.0.1\"\nport = {c_inter_port}\nrole = \"inter-router\"\ntls = \"mesh\"\nclient_cert = \"required\"\n\n"
             );
         } else {
             c_toml += &format!(
-                "[[connector]]\nhost = \"127.0.0.1\"\nport = {b_port}\nrole = \"inter-router\"\ncost = 1\n\n"
+                "[[connector]]\nhost = \"127.0.0.1\"\nport = {b_port}\nrole = \"inter-router\"\ncost = 1\ntls = \"mesh\"\n\n"
             );
         }
         let c_conf = Restartable::new(c_toml);

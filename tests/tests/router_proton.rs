@@ -11,74 +11,28 @@
 //! `.ci/run` installs it. Without it these tests fail: they are never
 //! skipped.
 
+#[path = "../support/proton.rs"]
+mod proton;
 #[path = "../support/router.rs"]
 mod router;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::Stdio;
 use std::time::Duration;
 
 use fe2o3_amqp::types::messaging::{Message, Outcome, Properties, Target};
 use fe2o3_amqp::{Connection, Receiver, Sender, Session};
 use router::Router;
 use serde_json::{Value, json};
-use tokio::process::Command;
 
-/// Bound on one script run; the scripts give up on their own after 20 s.
+/// Bound on waits of the tests here.
 const LIMIT: Duration = Duration::from_secs(60);
 
 const MULTICAST: &str = "[[address]]\nprefix = \"multicast\"\ndistribution = \"multicast\"\n";
 
-fn python() -> String {
-    std::env::var("FERRY_PYTHON").unwrap_or_else(|_| "/usr/bin/python3".into())
-}
-
 /// Runs `tests/interop/SCRIPT URL ARGS…` against `router` and returns its
-/// JSON summary, after checking that it finished in time.
+/// JSON summary.
 async fn proton(router: &Router, script: &str, args: &[&str]) -> Value {
-    let path = format!("{}/interop/{script}", env!("CARGO_MANIFEST_DIR"));
-    let child = Command::new(python())
-        .arg(&path)
-        .arg(router.url())
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("python3 with Qpid Proton (apt-get install python3-qpid-proton)");
-    let out = tokio::time::timeout(LIMIT, child.wait_with_output())
-        .await
-        .unwrap_or_else(|_| panic!("{script} still running after {LIMIT:?} (killed)"))
-        .expect("wait for the proton script");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "{script} failed ({}):\nstdout: {stdout}\nstderr: {stderr}\nrouter log:\n{}",
-        out.status,
-        router.ferry.stderr()
-    );
-    let line = stdout
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or_else(|| panic!("{script} printed no summary; stderr: {stderr}"));
-    let summary: Value = serde_json::from_str(line)
-        .unwrap_or_else(|e| panic!("{script} summary is not JSON ({e}): {line}"));
-    assert_eq!(
-        summary["timeout"],
-        json!(false),
-        "{script} did not complete within its own timeout; what it saw: {summary}\nrouter log:\n{}",
-        router.ferry.stderr()
-    );
-    assert_eq!(
-        summary.get("failed"),
-        None,
-        "{script} lost its connection to the router: {summary}\nrouter log:\n{}",
-        router.ferry.stderr()
-    );
-    summary
+    proton::script(script, &router.url(), args, &|| router.ferry.stderr()).await
 }
 
 /// The sequence numbers each consumer received, from a router_flow.py summary.

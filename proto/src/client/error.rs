@@ -24,6 +24,12 @@ pub enum ClientError {
     /// The connection closed.
     #[error("connection closed: {}", describe(.0))]
     ConnectionClosed(Option<Error>),
+    /// A URL that cannot be used.
+    #[error("bad URL {0}")]
+    Url(String),
+    /// TLS could not be set up.
+    #[error("tls: {0}")]
+    Tls(String),
     /// The peer did something this client does not expect.
     #[error("protocol: {0}")]
     Protocol(&'static str),

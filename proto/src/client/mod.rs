@@ -8,6 +8,8 @@
 //! arrives and buffer every other event for later calls.
 
 mod error;
+mod tls;
+mod url;
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -17,6 +19,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpStream, ToSocketAddrs};
 
 pub use error::ClientError;
+pub use tls::{ClientTls, client_config};
+pub use url::Url;
 
 use crate::definitions::{
     DeliveryState, ReceiverSettleMode, Role, SenderSettleMode, SequenceNo, Source, Target,
@@ -47,6 +51,10 @@ pub struct ClientOptions {
     pub timeout: Duration,
     /// Connection properties sent in our open (AMQP 1.0 §2.7.1).
     pub properties: Vec<(String, String)>,
+    /// TLS first (amqps), if set.
+    pub tls: Option<ClientTls>,
+    /// The host name sent in our open (a virtual host, for some servers).
+    pub hostname: Option<String>,
 }
 
 impl Default for ClientOptions {
@@ -58,7 +66,58 @@ impl Default for ClientOptions {
             idle_timeout: Some(Duration::from_secs(60)),
             timeout: Duration::from_secs(30),
             properties: Vec::new(),
+            tls: None,
+            hostname: None,
         }
+    }
+}
+
+/// The socket, with TLS or without.
+#[derive(Debug)]
+enum Stream {
+    Tcp(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl Stream {
+    async fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            Self::Tcp(s) => s.write_all(bytes).await,
+            Self::Tls(s) => {
+                s.write_all(bytes).await?;
+                s.flush().await
+            }
+        }
+    }
+
+    /// Waits for input and hands it to `sink`; returns how many bytes
+    /// (0: the peer closed). Reads into the thread's buffer, borrowed only
+    /// inside a poll, so an idle client holds none. Cancel-safe.
+    async fn read_into(&mut self, mut sink: impl FnMut(&[u8])) -> std::io::Result<usize> {
+        use std::pin::Pin;
+        use std::task::Poll;
+        use tokio::io::{AsyncRead, ReadBuf};
+        std::future::poll_fn(|cx| {
+            READ_BUF.with_borrow_mut(|buf| {
+                let mut read = ReadBuf::new(buf);
+                let polled = match self {
+                    Self::Tcp(s) => Pin::new(s).poll_read(cx, &mut read),
+                    Self::Tls(s) => Pin::new(&mut **s).poll_read(cx, &mut read),
+                };
+                match polled {
+                    Poll::Ready(Ok(())) => {
+                        let n = read.filled().len();
+                        if n > 0 {
+                            sink(read.filled());
+                        }
+                        Poll::Ready(Ok(n))
+                    }
+                    Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                    Poll::Pending => Poll::Pending,
+                }
+            })
+        })
+        .await
     }
 }
 
@@ -100,7 +159,7 @@ struct LinkBuf {
 /// One connection with one session. See the [module docs](self).
 #[derive(Debug)]
 pub struct Client {
-    stream: TcpStream,
+    stream: Stream,
     engine: Connection,
     session: SessionId,
     links: HashMap<LinkId, LinkBuf>,
@@ -121,8 +180,24 @@ impl Client {
             .await
             .map_err(|_| ClientError::Timeout("connect"))??;
         stream.set_nodelay(true)?;
+        let stream = match &options.tls {
+            None => Stream::Tcp(stream),
+            Some(tls) => {
+                let name = rustls::pki_types::ServerName::try_from(tls.server_name.clone())
+                    .map_err(|_| {
+                        ClientError::Tls(format!("bad server name {:?}", tls.server_name))
+                    })?;
+                let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
+                let stream = tokio::time::timeout(options.timeout, connector.connect(name, stream))
+                    .await
+                    .map_err(|_| ClientError::Timeout("TLS handshake"))?
+                    .map_err(|e| ClientError::Tls(e.to_string()))?;
+                Stream::Tls(Box::new(stream))
+            }
+        };
         let config = ConnectionConfig {
             container_id: options.container_id.clone(),
+            hostname: options.hostname.clone(),
             max_frame_size: options.max_frame_size,
             idle_timeout: options.idle_timeout,
             sasl_client: options.sasl.clone(),
@@ -149,7 +224,14 @@ impl Client {
             opened
         })
         .await?;
-        c.session = c.engine.begin_session()?;
+        c.session = match c.engine.begin_session() {
+            Ok(session) => session,
+            // Closed by the peer right after its open: say why.
+            Err(crate::engine::EngineError::Closed) => {
+                return Err(ClientError::ConnectionClosed(c.closed.clone().flatten()));
+            }
+            Err(e) => return Err(e.into()),
+        };
         let session = c.session;
         let mut begun = false;
         c.drive_until("begin", |ev, _| {
@@ -515,21 +597,13 @@ impl Client {
             .poll_timeout()
             .map(tokio::time::Instant::from_std);
         let wake = timer.map_or(deadline, |t| t.min(deadline));
+        let now = Instant::now;
+        let (stream, engine) = (&mut self.stream, &mut self.engine);
         tokio::select! {
-            r = self.stream.readable() => {
-                r?;
-                READ_BUF.with_borrow_mut(|buf| match self.stream.try_read(buf) {
-                    Ok(0) => {
-                        self.engine.handle_eof();
-                        Ok(())
-                    }
-                    Ok(n) => {
-                        self.engine.handle_input(&buf[..n], Instant::now());
-                        Ok(())
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(()),
-                    Err(e) => Err(e),
-                })?;
+            r = stream.read_into(|data| engine.handle_input(data, now())) => {
+                if r? == 0 {
+                    self.engine.handle_eof();
+                }
             }
             _ = tokio::time::sleep_until(wake) => {
                 if wake >= deadline {
@@ -613,6 +687,8 @@ impl Client {
             }
             Event::Closed { error, .. } => self.closed = Some(error),
             Event::Authenticated { .. }
+            | Event::SaslInit { .. }
+            | Event::SaslResponse { .. }
             | Event::Opened { .. }
             | Event::SessionBegun { .. }
             | Event::SessionEnded { .. }

@@ -1,11 +1,7 @@
 //! Connection parameters.
 
 use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
-
-/// Checks PLAIN credentials (AMQP 1.0 §5.3, RFC 4616).
-pub type Authenticator = Arc<dyn Fn(&str, &str) -> bool + Send + Sync>;
 
 /// What the engine advertises and enforces on a connection.
 #[derive(Clone)]
@@ -70,45 +66,81 @@ impl Default for ConnectionConfig {
 }
 
 /// The SASL exchange a client performs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum SaslClientConfig {
     /// `ANONYMOUS`.
     Anonymous,
-    /// `PLAIN` with a user name and password.
+    /// `EXTERNAL`: the identity the transport proved (a TLS client
+    /// certificate).
+    External,
+    /// `PLAIN` with a user name and password (RFC 4616).
     Plain {
         /// The user name.
         username: String,
         /// The password.
         password: String,
     },
+    /// `SCRAM-SHA-256` (RFC 5802, RFC 7677): the password never crosses
+    /// the wire, and the server proves it knows the user's verifier.
+    ScramSha256 {
+        /// The user name.
+        username: String,
+        /// The password.
+        password: String,
+        /// The client nonce: printable ASCII without `,`, fresh and
+        /// unpredictable for every exchange (the engine draws no random
+        /// numbers itself).
+        nonce: String,
+    },
 }
 
-/// The SASL layer a server offers.
-#[derive(Clone)]
-pub struct SaslServerConfig {
-    /// Offer `ANONYMOUS`.
-    pub anonymous: bool,
-    /// Offer `PLAIN`, checking credentials with this.
-    pub plain: Option<Authenticator>,
-    /// Refuse peers that skip SASL and send the AMQP header directly.
-    pub required: bool,
+impl SaslClientConfig {
+    /// The mechanism's name.
+    pub fn mechanism(&self) -> &'static str {
+        match self {
+            Self::Anonymous => "ANONYMOUS",
+            Self::External => "EXTERNAL",
+            Self::Plain { .. } => "PLAIN",
+            Self::ScramSha256 { .. } => "SCRAM-SHA-256",
+        }
+    }
+
+    /// The user name it authenticates as, if it names one.
+    pub fn username(&self) -> Option<&str> {
+        match self {
+            Self::Anonymous | Self::External => None,
+            Self::Plain { username, .. } | Self::ScramSha256 { username, .. } => Some(username),
+        }
+    }
 }
 
-impl fmt::Debug for SaslServerConfig {
+impl fmt::Debug for SaslClientConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SaslServerConfig")
-            .field("anonymous", &self.anonymous)
-            .field("plain", &self.plain.is_some())
-            .field("required", &self.required)
+        // Never the password.
+        f.debug_struct("SaslClientConfig")
+            .field("mechanism", &self.mechanism())
+            .field("username", &self.username())
             .finish()
     }
 }
 
+/// The SASL layer a server offers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SaslServerConfig {
+    /// The mechanisms offered, in order (AMQP 1.0 §5.3.3.1). The engine
+    /// completes `ANONYMOUS` itself; the peer's choice of any other is
+    /// reported as [`Event::SaslInit`](super::Event::SaslInit) for the
+    /// user to decide.
+    pub mechanisms: Vec<String>,
+    /// Refuse peers that skip SASL and send the AMQP header directly.
+    pub required: bool,
+}
+
 impl Default for SaslServerConfig {
+    /// `ANONYMOUS` only, SASL optional.
     fn default() -> Self {
         Self {
-            anonymous: true,
-            plain: None,
+            mechanisms: vec!["ANONYMOUS".into()],
             required: false,
         }
     }

@@ -11,14 +11,17 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 
 use super::config::ConnectionConfig;
+use super::error::EngineError;
 use super::event::Event;
 use super::ids::{LinkId, SessionId};
 use super::link::Link;
 use super::output::{Mark, Output};
-use super::sasl::{self, SaslState, SaslStep};
+use super::sasl::{self, ClientMechanism, SaslState, SaslStep};
 use super::session::Session;
 use crate::codec::{Str, Symbol, Symbols};
-use crate::definitions::{Close, Error, ErrorCondition, Open, Performative, condition};
+use crate::definitions::{
+    Close, Error, ErrorCondition, Open, Performative, SaslChallenge, SaslCode, SaslFrame, condition,
+};
 use crate::frame::{self, Frame, Layer, MIN_MAX_FRAME_SIZE, ProtocolHeader};
 
 /// What the connection expects next.
@@ -46,6 +49,8 @@ pub struct Connection {
     server: bool,
     phase: Phase,
     inbuf: BytesMut,
+    /// Client: the SASL mechanism in progress.
+    sasl_client: ClientMechanism,
     pub(crate) out: Output,
     pub(crate) events: VecDeque<Event>,
     open_sent: bool,
@@ -87,6 +92,7 @@ impl Connection {
             server,
             phase: Phase::Done,
             inbuf: BytesMut::new(),
+            sasl_client: ClientMechanism::default(),
             out: Output::default(),
             events: VecDeque::new(),
             open_sent: false,
@@ -171,6 +177,17 @@ impl Connection {
             self.last_received = now;
         }
         self.inbuf.extend_from_slice(data);
+        if self.phase == Phase::Sasl(SaslState::ServerDeciding)
+            && self.inbuf.len() > self.config.max_frame_size as usize
+        {
+            // The peer may pipeline its AMQP header and open behind its
+            // SASL frame, but not without bound while we decide.
+            let error = Error::new(
+                condition::FRAMING_ERROR,
+                "too much input before the SASL outcome",
+            );
+            return self.finish(Some(error), false);
+        }
         self.process_input();
     }
 
@@ -188,7 +205,7 @@ impl Connection {
             return;
         }
         if let Some(idle) = self.config.idle_timeout
-            && self.phase == Phase::Amqp
+            && self.idle_applies()
             && now >= self.last_received + idle
         {
             self.fail(
@@ -203,6 +220,13 @@ impl Connection {
         {
             frame::encode_empty_frame(self.out.raw());
         }
+    }
+
+    /// Our idle timeout holds in every phase (a peer that connects and
+    /// says nothing must not hold a connection forever), except while
+    /// our user decides on the peer's SASL frame: the silence is ours.
+    fn idle_applies(&self) -> bool {
+        self.phase != Phase::Sasl(SaslState::ServerDeciding)
     }
 
     fn heartbeat_deadline(&self) -> Option<Instant> {
@@ -240,7 +264,7 @@ impl Connection {
         let idle = self
             .config
             .idle_timeout
-            .filter(|_| self.phase == Phase::Amqp)
+            .filter(|_| self.idle_applies())
             .map(|i| self.last_received + i);
         match (idle, self.heartbeat_deadline()) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -397,6 +421,7 @@ impl Connection {
                     let _ = self.inbuf.split_to(8);
                     self.handle_header(ProtocolHeader::parse(&raw));
                 }
+                Phase::Sasl(SaslState::ServerDeciding) => return,
                 Phase::Sasl(state) => {
                     match frame::decode_frame(
                         &mut self.inbuf,
@@ -483,43 +508,111 @@ impl Connection {
         }
     }
 
-    fn handle_sasl(&mut self, state: SaslState, f: crate::definitions::SaslFrame) {
+    fn handle_sasl(&mut self, state: SaslState, f: SaslFrame) {
         let step = if self.server {
             let cfg = self.config.sasl_server.as_ref().expect("server SASL phase");
-            sasl::server_step(cfg, f)
+            sasl::server_step(cfg, state, f)
         } else {
             let cfg = self.config.sasl_client.as_ref().expect("client SASL phase");
-            sasl::client_step(cfg, state, f)
+            sasl::client_step(cfg, &mut self.sasl_client, state, f)
         };
         match step {
             SaslStep::Reply(reply, next) => {
                 frame::encode_sasl_frame(&reply, self.out.raw());
                 self.phase = Phase::Sasl(next);
             }
+            SaslStep::Decide(event) => {
+                self.events.push_back(event);
+                self.phase = Phase::Sasl(SaslState::ServerDeciding);
+            }
             SaslStep::Done {
                 reply,
                 mechanism,
                 user,
-            } => {
-                if let Some(reply) = reply {
-                    frame::encode_sasl_frame(&reply, self.out.raw());
-                }
-                self.events
-                    .push_back(Event::Authenticated { mechanism, user });
-                if self.server {
-                    self.phase = Phase::ServerAmqpHeaderAfterSasl;
-                } else {
-                    self.start_amqp_client();
-                }
-            }
-            SaslStep::Failed { reply, reason } => {
-                if let Some(reply) = reply {
-                    frame::encode_sasl_frame(&reply, self.out.raw());
-                }
-                let error = Error::new(condition::UNAUTHORIZED_ACCESS, Str::from(reason));
-                self.finish(Some(error), false);
-            }
+            } => self.sasl_done(reply, mechanism, user),
+            SaslStep::Failed { reply, reason } => self.sasl_failed(reply, reason),
         }
+    }
+
+    fn sasl_done(&mut self, reply: Option<SaslFrame>, mechanism: String, user: Option<String>) {
+        if let Some(reply) = reply {
+            frame::encode_sasl_frame(&reply, self.out.raw());
+        }
+        self.events
+            .push_back(Event::Authenticated { mechanism, user });
+        if self.server {
+            self.phase = Phase::ServerAmqpHeaderAfterSasl;
+        } else {
+            self.start_amqp_client();
+        }
+    }
+
+    fn sasl_failed(&mut self, reply: Option<SaslFrame>, reason: String) {
+        if let Some(reply) = reply {
+            frame::encode_sasl_frame(&reply, self.out.raw());
+        }
+        let error = Error::new(condition::UNAUTHORIZED_ACCESS, Str::from(reason));
+        self.finish(Some(error), false);
+    }
+
+    /// Whether we are the server and the peer's last SASL frame awaits
+    /// our decision.
+    fn sasl_deciding(&self) -> Result<(), EngineError> {
+        match self.phase {
+            Phase::Sasl(SaslState::ServerDeciding) => Ok(()),
+            Phase::Done => Err(EngineError::Closed),
+            _ => Err(EngineError::NotDeciding),
+        }
+    }
+
+    /// Server: answers the peer's [`Event::SaslInit`] or
+    /// [`Event::SaslResponse`] with a challenge (AMQP 1.0 §5.3.3.3).
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::NotDeciding`] unless such an event awaits an answer.
+    pub fn sasl_challenge(&mut self, challenge: Bytes) -> Result<(), EngineError> {
+        self.sasl_deciding()?;
+        let frame = SaslFrame::Challenge(SaslChallenge { challenge });
+        frame::encode_sasl_frame(&frame, self.out.raw());
+        self.phase = Phase::Sasl(SaslState::ServerAwaitResponse);
+        Ok(())
+    }
+
+    /// Server: the peer authenticated as `user` with `mechanism`: send
+    /// the outcome `ok` (with `additional_data`, e.g. SCRAM's
+    /// server-final) and go on to the AMQP layer, with the input that
+    /// waited.
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::NotDeciding`] unless an event awaits an answer.
+    pub fn sasl_accept(
+        &mut self,
+        mechanism: &str,
+        user: Option<String>,
+        additional_data: Option<Bytes>,
+    ) -> Result<(), EngineError> {
+        self.sasl_deciding()?;
+        let reply = sasl::outcome(SaslCode::Ok, additional_data);
+        self.sasl_done(Some(reply), mechanism.to_string(), user);
+        self.process_input();
+        Ok(())
+    }
+
+    /// Server: authentication failed: send the outcome `code` (AMQP 1.0
+    /// §5.3.3.6: `auth` for bad credentials) and end the connection with
+    /// `amqp:unauthorized-access` and `reason` (reported in
+    /// [`Event::Closed`], never sent: the outcome says all the peer
+    /// should learn).
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::NotDeciding`] unless an event awaits an answer.
+    pub fn sasl_refuse(&mut self, code: SaslCode, reason: &str) -> Result<(), EngineError> {
+        self.sasl_deciding()?;
+        self.sasl_failed(Some(sasl::outcome(code, None)), reason.to_string());
+        Ok(())
     }
 
     fn handle_frame(&mut self, channel: u16, p: Performative, payload: Bytes) {

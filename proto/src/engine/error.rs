@@ -12,6 +12,9 @@ pub enum EngineError {
     /// the open exchange to start).
     #[error("connection is not open yet")]
     NotOpen,
+    /// A SASL decision was given while none was asked for.
+    #[error("no SASL exchange awaits a decision")]
+    NotDeciding,
     /// No such session, or it has ended.
     #[error("unknown or ended session")]
     UnknownSession,

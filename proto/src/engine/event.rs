@@ -21,6 +21,26 @@ pub enum Event {
         /// The authenticated user, if the mechanism names one.
         user: Option<String>,
     },
+    /// Server: the peer chose `mechanism`, one we offer other than
+    /// ANONYMOUS (AMQP 1.0 §5.3.3.2). Answer with
+    /// [`sasl_challenge`](super::Connection::sasl_challenge),
+    /// [`sasl_accept`](super::Connection::sasl_accept) or
+    /// [`sasl_refuse`](super::Connection::sasl_refuse); input waits
+    /// until then.
+    SaslInit {
+        /// The mechanism.
+        mechanism: String,
+        /// The initial response (e.g. PLAIN's `\0user\0password`).
+        initial_response: Option<Bytes>,
+        /// The host name the client asked for.
+        hostname: Option<Str>,
+    },
+    /// Server: the peer's answer to our challenge (AMQP 1.0 §5.3.3.4);
+    /// answer as for [`SaslInit`](Event::SaslInit).
+    SaslResponse {
+        /// The response.
+        response: Bytes,
+    },
     /// The peer's open arrived: the connection is usable.
     Opened {
         /// The peer's container id.

@@ -33,11 +33,12 @@ mod output;
 mod sasl;
 mod session;
 
-pub use config::{Authenticator, ConnectionConfig, SaslClientConfig, SaslServerConfig};
+pub use config::{ConnectionConfig, SaslClientConfig, SaslServerConfig};
 pub use connection::Connection;
 pub use error::EngineError;
 pub use event::{Event, IncomingTransfer, LinkSpec};
 pub use ids::{LinkId, SessionId};
+pub use sasl::{ANONYMOUS, parse_plain};
 
 #[cfg(test)]
 mod tests;

@@ -1,14 +1,13 @@
 //! Engine tests: two engines wired back to back in memory, with virtual
 //! time (the `Pair` of quinn-proto's tests).
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
 use super::*;
 use crate::definitions::{
-    DeliveryState, Rejected, Role, SequenceNo, Source, Target, TargetTerminus, condition,
+    DeliveryState, Rejected, Role, SaslCode, SequenceNo, Source, Target, TargetTerminus, condition,
 };
 
 struct Pair {
@@ -175,37 +174,142 @@ fn sasl_anonymous_then_open() {
     assert!(p.client.is_open() && p.server.is_open());
 }
 
-#[test]
-fn sasl_plain_rejects_a_wrong_password() {
+/// A server offering PLAIN: answers the SaslInit event the way a router
+/// would, checking `alice`/`secret`.
+fn plain_pair(password: &str) -> Pair {
     let server = ConnectionConfig {
         sasl_server: Some(SaslServerConfig {
-            anonymous: false,
-            plain: Some(Arc::new(|u, p| u == "alice" && p == "secret")),
+            mechanisms: vec!["PLAIN".into()],
             required: true,
         }),
         ..Default::default()
     };
-    let client = |pw: &str| ConnectionConfig {
+    let client = ConnectionConfig {
         sasl_client: Some(SaslClientConfig::Plain {
             username: "alice".into(),
-            password: pw.into(),
+            password: password.into(),
         }),
         ..Default::default()
     };
-    let ok = Pair::new(client("secret"), server.clone());
+    let mut p = Pair::new(client, server);
+    let i = p
+        .server_events
+        .iter()
+        .position(|e| matches!(e, Event::SaslInit { .. }))
+        .expect("the PLAIN init is handed to the user");
+    let Event::SaslInit {
+        mechanism,
+        initial_response,
+        ..
+    } = p.server_events.remove(i)
+    else {
+        unreachable!()
+    };
+    assert_eq!(mechanism, "PLAIN");
+    match parse_plain(&initial_response.unwrap()) {
+        Some((u, pw)) if u == "alice" && pw == "secret" => {
+            p.server.sasl_accept("PLAIN", Some(u), None).unwrap();
+        }
+        _ => p
+            .server
+            .sasl_refuse(SaslCode::Auth, "bad password")
+            .unwrap(),
+    }
+    p.drive();
+    p
+}
+
+#[test]
+fn sasl_plain_waits_for_the_users_decision() {
+    let ok = plain_pair("secret");
     assert!(
         ok.server_events
             .iter()
             .any(|e| matches!(e, Event::Authenticated { user: Some(u), .. } if u == "alice"))
     );
-    assert!(ok.client.is_open());
-    let bad = Pair::new(client("wrong"), server);
+    assert!(ok.client.is_open() && ok.server.is_open());
+    let mut bad = plain_pair("wrong");
     assert!(bad.client.is_finished() && bad.server.is_finished());
     assert!(
         !bad.server_events
             .iter()
             .any(|e| matches!(e, Event::Opened { .. }))
     );
+    let closed = bad.server_events.iter().find_map(|e| match e {
+        Event::Closed { error, .. } => error.clone(),
+        _ => None,
+    });
+    assert_eq!(
+        closed.map(|e| e.condition),
+        Some(condition::UNAUTHORIZED_ACCESS)
+    );
+    assert_eq!(
+        bad.server.sasl_accept("PLAIN", None, None),
+        Err(EngineError::Closed)
+    );
+}
+
+/// A server offering PLAIN that has been sent the SASL header, a PLAIN
+/// init and then `more`, and now decides.
+fn deciding_server(more: &[u8]) -> Connection {
+    let now = Instant::now();
+    let mut server = Connection::server(
+        ConnectionConfig {
+            sasl_server: Some(SaslServerConfig {
+                mechanisms: vec!["PLAIN".into()],
+                required: true,
+            }),
+            ..Default::default()
+        },
+        now,
+    );
+    let mut input = bytes::BytesMut::new();
+    input.extend_from_slice(&crate::frame::ProtocolHeader::Sasl.bytes());
+    let init = crate::definitions::SaslFrame::Init(crate::definitions::SaslInit {
+        mechanism: crate::codec::Symbol::from_static("PLAIN"),
+        initial_response: Some(Bytes::from_static(b"\0alice\0secret")),
+        hostname: None,
+    });
+    crate::frame::encode_sasl_frame(&init, &mut input);
+    input.extend_from_slice(more);
+    server.handle_input(&input, now);
+    server
+}
+
+#[test]
+fn input_pipelined_behind_sasl_init_waits_for_the_decision() {
+    // At once the AMQP header and an open behind the init.
+    let mut more = bytes::BytesMut::new();
+    more.extend_from_slice(&crate::frame::ProtocolHeader::Amqp.bytes());
+    let open = crate::definitions::Performative::Open(Box::default());
+    crate::frame::encode_amqp_frame(0, &open, &[], &mut more);
+    let mut server = deciding_server(&more);
+    let mut events = std::iter::from_fn(|| server.poll_event());
+    assert!(matches!(events.next(), Some(Event::SaslInit { .. })));
+    assert!(events.next().is_none(), "the open waits for the decision");
+    server
+        .sasl_accept("PLAIN", Some("alice".into()), None)
+        .unwrap();
+    let events: Vec<Event> = std::iter::from_fn(|| server.poll_event()).collect();
+    assert!(
+        matches!(
+            events.as_slice(),
+            [Event::Authenticated { .. }, Event::Opened { .. }]
+        ),
+        "the waiting open follows the outcome: {events:?}"
+    );
+    assert_eq!(
+        server.sasl_accept("PLAIN", None, None),
+        Err(EngineError::NotDeciding)
+    );
+}
+
+#[test]
+fn a_server_deciding_refuses_unbounded_pipelined_input() {
+    let mut server = deciding_server(&[]);
+    assert!(!server.is_finished());
+    server.handle_input(&vec![0u8; 70_000], Instant::now());
+    assert!(server.is_finished());
 }
 
 #[test]

@@ -27,13 +27,15 @@ pub const PREFIX: &str = "FERRY_";
 /// Separator between key path segments in a variable name.
 pub const SEPARATOR: &str = "__";
 /// Top-level sections of the configuration.
-const SECTIONS: [&str; 6] = [
+const SECTIONS: [&str; 8] = [
     "router",
     "listener",
     "connector",
     "address",
     "limits",
     "log",
+    "tls",
+    "auth",
 ];
 /// Largest array index accepted (guards against allocating a huge array).
 const MAX_INDEX: usize = 9_999;

@@ -2,6 +2,7 @@
 //! environment variables. Defaults live here, next to the fields they fill.
 
 use std::fmt;
+use std::path::PathBuf;
 
 use serde::Deserialize;
 
@@ -60,7 +61,7 @@ macro_rules! named_impls {
     )*};
 }
 
-named_impls!(RouterMode, Role, Distribution);
+named_impls!(RouterMode, Role, Distribution, ClientCert, TlsVersion);
 
 /// The whole router configuration: one value of this type drives a router.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -84,6 +85,13 @@ pub struct Config {
     /// `[log]`: logging.
     #[serde(default)]
     pub log: LogConfig,
+    /// `[[tls]]`: TLS profiles, referenced by name from listeners and
+    /// connectors.
+    #[serde(default, rename = "tls")]
+    pub tls: Vec<TlsProfileConfig>,
+    /// `[auth]`: who may log in.
+    #[serde(default)]
+    pub auth: AuthConfig,
 }
 
 /// `[router]`: who this router is and what part it plays in a mesh.
@@ -181,9 +189,123 @@ pub struct ListenerConfig {
     #[serde(default = "default_sasl_mechanisms")]
     pub sasl_mechanisms: Vec<String>,
     /// When true, a peer must negotiate SASL; when false (the default) a bare
-    /// AMQP protocol header is accepted too.
+    /// AMQP protocol header is accepted too — unless the listener offers
+    /// no `ANONYMOUS`, which makes SASL required whatever this says.
     #[serde(default)]
     pub require_sasl: bool,
+    /// TLS profile (`[[tls]] name`): TLS first, then SASL and AMQP inside
+    /// it (amqps). None: plain TCP.
+    #[serde(default)]
+    pub tls: Option<String>,
+    /// Whether peers must present a certificate, verified against the
+    /// profile's `ca`.
+    #[serde(default)]
+    pub client_cert: ClientCert,
+    /// Offer `PLAIN` outside TLS (passwords in clear text on the wire).
+    #[serde(default)]
+    pub allow_plain_without_tls: bool,
+    /// An `inter-router` listener without TLS on an address other than
+    /// loopback lets anyone who reaches it join the mesh: refused at
+    /// start-up unless this is true.
+    #[serde(default)]
+    pub allow_unauthenticated_routers: bool,
+}
+
+/// `listener.client_cert`: whether peers must present a certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(try_from = "String")]
+pub enum ClientCert {
+    /// No certificate is asked for.
+    #[default]
+    None,
+    /// A certificate is asked for; a peer without one is admitted (and
+    /// cannot use SASL EXTERNAL); one that presents an untrusted one is not.
+    Optional,
+    /// A trusted certificate is required to complete the TLS handshake.
+    Required,
+}
+
+impl Named for ClientCert {
+    const ALL: &'static [Self] = &[Self::None, Self::Optional, Self::Required];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Optional => "optional",
+            Self::Required => "required",
+        }
+    }
+}
+
+/// `[[tls]]`: a TLS profile: our certificate and key, and the trust
+/// anchors peers' certificates are verified against. Only `ca` is ever
+/// trusted, never the system's certificate store.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsProfileConfig {
+    /// The name listeners and connectors refer to.
+    pub name: String,
+    /// PEM certificate chain, ours first.
+    #[serde(default)]
+    pub cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of `cert`.
+    #[serde(default)]
+    pub key: Option<PathBuf>,
+    /// PEM trust anchors for the peer's certificate.
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+    /// Lowest TLS version accepted.
+    #[serde(default)]
+    pub min_version: TlsVersion,
+}
+
+/// `tls.min_version`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(try_from = "String")]
+pub enum TlsVersion {
+    /// TLS 1.2 and 1.3.
+    #[default]
+    V1_2,
+    /// TLS 1.3 only.
+    V1_3,
+}
+
+impl Named for TlsVersion {
+    const ALL: &'static [Self] = &[Self::V1_2, Self::V1_3];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::V1_2 => "1.2",
+            Self::V1_3 => "1.3",
+        }
+    }
+}
+
+/// `[auth]`: who may log in.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// The users file (`ferry user add` writes it): SCRAM-SHA-256
+    /// verifiers, never passwords. Needed by `PLAIN` and `SCRAM-SHA-256`.
+    pub users: Option<PathBuf>,
+}
+
+impl ListenerConfig {
+    /// A listener on `host:port` for `role`, every other key at its
+    /// default.
+    pub fn new(host: impl Into<String>, port: u16, role: Role) -> Self {
+        Self {
+            host: host.into(),
+            port,
+            role,
+            sasl_mechanisms: default_sasl_mechanisms(),
+            require_sasl: false,
+            tls: None,
+            client_cert: ClientCert::None,
+            allow_plain_without_tls: false,
+            allow_unauthenticated_routers: false,
+        }
+    }
 }
 
 fn default_listener_role() -> Role {
@@ -211,6 +333,33 @@ pub struct ConnectorConfig {
     /// Path cost of this connection for the routing protocol (at least 1).
     #[serde(default = "default_cost")]
     pub cost: u32,
+    /// TLS profile (`[[tls]] name`): verify the peer's certificate against
+    /// its `ca`, present its `cert`.
+    #[serde(default)]
+    pub tls: Option<String>,
+    /// The name the peer's certificate must carry. Default: `host`.
+    #[serde(default)]
+    pub server_name: Option<String>,
+    /// Dial without TLS a host other than loopback (the peer is not
+    /// authenticated, the traffic not encrypted).
+    #[serde(default)]
+    pub allow_unauthenticated_routers: bool,
+}
+
+impl ConnectorConfig {
+    /// An inter-router connector to `host:port` with `cost`, every other
+    /// key at its default.
+    pub fn new(host: impl Into<String>, port: u16, cost: u32) -> Self {
+        Self {
+            host: host.into(),
+            port,
+            role: Role::InterRouter,
+            cost,
+            tls: None,
+            server_name: None,
+            allow_unauthenticated_routers: false,
+        }
+    }
 }
 
 fn default_connector_role() -> Role {

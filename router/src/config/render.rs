@@ -19,6 +19,20 @@ impl Display for Config {
                 listener.sasl_mechanisms.iter().map(|m| quote(m)).collect();
             writeln!(f, "sasl_mechanisms = [{}]", mechanisms.join(", "))?;
             writeln!(f, "require_sasl = {}", listener.require_sasl)?;
+            if let Some(tls) = &listener.tls {
+                writeln!(f, "tls = {}", quote(tls))?;
+            }
+            writeln!(f, "client_cert = {}", quote(listener.client_cert.as_str()))?;
+            writeln!(
+                f,
+                "allow_plain_without_tls = {}",
+                listener.allow_plain_without_tls
+            )?;
+            writeln!(
+                f,
+                "allow_unauthenticated_routers = {}",
+                listener.allow_unauthenticated_routers
+            )?;
         }
         for connector in &self.connectors {
             writeln!(f, "\n[[connector]]")?;
@@ -26,6 +40,35 @@ impl Display for Config {
             writeln!(f, "port = {}", connector.port)?;
             writeln!(f, "role = {}", quote(connector.role.as_str()))?;
             writeln!(f, "cost = {}", connector.cost)?;
+            if let Some(tls) = &connector.tls {
+                writeln!(f, "tls = {}", quote(tls))?;
+            }
+            if let Some(name) = &connector.server_name {
+                writeln!(f, "server_name = {}", quote(name))?;
+            }
+            writeln!(
+                f,
+                "allow_unauthenticated_routers = {}",
+                connector.allow_unauthenticated_routers
+            )?;
+        }
+        for profile in &self.tls {
+            writeln!(f, "\n[[tls]]")?;
+            writeln!(f, "name = {}", quote(&profile.name))?;
+            for (key, path) in [
+                ("cert", &profile.cert),
+                ("key", &profile.key),
+                ("ca", &profile.ca),
+            ] {
+                if let Some(path) = path {
+                    writeln!(f, "{key} = {}", quote(&path.to_string_lossy()))?;
+                }
+            }
+            writeln!(f, "min_version = {}", quote(profile.min_version.as_str()))?;
+        }
+        if let Some(users) = &self.auth.users {
+            writeln!(f, "\n[auth]")?;
+            writeln!(f, "users = {}", quote(&users.to_string_lossy()))?;
         }
         for address in &self.addresses {
             writeln!(f, "\n[[address]]")?;
@@ -92,11 +135,20 @@ mod tests {
         config.listeners[0].require_sasl = true;
         config.listeners[0].host = "::1".into();
         config.connectors.push(ConnectorConfig {
-            host: "10.0.0.2".into(),
-            port: 5673,
-            role: Role::InterRouter,
-            cost: 3,
+            tls: Some("mesh".into()),
+            server_name: Some("b.example".into()),
+            ..ConnectorConfig::new("10.0.0.2", 5673, 3)
         });
+        config.tls.push(crate::config::TlsProfileConfig {
+            name: "mesh".into(),
+            cert: Some("/etc/ferry/c.pem".into()),
+            key: Some("/etc/ferry/k.pem".into()),
+            ca: Some("/etc/ferry/ca.pem".into()),
+            min_version: crate::config::TlsVersion::V1_3,
+        });
+        config.listeners[0].tls = Some("mesh".into());
+        config.listeners[0].client_cert = crate::config::ClientCert::Required;
+        config.auth.users = Some("/etc/ferry/users.toml".into());
         config.addresses.push(AddressConfig {
             prefix: "we\"ird\\\n".into(),
             distribution: Distribution::Multicast,

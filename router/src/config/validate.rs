@@ -2,10 +2,11 @@
 
 use std::collections::HashMap;
 
-use super::model::{Config, Limits, Named, Role, RouterMode};
+use super::model::{ClientCert, Config, Limits, Named, Role, RouterMode, TlsProfileConfig};
 
 /// SASL mechanisms the router implements.
-pub const SUPPORTED_SASL_MECHANISMS: [&str; 1] = ["ANONYMOUS"];
+pub const SUPPORTED_SASL_MECHANISMS: [&str; 4] =
+    ["ANONYMOUS", "PLAIN", "SCRAM-SHA-256", "EXTERNAL"];
 /// AMQP's smallest allowed `max-frame-size` (spec §2.7.1, MIN-MAX-FRAME-SIZE).
 pub const MIN_MAX_FRAME_SIZE: u32 = 512;
 /// Most connections `limits.max_connections` may allow.
@@ -54,6 +55,7 @@ pub(crate) fn validate(config: &Config) -> Result<(), Invalid> {
             "no [[listener]] and no [[connector]]: the router would be unreachable",
         ));
     }
+    validate_tls_profiles(config)?;
     validate_listeners(config)?;
     validate_connectors(config)?;
     validate_addresses(config)?;
@@ -106,6 +108,7 @@ fn validate_listeners(config: &Config) -> Result<(), Invalid> {
                 "must not be empty when require_sasl = true",
             ));
         }
+        validate_listener_security(config, i)?;
         if listener.port != 0
             && let Some(first) = seen.insert((listener.host.as_str(), listener.port), i)
         {
@@ -152,6 +155,157 @@ fn validate_connectors(config: &Config) -> Result<(), Invalid> {
                     connector.role,
                     needed.as_str(),
                     mode.as_str()
+                ),
+            ));
+        }
+        match &connector.tls {
+            Some(name) => {
+                let profile =
+                    profile(config, name).ok_or_else(|| unknown_profile(key("tls"), name))?;
+                if profile.ca.is_none() {
+                    return Err(invalid(
+                        key("tls"),
+                        format!("profile {name:?} has no ca to verify the router dialed"),
+                    ));
+                }
+                if profile.cert.is_none() {
+                    return Err(invalid(
+                        key("tls"),
+                        format!(
+                            "profile {name:?} has no cert: a router proves who it is with its certificate"
+                        ),
+                    ));
+                }
+            }
+            None if !connector.allow_unauthenticated_routers && !is_loopback(&connector.host) => {
+                return Err(invalid(
+                    key("tls"),
+                    format!(
+                        "dialing {} without TLS neither authenticates the router nor encrypts the mesh; set tls (or allow_unauthenticated_routers = true)",
+                        connector.host
+                    ),
+                ));
+            }
+            None => {}
+        }
+        if connector.server_name.is_some() && connector.tls.is_none() {
+            return Err(invalid(key("server_name"), "needs tls"));
+        }
+    }
+    Ok(())
+}
+
+fn profile<'a>(config: &'a Config, name: &str) -> Option<&'a TlsProfileConfig> {
+    config.tls.iter().find(|p| p.name == name)
+}
+
+fn unknown_profile(key: String, name: &str) -> Invalid {
+    invalid(key, format!("no [[tls]] profile is named {name:?}"))
+}
+
+/// `localhost` or a loopback IP literal: only processes of this host can
+/// reach it.
+fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+fn validate_tls_profiles(config: &Config) -> Result<(), Invalid> {
+    let mut seen = HashMap::new();
+    for (i, profile) in config.tls.iter().enumerate() {
+        let key = |field: &str| format!("tls[{i}].{field}");
+        if profile.name.trim().is_empty() {
+            return Err(invalid(key("name"), "must not be empty"));
+        }
+        if let Some(first) = seen.insert(profile.name.as_str(), i) {
+            return Err(invalid(
+                key("name"),
+                format!("{:?} is already the name of tls[{first}]", profile.name),
+            ));
+        }
+        if profile.cert.is_some() != profile.key.is_some() {
+            let missing = if profile.cert.is_some() {
+                "key"
+            } else {
+                "cert"
+            };
+            return Err(invalid(key(missing), "cert and key go together"));
+        }
+        if profile.cert.is_none() && profile.ca.is_none() {
+            return Err(invalid(
+                key("cert"),
+                "a profile needs a cert and key, a ca, or both",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// TLS, client certificates and SASL of listener `i`: nothing that
+/// authenticates may be left open by leaving a key out.
+fn validate_listener_security(config: &Config, i: usize) -> Result<(), Invalid> {
+    let listener = &config.listeners[i];
+    let key = |field: &str| format!("listener[{i}].{field}");
+    let offers = |m: &str| listener.sasl_mechanisms.iter().any(|x| x == m);
+    let profile = match &listener.tls {
+        Some(name) => {
+            let profile = profile(config, name).ok_or_else(|| unknown_profile(key("tls"), name))?;
+            if profile.cert.is_none() {
+                return Err(invalid(
+                    key("tls"),
+                    format!("profile {name:?} has no cert and key to serve TLS with"),
+                ));
+            }
+            Some(profile)
+        }
+        None => None,
+    };
+    if listener.client_cert != ClientCert::None {
+        match profile {
+            None => return Err(invalid(key("client_cert"), "needs tls")),
+            Some(p) if p.ca.is_none() => {
+                return Err(invalid(
+                    key("client_cert"),
+                    format!(
+                        "profile {:?} has no ca to verify client certificates against",
+                        p.name
+                    ),
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    if offers("EXTERNAL") && listener.client_cert == ClientCert::None {
+        return Err(invalid(
+            key("sasl_mechanisms"),
+            "EXTERNAL takes the identity from the client certificate: set client_cert = \"optional\" or \"required\"",
+        ));
+    }
+    if (offers("PLAIN") || offers("SCRAM-SHA-256")) && config.auth.users.is_none() {
+        return Err(invalid(
+            key("sasl_mechanisms"),
+            "PLAIN and SCRAM-SHA-256 check passwords against the users file: set [auth] users",
+        ));
+    }
+    if listener.role == Role::InterRouter {
+        if profile.is_some() && listener.client_cert != ClientCert::Required {
+            return Err(invalid(
+                key("client_cert"),
+                "routers prove who they are with their certificate: an inter-router listener with tls needs client_cert = \"required\"",
+            ));
+        }
+        if profile.is_none()
+            && !listener.allow_unauthenticated_routers
+            && !is_loopback(&listener.host)
+        {
+            return Err(invalid(
+                key("tls"),
+                format!(
+                    "an inter-router listener on {} without TLS lets anyone who reaches it join the mesh; set tls and client_cert = \"required\" (or allow_unauthenticated_routers = true)",
+                    listener.host
                 ),
             ));
         }
@@ -278,10 +432,8 @@ mod tests {
         validate(&config).unwrap();
 
         config.connectors.push(ConnectorConfig {
-            host: "10.0.0.2".into(),
-            port: 5673,
             role: Role::Edge,
-            cost: 1,
+            ..ConnectorConfig::new("127.0.0.2", 5673, 1)
         });
         assert_eq!(key_of(&config), "connector[0].role");
         config.connectors[0].role = Role::InterRouter;
@@ -293,12 +445,86 @@ mod tests {
     #[test]
     fn unsupported_sasl_mechanisms_are_rejected() {
         let mut config = base();
-        config.listeners[0].sasl_mechanisms = vec!["PLAIN".into()];
+        config.listeners[0].sasl_mechanisms = vec!["CRAM-MD5".into()];
         assert_eq!(key_of(&config), "listener[0].sasl_mechanisms");
         config.listeners[0].sasl_mechanisms.clear();
         validate(&config).unwrap();
         config.listeners[0].require_sasl = true;
         assert_eq!(key_of(&config), "listener[0].sasl_mechanisms");
+    }
+
+    fn profile(name: &str, cert: bool, ca: bool) -> TlsProfileConfig {
+        TlsProfileConfig {
+            name: name.into(),
+            cert: cert.then(|| "c.pem".into()),
+            key: cert.then(|| "k.pem".into()),
+            ca: ca.then(|| "ca.pem".into()),
+            min_version: Default::default(),
+        }
+    }
+
+    #[test]
+    fn password_mechanisms_need_a_users_file_and_external_a_client_cert() {
+        let mut config = base();
+        config.listeners[0].sasl_mechanisms = vec!["SCRAM-SHA-256".into()];
+        assert_eq!(key_of(&config), "listener[0].sasl_mechanisms");
+        config.auth.users = Some("users.toml".into());
+        validate(&config).unwrap();
+        config.listeners[0].sasl_mechanisms = vec!["EXTERNAL".into()];
+        assert_eq!(key_of(&config), "listener[0].sasl_mechanisms");
+        config.tls.push(profile("server", true, true));
+        config.listeners[0].tls = Some("server".into());
+        config.listeners[0].client_cert = ClientCert::Optional;
+        validate(&config).unwrap();
+    }
+
+    #[test]
+    fn tls_profiles_are_named_complete_and_fit_their_use() {
+        let mut config = base();
+        config.listeners[0].tls = Some("server".into());
+        assert_eq!(key_of(&config), "listener[0].tls");
+        config.tls.push(profile("server", false, true));
+        assert_eq!(key_of(&config), "listener[0].tls", "no cert to serve with");
+        config.tls[0] = profile("server", true, false);
+        validate(&config).unwrap();
+        config.listeners[0].client_cert = ClientCert::Required;
+        assert_eq!(key_of(&config), "listener[0].client_cert", "no ca");
+        config.tls[0].key = None;
+        assert_eq!(key_of(&config), "tls[0].key");
+        config.tls[0] = profile("server", true, true);
+        config.tls.push(profile("server", true, true));
+        assert_eq!(key_of(&config), "tls[1].name");
+    }
+
+    #[test]
+    fn the_mesh_is_authenticated_unless_told_otherwise() {
+        let mut config = base();
+        config.router.mode = RouterMode::Interior;
+        config.listeners[0].role = Role::InterRouter;
+        config.listeners[0].host = "0.0.0.0".into();
+        assert_eq!(key_of(&config), "listener[0].tls");
+        config.listeners[0].allow_unauthenticated_routers = true;
+        validate(&config).unwrap();
+        config.listeners[0].allow_unauthenticated_routers = false;
+        config.tls.push(profile("mesh", true, true));
+        config.listeners[0].tls = Some("mesh".into());
+        assert_eq!(
+            key_of(&config),
+            "listener[0].client_cert",
+            "a router without a certificate would be admitted"
+        );
+        config.listeners[0].client_cert = ClientCert::Required;
+        validate(&config).unwrap();
+
+        config
+            .connectors
+            .push(ConnectorConfig::new("ferry-1.ferry", 5673, 1));
+        assert_eq!(key_of(&config), "connector[0].tls");
+        config.connectors[0].tls = Some("mesh".into());
+        validate(&config).unwrap();
+        config.connectors[0].host = "localhost".into();
+        config.connectors[0].tls = None;
+        validate(&config).unwrap();
     }
 
     #[test]

@@ -12,10 +12,24 @@ use ferry_proto::definitions::Error;
 use ferry_proto::engine::{Connection, ConnectionConfig, SaslClientConfig, SaslServerConfig};
 use tokio::sync::mpsc;
 
-use super::links::{ConnKind, Links};
-use crate::config::{ConnectorConfig, Limits, ListenerConfig, Role};
+use super::links::{ConnKind, Links, Login};
+use crate::config::{ClientCert, ConnectorConfig, Limits, ListenerConfig, Role};
 use crate::core::{ByteBudget, ConnHandle, ConnId, Core, ToConn};
 use crate::mesh::identity;
+use crate::security::{PlainCheck, Security};
+use crate::tls::CertNames;
+
+/// Who is at the other end, as far as the transport can tell.
+#[derive(Debug, Clone, Default)]
+pub struct Peer {
+    /// Its address.
+    pub addr: Option<std::net::SocketAddr>,
+    /// Whether the connection runs over TLS.
+    pub tls: bool,
+    /// The names in its certificate, verified against the profile's `ca`
+    /// (a client certificate, or the server's on a connector).
+    pub cert: Option<CertNames>,
+}
 
 /// Sessions an inter-router connection needs on each side, whatever
 /// `max_sessions_per_connection` says: each router begins a data session
@@ -42,7 +56,13 @@ impl std::fmt::Debug for Endpoint {
 }
 
 impl Endpoint {
-    fn new(core: Arc<Core>, engine: Connection, kind: ConnKind) -> Self {
+    fn new(
+        core: Arc<Core>,
+        engine: Connection,
+        kind: ConnKind,
+        cert: Option<CertNames>,
+        login: Option<Login>,
+    ) -> Self {
         let (tx, inbox) = mpsc::unbounded_channel();
         let handle = ConnHandle {
             id: core.next_conn_id(),
@@ -51,34 +71,64 @@ impl Endpoint {
         let id = handle.id;
         Self {
             engine,
-            links: Links::new(core, handle, kind),
+            links: Links::new(core, handle, kind, cert, login),
             inbox,
             held: VecDeque::new(),
             id,
         }
     }
 
-    /// A connection accepted on `listener`: it waits for the peer's
-    /// protocol header.
-    pub fn accepted(core: Arc<Core>, listener: &ListenerConfig, now: Instant) -> Self {
+    /// A connection accepted on `listener` from `peer`: it waits for the
+    /// peer's protocol header.
+    pub fn accepted(
+        core: Arc<Core>,
+        listener: &ListenerConfig,
+        security: &Arc<Security>,
+        peer: Peer,
+        now: Instant,
+    ) -> Self {
         let kind = match listener.role {
-            Role::InterRouter => ConnKind::InterRouterListener,
+            Role::InterRouter => ConnKind::InterRouterListener {
+                authenticated: peer.tls && listener.client_cert == ClientCert::Required,
+            },
             // Edge uplinks are not implemented yet; an edge listener serves
             // clients.
             Role::Normal | Role::Edge => ConnKind::Client,
         };
-        let mut config = engine_config(core.router_id(), core.limits(), listener);
-        if kind == ConnKind::InterRouterListener {
+        let mut config = engine_config(core.router_id(), core.limits(), listener, peer.tls);
+        if matches!(kind, ConnKind::InterRouterListener { .. }) {
             config.properties =
                 identity::properties(core.mesh().id(), core.mesh().instance(), None);
             mesh_sessions(&mut config);
         }
-        Self::new(core, Connection::server(config, now), kind)
+        let login = config.sasl_server.as_ref().is_some_and(|s| {
+            s.mechanisms
+                .iter()
+                .any(|m| m != ferry_proto::engine::ANONYMOUS)
+        });
+        let login = login.then(|| {
+            Login::new(
+                security.clone(),
+                peer.addr,
+                peer.cert
+                    .as_ref()
+                    .and_then(|c| c.identity())
+                    .map(str::to_string),
+                peer.tls || listener.allow_plain_without_tls,
+            )
+        });
+        Self::new(
+            core,
+            Connection::server(config, now),
+            kind,
+            peer.cert,
+            login,
+        )
     }
 
-    /// A connection this router dialed for `connector`: its protocol header
-    /// and open are queued at once.
-    pub fn dialed(core: Arc<Core>, connector: &ConnectorConfig, now: Instant) -> Self {
+    /// A connection this router dialed for `connector` to `peer`: its
+    /// protocol header and open are queued at once.
+    pub fn dialed(core: Arc<Core>, connector: &ConnectorConfig, peer: Peer, now: Instant) -> Self {
         let limits = core.limits();
         let mut config = ConnectionConfig {
             container_id: core.router_id().to_string(),
@@ -97,8 +147,9 @@ impl Endpoint {
         mesh_sessions(&mut config);
         let kind = ConnKind::Connector {
             cost: connector.cost,
+            authenticated: peer.tls,
         };
-        Self::new(core, Connection::client(config, now), kind)
+        Self::new(core, Connection::client(config, now), kind, peer.cert, None)
     }
 
     /// This connection's id in the router.
@@ -212,6 +263,19 @@ impl Endpoint {
         self.links.budget.exhausted() && !self.links.is_inter_router()
     }
 
+    /// A PLAIN login's password check to run off this thread (see
+    /// [`Security::check_plain`]), then report with
+    /// [`login_checked`](Self::login_checked).
+    pub fn poll_login(&mut self) -> Option<PlainCheck> {
+        self.links.poll_login()
+    }
+
+    /// The result of the check [`poll_login`](Self::poll_login) gave.
+    pub fn login_checked(&mut self, ok: bool, now: Instant) {
+        self.links.login_checked(&mut self.engine, ok);
+        self.links.handle_events(&mut self.engine, now);
+    }
+
     /// Closes the connection with `error` (e.g. on shutdown).
     pub fn close(&mut self, error: Error, now: Instant) {
         self.engine.close(Some(error));
@@ -232,13 +296,29 @@ fn mesh_sessions(config: &mut ConnectionConfig) {
     config.channel_max = config.channel_max.max(MESH_SESSIONS - 1);
 }
 
-/// The engine settings for a connection accepted on `listener`.
+/// The engine settings for a connection accepted on `listener`, over TLS
+/// or not.
 pub(super) fn engine_config(
     container_id: &str,
     limits: &Limits,
     listener: &ListenerConfig,
+    tls: bool,
 ) -> ConnectionConfig {
-    let mechanisms = &listener.sasl_mechanisms;
+    // PLAIN outside TLS would put passwords on the wire in clear: not
+    // offered there unless the listener allows it.
+    let mechanisms: Vec<String> = listener
+        .sasl_mechanisms
+        .iter()
+        .filter(|m| tls || listener.allow_plain_without_tls || m.as_str() != "PLAIN")
+        .cloned()
+        .collect();
+    // A listener that offers no ANONYMOUS authenticates: skipping SASL
+    // with a bare AMQP header must not get around it.
+    let required = listener.require_sasl
+        || !mechanisms.is_empty()
+            && !mechanisms
+                .iter()
+                .any(|m| m == ferry_proto::engine::ANONYMOUS);
     ConnectionConfig {
         container_id: container_id.to_string(),
         max_frame_size: limits.max_frame_size,
@@ -246,12 +326,9 @@ pub(super) fn engine_config(
         max_sessions: limits.max_sessions_per_connection.into(),
         max_links_per_session: limits.max_links_per_connection,
         // No mechanisms configured: SASL is refused, a bare AMQP header only.
-        sasl_server: (!mechanisms.is_empty()).then(|| SaslServerConfig {
-            anonymous: mechanisms
-                .iter()
-                .any(|m| m.eq_ignore_ascii_case("ANONYMOUS")),
-            plain: None,
-            required: listener.require_sasl,
+        sasl_server: (!mechanisms.is_empty() || required).then_some(SaslServerConfig {
+            mechanisms,
+            required,
         }),
         ..ConnectionConfig::default()
     }

@@ -16,13 +16,16 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes};
 use ferry_proto::definitions::{Error, condition};
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::config::ConnectorConfig;
 use crate::core::Core;
 use crate::listener::Accepted;
+use crate::security::Security;
 use crate::shutdown::Shutdown;
+use crate::tls::CertNames;
+use crate::transport::{ReadOutcome, Transport};
+pub use endpoint::Peer;
 use endpoint::engine_config;
 
 thread_local! {
@@ -51,8 +54,8 @@ const MAX_BATCH: usize = 64;
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 /// Serves one accepted connection until it closes or the router shuts
-/// down.
-pub async fn serve(accepted: Accepted, core: Arc<Core>) {
+/// down: the TLS handshake first if the listener has a profile.
+pub async fn serve(accepted: Accepted, core: Arc<Core>, security: Arc<Security>) {
     let Accepted {
         stream,
         peer,
@@ -63,29 +66,67 @@ pub async fn serve(accepted: Accepted, core: Arc<Core>) {
     if listener.role == crate::config::Role::InterRouter {
         limit_unsent(&stream);
     }
-    let endpoint = Endpoint::accepted(core, &listener, Instant::now());
-    tracing::debug!(conn = endpoint.id().0, %peer, "connection accepted");
-    let (id, reason) = Task::run(stream, endpoint, shutdown).await;
+    let (transport, cert) = match &listener.tls {
+        None => (Transport::Tcp(stream), None),
+        Some(profile) => {
+            let Some(config) = security.tls.server(profile, listener.client_cert) else {
+                tracing::error!(%profile, "tls profile cannot serve this listener");
+                return;
+            };
+            let handshake = tokio::select! {
+                r = crate::tls::accept(stream, config) => r,
+                () = shutdown.triggered() => return,
+            };
+            match handshake {
+                Ok(secured) => (secured.transport, secured.peer),
+                Err(error) => {
+                    security.refusals.note(|| {
+                        tracing::warn!(%peer, "connection refused: {error}");
+                    });
+                    return;
+                }
+            }
+        }
+    };
+    let tls = matches!(transport, Transport::Tls(_));
+    let who = Peer {
+        addr: Some(peer),
+        tls,
+        cert,
+    };
+    let endpoint = Endpoint::accepted(core, &listener, &security, who, Instant::now());
+    tracing::debug!(conn = endpoint.id().0, %peer, tls, "connection accepted");
+    let (id, reason) = Task::run(transport, endpoint, security, shutdown).await;
     tracing::debug!(conn = id.0, %peer, reason, "connection ended");
 }
 
-/// Runs an inter-router connection this router dialed for `connector`,
-/// until it closes or the router shuts down.
+/// Runs an inter-router connection this router dialed for `connector`
+/// over `transport` (TLS done if the connector has a profile; `cert`:
+/// the names in the server's certificate), until it closes or the router
+/// shuts down.
 pub async fn dial(
-    stream: TcpStream,
+    transport: Transport,
+    cert: Option<CertNames>,
     core: Arc<Core>,
+    security: Arc<Security>,
     connector: &ConnectorConfig,
     shutdown: Shutdown,
 ) {
-    limit_unsent(&stream);
-    let endpoint = Endpoint::dialed(core, connector, Instant::now());
-    let (id, reason) = Task::run(stream, endpoint, shutdown).await;
+    limit_unsent(transport.tcp());
+    let who = Peer {
+        addr: transport.tcp().peer_addr().ok(),
+        tls: matches!(transport, Transport::Tls(_)),
+        cert,
+    };
+    let endpoint = Endpoint::dialed(core, connector, who, Instant::now());
+    let (id, reason) = Task::run(transport, endpoint, security, shutdown).await;
     tracing::debug!(conn = id.0, host = %connector.host, port = connector.port, reason, "connector connection ended");
 }
 
 struct Task {
-    stream: TcpStream,
+    transport: Transport,
     endpoint: Endpoint,
+    security: Arc<Security>,
     /// Output taken from the endpoint and not yet written: one chunk of
     /// whole frames (at most 64 KiB unless one frame is larger), so that
     /// priority output the endpoint queues meanwhile waits behind no more.
@@ -96,13 +137,15 @@ impl Task {
     /// Drives `endpoint` over `stream` until the connection is over, then
     /// releases what it holds; returns its id and why it ended.
     async fn run(
-        stream: TcpStream,
+        transport: Transport,
         endpoint: Endpoint,
+        security: Arc<Security>,
         shutdown: Shutdown,
     ) -> (crate::core::ConnId, &'static str) {
         let mut task = Task {
-            stream,
+            transport,
             endpoint,
+            security,
             pending: Bytes::new(),
         };
         let reason = task.serve(shutdown).await;
@@ -112,6 +155,9 @@ impl Task {
 
     async fn serve(&mut self, shutdown: Shutdown) -> &'static str {
         let mut closing_since: Option<tokio::time::Instant> = None;
+        // What arrived with the end of a TLS handshake is already read.
+        self.read_ready();
+        let mut login = None;
         loop {
             // Write what the socket takes now; the rest waits for it to be
             // writable while the task goes on reading (a slow peer must not
@@ -123,6 +169,11 @@ impl Task {
             if self.endpoint.is_finished() {
                 let _ = tokio::time::timeout(CLOSE_GRACE, self.flush()).await;
                 return "closed";
+            }
+            if login.is_none()
+                && let Some(check) = self.endpoint.poll_login()
+            {
+                login = Some(Box::pin(self.security.check_plain(check)));
             }
             let timer = self
                 .endpoint
@@ -137,17 +188,21 @@ impl Task {
             // until some are delivered (see `core::budget`).
             let budget = self.endpoint.budget().clone();
             let paused = self.endpoint.should_pause();
-            let writing = !self.pending.is_empty();
+            let writing = !self.pending.is_empty() || self.transport.wants_write();
             let backlogged = self.pending.len() + self.endpoint.output_backlog() > MAX_OUTPUT;
             let held = self.endpoint.has_held();
             tokio::select! {
-                r = self.stream.writable(), if writing => {
+                r = self.transport.writable(), if writing => {
                     if r.is_err() {
                         self.endpoint.handle_eof(Instant::now());
                     }
                 }
+                checked = async { login.as_mut().expect("guarded").await }, if login.is_some() => {
+                    login = None;
+                    self.endpoint.login_checked(checked, Instant::now());
+                }
                 _ = budget.freed(), if paused => {}
-                r = self.stream.readable(), if !paused => match r {
+                r = self.transport.readable(), if !paused => match r {
                     Ok(()) => self.read_ready(),
                     Err(_) => self.endpoint.handle_eof(Instant::now()),
                 },
@@ -186,6 +241,7 @@ impl Task {
 
     /// Writes pending output as far as the socket takes it without waiting.
     fn write_now(&mut self) -> std::io::Result<()> {
+        self.transport.flush_now()?;
         loop {
             if self.pending.is_empty() {
                 match self.endpoint.poll_transmit(Instant::now()) {
@@ -193,7 +249,7 @@ impl Task {
                     None => return Ok(()),
                 }
             }
-            match self.stream.try_write(&self.pending) {
+            match self.transport.try_write(&self.pending) {
                 Ok(n) => self.pending.advance(n),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) => return Err(e),
@@ -201,30 +257,40 @@ impl Task {
         }
     }
 
-    /// Writes all pending output, waiting as needed.
+    /// Writes all pending output, waiting as needed, then ends our side
+    /// of the transport.
     async fn flush(&mut self) -> std::io::Result<()> {
         loop {
             if self.pending.is_empty() {
                 match self.endpoint.poll_transmit(Instant::now()) {
                     Some(bytes) => self.pending = bytes,
-                    None => return Ok(()),
+                    None => return self.transport.shutdown().await,
                 }
             }
-            self.stream.write_all(&self.pending).await?;
+            self.transport.write_all(&self.pending).await?;
             self.pending.clear();
         }
     }
 
-    /// Reads what the socket has into the endpoint. The buffer is per
+    /// Reads what the transport has into the endpoint. The buffer is per
     /// thread, not per connection: an idle connection costs no buffer.
     fn read_ready(&mut self) {
         let now = Instant::now();
-        READ_BUF.with_borrow_mut(|buf| match self.stream.try_read(buf) {
-            Ok(0) => self.endpoint.handle_eof(now),
-            Ok(n) => self.endpoint.handle_input(&buf[..n], now),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(_) => self.endpoint.handle_eof(now),
-        });
+        let (transport, endpoint) = (&mut self.transport, &mut self.endpoint);
+        let read = READ_BUF
+            .with_borrow_mut(|buf| transport.read(buf, |data| endpoint.handle_input(data, now)));
+        match read {
+            Ok(ReadOutcome::Open) => {}
+            Ok(ReadOutcome::Eof) => self.endpoint.handle_eof(now),
+            Err(error) => {
+                if error.kind() == std::io::ErrorKind::InvalidData {
+                    // A TLS error: the alert is queued; send what we can.
+                    let _ = self.transport.flush_now();
+                    tracing::debug!(conn = self.endpoint.id().0, %error, "TLS error");
+                }
+                self.endpoint.handle_eof(now);
+            }
+        }
     }
 }
 

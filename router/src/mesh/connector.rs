@@ -11,7 +11,9 @@ use tokio::net::TcpStream;
 
 use crate::config::ConnectorConfig;
 use crate::core::Core;
+use crate::security::Security;
 use crate::shutdown::Shutdown;
+use crate::transport::Transport;
 
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
@@ -20,7 +22,12 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const STABLE: Duration = Duration::from_secs(10);
 
 /// Dials `connector` until shutdown.
-pub async fn run(core: Arc<Core>, connector: ConnectorConfig, shutdown: Shutdown) {
+pub async fn run(
+    core: Arc<Core>,
+    security: Arc<Security>,
+    connector: ConnectorConfig,
+    shutdown: Shutdown,
+) {
     let target = format!("{}:{}", connector.host, connector.port);
     let mut backoff = MIN_BACKOFF;
     while !shutdown.is_triggered() {
@@ -34,7 +41,24 @@ pub async fn run(core: Arc<Core>, connector: ConnectorConfig, shutdown: Shutdown
                 let _ = stream.set_nodelay(true);
                 tracing::debug!(%target, "connector connected");
                 let started = tokio::time::Instant::now();
-                crate::driver::dial(stream, core.clone(), &connector, shutdown.clone()).await;
+                let secured = tokio::select! {
+                    r = secure(stream, &security, &connector) => r,
+                    _ = shutdown.triggered() => return,
+                };
+                match secured {
+                    Ok((transport, cert)) => {
+                        crate::driver::dial(
+                            transport,
+                            cert,
+                            core.clone(),
+                            security.clone(),
+                            &connector,
+                            shutdown.clone(),
+                        )
+                        .await;
+                    }
+                    Err(error) => tracing::warn!(%target, "connector: {error}"),
+                }
                 if started.elapsed() >= STABLE {
                     backoff = MIN_BACKOFF;
                 }
@@ -49,6 +73,26 @@ pub async fn run(core: Arc<Core>, connector: ConnectorConfig, shutdown: Shutdown
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
+}
+
+/// The TLS handshake, if the connector has a profile: the server's
+/// certificate must verify against the profile's `ca` for `server_name`
+/// (default: `host`).
+async fn secure(
+    stream: TcpStream,
+    security: &Security,
+    connector: &ConnectorConfig,
+) -> Result<(Transport, Option<crate::tls::CertNames>), crate::tls::HandshakeError> {
+    let Some(profile) = &connector.tls else {
+        return Ok((Transport::Tcp(stream), None));
+    };
+    let config = security
+        .tls
+        .client(profile)
+        .expect("validated: the connector's profile has a ca");
+    let name = connector.server_name.as_deref().unwrap_or(&connector.host);
+    let secured = crate::tls::connect(stream, config, name).await?;
+    Ok((secured.transport, secured.peer))
 }
 
 /// `d` scaled by a random factor in [0.5, 1.5).

@@ -311,6 +311,8 @@ impl SimClient {
                 ctx.note(&self.name, format_args!("connection closed ({why})"));
             }
             Event::Authenticated { .. }
+            | Event::SaslInit { .. }
+            | Event::SaslResponse { .. }
             | Event::SessionBegun { .. }
             | Event::SessionEnded { .. }
             | Event::AttachRequested { .. }

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use ferry_router::config::{ConnectorConfig, Limits, Role};
+use ferry_router::config::{ConnectorConfig, Limits};
 use ferry_router::routing::RoutingConfig;
 
 use super::{Mesh, Options, SimLink};
@@ -126,18 +126,14 @@ impl MeshBuilder {
                 let connectors = links
                     .iter()
                     .filter(|l| l.a == i)
-                    .map(|l| ConnectorConfig {
-                        host: ids[l.b].clone(),
-                        port: 5673,
-                        role: Role::InterRouter,
-                        cost: l.cost,
-                    })
+                    .map(|l| ConnectorConfig::new(ids[l.b].clone(), 5673, l.cost))
                     .collect();
                 SimRouter::new(id.clone(), router_config(id, &options.limits, connectors))
             })
             .collect();
         let n = routers.len();
         let mut mesh = Mesh {
+            security: std::sync::Arc::new(ferry_router::security::Security::none()),
             seed,
             clock,
             rng,

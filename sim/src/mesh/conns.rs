@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ferry_proto::engine::Connection;
-use ferry_router::config::{ConnectorConfig, ListenerConfig, Role, default_sasl_mechanisms};
-use ferry_router::driver::Endpoint;
+use ferry_router::config::{ConnectorConfig, ListenerConfig, Role};
+use ferry_router::driver::{Endpoint, Peer};
 
 use super::Mesh;
 use crate::client::Ctx;
@@ -67,13 +67,7 @@ impl SimConn {
 }
 
 fn listener(role: Role) -> ListenerConfig {
-    ListenerConfig {
-        host: "sim".into(),
-        port: 0,
-        role,
-        sasl_mechanisms: default_sasl_mechanisms(),
-        require_sasl: false,
-    }
+    ListenerConfig::new("sim", 0, role)
 }
 
 impl Mesh {
@@ -97,16 +91,17 @@ impl Mesh {
         }
         let cost = link.cost;
         let id = self.next_conn_id();
-        let connector = ConnectorConfig {
-            host: idb.clone(),
-            port: 5673,
-            role: Role::InterRouter,
-            cost,
-        };
+        let connector = ConnectorConfig::new(idb.clone(), 5673, cost);
         let core_a = self.routers[a].node.as_ref().expect("up").core.clone();
         let core_b = self.routers[b].node.as_ref().expect("up").core.clone();
-        let ep_a = Endpoint::dialed(core_a, &connector, now);
-        let ep_b = Endpoint::accepted(core_b, &listener(Role::InterRouter), now);
+        let ep_a = Endpoint::dialed(core_a, &connector, Peer::default(), now);
+        let ep_b = Endpoint::accepted(
+            core_b,
+            &listener(Role::InterRouter),
+            &self.security,
+            Peer::default(),
+            now,
+        );
         self.routers[a]
             .node
             .as_mut()
@@ -180,7 +175,13 @@ impl Mesh {
         }
         let id = self.next_conn_id();
         let node = self.routers[r].node.as_mut().expect("up");
-        let ep = Endpoint::accepted(node.core.clone(), &listener(Role::Normal), now);
+        let ep = Endpoint::accepted(
+            node.core.clone(),
+            &listener(Role::Normal),
+            &self.security,
+            Peer::default(),
+            now,
+        );
         node.endpoints.insert(id, ep);
         let engine = self.clients[c].engine(now);
         self.clients[c].connected(id, engine);

@@ -93,6 +93,8 @@ pub struct SimLink {
 /// A deterministic in-process mesh of real routers. Build one with
 /// [`Mesh::builder`].
 pub struct Mesh {
+    /// No TLS, no users: simulated connections are plain AMQP.
+    pub(crate) security: std::sync::Arc<ferry_router::security::Security>,
     pub(crate) seed: u64,
     pub(crate) clock: Clock,
     pub(crate) rng: SimRng,

@@ -4,7 +4,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 use super::*;
-use crate::config::model::{Distribution, Limits, Role, RouterMode};
+use crate::config::model::{ClientCert, Distribution, Limits, Role, RouterMode, TlsVersion};
 
 /// A TOML file in a fresh temporary directory, removed on drop.
 struct TempToml {
@@ -91,11 +91,25 @@ fn a_full_file_loads() {
         port = 5673
         role = "inter-router"
         require_sasl = true
+        tls = "mesh"
+        client_cert = "required"
 
         [[connector]]
         host = "10.0.0.2"
         port = 5673
         cost = 4
+        tls = "mesh"
+        server_name = "B"
+
+        [[tls]]
+        name = "mesh"
+        cert = "/etc/ferry/tls/A.pem"
+        key = "/etc/ferry/tls/A.key"
+        ca = "/etc/ferry/tls/ca.pem"
+        min_version = "1.3"
+
+        [auth]
+        users = "/etc/ferry/users.toml"
 
         [[address]]
         prefix = "multicast"
@@ -115,6 +129,13 @@ fn a_full_file_loads() {
     assert!(config.listeners[1].require_sasl);
     assert_eq!(config.connectors[0].role, Role::InterRouter);
     assert_eq!(config.connectors[0].cost, 4);
+    assert_eq!(config.connectors[0].server_name.as_deref(), Some("B"));
+    assert_eq!(config.listeners[1].client_cert, ClientCert::Required);
+    assert_eq!(config.tls[0].min_version, TlsVersion::V1_3);
+    assert_eq!(
+        config.auth.users.as_deref(),
+        Some(std::path::Path::new("/etc/ferry/users.toml"))
+    );
     assert_eq!(
         config.distribution_for("multicast.x"),
         Distribution::Multicast
@@ -130,7 +151,7 @@ fn a_full_file_loads() {
 #[test]
 fn a_file_replaces_the_default_listeners() {
     let config = load(
-        "[[connector]]\nhost = \"h\"\nport = 1\nrole = \"edge\"\n[router]\nmode = \"edge\"\n",
+        "[[connector]]\nhost = \"localhost\"\nport = 1\nrole = \"edge\"\n[router]\nmode = \"edge\"\n",
         &[],
     )
     .unwrap();

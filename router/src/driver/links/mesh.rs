@@ -44,16 +44,34 @@ pub(super) fn tree_of(attach: &Attach) -> Option<RouterId> {
 pub(crate) enum ConnKind {
     /// Accepted on a `normal` listener: a client; routers are refused.
     Client,
-    /// Accepted on an `inter-router` listener: must be a router.
-    InterRouterListener,
-    /// Dialed by a `[[connector]]` with this cost: must be a router.
-    Connector { cost: u32 },
+    /// Accepted on an `inter-router` listener: must be a router;
+    /// `authenticated`: over TLS with a verified client certificate,
+    /// which must name the router.
+    InterRouterListener { authenticated: bool },
+    /// Dialed by a `[[connector]]` with this cost: must be a router;
+    /// `authenticated`: over TLS, and the server's certificate must name
+    /// the router.
+    Connector { cost: u32, authenticated: bool },
+}
+
+impl ConnKind {
+    /// Whether the peer's certificate must name the router it claims to be.
+    fn authenticated(self) -> bool {
+        match self {
+            Self::Client => false,
+            Self::InterRouterListener { authenticated } | Self::Connector { authenticated, .. } => {
+                authenticated
+            }
+        }
+    }
 }
 
 /// Per-connection inter-router state.
 #[derive(Debug)]
 pub(crate) struct MeshState {
     kind: ConnKind,
+    /// The names in the peer's verified certificate.
+    cert: Option<crate::tls::CertNames>,
     peer: Option<RouterId>,
     session: Option<SessionId>,
     control_out: Option<LinkId>,
@@ -64,9 +82,10 @@ pub(crate) struct MeshState {
 }
 
 impl MeshState {
-    pub(crate) fn new(kind: ConnKind) -> Self {
+    pub(crate) fn new(kind: ConnKind, cert: Option<crate::tls::CertNames>) -> Self {
         Self {
             kind,
+            cert,
             peer: None,
             session: None,
             control_out: None,
@@ -98,19 +117,29 @@ impl MeshState {
 }
 
 impl Links {
-    /// The peer's open arrived: decide what the connection is.
+    /// The peer's open arrived: decide what the connection is. On an
+    /// authenticated inter-router connection the peer's certificate
+    /// (verified against the profile's `ca` in the handshake) must name
+    /// the router id its open claims (docs/ROUTING.md, trust model).
     pub(super) fn opened(&mut self, engine: &mut Connection, properties: Option<&Fields>) {
         let peer = identity::peer(properties);
         let mesh = self.core.mesh();
-        let refuse = |engine: &mut Connection, why: String| {
+        let refuse = |engine: &mut Connection, condition, why: String| {
             tracing::warn!("inter-router connection refused: {why}");
-            engine.close(Some(Error::new(condition::NOT_ALLOWED, why)));
+            engine.close(Some(Error::new(condition, why)));
+        };
+        // Where routers authenticate, a stranger is refused as one.
+        let unwelcome = if self.mesh.kind.authenticated() {
+            condition::UNAUTHORIZED_ACCESS
+        } else {
+            condition::NOT_ALLOWED
         };
         let cost = match (self.mesh.kind, &peer) {
             (ConnKind::Client, None) => return,
             (ConnKind::Client, Some(p)) => {
                 return refuse(
                     engine,
+                    condition::NOT_ALLOWED,
                     format!(
                         "router {} connected to a normal listener; use an inter-router listener",
                         p.id
@@ -120,18 +149,46 @@ impl Links {
             (_, None) => {
                 return refuse(
                     engine,
+                    unwelcome,
                     "only Ferry routers may use an inter-router listener".into(),
                 );
             }
-            (ConnKind::Connector { cost }, Some(_)) => cost,
-            (ConnKind::InterRouterListener, Some(p)) => p.cost.unwrap_or(1),
+            (ConnKind::Connector { cost, .. }, Some(_)) => cost,
+            (ConnKind::InterRouterListener { .. }, Some(p)) => p.cost.unwrap_or(1),
         };
         let peer = peer.expect("matched above");
+        if self.mesh.kind.authenticated()
+            && !self
+                .mesh
+                .cert
+                .as_ref()
+                .is_some_and(|c| c.names(peer.id.as_str()))
+        {
+            let named = self
+                .mesh
+                .cert
+                .as_ref()
+                .and_then(|c| c.identity())
+                .unwrap_or("nothing")
+                .to_string();
+            return refuse(
+                engine,
+                condition::UNAUTHORIZED_ACCESS,
+                format!(
+                    "a peer claims to be router {} but its certificate names {named}",
+                    peer.id
+                ),
+            );
+        }
         if &peer.id == mesh.id() {
-            return refuse(engine, format!("router {} connected to itself", peer.id));
+            return refuse(
+                engine,
+                condition::NOT_ALLOWED,
+                format!("router {} connected to itself", peer.id),
+            );
         }
         if let Err(e) = mesh.connect(peer.id.clone(), cost, self.me.clone()) {
-            return refuse(engine, e.to_string());
+            return refuse(engine, condition::NOT_ALLOWED, e.to_string());
         }
         tracing::info!(peer = %peer.id, instance = peer.instance, cost, "inter-router connection up");
         self.mesh.peer = Some(peer.id);

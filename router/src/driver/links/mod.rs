@@ -7,9 +7,11 @@ mod attach;
 mod consumer;
 mod credit;
 mod expiry;
+mod login;
 mod mesh;
 mod producer;
 
+pub(crate) use login::Login;
 pub(crate) use mesh::{ConnKind, MeshState};
 
 use expiry::{Expiry, expired_outcome, expiry};
@@ -120,6 +122,9 @@ pub(crate) struct Links {
     now: Instant,
     /// Producer links short of credit, and when to ask for it again.
     rechecks: HashMap<LinkId, Instant>,
+    /// The login in progress (a listener offering more than ANONYMOUS),
+    /// dropped once the peer is in.
+    login: Option<Box<Login>>,
 }
 
 /// Delivery tags cut from one buffer.
@@ -130,9 +135,16 @@ fn refusal(condition: ErrorCondition, description: &str) -> Error {
 }
 
 impl Links {
-    pub(crate) fn new(core: Arc<Core>, me: ConnHandle, kind: ConnKind) -> Self {
+    pub(crate) fn new(
+        core: Arc<Core>,
+        me: ConnHandle,
+        kind: ConnKind,
+        cert: Option<crate::tls::CertNames>,
+        login: Option<Login>,
+    ) -> Self {
         Self {
-            mesh: MeshState::new(kind),
+            mesh: MeshState::new(kind, cert),
+            login: login.map(Box::new),
             now: Instant::now(),
             me,
             producers: HashMap::new(),
@@ -207,8 +219,31 @@ impl Links {
                 Event::Detached { link, .. } => self.detached(link),
                 Event::Opened { properties, .. } => self.opened(engine, properties.as_ref()),
                 Event::Attached { .. } => {}
-                Event::Authenticated { .. }
-                | Event::SessionBegun { .. }
+                Event::SaslInit {
+                    mechanism,
+                    initial_response,
+                    ..
+                } => match &mut self.login {
+                    Some(login) => login.init(engine, &mechanism, initial_response),
+                    None => {
+                        let _ = engine.sasl_refuse(
+                            ferry_proto::definitions::SaslCode::Auth,
+                            "no login expected",
+                        );
+                    }
+                },
+                Event::SaslResponse { response } => {
+                    if let Some(login) = &mut self.login {
+                        login.response(engine, &response);
+                    }
+                }
+                Event::Authenticated { user, mechanism } => {
+                    self.login = None;
+                    if let Some(user) = user {
+                        tracing::debug!(user, mechanism, "logged in");
+                    }
+                }
+                Event::SessionBegun { .. }
                 | Event::SessionEnded { .. }
                 | Event::Drained { .. }
                 | Event::Closed { .. } => {}
@@ -252,6 +287,18 @@ impl Links {
             ToConn::Recredit { link } => self.recredit(engine, link),
             ToConn::Control(msg) => self.send_control(engine, msg),
             ToConn::PathsChanged => self.sync_data_links(engine),
+        }
+    }
+
+    /// See [`Endpoint::poll_login`](super::Endpoint::poll_login).
+    pub(crate) fn poll_login(&mut self) -> Option<crate::security::PlainCheck> {
+        self.login.as_mut()?.poll_check()
+    }
+
+    /// See [`Endpoint::login_checked`](super::Endpoint::login_checked).
+    pub(crate) fn login_checked(&mut self, engine: &mut Connection, ok: bool) {
+        if let Some(login) = &mut self.login {
+            login.checked(engine, ok);
         }
     }
 

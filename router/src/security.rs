@@ -1,0 +1,260 @@
+//! What authenticates peers: the TLS profiles and the users file, both
+//! read at start-up and again when they change on disk or on SIGHUP; and
+//! the fairness of password hashing, so that failed logins from one
+//! address do not slow anyone else's.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::Semaphore;
+
+use crate::auth::{UserStore, UsersError};
+use crate::config::Config;
+use crate::ratelog::RateLimited;
+use crate::tls::{MaterialError, TlsProfiles};
+
+/// Why the security material could not be loaded at start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum SecurityError {
+    /// A TLS profile's files.
+    #[error(transparent)]
+    Tls(#[from] MaterialError),
+    /// The users file.
+    #[error("auth.users: {0}")]
+    Users(#[from] UsersError),
+}
+
+/// The router's security material and the state shared by every
+/// connection's authentication.
+pub struct Security {
+    /// The TLS profiles.
+    pub tls: TlsProfiles,
+    users: Option<UsersFile>,
+    /// Log lines about refused connections (bad handshakes, intruders).
+    pub refusals: RateLimited,
+    /// Log lines about failed logins.
+    pub failed_logins: RateLimited,
+    hashing: Hashing,
+}
+
+impl fmt::Debug for Security {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Security")
+            .field("tls", &self.tls)
+            .field("users", &self.users.as_ref().map(|u| &u.path))
+            .finish_non_exhaustive()
+    }
+}
+
+/// The users file and the store last read from it.
+struct UsersFile {
+    path: PathBuf,
+    current: RwLock<Arc<UserStore>>,
+    stamp: Mutex<Option<(SystemTime, u64)>>,
+}
+
+fn stamp(path: &PathBuf) -> Option<(SystemTime, u64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
+}
+
+impl Security {
+    /// Reads the TLS profiles and the users file of `config`.
+    ///
+    /// # Errors
+    ///
+    /// The first file that cannot be used, naming its key.
+    pub fn load(config: &Config) -> Result<Self, SecurityError> {
+        let tls = TlsProfiles::load(config)?;
+        let users = match &config.auth.users {
+            Some(path) => Some(UsersFile {
+                stamp: Mutex::new(stamp(path)),
+                current: RwLock::new(Arc::new(UserStore::load(path)?)),
+                path: path.clone(),
+            }),
+            None => None,
+        };
+        Ok(Self::with(tls, users))
+    }
+
+    /// No TLS profiles, no users (the simulator; tests).
+    pub fn none() -> Self {
+        Self::with(TlsProfiles::default(), None)
+    }
+
+    fn with(tls: TlsProfiles, users: Option<UsersFile>) -> Self {
+        Self {
+            tls,
+            users,
+            refusals: RateLimited::new("refused connections", 20, Duration::from_secs(10)),
+            failed_logins: RateLimited::new("failed logins", 20, Duration::from_secs(10)),
+            hashing: Hashing::new(),
+        }
+    }
+
+    /// The users as last read, if there is a users file.
+    pub fn users(&self) -> Option<Arc<UserStore>> {
+        let users = self.users.as_ref()?;
+        Some(users.current.read().expect("not poisoned").clone())
+    }
+
+    /// Reads again what changed on disk (everything when `force`, as on
+    /// SIGHUP). What no longer loads is logged; the material in use stays.
+    pub fn reload(&self, force: bool) {
+        self.tls.reload(force);
+        let Some(users) = &self.users else { return };
+        let now = stamp(&users.path);
+        {
+            let mut seen = users.stamp.lock().expect("not poisoned");
+            if !force && *seen == now {
+                return;
+            }
+            *seen = now;
+        }
+        match UserStore::load(&users.path) {
+            Ok(store) => {
+                *users.current.write().expect("not poisoned") = Arc::new(store);
+                tracing::info!(file = %users.path.display(), "users file reloaded");
+            }
+            Err(error) => {
+                tracing::warn!("cannot reload the users file, keeping the users in use: {error}")
+            }
+        }
+    }
+
+    /// Checks a PLAIN login: the password's PBKDF2 runs on the blocking
+    /// pool, one at a time per peer address and no more at once than
+    /// there are cores, so a flood from one address waits on itself.
+    pub fn check_plain(
+        self: &Arc<Self>,
+        check: PlainCheck,
+    ) -> impl Future<Output = bool> + Send + 'static {
+        let security = self.clone();
+        async move {
+            let PlainCheck {
+                peer,
+                user,
+                password,
+                store,
+            } = check;
+            security
+                .hashing
+                .run(peer, move || store.check_plain(&user, &password))
+                .await
+        }
+    }
+}
+
+/// How often the files are checked for changes.
+pub const RELOAD_POLL: Duration = Duration::from_secs(2);
+
+/// Reads the TLS profiles and the users file again when they change on
+/// disk (checked every [`RELOAD_POLL`]) and on SIGHUP, until shutdown.
+pub async fn watch(security: Arc<Security>, shutdown: crate::shutdown::Shutdown) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangup = match signal(SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(error) => {
+            tracing::warn!(%error, "cannot watch SIGHUP; files are still checked every {RELOAD_POLL:?}");
+            None
+        }
+    };
+    let mut poll = tokio::time::interval(RELOAD_POLL);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let force = tokio::select! {
+            _ = poll.tick() => false,
+            Some(()) = async { hangup.as_mut()?.recv().await } => {
+                tracing::info!("SIGHUP received; reading TLS profiles and users again");
+                true
+            }
+            () = shutdown.triggered() => return,
+        };
+        let security = security.clone();
+        // File reads and certificate parsing: off the async threads.
+        let _ = tokio::task::spawn_blocking(move || security.reload(force)).await;
+    }
+}
+
+/// A PLAIN login to check (RFC 4616): a password against the user's
+/// SCRAM verifier, which costs a PBKDF2 whether the user exists or not.
+pub struct PlainCheck {
+    /// The peer's address.
+    pub peer: Option<IpAddr>,
+    /// The user name.
+    pub user: String,
+    /// The password (never logged).
+    pub password: String,
+    /// The users to check against.
+    pub store: Arc<UserStore>,
+}
+
+impl fmt::Debug for PlainCheck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PlainCheck")
+            .field("peer", &self.peer)
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Password hashing, fair between peer addresses.
+struct Hashing {
+    per_peer: Mutex<HashMap<Option<IpAddr>, Arc<Semaphore>>>,
+    all: Arc<Semaphore>,
+}
+
+impl Hashing {
+    fn new() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Self {
+            per_peer: Mutex::default(),
+            all: Arc::new(Semaphore::new(cores)),
+        }
+    }
+
+    async fn run(
+        &self,
+        peer: Option<IpAddr>,
+        work: impl FnOnce() -> bool + Send + 'static,
+    ) -> bool {
+        let mine = self
+            .per_peer
+            .lock()
+            .expect("not poisoned")
+            .entry(peer)
+            .or_insert_with(|| Arc::new(Semaphore::new(1)))
+            .clone();
+        let _forget = Forget {
+            hashing: self,
+            peer,
+            mine: mine.clone(),
+        };
+        let _turn = mine.acquire().await.expect("never closed");
+        let _core = self.all.acquire().await.expect("never closed");
+        tokio::task::spawn_blocking(work).await.unwrap_or(false)
+    }
+}
+
+/// Forgets a peer address's turn when nobody waits for it any more, also
+/// when the waiting login is dropped (its connection went away).
+struct Forget<'a> {
+    hashing: &'a Hashing,
+    peer: Option<IpAddr>,
+    mine: Arc<Semaphore>,
+}
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        let mut map = self.hashing.per_peer.lock().expect("not poisoned");
+        // The map's, ours, and the `mine` of `run` still alive beside us.
+        if Arc::strong_count(&self.mine) <= 3 {
+            map.remove(&self.peer);
+        }
+    }
+}
