@@ -100,6 +100,10 @@ struct Attempt {
     fate: Fate,
     multicast: bool,
     body: u64,
+    /// The topology epoch when it was sent, and whether a failure was in
+    /// effect then (see [`Ledger::faulted`]).
+    epoch: u64,
+    faulted: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -156,6 +160,11 @@ pub struct Ledger {
     /// The topology epoch (how many times the true topology changed); the
     /// mesh keeps it up to date.
     pub epoch: u64,
+    /// Whether a failure is in effect (a router down, a link cut or
+    /// silent, a partition); the mesh keeps it up to date. An attempt in
+    /// flight while none was in effect and the epoch did not move saw no
+    /// failure anywhere in the mesh.
+    pub faulted: bool,
 }
 
 impl Ledger {
@@ -175,6 +184,8 @@ impl Ledger {
                 fate,
                 multicast,
                 body,
+                epoch: self.epoch,
+                faulted: self.faulted,
             },
         );
     }
@@ -263,9 +274,11 @@ impl Ledger {
 
     /// The producer of `key` was told `outcome`. Checks that a consumer
     /// gave it: `accepted` and `rejected` must come from a consumer (some
-    /// consumer, for multicast), and `released` only for a delivery every
-    /// consumer that got it released (none accepted, rejected or modified
-    /// it, or lost it with its link).
+    /// consumer, for multicast); `released` or `modified` never for a
+    /// delivery a consumer accepted or rejected, unless a failure was in
+    /// effect somewhere in the mesh while it was in flight; and `released`
+    /// only for a delivery every consumer that got it released (none
+    /// accepted, rejected or modified it, or lost it with its link).
     pub fn settled(&mut self, key: MsgKey, outcome: Outcome) -> Result<(), (Invariant, String)> {
         match outcome {
             Outcome::Accepted => self.counts.accepted += 1,
@@ -273,16 +286,33 @@ impl Ledger {
             Outcome::Released => self.counts.released += 1,
             Outcome::Modified => self.counts.modified += 1,
         }
+        // A failure anywhere in the mesh while it was in flight: one in
+        // effect when it was sent or now, or any change of the topology
+        // (each failure and each healing moves the epoch) in between.
+        let failure = self
+            .attempts
+            .get(&key)
+            .is_none_or(|a| a.faulted || self.faulted || a.epoch != self.epoch);
         if let Some(a) = self.attempts.get_mut(&key) {
             a.fate = Fate::Settled(outcome);
         }
         let receipts = self.receipts.get(&key).map_or(&[][..], Vec::as_slice);
         let answers: Vec<Outcome> = receipts.iter().filter_map(|r| r.answer).collect();
         let gave = |o: Outcome| answers.contains(&o);
+        let settled_by_consumer = gave(Outcome::Accepted) || gave(Outcome::Rejected);
         match outcome {
             Outcome::Accepted | Outcome::Rejected if !gave(outcome) => Err((
                 Invariant::OutcomeWithoutConsumer,
                 format!("producer told {key} {outcome}, consumers answered {answers:?}"),
+            )),
+            // The consumer's outcome reached its router; with nothing
+            // failing on the way back, the producer must get it.
+            Outcome::Released | Outcome::Modified if settled_by_consumer && !failure => Err((
+                Invariant::FalseOutcome,
+                format!(
+                    "producer told {key} {outcome}, consumers answered {answers:?}, \
+                     and no failure was in effect while it was in flight"
+                ),
             )),
             // A copy a consumer got comes back as its answer, or as
             // `modified` if its link went first (a router re-forwards a
@@ -380,10 +410,54 @@ mod tests {
         l.sent(key(3, 0), false, false, 9);
         l.received(0, key(3, 0), 9).unwrap();
         l.answered(0, key(3, 0), Outcome::Accepted);
+        // Even with a failure on the way (which excuses `modified`).
+        l.epoch += 1;
         assert_eq!(
             l.settled(key(3, 0), Outcome::Released).unwrap_err().0,
             Invariant::ReleasedAfterSettlement
         );
+    }
+
+    #[test]
+    fn an_accepted_delivery_is_not_failed_back_unless_something_failed() {
+        let mut l = Ledger::default();
+        let accepted = |l: &mut Ledger, seq| {
+            l.sent(key(seq, 0), false, false, 9);
+            l.received(0, key(seq, 0), 9).unwrap();
+            l.answered(0, key(seq, 0), Outcome::Accepted);
+        };
+        // Nothing failed: neither `modified` nor `released`.
+        for (seq, outcome) in [(1, Outcome::Modified), (2, Outcome::Released)] {
+            accepted(&mut l, seq);
+            assert_eq!(
+                l.settled(key(seq, 0), outcome).unwrap_err().0,
+                Invariant::FalseOutcome
+            );
+        }
+        // Rejected alike.
+        l.sent(key(3, 0), false, false, 9);
+        l.received(0, key(3, 0), 9).unwrap();
+        l.answered(0, key(3, 0), Outcome::Rejected);
+        assert_eq!(
+            l.settled(key(3, 0), Outcome::Modified).unwrap_err().0,
+            Invariant::FalseOutcome
+        );
+        // A failure in effect when it was sent, when settled, or one that
+        // came and went in between: its link may have gone, `modified`.
+        accepted(&mut l, 4);
+        l.faulted = true;
+        l.settled(key(4, 0), Outcome::Modified).unwrap();
+        accepted(&mut l, 5);
+        l.faulted = false;
+        l.settled(key(5, 0), Outcome::Modified).unwrap();
+        accepted(&mut l, 6);
+        l.epoch += 2;
+        l.settled(key(6, 0), Outcome::Modified).unwrap();
+        // A consumer that answered `modified` itself is no false outcome.
+        l.sent(key(7, 0), false, false, 9);
+        l.received(0, key(7, 0), 9).unwrap();
+        l.answered(0, key(7, 0), Outcome::Modified);
+        l.settled(key(7, 0), Outcome::Modified).unwrap();
     }
 
     #[test]

@@ -23,7 +23,7 @@
 //!     .build(7);
 //! mesh.add_consumer("C", ConsumerSpec {
 //!     address: "q".into(), credit: 10, delay: Duration::ZERO,
-//!     outcomes: OutcomeWeights::ACCEPT_ALL,
+//!     outcomes: OutcomeWeights::ACCEPT_ALL, close_after: None,
 //! });
 //! mesh.add_producer("A", ProducerSpec {
 //!     address: "q".into(), messages: 20, presettled: false,

@@ -204,6 +204,7 @@ impl Scenario {
                     modify: 5,
                 }
             },
+            close_after: None,
         }
     }
 

@@ -58,6 +58,10 @@ pub enum Tamper {
     ReleasedToAccepted,
     /// Dispositions from a receiver vanish.
     DropDispositions,
+    /// Dispositions saying `accepted` are rewritten to
+    /// `modified{delivery-failed}` (what issue #19's router did to the
+    /// last outcomes before a consumer left).
+    AcceptedToModified,
 }
 
 /// A link as seen on the wire.
@@ -211,6 +215,21 @@ impl ConnTap {
                     if d.role == Role::Receiver =>
                 {
                     continue;
+                }
+                (Some(Tamper::AcceptedToModified), Performative::Disposition(mut d))
+                    if d.state == Some(DeliveryState::Accepted) =>
+                {
+                    d.state = Some(DeliveryState::Modified(
+                        ferry_proto::definitions::Modified {
+                            delivery_failed: Some(true),
+                            ..Default::default()
+                        },
+                    ));
+                    let p = Performative::Disposition(d);
+                    if let Some(o) = out.as_mut() {
+                        o.extend_from_slice(&encode(channel, &p, &[]));
+                    }
+                    p
                 }
                 (Some(Tamper::ReleasedToAccepted), Performative::Disposition(mut d))
                     if d.state == Some(DeliveryState::Released) =>

@@ -13,6 +13,10 @@ pub enum Invariant {
     /// A producer got `released` for a delivery a consumer got and did
     /// not release ("released" promises it was not processed).
     ReleasedAfterSettlement,
+    /// A producer got `released` or `modified` for a delivery a consumer
+    /// accepted (or rejected) while nothing failed in the mesh: the
+    /// consumer's outcome was lost on its way back (issue #19).
+    FalseOutcome,
     /// A consumer got the same delivery twice (or a multicast consumer
     /// the same message twice, or a pre-settled message arrived twice).
     Duplicate,
@@ -46,6 +50,7 @@ impl fmt::Display for Invariant {
         f.write_str(match self {
             Invariant::OutcomeWithoutConsumer => "outcome-without-consumer",
             Invariant::ReleasedAfterSettlement => "released-after-settlement",
+            Invariant::FalseOutcome => "false-outcome",
             Invariant::Duplicate => "duplicate",
             Invariant::Phantom => "phantom",
             Invariant::Loop => "loop",

@@ -66,8 +66,28 @@ fn dropped_dispositions_on_one_hop_are_caught() {
 }
 
 #[test]
+fn accepted_turned_into_modified_on_one_hop_is_caught() {
+    let mut mesh = line3();
+    mesh.add_consumer("C", consumer("q", 10));
+    mesh.add_producer("A", producer("q", 10));
+    mesh.inject(Fault::Tamper {
+        from: "B".into(),
+        to: "A".into(),
+        how: Tamper::AcceptedToModified,
+    });
+    mesh.run_for(Duration::from_secs(5));
+    let v = mesh.failure().expect("the rewrite is caught");
+    assert_eq!(v.invariant, Invariant::FalseOutcome, "{v}");
+    assert!(v.detail.contains("modified"), "{v}");
+}
+
+#[test]
 fn without_the_bug_the_same_runs_pass() {
-    for how in [Tamper::ReleasedToAccepted, Tamper::DropDispositions] {
+    for how in [
+        Tamper::ReleasedToAccepted,
+        Tamper::DropDispositions,
+        Tamper::AcceptedToModified,
+    ] {
         let mut mesh = line3();
         mesh.add_consumer("C", consumer("q", 10));
         mesh.add_producer("A", producer("q", 10));

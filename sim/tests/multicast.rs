@@ -412,7 +412,9 @@ fn copies_promised_before_a_cut_wait_for_credit_instead_of_being_refused() {
         fast.interval = Duration::from_millis(1);
         fast.body_size = body_size;
         let far = mesh.add_producer("C", fast.clone());
-        mesh.run_for(Duration::from_millis(300));
+        // The near producer comes while C's copies are on the slow link
+        // (the assertion below checks that some had to wait).
+        mesh.run_for(Duration::from_millis(200));
         fast.body_size = 32;
         let near = mesh.add_producer("A", fast);
         run_settled(&mut mesh, Duration::from_secs(30));

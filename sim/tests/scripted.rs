@@ -394,3 +394,47 @@ fn a_stale_flow_does_not_give_a_sender_credit() {
     // (amqp:link:transfer-limit-exceeded: transfer without link credit)".
     assert_ok(&mesh);
 }
+
+/// Issue #19: a consumer on C accepts every delivery and closes its
+/// connection right after the last one. Its last outcomes and the
+/// withdrawal of its address leave C together — the withdrawal on the
+/// priority control session, ahead of the dispositions — so B and then A
+/// may stop routing to C before those outcomes reach them. Nothing
+/// failed: every producer outcome must be `accepted` (the ledger's
+/// false-outcome invariant checks each one as it comes), and the consumer
+/// must have got each message once.
+#[test]
+fn a_consumer_that_closes_right_after_its_last_accept_has_every_outcome_delivered() {
+    for seed in 0..12u64 {
+        let mut mesh = converged(line3(100 + seed));
+        let messages = 40 + 10 * seed as u32;
+        let mut spec = consumer("q", 10 + seed as u32 * 5);
+        spec.delay = Duration::ZERO;
+        spec.close_after = Some(u64::from(messages));
+        let c = mesh.add_consumer("C", spec);
+        let mut p = producer("q", messages);
+        p.interval = Duration::from_micros(100);
+        mesh.add_producer("A", p);
+        mesh.run_for(Duration::from_secs(10));
+        assert_ok(&mesh);
+        let s = mesh.summary();
+        assert!(mesh.client(c).closed, "seed {seed}: the consumer left\n{s}");
+        assert_eq!(
+            (s.counts.sent, s.counts.received, s.counts.redelivered),
+            (u64::from(messages), u64::from(messages), 0),
+            "seed {seed}: {s}"
+        );
+        assert_eq!(
+            (
+                s.counts.accepted,
+                s.counts.released,
+                s.counts.modified,
+                s.counts.lost
+            ),
+            (u64::from(messages), 0, 0, 0),
+            "seed {seed}: {s}\n{}",
+            mesh.log().tail(80)
+        );
+        assert_settled(&mut mesh);
+    }
+}

@@ -512,3 +512,81 @@ async fn the_readme_mesh_of_three_routes_anycast_and_multicast() {
         assert_eq!(tokio::time::timeout(CONVERGE, r).await.unwrap().unwrap(), 5);
     }
 }
+
+/// Issue #19: a consumer on C accepts every delivery and closes its
+/// connection right after the last one, while the producer on A has many
+/// deliveries in flight. Nothing fails, so every outcome the producer gets
+/// must be `accepted`, and the consumer must get each message once. The
+/// routers saw the consumer's address go (its withdrawal travels on the
+/// priority control session, ahead of the last dispositions) and detached
+/// their data links at once, settling the deliveries still on them
+/// `modified`: in about one round in six the producer heard `modified` for
+/// messages the consumer had accepted. Several rounds on one line, each
+/// with a new consumer connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_closing_right_after_its_last_accept_has_every_outcome_reach_the_producer() {
+    const ROUNDS: usize = 12;
+    const N: usize = 5_000;
+    let (a, _b, c) = line();
+    let mut producer = a.client().await;
+    let tx = producer.open_sender(Some("issue19")).await.unwrap();
+    for round in 0..ROUNDS {
+        let mut consumer = c.client().await;
+        let rx = consumer.open_receiver("issue19", 1_000).await.unwrap();
+        wait_credit(&mut producer, tx).await;
+        let consume = tokio::spawn(async move {
+            let mut seen = std::collections::BTreeSet::new();
+            let mut duplicates = 0;
+            while seen.len() < N {
+                let d = tokio::time::timeout(CONVERGE, consumer.receive(rx))
+                    .await
+                    .expect("a delivery")
+                    .unwrap();
+                if !seen.insert(d.payload.clone()) {
+                    duplicates += 1;
+                }
+                consumer.accept(&d).unwrap();
+                if seen.len() < N && consumer.credit(rx) < 500 {
+                    consumer.flow(rx, 1_000).await.unwrap();
+                }
+            }
+            // Right behind the last accept: the close goes out after the
+            // queued dispositions, on the same connection.
+            consumer.close().await.unwrap();
+            duplicates
+        });
+        // Send as fast as credit allows; collect every outcome.
+        let mut outcomes: std::collections::BTreeMap<String, usize> = Default::default();
+        let (mut sent, mut settled) = (0, 0);
+        while settled < N {
+            while sent < N && producer.credit(tx) > 0 {
+                producer
+                    .send_nowait(tx, msg(&format!("r{round} m{sent}")), false)
+                    .unwrap();
+                sent += 1;
+            }
+            if sent == settled {
+                wait_credit(&mut producer, tx).await;
+                continue;
+            }
+            let o = tokio::time::timeout(CONVERGE, producer.next_outcome())
+                .await
+                .expect("every outcome arrives")
+                .unwrap();
+            *outcomes.entry(format!("{:?}", o.state)).or_default() += 1;
+            settled += 1;
+            for o in producer.take_outcomes().collect::<Vec<_>>() {
+                *outcomes.entry(format!("{:?}", o.state)).or_default() += 1;
+                settled += 1;
+            }
+        }
+        let duplicates = consume.await.unwrap();
+        let accepted = format!("{:?}", Some(DeliveryState::Accepted));
+        assert_eq!(
+            outcomes.get(&accepted).copied(),
+            Some(N),
+            "round {round}: producer outcomes {outcomes:?} for {N} messages the consumer accepted"
+        );
+        assert_eq!(duplicates, 0, "round {round}: duplicates at the consumer");
+    }
+}

@@ -51,6 +51,10 @@ pub struct ConsumerSpec {
     pub delay: Duration,
     /// The outcomes it gives.
     pub outcomes: OutcomeWeights,
+    /// Close the connection right after answering this many deliveries,
+    /// and stay away (a consumer that leaves as soon as it has what it
+    /// wanted: its last outcomes must still reach the producers).
+    pub close_after: Option<u64>,
 }
 
 /// A consumer's state.
@@ -64,6 +68,8 @@ pub struct Consumer {
     pending: VecDeque<(Instant, u32, Option<MsgKey>)>,
     busy_until: Option<Instant>,
     partial: Option<(u32, bool, BytesMut)>,
+    /// Deliveries answered so far.
+    answered: u64,
 }
 
 impl Consumer {
@@ -75,7 +81,14 @@ impl Consumer {
             pending: VecDeque::new(),
             busy_until: None,
             partial: None,
+            answered: 0,
         }
+    }
+
+    /// Whether it has answered all it wanted and closes its connection
+    /// (see [`ConsumerSpec::close_after`]).
+    pub fn leaving(&self) -> bool {
+        self.spec.close_after.is_some_and(|n| self.answered >= n)
     }
 
     /// Deliveries received and not yet answered.
@@ -153,6 +166,9 @@ impl Consumer {
         name: &str,
         ctx: &mut Ctx<'_>,
     ) -> bool {
+        if self.leaving() {
+            return false; // closed its connection: nothing more to do
+        }
         let mut acted = false;
         while self
             .pending
@@ -185,6 +201,13 @@ impl Consumer {
                 ctx.note(name, format_args!("answer {key} {outcome}"));
             }
             acted = true;
+            self.answered += 1;
+            if self.leaving() {
+                // Right behind the last disposition, in the same output.
+                engine.close(None);
+                ctx.note(name, "closing its connection (answered all it wanted)");
+                return true;
+            }
         }
         let want = self.spec.credit.saturating_sub(self.pending.len() as u32);
         if engine.credit(link) < want {

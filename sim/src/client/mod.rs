@@ -83,6 +83,9 @@ pub struct SimClient {
     pub reconnect_at: Option<Instant>,
     /// Asked to stop: detached, and stays so.
     pub stopped: bool,
+    /// Closed its connection for good (a consumer that answered all it
+    /// wanted): never connects again.
+    pub closed: bool,
     backoff: Duration,
     links: u32,
     tags: u64,
@@ -104,6 +107,7 @@ impl SimClient {
             conn: None,
             reconnect_at: Some(start),
             stopped: false,
+            closed: false,
             backoff: MIN_BACKOFF,
             links: 0,
             tags: 0,
@@ -148,6 +152,10 @@ impl SimClient {
     pub fn disconnected(&mut self, ctx: &mut Ctx<'_>) {
         if self.conn.take().is_some() {
             self.link_lost(ctx);
+        }
+        if self.closed {
+            self.reconnect_at = None;
+            return;
         }
         let wait = self.jitter(self.backoff);
         self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
@@ -208,25 +216,29 @@ impl SimClient {
         let (Some(link), true) = (c.link, c.attached) else {
             return progress;
         };
-        progress
-            | match &mut self.app {
-                App::Producer(p) => p.act(
-                    self.index,
-                    &mut c.engine,
-                    link,
-                    &mut self.tags,
-                    &self.name,
-                    ctx,
-                ),
-                App::Consumer(k) => k.act(
-                    &mut c.engine,
-                    link,
-                    &mut self.rng,
-                    self.index,
-                    &self.name,
-                    ctx,
-                ),
-            }
+        let acted = match &mut self.app {
+            App::Producer(p) => p.act(
+                self.index,
+                &mut c.engine,
+                link,
+                &mut self.tags,
+                &self.name,
+                ctx,
+            ),
+            App::Consumer(k) => k.act(
+                &mut c.engine,
+                link,
+                &mut self.rng,
+                self.index,
+                &self.name,
+                ctx,
+            ),
+        };
+        if matches!(&self.app, App::Consumer(k) if k.leaving()) {
+            self.closed = true;
+            self.stopped = true;
+        }
+        progress | acted
     }
 
     /// When the application next wants to act, if it is waiting on time.

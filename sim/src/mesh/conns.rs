@@ -310,7 +310,14 @@ impl Mesh {
         progress
     }
 
-    /// Delivers every segment that has arrived.
+    /// Delivers, on each connection and in each direction, the first
+    /// segment that has arrived; the rest wait for the next round of the
+    /// step, after routing and inboxes have run. In the router a
+    /// connection task reads what its socket has, and other tasks — the
+    /// routing task, the other connections — may run between two reads,
+    /// so what a peer wrote in two chunks (the priority control session's
+    /// and the data session's, say) may be handled with a routing change
+    /// in between: delivering it all at once would hide those orders.
     pub(crate) fn pump_arrivals(&mut self) -> bool {
         let now = self.clock.now();
         let ids: Vec<u64> = self
@@ -339,7 +346,7 @@ impl Mesh {
                     };
                     progress = true;
                     if !conn.alive[to] {
-                        continue;
+                        continue; // nobody reads: drop what arrived
                     }
                     match seg {
                         Segment::Data(bytes, events) => {
@@ -354,6 +361,7 @@ impl Mesh {
                             }
                         }
                     }
+                    break; // one read per round
                 }
             }
             self.conns.insert(id, conn);

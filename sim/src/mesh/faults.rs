@@ -247,5 +247,8 @@ impl Mesh {
         let expected = self.expected_paths();
         self.monitor.topology_changed(why, now, expected);
         self.ledger.epoch = self.monitor.epoch;
+        self.ledger.faulted = self.routers.iter().any(|r| !r.is_up())
+            || self.links.iter().any(|l| l.cut || l.blackholed)
+            || self.group.iter().any(|g| *g != 0);
     }
 }

@@ -13,6 +13,7 @@ pub fn consumer(address: &str, credit: u32) -> ConsumerSpec {
         credit,
         delay: Duration::from_millis(1),
         outcomes: OutcomeWeights::ACCEPT_ALL,
+        close_after: None,
     }
 }
 

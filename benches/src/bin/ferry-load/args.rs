@@ -190,6 +190,15 @@ pub struct Args {
     #[arg(long)]
     pub multicast: bool,
 
+    /// Each consumer closes its connection right after it has received and
+    /// accepted this many messages, without waiting for the run to end
+    /// (the producers still wait for every outcome). With a consumer on
+    /// another router than the producer, this checks that a consumer's
+    /// last outcomes still reach the producer when its connection ends at
+    /// once (`benches/false-outcome.sh`).
+    #[arg(long, value_name = "N")]
+    pub close_after: Option<u64>,
+
     /// After the producers finish, wait at most this many seconds for
     /// messages still on their way (the wait ends sooner once everything
     /// expected arrived, or once nothing arrived for --quiet-ms).

@@ -24,6 +24,8 @@ pub struct Consumer {
     /// this run: counted as foreign.
     producers: usize,
     max_seq: u64,
+    /// `--close-after`: close once this many messages were received.
+    close_after: Option<u64>,
 }
 
 impl Consumer {
@@ -53,6 +55,7 @@ impl Consumer {
                 (None, true) => args.count.saturating_mul(args.producers as u64),
                 (Some(_), _) => 1 << 32,
             },
+            close_after: args.close_after,
         })
     }
 
@@ -126,6 +129,11 @@ impl Consumer {
                 .fetch_max(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
             if let Some(e) = &r.error {
                 self.shared.fail(e.clone());
+                break;
+            }
+            if self.close_after.is_some_and(|n| r.received >= n) {
+                // Accepted the last one: close at once (below), right
+                // behind its disposition.
                 break;
             }
             if self.client.credit(self.link) < self.credit / 2 {

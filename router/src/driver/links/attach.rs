@@ -151,6 +151,7 @@ impl Links {
                 outstanding: Default::default(),
                 streams: Default::default(),
                 held: VecDeque::new(),
+                retiring: false,
             },
         );
         Ok(())

@@ -4,9 +4,9 @@ use super::*;
 
 impl Links {
     pub(super) fn deliver(&mut self, engine: &mut Connection, link: LinkId, f: Forwarded) {
-        let Some(c) = self.consumers.get_mut(&link) else {
-            // The consumer went away before we could send: never sent on,
-            // so another consumer may have it.
+        let Some(c) = self.consumers.get_mut(&link).filter(|c| !c.retiring) else {
+            // The consumer went away (or its data link is retiring) before
+            // we could send: never sent on, so another consumer may have it.
             if let Some(o) = f.origin {
                 self.reforward(o, f.retry, link);
             }
@@ -186,6 +186,7 @@ impl Links {
         }
         if !more || aborted {
             c.streams.remove(&key);
+            self.check_retiring(engine, link);
         }
     }
 
@@ -215,6 +216,7 @@ impl Links {
                 // Settled without an outcome: its fate is unknown to us.
                 None => origin.settle(delivery_failed()),
             }
+            self.check_retiring(engine, link);
         }
     }
 

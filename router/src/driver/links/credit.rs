@@ -58,6 +58,15 @@ impl Links {
         let Some(c) = self.consumers.get_mut(&link) else {
             return;
         };
+        if c.retiring {
+            // Out of the address's budget: nothing to report, nothing to
+            // send.
+            c.reported = credit;
+            if drain {
+                let _ = engine.drained(link);
+            }
+            return;
+        }
         let delta = credit as i64 - c.reported as i64;
         c.reported = credit;
         c.address.adjust_consumer_credit(self.me.id, link, delta);

@@ -326,20 +326,20 @@ impl Links {
                 wanted.insert((address.to_string(), None));
             }
         }
-        let mut gone: Vec<(DataKey, LinkId)> = self
+        let mut gone: Vec<LinkId> = self
             .mesh
             .data
             .iter()
-            .filter(|(k, _)| !wanted.contains(*k))
-            .map(|(k, l)| (k.clone(), *l))
+            .filter(|(k, l)| !wanted.contains(*k) && !self.is_retiring(**l))
+            .map(|(_, l)| *l)
             .collect();
         gone.sort();
-        for (key, link) in gone {
-            self.mesh.data.remove(&key);
-            let _ = engine.detach(link, true, None);
-            self.detached(link);
+        for link in gone {
+            self.retire(engine, link);
         }
         for key in wanted {
+            // A link still retiring keeps its key (and its name) until it
+            // is detached; then this runs again and attaches a new one.
             if self.mesh.data.contains_key(&key) {
                 continue;
             }
@@ -379,6 +379,7 @@ impl Links {
                     outstanding: Default::default(),
                     streams: Default::default(),
                     held: VecDeque::new(),
+                    retiring: false,
                 },
             );
             self.mesh.data.insert(key, link);
@@ -388,5 +389,73 @@ impl Links {
     /// Forgets a data link that went away.
     pub(super) fn data_link_gone(&mut self, link: LinkId) {
         self.mesh.data.retain(|_, l| *l != link);
+    }
+
+    /// Whether `link` is a data link waiting for its outcomes before it
+    /// is detached.
+    pub(super) fn is_retiring(&self, link: LinkId) -> bool {
+        self.consumers.get(&link).is_some_and(|c| c.retiring)
+    }
+
+    /// Takes a data link the routing no longer wants out of use: nothing
+    /// more is routed to it, and what waits on it for credit (never sent)
+    /// is released; it is detached only once every delivery sent on it
+    /// has its outcome ([`finish_retiring`](Self::finish_retiring)).
+    ///
+    /// Detaching at once would settle those deliveries `modified` while
+    /// the peer's outcomes for them may be on their way: the peer's
+    /// consumer may have accepted them, and the withdrawal of its address
+    /// that made this link unwanted travels on the priority control
+    /// session, ahead of the dispositions it followed (and a connection
+    /// task may read the one before the other). Once our detach is sent
+    /// the engine forgets the link's unsettled deliveries, and the peer,
+    /// detaching its end, drops the outcomes it has not sent yet (AMQP 1.0
+    /// §2.6.6, §2.7.7: a closed link's unsettled state is gone). A
+    /// delivery's outcome always comes while the connection lasts (the
+    /// peer settles what it cannot deliver, `released` or `modified`), so
+    /// the wait is bounded by the deliveries in flight; if the connection
+    /// drops first they are settled `modified` as for any lost link.
+    pub(super) fn retire(&mut self, engine: &mut Connection, link: LinkId) {
+        let Some(c) = self.consumers.get_mut(&link) else {
+            return;
+        };
+        c.retiring = true;
+        c.address.remove_consumer(self.me.id, link);
+        let held = std::mem::take(&mut c.held);
+        let address = c.address.clone();
+        self.core.release(&address);
+        // Never sent: nobody has them.
+        for h in held {
+            if let Held::Start(Forwarded {
+                origin: Some(o), ..
+            }) = h
+            {
+                o.settle(DeliveryState::Released);
+            }
+        }
+        self.finish_retiring(engine, link);
+    }
+
+    /// Detaches retiring data link `link` if nothing sent on it is waiting
+    /// for its outcome or its later frames; returns whether it did.
+    pub(super) fn finish_retiring(&mut self, engine: &mut Connection, link: LinkId) -> bool {
+        let done = self
+            .consumers
+            .get(&link)
+            .is_some_and(|c| c.retiring && c.outstanding.is_empty() && c.streams.is_empty());
+        if done {
+            let _ = engine.detach(link, true, None);
+            self.detached(link);
+        }
+        done
+    }
+
+    /// After an outcome or a last frame on `link`: a retiring link with
+    /// nothing left in flight is detached, and the data links are synced
+    /// again (its address may be wanted again by now).
+    pub(super) fn check_retiring(&mut self, engine: &mut Connection, link: LinkId) {
+        if self.is_retiring(link) && self.finish_retiring(engine, link) {
+            self.sync_data_links(engine);
+        }
     }
 }

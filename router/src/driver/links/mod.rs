@@ -76,6 +76,10 @@ struct Consumer {
     /// with the later frames of those sent over several; at most what was
     /// promised upstream beyond the link's credit.
     held: VecDeque<Held>,
+    /// A data link the routing no longer wants: it takes no new
+    /// deliveries and is detached once every delivery sent on it has its
+    /// outcome (see `Links::retire`).
+    retiring: bool,
 }
 
 /// What waits on a consumer link for credit.
