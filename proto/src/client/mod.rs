@@ -19,7 +19,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpStream, ToSocketAddrs};
 
 pub use error::ClientError;
-pub use tls::{ClientTls, client_config};
+pub use tls::{ClientTls, client_config, crypto_provider};
 pub use url::Url;
 
 use crate::definitions::{

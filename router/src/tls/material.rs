@@ -36,12 +36,10 @@ pub struct MaterialError {
     pub reason: String,
 }
 
-/// The crypto provider: *ring* (Rust and assembly, no OpenSSL, no
-/// aws-lc). rustls deprecates it for lacking post-quantum key exchange;
-/// TLS 1.3 with X25519 is what the mesh and clients negotiate.
+/// The crypto provider: the one of every TLS connection Ferry makes
+/// ([`ferry_proto::client::crypto_provider`]: *ring*, fast choices first).
 pub fn provider() -> Arc<CryptoProvider> {
-    #[allow(deprecated)]
-    Arc::new(rustls::crypto::ring::default_provider())
+    ferry_proto::client::crypto_provider()
 }
 
 /// A profile's configurations, built from its files as they were read.

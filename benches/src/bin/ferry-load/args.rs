@@ -104,6 +104,22 @@ EXIT STATUS:
     1 a connection or link failed (the report, with `error`, is still printed)
     2 invalid command line";
 
+/// The SASL mechanism a connection uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Sasl {
+    /// No credentials.
+    Anonymous,
+    /// The URL's user and password, in clear inside the connection (use
+    /// with amqps).
+    Plain,
+    /// The URL's user and password, by SCRAM-SHA-256 (RFC 7677): the
+    /// password never crosses the wire.
+    #[value(name = "scram-sha-256")]
+    ScramSha256,
+    /// The identity of the client certificate (--cert/--key).
+    External,
+}
+
 /// A router-agnostic AMQP 1.0 load generator.
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -114,8 +130,9 @@ EXIT STATUS:
     after_long_help = AFTER_LONG_HELP
 )]
 pub struct Args {
-    /// Endpoint for producers and consumers: `amqp://host[:port]` (port
-    /// 5672 by default; a path or `user@` part is ignored).
+    /// Endpoint for producers and consumers:
+    /// `amqp[s]://[user:password@]host[:port]` (port 5672, or 5671 for
+    /// amqps; a path is ignored). amqps: TLS, verified against --ca.
     #[arg(long, default_value = "amqp://127.0.0.1:5672", value_name = "URL")]
     pub url: String,
 
@@ -259,6 +276,33 @@ pub struct Args {
     /// in --help).
     #[arg(long)]
     pub json: bool,
+
+    /// PEM trust anchors for amqps:// endpoints (only these are trusted).
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<std::path::PathBuf>,
+
+    /// PEM client certificate to present over amqps (with --key).
+    #[arg(long, value_name = "FILE")]
+    pub cert: Option<std::path::PathBuf>,
+
+    /// PEM private key of --cert.
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<std::path::PathBuf>,
+
+    /// The name the endpoint's certificate must carry [default: the URL's
+    /// host].
+    #[arg(long, value_name = "NAME")]
+    pub server_name: Option<String>,
+
+    /// amqps: a full TLS handshake for every connection, no session
+    /// resumption (for measuring an endpoint's handshake rate).
+    #[arg(long)]
+    pub no_tls_resumption: bool,
+
+    /// SASL mechanism [default: plain with user:password@ in the URL,
+    /// external with --cert, else anonymous].
+    #[arg(long, value_enum, value_name = "MECHANISM")]
+    pub sasl: Option<Sasl>,
 }
 
 fn positive(name: &str, v: f64) -> anyhow::Result<()> {
@@ -318,7 +362,7 @@ impl Args {
         }
         if !self.sink {
             for u in self.producer_urls().iter().chain(&self.consumer_urls()) {
-                host_port(u)?;
+                crate::connect::options(self, u, String::new())?;
             }
         }
         Ok(())
@@ -343,43 +387,30 @@ impl Args {
     }
 }
 
-/// `host:port` of an `amqp://[user@]host[:port][/...]` URL.
-pub fn host_port(url: &str) -> anyhow::Result<String> {
-    if url.starts_with("amqps://") {
-        anyhow::bail!("amqps:// (TLS) is not supported yet: {url}");
-    }
-    let rest = url
-        .strip_prefix("amqp://")
-        .ok_or_else(|| anyhow::anyhow!("not an amqp:// URL: {url}"))?;
-    let hostport = rest.split('/').next().unwrap_or(rest);
-    let hostport = hostport.rsplit('@').next().unwrap_or(hostport);
-    if hostport.is_empty() {
-        anyhow::bail!("no host in {url}");
-    }
-    // [v6]:port, [v6], host:port, host
-    let has_port = match hostport.rfind(']') {
-        Some(i) => hostport[i..].contains(':'),
-        None => hostport.contains(':'),
-    };
-    if has_port {
-        Ok(hostport.to_string())
-    } else {
-        Ok(format!("{hostport}:5672"))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn urls() {
-        assert_eq!(host_port("amqp://h").unwrap(), "h:5672");
-        assert_eq!(host_port("amqp://u@h:1/x").unwrap(), "h:1");
-        assert_eq!(host_port("amqp://[::1]").unwrap(), "[::1]:5672");
-        assert_eq!(host_port("amqp://[::1]:9").unwrap(), "[::1]:9");
-        assert!(host_port("amqps://h").is_err());
-        assert!(host_port("h:1").is_err());
+    fn urls_give_an_address_and_a_login() {
+        use ferry_proto::engine::SaslClientConfig;
+        let args = Args::parse_from(["ferry-load"]);
+        let (addr, o) = crate::connect::options(&args, "amqp://u:p@h:1/x", "c".into()).unwrap();
+        assert_eq!(addr, "h:1");
+        assert!(matches!(o.sasl, Some(SaslClientConfig::Plain { .. })));
+        let (addr, o) = crate::connect::options(&args, "amqp://[::1]", "c".into()).unwrap();
+        assert_eq!(addr, "[::1]:5672");
+        assert_eq!(o.sasl, Some(SaslClientConfig::Anonymous));
+        assert!(
+            crate::connect::options(&args, "amqps://h", "c".into()).is_err(),
+            "amqps without --ca"
+        );
+        assert!(crate::connect::options(&args, "h:1", "c".into()).is_err());
+        let scram = Args::parse_from(["ferry-load", "--sasl", "scram-sha-256"]);
+        assert!(
+            crate::connect::options(&scram, "amqp://h", "c".into()).is_err(),
+            "no user"
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use ferry_proto::client::{Client, ClientOptions};
 use ferry_proto::engine::LinkId;
 
-use crate::args::{Args, host_port};
+use crate::args::Args;
 use crate::payload;
 use crate::report::{ConsumerResult, Seen, Shared, new_histogram};
 
@@ -35,12 +35,16 @@ impl Consumer {
         shared: Arc<Shared>,
         index: usize,
     ) -> anyhow::Result<Self> {
+        let (addr, options) = crate::connect::options(
+            args,
+            url,
+            format!("ferry-load-c{index}-{}", std::process::id()),
+        )?;
         let options = ClientOptions {
-            container_id: format!("ferry-load-c{index}-{}", std::process::id()),
             timeout: Duration::from_secs(3600),
-            ..ClientOptions::default()
+            ..options
         };
-        let mut client = Client::connect(host_port(url)?, options).await?;
+        let mut client = Client::connect(addr, options).await?;
         let link = client.open_receiver(&args.address, args.credit).await?;
         Ok(Self {
             client,

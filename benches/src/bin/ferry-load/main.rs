@@ -9,6 +9,7 @@
 //! ```
 
 mod args;
+mod connect;
 mod consumer;
 mod payload;
 mod producer;
@@ -359,21 +360,26 @@ async fn idle(args: &Args) -> anyhow::Result<()> {
     let t0 = Instant::now();
     let held = connect_all(args.idle, args.connect_concurrency, |i, permits| {
         let url = urls[i % urls.len()].clone();
+        let made = connect::options(
+            args,
+            &url,
+            format!("ferry-load-idle-{i}-{}", std::process::id()),
+        );
         async move {
             let _permit = permits.acquire_owned().await?;
+            let (addr, options) = made?;
             let options = ferry_proto::client::ClientOptions {
-                container_id: format!("ferry-load-idle-{i}-{}", std::process::id()),
                 idle_timeout: None,
-                ..Default::default()
+                ..options
             };
-            ferry_proto::client::Client::connect(args::host_port(&url)?, options)
+            ferry_proto::client::Client::connect(addr, options)
                 .await
                 .with_context(|| format!("idle connection {i} to {url}"))
         }
     })
     .await?;
     eprintln!(
-        "idle connections open: {} (in {:.1} s)",
+        "idle connections open: {} (in {:.3} s)",
         held.len(),
         t0.elapsed().as_secs_f64()
     );

@@ -10,7 +10,7 @@ use ferry_proto::client::{Client, ClientError, ClientOptions, Outcome};
 use ferry_proto::definitions::DeliveryState;
 use ferry_proto::engine::LinkId;
 
-use crate::args::{Args, Settle, host_port};
+use crate::args::{Args, Settle};
 use crate::payload;
 use crate::report::Shared;
 
@@ -40,12 +40,16 @@ impl Producer {
         shared: Arc<Shared>,
         index: usize,
     ) -> anyhow::Result<Self> {
+        let (addr, options) = crate::connect::options(
+            args,
+            url,
+            format!("ferry-load-p{index}-{}", std::process::id()),
+        )?;
         let options = ClientOptions {
-            container_id: format!("ferry-load-p{index}-{}", std::process::id()),
             timeout: Duration::from_secs(120),
-            ..ClientOptions::default()
+            ..options
         };
-        let mut client = Client::connect(host_port(url)?, options).await?;
+        let mut client = Client::connect(addr, options).await?;
         let link = client.open_sender(Some(&args.address)).await?;
         Ok(Self {
             client,
