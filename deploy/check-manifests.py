@@ -9,25 +9,42 @@
   ConfigMap and the PodDisruptionBudget agree with each other (selectors
   and labels, service name, named ports, probes, the router id from the pod
   name, the config file per pod, non-root);
+- the Secret of the routers' certificates (kustomization.yaml's
+  secretGenerator, imitated here and validated like the manifests; also
+  rendered by `kubectl kustomize` when kubectl is installed): mounted as a
+  whole folder, group-readable only, it holds the mesh CA and every router's
+  certificate and key, never the CA's key, from the files
+  deploy/make-certs.sh --k8s writes;
 - every router configuration in the ConfigMap parses as TOML, dials only
-  routers of lower ordinal through the headless Service, and passes
-  `ferry check-config` (with --ferry BIN);
-- the compose file: routers, connectors by service name, distinct host
-  ports, the `five` profile (and `docker-compose config` when installed);
+  routers of lower ordinal through the headless Service, runs the mesh over
+  mutual TLS (inter-router listener with tls and client_cert = "required",
+  every connector with tls, no allow_unauthenticated_routers) with its own
+  certificate from the Secret, and passes `ferry check-config` (with
+  --ferry BIN) on certificates made for the check by deploy/make-certs.sh;
+- the compose file: routers, connectors by service name over TLS, each
+  router's own certificate folder, distinct host ports, the `five` profile
+  (and `docker-compose config` when installed); with --ferry, deploy/ferry.toml
+  with each router's environment passes `ferry check-config`;
 - with --image IMAGE: the StatefulSet's pods are imitated with plain
   containers of that image (pod names, the headless Service's DNS names as
-  network aliases, the ConfigMap mounted read-only at /etc/ferry, a read-only
+  network aliases, the ConfigMap and the Secret (certificates made for the
+  check) mounted read-only where the StatefulSet mounts them, a read-only
   root filesystem, the same environment and probe), and the routers must form
-  a complete mesh; the containers and network (ferry-k8s-check-*) are removed.
+  a complete mesh over mutual TLS; the containers and network
+  (ferry-k8s-check-*) are removed.
 
 Ends with 'N passed, N failed'; exit status 1 if anything failed.
-Needs PyYAML (and kubernetes-validate for the schemas):
+Needs PyYAML (and kubernetes-validate for the schemas), and openssl for
+deploy/make-certs.sh:
   pip install kubernetes-validate pyyaml      # or deploy/check-manifests.sh
 """
 
 import argparse
+import base64
 import os
+import posixpath
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -38,6 +55,7 @@ import yaml
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 K8S = os.path.join(HERE, "k8s")
+MAKE_CERTS = os.path.join(HERE, "make-certs.sh")
 results = {"passed": 0, "failed": 0}
 
 
@@ -95,7 +113,124 @@ def matches(selector, labels):
     return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
 
 
-def structure_checks(docs, ferry_bin):
+def make_certs(tmp, replicas):
+    """Certificates for the checks, made by deploy/make-certs.sh in tmp/k8s
+    and tmp/compose (keys yours: only this process reads them on the host)."""
+    me = "%d:%d" % (os.getuid(), os.getgid())
+    out = {}
+    for kind, args in (("k8s", ["--k8s", "--replicas", str(replicas)]), ("compose", ["--compose", "--owner", me])):
+        d = os.path.join(tmp, kind)
+        try:
+            r = subprocess.run(["bash", MAKE_CERTS, *args, d], capture_output=True, text=True)
+            ok, err = r.returncode == 0, r.stderr.strip()[-400:]
+        except OSError as e:
+            ok, err = False, str(e)
+        if check(ok, "deploy/make-certs.sh %s makes certificates for the checks" % args[0], err):
+            out[kind] = d
+    return out
+
+
+def cert_names(path):
+    """The subject CN and DNS names of a PEM certificate (openssl)."""
+    r = subprocess.run(["openssl", "x509", "-in", path, "-noout", "-subject", "-ext", "subjectAltName",
+                        "-nameopt", "multiline"], capture_output=True, text=True)
+    cn = re.findall(r"commonName\s*=\s*(\S+)", r.stdout)
+    return set(cn[:1]) | set(re.findall(r"DNS:([^,\s]+)", r.stdout))
+
+
+def generated_secrets(k8s_certs):
+    """The Secrets of kustomization.yaml's secretGenerator, as documents
+    (data from the files in k8s_certs, made by make-certs.sh --k8s, standing
+    for deploy/k8s/certs), each with its {key: local file}."""
+    with open(os.path.join(K8S, "kustomization.yaml")) as f:
+        kust = yaml.safe_load(f)
+    out = []
+    for g in kust.get("secretGenerator", []):
+        files = {}
+        for spec in g.get("files", []):
+            key, _, path = spec.rpartition("=")
+            key = key or os.path.basename(path)
+            local = os.path.join(K8S, path)
+            if k8s_certs and path.startswith("certs/"):
+                local = os.path.join(k8s_certs, path[len("certs/"):])
+            files[key] = (path, local)
+        data = {}
+        for key, (_, local) in files.items():
+            with open(local, "rb") as f:
+                data[key] = base64.b64encode(f.read()).decode()
+        doc = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": g["name"]},
+               "type": g.get("type", "Opaque"), "data": data}
+        out.append((doc, files))
+    return out
+
+
+def secret_checks(secrets, k8s_certs):
+    with open(os.path.join(K8S, "kustomization.yaml")) as f:
+        kust = yaml.safe_load(f)
+    check(kust.get("generatorOptions", {}).get("disableNameSuffixHash") is True,
+          "the Secret keeps its name (no hash suffix): new certificates reach running pods")
+    for doc, files in secrets:
+        name = doc["metadata"]["name"]
+        check(not any(p.endswith("ca.key") for p, _ in files.values()), "Secret %s holds no CA key" % name)
+        if k8s_certs:
+            missing = [p for p, local in files.values() if not os.path.isfile(local)]
+            check(not missing, "Secret %s: make-certs.sh --k8s writes every file it takes" % name, str(missing))
+    if not shutil.which("kubectl"):
+        print("note - kubectl not installed: `kubectl kustomize` not tried")
+        return
+    if not k8s_certs:
+        return
+    # kustomize itself, on a copy of deploy/k8s with the check's certificates.
+    with tempfile.TemporaryDirectory(prefix="ferry-kustomize-") as tmp:
+        shutil.copytree(K8S, os.path.join(tmp, "k8s"), ignore=shutil.ignore_patterns("certs"))
+        shutil.copytree(k8s_certs, os.path.join(tmp, "k8s", "certs"))
+        r = subprocess.run(["kubectl", "kustomize", os.path.join(tmp, "k8s")], capture_output=True, text=True,
+                           timeout=60)
+        if not check(r.returncode == 0, "kubectl kustomize renders deploy/k8s", r.stderr.strip()[-400:]):
+            return
+        rendered = [d for d in yaml.safe_load_all(r.stdout) if d]
+        for doc, _ in secrets:
+            got = next((d for d in rendered if d.get("kind") == "Secret"
+                        and d["metadata"]["name"] == doc["metadata"]["name"]), None)
+            decoded = lambda data: {k: base64.b64decode(v) for k, v in (data or {}).items()}
+            check(got is not None and decoded(got.get("data")) == decoded(doc["data"]),
+                  "kubectl kustomize makes Secret %s as imitated here" % doc["metadata"]["name"])
+
+
+def tls_profile_checks(what, cfg):
+    """The mesh over mutual TLS in one router configuration: returns the
+    inter-router listener's profile (a dict) or None."""
+    listeners = cfg.get("listener", [])
+    inter = [x for x in listeners if x.get("role") == "inter-router"]
+    profiles = {t["name"]: t for t in cfg.get("tls", [])}
+    names = {x.get("tls") for x in inter}
+    prof = profiles.get(next(iter(names))) if len(names) == 1 else None
+    check(bool(inter) and prof is not None and all(x.get("client_cert") == "required" for x in inter),
+          "%s: the inter-router listener is mutual TLS (tls, client_cert = \"required\")" % what)
+    check(prof is not None and all(k in prof for k in ("cert", "key", "ca")),
+          "%s: its TLS profile has cert, key and ca" % what)
+    dials = cfg.get("connector", [])
+    check(all(d.get("tls") is not None and d.get("tls") in names for d in dials),
+          "%s: every connector dials over TLS with that profile" % what)
+    check(not any(x.get("allow_unauthenticated_routers") for x in listeners + dials),
+          "%s: no allow_unauthenticated_routers" % what)
+    return prof
+
+
+def check_config(ferry_bin, what, path, env_extra):
+    envv = {k: v for k, v in os.environ.items() if not k.upper().startswith("FERRY_")}
+    envv.update(env_extra)
+    r = subprocess.run([ferry_bin, "check-config", "-c", path], env=envv, capture_output=True, text=True)
+    check(r.returncode == 0, "ferry check-config accepts %s" % what, r.stderr.strip())
+
+
+def tls_env(cfg, prof, files):
+    """FERRY_TLS__i__… pointing profile prof of cfg at local files."""
+    i = [t["name"] for t in cfg.get("tls", [])].index(prof["name"])
+    return {"FERRY_TLS__%d__%s" % (i, k.upper()): files[k] for k in ("cert", "key", "ca")}
+
+
+def structure_checks(docs, secrets, ferry_bin, k8s_certs):
     kinds = {d.get("kind") for _, d in docs}
     for k in ("StatefulSet", "Service", "ConfigMap", "PodDisruptionBudget"):
         check(k in kinds, "a %s is defined" % k)
@@ -157,6 +292,26 @@ def structure_checks(docs, ferry_bin):
         return
     cm = cms.get(vols[mount]["configMap"]["name"])
     check(cm is not None, "the mounted ConfigMap is defined")
+    # The Secret with the routers' certificates.
+    tls_vol = next((n for n, v in vols.items() if "secret" in v), None)
+    check(tls_vol in mounts, "a Secret volume (the routers' certificates) is mounted")
+    if tls_vol not in mounts:
+        return
+    tls_dir = mounts[tls_vol].rstrip("/")
+    secret_name = vols[tls_vol]["secret"]["secretName"]
+    secret = next((f for d, f in secrets if d["metadata"]["name"] == secret_name), None)
+    check(secret is not None, "the mounted Secret %s is made by kustomization.yaml's secretGenerator" % secret_name)
+    if secret is None:
+        return
+    check(not any(m.get("subPath") for m in c["volumeMounts"] if m["name"] == tls_vol),
+          "the Secret is mounted as a folder, not subPath files (updates reach the pod)")
+    mode = vols[tls_vol]["secret"].get("defaultMode", 0o644)
+    check(mode & 0o007 == 0 and mode & 0o040 and sc.get("fsGroup") == sc.get("runAsGroup"),
+          "the Secret's files are readable by the router's group only (defaultMode %o, fsGroup %s)" % (
+              mode, sc.get("fsGroup")))
+    paths = sorted(m["mountPath"].rstrip("/") + "/" for m in c["volumeMounts"])
+    check(not any(b.startswith(a) for a, b in zip(paths, paths[1:])),
+          "volume mounts do not nest (a mount point inside a read-only volume cannot be made)", str(paths))
     check(cfg_env == mounts[mount].rstrip("/") + "/$(POD_NAME).toml" and "POD_NAME" in env
           and list(env).index("POD_NAME") < list(env).index("FERRY_CONFIG"),
           "FERRY_CONFIG names the pod's own entry of the ConfigMap", cfg_env)
@@ -183,21 +338,49 @@ def structure_checks(docs, ferry_bin):
         check(("normal", port_names["amqp"]) in listens and ("inter-router", inter_port) in listens,
               "%s listens where the container ports say" % key)
         check("id" not in cfg.get("router", {}), "%s leaves the id to FERRY_ROUTER__ID" % key)
+        pod_name = "%s-%d" % (name, i)
+        prof = tls_profile_checks(key, cfg)
+        if prof is None or not all(k in prof for k in ("cert", "key", "ca")):
+            continue
+        own = {k: posixpath.basename(prof[k]) for k in ("cert", "key", "ca")}
+        check(all(posixpath.dirname(prof[k]) == tls_dir and own[k] in secret for k in own),
+              "%s: cert, key and ca are files of the Secret (%s)" % (key, tls_dir), str(prof))
+        check(all(own[k] in secret for k in own)
+              and secret[own["cert"]][0] == "certs/%s/cert.pem" % pod_name
+              and secret[own["key"]][0] == "certs/%s/key.pem" % pod_name,
+              "%s: the certificate and key are %s's own" % (key, pod_name))
+        if not k8s_certs or not all(own[k] in secret for k in own):
+            continue
+        local = {k: secret[own[k]][1] for k in own}
+        names = cert_names(local["cert"])
+        dialed_as = {d["host"] for j in ordinals if j > i
+                     for d in tomllib.loads(cm["data"]["%s-%d.toml" % (name, j)]).get("connector", [])
+                     if d["host"].split(".")[0] == pod_name}
+        check(pod_name in names and dialed_as <= names,
+              "%s's certificate names it and the hosts it is dialed by (%s)" % (
+                  pod_name, ", ".join(sorted(dialed_as)) or "none"), str(sorted(names)))
         if ferry_bin:
             with tempfile.NamedTemporaryFile("w", suffix=".toml") as f:
                 f.write(cm["data"][key])
                 f.flush()
-                envv = {k: v for k, v in os.environ.items() if not k.upper().startswith("FERRY_")}
-                envv["FERRY_ROUTER__ID"] = "%s-%d" % (name, i)
-                r = subprocess.run([ferry_bin, "check-config", "-c", f.name], env=envv,
-                                   capture_output=True, text=True)
-                check(r.returncode == 0, "ferry check-config accepts %s" % key, r.stderr.strip())
+                env = {"FERRY_ROUTER__ID": pod_name, **tls_env(cfg, prof, local)}
+                check_config(ferry_bin, key, f.name, env)
 
 
-def compose_checks():
+def compose_checks(ferry_bin, compose_certs):
     path = os.path.join(HERE, "compose.yaml")
     with open(path) as f:
         c = yaml.safe_load(f)
+    # The image's configuration, which every router of the compose mesh reads.
+    base_path = os.path.join(HERE, "ferry.toml")
+    with open(base_path, "rb") as f:
+        base_cfg = tomllib.load(f)
+    prof = tls_profile_checks("deploy/ferry.toml", base_cfg)
+    tls_dir = None
+    if prof is not None and all(k in prof for k in ("cert", "key", "ca")):
+        tls_dir = posixpath.dirname(prof["cert"])
+        check(all(posixpath.dirname(prof[k]) == tls_dir for k in ("cert", "key", "ca")),
+              "deploy/ferry.toml: cert, key and ca in one folder (%s), mounted per router" % tls_dir)
     services = c["services"]
     routers = sorted(s for s in services if s.startswith("router-"))
     base = [s for s in routers if not services[s].get("profiles")]
@@ -225,6 +408,28 @@ def compose_checks():
                 check(m.group(1) not in host_ports, "compose: %s has its own host port" % s)
                 host_ports.add(m.group(1))
         check(svc.get("networks") == ["mesh"], "compose: %s is on the private network" % s)
+        if prof is None:
+            continue
+        check(all(env.get("FERRY_CONNECTOR__%d__TLS" % i) == prof["name"] for i in idx)
+              and not any("ALLOW_UNAUTHENTICATED" in k.upper() for k in env),
+              "compose: %s dials over TLS (profile %s), never unauthenticated" % (s, prof["name"]))
+        vols = [re.fullmatch(r"(.*):(/[^:]*?)(?::(ro|rw))?", str(v)) for v in svc.get("volumes", [])]
+        vols = [(m.group(1), m.group(2), m.group(3)) for m in vols if m]
+        check(("./ferry.toml", "/etc/ferry/ferry.toml", "ro") in vols, "compose: %s mounts deploy/ferry.toml" % s)
+        mine = [v for v in vols if v[1] == tls_dir]
+        check(len(mine) == 1 and mine[0][0].endswith("/" + str(rid)) and mine[0][2] == "ro",
+              "compose: %s mounts its own certificate folder (…/%s) at %s, read-only" % (s, rid, tls_dir),
+              str(mine))
+        if compose_certs and rid:
+            local = {k: os.path.join(compose_certs, str(rid), posixpath.basename(prof[k])) for k in ("cert", "key", "ca")}
+            names = cert_names(local["cert"])
+            check({str(rid), s} <= names, "compose: %s's certificate names %s and %s (the host it is dialed by)" % (
+                s, rid, s), str(sorted(names)))
+            if ferry_bin:
+                env_all = {k: str(v) for k, v in env.items()}
+                env_all.update(tls_env(base_cfg, prof, local))
+                check_config(ferry_bin, "deploy/ferry.toml with the environment of compose's %s" % s, base_path,
+                             env_all)
     try:
         r = subprocess.run(["docker-compose", "-f", path, "--profile", "five", "config", "-q"],
                            capture_output=True, text=True)
@@ -240,55 +445,92 @@ def docker(*args, check_rc=True):
     return r.stdout.strip()
 
 
-def k8s_in_docker(docs, image, replicas):
+def k8s_in_docker(docs, secrets, image, replicas):
     """The StatefulSet's pods, imitated with containers: do they form a mesh?"""
     sts = by_kind(docs, "StatefulSet")[0]
     name, svc = sts["metadata"]["name"], sts["spec"]["serviceName"]
     cm = by_kind(docs, "ConfigMap")[0]
-    (c,) = sts["spec"]["template"]["spec"]["containers"]
+    pod_spec = sts["spec"]["template"]["spec"]
+    (c,) = pod_spec["containers"]
+    sc = pod_spec.get("securityContext", {})
     probe = c["readinessProbe"]["exec"]["command"]
+    env = {e["name"]: e.get("value") for e in c.get("env", [])}
+    vols = {v["name"]: v for v in pod_spec["volumes"]}
+    mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
     prefix = "ferry-k8s-check-%d" % os.getpid()
     net = prefix
     tmp = tempfile.mkdtemp(prefix="ferry-k8s-check-")
-    for k, v in cm["data"].items():
-        with open(os.path.join(tmp, k), "w") as f:
-            f.write(v)
-        os.chmod(os.path.join(tmp, k), 0o644)
     os.chmod(tmp, 0o755)
+    volume_args = []
+    for vname, v in vols.items():
+        d = os.path.join(tmp, vname)
+        os.mkdir(d, 0o755)
+        if "configMap" in v:
+            for k, text in cm["data"].items():
+                with open(os.path.join(d, k), "w") as f:
+                    f.write(text)
+                os.chmod(os.path.join(d, k), 0o644)
+        elif "secret" in v:
+            # As the kubelet lays out a Secret with fsGroup: root's files,
+            # group fsGroup, mode defaultMode. Only root can give them away;
+            # otherwise they are made readable by all (a note says so).
+            (files,) = [f for doc, f in secrets if doc["metadata"]["name"] == v["secret"]["secretName"]]
+            mode = v["secret"].get("defaultMode", 0o644)
+            for k, (_, local) in files.items():
+                dst = os.path.join(d, k)
+                shutil.copyfile(local, dst)
+                if os.getuid() == 0:
+                    os.chown(dst, 0, sc.get("fsGroup", 0))
+                    os.chmod(dst, mode)
+                else:
+                    os.chmod(dst, 0o444)
+            if os.getuid() != 0:
+                print("note - not root: the Secret's files are readable by all in this imitation")
+        else:
+            raise RuntimeError("volume %s: neither a ConfigMap nor a Secret" % vname)
+        volume_args += ["-v", "%s:%s:ro" % (d, mounts[vname])]
+    user = ["--user", "%d:%d" % (sc["runAsUser"], sc["runAsGroup"])]
+    if "fsGroup" in sc:
+        user += ["--group-add", str(sc["fsGroup"])]
     names = ["%s-%d" % (name, i) for i in range(replicas)]
     try:
         docker("network", "create", net)
         for pod in names:
             docker("run", "-d", "--name", "%s-%s" % (prefix, pod), "--network", net,
                    "--network-alias", "%s.%s" % (pod, svc), "--hostname", pod,
-                   "--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
-                   "-v", "%s:/etc/ferry:ro" % tmp,
+                   "--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges", *user,
+                   *volume_args,
                    "-e", "POD_NAME=" + pod, "-e", "FERRY_ROUTER__ID=" + pod,
-                   "-e", "FERRY_CONFIG=/etc/ferry/%s.toml" % pod, image, *c.get("args", []))
+                   "-e", "FERRY_CONFIG=" + env["FERRY_CONFIG"].replace("$(POD_NAME)", pod),
+                   image, *c.get("args", []))
         deadline = time.time() + 45
         want = replicas - 1
         while True:
-            counts = {p: subprocess.run(["docker", "logs", "%s-%s" % (prefix, p)], capture_output=True,
-                                        text=True).stderr for p in names}
+            logs = {p: subprocess.run(["docker", "logs", "%s-%s" % (prefix, p)], capture_output=True,
+                                      text=True).stderr for p in names}
             counts = {p: len(set(re.findall(r"neighbour connected neighbor=(\S+)", log)))
-                      for p, log in counts.items()}
+                      for p, log in logs.items()}
             if all(n >= want for n in counts.values()) or time.time() > deadline:
                 break
             time.sleep(0.5)
         check(all(n == want for n in counts.values()),
               "k8s pods in docker (%s): every router has %d neighbours" % (image, want), str(counts))
+        for p, log in logs.items():
+            peers = set(re.findall(r"inter-router connection up peer=(\S+)", log))
+            check(peers == set(names) - {p},
+                  "k8s pods in docker: %s's inter-router connections (mutual TLS) are up with the other pods" % p,
+                  str(sorted(peers)))
         for p in names:
             r = subprocess.run(["docker", "exec", "%s-%s" % (prefix, p), *probe], capture_output=True, text=True)
             check(r.returncode == 0, "k8s pods in docker: readiness probe passes on %s" % p, r.stderr.strip())
             user = docker("inspect", "-f", "{{.Config.User}}", "%s-%s" % (prefix, p))
-            check(user not in ("", "0", "root"), "k8s pods in docker: %s runs as user %s" % (p, user))
+            check(user not in ("", "0", "root") and not user.startswith("0:"),
+                  "k8s pods in docker: %s runs as user %s" % (p, user))
     finally:
         for pod in names:
             docker("rm", "-f", "%s-%s" % (prefix, pod), check_rc=False)
         docker("network", "rm", net, check_rc=False)
-        for k in cm["data"]:
-            os.unlink(os.path.join(tmp, k))
-        os.rmdir(tmp)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def main():
@@ -302,14 +544,28 @@ def main():
     for name, d in docs:
         check(all(k in d for k in ("apiVersion", "kind", "metadata")) and d["metadata"].get("name"),
               "%s: %s has apiVersion, kind, metadata.name" % (name, d.get("kind")))
-    schema_checks(docs, a.require_schema)
-    structure_checks(docs, a.ferry)
-    compose_checks()
-    if a.image:
+    tmp = tempfile.mkdtemp(prefix="ferry-check-certs-")
+    try:
+        # Certificates for every router of the ConfigMap and of compose.
+        entries = [k for cm in by_kind(docs, "ConfigMap") for k in cm.get("data", {})
+                   if re.fullmatch(r".*-\d+\.toml", k)]
+        certs = make_certs(tmp, max(len(entries), 1))
         try:
-            k8s_in_docker(docs, a.image, a.replicas)
-        except Exception as e:
-            check(False, "k8s pods in docker", str(e))
+            secrets = generated_secrets(certs.get("k8s"))
+        except (OSError, KeyError, ValueError) as e:
+            check(False, "kustomization.yaml's secretGenerator reads its files", str(e))
+            secrets = []
+        schema_checks(docs + [("kustomization.yaml", d) for d, _ in secrets], a.require_schema)
+        secret_checks(secrets, certs.get("k8s"))
+        structure_checks(docs, secrets, a.ferry, certs.get("k8s"))
+        compose_checks(a.ferry, certs.get("compose"))
+        if a.image:
+            try:
+                k8s_in_docker(docs, secrets, a.image, a.replicas)
+            except Exception as e:
+                check(False, "k8s pods in docker", str(e))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     print("check-manifests: %d passed, %d failed" % (results["passed"], results["failed"]))
     return 1 if results["failed"] else 0
 

@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # Everything deploy/ promises, tested for real (what CI runs):
 #   1. builds the image (deploy/build-image.sh, tag ferry-router:test);
-#   2. checks the Kubernetes manifests (schemas, structure, every router
-#      configuration through `ferry check-config`) and the compose file, and
+#   2. checks the Kubernetes manifests (schemas, structure, the Secret of
+#      certificates, every router configuration through `ferry check-config`
+#      on certificates made by deploy/make-certs.sh) and the compose file, and
 #      runs the StatefulSet's pods as containers of the image to see them
-#      form a mesh (deploy/check-manifests.sh);
-#   3. runs the chaos test against the compose mesh (deploy/chaos.sh).
-# Removes the image, containers and networks it made, also on failure.
-# About 5 minutes plus the release build. Needs Docker with docker-compose,
-# cargo, python3 with venv and pip (PyPI), and Debian's python3-qpid-proton.
+#      form a mesh over mutual TLS (deploy/check-manifests.sh);
+#   3. runs the chaos test against the compose mesh over mutual TLS, after
+#      checking that strangers cannot join it and that a certificate is
+#      rotated without a restart (deploy/chaos.sh).
+# Removes the image, containers, networks and certificates it made, also on
+# failure. About 5 minutes plus the release build. Needs Docker with
+# docker-compose, cargo, openssl, python3 with venv and pip (PyPI), and
+# Debian's python3-qpid-proton.
 #
 # Usage: deploy/test.sh [chaos.py options]
 set -euo pipefail
