@@ -49,6 +49,27 @@ pub fn ferry_bin() -> PathBuf {
     bin
 }
 
+/// Adds `name` to the users file `users` with the real `ferry user add`,
+/// the password on stdin.
+pub fn user_add(users: &Path, name: &str, password: &str) {
+    use std::io::Write;
+    let mut child = Command::new(ferry_bin())
+        .args(["user", "add", name, "--users"])
+        .arg(users)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ferry user add");
+    writeln!(child.stdin.take().expect("stdin"), "{password}").expect("write the password");
+    let out = child.wait_with_output().expect("ferry user add");
+    assert!(
+        out.status.success(),
+        "ferry user add: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A TCP port that was free a moment ago on 127.0.0.1 (bound, then
 /// released). Prefer port 0 plus [`Ferry::wait_listening`] where possible.
 pub fn free_port() -> u16 {

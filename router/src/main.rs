@@ -194,7 +194,7 @@ fn run(args: &ConfigArgs) -> ExitCode {
         .enable_all()
         .build()
         .context("cannot start the async runtime")
-        .and_then(|runtime| runtime.block_on(serve(config, security)));
+        .and_then(|runtime| runtime.block_on(serve(config, security, args.config.clone())));
     match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -226,7 +226,11 @@ fn init_logging(config: &Config) -> Result<(), String> {
 }
 
 /// Bind, serve until a signal, drain.
-async fn serve(config: Config, security: Arc<Security>) -> anyhow::Result<()> {
+async fn serve(
+    config: Config,
+    security: Arc<Security>,
+    path: Option<PathBuf>,
+) -> anyhow::Result<()> {
     let mut signals = Signals::register().context("cannot register signal handlers")?;
     let server = Server::bind(&config).await?;
     for (i, listener) in config.listeners.iter().enumerate() {
@@ -252,10 +256,12 @@ async fn serve(config: Config, security: Arc<Security>) -> anyhow::Result<()> {
     };
     let core = Arc::new(Core::new(&config));
     let (mesh_stop, mesh_shutdown) = ferry_router::shutdown::channel();
-    tokio::spawn(ferry_router::security::watch(
-        security.clone(),
-        mesh_shutdown.clone(),
-    ));
+    let reloader = ferry_router::reload::Reloader {
+        security: security.clone(),
+        core: core.clone(),
+        config: path.map(|p| (p, config.clone())),
+    };
+    tokio::spawn(reloader.run(mesh_shutdown.clone()));
     tokio::spawn(ferry_router::mesh::control::run(
         core.clone(),
         RoutingConfig::default(),

@@ -150,37 +150,6 @@ impl Security {
     }
 }
 
-/// How often the files are checked for changes.
-pub const RELOAD_POLL: Duration = Duration::from_secs(2);
-
-/// Reads the TLS profiles and the users file again when they change on
-/// disk (checked every [`RELOAD_POLL`]) and on SIGHUP, until shutdown.
-pub async fn watch(security: Arc<Security>, shutdown: crate::shutdown::Shutdown) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut hangup = match signal(SignalKind::hangup()) {
-        Ok(s) => Some(s),
-        Err(error) => {
-            tracing::warn!(%error, "cannot watch SIGHUP; files are still checked every {RELOAD_POLL:?}");
-            None
-        }
-    };
-    let mut poll = tokio::time::interval(RELOAD_POLL);
-    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        let force = tokio::select! {
-            _ = poll.tick() => false,
-            Some(()) = async { hangup.as_mut()?.recv().await } => {
-                tracing::info!("SIGHUP received; reading TLS profiles and users again");
-                true
-            }
-            () = shutdown.triggered() => return,
-        };
-        let security = security.clone();
-        // File reads and certificate parsing: off the async threads.
-        let _ = tokio::task::spawn_blocking(move || security.reload(force)).await;
-    }
-}
-
 /// A PLAIN login to check (RFC 4616): a password against the user's
 /// SCRAM verifier, which costs a PBKDF2 whether the user exists or not.
 pub struct PlainCheck {

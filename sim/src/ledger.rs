@@ -165,9 +165,16 @@ pub struct Ledger {
     /// flight while none was in effect and the epoch did not move saw no
     /// failure anywhere in the mesh.
     pub faulted: bool,
+    /// Clients' virtual hosts (by client index), under a policy.
+    vhosts: BTreeMap<usize, String>,
 }
 
 impl Ledger {
+    /// Client `client` is in virtual host `vhost`.
+    pub fn set_vhost(&mut self, client: usize, vhost: &str) {
+        self.vhosts.insert(client, vhost.to_string());
+    }
+
     /// A producer sent an attempt (`presettled`: at most once, nobody
     /// answers) whose body hashes to `body`.
     pub fn sent(&mut self, key: MsgKey, presettled: bool, multicast: bool, body: u64) {
@@ -203,6 +210,16 @@ impl Ledger {
         let Some(attempt) = self.attempts.get(&key) else {
             return Err((Invariant::Phantom, format!("{key} was never sent")));
         };
+        let (from, to) = (
+            self.vhosts.get(&usize::from(key.producer)),
+            self.vhosts.get(&consumer),
+        );
+        if from != to {
+            return Err((
+                Invariant::Isolation,
+                format!("{key} from vhost {from:?} reached c{consumer} in vhost {to:?}"),
+            ));
+        }
         if attempt.body != body {
             return Err((
                 Invariant::Phantom,

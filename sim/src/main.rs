@@ -41,6 +41,10 @@ struct Args {
     /// The chance, in percent, that a run has a multicast address too.
     #[arg(long, default_value_t = 50)]
     multicast: u64,
+    /// The chance, in percent, that a run has two tenants (virtual hosts)
+    /// whose traffic uses the same address names.
+    #[arg(long, default_value_t = 30)]
+    tenants: u64,
     /// Messages per producer: the most (the least is a quarter of it).
     #[arg(long, default_value_t = 50)]
     messages: u32,
@@ -59,6 +63,7 @@ fn scenario(args: &Args, seed: u64) -> Scenario {
     let mut s = Scenario::sized(seed, args.routers.max(1), args.topology, args.faults);
     s.addresses = args.addresses.max(1);
     s.multicast = args.multicast.min(100);
+    s.tenants = args.tenants.min(100);
     s.messages = ((args.messages / 4).max(1), args.messages.max(1));
     if let Some(w) = args.fault_window {
         s.fault_window = Duration::from_secs(w);

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ferry_router::config::{
-    AddressConfig, Config, ConnectorConfig, Distribution, Limits, ListenerConfig, LogConfig, Role,
-    RouterConfig, RouterMode,
+    AddressConfig, Config, ConnectorConfig, Distribution, GroupConfig, Limits, ListenerConfig,
+    LogConfig, Role, RouterConfig, RouterMode, VhostConfig,
 };
 use ferry_router::core::Core;
 use ferry_router::driver::Endpoint;
@@ -25,12 +25,36 @@ pub const MULTICAST_PREFIX: &str = "multicast";
 pub const CLOSEST_PREFIX: &str = "closest";
 
 /// The configuration of simulated router `id`.
-pub fn router_config(id: &str, limits: &Limits, connectors: Vec<ConnectorConfig>) -> Config {
+pub fn router_config(
+    id: &str,
+    limits: &Limits,
+    connectors: Vec<ConnectorConfig>,
+    vhosts: &[String],
+) -> Config {
+    let everything = || vec!["*".to_string()];
+    let vhosts = vhosts
+        .iter()
+        .map(|name| VhostConfig {
+            name: name.clone(),
+            max_connections: None,
+            max_connections_per_user: None,
+            max_message_size: None,
+            max_links_per_connection: None,
+            groups: vec![GroupConfig {
+                name: "everyone".into(),
+                users: vec![ferry_router::policy::ANONYMOUS.into()],
+                send: everything(),
+                receive: everything(),
+                dynamic_reply: true,
+            }],
+        })
+        .collect();
     let listener = |port, role| ListenerConfig::new("sim", port, role);
     Config {
         router: RouterConfig {
             id: id.to_string(),
             mode: RouterMode::Interior,
+            default_vhost: None,
         },
         listeners: vec![
             listener(5672, Role::Normal),
@@ -51,6 +75,7 @@ pub fn router_config(id: &str, limits: &Limits, connectors: Vec<ConnectorConfig>
         log: LogConfig::default(),
         tls: Vec::new(),
         auth: Default::default(),
+        vhosts,
     }
 }
 

@@ -32,6 +32,10 @@ pub struct Scenario {
     /// The chance, in percent, that the run has a multicast address too
     /// (consumers and producers on any routers).
     pub multicast: u64,
+    /// The chance, in percent, that the routers have two virtual hosts
+    /// (tenants) and the traffic is drawn once per tenant, with the same
+    /// address names: the isolation invariant checks they never meet.
+    pub tenants: u64,
     /// Faults start within this long after the mesh first converged.
     pub fault_window: Duration,
     /// The routers' per-link credit window (`limits.link_credit_window`).
@@ -92,6 +96,7 @@ impl Scenario {
             messages: (5, 40),
             addresses: rng.range_usize(1, 3),
             multicast: 50,
+            tenants: 30,
             fault_window: Duration::from_secs(20),
             credit_window: 4,
             consumer_credit: (30, 60),
@@ -110,6 +115,7 @@ impl Scenario {
             messages: (10, 50),
             addresses: 3,
             multicast: 50,
+            tenants: 30,
             fault_window: Duration::from_secs(10 + 3 * faults as u64),
             credit_window: 4,
             consumer_credit: (30, 60),
@@ -129,12 +135,30 @@ impl Scenario {
             link_credit_window: self.credit_window,
             ..Default::default()
         };
+        // Drawn apart from the run's other choices, so that a seed's
+        // topology, traffic and faults do not depend on it.
+        let tenants: &[&str] = if SimRng::new(self.seed ^ 0x007e_4a47).percent(self.tenants) {
+            &["t1", "t2"]
+        } else {
+            &[]
+        };
         let mut mesh = Mesh::builder()
             .topology(topology)
             .limits(limits)
+            .vhosts(tenants.iter().copied())
             .echo(self.echo)
             .build(rng.next_u64());
-        self.add_traffic(&mut mesh, &mut traffic_rng);
+        if tenants.is_empty() {
+            self.add_traffic(&mut mesh, &mut traffic_rng);
+        } else {
+            for vhost in tenants {
+                let first = mesh.client_count();
+                self.add_traffic(&mut mesh, &mut traffic_rng);
+                for c in first..mesh.client_count() {
+                    mesh.set_vhost(c, vhost);
+                }
+            }
+        }
         self.schedule_faults(&mut mesh, &mut fault_rng);
         mesh
     }

@@ -24,6 +24,9 @@ pub enum Invariant {
     Phantom,
     /// A message passed through a router twice.
     Loop,
+    /// A consumer got a message from a producer of another virtual host
+    /// (tenants must never meet).
+    Isolation,
     /// A router holds more deliveries than it granted credit for, or a
     /// producer has more bytes in flight than its budget.
     Buffer,
@@ -54,6 +57,7 @@ impl fmt::Display for Invariant {
             Invariant::Duplicate => "duplicate",
             Invariant::Phantom => "phantom",
             Invariant::Loop => "loop",
+            Invariant::Isolation => "isolation",
             Invariant::Buffer => "buffer-bound",
             Invariant::Credit => "credit-without-consumer",
             Invariant::Paths => "paths",

@@ -102,3 +102,35 @@ fn without_the_bug_the_same_runs_pass() {
         mesh.check_settled().unwrap();
     }
 }
+
+/// Tenants meet where routers do not scope their addresses: the same
+/// clients in two vhosts of a mesh without `[[vhost]]` (no policy) share
+/// `q`, and the isolation invariant says so; with the vhosts configured
+/// they never meet.
+#[test]
+fn tenants_that_meet_are_caught_and_a_policy_keeps_them_apart() {
+    let run = |vhosts: &[&str]| {
+        let mut mesh = converged(
+            Mesh::builder()
+                .routers(["A", "B", "C"])
+                .link("A", "B", 1)
+                .link("B", "C", 1)
+                .vhosts(vhosts.iter().copied())
+                .build(23),
+        );
+        let c = mesh.add_consumer("C", consumer("q", 10));
+        let p = mesh.add_producer("A", producer("q", 10));
+        let other = mesh.add_consumer("C", consumer("q", 10));
+        mesh.set_vhost(c, "t1");
+        mesh.set_vhost(p, "t1");
+        mesh.set_vhost(other, "t2");
+        mesh.run_for(Duration::from_secs(5));
+        mesh
+    };
+    let mesh = run(&[]);
+    let v = mesh.failure().expect("tenants met");
+    assert_eq!(v.invariant, Invariant::Isolation, "{v}");
+    let mut mesh = run(&["t1", "t2"]);
+    common::assert_settled(&mut mesh);
+    common::assert_ok(&mesh);
+}

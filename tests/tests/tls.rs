@@ -11,10 +11,9 @@ mod proton;
 #[path = "../support/router.rs"]
 mod router;
 
-use std::io::Write;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -28,7 +27,7 @@ use ferry_proto::codec::Symbol;
 use ferry_proto::definitions::{SaslCode, SaslFrame, SaslInit};
 use ferry_proto::engine::SaslClientConfig;
 use ferry_proto::frame::{self, Frame, Layer, ProtocolHeader};
-use ferry_tests::{Ferry, TempDir, WAIT, ferry_bin};
+use ferry_tests::{Ferry, TempDir, WAIT, user_add};
 use router::{Issued, Pki, Usage};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -38,26 +37,6 @@ const PASSWORD: &str = "correct horse battery staple";
 
 /// Bound on anything a test waits for.
 const LIMIT: Duration = Duration::from_secs(20);
-
-/// Adds `name` to the users file `users` with the real `ferry user add`,
-/// the password on stdin.
-fn user_add(users: &Path, name: &str, password: &str) {
-    let mut child = Command::new(ferry_bin())
-        .args(["user", "add", name, "--users"])
-        .arg(users)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn ferry user add");
-    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "ferry user add: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// A router with two client listeners: amqps (`tls`, client certificates
 /// optional, every mechanism) and plain TCP offering only password

@@ -667,6 +667,7 @@ impl Connection {
         }
         self.events.push_back(Event::Opened {
             container_id: open.container_id,
+            hostname: open.hostname,
             offered_capabilities: open.offered_capabilities,
             properties: open.properties,
         });

@@ -45,6 +45,8 @@ pub enum Event {
     Opened {
         /// The peer's container id.
         container_id: Str,
+        /// The host the peer asked for (a virtual host, to a router).
+        hostname: Option<Str>,
         /// The peer's offered capabilities.
         offered_capabilities: Option<Symbols>,
         /// The peer's connection properties.

@@ -27,7 +27,7 @@ pub const PREFIX: &str = "FERRY_";
 /// Separator between key path segments in a variable name.
 pub const SEPARATOR: &str = "__";
 /// Top-level sections of the configuration.
-const SECTIONS: [&str; 8] = [
+const SECTIONS: [&str; 9] = [
     "router",
     "listener",
     "connector",
@@ -36,11 +36,15 @@ const SECTIONS: [&str; 8] = [
     "log",
     "tls",
     "auth",
+    "vhost",
 ];
 /// Largest array index accepted (guards against allocating a huge array).
 const MAX_INDEX: usize = 9_999;
 /// Keys whose value is a list, given comma-separated.
 const LIST_KEYS: [&str; 1] = ["sasl_mechanisms"];
+/// Keys of a `[[vhost.group]]` whose value is a list (`auth.users` is a
+/// path).
+const GROUP_LIST_KEYS: [&str; 3] = ["users", "send", "receive"];
 
 /// One configuration override taken from the environment.
 #[derive(Debug, Clone)]
@@ -79,7 +83,11 @@ where
         })?;
         let leaf = path.rsplit(['.', '[']).next().unwrap_or_default();
         let origin = Some(name.to_owned());
-        let kind = if LIST_KEYS.contains(&leaf) {
+        let is_list = LIST_KEYS.contains(&leaf)
+            || (path.starts_with("vhost[")
+                && path.contains(".group[")
+                && GROUP_LIST_KEYS.contains(&leaf));
+        let kind = if is_list {
             ValueKind::Array(
                 value
                     .split(',')

@@ -16,9 +16,9 @@ mod validate;
 pub use error::{ConfigError, Origin};
 pub use load::DEFAULT_TOML;
 pub use model::{
-    AddressConfig, AuthConfig, ClientCert, Config, ConnectorConfig, Distribution, Limits,
-    ListenerConfig, LogConfig, Named, Role, RouterConfig, RouterMode, TlsProfileConfig, TlsVersion,
-    default_router_id, default_sasl_mechanisms,
+    AddressConfig, AuthConfig, ClientCert, Config, ConnectorConfig, Distribution, GroupConfig,
+    Limits, ListenerConfig, LogConfig, Named, Role, RouterConfig, RouterMode, TlsProfileConfig,
+    TlsVersion, VhostConfig, default_router_id, default_sasl_mechanisms,
 };
 pub use validate::{
     MAX_CONNECTIONS_LIMIT, MAX_ROUTER_ID_LEN, MIN_MAX_FRAME_SIZE, SUPPORTED_SASL_MECHANISMS,

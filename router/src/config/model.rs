@@ -92,6 +92,58 @@ pub struct Config {
     /// `[auth]`: who may log in.
     #[serde(default)]
     pub auth: AuthConfig,
+    /// `[[vhost]]`: tenants. None: no policy, every client may use every
+    /// address.
+    #[serde(default, rename = "vhost")]
+    pub vhosts: Vec<VhostConfig>,
+}
+
+/// `[[vhost]]`: a virtual host, one tenant: clients whose `open` names it
+/// as `hostname`, their own addresses, what each group of users may do.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VhostConfig {
+    /// Matched against the `hostname` of a client's `open`.
+    pub name: String,
+    /// Client connections to this vhost open at once on this router.
+    #[serde(default)]
+    pub max_connections: Option<usize>,
+    /// Client connections of one user to this vhost open at once on this
+    /// router (unauthenticated clients count as one user).
+    #[serde(default)]
+    pub max_connections_per_user: Option<usize>,
+    /// Largest message a link of this vhost accepts (below the router's
+    /// `limits.max_message_size`).
+    #[serde(default)]
+    pub max_message_size: Option<u64>,
+    /// Links per connection of this vhost.
+    #[serde(default)]
+    pub max_links_per_connection: Option<u32>,
+    /// `[[vhost.group]]`: who may do what.
+    #[serde(default, rename = "group")]
+    pub groups: Vec<GroupConfig>,
+}
+
+/// `[[vhost.group]]`: users and the addresses they may use.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupConfig {
+    /// Unique in its vhost.
+    pub name: String,
+    /// SASL identities; `"*"`: any authenticated user; `"$anonymous"`:
+    /// clients that did not authenticate (ANONYMOUS or no SASL).
+    #[serde(default)]
+    pub users: Vec<String>,
+    /// Addresses the group may send to (patterns: exact, a prefix ending
+    /// `.*` or `/*`, or `*` for all).
+    #[serde(default)]
+    pub send: Vec<String>,
+    /// Addresses the group may receive from (same patterns).
+    #[serde(default)]
+    pub receive: Vec<String>,
+    /// May attach dynamic (reply-to) receivers.
+    #[serde(default)]
+    pub dynamic_reply: bool,
 }
 
 /// `[router]`: who this router is and what part it plays in a mesh.
@@ -103,6 +155,9 @@ pub struct RouterConfig {
     pub id: String,
     /// Role of the router in a mesh.
     pub mode: RouterMode,
+    /// With `[[vhost]]`s: the vhost of clients whose `open` names no
+    /// configured vhost (or none). Without it, they are refused.
+    pub default_vhost: Option<String>,
 }
 
 impl Default for RouterConfig {
@@ -110,6 +165,7 @@ impl Default for RouterConfig {
         Self {
             id: default_router_id(),
             mode: RouterMode::Standalone,
+            default_vhost: None,
         }
     }
 }

@@ -10,14 +10,15 @@ impl Display for Config {
         writeln!(f, "[router]")?;
         writeln!(f, "id = {}", quote(&self.router.id))?;
         writeln!(f, "mode = {}", quote(self.router.mode.as_str()))?;
+        if let Some(v) = &self.router.default_vhost {
+            writeln!(f, "default_vhost = {}", quote(v))?;
+        }
         for listener in &self.listeners {
             writeln!(f, "\n[[listener]]")?;
             writeln!(f, "host = {}", quote(&listener.host))?;
             writeln!(f, "port = {}", listener.port)?;
             writeln!(f, "role = {}", quote(listener.role.as_str()))?;
-            let mechanisms: Vec<String> =
-                listener.sasl_mechanisms.iter().map(|m| quote(m)).collect();
-            writeln!(f, "sasl_mechanisms = [{}]", mechanisms.join(", "))?;
+            writeln!(f, "sasl_mechanisms = {}", list(&listener.sasl_mechanisms))?;
             writeln!(f, "require_sasl = {}", listener.require_sasl)?;
             if let Some(tls) = &listener.tls {
                 writeln!(f, "tls = {}", quote(tls))?;
@@ -70,6 +71,30 @@ impl Display for Config {
             writeln!(f, "\n[auth]")?;
             writeln!(f, "users = {}", quote(&users.to_string_lossy()))?;
         }
+        for vhost in &self.vhosts {
+            writeln!(f, "\n[[vhost]]")?;
+            writeln!(f, "name = {}", quote(&vhost.name))?;
+            if let Some(n) = vhost.max_connections {
+                writeln!(f, "max_connections = {n}")?;
+            }
+            if let Some(n) = vhost.max_connections_per_user {
+                writeln!(f, "max_connections_per_user = {n}")?;
+            }
+            if let Some(n) = vhost.max_message_size {
+                writeln!(f, "max_message_size = {n}")?;
+            }
+            if let Some(n) = vhost.max_links_per_connection {
+                writeln!(f, "max_links_per_connection = {n}")?;
+            }
+            for group in &vhost.groups {
+                writeln!(f, "\n[[vhost.group]]")?;
+                writeln!(f, "name = {}", quote(&group.name))?;
+                writeln!(f, "users = {}", list(&group.users))?;
+                writeln!(f, "send = {}", list(&group.send))?;
+                writeln!(f, "receive = {}", list(&group.receive))?;
+                writeln!(f, "dynamic_reply = {}", group.dynamic_reply)?;
+            }
+        }
         for address in &self.addresses {
             writeln!(f, "\n[[address]]")?;
             writeln!(f, "prefix = {}", quote(&address.prefix))?;
@@ -99,6 +124,12 @@ impl Display for Config {
         writeln!(f, "\n[log]")?;
         writeln!(f, "level = {}", quote(&self.log.level))
     }
+}
+
+/// A TOML array of basic strings.
+fn list(items: &[String]) -> String {
+    let quoted: Vec<String> = items.iter().map(|i| quote(i)).collect();
+    format!("[{}]", quoted.join(", "))
 }
 
 /// A TOML basic string.
@@ -149,6 +180,21 @@ mod tests {
         config.listeners[0].tls = Some("mesh".into());
         config.listeners[0].client_cert = crate::config::ClientCert::Required;
         config.auth.users = Some("/etc/ferry/users.toml".into());
+        config.router.default_vhost = Some("public".into());
+        config.vhosts.push(crate::config::VhostConfig {
+            name: "public".into(),
+            max_connections: Some(10),
+            max_connections_per_user: Some(2),
+            max_message_size: Some(1024),
+            max_links_per_connection: Some(5),
+            groups: vec![crate::config::GroupConfig {
+                name: "apps".into(),
+                users: vec!["alice".into(), "$anonymous".into()],
+                send: vec!["orders".into(), "events.*".into()],
+                receive: vec!["*".into()],
+                dynamic_reply: true,
+            }],
+        });
         config.addresses.push(AddressConfig {
             prefix: "we\"ird\\\n".into(),
             distribution: Distribution::Multicast,

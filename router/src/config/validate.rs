@@ -59,6 +59,7 @@ pub(crate) fn validate(config: &Config) -> Result<(), Invalid> {
     validate_listeners(config)?;
     validate_connectors(config)?;
     validate_addresses(config)?;
+    validate_vhosts(config)?;
     validate_limits(&config.limits)?;
     if let Err(error) = tracing_subscriber::EnvFilter::try_new(&config.log.level) {
         return Err(invalid(
@@ -332,6 +333,98 @@ fn validate_addresses(config: &Config) -> Result<(), Invalid> {
     Ok(())
 }
 
+/// True for 1 to 64 ASCII letters, digits, `.`, `-` and `_`: a vhost name
+/// is a host name, and never holds the `/` that scopes addresses.
+fn is_valid_vhost_name(name: &str) -> bool {
+    is_valid_router_id(name)
+}
+
+/// An address pattern: exact, a prefix ending `.*` or `/*`, or `*`.
+pub(crate) fn is_valid_pattern(pattern: &str) -> bool {
+    match pattern.find('*') {
+        None => !pattern.is_empty(),
+        Some(i) => {
+            pattern == "*"
+                || (i == pattern.len() - 1
+                    && i >= 2
+                    && matches!(pattern.as_bytes()[i - 1], b'.' | b'/'))
+        }
+    }
+}
+
+fn validate_vhosts(config: &Config) -> Result<(), Invalid> {
+    let mut names = HashMap::new();
+    for (i, vhost) in config.vhosts.iter().enumerate() {
+        let key = |field: &str| format!("vhost[{i}].{field}");
+        if !is_valid_vhost_name(&vhost.name) {
+            return Err(invalid(
+                key("name"),
+                format!(
+                    "must be 1 to 64 ASCII letters, digits, '.', '-' or '_', found {:?}",
+                    vhost.name
+                ),
+            ));
+        }
+        if let Some(first) = names.insert(vhost.name.as_str(), i) {
+            return Err(invalid(
+                key("name"),
+                format!("{:?} is already the name of vhost[{first}]", vhost.name),
+            ));
+        }
+        for (field, value) in [
+            ("max_connections", vhost.max_connections.map(|n| n as u64)),
+            (
+                "max_connections_per_user",
+                vhost.max_connections_per_user.map(|n| n as u64),
+            ),
+            ("max_message_size", vhost.max_message_size),
+            (
+                "max_links_per_connection",
+                vhost.max_links_per_connection.map(u64::from),
+            ),
+        ] {
+            if value == Some(0) {
+                return Err(invalid(key(field), "must be at least 1"));
+            }
+        }
+        let mut groups = HashMap::new();
+        for (j, group) in vhost.groups.iter().enumerate() {
+            let key = |field: &str| format!("vhost[{i}].group[{j}].{field}");
+            if group.name.trim().is_empty() {
+                return Err(invalid(key("name"), "must not be empty"));
+            }
+            if let Some(first) = groups.insert(group.name.as_str(), j) {
+                return Err(invalid(
+                    key("name"),
+                    format!("{:?} is already the name of group[{first}]", group.name),
+                ));
+            }
+            if group.users.iter().any(|u| u.is_empty()) {
+                return Err(invalid(key("users"), "a user name must not be empty"));
+            }
+            for (field, patterns) in [("send", &group.send), ("receive", &group.receive)] {
+                if let Some(bad) = patterns.iter().find(|p| !is_valid_pattern(p)) {
+                    return Err(invalid(
+                        key(field),
+                        format!(
+                            "{bad:?} is not a pattern: an address, a prefix ending \".*\" or \"/*\", or \"*\""
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    if let Some(default) = &config.router.default_vhost
+        && !names.contains_key(default.as_str())
+    {
+        return Err(invalid(
+            "router.default_vhost",
+            format!("no [[vhost]] is named {default:?}"),
+        ));
+    }
+    Ok(())
+}
+
 fn validate_limits(limits: &Limits) -> Result<(), Invalid> {
     let at_least_one = [
         ("max_connections", limits.max_connections as u64),
@@ -525,6 +618,40 @@ mod tests {
         config.connectors[0].host = "localhost".into();
         config.connectors[0].tls = None;
         validate(&config).unwrap();
+    }
+
+    #[test]
+    fn vhosts_are_named_and_their_patterns_checked() {
+        use crate::config::model::{GroupConfig, VhostConfig};
+        let mut config = base();
+        config.router.default_vhost = Some("a".into());
+        assert_eq!(key_of(&config), "router.default_vhost");
+        config.vhosts.push(VhostConfig {
+            name: "a".into(),
+            max_connections: None,
+            max_connections_per_user: Some(0),
+            max_message_size: None,
+            max_links_per_connection: None,
+            groups: vec![GroupConfig {
+                name: "g".into(),
+                users: vec!["*".into()],
+                send: vec!["orders".into(), "events.*".into(), "a/*".into(), "*".into()],
+                receive: vec!["ev*nts".into()],
+                dynamic_reply: false,
+            }],
+        });
+        assert_eq!(key_of(&config), "vhost[0].max_connections_per_user");
+        config.vhosts[0].max_connections_per_user = None;
+        assert_eq!(key_of(&config), "vhost[0].group[0].receive");
+        config.vhosts[0].groups[0].receive = vec!["replies.*".into()];
+        validate(&config).unwrap();
+        config.vhosts.push(config.vhosts[0].clone());
+        assert_eq!(key_of(&config), "vhost[1].name");
+        config.vhosts[1].name = "b/c".into();
+        assert_eq!(key_of(&config), "vhost[1].name", "no '/' in a vhost name");
+        for bad in ["", "*x", "x*", ".*", "a*.b"] {
+            assert!(!is_valid_pattern(bad), "{bad}");
+        }
     }
 
     #[test]

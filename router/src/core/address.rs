@@ -261,6 +261,23 @@ impl Address {
         notify_producers(&self.lock());
     }
 
+    /// The connections of this router's clients with a link on the
+    /// address (not neighbours' data links).
+    pub fn local_conns(&self) -> Vec<ConnHandle> {
+        let s = self.lock();
+        let consumers = s
+            .consumers
+            .iter()
+            .filter(|c| c.to == Hop::Local)
+            .map(|c| &c.conn);
+        let producers = s
+            .producers
+            .iter()
+            .filter(|p| p.from == Hop::Local)
+            .map(|p| &p.conn);
+        consumers.chain(producers).cloned().collect()
+    }
+
     /// Changes a consumer's credit by `delta` (its link's flow changed);
     /// producers are told when there is more to hand out.
     pub fn adjust_consumer_credit(&self, conn: ConnId, link: LinkId, delta: i64) {

@@ -76,6 +76,9 @@ pub enum ToConn {
     Control(crate::routing::ControlMessage),
     /// The routing table changed: bring your data links up to date.
     PathsChanged,
+    /// The tenants' policy was reloaded: detach the links your client may
+    /// no longer use.
+    PolicyChanged,
 }
 
 /// Identifies a delivery in flight across frames: producer connection,

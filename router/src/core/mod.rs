@@ -23,7 +23,11 @@ pub use message::{
 
 use crate::config::{Config, Distribution, Limits};
 use crate::mesh::Mesh;
+use crate::policy::{Admissions, Policy};
 use crate::routing::RouterId;
+
+/// What the names of dynamic (reply) addresses start with.
+pub const DYNAMIC_PREFIX: &str = "_dynamic/";
 
 /// Counters of what the core has done, for logs and tests.
 #[derive(Debug, Default)]
@@ -47,6 +51,11 @@ pub struct Core {
     router_id: String,
     addresses: RwLock<HashMap<String, Arc<Address>>>,
     config: Config,
+    /// The tenants' policy, if `[[vhost]]`s are configured (whether there
+    /// is one is fixed at start: it decides how addresses are named).
+    policy: Option<RwLock<Arc<Policy>>>,
+    /// Client connections per vhost and user.
+    admissions: Arc<Admissions>,
     mesh: Mesh,
     next_conn: AtomicU64,
     next_dynamic: AtomicU64,
@@ -68,6 +77,8 @@ impl Core {
             router_id: config.router.id.clone(),
             addresses: RwLock::default(),
             config: config.clone(),
+            policy: Policy::from_config(config).map(|p| RwLock::new(Arc::new(p))),
+            admissions: Arc::default(),
             mesh: Mesh::new(RouterId::from(config.router.id.as_str()), instance),
             next_conn: AtomicU64::new(0),
             next_dynamic: AtomicU64::new(0),
@@ -86,9 +97,55 @@ impl Core {
     }
 
     /// The distribution for `address`: that of the longest matching
-    /// `[[address]]` prefix, else balanced.
+    /// `[[address]]` prefix, else balanced (under a policy, prefixes match
+    /// the client's part of a scoped address).
     pub fn distribution(&self, address: &str) -> Distribution {
-        self.config.distribution_for(address)
+        if self.policy.is_some() {
+            self.config
+                .distribution_for(crate::policy::unscoped(address))
+        } else {
+            self.config.distribution_for(address)
+        }
+    }
+
+    /// The tenants' policy, if `[[vhost]]`s are configured.
+    pub fn policy(&self) -> Option<Arc<Policy>> {
+        Some(self.policy.as_ref()?.read().expect("policy lock").clone())
+    }
+
+    /// Client connections per vhost and user.
+    pub fn admissions(&self) -> &Arc<Admissions> {
+        &self.admissions
+    }
+
+    /// Replaces the policy (a reload): every connection with links checks
+    /// them against it ([`ToConn::PolicyChanged`]).
+    ///
+    /// # Errors
+    ///
+    /// If `[[vhost]]`s would appear or disappear: that changes how every
+    /// address is named, and needs a restart.
+    pub fn set_policy(&self, policy: Option<Policy>) -> Result<(), &'static str> {
+        match (&self.policy, policy) {
+            (Some(current), Some(new)) => {
+                *current.write().expect("policy lock") = Arc::new(new);
+            }
+            (None, None) => return Ok(()),
+            _ => return Err("adding the first [[vhost]] or removing the last needs a restart"),
+        }
+        let mut conns: Vec<ConnHandle> = self
+            .addresses
+            .read()
+            .expect("table lock")
+            .values()
+            .flat_map(|a| a.local_conns())
+            .collect();
+        conns.sort_by_key(|c| c.id);
+        conns.dedup_by_key(|c| c.id);
+        for c in conns {
+            c.post(ToConn::PolicyChanged);
+        }
+        Ok(())
     }
 
     /// The address, created if new. Links hold the returned `Arc`.
@@ -130,7 +187,7 @@ impl Core {
     /// e.g. for a request/reply client's reply-to.
     pub fn dynamic_address(&self) -> String {
         let n = self.next_dynamic.fetch_add(1, Ordering::Relaxed) + 1;
-        format!("_dynamic/{}/{n}", self.router_id)
+        format!("{DYNAMIC_PREFIX}{}/{n}", self.router_id)
     }
 
     /// How many addresses are in the table.

@@ -90,6 +90,8 @@ pub struct SimClient {
     links: u32,
     tags: u64,
     rng: SimRng,
+    /// Its virtual host (the `hostname` of its open), under a policy.
+    pub vhost: Option<String>,
 }
 
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
@@ -112,6 +114,7 @@ impl SimClient {
             links: 0,
             tags: 0,
             rng,
+            vhost: None,
         }
     }
 
@@ -123,11 +126,21 @@ impl SimClient {
         }
     }
 
+    /// Its address as the routers name it: scoped to its vhost, if it has
+    /// one (`ferry_router::policy::scoped`).
+    pub fn routed_address(&self) -> String {
+        match &self.vhost {
+            Some(v) => ferry_router::policy::scoped(v, self.address()),
+            None => self.address().to_string(),
+        }
+    }
+
     /// A new engine for a connection attempt.
     pub fn engine(&self, now: Instant) -> Connection {
         Connection::client(
             ConnectionConfig {
                 container_id: self.name.clone(),
+                hostname: self.vhost.clone(),
                 idle_timeout: Some(Duration::from_secs(60)),
                 ..ConnectionConfig::default()
             },

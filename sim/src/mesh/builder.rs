@@ -62,6 +62,14 @@ impl MeshBuilder {
         self
     }
 
+    /// Gives every router these virtual hosts (tenants), each letting its
+    /// anonymous clients do anything; clients pick one with
+    /// [`Mesh::set_vhost`].
+    pub fn vhosts<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> Self {
+        self.options.vhosts = names.into_iter().map(Into::into).collect();
+        self
+    }
+
     /// Prints the event log as it happens.
     pub fn echo(mut self, echo: bool) -> Self {
         self.options.echo = echo;
@@ -128,7 +136,10 @@ impl MeshBuilder {
                     .filter(|l| l.a == i)
                     .map(|l| ConnectorConfig::new(ids[l.b].clone(), 5673, l.cost))
                     .collect();
-                SimRouter::new(id.clone(), router_config(id, &options.limits, connectors))
+                SimRouter::new(
+                    id.clone(),
+                    router_config(id, &options.limits, connectors, &options.vhosts),
+                )
             })
             .collect();
         let n = routers.len();

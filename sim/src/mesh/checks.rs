@@ -9,7 +9,7 @@ use std::time::Duration;
 use ferry_router::routing::RouterId;
 
 use super::Mesh;
-use crate::client::App;
+use crate::client::{App, SimClient};
 use crate::fault::Action;
 use crate::monitor::{ConvergenceRecord, Sides};
 use crate::paths::ExpectedPaths;
@@ -146,7 +146,7 @@ impl Mesh {
         self.clients
             .iter()
             .filter(|c| matches!(c.app, App::Consumer(_)))
-            .map(|c| c.address().to_string())
+            .map(SimClient::routed_address)
             .collect()
     }
 
@@ -155,7 +155,10 @@ impl Mesh {
     fn check_orphan_credit(&self) -> Result<(), String> {
         let used = self.consumer_addresses();
         for c in &self.clients {
-            if matches!(c.app, App::Producer(_)) && !used.contains(c.address()) && c.credit() > 0 {
+            if matches!(c.app, App::Producer(_))
+                && !used.contains(&c.routed_address())
+                && c.credit() > 0
+            {
                 return Err(format!(
                     "{} holds credit {} for {}, which has no consumer anywhere",
                     c.name,
@@ -240,7 +243,7 @@ impl Mesh {
                 let want: BTreeSet<&str> = self
                     .clients
                     .iter()
-                    .filter(|c| c.address() == address && self.present(c))
+                    .filter(|c| c.routed_address() == address && self.present(c))
                     .filter(|c| c.router != u && expected.dist(u, c.router).is_some())
                     .map(|c| self.routers[c.router].id.as_str())
                     .collect();
@@ -264,7 +267,7 @@ impl Mesh {
                 continue;
             }
             let reachable = self.clients.iter().any(|c| {
-                c.address() == p.address()
+                c.routed_address() == p.routed_address()
                     && self.present(c)
                     && expected.dist(p.router, c.router).is_some()
             });

@@ -48,6 +48,9 @@ pub struct Options {
     pub echo: bool,
     /// Log every AMQP frame (with `FERRY_SIM_FRAMES=1`).
     pub log_frames: bool,
+    /// Virtual hosts every router has (`[[vhost]]`, anonymous clients may
+    /// do anything in each); empty: no policy.
+    pub vhosts: Vec<String>,
 }
 
 impl Default for Options {
@@ -59,6 +62,7 @@ impl Default for Options {
             link_latency: (Duration::from_micros(200), Duration::from_millis(5)),
             echo: false,
             log_frames: std::env::var_os("FERRY_SIM_FRAMES").is_some_and(|v| v == "1"),
+            vhosts: Vec::new(),
         }
     }
 }
@@ -200,6 +204,13 @@ impl Mesh {
     /// Client `i`.
     pub fn client(&self, i: usize) -> &SimClient {
         &self.clients[i]
+    }
+
+    /// Puts client `i` in virtual host `vhost` (the `hostname` of its
+    /// open), before it first connects.
+    pub fn set_vhost(&mut self, i: usize, vhost: &str) {
+        self.clients[i].vhost = Some(vhost.to_string());
+        self.ledger.set_vhost(i, vhost);
     }
 
     /// How many clients there are.

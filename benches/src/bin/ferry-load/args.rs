@@ -294,6 +294,11 @@ pub struct Args {
     #[arg(long, value_name = "NAME")]
     pub server_name: Option<String>,
 
+    /// The host name sent in each connection's open: the virtual host
+    /// (tenant) on a router with `[[vhost]]`s.
+    #[arg(long, value_name = "NAME")]
+    pub vhost: Option<String>,
+
     /// amqps: a full TLS handshake for every connection, no session
     /// resumption (for measuring an endpoint's handshake rate).
     #[arg(long)]

@@ -35,6 +35,7 @@ pub fn options(
             container_id,
             tls,
             sasl: Some(sasl),
+            hostname: args.vhost.clone(),
             ..ClientOptions::default()
         },
     ))

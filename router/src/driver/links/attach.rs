@@ -8,7 +8,7 @@ impl Links {
             return self.accept_control(engine, link, attach);
         }
         let count = self.producers.len() + self.consumers.len();
-        let max = self.core.limits().max_links_per_connection as usize;
+        let max = self.max_links();
         let inter_router = self.mesh.peer().is_some();
         let result = if inter_router && attach.role == Role::Receiver {
             Err(refusal(
@@ -54,7 +54,15 @@ impl Links {
                 "dynamic targets are not supported; attach a dynamic receiver for a reply address",
             ));
         }
-        let address = target.address.as_deref().map(|a| self.core.address(a));
+        if let Some(a) = target.address.as_deref() {
+            // Before anything about the address is looked at: a refusal
+            // must not tell whether it has consumers.
+            self.may_send(a)?;
+        }
+        let address = target
+            .address
+            .as_deref()
+            .map(|a| self.core.address(&self.scoped(a)));
         // A neighbour's multicast data link names its tree; one that does
         // not is taken to carry the neighbour's own producers' messages.
         let tree = self
@@ -68,7 +76,7 @@ impl Links {
             target: attach.target.clone(),
             snd_settle_mode: attach.snd_settle_mode.unwrap_or_default(),
             rcv_settle_mode: ReceiverSettleMode::First,
-            max_message_size: Some(self.core.limits().max_message_size),
+            max_message_size: Some(self.max_message_size()),
             ..LinkSpec::default()
         };
         engine
@@ -108,10 +116,14 @@ impl Links {
             ));
         }
         let name = if source.dynamic == Some(true) {
+            self.may_receive(None)?;
             self.core.dynamic_address()
         } else {
             match &source.address {
-                Some(a) => a.to_string(),
+                Some(a) => {
+                    self.may_receive(Some(a))?;
+                    a.to_string()
+                }
                 None => {
                     return Err(refusal(
                         condition::INVALID_FIELD,
@@ -137,7 +149,7 @@ impl Links {
         engine
             .accept_attach(link, spec)
             .map_err(|e| refusal(condition::INTERNAL_ERROR, &e.to_string()))?;
-        let address = self.core.address(&name);
+        let address = self.core.address(&self.scoped(&name));
         if address.add_consumer(self.me.clone(), link, Hop::Local, None) {
             self.core.local_consumers(&address, true);
         }

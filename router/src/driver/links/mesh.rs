@@ -121,7 +121,12 @@ impl Links {
     /// authenticated inter-router connection the peer's certificate
     /// (verified against the profile's `ca` in the handshake) must name
     /// the router id its open claims (docs/ROUTING.md, trust model).
-    pub(super) fn opened(&mut self, engine: &mut Connection, properties: Option<&Fields>) {
+    pub(super) fn opened(
+        &mut self,
+        engine: &mut Connection,
+        properties: Option<&Fields>,
+        hostname: Option<&str>,
+    ) {
         let peer = identity::peer(properties);
         let mesh = self.core.mesh();
         let refuse = |engine: &mut Connection, condition, why: String| {
@@ -135,7 +140,7 @@ impl Links {
             condition::NOT_ALLOWED
         };
         let cost = match (self.mesh.kind, &peer) {
-            (ConnKind::Client, None) => return,
+            (ConnKind::Client, None) => return self.admit_client(engine, hostname),
             (ConnKind::Client, Some(p)) => {
                 return refuse(
                     engine,

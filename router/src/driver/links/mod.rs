@@ -10,6 +10,7 @@ mod expiry;
 mod login;
 mod mesh;
 mod producer;
+mod tenancy;
 
 pub(crate) use login::Login;
 pub(crate) use mesh::{ConnKind, MeshState};
@@ -129,6 +130,10 @@ pub(crate) struct Links {
     /// The login in progress (a listener offering more than ANONYMOUS),
     /// dropped once the peer is in.
     login: Option<Box<Login>>,
+    /// Who the peer authenticated as (`None`: not authenticated).
+    user: Option<String>,
+    /// A client's vhost and permissions, under a policy.
+    tenancy: Option<Box<tenancy::Tenancy>>,
 }
 
 /// Delivery tags cut from one buffer.
@@ -149,6 +154,8 @@ impl Links {
         Self {
             mesh: MeshState::new(kind, cert),
             login: login.map(Box::new),
+            user: None,
+            tenancy: None,
             now: Instant::now(),
             me,
             producers: HashMap::new(),
@@ -221,7 +228,11 @@ impl Links {
                     self.mesh_broken(engine, "a session of the inter-router connection ended")
                 }
                 Event::Detached { link, .. } => self.detached(link),
-                Event::Opened { properties, .. } => self.opened(engine, properties.as_ref()),
+                Event::Opened {
+                    properties,
+                    hostname,
+                    ..
+                } => self.opened(engine, properties.as_ref(), hostname.as_deref()),
                 Event::Attached { .. } => {}
                 Event::SaslInit {
                     mechanism,
@@ -243,9 +254,10 @@ impl Links {
                 }
                 Event::Authenticated { user, mechanism } => {
                     self.login = None;
-                    if let Some(user) = user {
+                    if let Some(user) = &user {
                         tracing::debug!(user, mechanism, "logged in");
                     }
+                    self.user = user;
                 }
                 Event::SessionBegun { .. }
                 | Event::SessionEnded { .. }
@@ -291,6 +303,7 @@ impl Links {
             ToConn::Recredit { link } => self.recredit(engine, link),
             ToConn::Control(msg) => self.send_control(engine, msg),
             ToConn::PathsChanged => self.sync_data_links(engine),
+            ToConn::PolicyChanged => self.policy_changed(engine),
         }
     }
 

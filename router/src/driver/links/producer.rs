@@ -117,7 +117,16 @@ impl Links {
         settled: bool,
         fields: RoutingFields,
     ) {
-        let address = fields.to.as_deref().and_then(|to| self.core.lookup(to));
+        if let Some(to) = fields.to.as_deref()
+            && let Err(error) = self.may_send(to)
+        {
+            let rejected = DeliveryState::Rejected(Rejected { error: Some(error) });
+            return self.refuse_delivery(engine, t, settled, rejected, t.more);
+        }
+        let address = fields
+            .to
+            .as_deref()
+            .and_then(|to| self.core.lookup(&self.scoped(to)));
         match address {
             Some(a) => self.route(engine, t, payload, fields, settled, a),
             None => self.refuse_delivery(engine, t, settled, DeliveryState::Released, t.more),

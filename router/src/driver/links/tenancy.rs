@@ -1,0 +1,149 @@
+//! A client connection's tenant: its vhost (from the `hostname` of its
+//! `open`), what its user may do there, and the checks at attach, per
+//! anonymous message and on policy reload (see [`crate::policy`]).
+
+use super::*;
+use crate::policy::{Admission, Tenant};
+
+/// A client's place in a vhost: its permissions and its count against
+/// the vhost's connection limits (given back when the connection goes).
+pub(crate) struct Tenancy {
+    pub(super) tenant: Tenant,
+    _admission: Admission,
+}
+
+fn unauthorized(why: String) -> Error {
+    Error::new(condition::UNAUTHORIZED_ACCESS, why)
+}
+
+impl Links {
+    /// A client's open arrived: under a policy, find its vhost and count
+    /// it; refuse it (`amqp:unauthorized-access`, or
+    /// `amqp:resource-limit-exceeded` over a limit) if it has none.
+    pub(super) fn admit_client(&mut self, engine: &mut Connection, hostname: Option<&str>) {
+        let Some(policy) = self.core.policy() else {
+            return;
+        };
+        let user = self.user.as_deref();
+        let Some(vhost) = policy.vhost(hostname) else {
+            tracing::info!(hostname, user, "connection refused: no such vhost");
+            let why = format!("no virtual host {:?} here", hostname.unwrap_or(""));
+            return engine.close(Some(unauthorized(why)));
+        };
+        match self
+            .core
+            .admissions()
+            .admit(vhost.name(), user, &vhost.limits)
+        {
+            Ok(admission) => {
+                self.tenancy = Some(Box::new(Tenancy {
+                    tenant: vhost.tenant(user),
+                    _admission: admission,
+                }));
+            }
+            Err(why) => {
+                tracing::info!(vhost = vhost.name(), user, "connection refused: {why}");
+                engine.close(Some(Error::new(condition::RESOURCE_LIMIT_EXCEEDED, why)));
+            }
+        }
+    }
+
+    /// The client's tenant, under a policy.
+    pub(super) fn tenant(&self) -> Option<&Tenant> {
+        self.tenancy.as_ref().map(|t| &t.tenant)
+    }
+
+    /// The name of a client's `address` in the router and the mesh
+    /// (scoped to its vhost under a policy).
+    pub(super) fn scoped(&self, address: &str) -> String {
+        match self.tenant() {
+            Some(t) => t.scope(address),
+            None => address.to_string(),
+        }
+    }
+
+    /// Whether the client may send to `address`.
+    pub(super) fn may_send(&self, address: &str) -> Result<(), Error> {
+        match self.tenant() {
+            Some(t) if !t.may_send(address) => Err(unauthorized(format!(
+                "not allowed to send to {address:?} in vhost {}",
+                t.vhost()
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether the client may receive from `address` (`None`: a dynamic
+    /// reply address).
+    pub(super) fn may_receive(&self, address: Option<&str>) -> Result<(), Error> {
+        let Some(t) = self.tenant() else {
+            return Ok(());
+        };
+        let allowed = match address {
+            Some(a) => t.may_receive(a),
+            None => t.may_reply(),
+        };
+        if allowed {
+            return Ok(());
+        }
+        Err(unauthorized(match address {
+            Some(a) => format!("not allowed to receive from {a:?} in vhost {}", t.vhost()),
+            None => format!("not allowed dynamic reply addresses in vhost {}", t.vhost()),
+        }))
+    }
+
+    /// Links over the vhost's limit: the client's own, else the router's.
+    pub(super) fn max_links(&self) -> usize {
+        let router = self.core.limits().max_links_per_connection;
+        let vhost = self
+            .tenant()
+            .and_then(|t| t.limits.max_links_per_connection);
+        vhost.map_or(router, |v| v.min(router)) as usize
+    }
+
+    /// Largest message a link of this connection accepts.
+    pub(super) fn max_message_size(&self) -> u64 {
+        let router = self.core.limits().max_message_size;
+        let vhost = self.tenant().and_then(|t| t.limits.max_message_size);
+        vhost.map_or(router, |v| v.min(router))
+    }
+
+    /// The policy was reloaded: take the client's permissions from it and
+    /// detach (`amqp:unauthorized-access`) every link they no longer
+    /// allow; a vhost that is gone closes the connection.
+    pub(super) fn policy_changed(&mut self, engine: &mut Connection) {
+        let (Some(policy), Some(tenancy)) = (self.core.policy(), self.tenancy.as_mut()) else {
+            return;
+        };
+        let Some(vhost) = policy.get(tenancy.tenant.vhost()) else {
+            let why = format!("vhost {} was removed", tenancy.tenant.vhost());
+            tracing::info!("{why}; closing its client's connection");
+            return engine.close(Some(unauthorized(why)));
+        };
+        tenancy.tenant = vhost.tenant(self.user.as_deref());
+        let mut revoked: Vec<(LinkId, Error)> = Vec::new();
+        for (link, p) in &self.producers {
+            if let Some(a) = &p.address
+                && let Err(e) = self.may_send(crate::policy::unscoped(a.name()))
+            {
+                revoked.push((*link, e));
+            }
+        }
+        for (link, c) in &self.consumers {
+            let name = crate::policy::unscoped(c.address.name());
+            let address = (!name.starts_with(crate::core::DYNAMIC_PREFIX)).then_some(name);
+            if let Err(e) = self.may_receive(address) {
+                revoked.push((*link, e));
+            }
+        }
+        revoked.sort_by_key(|(l, _)| *l);
+        for (link, error) in revoked {
+            tracing::info!(
+                error = error.description.as_deref().unwrap_or(""),
+                "link detached: permission revoked"
+            );
+            let _ = engine.detach(link, true, Some(error));
+            self.detached(link);
+        }
+    }
+}
