@@ -15,22 +15,10 @@ COUNT=500000
 REPS=3
 if [[ ${1:-} == --quick ]]; then COUNT=100000 REPS=1; fi
 
-cargo build --release --locked -p ferry-router -p ferry-benches >&2
-FERRY=target/release/ferry
-LOAD=target/release/ferry-load
-OUT=$(mktemp -d)
-PIDS=()
-cleanup() {
-    local p
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    if [[ -n ${KEEP_OUT:-} ]]; then echo "policy.sh: raw results kept in $OUT" >&2; else rm -rf "$OUT"; fi
-}
-trap cleanup EXIT
+NAME=policy.sh
+# shellcheck source=benches/lib.sh
+source benches/lib.sh
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 PLAIN=$(free_port)
 POLICED=$(free_port)
 printf '[router]\nid = "plain"\n[[listener]]\nhost = "127.0.0.1"\nport = %s\n' "$PLAIN" >"$OUT/plain.toml"
@@ -57,16 +45,8 @@ send = [{", ".join(patterns)}]
 receive = [{", ".join(patterns)}]
 """)
 PY
-for r in plain policed; do
-    port=$PLAIN
-    [[ $r == policed ]] && port=$POLICED
-    "$FERRY" run --config "$OUT/$r.toml" 2>"$OUT/$r.log" &
-    PIDS+=($!)
-    for _ in $(seq 200); do
-        (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-        sleep 0.05
-    done
-done
+start_ferry "$OUT/plain.toml" "$PLAIN"
+start_ferry "$OUT/policed.toml" "$POLICED"
 
 # load NAME ROUTER ARGS...
 load() {
@@ -85,7 +65,7 @@ for k in $(seq "$REPS"); do
     done
 done
 
-python3 - "$OUT" "$REPS" "$(nproc)" <<'PY'
+TABLE=$(python3 - "$OUT" "$REPS" "$(nproc)" <<'PY'
 import json, statistics, sys
 out, reps, cores = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 def rates(kind, r):
@@ -102,14 +82,8 @@ lines += ["", "Per round: " + "; ".join(
     for kind in ("named", "presettled") for r in ("plain", "policed")), "", "```text"]
 lines += [open(f"{out}/{n}.1.cmd").read().strip().replace(out, "$OUT") for n in ("named.policed", "presettled.policed")]
 lines.append("```")
-text = "\n".join(lines) + "\n"
-path = "benches/RESULTS.md"
-doc = open(path).read()
-begin, end = "<!-- policy:begin -->", "<!-- policy:end -->"
-if begin not in doc:
-    doc += f"\n## Tenants' policy against none (`bash benches/policy.sh`)\n\n{begin}\n{end}\n"
-head, rest = doc.split(begin, 1)
-_, tail = rest.split(end, 1)
-open(path, "w").write(head + begin + "\n" + text + end + tail)
-print(text)
+print("\n".join(lines))
 PY
+)
+echo "$TABLE"
+echo "$TABLE" | write_section policy "Tenants' policy against none (\`bash benches/policy.sh\`)"

@@ -24,16 +24,9 @@ if [[ ${1:-} == --quick ]]; then
 fi
 
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-cargo build --release --locked -p ferry-router -p ferry-benches >&2
-FERRY=target/release/ferry
-LOAD=target/release/ferry-load
-OUT=$(mktemp -d)
-ROUTER=
-cleanup() {
-    [[ -n $ROUTER ]] && kill "$ROUTER" 2>/dev/null && wait "$ROUTER" 2>/dev/null
-    if [[ -n ${KEEP_OUT:-} ]]; then echo "tls.sh: raw results kept in $OUT" >&2; else rm -rf "$OUT"; fi
-}
-trap cleanup EXIT
+NAME=tls.sh
+# shellcheck source=benches/lib.sh
+source benches/lib.sh
 
 # A CA and a server certificate for localhost (ECDSA P-256).
 openssl ecparam -name prime256v1 -genkey -noout -out "$OUT/ca.key" 2>/dev/null
@@ -44,9 +37,6 @@ printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n
 openssl x509 -req -in "$OUT/server.csr" -CA "$OUT/ca.pem" -CAkey "$OUT/ca.key" -CAcreateserial \
     -days 2 -extfile "$OUT/ext" -out "$OUT/server.pem" 2>/dev/null
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 PLAIN=$(free_port)
 TLS=$(free_port)
 cat >"$OUT/ferry.toml" <<TOML
@@ -70,12 +60,8 @@ tls = "server"
 [limits]
 max_connections = $((CONNS * 2 + 100))
 TOML
-"$FERRY" run --config "$OUT/ferry.toml" 2>"$OUT/router.log" &
-ROUTER=$!
-for _ in $(seq 200); do
-    (echo >"/dev/tcp/127.0.0.1/$TLS") 2>/dev/null && break
-    sleep 0.05
-done
+start_ferry "$OUT/ferry.toml" "$TLS"
+ROUTER=$FERRY_PID
 
 url() { if [[ $1 == tls ]]; then echo "amqps://127.0.0.1:$TLS"; else echo "amqp://127.0.0.1:$PLAIN"; fi; }
 ticks() { awk '{print $14 + $15}' "/proc/$ROUTER/stat"; }
@@ -117,7 +103,7 @@ for t in plain tls; do
     load "open.$t" "$t" --size 100 --rate "$RATE" --duration "$DUR"
 done
 
-python3 - "$OUT" "$REPS" "$COUNT" "$RATE" "$DUR" "$CONNS" "$(getconf CLK_TCK)" "$(nproc)" <<'PY'
+TABLE=$(python3 - "$OUT" "$REPS" "$COUNT" "$RATE" "$DUR" "$CONNS" "$(getconf CLK_TCK)" "$(nproc)" <<'PY'
 import json, re, statistics, sys
 out, reps, count, rate, dur, conns, hz, cores = sys.argv[1], int(sys.argv[2]), *map(int, sys.argv[3:])
 def report(name): return json.load(open(f"{out}/{name}.json"))
@@ -175,14 +161,8 @@ lines.append("```text")
 for name in ("small.plain.1", "small.tls.1", "large.tls.1", "open.tls", "conns.tls.1"):
     lines.append(cmd(name))
 lines.append("```")
-text = "\n".join(lines) + "\n"
-path = "benches/RESULTS.md"
-doc = open(path).read()
-begin, end = "<!-- tls:begin -->", "<!-- tls:end -->"
-if begin not in doc:
-    doc += f"\n## TLS against plain TCP (`bash benches/tls.sh`)\n\n{begin}\n{end}\n"
-head, rest = doc.split(begin, 1)
-_, tail = rest.split(end, 1)
-open(path, "w").write(head + begin + "\n" + text + end + tail)
-print(text)
+print("\n".join(lines))
 PY
+)
+echo "$TABLE"
+echo "$TABLE" | write_section tls "TLS against plain TCP (\`bash benches/tls.sh\`)"

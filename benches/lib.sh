@@ -1,0 +1,55 @@
+# shellcheck shell=bash disable=SC2034
+# Shared by the benchmark scripts (sourced, not run): the release build,
+# a scratch directory and the processes to stop on exit, free ports, and
+# writing a section of benches/RESULTS.md. Callers set NAME first.
+
+cargo build --release --locked -p ferry-router -p ferry-benches >&2
+FERRY=target/release/ferry
+LOAD=target/release/ferry-load
+OUT=$(mktemp -d)
+PIDS=()
+cleanup() {
+    local p
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    if [[ -n ${KEEP_OUT:-} ]]; then echo "$NAME: raw results kept in $OUT" >&2; else rm -rf "$OUT"; fi
+}
+trap cleanup EXIT
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# start_ferry CONFIG PORT: runs `ferry run` on CONFIG (log beside it) and
+# waits until PORT accepts; the pid is added to PIDS and put in FERRY_PID.
+start_ferry() {
+    "$FERRY" run --config "$1" 2>"${1%.toml}.log" &
+    FERRY_PID=$!
+    PIDS+=("$FERRY_PID")
+    for _ in $(seq 200); do
+        (echo >"/dev/tcp/127.0.0.1/$2") 2>/dev/null && return 0
+        sleep 0.05
+    done
+    echo "$NAME: ferry is not listening on $2" >&2
+    cat "${1%.toml}.log" >&2
+    exit 1
+}
+
+# write_section MARKER TITLE: replaces the text between MARKER's begin and
+# end comments in benches/RESULTS.md with stdin (adding the section, under
+# TITLE, at the end if it is not there yet).
+write_section() {
+    python3 - "$1" "$2" <<'PY'
+import sys
+marker, title = sys.argv[1], sys.argv[2]
+text = sys.stdin.read()
+path = "benches/RESULTS.md"
+doc = open(path).read()
+begin, end = f"<!-- {marker}:begin -->", f"<!-- {marker}:end -->"
+if begin not in doc:
+    doc += f"\n## {title}\n\n{begin}\n{end}\n"
+head, rest = doc.split(begin, 1)
+_, tail = rest.split(end, 1)
+open(path, "w").write(head + begin + "\n" + text + end + tail)
+PY
+}
