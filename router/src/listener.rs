@@ -190,6 +190,7 @@ impl Server {
     pub async fn run(self, handler: ConnectionHandler, stop: impl Future<Output = ()>) -> Drained {
         let (trigger, shutdown) = shutdown::channel();
         let slots = Arc::new(Semaphore::new(self.limits.max_connections));
+        let hosts = Arc::new(Hosts::default());
         let mut loops = JoinSet::new();
         for bound in self.bound {
             let accept = AcceptLoop {
@@ -197,6 +198,7 @@ impl Server {
                 handler: handler.clone(),
                 limits: self.limits.clone(),
                 slots: slots.clone(),
+                hosts: hosts.clone(),
                 shutdown: shutdown.clone(),
                 grace: self.grace,
             };
@@ -215,12 +217,54 @@ impl Server {
     }
 }
 
+/// Connections open per client address (`limits.max_connections_per_host`).
+#[derive(Debug, Default)]
+struct Hosts {
+    open: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+}
+
+/// A connection counted against its address; gives its place back on drop.
+struct HostSlot {
+    hosts: Arc<Hosts>,
+    ip: std::net::IpAddr,
+}
+
+impl Hosts {
+    /// Counts a connection from `ip` if fewer than `max` are open (0: no
+    /// bound).
+    fn take(self: &Arc<Self>, ip: std::net::IpAddr, max: usize) -> Option<HostSlot> {
+        let mut open = self.open.lock().expect("hosts lock");
+        let n = open.entry(ip).or_default();
+        if max > 0 && *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(HostSlot {
+            hosts: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for HostSlot {
+    fn drop(&mut self) {
+        let mut open = self.hosts.open.lock().expect("hosts lock");
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
 /// One listener's accept loop and the connection tasks it spawned.
 struct AcceptLoop {
     bound: Bound,
     handler: ConnectionHandler,
     limits: Arc<Limits>,
     slots: Arc<Semaphore>,
+    hosts: Arc<Hosts>,
     shutdown: Shutdown,
     grace: Duration,
 }
@@ -234,6 +278,7 @@ impl AcceptLoop {
             handler,
             limits,
             slots,
+            hosts,
             shutdown,
             grace,
         } = self;
@@ -266,27 +311,40 @@ impl AcceptLoop {
                     continue;
                 }
             };
-            let Ok(slot) = slots.clone().try_acquire_owned() else {
-                if !refusing {
-                    warn!(
-                        max_connections = limits.max_connections,
-                        "connection limit reached; closing new connections until one ends"
+            let over_host =
+                |peer: SocketAddr| hosts.take(peer.ip(), limits.max_connections_per_host);
+            let taken = slots
+                .clone()
+                .try_acquire_owned()
+                .ok()
+                .map(|slot| (slot, over_host(peer)));
+            let (slot, host) = match taken {
+                Some((slot, Some(host))) => (slot, host),
+                Some((_, None)) => {
+                    debug!(%peer, "connection refused: too many from its address");
+                    let reason = format!(
+                        "the router serves at most {} connections from one address",
+                        limits.max_connections_per_host
                     );
-                    refusing = true;
+                    refuse(&refusals, stream, &bound.config, &limits, reason);
+                    continue;
                 }
-                debug!(%peer, "connection refused: limit reached");
-                if let Ok(permit) = refusals.clone().try_acquire_owned() {
-                    let (listener, limits) = (bound.config.clone(), limits.clone());
+                None => {
+                    if !refusing {
+                        warn!(
+                            max_connections = limits.max_connections,
+                            "connection limit reached; closing new connections until one ends"
+                        );
+                        refusing = true;
+                    }
+                    debug!(%peer, "connection refused: limit reached");
                     let reason = format!(
                         "the router serves at most {} connections",
                         limits.max_connections
                     );
-                    tokio::spawn(async move {
-                        crate::driver::refuse(stream, &listener, &limits, reason).await;
-                        drop(permit);
-                    });
+                    refuse(&refusals, stream, &bound.config, &limits, reason);
+                    continue;
                 }
-                continue;
             };
             if refusing {
                 info!("below the connection limit again; accepting");
@@ -306,11 +364,29 @@ impl AcceptLoop {
             });
             tasks.spawn(async move {
                 connection.await;
-                drop(slot);
+                drop((slot, host));
             });
         }
         drop(bound.socket);
         drain(tasks, grace).await
+    }
+}
+
+/// Refuses `stream` the AMQP way (see [`crate::driver::refuse`]) if
+/// fewer than [`MAX_REFUSALS`] refusals are running, else just closes it.
+fn refuse(
+    refusals: &Arc<Semaphore>,
+    stream: TcpStream,
+    listener: &Arc<ListenerConfig>,
+    limits: &Arc<Limits>,
+    reason: String,
+) {
+    if let Ok(permit) = refusals.clone().try_acquire_owned() {
+        let (listener, limits) = (listener.clone(), limits.clone());
+        tokio::spawn(async move {
+            crate::driver::refuse(stream, &listener, &limits, reason).await;
+            drop(permit);
+        });
     }
 }
 

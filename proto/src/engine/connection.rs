@@ -149,6 +149,11 @@ impl Connection {
         self.remote_open && self.open_sent && !self.close_sent
     }
 
+    /// Whether the peer's open has arrived (whatever happened since).
+    pub fn peer_opened(&self) -> bool {
+        self.remote_open
+    }
+
     /// Whether the connection has finished: flush [`poll_transmit`]
     /// (Self::poll_transmit) and drop the transport.
     pub fn is_finished(&self) -> bool {

@@ -195,11 +195,17 @@ impl Connection {
     /// Refuses a peer's attach: answers with a null terminus and detaches
     /// with `error` (AMQP 1.0 §2.6.3).
     pub fn refuse_attach(&mut self, link: LinkId, error: Error) -> Result<(), EngineError> {
+        self.attach_null(link)?;
+        self.detach(link, true, Some(error))
+    }
+
+    /// Answers the peer's attach with ours, whose own terminus is null
+    /// (the target when we receive, the source when we send; the peer's
+    /// half is echoed): the first half of a refusal.
+    fn attach_null(&mut self, link: LinkId) -> Result<(), EngineError> {
         let l = self.links.get_mut(&link).ok_or(EngineError::UnknownLink)?;
         let role = l.role;
         let (source, target) = l.peer_termini.take().map(|b| *b).unwrap_or_default();
-        // The terminus we would have created is null: the target when we
-        // receive, the source when we send. The peer's half is echoed.
         let spec = match role {
             Role::Receiver => LinkSpec {
                 role,
@@ -212,8 +218,7 @@ impl Connection {
                 ..LinkSpec::default()
             },
         };
-        self.accept_attach(link, spec)?;
-        self.detach(link, true, Some(error))
+        self.accept_attach(link, spec)
     }
 
     /// Detaches (or with `closed`, closes) a link (AMQP 1.0 §2.6.5). Its
@@ -560,12 +565,22 @@ impl Connection {
             Role::Sender => Role::Receiver,
             Role::Receiver => Role::Sender,
         };
-        // An answer to our attach: same name, opposite role, waiting.
+        // An answer to our attach: same name, opposite role, waiting (or
+        // detached by us since: the answer to our detach follows).
         let ours = s.local_handles.values().copied().find(|id| {
             let l = &self.links[id];
-            l.state == LinkState::AttachSent && l.role == our_role && l.name == attach.name
+            let waiting = l.state == LinkState::AttachSent
+                || (l.state == LinkState::DetachSent && l.remote_handle.is_none());
+            waiting && l.role == our_role && l.name == attach.name
         });
         let s = self.sessions.get_mut(&session).expect("exists");
+        if let Some(id) = ours
+            && self.links[&id].state == LinkState::DetachSent
+        {
+            s.remote_handles.insert(attach.handle, id);
+            self.links.get_mut(&id).expect("exists").remote_handle = Some(attach.handle);
+            return;
+        }
         if let Some(id) = ours {
             s.remote_handles.insert(attach.handle, id);
             let l = self.links.get_mut(&id).expect("exists");
@@ -622,6 +637,12 @@ impl Connection {
         let Some(id) = self.link_for_remote_handle(session, detach.handle) else {
             return;
         };
+        if self.links[&id].state == LinkState::AttachReceived {
+            // Detached before we answered its attach (e.g. a client that
+            // opens a link and closes it at once): an attach is answered
+            // by an attach (AMQP 1.0 §2.6.3), then the detach below.
+            let _ = self.attach_null(id);
+        }
         let l = self.links.remove(&id).expect("handle maps to a link");
         let s = self.sessions.get_mut(&session).expect("exists");
         s.remote_handles.remove(&detach.handle);

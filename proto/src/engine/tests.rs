@@ -753,3 +753,41 @@ fn multi_frame_abort_is_reported() {
 }
 
 mod priority;
+
+/// A peer that attaches and detaches at once (before we answer) gets both
+/// answered: our attach, then our detach (AMQP 1.0 §2.6.3), so its link
+/// closes; answering the attach later is refused as an unknown link.
+#[test]
+fn an_attach_detached_before_it_is_answered_is_answered_both_ways() {
+    let mut p = Pair::default_pair();
+    let s = p.client.begin_session().unwrap();
+    p.drive();
+    let link = p
+        .client
+        .attach(
+            s,
+            LinkSpec {
+                name: "quick".into(),
+                role: Role::Receiver,
+                source: Some(Source::new("q")),
+                target: Some(TargetTerminus::Target(Target::default())),
+                ..LinkSpec::default()
+            },
+        )
+        .unwrap();
+    p.client.detach(link, true, None).unwrap();
+    p.drive();
+    let remote = p.take_attach_request();
+    assert!(
+        p.client_events
+            .iter()
+            .any(|e| matches!(e, Event::Detached { link: l, .. } if *l == link)),
+        "the client's link closed: {:?}",
+        p.client_events
+    );
+    assert_eq!(
+        p.server.accept_attach(remote, LinkSpec::default()),
+        Err(EngineError::UnknownLink)
+    );
+    assert!(p.client.is_open() && p.server.is_open());
+}

@@ -483,6 +483,20 @@ pub struct Limits {
     pub link_credit_window: u32,
     /// Bytes of one producer's messages the router holds in flight at most.
     pub max_in_flight_bytes_per_producer: u64,
+    /// Milliseconds from accepting a connection (or dialing one) to the
+    /// peer's AMQP `open`, TLS and SASL included; a peer that takes longer
+    /// is disconnected.
+    pub handshake_timeout_ms: u64,
+    /// Connections open at once from one client address, over all
+    /// listeners (0: no bound).
+    pub max_connections_per_host: usize,
+}
+
+impl Limits {
+    /// [`handshake_timeout_ms`](Self::handshake_timeout_ms) as a duration.
+    pub fn handshake_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.handshake_timeout_ms)
+    }
 }
 
 impl Default for Limits {
@@ -495,6 +509,8 @@ impl Default for Limits {
             max_message_size: 100 * 1024 * 1024,
             link_credit_window: 250,
             max_in_flight_bytes_per_producer: 16 * 1024 * 1024,
+            handshake_timeout_ms: 10_000,
+            max_connections_per_host: 0,
         }
     }
 }

@@ -121,6 +121,12 @@ impl Display for Config {
             "max_in_flight_bytes_per_producer = {}",
             limits.max_in_flight_bytes_per_producer
         )?;
+        writeln!(f, "handshake_timeout_ms = {}", limits.handshake_timeout_ms)?;
+        writeln!(
+            f,
+            "max_connections_per_host = {}",
+            limits.max_connections_per_host
+        )?;
         writeln!(f, "\n[log]")?;
         writeln!(f, "level = {}", quote(&self.log.level))
     }

@@ -438,6 +438,7 @@ fn validate_limits(limits: &Limits) -> Result<(), Invalid> {
         ),
         ("max_message_size", limits.max_message_size),
         ("link_credit_window", u64::from(limits.link_credit_window)),
+        ("handshake_timeout_ms", limits.handshake_timeout_ms),
     ];
     for (field, value) in at_least_one {
         if value == 0 {

@@ -245,6 +245,11 @@ impl Endpoint {
         }
     }
 
+    /// Whether the peer's AMQP open has arrived.
+    pub fn peer_opened(&self) -> bool {
+        self.engine.peer_opened()
+    }
+
     /// Whether the connection is over (flush, then drop the transport).
     pub fn is_finished(&self) -> bool {
         self.engine.is_finished()

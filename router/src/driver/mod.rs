@@ -60,9 +60,12 @@ pub async fn serve(accepted: Accepted, core: Arc<Core>, security: Arc<Security>)
         stream,
         peer,
         listener,
+        limits,
         shutdown,
         ..
     } = accepted;
+    // TLS, SASL and the peer's AMQP open, within the limit.
+    let deadline = Instant::now() + limits.handshake_timeout();
     if listener.role == crate::config::Role::InterRouter {
         limit_unsent(&stream);
     }
@@ -74,7 +77,7 @@ pub async fn serve(accepted: Accepted, core: Arc<Core>, security: Arc<Security>)
                 return;
             };
             let handshake = tokio::select! {
-                r = crate::tls::accept(stream, config) => r,
+                r = crate::tls::accept(stream, config, limits.handshake_timeout()) => r,
                 () = shutdown.triggered() => return,
             };
             match handshake {
@@ -96,7 +99,7 @@ pub async fn serve(accepted: Accepted, core: Arc<Core>, security: Arc<Security>)
     };
     let endpoint = Endpoint::accepted(core, &listener, &security, who, Instant::now());
     tracing::debug!(conn = endpoint.id().0, %peer, tls, "connection accepted");
-    let (id, reason) = Task::run(transport, endpoint, security, shutdown).await;
+    let (id, reason) = Task::run(transport, endpoint, security, deadline, shutdown).await;
     tracing::debug!(conn = id.0, %peer, reason, "connection ended");
 }
 
@@ -110,6 +113,7 @@ pub async fn dial(
     core: Arc<Core>,
     security: Arc<Security>,
     connector: &ConnectorConfig,
+    deadline: Instant,
     shutdown: Shutdown,
 ) {
     limit_unsent(transport.tcp());
@@ -119,7 +123,7 @@ pub async fn dial(
         cert,
     };
     let endpoint = Endpoint::dialed(core, connector, who, Instant::now());
-    let (id, reason) = Task::run(transport, endpoint, security, shutdown).await;
+    let (id, reason) = Task::run(transport, endpoint, security, deadline, shutdown).await;
     tracing::debug!(conn = id.0, host = %connector.host, port = connector.port, reason, "connector connection ended");
 }
 
@@ -140,6 +144,7 @@ impl Task {
         transport: Transport,
         endpoint: Endpoint,
         security: Arc<Security>,
+        opened_by: Instant,
         shutdown: Shutdown,
     ) -> (crate::core::ConnId, &'static str) {
         let mut task = Task {
@@ -148,12 +153,15 @@ impl Task {
             security,
             pending: Bytes::new(),
         };
-        let reason = task.serve(shutdown).await;
+        let reason = task.serve(opened_by, shutdown).await;
         task.endpoint.teardown(Instant::now());
         (task.endpoint.id(), reason)
     }
 
-    async fn serve(&mut self, shutdown: Shutdown) -> &'static str {
+    /// Serves until the connection is over; a peer whose AMQP open has
+    /// not arrived by `opened_by` is dropped.
+    async fn serve(&mut self, opened_by: Instant, shutdown: Shutdown) -> &'static str {
+        let opened_by = tokio::time::Instant::from_std(opened_by);
         let mut closing_since: Option<tokio::time::Instant> = None;
         // What arrived with the end of a TLS handshake is already read.
         self.read_ready();
@@ -223,6 +231,13 @@ impl Task {
                 }
                 _ = std::future::ready(()), if held && !backlogged => {
                     self.endpoint.handle_inbox(MAX_BATCH, Instant::now());
+                }
+                () = tokio::time::sleep_until(opened_by), if !self.endpoint.peer_opened() => {
+                    let peer = self.transport.tcp().peer_addr().ok();
+                    self.security.refusals.note(|| {
+                        tracing::warn!(?peer, "connection closed: no AMQP open within the handshake timeout");
+                    });
+                    return "no open in time";
                 }
                 _ = sleep_until(wake) => {
                     if close_deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {

@@ -41,8 +41,10 @@ pub async fn run(
                 let _ = stream.set_nodelay(true);
                 tracing::debug!(%target, "connector connected");
                 let started = tokio::time::Instant::now();
+                // TLS and the peer's AMQP open, within the limit.
+                let deadline = std::time::Instant::now() + core.limits().handshake_timeout();
                 let secured = tokio::select! {
-                    r = secure(stream, &security, &connector) => r,
+                    r = secure(stream, &security, &connector, core.limits().handshake_timeout()) => r,
                     _ = shutdown.triggered() => return,
                 };
                 match secured {
@@ -53,6 +55,7 @@ pub async fn run(
                             core.clone(),
                             security.clone(),
                             &connector,
+                            deadline,
                             shutdown.clone(),
                         )
                         .await;
@@ -82,6 +85,7 @@ async fn secure(
     stream: TcpStream,
     security: &Security,
     connector: &ConnectorConfig,
+    timeout: Duration,
 ) -> Result<(Transport, Option<crate::tls::CertNames>), crate::tls::HandshakeError> {
     let Some(profile) = &connector.tls else {
         return Ok((Transport::Tcp(stream), None));
@@ -91,7 +95,7 @@ async fn secure(
         .client(profile)
         .expect("validated: the connector's profile has a ca");
     let name = connector.server_name.as_deref().unwrap_or(&connector.host);
-    let secured = crate::tls::connect(stream, config, name).await?;
+    let secured = crate::tls::connect(stream, config, name, timeout).await?;
     Ok((secured.transport, secured.peer))
 }
 

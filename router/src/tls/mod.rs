@@ -27,9 +27,6 @@ use crate::config::{ClientCert, Config, TlsProfileConfig};
 use crate::transport::Transport;
 use material::Material;
 
-/// How long a TLS handshake may take: a peer that stalls it is dropped.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// Every `[[tls]]` profile of the configuration, as currently loaded.
 #[derive(Debug, Default)]
 pub struct TlsProfiles {
@@ -137,7 +134,7 @@ impl TlsProfiles {
 /// Why a handshake failed.
 #[derive(Debug, thiserror::Error)]
 pub enum HandshakeError {
-    /// The peer did not finish it in [`HANDSHAKE_TIMEOUT`].
+    /// The peer did not finish it in time (`limits.handshake_timeout_ms`).
     #[error("TLS handshake not finished in {0:?}")]
     Timeout(Duration),
     /// The peer's certificate, a protocol error, or the socket.
@@ -167,9 +164,13 @@ fn peer_names(certs: Option<&[rustls::pki_types::CertificateDer<'static>]>) -> O
 /// # Errors
 ///
 /// A [`HandshakeError`]; the alert that tells the peer why was sent.
-pub async fn accept(tcp: TcpStream, config: Arc<ServerConfig>) -> Result<Secured, HandshakeError> {
+pub async fn accept(
+    tcp: TcpStream,
+    config: Arc<ServerConfig>,
+    timeout: Duration,
+) -> Result<Secured, HandshakeError> {
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
-    secured(acceptor.accept(tcp), |s| {
+    secured(timeout, acceptor.accept(tcp), |s| {
         let (tcp, tls) = s.into_inner();
         (tcp, tls.into())
     })
@@ -186,26 +187,28 @@ pub async fn connect(
     tcp: TcpStream,
     config: Arc<ClientConfig>,
     server_name: &str,
+    timeout: Duration,
 ) -> Result<Secured, HandshakeError> {
     let name = ServerName::try_from(server_name.to_string())
         .map_err(|_| HandshakeError::ServerName(server_name.to_string()))?;
     let connector = tokio_rustls::TlsConnector::from(config);
-    secured(connector.connect(name, tcp), |s| {
+    secured(timeout, connector.connect(name, tcp), |s| {
         let (tcp, tls) = s.into_inner();
         (tcp, tls.into())
     })
     .await
 }
 
-/// Runs `handshake` within [`HANDSHAKE_TIMEOUT`], then takes the socket
-/// and the rustls state out of the stream it made.
+/// Runs `handshake` within `timeout`, then takes the socket and the
+/// rustls state out of the stream it made.
 async fn secured<S>(
+    timeout: Duration,
     handshake: impl std::future::Future<Output = std::io::Result<S>>,
     split: impl FnOnce(S) -> (TcpStream, rustls::Connection),
 ) -> Result<Secured, HandshakeError> {
-    let stream = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
+    let stream = tokio::time::timeout(timeout, handshake)
         .await
-        .map_err(|_| HandshakeError::Timeout(HANDSHAKE_TIMEOUT))?
+        .map_err(|_| HandshakeError::Timeout(timeout))?
         .map_err(HandshakeError::Failed)?;
     let (tcp, tls) = split(stream);
     let peer = peer_names(tls.peer_certificates());

@@ -222,7 +222,8 @@ fn unknown_keys_are_named_with_a_suggestion() {
         error(&format!("{MINIMAL}[limits]\nbogus = 1\n"), &[]),
         "unknown key 'limits.bogus' in F (valid keys: max_connections, max_frame_size, \
          max_sessions_per_connection, max_links_per_connection, max_message_size, \
-         link_credit_window, max_in_flight_bytes_per_producer)"
+         link_credit_window, max_in_flight_bytes_per_producer, handshake_timeout_ms, \
+         max_connections_per_host)"
     );
     assert_eq!(
         error(
