@@ -13,7 +13,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use ferry_router::config::{Config, ConfigError};
+use ferry_router::config::{Config, ConfigError, RUST_LOG, effective_log_filter};
 use ferry_router::core::Core;
 use ferry_router::driver;
 use ferry_router::listener::{Accepted, Server, connection_handler};
@@ -22,7 +22,6 @@ use ferry_router::security::Security;
 use ferry_router::shutdown::Signals;
 use std::sync::Arc;
 use tracing::info;
-use tracing_subscriber::EnvFilter;
 
 /// Exit status for a configuration or usage error (clap uses 2 as well).
 const EXIT_CONFIG: u8 = 2;
@@ -158,13 +157,28 @@ fn user_add(args: &UserAddArgs) -> ExitCode {
 fn check_config(args: &ConfigArgs) -> ExitCode {
     match Config::load(args.config.as_deref()) {
         Ok(config) => {
+            // What `run` would refuse, `check-config` refuses: RUST_LOG too.
+            let rust_log = rust_log();
+            if let Err(message) = effective_log_filter(&config.log.level, rust_log.as_deref()) {
+                eprintln!("ferry: config error: {message}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
             // The files the configuration names must load too.
             if let Err(error) = Security::load(&config) {
                 eprintln!("ferry: config error: {error}");
                 return ExitCode::from(EXIT_CONFIG);
             }
             let mut stdout = std::io::stdout().lock();
-            match write!(stdout, "{config}").and_then(|()| stdout.flush()) {
+            let mut printed = write!(stdout, "{config}");
+            if let Some(directives) = rust_log.filter(|d| !d.trim().is_empty()) {
+                printed = printed.and_then(|()| {
+                    writeln!(
+                        stdout,
+                        "# {RUST_LOG}={directives:?} is set: it wins over [log] level"
+                    )
+                });
+            }
+            match printed.and_then(|()| stdout.flush()) {
                 Ok(()) => ExitCode::SUCCESS,
                 // E.g. a closed pipe (`ferry check-config | head`): nothing to say.
                 Err(_) => ExitCode::from(EXIT_RUNTIME),
@@ -209,14 +223,15 @@ fn config_error(error: &ConfigError) -> ExitCode {
     ExitCode::from(EXIT_CONFIG)
 }
 
+/// `RUST_LOG`, if set (a value that is not UTF-8 is taken as set and
+/// invalid, not as unset).
+fn rust_log() -> Option<String> {
+    std::env::var_os(RUST_LOG).map(|v| v.to_string_lossy().into_owned())
+}
+
 /// Log to stderr, filtered by `RUST_LOG` when set, else by `[log] level`.
 fn init_logging(config: &Config) -> Result<(), String> {
-    let filter = match std::env::var("RUST_LOG") {
-        Ok(directives) if !directives.trim().is_empty() => EnvFilter::try_new(&directives)
-            .map_err(|error| format!("invalid RUST_LOG {directives:?}: {error}"))?,
-        _ => EnvFilter::try_new(&config.log.level)
-            .map_err(|error| format!("invalid log.level: {error}"))?,
-    };
+    let filter = effective_log_filter(&config.log.level, rust_log().as_deref())?;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
