@@ -21,6 +21,7 @@ use ferry_router::routing::RoutingConfig;
 use ferry_router::security::Security;
 use ferry_router::shutdown::Signals;
 use std::sync::Arc;
+use tracing::Instrument;
 use tracing::info;
 
 /// Exit status for a configuration or usage error (clap uses 2 as well).
@@ -208,7 +209,10 @@ fn run(args: &ConfigArgs) -> ExitCode {
         .enable_all()
         .build()
         .context("cannot start the async runtime")
-        .and_then(|runtime| runtime.block_on(serve(config, security)));
+        .and_then(|runtime| {
+            let span = ferry_router::router_span(&config.router.id);
+            runtime.block_on(serve(config, security).instrument(span))
+        });
     match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -234,13 +238,17 @@ fn init_logging(config: &Config) -> Result<(), String> {
     let filter = effective_log_filter(&config.log.level, rust_log().as_deref())?;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        // Lines say what happened in the operator's words; the router id
+        // comes from the span (`router{id=A}`), not the module path.
+        .with_target(false)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     Ok(())
 }
 
-/// Bind, serve until a signal, drain.
+/// Bind, serve until a signal, drain. Runs in the router's span; every
+/// task it starts runs in it too (`in_current_span`).
 async fn serve(config: Config, security: Arc<Security>) -> anyhow::Result<()> {
     let mut signals = Signals::register().context("cannot register signal handlers")?;
     let server = Server::bind(&config).await?;
@@ -250,42 +258,43 @@ async fn serve(config: Config, security: Arc<Security>) -> anyhow::Result<()> {
             && listener.sasl_mechanisms.iter().any(|m| m == "PLAIN")
         {
             tracing::warn!(
-                listener = i,
-                "PLAIN is not offered on this listener: it has no TLS (allow_plain_without_tls = true offers it anyway)"
+                "PLAIN is not offered on listener[{i}]: it has no TLS (allow_plain_without_tls = true offers it anyway)"
             );
         }
     }
-    info!(
-        id = %config.router.id,
-        mode = %config.router.mode,
-        version = env!("CARGO_PKG_VERSION"),
-        "router started"
-    );
+    info!("{}", started(&config, &server.local_addrs()));
     let stop = async move {
         let signal = signals.recv().await;
         info!("{signal} received; shutting down");
     };
     let core = Arc::new(Core::new(&config));
     let (mesh_stop, mesh_shutdown) = ferry_router::shutdown::channel();
-    tokio::spawn(ferry_router::security::watch(
-        security.clone(),
-        mesh_shutdown.clone(),
-    ));
-    tokio::spawn(ferry_router::mesh::control::run(
-        core.clone(),
-        RoutingConfig::default(),
-        mesh_shutdown.clone(),
-    ));
+    tokio::spawn(
+        ferry_router::security::watch(security.clone(), mesh_shutdown.clone()).in_current_span(),
+    );
+    tokio::spawn(
+        ferry_router::mesh::control::run(
+            core.clone(),
+            RoutingConfig::default(),
+            mesh_shutdown.clone(),
+        )
+        .in_current_span(),
+    );
     let connectors: Vec<_> = config
         .connectors
         .iter()
-        .map(|c| {
-            tokio::spawn(ferry_router::mesh::connector::run(
-                core.clone(),
-                security.clone(),
-                c.clone(),
-                mesh_shutdown.clone(),
-            ))
+        .enumerate()
+        .map(|(index, c)| {
+            tokio::spawn(
+                ferry_router::mesh::connector::run(
+                    core.clone(),
+                    security.clone(),
+                    index,
+                    c.clone(),
+                    mesh_shutdown.clone(),
+                )
+                .in_current_span(),
+            )
         })
         .collect();
     let handler = connection_handler(move |accepted: Accepted| {
@@ -299,8 +308,49 @@ async fn serve(config: Config, security: Arc<Security>) -> anyhow::Result<()> {
         futures_join_all(connectors),
     )
     .await;
-    info!(aborted = drained.aborted, "router stopped");
+    match drained.aborted {
+        0 => info!("stopped"),
+        n => info!("stopped ({n} connections aborted)"),
+    }
     Ok(())
+}
+
+/// The start-up line: what runs, and for a mesh member what it waits for.
+fn started(config: &Config, bound: &[std::net::SocketAddr]) -> String {
+    use ferry_router::config::{Role, RouterMode};
+    let mut line = format!(
+        "started: ferry {}, {} router",
+        env!("CARGO_PKG_VERSION"),
+        config.router.mode
+    );
+    if config.router.mode != RouterMode::Interior {
+        return line;
+    }
+    let dialing: Vec<String> = config
+        .connectors
+        .iter()
+        .map(|c| format!("{}:{}", c.host, c.port))
+        .collect();
+    let listening: Vec<String> = config
+        .listeners
+        .iter()
+        .zip(bound)
+        .filter(|(l, _)| l.role == Role::InterRouter)
+        .map(|(_, addr)| addr.to_string())
+        .collect();
+    let mut waits = Vec::new();
+    if !dialing.is_empty() {
+        waits.push(format!("dialing {}", dialing.join(", ")));
+    }
+    if !listening.is_empty() {
+        waits.push(format!("routers may dial {}", listening.join(", ")));
+    }
+    if waits.is_empty() {
+        line += "; no connector and no inter-router listener: it will have no neighbour";
+    } else {
+        line += &format!("; waiting for neighbours ({})", waits.join("; "));
+    }
+    line
 }
 
 /// Waits for every task.

@@ -218,7 +218,7 @@ impl Routing {
     /// connected neighbour changes the cost.
     pub fn neighbor_connected(&mut self, neighbor: RouterId, cost: u32, now: Instant) {
         if neighbor == self.me {
-            tracing::warn!(router = %self.me, "inter-router connection to self ignored");
+            tracing::warn!("inter-router connection to this router itself ignored");
             return;
         }
         self.neighbors
@@ -244,7 +244,7 @@ impl Routing {
     /// router that is not connected are ignored).
     pub fn handle_message(&mut self, from: &RouterId, msg: ControlMessage, now: Instant) {
         if !self.neighbors.contains_key(from) {
-            tracing::debug!(router = %self.me, %from, "control message from a router not connected");
+            tracing::debug!("control message from {from}, not a neighbour: ignored");
             return;
         }
         let flood = match &msg {
@@ -310,7 +310,10 @@ impl Routing {
         let max_age = self.config.hello_max_age;
         for (id, n) in &mut self.neighbors {
             if n.expire(now, max_age) {
-                tracing::info!(router = %self.me, neighbor = %id, "neighbour silent for hello_max_age: down");
+                tracing::info!(
+                    "neighbour {id} silent for {:?} (hello_max_age): taken as down",
+                    max_age
+                );
             }
         }
         if now >= self.next_hello {
@@ -334,7 +337,7 @@ impl Routing {
             .map(|(id, _)| id.clone())
             .collect();
         for id in due {
-            tracing::debug!(router = %self.me, purged = %id, "records of an unreachable router purged");
+            tracing::debug!("records of router {id}, unreachable, purged");
             self.unreachable_since.remove(&id);
             self.ls.remove(&id);
             self.mobile.remove(&id);
@@ -408,7 +411,7 @@ impl Routing {
         now: Instant,
     ) {
         if id != from {
-            tracing::warn!(router = %self.me, %from, claimed = %id, "HELLO with another router's id ignored");
+            tracing::warn!("HELLO from neighbour {from} claiming to be {id} ignored");
             return;
         }
         let lists_us = seen.contains(&self.me);
@@ -611,7 +614,10 @@ impl Routing {
         if version <= own {
             return;
         }
-        tracing::warn!(router = %self.me, ?version, ?own, "the mesh holds a newer link-state record of this router: moving past it");
+        tracing::warn!(
+            "the mesh holds a newer link-state record of this router (it restarted with an \
+             instance number used before, or its clock went back): moving past it"
+        );
         self.adopt_instance(version.instance);
         if version.instance == self.instance
             && let Some(record) = self.ls.get(&self.me).cloned()
@@ -638,7 +644,10 @@ impl Routing {
         if version <= Version::new(self.instance, self.local.seq) {
             return;
         }
-        tracing::warn!(router = %self.me, ?version, "the mesh holds a newer address record of this router: moving past it");
+        tracing::warn!(
+            "the mesh holds a newer address record of this router (it restarted with an \
+             instance number used before, or its clock went back): moving past it"
+        );
         self.adopt_instance(version.instance);
         if version.instance == self.instance {
             self.local.seq = self.local.seq.max(version.seq);
