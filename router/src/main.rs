@@ -29,6 +29,7 @@ const EXIT_CONFIG: u8 = 2;
 /// Exit status for any other failure, e.g. a port in use.
 const EXIT_RUNTIME: u8 = 1;
 
+/// The long help, in one place: `ferry --help`.
 const ENVIRONMENT_HELP: &str = "\
 Configuration:
   A TOML file given with --config (or FERRY_CONFIG); without one, the built-in
@@ -43,15 +44,26 @@ Configuration:
     FERRY_LISTENER__0__PORT=5673            port of the first [[listener]]
     FERRY_LISTENER__1__HOST=0.0.0.0         (with ..__1__PORT) adds a second one
     FERRY_LISTENER__0__SASL_MECHANISMS=ANONYMOUS
-  Every key, its default and its limits: router/CONFIG.md.
+  Every key, its default and its limits: ferry config-reference.
 
 Logging:
-  To stderr. RUST_LOG (e.g. RUST_LOG=debug), when set, wins over [log] level.
+  To stderr, each line naming its router. [log] level: error, warn, info
+  (the default), debug, trace or off, or directives such as
+  info,ferry_router=debug. RUST_LOG, when set, wins over it.
 
 Exit status:
   0  clean shutdown after SIGTERM or ctrl-c (also: check-config succeeded)
   1  runtime error, e.g. a listener's port is in use
   2  configuration or command-line error";
+
+/// What `run --help` and `check-config --help` add: where the rest is.
+const SEE_ALSO: &str = "\
+Configuration file, FERRY_… environment variables, logging, exit status:
+ferry --help. Every key with its default and limits: ferry config-reference.";
+
+/// The configuration reference (router/CONFIG.md), built into the binary
+/// so that whoever has only the binary (the container image) can read it.
+const CONFIG_REFERENCE: &str = include_str!("../CONFIG.md");
 
 /// Ferry: an AMQP 1.0 router mesh.
 #[derive(Debug, Parser)]
@@ -75,15 +87,19 @@ enum Command {
     /// start-up), logs `listening on ADDRESS (ROLE)` for each, then accepts
     /// connections. On SIGTERM or ctrl-c it stops accepting, closes every
     /// connection cleanly, waits up to 5 s for them, and exits 0.
-    #[command(after_help = ENVIRONMENT_HELP)]
+    #[command(after_help = SEE_ALSO)]
     Run(ConfigArgs),
     /// Validate the configuration and print the effective result as TOML
     ///
     /// Loads the file (or the built-in default), applies FERRY_…
     /// environment overrides, validates, and prints every key with its
     /// effective value. Binds nothing.
-    #[command(after_help = ENVIRONMENT_HELP)]
+    #[command(after_help = SEE_ALSO)]
     CheckConfig(ConfigArgs),
+    /// Print the configuration reference: every key, its default and
+    /// limits, the environment variables, logging, TLS and SASL, and the
+    /// users file (Markdown)
+    ConfigReference,
     /// Manage the users file (SCRAM-SHA-256 verifiers, never passwords)
     #[command(subcommand)]
     User(UserCommand),
@@ -96,7 +112,7 @@ enum UserCommand {
     /// The password is typed twice without echo when standard input is a
     /// terminal, else read from the first line of standard input. The file
     /// is created if missing and rewritten atomically with mode 0600; other
-    /// users are kept. Format: the users file section of router/CONFIG.md.
+    /// users are kept. Format: `ferry config-reference`, "users file".
     #[command(after_help = USER_ADD_HELP)]
     Add(UserAddArgs),
 }
@@ -132,6 +148,20 @@ fn main() -> ExitCode {
         Command::Run(args) => run(&args),
         Command::CheckConfig(args) => check_config(&args),
         Command::User(UserCommand::Add(args)) => user_add(&args),
+        Command::ConfigReference => print(CONFIG_REFERENCE),
+    }
+}
+
+/// Writes `text` to stdout (a closed pipe, as with `| head`, is no error
+/// worth a message).
+fn print(text: &str) -> ExitCode {
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(_) => ExitCode::from(EXIT_RUNTIME),
     }
 }
 

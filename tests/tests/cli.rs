@@ -35,9 +35,11 @@ fn help_explains_config_and_environment() {
     for needle in [
         "run",
         "check-config",
+        "config-reference",
         "--config",
         "FERRY_LISTENER__0__PORT",
         "RUST_LOG",
+        "Exit status",
     ] {
         assert!(
             top.stdout.contains(needle),
@@ -45,22 +47,57 @@ fn help_explains_config_and_environment() {
             top.stdout
         );
     }
-    let run = run_ferry(["run", "--help"], &[], WAIT);
-    assert!(run.status.success(), "{run:?}");
-    for needle in [
-        "--config",
-        "-c",
-        "FERRY_",
-        "SIGTERM",
-        "127.0.0.1:5672",
-        "Exit status",
-    ] {
+    for command in ["run", "check-config"] {
+        let help = run_ferry([command, "--help"], &[], WAIT);
+        assert!(help.status.success(), "{help:?}");
+        for needle in [
+            "--config",
+            "-c",
+            "127.0.0.1:5672",
+            "ferry --help",
+            "ferry config-reference",
+        ] {
+            assert!(
+                help.stdout.contains(needle),
+                "{command} --help lacks {needle}:\n{}",
+                help.stdout
+            );
+        }
+        // The long text lives in `ferry --help` only.
         assert!(
-            run.stdout.contains(needle),
-            "run --help lacks {needle}:\n{}",
-            run.stdout
+            !help.stdout.contains("FERRY_LISTENER__0__PORT"),
+            "{command} --help repeats the environment block:\n{}",
+            help.stdout
         );
     }
+    let run = run_ferry(["run", "--help"], &[], WAIT);
+    assert!(run.stdout.contains("SIGTERM"), "{}", run.stdout);
+    // Someone with only the binary cannot open a path of the source tree.
+    for args in [
+        &["--help"][..],
+        &["run", "--help"],
+        &["check-config", "--help"],
+    ] {
+        let help = run_ferry(args, &[], WAIT);
+        assert!(
+            !help.stdout.contains("CONFIG.md"),
+            "{args:?}:\n{}",
+            help.stdout
+        );
+    }
+}
+
+/// The configuration reference comes with the binary: what the container
+/// image has is what the source tree has.
+#[test]
+fn config_reference_prints_the_reference() {
+    let done = run_ferry(["config-reference"], &[], WAIT);
+    assert!(done.status.success(), "{done:?}");
+    let source =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../router/CONFIG.md"))
+            .expect("router/CONFIG.md");
+    assert_eq!(done.stdout, source);
+    assert!(done.stderr.is_empty(), "{done:?}");
 }
 
 #[test]
