@@ -342,6 +342,7 @@ pub(super) fn engine_config(
             mechanisms,
             required,
         }),
+        properties: identity::product(),
         ..ConnectionConfig::default()
     }
 }
