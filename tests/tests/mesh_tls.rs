@@ -87,8 +87,18 @@ async fn a_router_certificate_claiming_another_id_is_refused() {
         timeout: Duration::from_secs(5),
         ..ClientOptions::default()
     };
-    let _b = Client::connect(("127.0.0.1", port), options).await.unwrap();
+    // Our client refuses the control link the router attaches once it has
+    // admitted a router, and the router then closes the connection: that
+    // close may come before `connect` returns. Admission is the log line.
+    let b = Client::connect(("127.0.0.1", port), options).await;
     logged(&r, "neighbour B connected (from 127.0.0.1:").await;
+    if let Err(e) = b {
+        assert_eq!(
+            e.condition(),
+            Some(condition::PRECONDITION_FAILED.as_str()),
+            "{e}"
+        );
+    }
 }
 
 #[tokio::test]
