@@ -278,3 +278,41 @@ fn a_router_dialing_itself_is_told_once() {
     );
     assert!(!log.contains("two routers share"), "{log}");
 }
+
+/// The other mistyped port: a connector that dials a router's client
+/// (normal) listener. Each end says what is wrong, once.
+#[test]
+fn a_connector_dialing_a_client_port_says_so_once_at_both_ends() {
+    let s = start("S", None, &[], None);
+    let r = start("R", None, &[s.client.port()], None);
+    wait_log(&r, "the dialer did not say", |log| {
+        log.contains("is not a Ferry router's inter-router listener")
+    });
+    wait_log(&s, "the listener did not say", |log| {
+        log.contains("use an inter-router listener")
+    });
+    std::thread::sleep(Duration::from_secs(4));
+    let (r_log, s_log) = (r.ferry.stderr(), s.ferry.stderr());
+    let told = lines_with(&r_log, "inter-router listener");
+    assert_eq!(told.len(), 1, "{r_log}");
+    assert!(
+        told[0].contains(&format!(
+            " WARN router{{id=R}}: connector[0] to {}: what answered is not a Ferry \
+             router's inter-router listener (its open names no router; a normal \
+             listener's port?); retrying",
+            s.client
+        )),
+        "{r_log}"
+    );
+    let told = lines_with(&s_log, "use an inter-router listener");
+    assert_eq!(told.len(), 1, "{s_log}");
+    assert!(
+        told[0].contains(" WARN router{id=S}: inter-router connection from 127.0.0.1:")
+            && told[0].ends_with(
+                "refused: router R connected to a normal listener; use an inter-router listener"
+            ),
+        "{s_log}"
+    );
+    assert_readable("R", &r_log);
+    assert_readable("S", &s_log);
+}

@@ -190,7 +190,16 @@ impl Links {
                     ),
                 );
             }
-            (_, None) => {
+            (ConnKind::Connector { .. }, None) => {
+                return self.refuse(
+                    engine,
+                    unwelcome,
+                    "what answered is not a Ferry router's inter-router listener (its open \
+                     names no router; a normal listener's port?)"
+                        .into(),
+                );
+            }
+            (ConnKind::InterRouterListener { .. }, None) => {
                 return self.refuse(
                     engine,
                     unwelcome,
