@@ -148,17 +148,17 @@ check_intruders() {
         log=$(docker logs "$project-$n" 2>&1)
         docker logs "$project-$n" >"$out/$n.log" 2>&1
         if [[ $n != intruder-stolen ]]; then
-            if grep -q "inter-router connection up" <<<"$log"; then
-                auth false "$n gets no inter-router connection" "$(grep -m 1 'inter-router connection up' <<<"$log")"
+            if grep -Eq "neighbour [^ ]+ connected" <<<"$log"; then
+                auth false "$n gets no inter-router connection" "$(grep -Em 1 'neighbour [^ ]+ connected' <<<"$log")"
             else
                 auth true "$n gets no inter-router connection"
             fi
         fi
         docker rm -f "$project-$n" >/dev/null
     done
-    if grep -Eq "inter-router connection up peer=intruder|neighbour connected neighbor=intruder" <<<"$a_log"; then
+    if grep -Eq "neighbour intruder[^ ]* connected" <<<"$a_log"; then
         auth false "router A admits none of them" \
-            "$(grep -Em 1 'connection up peer=intruder|neighbor=intruder' <<<"$a_log")"
+            "$(grep -Em 1 'neighbour intruder[^ ]* connected' <<<"$a_log")"
     else
         auth true "router A admits none of them"
     fi
@@ -202,7 +202,7 @@ check_peers() {
     for s in router-a router-b router-c; do
         me=${s#router-}
         want=$(printf '%s\n' A B C | grep -vx "${me^^}" | paste -sd ' ')
-        got=$(grep -o 'inter-router connection up peer=[^ ]*' "$out/$s.log" | sed 's/.*peer=//' | sort -u | paste -sd ' ')
+        got=$(grep -Eo 'neighbour [^ ]+ connected' "$out/$s.log" | sed 's/^neighbour //; s/ connected$//' | sort -u | paste -sd ' ')
         auth "$([[ $got == "$want" ]] && echo true)" \
             "router ${me^^}: inter-router connections only with the mesh's routers ($want)" "with: ${got:-none}"
     done

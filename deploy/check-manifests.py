@@ -508,7 +508,7 @@ def k8s_in_docker(docs, secrets, image, replicas):
         while True:
             logs = {p: subprocess.run(["docker", "logs", "%s-%s" % (prefix, p)], capture_output=True,
                                       text=True).stderr for p in names}
-            counts = {p: len(set(re.findall(r"neighbour connected neighbor=(\S+)", log)))
+            counts = {p: len(set(re.findall(r"neighbour (\S+) connected", log)))
                       for p, log in logs.items()}
             if all(n >= want for n in counts.values()) or time.time() > deadline:
                 break
@@ -516,7 +516,7 @@ def k8s_in_docker(docs, secrets, image, replicas):
         check(all(n == want for n in counts.values()),
               "k8s pods in docker (%s): every router has %d neighbours" % (image, want), str(counts))
         for p, log in logs.items():
-            peers = set(re.findall(r"inter-router connection up peer=(\S+)", log))
+            peers = set(re.findall(r"neighbour (\S+) connected \([^)]*, TLS\)", log))
             check(peers == set(names) - {p},
                   "k8s pods in docker: %s's inter-router connections (mutual TLS) are up with the other pods" % p,
                   str(sorted(peers)))

@@ -20,7 +20,7 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
-use tracing::{debug, error, info, warn};
+use tracing::{Instrument, debug, error, info, warn};
 
 use crate::config::{Config, Limits, ListenerConfig};
 use crate::shutdown::{self, Shutdown};
@@ -159,10 +159,7 @@ impl Server {
             });
         }
         for b in &bound {
-            info!(
-                listener = b.index,
-                "listening on {} ({})", b.local, b.config.role
-            );
+            info!("listening on {} ({})", b.local, b.config.role);
         }
         Ok(Self {
             bound,
@@ -202,7 +199,7 @@ impl Server {
                 shutdown: shutdown.clone(),
                 grace: self.grace,
             };
-            loops.spawn(accept.run());
+            loops.spawn(accept.run().in_current_span());
         }
         stop.await;
         trigger.fire();
@@ -210,7 +207,7 @@ impl Server {
         while let Some(result) = loops.join_next().await {
             match result {
                 Ok(aborted) => drained.aborted += aborted,
-                Err(error) => error!(%error, "accept loop failed"),
+                Err(error) => error!("accept loop failed: {error}"),
             }
         }
         drained
@@ -302,7 +299,10 @@ impl AcceptLoop {
                     accepted
                 }
                 Err(error) => {
-                    warn!(listener = bound.index, %error, "accept failed; retrying in {backoff:?}");
+                    warn!(
+                        "listener[{}] cannot accept: {error}; retrying in {backoff:?}",
+                        bound.index
+                    );
                     tokio::select! {
                         () = shutdown.triggered() => break,
                         () = tokio::time::sleep(backoff) => {}
@@ -321,7 +321,7 @@ impl AcceptLoop {
             let (slot, host) = match taken {
                 Some((slot, Some(host))) => (slot, host),
                 Some((_, None)) => {
-                    debug!(%peer, "connection refused: too many from its address");
+                    debug!("connection from {peer} refused: too many from its address");
                     let reason = format!(
                         "the router serves at most {} connections from one address",
                         limits.max_connections_per_host
@@ -332,12 +332,12 @@ impl AcceptLoop {
                 None => {
                     if !refusing {
                         warn!(
-                            max_connections = limits.max_connections,
-                            "connection limit reached; closing new connections until one ends"
+                            "connection limit reached (limits.max_connections = {}); closing new connections until one ends",
+                            limits.max_connections
                         );
                         refusing = true;
                     }
-                    debug!(%peer, "connection refused: limit reached");
+                    debug!("connection from {peer} refused: limit reached");
                     let reason = format!(
                         "the router serves at most {} connections",
                         limits.max_connections
@@ -351,9 +351,8 @@ impl AcceptLoop {
                 refusing = false;
             }
             if let Err(error) = stream.set_nodelay(true) {
-                debug!(%peer, %error, "cannot set TCP_NODELAY");
+                debug!("cannot set TCP_NODELAY on the connection from {peer}: {error}");
             }
-            debug!(%peer, listener = bound.index, "connection accepted");
             let connection = handler(Accepted {
                 stream,
                 peer,
@@ -362,10 +361,13 @@ impl AcceptLoop {
                 limits: limits.clone(),
                 shutdown: shutdown.clone(),
             });
-            tasks.spawn(async move {
-                connection.await;
-                drop((slot, host));
-            });
+            tasks.spawn(
+                async move {
+                    connection.await;
+                    drop((slot, host));
+                }
+                .in_current_span(),
+            );
         }
         drop(bound.socket);
         drain(tasks, grace).await
@@ -383,10 +385,13 @@ fn refuse(
 ) {
     if let Ok(permit) = refusals.clone().try_acquire_owned() {
         let (listener, limits) = (listener.clone(), limits.clone());
-        tokio::spawn(async move {
-            crate::driver::refuse(stream, &listener, &limits, reason).await;
-            drop(permit);
-        });
+        tokio::spawn(
+            async move {
+                crate::driver::refuse(stream, &listener, &limits, reason).await;
+                drop(permit);
+            }
+            .in_current_span(),
+        );
     }
 }
 
@@ -412,7 +417,7 @@ fn report(done: Result<(), tokio::task::JoinError>) {
     if let Err(error) = done
         && error.is_panic()
     {
-        error!(%error, "connection task panicked");
+        error!("connection task panicked: {error}");
     }
 }
 

@@ -13,7 +13,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use ferry_router::config::{Config, ConfigError};
+use ferry_router::config::{Config, ConfigError, RUST_LOG, effective_log_filter};
 use ferry_router::core::Core;
 use ferry_router::driver;
 use ferry_router::listener::{Accepted, Server, connection_handler};
@@ -21,14 +21,15 @@ use ferry_router::routing::RoutingConfig;
 use ferry_router::security::Security;
 use ferry_router::shutdown::Signals;
 use std::sync::Arc;
+use tracing::Instrument;
 use tracing::info;
-use tracing_subscriber::EnvFilter;
 
 /// Exit status for a configuration or usage error (clap uses 2 as well).
 const EXIT_CONFIG: u8 = 2;
 /// Exit status for any other failure, e.g. a port in use.
 const EXIT_RUNTIME: u8 = 1;
 
+/// The long help, in one place: `ferry --help`.
 const ENVIRONMENT_HELP: &str = "\
 Configuration:
   A TOML file given with --config (or FERRY_CONFIG); without one, the built-in
@@ -43,15 +44,26 @@ Configuration:
     FERRY_LISTENER__0__PORT=5673            port of the first [[listener]]
     FERRY_LISTENER__1__HOST=0.0.0.0         (with ..__1__PORT) adds a second one
     FERRY_LISTENER__0__SASL_MECHANISMS=ANONYMOUS
-  Every key, its default and its limits: router/CONFIG.md.
+  Every key, its default and its limits: ferry config-reference.
 
 Logging:
-  To stderr. RUST_LOG (e.g. RUST_LOG=debug), when set, wins over [log] level.
+  To stderr, each line naming its router. [log] level: error, warn, info
+  (the default), debug, trace or off, or directives such as
+  info,ferry_router=debug. RUST_LOG, when set, wins over it.
 
 Exit status:
   0  clean shutdown after SIGTERM or ctrl-c (also: check-config succeeded)
   1  runtime error, e.g. a listener's port is in use
   2  configuration or command-line error";
+
+/// What `run --help` and `check-config --help` add: where the rest is.
+const SEE_ALSO: &str = "\
+Configuration file, FERRY_… environment variables, logging, exit status:
+ferry --help. Every key with its default and limits: ferry config-reference.";
+
+/// The configuration reference (router/CONFIG.md), built into the binary
+/// so that whoever has only the binary (the container image) can read it.
+const CONFIG_REFERENCE: &str = include_str!("../CONFIG.md");
 
 /// Ferry: an AMQP 1.0 router mesh.
 #[derive(Debug, Parser)]
@@ -75,15 +87,19 @@ enum Command {
     /// start-up), logs `listening on ADDRESS (ROLE)` for each, then accepts
     /// connections. On SIGTERM or ctrl-c it stops accepting, closes every
     /// connection cleanly, waits up to 5 s for them, and exits 0.
-    #[command(after_help = ENVIRONMENT_HELP)]
+    #[command(after_help = SEE_ALSO)]
     Run(ConfigArgs),
     /// Validate the configuration and print the effective result as TOML
     ///
     /// Loads the file (or the built-in default), applies FERRY_…
     /// environment overrides, validates, and prints every key with its
     /// effective value. Binds nothing.
-    #[command(after_help = ENVIRONMENT_HELP)]
+    #[command(after_help = SEE_ALSO)]
     CheckConfig(ConfigArgs),
+    /// Print the configuration reference: every key, its default and
+    /// limits, the environment variables, logging, TLS and SASL, and the
+    /// users file (Markdown)
+    ConfigReference,
     /// Manage the users file (SCRAM-SHA-256 verifiers, never passwords)
     #[command(subcommand)]
     User(UserCommand),
@@ -96,7 +112,7 @@ enum UserCommand {
     /// The password is typed twice without echo when standard input is a
     /// terminal, else read from the first line of standard input. The file
     /// is created if missing and rewritten atomically with mode 0600; other
-    /// users are kept. Format: the users file section of router/CONFIG.md.
+    /// users are kept. Format: `ferry config-reference`, "users file".
     #[command(after_help = USER_ADD_HELP)]
     Add(UserAddArgs),
 }
@@ -132,6 +148,20 @@ fn main() -> ExitCode {
         Command::Run(args) => run(&args),
         Command::CheckConfig(args) => check_config(&args),
         Command::User(UserCommand::Add(args)) => user_add(&args),
+        Command::ConfigReference => print(CONFIG_REFERENCE),
+    }
+}
+
+/// Writes `text` to stdout (a closed pipe, as with `| head`, is no error
+/// worth a message).
+fn print(text: &str) -> ExitCode {
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(_) => ExitCode::from(EXIT_RUNTIME),
     }
 }
 
@@ -158,13 +188,28 @@ fn user_add(args: &UserAddArgs) -> ExitCode {
 fn check_config(args: &ConfigArgs) -> ExitCode {
     match Config::load(args.config.as_deref()) {
         Ok(config) => {
+            // What `run` would refuse, `check-config` refuses: RUST_LOG too.
+            let rust_log = rust_log();
+            if let Err(message) = effective_log_filter(&config.log.level, rust_log.as_deref()) {
+                eprintln!("ferry: config error: {message}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
             // The files the configuration names must load too.
             if let Err(error) = Security::load(&config) {
                 eprintln!("ferry: config error: {error}");
                 return ExitCode::from(EXIT_CONFIG);
             }
             let mut stdout = std::io::stdout().lock();
-            match write!(stdout, "{config}").and_then(|()| stdout.flush()) {
+            let mut printed = write!(stdout, "{config}");
+            if let Some(directives) = rust_log.filter(|d| !d.trim().is_empty()) {
+                printed = printed.and_then(|()| {
+                    writeln!(
+                        stdout,
+                        "# {RUST_LOG}={directives:?} is set: it wins over [log] level"
+                    )
+                });
+            }
+            match printed.and_then(|()| stdout.flush()) {
                 Ok(()) => ExitCode::SUCCESS,
                 // E.g. a closed pipe (`ferry check-config | head`): nothing to say.
                 Err(_) => ExitCode::from(EXIT_RUNTIME),
@@ -194,7 +239,11 @@ fn run(args: &ConfigArgs) -> ExitCode {
         .enable_all()
         .build()
         .context("cannot start the async runtime")
-        .and_then(|runtime| runtime.block_on(serve(config, security, args.config.clone())));
+        .and_then(|runtime| {
+            let span = ferry_router::router_span(&config.router.id);
+            let path = args.config.clone();
+            runtime.block_on(serve(config, security, path).instrument(span))
+        });
     match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -209,23 +258,29 @@ fn config_error(error: &ConfigError) -> ExitCode {
     ExitCode::from(EXIT_CONFIG)
 }
 
+/// `RUST_LOG`, if set (a value that is not UTF-8 is taken as set and
+/// invalid, not as unset).
+fn rust_log() -> Option<String> {
+    std::env::var_os(RUST_LOG).map(|v| v.to_string_lossy().into_owned())
+}
+
 /// Log to stderr, filtered by `RUST_LOG` when set, else by `[log] level`.
 fn init_logging(config: &Config) -> Result<(), String> {
-    let filter = match std::env::var("RUST_LOG") {
-        Ok(directives) if !directives.trim().is_empty() => EnvFilter::try_new(&directives)
-            .map_err(|error| format!("invalid RUST_LOG {directives:?}: {error}"))?,
-        _ => EnvFilter::try_new(&config.log.level)
-            .map_err(|error| format!("invalid log.level: {error}"))?,
-    };
+    let filter = effective_log_filter(&config.log.level, rust_log().as_deref())?;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        // Lines say what happened in the operator's words; the router id
+        // comes from the span (`router{id=A}`), not the module path.
+        .with_target(false)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     Ok(())
 }
 
-/// Bind, serve until a signal, drain.
+/// Bind, serve until a signal, drain. Runs in the router's span; every
+/// task it starts runs in it too (`in_current_span`). `path`: the
+/// configuration file, read again when it changes.
 async fn serve(
     config: Config,
     security: Arc<Security>,
@@ -239,17 +294,11 @@ async fn serve(
             && listener.sasl_mechanisms.iter().any(|m| m == "PLAIN")
         {
             tracing::warn!(
-                listener = i,
-                "PLAIN is not offered on this listener: it has no TLS (allow_plain_without_tls = true offers it anyway)"
+                "PLAIN is not offered on listener[{i}]: it has no TLS (allow_plain_without_tls = true offers it anyway)"
             );
         }
     }
-    info!(
-        id = %config.router.id,
-        mode = %config.router.mode,
-        version = env!("CARGO_PKG_VERSION"),
-        "router started"
-    );
+    info!("{}", started(&config, &server.local_addrs()));
     let stop = async move {
         let signal = signals.recv().await;
         info!("{signal} received; shutting down");
@@ -261,22 +310,30 @@ async fn serve(
         core: core.clone(),
         config: path.map(|p| (p, config.clone())),
     };
-    tokio::spawn(reloader.run(mesh_shutdown.clone()));
-    tokio::spawn(ferry_router::mesh::control::run(
-        core.clone(),
-        RoutingConfig::default(),
-        mesh_shutdown.clone(),
-    ));
+    tokio::spawn(reloader.run(mesh_shutdown.clone()).in_current_span());
+    tokio::spawn(
+        ferry_router::mesh::control::run(
+            core.clone(),
+            RoutingConfig::default(),
+            mesh_shutdown.clone(),
+        )
+        .in_current_span(),
+    );
     let connectors: Vec<_> = config
         .connectors
         .iter()
-        .map(|c| {
-            tokio::spawn(ferry_router::mesh::connector::run(
-                core.clone(),
-                security.clone(),
-                c.clone(),
-                mesh_shutdown.clone(),
-            ))
+        .enumerate()
+        .map(|(index, c)| {
+            tokio::spawn(
+                ferry_router::mesh::connector::run(
+                    core.clone(),
+                    security.clone(),
+                    index,
+                    c.clone(),
+                    mesh_shutdown.clone(),
+                )
+                .in_current_span(),
+            )
         })
         .collect();
     let handler = connection_handler(move |accepted: Accepted| {
@@ -290,8 +347,49 @@ async fn serve(
         futures_join_all(connectors),
     )
     .await;
-    info!(aborted = drained.aborted, "router stopped");
+    match drained.aborted {
+        0 => info!("stopped"),
+        n => info!("stopped ({n} connections aborted)"),
+    }
     Ok(())
+}
+
+/// The start-up line: what runs, and for a mesh member what it waits for.
+fn started(config: &Config, bound: &[std::net::SocketAddr]) -> String {
+    use ferry_router::config::{Role, RouterMode};
+    let mut line = format!(
+        "started: ferry {}, {} router",
+        env!("CARGO_PKG_VERSION"),
+        config.router.mode
+    );
+    if config.router.mode != RouterMode::Interior {
+        return line;
+    }
+    let dialing: Vec<String> = config
+        .connectors
+        .iter()
+        .map(|c| format!("{}:{}", c.host, c.port))
+        .collect();
+    let listening: Vec<String> = config
+        .listeners
+        .iter()
+        .zip(bound)
+        .filter(|(l, _)| l.role == Role::InterRouter)
+        .map(|(_, addr)| addr.to_string())
+        .collect();
+    let mut waits = Vec::new();
+    if !dialing.is_empty() {
+        waits.push(format!("dialing {}", dialing.join(", ")));
+    }
+    if !listening.is_empty() {
+        waits.push(format!("routers may dial {}", listening.join(", ")));
+    }
+    if waits.is_empty() {
+        line += "; no connector and no inter-router listener: it will have no neighbour";
+    } else {
+        line += &format!("; waiting for neighbours ({})", waits.join("; "));
+    }
+    line
 }
 
 /// Waits for every task.

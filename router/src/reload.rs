@@ -63,8 +63,10 @@ impl Reloader {
                 () = shutdown.triggered() => return,
             };
             let this = this.clone();
+            let span = tracing::Span::current();
             // File reads and certificate parsing: off the async threads.
             let _ = tokio::task::spawn_blocking(move || {
+                let _router = span.enter();
                 this.lock().expect("reloader lock").reload(force);
             })
             .await;

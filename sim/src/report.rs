@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-use crate::clock::VTime;
 use crate::ledger::Counts;
 use crate::monitor::ConvergenceRecord;
 
@@ -59,24 +58,35 @@ impl fmt::Display for Summary {
         let c = &self.counts;
         writeln!(
             f,
-            "seed {}: {} routers, {} links, {} clients, {} faults, {} simulated",
+            "seed {}: {} routers, {} links, {} clients, {} faults, {} of virtual time",
             self.seed,
             self.routers,
             self.links,
             self.clients,
             self.faults,
-            VTime(self.virtual_time)
+            seconds(self.virtual_time)
         )?;
         writeln!(
             f,
             "messages: sent {} (+{} pre-settled), accepted {}, rejected {}, released {}, modified {}, lost with their link {}",
             c.sent, c.sent_presettled, c.accepted, c.rejected, c.released, c.modified, c.lost
         )?;
-        writeln!(
+        write!(
             f,
-            "received {} deliveries ({} re-forwarded after a release); {} messages delivered more than once; no unexplained duplicate",
-            c.received, c.reforwarded, c.redelivered
+            "consumers got {} ({} re-forwarded after a consumer released them)",
+            plural(c.received, "delivery", "deliveries"),
+            c.reforwarded
         )?;
+        match c.redelivered {
+            0 => writeln!(f, "; no message reached consumers more than once")?,
+            n => writeln!(
+                f,
+                "; {} reached consumers more than once, as separate deliveries: \
+                 re-forwarded after a release, or sent again by the producer after \
+                 released, modified or a lost link (at-least-once)",
+                plural(n, "message", "messages")
+            )?,
+        }
         writeln!(
             f,
             "routers: routed {}, released for want of a consumer {}, pre-settled dropped {}, multicast copies held for credit {}; loops caught by the trace {}",
@@ -101,6 +111,19 @@ impl fmt::Display for Summary {
             self.log_lines, self.digest
         )
     }
+}
+
+/// `1 message`, `2 messages`.
+fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// A duration in seconds, as short as exact to the millisecond: `63.5 s`,
+/// `60 s`, `0.125 s`.
+pub fn seconds(d: Duration) -> String {
+    let text = format!("{:.3}", d.as_secs_f64());
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    format!("{text} s")
 }
 
 /// Min, median, 95th percentile and max of convergence times.
@@ -193,5 +216,65 @@ impl fmt::Display for ConvergenceReport {
             )?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(received: u64, reforwarded: u64, redelivered: u64) -> String {
+        Summary {
+            seed: 7,
+            routers: 20,
+            links: 31,
+            clients: 40,
+            faults: 10,
+            virtual_time: Duration::from_millis(63_500),
+            counts: Counts {
+                received,
+                reforwarded,
+                redelivered,
+                ..Counts::default()
+            },
+            loops_caught: 0,
+            router: RouterTotals::default(),
+            convergence: Vec::new(),
+            log_lines: 3,
+            digest: 1,
+        }
+        .to_string()
+    }
+
+    #[test]
+    fn the_summary_reads_as_sentences() {
+        let one = summary(1000, 2, 1);
+        let lines: Vec<&str> = one.lines().collect();
+        assert_eq!(
+            lines[0],
+            "seed 7: 20 routers, 31 links, 40 clients, 10 faults, 63.5 s of virtual time"
+        );
+        assert_eq!(
+            lines[2],
+            "consumers got 1000 deliveries (2 re-forwarded after a consumer released them); \
+             1 message reached consumers more than once, as separate deliveries: re-forwarded \
+             after a release, or sent again by the producer after released, modified or a \
+             lost link (at-least-once)"
+        );
+        let none = summary(1, 0, 0);
+        assert_eq!(
+            none.lines().nth(2).unwrap(),
+            "consumers got 1 delivery (0 re-forwarded after a consumer released them); \
+             no message reached consumers more than once"
+        );
+        assert!(summary(5, 0, 2).contains("; 2 messages reached consumers more than once"));
+    }
+
+    #[test]
+    fn seconds_are_as_short_as_exact() {
+        assert_eq!(seconds(Duration::from_millis(63_500)), "63.5 s");
+        assert_eq!(seconds(Duration::from_secs(60)), "60 s");
+        assert_eq!(seconds(Duration::from_millis(125)), "0.125 s");
+        assert_eq!(seconds(Duration::ZERO), "0 s");
     }
 }

@@ -91,6 +91,10 @@ pub struct Node {
     pub endpoints: BTreeMap<u64, Endpoint>,
     /// The table last published.
     pub table: Arc<RoutingTable>,
+    /// The span its work runs in (`router{id=A}`), as each task of the
+    /// real router runs in it: log lines of the router code say which
+    /// router they are about.
+    pub span: tracing::Span,
 }
 
 /// What one [`Node::pump_routing`] did.
@@ -107,6 +111,8 @@ pub struct RoutingReport {
 impl Node {
     /// Starts router `config` as instance `instance` at `now`.
     pub fn start(config: &Config, instance: u64, routing: RoutingConfig, now: Instant) -> Self {
+        let span = ferry_router::router_span(&config.router.id);
+        let _in = span.clone().entered();
         let core = Arc::new(Core::with_instance(config, instance));
         let input = core
             .mesh()
@@ -121,12 +127,14 @@ impl Node {
             input,
             endpoints: BTreeMap::new(),
             table,
+            span,
         }
     }
 
     /// Feeds every queued routing input to the protocol, publishes what
     /// it says, and runs its timer if due.
     pub fn pump_routing(&mut self, now: Instant) -> RoutingReport {
+        let _in = self.span.enter();
         let mut report = RoutingReport::default();
         while let Ok(input) = self.input.try_recv() {
             match &input {
@@ -159,6 +167,7 @@ impl Node {
     /// Lets every endpoint handle what other endpoints posted to it.
     /// Returns how many messages were handled.
     pub fn pump_inboxes(&mut self, now: Instant) -> usize {
+        let _in = self.span.enter();
         let mut total = 0;
         for ep in self.endpoints.values_mut() {
             loop {
@@ -180,6 +189,7 @@ impl Node {
 
     /// Runs the endpoint timers due at `now`.
     pub fn handle_timeouts(&mut self, now: Instant) -> bool {
+        let _in = self.span.enter();
         let mut fired = false;
         for ep in self.endpoints.values_mut() {
             if ep.poll_timeout().is_some_and(|t| t <= now) {

@@ -122,6 +122,20 @@ pub fn start_mesh_router(toml: &str, inter_port: Option<u16>, extra: &str) -> Ro
     }
 }
 
+/// The neighbours a router's log says connected, one entry per
+/// `neighbour X connected (…)` line, in order.
+pub fn neighbours_connected(log: &str) -> Vec<&str> {
+    log.lines()
+        .filter_map(|line| {
+            line.split_once("neighbour ")?
+                .1
+                .split_once(" connected (")?
+                .0
+                .into()
+        })
+        .collect()
+}
+
 /// A line of three routers A - B - C: A and C dial B.
 pub fn line() -> (Router, Router, Router) {
     let b_port = ferry_tests::free_port();

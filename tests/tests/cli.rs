@@ -35,9 +35,11 @@ fn help_explains_config_and_environment() {
     for needle in [
         "run",
         "check-config",
+        "config-reference",
         "--config",
         "FERRY_LISTENER__0__PORT",
         "RUST_LOG",
+        "Exit status",
     ] {
         assert!(
             top.stdout.contains(needle),
@@ -45,22 +47,57 @@ fn help_explains_config_and_environment() {
             top.stdout
         );
     }
-    let run = run_ferry(["run", "--help"], &[], WAIT);
-    assert!(run.status.success(), "{run:?}");
-    for needle in [
-        "--config",
-        "-c",
-        "FERRY_",
-        "SIGTERM",
-        "127.0.0.1:5672",
-        "Exit status",
-    ] {
+    for command in ["run", "check-config"] {
+        let help = run_ferry([command, "--help"], &[], WAIT);
+        assert!(help.status.success(), "{help:?}");
+        for needle in [
+            "--config",
+            "-c",
+            "127.0.0.1:5672",
+            "ferry --help",
+            "ferry config-reference",
+        ] {
+            assert!(
+                help.stdout.contains(needle),
+                "{command} --help lacks {needle}:\n{}",
+                help.stdout
+            );
+        }
+        // The long text lives in `ferry --help` only.
         assert!(
-            run.stdout.contains(needle),
-            "run --help lacks {needle}:\n{}",
-            run.stdout
+            !help.stdout.contains("FERRY_LISTENER__0__PORT"),
+            "{command} --help repeats the environment block:\n{}",
+            help.stdout
         );
     }
+    let run = run_ferry(["run", "--help"], &[], WAIT);
+    assert!(run.stdout.contains("SIGTERM"), "{}", run.stdout);
+    // Someone with only the binary cannot open a path of the source tree.
+    for args in [
+        &["--help"][..],
+        &["run", "--help"],
+        &["check-config", "--help"],
+    ] {
+        let help = run_ferry(args, &[], WAIT);
+        assert!(
+            !help.stdout.contains("CONFIG.md"),
+            "{args:?}:\n{}",
+            help.stdout
+        );
+    }
+}
+
+/// The configuration reference comes with the binary: what the container
+/// image has is what the source tree has.
+#[test]
+fn config_reference_prints_the_reference() {
+    let done = run_ferry(["config-reference"], &[], WAIT);
+    assert!(done.status.success(), "{done:?}");
+    let source =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../router/CONFIG.md"))
+            .expect("router/CONFIG.md");
+    assert_eq!(done.stdout, source);
+    assert!(done.stderr.is_empty(), "{done:?}");
 }
 
 #[test]
@@ -100,7 +137,11 @@ fn an_unknown_key_is_named_with_its_file() {
     assert_eq!(
         one_line(&done.stderr),
         format!(
-            "ferry: config error: unknown key 'limits.max_frmae_size' in {} (did you mean 'limits.max_frame_size'?)",
+            "ferry: config error: unknown key 'limits.max_frmae_size' in {} (did you mean \
+             'limits.max_frame_size'? valid keys: max_connections, max_frame_size, \
+             max_sessions_per_connection, max_links_per_connection, max_message_size, \
+             link_credit_window, max_in_flight_bytes_per_producer, handshake_timeout_ms, \
+             max_connections_per_host)",
             path.display()
         )
     );
@@ -118,6 +159,99 @@ fn a_wrong_type_is_named() {
     let line = one_line(&done.stderr);
     assert!(line.contains("'listener[0].port'"), "{line}");
     assert!(line.contains("\"abc\""), "{line}");
+}
+
+/// The first mistakes of someone new to TOML and to Ferry, each told in
+/// one line that says what to write instead.
+#[test]
+fn common_mistakes_are_explained() {
+    let dir = TempDir::new();
+    for (toml, expected) in [
+        (
+            "[[listener]]\nhost = \"127.0.0.1\"\nport = 70000\n",
+            "invalid value for 'listener[0].port' in {}: must be 0–65535, found 70000",
+        ),
+        (
+            "[[listener]]\nhost = 127.0.0.1\nport = 5672\n",
+            "invalid TOML in {}: line 2: 127.0.0.1 is not a TOML value; quote strings: host = \"127.0.0.1\"",
+        ),
+        (
+            "[router]\nmdoe = \"interior\"\n[[listener]]\nhost = \"127.0.0.1\"\nport = 0\n",
+            "unknown key 'router.mdoe' in {} (did you mean 'router.mode'? valid keys: id, mode, default_vhost)",
+        ),
+        (
+            "[[listner]]\nhost = \"127.0.0.1\"\nport = 0\n",
+            "unknown key 'listner' in {} (did you mean 'listener'? valid keys: router, listener, \
+             connector, address, limits, log, tls, auth, vhost)",
+        ),
+    ] {
+        let path = dir.write("x.toml", toml);
+        for command in ["run", "check-config"] {
+            let done = run_ferry(
+                [command.as_ref(), "-c".as_ref(), path.as_os_str()],
+                &[],
+                WAIT,
+            );
+            assert_eq!(done.status.code(), Some(2), "{done:?}");
+            assert_eq!(
+                one_line(&done.stderr),
+                format!(
+                    "ferry: config error: {}",
+                    expected.replace("{}", &path.display().to_string())
+                )
+            );
+        }
+    }
+}
+
+/// `verbose` is no level: tracing would have read it as a target and
+/// silenced every line, `listening on` included. `run` and `check-config`
+/// apply the same rule to `[log] level` and to `RUST_LOG`.
+#[test]
+fn an_unknown_log_level_is_refused_by_run_and_check_config_alike() {
+    const VALID: &str = "(valid levels: error, warn, info, debug, trace, off; \
+                         or directives such as info,ferry_router=debug)";
+    let dir = TempDir::new();
+    let path = dir.write(
+        "x.toml",
+        &format!("{}[log]\nlevel = \"verbose\"\n", listener_config(0)),
+    );
+    for command in ["run", "check-config"] {
+        let done = run_ferry(
+            [command.as_ref(), "-c".as_ref(), path.as_os_str()],
+            &[],
+            WAIT,
+        );
+        assert_eq!(done.status.code(), Some(2), "{command}: {done:?}");
+        assert_eq!(
+            one_line(&done.stderr),
+            format!(
+                "ferry: config error: invalid value for 'log.level' in {}: unknown level \"verbose\" {VALID}",
+                path.display()
+            )
+        );
+        let done = run_ferry([command], &[("RUST_LOG", "verbose")], WAIT);
+        assert_eq!(done.status.code(), Some(2), "{command}: {done:?}");
+        assert_eq!(
+            one_line(&done.stderr),
+            format!(
+                "ferry: config error: invalid RUST_LOG \"verbose\": unknown level \"verbose\" {VALID}"
+            )
+        );
+    }
+    // A valid RUST_LOG is accepted by both, and check-config says it wins.
+    let done = run_ferry(
+        ["check-config"],
+        &[("RUST_LOG", "info,ferry_router=debug")],
+        WAIT,
+    );
+    assert!(done.status.success(), "{done:?}");
+    assert!(
+        done.stdout
+            .contains("# RUST_LOG=\"info,ferry_router=debug\" is set: it wins over [log] level"),
+        "{}",
+        done.stdout
+    );
 }
 
 #[test]

@@ -155,7 +155,7 @@ async fn a_second_router_with_the_same_id_is_refused() {
     let b = mesh_router("B", Some(b_port), &[], "");
     let _a1 = mesh_router("A", None, &[(b_port, 1)], "");
     let deadline = tokio::time::Instant::now() + CONVERGE;
-    while !b.ferry.stderr().contains("inter-router connection up") {
+    while !b.ferry.stderr().contains("neighbour A connected") {
         assert!(
             tokio::time::Instant::now() < deadline,
             "first A never connected"

@@ -2,7 +2,8 @@
 //! 1.0 implementation, through its Python binding) at both ends: anycast,
 //! load sharing, multicast, request/reply through a dynamic address,
 //! outcomes passed back, full-fidelity messages, pre-settled delivery,
-//! anonymous senders, refused links and expiry; and one exchange across
+//! anonymous senders, refused links and expiry, what the router says it
+//! is in its open; and one exchange across
 //! clients (a Proton requester, an fe2o3-amqp server).
 //!
 //! Each test starts its own `ferry` and runs one `tests/interop/router_*.py`
@@ -456,5 +457,19 @@ async fn proton_an_expired_message_is_rejected_with_ferry_expired() {
         s["consumer_got"],
         json!(["live-ttl", "live"]),
         "the expired message must not be delivered"
+    );
+}
+
+/// The router says what it is in its open, as Qpid Dispatch Router does:
+/// `product` and `version` (tools that discover the broker type read
+/// them); a client gets no router id or instance (those are for routers).
+#[tokio::test]
+async fn proton_reads_product_and_version_in_the_routers_open() {
+    let r = Router::start("");
+    let s = proton(&r, "router_identity.py", &[]).await;
+    assert_eq!(
+        s["properties"],
+        json!({"product": "ferry", "version": env!("CARGO_PKG_VERSION")}),
+        "{s}"
     );
 }

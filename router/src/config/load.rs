@@ -74,6 +74,7 @@ fn build(text: &str, origin: Origin, overrides: &[EnvOverride]) -> Result<Config
     let base = File::from_str(text, FileFormat::Toml);
     let mut origins = Origins {
         base: origin,
+        text,
         base_raw: None,
         env: overrides,
     };
@@ -108,6 +109,8 @@ fn build(text: &str, origin: Origin, overrides: &[EnvOverride]) -> Result<Config
 struct Origins<'a> {
     /// The file, or the embedded default.
     base: Origin,
+    /// Its text.
+    text: &'a str,
     /// The file alone, to tell its entries from those the environment added.
     base_raw: Option<Raw>,
     /// The environment overrides.
@@ -146,10 +149,15 @@ impl Origins<'_> {
     fn translate_at(&self, at: Option<String>, error: RawError) -> ConfigError {
         let at = at.map(|key| normalize_key(&key));
         match error {
-            RawError::FileParse { cause, .. } => ConfigError::Syntax {
-                origin: self.base.clone(),
-                reason: one_line(&cause.to_string()),
-            },
+            RawError::FileParse { cause, .. } => {
+                let message = cause.to_string();
+                ConfigError::Syntax {
+                    origin: self.base.clone(),
+                    reason: self
+                        .unquoted_string(&message)
+                        .unwrap_or_else(|| one_line(&message)),
+                }
+            }
             RawError::Type {
                 origin,
                 unexpected,
@@ -171,7 +179,7 @@ impl Origins<'_> {
                 ConfigError::InvalidValue {
                     key,
                     origin,
-                    reason: format!("expected {}, found {found}", reword_expected(expected)),
+                    reason: wrong_type(expected, &found),
                 }
             }
             RawError::At { error, key, .. } => self.translate_at(key.or(at), *error),
@@ -251,6 +259,81 @@ impl Origins<'_> {
     }
 }
 
+/// What a value of the wrong type or out of range gets told: `must be
+/// 0–65535, found 70000`; `must be a whole number, found string "abc"`.
+/// `found` is the `config` crate's description of the value (`64-bit
+/// unsigned integer `70000``, `string "abc"`, `boolean `true``, …).
+fn wrong_type(expected: &str, found: &str) -> String {
+    // The value between backticks, for numbers and booleans.
+    let plain = found
+        .strip_suffix('`')
+        .and_then(|rest| rest.rsplit_once('`'))
+        .map(|(kind, value)| (kind.trim(), value));
+    let number = plain
+        .filter(|(kind, _)| kind.ends_with("integer"))
+        .map(|(_, value)| value);
+    let found = match (plain, found) {
+        (Some((_, value)), _) => value.to_owned(),
+        (None, "sequence") => "an array".to_owned(),
+        (None, "map") => "a table".to_owned(),
+        (None, other) => other.to_owned(),
+    };
+    match unsigned_range(expected) {
+        // A whole number, only too large (or negative).
+        Some(range) if number.is_some() => format!("must be {range}, found {found}"),
+        Some(range) => format!("must be a whole number {range}, found {found}"),
+        None if expected == "an integer" => format!("must be a whole number, found {found}"),
+        None => format!("expected {expected}, found {found}"),
+    }
+}
+
+/// `0–65535` for the `config` crate's "an unsigned 16 bit integer".
+fn unsigned_range(expected: &str) -> Option<String> {
+    let bits = expected
+        .strip_prefix("an unsigned ")?
+        .split(' ')
+        .next()?
+        .parse::<u32>()
+        .ok()?;
+    Some(if bits < 64 {
+        format!("0–{}", (1u64 << bits) - 1)
+    } else {
+        "0 or more".to_owned()
+    })
+}
+
+impl Origins<'_> {
+    /// The TOML parser's error for a string value written without quotes
+    /// (`host = 127.0.0.1` reads as a malformed float: "invalid float,
+    /// expected nothing"), told in words that say what to do.
+    fn unquoted_string(&self, message: &str) -> Option<String> {
+        let line_no: usize = message
+            .split("line ")
+            .nth(1)?
+            .split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok()?;
+        let line = self.text.lines().nth(line_no.checked_sub(1)?)?;
+        let (key, value) = line.split_once('=')?;
+        let (key, value) = (key.trim(), value.split('#').next()?.trim());
+        let bare_key = !key.is_empty()
+            && key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        let quotable = !value.is_empty()
+            && !value.starts_with(['"', '\'', '[', '{'])
+            && !value.contains('"')
+            // A valid value: the error is about something else.
+            && toml::from_str::<toml::Table>(&format!("x = {value}")).is_err();
+        (bare_key && quotable).then(|| {
+            format!(
+                "line {line_no}: {value} is not a TOML value; quote strings: {key} = \"{value}\""
+            )
+        })
+    }
+}
+
 /// The `config` crate writes `listener[0]port`; make it `listener[0].port`.
 fn normalize_key(key: &str) -> String {
     let mut normal = String::with_capacity(key.len() + 4);
@@ -287,35 +370,47 @@ fn backticked(message: &str) -> Vec<&str> {
     message.split('`').skip(1).step_by(2).collect()
 }
 
-/// ` (did you mean 'x'?)` for a near miss, else the list of valid keys.
+/// One rule for every unknown key, in every section and in the
+/// environment: ` (did you mean 'x'? valid keys: …)` when a valid key is
+/// a near miss, else ` (valid keys: …)`.
 fn hint(field: &str, expected: &[&str], join: &dyn Fn(&str) -> String) -> String {
+    if expected.is_empty() {
+        return String::new();
+    }
     let closest = expected
         .iter()
         .map(|candidate| (edit_distance(field, candidate), candidate))
         .min();
+    let valid = expected.join(", ");
     match closest {
         Some((distance, candidate)) if distance <= (field.len() / 3).max(1) => {
-            format!(" (did you mean '{}'?)", join(candidate))
+            format!(" (did you mean '{}'? valid keys: {valid})", join(candidate))
         }
-        _ if expected.is_empty() => String::new(),
-        _ => format!(" (valid keys: {})", expected.join(", ")),
+        _ => format!(" (valid keys: {valid})"),
     }
 }
 
-/// Levenshtein distance, for "did you mean".
+/// Edits between `a` and `b` (Levenshtein, with a swap of two adjacent
+/// characters counted as one edit: `mdoe` is one from `mode`).
 fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, &cb) in b.iter().enumerate() {
-            let substitute = diagonal + usize::from(ca != cb);
-            diagonal = row[j + 1];
-            row[j + 1] = substitute.min(row[j] + 1).min(diagonal + 1);
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    // Three rows: two back (for swaps), one back, current.
+    let mut before: Vec<usize> = vec![0; b.len() + 1];
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for i in 1..=a.len() {
+        let mut current = vec![i; b.len() + 1];
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            current[j] = (previous[j] + 1)
+                .min(current[j - 1] + 1)
+                .min(previous[j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                current[j] = current[j].min(before[j - 2] + 1);
+            }
         }
+        before = std::mem::replace(&mut previous, current);
     }
-    row[b.len()]
+    previous[b.len()]
 }
 
 /// Serde's `invalid type: A, expected B` as `expected B, found A`, with
@@ -341,19 +436,6 @@ fn reword_serde(message: &str) -> String {
         toml_words(expected),
         toml_words(found)
     )
-}
-
-/// The `config` crate's type names, in words a user knows.
-fn reword_expected(expected: &str) -> String {
-    let bits = expected
-        .strip_prefix("an unsigned ")
-        .and_then(|rest| rest.split(' ').next())
-        .and_then(|bits| bits.parse::<u32>().ok());
-    match bits {
-        Some(bits) if bits < 64 => format!("a whole number from 0 to {}", (1u64 << bits) - 1),
-        Some(_) => "a whole number, 0 or more".to_owned(),
-        None => expected.to_owned(),
-    }
 }
 
 #[cfg(test)]

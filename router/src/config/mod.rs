@@ -9,12 +9,14 @@ mod address;
 pub mod env;
 mod error;
 mod load;
+mod logging;
 mod model;
 mod render;
 mod validate;
 
 pub use error::{ConfigError, Origin};
 pub use load::DEFAULT_TOML;
+pub use logging::{LOG_LEVELS, RUST_LOG, effective_log_filter, log_filter};
 pub use model::{
     AddressConfig, AuthConfig, ClientCert, Config, ConnectorConfig, Distribution, GroupConfig,
     Limits, ListenerConfig, LogConfig, Named, Role, RouterConfig, RouterMode, TlsProfileConfig,

@@ -519,9 +519,10 @@ impl Default for Limits {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
-    /// A `tracing` filter: a level (`error`, `warn`, `info`, `debug`,
-    /// `trace`) or directives such as `info,ferry_router=debug`. `RUST_LOG`,
-    /// when set, wins over this.
+    /// A level (`error`, `warn`, `info`, `debug`, `trace`, `off`) or
+    /// `tracing` directives each naming one, such as
+    /// `info,ferry_router=debug` (checked by [`log_filter`](super::log_filter)).
+    /// `RUST_LOG`, when set, wins over this.
     pub level: String,
 }
 

@@ -61,11 +61,8 @@ pub(crate) fn validate(config: &Config) -> Result<(), Invalid> {
     validate_addresses(config)?;
     validate_vhosts(config)?;
     validate_limits(&config.limits)?;
-    if let Err(error) = tracing_subscriber::EnvFilter::try_new(&config.log.level) {
-        return Err(invalid(
-            "log.level",
-            format!("not a level or filter: {error}"),
-        ));
+    if let Err(error) = super::logging::log_filter(&config.log.level) {
+        return Err(invalid("log.level", error));
     }
     Ok(())
 }
@@ -686,6 +683,8 @@ mod tests {
     fn log_level_must_parse() {
         let mut config = base();
         config.log.level = "info,=[".into();
+        assert_eq!(key_of(&config), "log.level");
+        config.log.level = "verbose".into();
         assert_eq!(key_of(&config), "log.level");
         config.log.level = "info,ferry_router=debug".into();
         validate(&config).unwrap();

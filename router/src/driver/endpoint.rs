@@ -12,7 +12,7 @@ use ferry_proto::definitions::Error;
 use ferry_proto::engine::{Connection, ConnectionConfig, SaslClientConfig, SaslServerConfig};
 use tokio::sync::mpsc;
 
-use super::links::{ConnKind, Links, Login};
+use super::links::{ConnKind, Ends, Failure, Links, Login};
 use crate::config::{ClientCert, ConnectorConfig, Limits, ListenerConfig, Role};
 use crate::core::{ByteBudget, ConnHandle, ConnId, Core, ToConn};
 use crate::mesh::identity;
@@ -24,6 +24,8 @@ use crate::tls::CertNames;
 pub struct Peer {
     /// Its address.
     pub addr: Option<std::net::SocketAddr>,
+    /// This router's end of the connection.
+    pub local: Option<std::net::SocketAddr>,
     /// Whether the connection runs over TLS.
     pub tls: bool,
     /// The names in its certificate, verified against the profile's `ca`
@@ -60,9 +62,13 @@ impl Endpoint {
         core: Arc<Core>,
         engine: Connection,
         kind: ConnKind,
-        cert: Option<CertNames>,
+        peer: Peer,
         login: Option<Login>,
     ) -> Self {
+        let ends = Ends {
+            local: peer.local,
+            peer: peer.addr,
+        };
         let (tx, inbox) = mpsc::unbounded_channel();
         let handle = ConnHandle {
             id: core.next_conn_id(),
@@ -71,7 +77,7 @@ impl Endpoint {
         let id = handle.id;
         Self {
             engine,
-            links: Links::new(core, handle, kind, cert, login),
+            links: Links::new(core, handle, kind, peer.cert, ends, login),
             inbox,
             held: VecDeque::new(),
             id,
@@ -117,13 +123,7 @@ impl Endpoint {
                 peer.tls || listener.allow_plain_without_tls,
             )
         });
-        Self::new(
-            core,
-            Connection::server(config, now),
-            kind,
-            peer.cert,
-            login,
-        )
+        Self::new(core, Connection::server(config, now), kind, peer, login)
     }
 
     /// A connection this router dialed for `connector` to `peer`: its
@@ -149,12 +149,24 @@ impl Endpoint {
             cost: connector.cost,
             authenticated: peer.tls,
         };
-        Self::new(core, Connection::client(config, now), kind, peer.cert, None)
+        Self::new(core, Connection::client(config, now), kind, peer, None)
     }
 
     /// This connection's id in the router.
     pub fn id(&self) -> ConnId {
         self.id
+    }
+
+    /// The neighbour router this connection served, if it came up as an
+    /// inter-router connection.
+    pub fn neighbour(&self) -> Option<&crate::routing::RouterId> {
+        self.links.neighbour()
+    }
+
+    /// Why the inter-router connection was refused (by this router or by
+    /// the peer), if it was.
+    pub fn failure(&self) -> Option<&Failure> {
+        self.links.failure()
     }
 
     /// Bytes from the peer.
@@ -335,6 +347,7 @@ pub(super) fn engine_config(
             mechanisms,
             required,
         }),
+        properties: identity::product(),
         ..ConnectionConfig::default()
     }
 }

@@ -27,6 +27,7 @@ use crate::tls::CertNames;
 use crate::transport::{ReadOutcome, Transport};
 pub use endpoint::Peer;
 use endpoint::engine_config;
+pub use links::Failure;
 
 thread_local! {
     /// Where sockets are read into, one per runtime thread.
@@ -59,6 +60,7 @@ pub async fn serve(accepted: Accepted, core: Arc<Core>, security: Arc<Security>)
     let Accepted {
         stream,
         peer,
+        local,
         listener,
         limits,
         shutdown,
@@ -73,7 +75,7 @@ pub async fn serve(accepted: Accepted, core: Arc<Core>, security: Arc<Security>)
         None => (Transport::Tcp(stream), None),
         Some(profile) => {
             let Some(config) = security.tls.server(profile, listener.client_cert) else {
-                tracing::error!(%profile, "tls profile cannot serve this listener");
+                tracing::error!("tls profile {profile:?} cannot serve the listener on {local}");
                 return;
             };
             let handshake = tokio::select! {
@@ -84,6 +86,7 @@ pub async fn serve(accepted: Accepted, core: Arc<Core>, security: Arc<Security>)
                 Ok(secured) => (secured.transport, secured.peer),
                 Err(error) => {
                     security.refusals.note(|| {
+                        // deploy/chaos.sh reads this line.
                         tracing::warn!(%peer, "connection refused: {error}");
                     });
                     return;
@@ -94,13 +97,30 @@ pub async fn serve(accepted: Accepted, core: Arc<Core>, security: Arc<Security>)
     let tls = matches!(transport, Transport::Tls(_));
     let who = Peer {
         addr: Some(peer),
+        local: Some(local),
         tls,
         cert,
     };
     let endpoint = Endpoint::accepted(core, &listener, &security, who, Instant::now());
-    tracing::debug!(conn = endpoint.id().0, %peer, tls, "connection accepted");
-    let (id, reason) = Task::run(transport, endpoint, security, deadline, shutdown).await;
-    tracing::debug!(conn = id.0, %peer, reason, "connection ended");
+    let over = if tls { " over TLS" } else { "" };
+    tracing::debug!(
+        "connection {} from {peer} accepted on {local} ({}){over}",
+        endpoint.id().0,
+        listener.role
+    );
+    let (endpoint, reason) = Task::run(transport, endpoint, security, deadline, shutdown).await;
+    tracing::debug!("connection {} from {peer} ended: {reason}", endpoint.id().0);
+}
+
+/// How an inter-router connection this router dialed went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Dialed {
+    /// It came up: the neighbour it served (now gone).
+    Neighbour(crate::routing::RouterId),
+    /// It was refused, by this router or by the router dialed.
+    Refused(Failure),
+    /// It ended before the peer said who it is (`why`).
+    Ended(&'static str),
 }
 
 /// Runs an inter-router connection this router dialed for `connector`
@@ -115,16 +135,27 @@ pub async fn dial(
     connector: &ConnectorConfig,
     deadline: Instant,
     shutdown: Shutdown,
-) {
+) -> Dialed {
     limit_unsent(transport.tcp());
     let who = Peer {
         addr: transport.tcp().peer_addr().ok(),
+        local: transport.tcp().local_addr().ok(),
         tls: matches!(transport, Transport::Tls(_)),
         cert,
     };
     let endpoint = Endpoint::dialed(core, connector, who, Instant::now());
-    let (id, reason) = Task::run(transport, endpoint, security, deadline, shutdown).await;
-    tracing::debug!(conn = id.0, host = %connector.host, port = connector.port, reason, "connector connection ended");
+    let (endpoint, reason) = Task::run(transport, endpoint, security, deadline, shutdown).await;
+    tracing::debug!(
+        "connection {} to {}:{} ended: {reason}",
+        endpoint.id().0,
+        connector.host,
+        connector.port
+    );
+    match (endpoint.neighbour(), endpoint.failure()) {
+        (Some(neighbour), _) => Dialed::Neighbour(neighbour.clone()),
+        (None, Some(failure)) => Dialed::Refused(failure.clone()),
+        (None, None) => Dialed::Ended(reason),
+    }
 }
 
 struct Task {
@@ -139,14 +170,14 @@ struct Task {
 
 impl Task {
     /// Drives `endpoint` over `stream` until the connection is over, then
-    /// releases what it holds; returns its id and why it ended.
+    /// releases what it holds; returns it and why it ended.
     async fn run(
         transport: Transport,
         endpoint: Endpoint,
         security: Arc<Security>,
         opened_by: Instant,
         shutdown: Shutdown,
-    ) -> (crate::core::ConnId, &'static str) {
+    ) -> (Endpoint, &'static str) {
         let mut task = Task {
             transport,
             endpoint,
@@ -155,7 +186,7 @@ impl Task {
         };
         let reason = task.serve(opened_by, shutdown).await;
         task.endpoint.teardown(Instant::now());
-        (task.endpoint.id(), reason)
+        (task.endpoint, reason)
     }
 
     /// Serves until the connection is over; a peer whose AMQP open has
@@ -301,7 +332,7 @@ impl Task {
                 if error.kind() == std::io::ErrorKind::InvalidData {
                     // A TLS error: the alert is queued; send what we can.
                     let _ = self.transport.flush_now();
-                    tracing::debug!(conn = self.endpoint.id().0, %error, "TLS error");
+                    tracing::debug!("connection {}: TLS error: {error}", self.endpoint.id().0);
                 }
                 self.endpoint.handle_eof(now);
             }
@@ -314,7 +345,7 @@ impl Task {
 fn limit_unsent(stream: &TcpStream) {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     if let Err(e) = socket2::SockRef::from(stream).set_tcp_notsent_lowat(MESH_NOTSENT_LOWAT) {
-        tracing::debug!(error = %e, "cannot set TCP_NOTSENT_LOWAT");
+        tracing::debug!("cannot set TCP_NOTSENT_LOWAT: {e}");
     }
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
     let _ = stream;

@@ -2,15 +2,23 @@
 //! it ends, wait, redial. The wait doubles from 100 ms up to 10 s, with
 //! ±50 % jitter so that routers restarted together do not redial in step;
 //! a connection that lasted a while resets it.
+//!
+//! What goes wrong is logged when it changes, not at every retry (see
+//! [`Attempts`]): the first failure at `warn`, saying what the router waits
+//! for; the same failure again only as a reminder, after a minute, then
+//! less and less often. A connection that comes up is logged by the
+//! connection itself (`neighbour B connected`).
 
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 use crate::config::ConnectorConfig;
 use crate::core::Core;
+use crate::driver::Dialed;
 use crate::security::Security;
 use crate::shutdown::Shutdown;
 use crate::transport::Transport;
@@ -20,15 +28,22 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// A connection that lived this long resets the backoff.
 const STABLE: Duration = Duration::from_secs(10);
+/// The first reminder that a failure goes on; each next one waits twice
+/// as long, up to [`MAX_REMINDER`].
+const FIRST_REMINDER: Duration = Duration::from_secs(60);
+/// The longest wait between two reminders.
+const MAX_REMINDER: Duration = Duration::from_secs(3600);
 
-/// Dials `connector` until shutdown.
+/// Dials `connector` (the `index`th `[[connector]]`) until shutdown.
 pub async fn run(
     core: Arc<Core>,
     security: Arc<Security>,
+    index: usize,
     connector: ConnectorConfig,
     shutdown: Shutdown,
 ) {
     let target = format!("{}:{}", connector.host, connector.port);
+    let mut attempts = Attempts::new(format!("connector[{index}] to {target}"));
     let mut backoff = MIN_BACKOFF;
     while !shutdown.is_triggered() {
         let attempt = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&target));
@@ -36,18 +51,17 @@ pub async fn run(
             r = attempt => r,
             _ = shutdown.triggered() => return,
         };
-        match connected {
+        let outcome = match connected {
             Ok(Ok(stream)) => {
                 let _ = stream.set_nodelay(true);
-                tracing::debug!(%target, "connector connected");
-                let started = tokio::time::Instant::now();
+                let started = Instant::now();
                 // TLS and the peer's AMQP open, within the limit.
                 let deadline = std::time::Instant::now() + core.limits().handshake_timeout();
                 let secured = tokio::select! {
                     r = secure(stream, &security, &connector, core.limits().handshake_timeout()) => r,
                     _ = shutdown.triggered() => return,
                 };
-                match secured {
+                let outcome = match secured {
                     Ok((transport, cert)) => {
                         crate::driver::dial(
                             transport,
@@ -58,16 +72,26 @@ pub async fn run(
                             deadline,
                             shutdown.clone(),
                         )
-                        .await;
+                        .await
                     }
-                    Err(error) => tracing::warn!(%target, "connector: {error}"),
-                }
+                    Err(error) => failed(error.to_string()),
+                };
                 if started.elapsed() >= STABLE {
                     backoff = MIN_BACKOFF;
                 }
+                outcome
             }
-            Ok(Err(e)) => tracing::debug!(%target, error = %e, "connector cannot connect"),
-            Err(_) => tracing::debug!(%target, "connector timed out connecting"),
+            Ok(Err(e)) => failed(format!("cannot connect: {e}")),
+            Err(_) => failed(format!(
+                "cannot connect: no answer within {CONNECT_TIMEOUT:?}"
+            )),
+        };
+        if shutdown.is_triggered() {
+            return;
+        }
+        let isolated = core.mesh().neighbour_count() == 0;
+        if let Some(line) = attempts.record(outcome, isolated, Instant::now()) {
+            tracing::warn!("{line}");
         }
         let wait = jitter(backoff);
         tokio::select! {
@@ -75,6 +99,103 @@ pub async fn run(
             _ = shutdown.triggered() => return,
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+fn failed(why: String) -> Dialed {
+    Dialed::Refused(crate::driver::Failure { why, logged: false })
+}
+
+/// A connector's attempts, and what of them is worth a log line.
+#[derive(Debug)]
+pub struct Attempts {
+    /// `connector[0] to 127.0.0.1:5791`.
+    name: String,
+    failing: Option<Failing>,
+}
+
+/// The same failure, attempt after attempt.
+#[derive(Debug)]
+struct Failing {
+    why: String,
+    since: Instant,
+    attempts: u32,
+    next_reminder: Instant,
+    reminder_every: Duration,
+}
+
+impl Attempts {
+    /// No attempt yet; `name` says which connector in log lines.
+    pub fn new(name: String) -> Self {
+        Self {
+            name,
+            failing: None,
+        }
+    }
+
+    /// One attempt went as `outcome`, at `now`; `isolated`: this router has
+    /// no neighbour at all. Returns the line to log at `warn`, if any: the
+    /// first failure, a different failure, or a reminder that one goes on.
+    pub fn record(&mut self, outcome: Dialed, isolated: bool, now: Instant) -> Option<String> {
+        let (why, logged) = match outcome {
+            // The connection logged its neighbour coming and going.
+            Dialed::Neighbour(_) => {
+                self.failing = None;
+                return None;
+            }
+            Dialed::Refused(failure) => (failure.why, failure.logged),
+            Dialed::Ended(how) => (
+                format!("the connection ended before the router there said who it is ({how})"),
+                false,
+            ),
+        };
+        if let Some(f) = &mut self.failing
+            && f.why == why
+        {
+            f.attempts += 1;
+            if now < f.next_reminder {
+                return None;
+            }
+            f.next_reminder = now + f.reminder_every;
+            f.reminder_every = (f.reminder_every * 2).min(MAX_REMINDER);
+            return Some(format!(
+                "{}: still failing after {} attempts in {}: {why}",
+                self.name,
+                f.attempts,
+                minutes(now - f.since),
+            ));
+        }
+        self.failing = Some(Failing {
+            why: why.clone(),
+            since: now,
+            attempts: 1,
+            next_reminder: now + FIRST_REMINDER,
+            reminder_every: FIRST_REMINDER * 2,
+        });
+        if logged {
+            return None;
+        }
+        let waiting = if isolated {
+            "; no neighbour yet, so messages reach only this router's own consumers"
+        } else {
+            ""
+        };
+        Some(format!(
+            "{}: {why}; retrying, at most {} s apart{waiting}",
+            self.name,
+            MAX_BACKOFF.as_secs()
+        ))
+    }
+}
+
+/// `45s`, `3m`, `2h5m`.
+fn minutes(d: Duration) -> String {
+    let s = d.as_secs();
+    match (s / 3600, (s % 3600) / 60) {
+        (0, 0) => format!("{s}s"),
+        (0, m) => format!("{m}m"),
+        (h, 0) => format!("{h}h"),
+        (h, m) => format!("{h}h{m}m"),
     }
 }
 
@@ -110,6 +231,62 @@ fn jitter(d: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn refused(why: &str) -> Dialed {
+        failed(why.to_owned())
+    }
+
+    #[test]
+    fn a_failure_is_logged_once_then_reminded_ever_less_often() {
+        let t0 = Instant::now();
+        let mut a = Attempts::new("connector[0] to 127.0.0.1:5799".into());
+        let refused_111 = "cannot connect: Connection refused (os error 111)";
+        assert_eq!(
+            a.record(refused(refused_111), true, t0).as_deref(),
+            Some(
+                "connector[0] to 127.0.0.1:5799: cannot connect: Connection refused (os error 111); \
+                 retrying, at most 10 s apart; no neighbour yet, so messages reach only this \
+                 router's own consumers"
+            )
+        );
+        // Retries every few seconds: silent for a minute.
+        let mut lines = Vec::new();
+        for s in 1..=60 * 4 {
+            let now = t0 + Duration::from_secs(s);
+            lines.extend(a.record(refused(refused_111), true, now));
+        }
+        assert_eq!(
+            lines,
+            [
+                "connector[0] to 127.0.0.1:5799: still failing after 61 attempts in 1m: \
+                 cannot connect: Connection refused (os error 111)",
+                "connector[0] to 127.0.0.1:5799: still failing after 181 attempts in 3m: \
+                 cannot connect: Connection refused (os error 111)",
+            ]
+        );
+        // Another failure is news at once; with neighbours, no isolation.
+        let now = t0 + Duration::from_secs(300);
+        let line = a
+            .record(refused("TLS handshake failed: x"), false, now)
+            .unwrap();
+        assert_eq!(
+            line,
+            "connector[0] to 127.0.0.1:5799: TLS handshake failed: x; retrying, at most 10 s apart"
+        );
+        // Up: nothing (the connection says it); the next failure is news.
+        assert_eq!(a.record(Dialed::Neighbour("B".into()), false, now), None);
+        assert!(
+            a.record(refused("TLS handshake failed: x"), false, now)
+                .is_some()
+        );
+        // A failure logged where it happened is not said again.
+        let logged = Dialed::Refused(crate::driver::Failure {
+            why: "two routers share the id A".into(),
+            logged: true,
+        });
+        assert_eq!(a.record(logged.clone(), false, now), None);
+        assert_eq!(a.record(logged, false, now), None);
+    }
 
     #[test]
     fn jitter_stays_within_half_either_side() {

@@ -39,14 +39,10 @@ pub async fn run(core: Arc<Core>, config: RoutingConfig, shutdown: Shutdown) {
 /// Feeds one report from a connection task to the routing machine.
 pub fn apply(routing: &mut Routing, input: RoutingInput, now: Instant) {
     match input {
-        RoutingInput::Up { neighbor, cost } => {
-            tracing::info!(%neighbor, cost, "neighbour connected");
-            routing.neighbor_connected(neighbor, cost, now);
-        }
-        RoutingInput::Down { neighbor } => {
-            tracing::info!(%neighbor, "neighbour disconnected");
-            routing.neighbor_disconnected(&neighbor, now);
-        }
+        // The connection tasks log neighbours coming and going (one line
+        // each, with the address): not again here.
+        RoutingInput::Up { neighbor, cost } => routing.neighbor_connected(neighbor, cost, now),
+        RoutingInput::Down { neighbor } => routing.neighbor_disconnected(&neighbor, now),
         RoutingInput::Message { from, msg } => routing.handle_message(&from, msg, now),
         RoutingInput::LocalAddress {
             address,
@@ -67,9 +63,43 @@ pub fn publish(routing: &mut Routing, core: &Core) {
         mesh.post(&to, ToConn::Control(msg));
     }
     if let Some(table) = routing.poll_table() {
-        tracing::debug!(?table, "routing table changed");
+        tracing::debug!("routing table changed: {}", describe(&table));
         mesh.set_table(table);
         mesh.post_all(|| ToConn::PathsChanged);
         core.paths_changed();
     }
+}
+
+/// A routing table in a line: `B via B (cost 1), C via B (cost 2);
+/// addresses: orders at C`.
+fn describe(table: &crate::routing::RoutingTable) -> String {
+    let me = table.me();
+    let routes: Vec<String> = table
+        .routers()
+        .filter(|r| *r != me)
+        .map(|r| match (table.next_hop(r), table.cost(r)) {
+            (Some(hop), Some(cost)) => format!("{r} via {hop} (cost {cost})"),
+            _ => format!("{r} unreachable"),
+        })
+        .collect();
+    let addresses: Vec<String> = table
+        .addresses()
+        .map(|(a, routers)| {
+            let at: Vec<String> = routers.map(ToString::to_string).collect();
+            format!("{a} at {}", at.join(", "))
+        })
+        .collect();
+    format!(
+        "{}; addresses: {}",
+        if routes.is_empty() {
+            "no other router".to_owned()
+        } else {
+            routes.join(", ")
+        },
+        if addresses.is_empty() {
+            "none".to_owned()
+        } else {
+            addresses.join("; ")
+        }
+    )
 }

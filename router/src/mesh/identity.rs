@@ -1,11 +1,22 @@
-//! How routers recognise each other: connection properties in `open`
-//! (AMQP 1.0 §2.7.1 `properties`). A router's open carries its id, its
-//! instance number and, from the dialing side, the link cost. A client's
-//! open carries none of these.
+//! Who is at the other end: connection properties in `open` (AMQP 1.0
+//! §2.7.1 `properties`). Every open the router sends says what it is,
+//! `product = "ferry"` and `version`, as Qpid Dispatch Router's does
+//! (tools read them to tell which broker or router they talk to). Routers
+//! recognise each other by more: a router's open on an inter-router
+//! connection carries its id, its instance number and, from the dialing
+//! side, the link cost. A client's open carries none of these.
 
 use ferry_proto::codec::{Fields, Value};
 
 use crate::routing::RouterId;
+
+/// Property: the product, [`PRODUCT_NAME`] (the key Qpid Dispatch Router
+/// and Qpid Proton use).
+pub const PRODUCT: &str = "product";
+/// Property: the product's version.
+pub const VERSION: &str = "version";
+/// The value of [`PRODUCT`].
+pub const PRODUCT_NAME: &str = "ferry";
 
 /// Property: the router's id.
 pub const ROUTER_ID: &str = "ferry:router-id";
@@ -25,12 +36,22 @@ pub struct PeerRouter {
     pub cost: Option<u32>,
 }
 
-/// The open properties announcing this router.
+/// The open properties every connection gets: what this is.
+pub fn product() -> Vec<(String, String)> {
+    vec![
+        (PRODUCT.to_string(), PRODUCT_NAME.to_string()),
+        (VERSION.to_string(), env!("CARGO_PKG_VERSION").to_string()),
+    ]
+}
+
+/// The open properties announcing this router on an inter-router
+/// connection: [`product`], and its id, instance and (dialing) cost.
 pub fn properties(id: &RouterId, instance: u64, cost: Option<u32>) -> Vec<(String, String)> {
-    let mut p = vec![
+    let mut p = product();
+    p.extend([
         (ROUTER_ID.to_string(), id.to_string()),
         (INSTANCE.to_string(), instance.to_string()),
-    ];
+    ]);
     if let Some(c) = cost {
         p.push((COST.to_string(), c.to_string()));
     }

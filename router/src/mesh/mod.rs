@@ -15,7 +15,7 @@ pub mod connector;
 pub mod control;
 pub mod identity;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::mpsc;
@@ -68,7 +68,14 @@ pub struct Mesh {
     neighbors: Mutex<HashMap<RouterId, ConnHandle>>,
     input: mpsc::UnboundedSender<RoutingInput>,
     input_rx: Mutex<Option<mpsc::UnboundedReceiver<RoutingInput>>>,
+    /// Problems with other routers already logged (see
+    /// [`first_time`](Self::first_time)).
+    reported: Mutex<HashSet<String>>,
 }
+
+/// Problems [`Mesh::first_time`] remembers at most; past it, it forgets
+/// them all and starts again (a peer cannot grow the set without bound).
+const MAX_REPORTED: usize = 1024;
 
 impl Mesh {
     /// The mesh of router `id`, started as instance `instance`.
@@ -81,7 +88,27 @@ impl Mesh {
             neighbors: Mutex::default(),
             input,
             input_rx: Mutex::new(Some(rx)),
+            reported: Mutex::default(),
         }
+    }
+
+    /// Whether the problem `key` names is new: true the first time, false
+    /// after. A router retries a connection every few seconds; what goes
+    /// wrong the same way each time is worth one line, not one a retry.
+    pub fn first_time(&self, key: &str) -> bool {
+        let mut reported = self.reported.lock().expect("reported lock");
+        if reported.contains(key) {
+            return false;
+        }
+        if reported.len() >= MAX_REPORTED {
+            reported.clear();
+        }
+        reported.insert(key.to_owned())
+    }
+
+    /// How many neighbours are connected.
+    pub fn neighbour_count(&self) -> usize {
+        self.neighbors.lock().expect("neighbors lock").len()
     }
 
     /// This router's id.
@@ -120,15 +147,18 @@ impl Mesh {
         Ok(())
     }
 
-    /// The connection task `conn` no longer serves `neighbor`.
-    pub fn disconnect(&self, neighbor: &RouterId, conn: ConnId) {
+    /// The connection task `conn` no longer serves `neighbor`; returns
+    /// whether it did until now.
+    pub fn disconnect(&self, neighbor: &RouterId, conn: ConnId) -> bool {
         let mut n = self.neighbors.lock().expect("neighbors lock");
         if n.get(neighbor).is_some_and(|h| h.id == conn) {
             n.remove(neighbor);
             let _ = self.input.send(RoutingInput::Down {
                 neighbor: neighbor.clone(),
             });
+            return true;
         }
+        false
     }
 
     /// A control message arrived from `from`.

@@ -46,6 +46,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::ratelog::RateLimited;
+
 pub use id::RouterId;
 pub use message::{ControlMessage, PROTOCOL_VERSION, RoutingError};
 pub use table::RoutingTable;
@@ -74,6 +76,14 @@ pub struct RoutingConfig {
     pub purge_after: Duration,
 }
 
+/// Instance and sequence numbers at or above this are refused: no real
+/// router reaches them (an instance is a start time in nanoseconds since
+/// 1970, 2^62 is in 2116; a sequence number counts changes), so a record
+/// claiming one is forged or corrupt, and accepting it could leave its
+/// router no number above it (issue #20). A router whose own sequence
+/// number would reach it moves to its next instance instead.
+pub const VERSION_LIMIT: u64 = 1 << 62;
+
 impl Default for RoutingConfig {
     fn default() -> Self {
         Self {
@@ -83,6 +93,26 @@ impl Default for RoutingConfig {
             purge_after: Duration::from_secs(60),
         }
     }
+}
+
+/// The instance and sequence numbers of `msg`, if either reaches
+/// [`VERSION_LIMIT`].
+fn out_of_bounds(msg: &ControlMessage) -> Option<(u64, u64)> {
+    let (instance, seq) = match msg {
+        ControlMessage::Hello { instance, .. } => (*instance, 0),
+        ControlMessage::RouterAdvert {
+            instance,
+            ls_seq,
+            ma_seq,
+            ..
+        } => (*instance, (*ls_seq).max(*ma_seq)),
+        ControlMessage::LinkState { instance, seq, .. }
+        | ControlMessage::MobileAddresses { instance, seq, .. } => (*instance, *seq),
+        ControlMessage::LinkStateRequest { .. } | ControlMessage::MobileAddressRequest { .. } => {
+            return None;
+        }
+    };
+    (instance >= VERSION_LIMIT || seq >= VERSION_LIMIT).then_some((instance, seq))
 }
 
 /// Which record a request is for.
@@ -110,6 +140,10 @@ pub struct Routing {
     next_ra: Instant,
     /// When each record was last asked for.
     requested: HashMap<(Request, RouterId), Instant>,
+    /// Log lines a neighbour can cause, rate-limited: records refused as
+    /// out of bounds, and records of this router it has to move past.
+    refused: RateLimited,
+    moved_past: RateLimited,
     /// Routers with records that are not reachable, and since when.
     unreachable_since: BTreeMap<RouterId, Instant>,
     /// Neighbours to send advertisements to at the end of this input.
@@ -162,6 +196,12 @@ impl Routing {
             dirty: false,
             clock: now,
             table_fresh: true,
+            refused: RateLimited::new("refused routing records", 5, Duration::from_secs(10)),
+            moved_past: RateLimited::new(
+                "records of this router moved past",
+                5,
+                Duration::from_secs(10),
+            ),
         }
     }
 
@@ -218,7 +258,7 @@ impl Routing {
     /// connected neighbour changes the cost.
     pub fn neighbor_connected(&mut self, neighbor: RouterId, cost: u32, now: Instant) {
         if neighbor == self.me {
-            tracing::warn!(router = %self.me, "inter-router connection to self ignored");
+            tracing::warn!("inter-router connection to this router itself ignored");
             return;
         }
         self.neighbors
@@ -244,7 +284,15 @@ impl Routing {
     /// router that is not connected are ignored).
     pub fn handle_message(&mut self, from: &RouterId, msg: ControlMessage, now: Instant) {
         if !self.neighbors.contains_key(from) {
-            tracing::debug!(router = %self.me, %from, "control message from a router not connected");
+            tracing::debug!("control message from {from}, not a neighbour: ignored");
+            return;
+        }
+        if let Some((instance, seq)) = out_of_bounds(&msg) {
+            self.refused.note(|| {
+                tracing::warn!(
+                    "refused a routing record from neighbour {from}: instance {instance} or sequence {seq} is beyond what any router reaches (forged or corrupt)"
+                );
+            });
             return;
         }
         let flood = match &msg {
@@ -310,7 +358,10 @@ impl Routing {
         let max_age = self.config.hello_max_age;
         for (id, n) in &mut self.neighbors {
             if n.expire(now, max_age) {
-                tracing::info!(router = %self.me, neighbor = %id, "neighbour silent for hello_max_age: down");
+                tracing::info!(
+                    "neighbour {id} silent for {:?} (hello_max_age): taken as down",
+                    max_age
+                );
             }
         }
         if now >= self.next_hello {
@@ -334,7 +385,7 @@ impl Routing {
             .map(|(id, _)| id.clone())
             .collect();
         for id in due {
-            tracing::debug!(router = %self.me, purged = %id, "records of an unreachable router purged");
+            tracing::debug!("records of router {id}, unreachable, purged");
             self.unreachable_since.remove(&id);
             self.ls.remove(&id);
             self.mobile.remove(&id);
@@ -408,7 +459,7 @@ impl Routing {
         now: Instant,
     ) {
         if id != from {
-            tracing::warn!(router = %self.me, %from, claimed = %id, "HELLO with another router's id ignored");
+            tracing::warn!("HELLO from neighbour {from} claiming to be {id} ignored");
             return;
         }
         let lists_us = seen.contains(&self.me);
@@ -603,6 +654,20 @@ impl Routing {
         }
     }
 
+    /// Our next instance, when a sequence number of ours would reach
+    /// [`VERSION_LIMIT`]: every record starts again at sequence 1 and wins
+    /// by instance.
+    fn next_instance(&mut self) {
+        self.instance += 1;
+        self.local.seq = 0;
+        self.force_ls = true;
+        self.force_ma_full = true;
+        tracing::warn!(
+            "this router's sequence numbers ran out: it now announces itself as instance {}",
+            self.instance
+        );
+    }
+
     /// Someone holds our link-state record at `version`. If that is newer
     /// than ours (we restarted with a reused instance number, or a clock
     /// went backwards), move past it.
@@ -611,7 +676,13 @@ impl Routing {
         if version <= own {
             return;
         }
-        tracing::warn!(router = %self.me, ?version, ?own, "the mesh holds a newer link-state record of this router: moving past it");
+        self.moved_past.note(|| {
+            tracing::warn!(
+                "the mesh holds a newer link-state record of this router (it restarted with an \
+                 instance number used before, its clock went back, or a neighbour forged it): \
+                 moving past it"
+            );
+        });
         self.adopt_instance(version.instance);
         if version.instance == self.instance
             && let Some(record) = self.ls.get(&self.me).cloned()
@@ -638,7 +709,13 @@ impl Routing {
         if version <= Version::new(self.instance, self.local.seq) {
             return;
         }
-        tracing::warn!(router = %self.me, ?version, "the mesh holds a newer address record of this router: moving past it");
+        self.moved_past.note(|| {
+            tracing::warn!(
+                "the mesh holds a newer address record of this router (it restarted with an \
+                 instance number used before, its clock went back, or a neighbour forged it): \
+                 moving past it"
+            );
+        });
         self.adopt_instance(version.instance);
         if version.instance == self.instance {
             self.local.seq = self.local.seq.max(version.seq);
@@ -678,6 +755,12 @@ impl Routing {
     /// the advertisements due.
     fn flush(&mut self, now: Instant) {
         self.clock = now;
+        let own_ls = self.ls.version(&self.me);
+        if self.local.seq >= VERSION_LIMIT - 1
+            || own_ls.is_some_and(|v| v.instance == self.instance && v.seq >= VERSION_LIMIT - 1)
+        {
+            self.next_instance();
+        }
         let two_way: BTreeMap<RouterId, u32> = self
             .neighbors
             .iter()

@@ -751,3 +751,79 @@ fn via_is_the_loop_free_cost_through_a_neighbour() {
         assert_eq!(t.via("none", None, &names[0]), None);
     }
 }
+
+/// A neighbour forges C's link-state record with instance and sequence
+/// at the maximum (issue #20): it is refused, C stays reachable, and
+/// nothing floods.
+#[test]
+fn a_forged_record_beyond_the_version_limit_is_refused() {
+    let (names, edges) = line3();
+    let mut net = Net::with_topology(&names, &edges);
+    let (a, b, c) = (id("A"), id("B"), id("C"));
+    net.add_address(&c, "q");
+    net.run_for(Duration::from_secs(10));
+    let before = net.nodes[&a].ls.version(&c).unwrap();
+    let forged = ControlMessage::LinkState {
+        id: c.clone(),
+        instance: u64::MAX,
+        seq: u64::MAX,
+        neighbors: Vec::new(),
+    };
+    let now = net.now;
+    net.nodes
+        .get_mut(&a)
+        .unwrap()
+        .handle_message(&b, forged, now);
+    let delivered = net.delivered;
+    net.run_for(Duration::from_secs(10));
+    assert_eq!(net.nodes[&a].ls.version(&c), Some(before));
+    assert_eq!(net.table(&a).routers_for("q").collect::<Vec<_>>(), [&c]);
+    // Ten seconds of HELLOs and advertisements between three routers.
+    assert!(
+        net.delivered - delivered < 100,
+        "a storm: {}",
+        net.delivered - delivered
+    );
+}
+
+/// A forged record of C just inside the limit (its sequence number the
+/// last one allowed), sent to A by its neighbour F: it floods to C, which
+/// moves past it to its next instance at once; the mesh takes C's record
+/// and the exchange ends.
+#[test]
+fn a_router_moves_past_a_forged_record_of_itself_even_at_the_last_sequence_number() {
+    let names = ids(&["F", "A", "B", "C"]);
+    let edges = vec![edge("F", "A", 1), edge("A", "B", 1), edge("B", "C", 1)];
+    let mut net = Net::with_topology(&names, &edges);
+    let (f, a, c) = (id("F"), id("A"), id("C"));
+    net.add_address(&c, "q");
+    net.run_for(Duration::from_secs(10));
+    let instance = net.nodes[&c].instance();
+    let forged = ControlMessage::LinkState {
+        id: c.clone(),
+        instance,
+        seq: super::VERSION_LIMIT - 1,
+        neighbors: Vec::new(),
+    };
+    let now = net.now;
+    net.nodes
+        .get_mut(&a)
+        .unwrap()
+        .handle_message(&f, forged, now);
+    let delivered = net.delivered;
+    net.run_for(Duration::from_secs(10));
+    assert_eq!(
+        net.nodes[&c].instance(),
+        instance + 1,
+        "C moved to its next instance"
+    );
+    let at_a = net.nodes[&a].ls.version(&c).unwrap();
+    assert_eq!((at_a.instance, at_a.seq), (instance + 1, 1));
+    assert_eq!(net.table(&a).routers_for("q").collect::<Vec<_>>(), [&c]);
+    net.check_paths(&edges).unwrap();
+    assert!(
+        net.delivered - delivered < 200,
+        "a storm: {}",
+        net.delivered - delivered
+    );
+}

@@ -225,12 +225,11 @@ impl Mesh {
 
     fn engine_mut(&mut self, end: End, id: u64) -> Option<EndMut<'_>> {
         match end {
-            End::Router(r) => self.routers[r]
-                .node
-                .as_mut()?
-                .endpoints
-                .get_mut(&id)
-                .map(EndMut::Router),
+            End::Router(r) => {
+                let node = self.routers[r].node.as_mut()?;
+                let span = node.span.clone();
+                node.endpoints.get_mut(&id).map(|e| EndMut::Router(e, span))
+            }
             End::Client(c) => self.clients[c]
                 .conn
                 .as_mut()
@@ -443,6 +442,7 @@ impl Mesh {
                     && let Some(mut ep) = node.endpoints.remove(&conn.id)
                     && teardown
                 {
+                    let _in = node.span.enter();
                     ep.teardown(now);
                 }
                 self.note(&who, format_args!("conn {}: closed", conn.id));
@@ -490,30 +490,30 @@ impl Mesh {
     }
 }
 
-/// A connection end's engine.
+/// A connection end's engine (a router's, with the router's span).
 enum EndMut<'a> {
-    Router(&'a mut Endpoint),
+    Router(&'a mut Endpoint, tracing::Span),
     Client(&'a mut Connection),
 }
 
 impl EndMut<'_> {
     fn poll_transmit(&mut self, now: Instant) -> Option<Bytes> {
         match self {
-            EndMut::Router(e) => e.poll_transmit(now),
+            EndMut::Router(e, span) => span.in_scope(|| e.poll_transmit(now)),
             EndMut::Client(c) => c.poll_transmit(now),
         }
     }
 
     fn handle_input(&mut self, bytes: &[u8], now: Instant) {
         match self {
-            EndMut::Router(e) => e.handle_input(bytes, now),
+            EndMut::Router(e, span) => span.in_scope(|| e.handle_input(bytes, now)),
             EndMut::Client(c) => c.handle_input(bytes, now),
         }
     }
 
     fn handle_eof(&mut self, now: Instant) {
         match self {
-            EndMut::Router(e) => e.handle_eof(now),
+            EndMut::Router(e, span) => span.in_scope(|| e.handle_eof(now)),
             EndMut::Client(c) => c.handle_eof(),
         }
     }

@@ -213,10 +213,35 @@ fn syntax_errors_name_file_and_line() {
 }
 
 #[test]
-fn unknown_keys_are_named_with_a_suggestion() {
+fn unquoted_strings_are_told_to_be_quoted() {
+    // The parser's own words: "invalid float, expected nothing".
+    assert_eq!(
+        error("[[listener]]\nhost = 127.0.0.1\nport = 5672\n", &[]),
+        "invalid TOML in F: line 2: 127.0.0.1 is not a TOML value; quote strings: host = \"127.0.0.1\""
+    );
+    assert_eq!(
+        error("[[listener]]\nhost = localhost # mine\nport = 5672\n", &[]),
+        "invalid TOML in F: line 2: localhost is not a TOML value; quote strings: host = \"localhost\""
+    );
+    // A valid value on the line: the error is about something else.
+    let duplicate = error("[[listener]]\nport = 1\nport = 2\n", &[]);
+    assert!(
+        duplicate.contains("duplicate key") && !duplicate.contains("quote strings"),
+        "{duplicate}"
+    );
+}
+
+#[test]
+fn unknown_keys_are_named_with_the_valid_ones() {
+    // One rule everywhere: the valid keys of the section, the nearest
+    // first when it looks like a typo.
     assert_eq!(
         error(&format!("{MINIMAL}[limits]\nmax_frmae_size = 1\n"), &[]),
-        "unknown key 'limits.max_frmae_size' in F (did you mean 'limits.max_frame_size'?)"
+        "unknown key 'limits.max_frmae_size' in F (did you mean 'limits.max_frame_size'? \
+         valid keys: max_connections, max_frame_size, \
+         max_sessions_per_connection, max_links_per_connection, max_message_size, \
+         link_credit_window, max_in_flight_bytes_per_producer, handshake_timeout_ms, \
+         max_connections_per_host)"
     );
     assert_eq!(
         error(&format!("{MINIMAL}[limits]\nbogus = 1\n"), &[]),
@@ -226,15 +251,22 @@ fn unknown_keys_are_named_with_a_suggestion() {
          max_connections_per_host)"
     );
     assert_eq!(
+        error(&format!("{MINIMAL}[router]\nmdoe = \"interior\"\n"), &[]),
+        "unknown key 'router.mdoe' in F (did you mean 'router.mode'? valid keys: id, mode, default_vhost)"
+    );
+    assert_eq!(
         error(
             &format!("{MINIMAL}[[listener]]\nhost = \"h\"\nport = 1\nrol = \"normal\"\n"),
             &[]
         ),
-        "unknown key 'listener[1].rol' in F (did you mean 'listener[1].role'?)"
+        "unknown key 'listener[1].rol' in F (did you mean 'listener[1].role'? valid keys: \
+         host, port, role, sasl_mechanisms, require_sasl, tls, client_cert, \
+         allow_plain_without_tls, allow_unauthenticated_routers)"
     );
     assert_eq!(
-        error(&format!("{MINIMAL}[limit]\n"), &[]),
-        "unknown key 'limit' in F (did you mean 'limits'?)"
+        error("[[listner]]\nhost = \"h\"\nport = 1\n", &[]),
+        "unknown key 'listner' in F (did you mean 'listener'? valid keys: \
+         router, listener, connector, address, limits, log, tls, auth, vhost)"
     );
 }
 
@@ -243,11 +275,15 @@ fn unknown_keys_from_the_environment_name_the_variable() {
     assert_eq!(
         error(MINIMAL, &[("FERRY_LIMITS__MAX_FRMAE_SIZE", "1")]),
         "unknown key 'limits.max_frmae_size' from environment variable FERRY_LIMITS__MAX_FRMAE_SIZE \
-         (did you mean 'limits.max_frame_size'?)"
+         (did you mean 'limits.max_frame_size'? valid keys: max_connections, max_frame_size, \
+         max_sessions_per_connection, max_links_per_connection, max_message_size, \
+         link_credit_window, max_in_flight_bytes_per_producer, handshake_timeout_ms, \
+         max_connections_per_host)"
     );
     assert_eq!(
-        error(MINIMAL, &[("FERRY_LIMIT__MAX_FRAME_SIZE", "1")]),
-        "unknown key 'limit' from environment variable FERRY_LIMIT__MAX_FRAME_SIZE (did you mean 'limits'?)"
+        error(MINIMAL, &[("FERRY_ROUTER__MDOE", "interior")]),
+        "unknown key 'router.mdoe' from environment variable FERRY_ROUTER__MDOE \
+         (did you mean 'router.mode'? valid keys: id, mode, default_vhost)"
     );
 }
 
@@ -255,15 +291,23 @@ fn unknown_keys_from_the_environment_name_the_variable() {
 fn wrong_types_are_named() {
     assert_eq!(
         error("[[listener]]\nhost = \"127.0.0.1\"\nport = \"abc\"\n", &[]),
-        "invalid value for 'listener[0].port' in F: expected an integer, found string \"abc\""
+        "invalid value for 'listener[0].port' in F: must be a whole number, found string \"abc\""
     );
     assert_eq!(
         error("[[listener]]\nhost = \"127.0.0.1\"\nport = 70000\n", &[]),
-        "invalid value for 'listener[0].port' in F: expected a whole number from 0 to 65535, found 64-bit unsigned integer `70000`"
+        "invalid value for 'listener[0].port' in F: must be 0–65535, found 70000"
+    );
+    assert_eq!(
+        error("[[listener]]\nhost = \"127.0.0.1\"\nport = -1\n", &[]),
+        "invalid value for 'listener[0].port' in F: must be 0 or more, found -1"
+    );
+    assert_eq!(
+        error(MINIMAL, &[("FERRY_LISTENER__0__PORT", "70000")]),
+        "invalid value for 'listener[0].port' from environment variable FERRY_LISTENER__0__PORT: must be 0–65535, found 70000"
     );
     assert_eq!(
         error(MINIMAL, &[("FERRY_LISTENER__0__PORT", "abc")]),
-        "invalid value for 'listener[0].port' from environment variable FERRY_LISTENER__0__PORT: expected an integer, found string \"abc\""
+        "invalid value for 'listener[0].port' from environment variable FERRY_LISTENER__0__PORT: must be a whole number, found string \"abc\""
     );
     assert_eq!(
         error(&format!("{MINIMAL}[router]\nmode = \"core\"\n"), &[]),
@@ -357,7 +401,9 @@ fn ancestors_walk_up_the_key() {
 
 #[test]
 fn edit_distance_counts_edits() {
-    assert_eq!(edit_distance("max_frmae_size", "max_frame_size"), 2);
+    assert_eq!(edit_distance("max_frmae_size", "max_frame_size"), 1);
     assert_eq!(edit_distance("", "abc"), 3);
     assert_eq!(edit_distance("role", "role"), 0);
+    assert_eq!(edit_distance("mdoe", "mode"), 1);
+    assert_eq!(edit_distance("listner", "listener"), 1);
 }

@@ -27,7 +27,8 @@ impl Links {
             }
         };
         if let Err(error) = result {
-            tracing::debug!(name = %attach.name, error = ?error.description, "link refused");
+            let why = error.description.as_deref().unwrap_or("no reason given");
+            tracing::debug!("link {} refused: {why}", attach.name);
             let _ = engine.refuse_attach(link, error);
         }
     }
@@ -94,7 +95,10 @@ impl Links {
                 let _ = engine.flow(link, self.window(), false);
             }
         }
-        tracing::debug!(name = %attach.name, address = ?address.as_ref().map(|a| a.name()), "producer attached");
+        match &address {
+            Some(a) => tracing::debug!("producer {} attached to {}", attach.name, a.name()),
+            None => tracing::debug!("producer {} attached (anonymous)", attach.name),
+        }
         self.producers.insert(link, Producer { address, tree });
         self.recredit(engine, link);
         Ok(())
@@ -153,7 +157,7 @@ impl Links {
         if address.add_consumer(self.me.clone(), link, Hop::Local, None) {
             self.core.local_consumers(&address, true);
         }
-        tracing::debug!(name = %attach.name, address = %name, "consumer attached");
+        tracing::debug!("consumer {} attached to {name}", attach.name);
         self.consumers.insert(
             link,
             Consumer {

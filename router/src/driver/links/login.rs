@@ -187,12 +187,9 @@ impl Login {
         let peer = self.peer;
         let user: Option<String> = user.map(|u| u.chars().take(MAX_LOGGED_NAME).collect());
         self.security.failed_logins.note(|| {
-            tracing::warn!(
-                peer = ?peer,
-                user = ?user,
-                mechanism,
-                "login failed: {why}"
-            );
+            let from = peer.map_or_else(|| "?".to_owned(), |p| p.to_string());
+            let user = user.as_deref().unwrap_or("");
+            tracing::warn!(from, user, mechanism, "login failed: {why}");
         });
         let _ = engine.sasl_refuse(SaslCode::Auth, why);
     }

@@ -66,12 +66,39 @@ impl ConnKind {
     }
 }
 
+/// The two ends of a connection, as far as its socket tells.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Ends {
+    /// This router's address.
+    pub local: Option<std::net::SocketAddr>,
+    /// The peer's.
+    pub peer: Option<std::net::SocketAddr>,
+}
+
+/// An address for a log line (`?` when the socket did not tell).
+fn addr(a: Option<std::net::SocketAddr>) -> String {
+    a.map_or_else(|| "?".to_owned(), |a| a.to_string())
+}
+
+/// Why an inter-router connection did not come up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// In the operator's words.
+    pub why: String,
+    /// Whether it is logged already (the connector need not say it again).
+    pub logged: bool,
+}
+
 /// Per-connection inter-router state.
 #[derive(Debug)]
 pub(crate) struct MeshState {
     kind: ConnKind,
     /// The names in the peer's verified certificate.
     cert: Option<crate::tls::CertNames>,
+    /// The socket's two addresses.
+    ends: Ends,
+    /// Why the connection was refused (by us, or by the peer's close).
+    failure: Option<Failure>,
     peer: Option<RouterId>,
     session: Option<SessionId>,
     control_out: Option<LinkId>,
@@ -82,10 +109,12 @@ pub(crate) struct MeshState {
 }
 
 impl MeshState {
-    pub(crate) fn new(kind: ConnKind, cert: Option<crate::tls::CertNames>) -> Self {
+    pub(crate) fn new(kind: ConnKind, cert: Option<crate::tls::CertNames>, ends: Ends) -> Self {
         Self {
             kind,
             cert,
+            ends,
+            failure: None,
             peer: None,
             session: None,
             control_out: None,
@@ -98,6 +127,25 @@ impl MeshState {
     /// The peer router, on an inter-router connection that is up.
     pub(crate) fn peer(&self) -> Option<&RouterId> {
         self.peer.as_ref()
+    }
+
+    /// Why the connection was refused, if it was.
+    pub(crate) fn failure(&self) -> Option<&Failure> {
+        self.failure.as_ref()
+    }
+
+    /// The connection closed: the peer's close error, if it refused us.
+    pub(crate) fn closed(&mut self, error: Option<&Error>, by_peer: bool) {
+        if let (Some(error), true, None, None) = (error, by_peer, &self.failure, &self.peer) {
+            let why = error
+                .description
+                .as_deref()
+                .map_or_else(|| error.condition.to_string(), str::to_owned);
+            self.failure = Some(Failure {
+                why: format!("refused by the router there: {why}"),
+                logged: false,
+            });
+        }
     }
 
     pub(crate) fn is_control_out(&self, link: LinkId) -> bool {
@@ -129,10 +177,6 @@ impl Links {
     ) {
         let peer = identity::peer(properties);
         let mesh = self.core.mesh();
-        let refuse = |engine: &mut Connection, condition, why: String| {
-            tracing::warn!("inter-router connection refused: {why}");
-            engine.close(Some(Error::new(condition, why)));
-        };
         // Where routers authenticate, a stranger is refused as one.
         let unwelcome = if self.mesh.kind.authenticated() {
             condition::UNAUTHORIZED_ACCESS
@@ -142,7 +186,7 @@ impl Links {
         let cost = match (self.mesh.kind, &peer) {
             (ConnKind::Client, None) => return self.admit_client(engine, hostname),
             (ConnKind::Client, Some(p)) => {
-                return refuse(
+                return self.refuse(
                     engine,
                     condition::NOT_ALLOWED,
                     format!(
@@ -151,8 +195,17 @@ impl Links {
                     ),
                 );
             }
-            (_, None) => {
-                return refuse(
+            (ConnKind::Connector { .. }, None) => {
+                return self.refuse(
+                    engine,
+                    unwelcome,
+                    "what answered is not a Ferry router's inter-router listener (its open \
+                     names no router; a normal listener's port?)"
+                        .into(),
+                );
+            }
+            (ConnKind::InterRouterListener { .. }, None) => {
+                return self.refuse(
                     engine,
                     unwelcome,
                     "only Ferry routers may use an inter-router listener".into(),
@@ -176,7 +229,7 @@ impl Links {
                 .and_then(|c| c.identity())
                 .unwrap_or("nothing")
                 .to_string();
-            return refuse(
+            return self.refuse(
                 engine,
                 condition::UNAUTHORIZED_ACCESS,
                 format!(
@@ -186,16 +239,25 @@ impl Links {
             );
         }
         if &peer.id == mesh.id() {
-            return refuse(
-                engine,
-                condition::NOT_ALLOWED,
-                format!("router {} connected to itself", peer.id),
-            );
+            return self.same_id(engine, &peer);
         }
         if let Err(e) = mesh.connect(peer.id.clone(), cost, self.me.clone()) {
-            return refuse(engine, condition::NOT_ALLOWED, e.to_string());
+            return self.refuse(engine, condition::NOT_ALLOWED, e.to_string());
         }
-        tracing::info!(peer = %peer.id, instance = peer.instance, cost, "inter-router connection up");
+        let (way, at) = match self.mesh.kind {
+            ConnKind::Connector { .. } => ("to", self.mesh.ends.peer),
+            _ => ("from", self.mesh.ends.peer),
+        };
+        let tls = if self.mesh.kind.authenticated() {
+            ", TLS"
+        } else {
+            ""
+        };
+        tracing::info!(
+            "neighbour {} connected ({way} {}, cost {cost}{tls})",
+            peer.id,
+            addr(at)
+        );
         self.mesh.peer = Some(peer.id);
         let Ok(session) = engine.begin_session() else {
             return;
@@ -223,6 +285,72 @@ impl Links {
         self.sync_data_links(engine);
     }
 
+    /// Refuses the inter-router connection with `why`. A connector's
+    /// refusals are told by the connector, once per change (see
+    /// `mesh::connector`); a listener's once per peer address and reason,
+    /// since the peer's connector retries every few seconds.
+    fn refuse(&mut self, engine: &mut Connection, condition: ErrorCondition, why: String) {
+        if !matches!(self.mesh.kind, ConnKind::Connector { .. }) {
+            let from = addr(self.mesh.ends.peer);
+            let ip = self.mesh.ends.peer.map(|a| a.ip().to_string());
+            let key = format!("refused {}: {why}", ip.as_deref().unwrap_or("?"));
+            if self.core.mesh().first_time(&key) {
+                tracing::warn!("inter-router connection from {from} refused: {why}");
+            } else {
+                tracing::debug!("inter-router connection from {from} refused again: {why}");
+            }
+        }
+        engine.close(Some(Error::new(condition, why.as_str())));
+        self.mesh.failure = Some(Failure { why, logged: false });
+    }
+
+    /// The peer router has this router's id: either it is this very router
+    /// (a connector dials one of its own listeners) or another router was
+    /// given the same id. Said once, at `error`, with both addresses.
+    fn same_id(&mut self, engine: &mut Connection, peer: &identity::PeerRouter) {
+        let mesh = self.core.mesh();
+        let (local, remote) = (addr(self.mesh.ends.local), addr(self.mesh.ends.peer));
+        let dialed = matches!(self.mesh.kind, ConnKind::Connector { .. });
+        let (key, why, told) = if peer.instance == mesh.instance() {
+            (
+                format!("itself {}", peer.instance),
+                format!(
+                    "this router connected to itself ({local} and {remote}): \
+                     a connector dials one of its own inter-router listeners"
+                ),
+                "this router connected to itself".to_owned(),
+            )
+        } else {
+            let (this, other) = if dialed {
+                (
+                    format!("this one (dialing from {local})"),
+                    format!("the one at {remote}"),
+                )
+            } else {
+                (
+                    format!("this one (at {local})"),
+                    format!("the one connecting from {remote}"),
+                )
+            };
+            (
+                format!("same id {}", peer.instance),
+                format!(
+                    "two routers share the id {}: {this} and {other}; \
+                     give each router its own [router] id",
+                    peer.id
+                ),
+                format!("router id {} is taken: this router has it", peer.id),
+            )
+        };
+        if mesh.first_time(&key) {
+            tracing::error!("{why}");
+        } else {
+            tracing::debug!("{why} (again)");
+        }
+        engine.close(Some(Error::new(condition::NOT_ALLOWED, told.as_str())));
+        self.mesh.failure = Some(Failure { why, logged: true });
+    }
+
     /// The peer ended what an inter-router connection cannot do without
     /// (its control link, or a session): without a control link the
     /// neighbour would only age out while the connection stayed up, and
@@ -233,7 +361,10 @@ impl Links {
         if !engine.is_open() || engine.is_finished() {
             return; // closing or gone already: its links end with it
         }
-        tracing::warn!(peer = ?self.mesh.peer, "{why}; closing the inter-router connection");
+        match &self.mesh.peer {
+            Some(peer) => tracing::warn!("{why}; closing the connection to neighbour {peer}"),
+            None => tracing::warn!("{why}; closing the inter-router connection"),
+        }
         engine.close(Some(Error::new(condition::PRECONDITION_FAILED, why)));
     }
 
@@ -268,7 +399,7 @@ impl Links {
         if !t.more && !t.aborted {
             match ControlMessage::decode(t.payload) {
                 Ok(msg) => self.core.mesh().control_received(peer, msg),
-                Err(e) => tracing::warn!(%peer, error = %e, "bad control message"),
+                Err(e) => tracing::warn!("bad control message from neighbour {peer}: {e}"),
             }
         }
         if engine.credit(t.link) < CONTROL_CREDIT / 2 {

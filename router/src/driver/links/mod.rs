@@ -13,7 +13,8 @@ mod producer;
 mod tenancy;
 
 pub(crate) use login::Login;
-pub(crate) use mesh::{ConnKind, MeshState};
+pub use mesh::Failure;
+pub(crate) use mesh::{ConnKind, Ends, MeshState};
 
 use expiry::{Expiry, expired_outcome, expiry};
 
@@ -149,10 +150,11 @@ impl Links {
         me: ConnHandle,
         kind: ConnKind,
         cert: Option<crate::tls::CertNames>,
+        ends: Ends,
         login: Option<Login>,
     ) -> Self {
         Self {
-            mesh: MeshState::new(kind, cert),
+            mesh: MeshState::new(kind, cert, ends),
             login: login.map(Box::new),
             user: None,
             tenancy: None,
@@ -259,10 +261,9 @@ impl Links {
                     }
                     self.user = user;
                 }
-                Event::SessionBegun { .. }
-                | Event::SessionEnded { .. }
-                | Event::Drained { .. }
-                | Event::Closed { .. } => {}
+                Event::Closed { error, by_peer } => self.mesh.closed(error.as_ref(), by_peer),
+                Event::SessionBegun { .. } | Event::SessionEnded { .. } | Event::Drained { .. } => {
+                }
             }
         }
         for link in std::mem::take(&mut self.recredit_pending) {
@@ -319,6 +320,16 @@ impl Links {
         }
     }
 
+    /// Why the connection was refused, if it was (see [`Failure`]).
+    pub(crate) fn failure(&self) -> Option<&Failure> {
+        self.mesh.failure()
+    }
+
+    /// The neighbour the connection served, if it came up as one.
+    pub(crate) fn neighbour(&self) -> Option<&RouterId> {
+        self.mesh.peer()
+    }
+
     /// Whether the peer is another router.
     pub(crate) fn is_inter_router(&self) -> bool {
         self.mesh.peer().is_some()
@@ -345,8 +356,10 @@ impl Links {
         for link in links {
             self.detached(link);
         }
-        if let Some(peer) = self.mesh.peer() {
-            self.core.mesh().disconnect(peer, self.me.id);
+        if let Some(peer) = self.mesh.peer()
+            && self.core.mesh().disconnect(peer, self.me.id)
+        {
+            tracing::info!("neighbour {peer} disconnected");
         }
     }
 }

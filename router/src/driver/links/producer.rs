@@ -176,7 +176,7 @@ impl Links {
         let reach = match reach {
             Ok(reach) => reach,
             Err(why) => {
-                tracing::debug!(address = address.name(), "{why}; released");
+                tracing::debug!("delivery to {}: {why}; released", address.name());
                 if credited {
                     address.route_none(self.me.id, t.link);
                 }
@@ -280,9 +280,9 @@ impl Links {
         match origin.and_then(|o| table.tree_stamp(o)) {
             Some(stamp) if shaped.stamp(payload) == Some(stamp) => Ok(Reach::Tree),
             _ => {
+                let tree = origin.map_or_else(|| "this router's".to_owned(), |o| format!("{o}'s"));
                 tracing::debug!(
-                    ?origin,
-                    "multicast copy sent on a tree that has changed: local consumers only"
+                    "multicast copy sent on {tree} tree, which has changed: local consumers only"
                 );
                 Ok(Reach::Local)
             }
