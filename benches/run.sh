@@ -315,8 +315,18 @@ PY
 
 json_field() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$@"; }
 
+# Other processes busy on the machine (5 % of a core or more over half a
+# second), as "name NN %" separated by commas; "none" if there were none.
+others_busy() {
+    local o
+    o=$(top -bn2 -d0.5 -w 200 2>/dev/null | awk '/^top -/ {f++}
+        f == 2 && $1 ~ /^[0-9]+$/ && $9 + 0 >= 5 && $12 != "top" {printf "%s%s %s %%", sep, $12, $9; sep = ", "}')
+    echo "${o:-none}"
+}
+
 START_TIME=$(date -u +%Y-%m-%dT%H:%MZ)
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+OTHERS_BEFORE=$(others_busy)
 echo "run.sh: $MODE run, results in $OUT" >&2
 
 # --- generator ceiling: in-process sink, no router ---------------------------
@@ -565,9 +575,10 @@ px_round -lat --rate
 for n in "${PX_FERRY[@]}" "${PX_QDR[@]}"; do stop_router "$n"; done
 
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+OTHERS_AFTER=$(others_busy)
 
 # --- RESULTS.md -------------------------------------------------------------------
-export PROTON_SKIP QDR_SKIP PX_COUNT PX_RATE PX_DUR
+export PROTON_SKIP QDR_SKIP PX_COUNT PX_RATE PX_DUR OTHERS_BEFORE OTHERS_AFTER
 QDR_VERSION=${QDR_VERSION:-} PROTON_VERSION=$(pkg-config --modversion libqpid-proton 2>/dev/null || echo unknown) \
 python3 - "$OUT" "$MODE" "$IDLE_RSS" "$CONN_RSS" "$PEAK_RSS" "$IDLE" "$START_TIME" \
     "$LOAD_BEFORE" "$LOAD_AFTER" "$MANY" "$MANY_RATE" "$REPS" "$EQ_RATE" "$DUR" <<'PY'
@@ -676,7 +687,9 @@ L += [
     f"{cores} cores, shared by the router(s), `ferry-load` and the kernel, so each is a "
     "lower bound for a router with the machine to itself. Load average (1/5/15 min) "
     f"{load_before} before the run and {load_after} after it: other jobs on this machine "
-    "may have taken CPU during the run.",
+    "may have taken CPU during the run. Processes busy (≥ 5 % of a core over half a second) "
+    f"when the run started: {os.environ.get('OTHERS_BEFORE', '?')}; when it ended: "
+    f"{os.environ.get('OTHERS_AFTER', '?')}.",
     "",
     "- **msg/s**: messages received by the consumers per second (a multicast copy counts "
     "once per consumer), from the start (every producer attached, one with credit) to the "
