@@ -864,7 +864,8 @@ L += ["", "### Independent client: Qpid Proton C, and Qpid Dispatch Router", "",
       "accepted. **No router**: the Proton C receiver listens and the sender connects "
       "straight to it (the client pair's ceiling); for ferry-load, its in-process sink. "
       "Every router figure is also given as a fraction of its own client's no-router "
-      "ceiling. Routers: fresh ones, all started before the first round and idle while the "
+      "ceiling, measured in the same round (the median of the rounds' fractions, each round's "
+      "in parentheses; the same for the ratios below the table). Routers: fresh ones, all started before the first round and idle while the "
       f"others were measured: Ferry (one router, and a line A - B - C as above) and Qpid "
       f"Dispatch Router ({qdr_version or 'not measured here: ' + qdr_skip}; "
       f"`workerThreads` = {cores}, otherwise its defaults; the same one router and line). "
@@ -875,9 +876,21 @@ L += ["", "### Independent client: Qpid Proton C, and Qpid Dispatch Router", "",
       "earliest send stamp to the last arrival; latency is one-way from the send stamp "
       "(closed loop: it includes the wait behind the 1,000 in flight). Client CPU is the "
       "sender's and receiver's (or ferry-load's) user+system time per message.", "",
-      "| # | client | path | msg/s | × this client's no-router ceiling | p50 µs | p99 µs "
+      "| # | client | path | msg/s | × this client's no-router ceiling (per round) | p50 µs | p99 µs "
       "| router CPU µs/msg | client CPU µs/msg | lost |",
       "|---:|---|---|---:|---:|---:|---:|---:|---:|---|"]
+def round_frac(n, base):
+    """n's msg/s over base's in the same round, for each round, and their median."""
+    per = []
+    for k in range(1, int(reps) + 1):
+        try:
+            a = json.load(open(f"{out}/{n}.{k}.json"))["msgs_per_s"]
+            b = json.load(open(f"{out}/{base}.{k}.json"))["msgs_per_s"]
+        except Exception:
+            continue
+        if b:
+            per.append(a / b)
+    return (sorted(per)[len(per) // 2] if per else None), per
 PATHS = [("none", "no router"), ("ferry", "Ferry, one router"),
          ("qdr", "Qpid Dispatch Router, one router"), ("ferry-line", "Ferry, line A → B → C"),
          ("qdr-line", "Qpid Dispatch Router, line A → B → C")]
@@ -902,8 +915,12 @@ for client, cname in (("px", "Qpid Proton C"), ("fl", "ferry-load")):
         px[n] = r
         if path == "none":
             ceiling = r
-        frac = ("1 (the ceiling)" if path == "none" else
-                f"{r['msgs_per_s'] / ceiling['msgs_per_s']:.2f}" if ceiling and ceiling.get("msgs_per_s") else "–")
+        if path == "none":
+            frac = "1 (the ceiling)"
+        else:
+            m, per = round_frac(n, f"{client}-none")
+            frac = (f"{m:.2f}" + (f" ({', '.join(f'{x:.2f}' for x in per)})" if len(per) > 1 else "")
+                    if m is not None else "–")
         text = ptext + (" (in-process sink)" if client == "fl" and path == "none" else
                         " (sender → receiver)" if path == "none" else "")
         L.append(f"| {r['id']} | {cname} | {label(r, text)} | {rate(n)} | {frac} | {lat(r, 'p50_us')} "
@@ -911,8 +928,7 @@ for client, cname in (("px", "Qpid Proton C"), ("fl", "ferry-load")):
                  f"| {per_msg(r.get('generator_cpu_s'), r)} | {missing(r)} |")
 
 def frac_of(a, b):
-    a, b = px.get(a), px.get(b)
-    return a["msgs_per_s"] / b["msgs_per_s"] if a and b and b.get("msgs_per_s") else None
+    return round_frac(a, b)[0] if a in px and b in px else None
 def pct(x):
     return f"{x * 100:.0f} %" if x is not None else "not measured"
 def cpu_of(n):
