@@ -8,8 +8,8 @@
 # Ferry and, where a `qdrouterd` is found ($QDROUTERD, else on PATH), against
 # Qpid Dispatch Router in the same run, interleaved.
 #
-#   bash benches/run.sh            full run (about 5 minutes on 2 cores)
-#   bash benches/run.sh --quick    short run (under a minute): fewer messages,
+#   bash benches/run.sh            full run (about 8 minutes on 2 cores)
+#   bash benches/run.sh --quick    short run (about 2 minutes): fewer messages,
 #                                  shorter open-loop runs; numbers are noisier
 #
 # Needs cargo, cc, python3 (standard library only) and Linux (/proc). Raises the
@@ -687,9 +687,10 @@ L += [
     f"{cores} cores, shared by the router(s), `ferry-load` and the kernel, so each is a "
     "lower bound for a router with the machine to itself. Load average (1/5/15 min) "
     f"{load_before} before the run and {load_after} after it: other jobs on this machine "
-    "may have taken CPU during the run. Processes busy (≥ 5 % of a core over half a second) "
-    f"when the run started: {os.environ.get('OTHERS_BEFORE', '?')}; when it ended: "
-    f"{os.environ.get('OTHERS_AFTER', '?')}.",
+    "may have taken CPU during the run. Processes visible from the run (other sandboxes on "
+    "the machine are not; the Noise paragraph counts them) busy with ≥ 5 % of a core over "
+    f"half a second when the run started: {os.environ.get('OTHERS_BEFORE', '?')}; when it "
+    f"ended: {os.environ.get('OTHERS_AFTER', '?')}.",
     "",
     "- **msg/s**: messages received by the consumers per second (a multicast copy counts "
     "once per consumer), from the start (every producer attached, one with credit) to the "
