@@ -2,13 +2,17 @@
 # Router benchmark suite: builds `ferry` and `ferry-load`, starts routers
 # (one router; a line of three), drives them with ferry-load and writes the
 # figures into benches/RESULTS.md between the `router` markers (the codec
-# block is left alone).
+# block is left alone). Also builds the Qpid Proton C client pair
+# (benches/proton/, needs Debian's libqpid-proton11-dev) and measures it with
+# no router (its ceiling), through one router and through the line, against
+# Ferry and, where a `qdrouterd` is found ($QDROUTERD, else on PATH), against
+# Qpid Dispatch Router in the same run, interleaved.
 #
-#   bash benches/run.sh            full run (about 3 minutes on 2 cores)
-#   bash benches/run.sh --quick    short run (under a minute): fewer messages,
+#   bash benches/run.sh            full run (about 8 minutes on 2 cores)
+#   bash benches/run.sh --quick    short run (about 2 minutes): fewer messages,
 #                                  shorter open-loop runs; numbers are noisier
 #
-# Needs cargo, python3 (standard library only) and Linux (/proc). Raises the
+# Needs cargo, cc, python3 (standard library only) and Linux (/proc). Raises the
 # soft file-descriptor limit (ulimit -n) up to the hard one for the 10,000
 # idle connections. Set KEEP_OUT=1 to keep the raw JSON, logs and router
 # configs (the directory is printed). See benches/README.md.
@@ -35,6 +39,8 @@ if [[ $MODE == full ]]; then
     MANY_DUR=20       # 1,000 producers, seconds
     MC_COUNT=100000   # multicast messages (each delivered to 10 consumers)
     LINE_COUNT=300000 # 3-router line, closed loop
+    PX_COUNT=200000   # Proton C / client comparison, closed loop
+    PX_DUR=5          # Proton C / client comparison, open-loop seconds
     REPS=3            # closed-loop runs are repeated; the median is shown
 else
     COUNT=100000
@@ -42,8 +48,11 @@ else
     MANY_DUR=5
     MC_COUNT=20000
     LINE_COUNT=50000
+    PX_COUNT=50000
+    PX_DUR=2
     REPS=1
 fi
+PX_RATE=10000 # open-loop rate of the client comparison's latency rows
 EQ_RATE=50000 # open-loop rate at which one router and the line are compared
 IDLE=10000    # idle connections for the memory figure
 MANY=1000     # producers in the many-producers scenario
@@ -74,6 +83,22 @@ fi
 cargo build --release --locked -p ferry-router -p ferry-benches >&2
 FERRY=target/release/ferry
 LOAD=target/release/ferry-load
+# The Qpid Proton C clients and Qpid Dispatch Router, where they can be had:
+# otherwise their rows say why they were not measured.
+PROTON_SKIP=
+PROTON=target/proton
+if ! why=$(OUT_DIR=$PROTON bash benches/proton/build.sh 2>&1); then
+    PROTON_SKIP="the Proton C clients did not build: ${why##*$'\n'}"
+    echo "run.sh: $PROTON_SKIP" >&2
+fi
+QDR=${QDROUTERD:-$(command -v qdrouterd || true)}
+QDR_SKIP=
+if [[ -z $QDR ]]; then
+    QDR_SKIP="no qdrouterd on this machine (Debian bookworm has no qdrouterd package; set QDROUTERD to a built one)"
+elif ! QDR_VERSION=$("$QDR" --version 2>&1); then
+    QDR_SKIP="$QDR --version failed: $QDR_VERSION"
+fi
+[[ -z $QDR_SKIP ]] || echo "run.sh: Qpid Dispatch Router skipped: $QDR_SKIP" >&2
 OUT=$(mktemp -d)
 PIDS=()
 cleanup() {
@@ -88,13 +113,18 @@ free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
-# start_router NAME CLIENT_PORT CONFIG: writes $OUT/NAME.toml, starts
-# `ferry run` on it, waits until CLIENT_PORT accepts; the pid goes to
-# $OUT/NAME.pid.
+# start_router NAME CLIENT_PORT CONFIG [qdr]: writes $OUT/NAME.toml, starts
+# `ferry run` on it (with `qdr`: $OUT/NAME.conf and `qdrouterd -c`), waits
+# until CLIENT_PORT accepts; the pid goes to $OUT/NAME.pid.
 start_router() {
     local name=$1 port=$2 pid
-    printf '%s\n' "$3" >"$OUT/$name.toml"
-    "$FERRY" run --config "$OUT/$name.toml" 2>"$OUT/$name.log" &
+    if [[ ${4:-} == qdr ]]; then
+        printf '%s\n' "$3" >"$OUT/$name.conf"
+        "$QDR" -c "$OUT/$name.conf" >"$OUT/$name.log" 2>&1 &
+    else
+        printf '%s\n' "$3" >"$OUT/$name.toml"
+        "$FERRY" run --config "$OUT/$name.toml" 2>"$OUT/$name.log" &
+    fi
     pid=$!
     PIDS+=("$pid")
     echo "$pid" >"$OUT/$name.pid"
@@ -180,14 +210,19 @@ PY
     fi
 }
 
-# runs NAME "ROUTER PIDS" ARGS...: `run` $REPS times (NAME.1, NAME.2, ...);
-# the run with the median msg/s becomes NAME, and NAME.reps lists every
-# run's msg/s.
+# runs NAME "ROUTER PIDS" ARGS...: `run` $REPS times (NAME.1, NAME.2, ...),
+# then `median NAME`.
 runs() {
     local name=$1 k
     shift
     for k in $(seq "$REPS"); do run "$name.$k" "$@"; done
-    python3 - "$OUT" "$name" "$REPS" <<'PY'
+    median "$name"
+}
+
+# median NAME: of the runs NAME.1 ... NAME.$REPS, the one with the median
+# msg/s becomes NAME, and NAME.reps lists every run's msg/s.
+median() {
+    python3 - "$OUT" "$1" "$REPS" <<'PY'
 import json, shutil, sys
 out, name, reps = sys.argv[1], sys.argv[2], int(sys.argv[3])
 rates = []
@@ -203,10 +238,95 @@ json.dump([r for r, _ in rates], open(f"{out}/{name}.reps", "w"))
 PY
 }
 
+# prun NAME "ROUTER PIDS" "RECEIVER ARGS" "SENDER ARGS": one Proton C pair.
+# The receiver starts first and says "ready" once its link is attached (or,
+# with --listen, once it listens); then the sender runs; both report JSON,
+# merged into $OUT/NAME.json in ferry-load's shape (msgs_per_s and latency
+# are the receiver's; lost = sent - unique received - settled otherwise than
+# accepted). Router CPU, the rest of the machine and the files as `run`.
+prun() {
+    local name=$1 pids=$2 rpid rc=0 before after busy0 busy1 t0 t1
+    local recv send
+    read -r -a recv <<<"$PROTON/ferry-proton-recv $3 --timeout 120"
+    read -r -a send <<<"$PROTON/ferry-proton-send $4 --timeout 120"
+    printf '%s &\n%s\n' "${recv[*]}" "${send[*]}" >"$OUT/$name.cmd"
+    "${recv[@]}" >"$OUT/$name.recv.json" 2>"$OUT/$name.log" &
+    rpid=$!
+    PIDS+=("$rpid")
+    for _ in $(seq 400); do
+        grep -qs '^ready' "$OUT/$name.log" && break
+        kill -0 "$rpid" 2>/dev/null || break
+        sleep 0.025
+    done
+    # shellcheck disable=SC2086
+    before=$(ticks $pids)
+    busy0=$(busy)
+    t0=$(date +%s%N)
+    "${send[@]}" >"$OUT/$name.send.json" 2>>"$OUT/$name.log" || rc=$?
+    wait "$rpid" || rc=$((rc ? rc : $?))
+    t1=$(date +%s%N)
+    busy1=$(busy)
+    # shellcheck disable=SC2086
+    after=$(ticks $pids)
+    echo $((after - before)) >"$OUT/$name.cpu"
+    echo "$rc" >"$OUT/$name.rc"
+    python3 - "$OUT/$name" "$rc" "$busy0 $busy1" "$t0" "$t1" "$((after - before))" \
+        "$(getconf CLK_TCK)" <<'PY' >&2
+import json, sys
+base, rc, busy, t0, t1, router_ticks, hz = sys.argv[1:]
+def get(which):
+    try:
+        return json.load(open(f"{base}.{which}.json"))
+    except Exception as e:
+        return {"error": f"no {which} report (exit {rc}): {e}"}
+r, s = get("recv"), get("send")
+errors = "; ".join(f"{w}: {x['error']}" for w, x in (("receiver", r), ("sender", s)) if x.get("error"))
+away = sum(s.get(k, 0) for k in ("rejected", "released", "modified", "other"))
+merged = {
+    "msgs_per_s": r.get("msgs_per_s", 0), "mb_per_s": r.get("mb_per_s", 0),
+    "received": r.get("received", 0), "duplicates": r.get("duplicates", 0),
+    "latency": r.get("latency"), "sent": s.get("sent", 0),
+    "send_msgs_per_s": s.get("msgs_per_s", 0),
+    "generator_cpu_s": r.get("cpu_s", 0) + s.get("cpu_s", 0),
+    "error": errors or None, "receiver": r, "sender": s,
+}
+for k in ("accepted", "rejected", "released", "modified", "unsettled"):
+    merged[k] = s.get(k, 0)
+if s.get("settle") == "presettled":
+    merged["dropped"], merged["expected"] = s.get("sent", 0) - r.get("unique", 0), s.get("sent", 0)
+else:
+    merged["lost"] = s.get("sent", 0) - r.get("unique", 0) - away
+json.dump(merged, open(f"{base}.json", "w"))
+b0, s0, b1, s1 = map(float, busy.split())
+wall = max((int(t1) - int(t0)) / 1e9, 1e-9)
+other = ((b1 - b0) / int(hz) - merged["generator_cpu_s"] - int(router_ticks) / int(hz)) / wall
+open(f"{base}.other", "w").write(f"{max(other, 0):.3f} {(s1 - s0) / int(hz) / wall:.3f}\n")
+lat = r.get("latency") or {}
+name = base.rsplit("/", 1)[1]
+print(f"  {name:<22} {merged['msgs_per_s']:>11,.0f} msg/s  p50 {lat.get('p50_us', '-')} µs  "
+      f"p99 {lat.get('p99_us', '-')} µs  missing {merged.get('lost', merged.get('dropped'))}  "
+      f"(others {max(other, 0):.3f} cores)" + (f"  ERROR {errors}" if errors else ""))
+PY
+    if [[ $rc != 0 ]]; then
+        FAILED+=("$name")
+        tail -n 5 "$OUT/$name.log" >&2
+    fi
+}
+
 json_field() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$@"; }
+
+# Other processes busy on the machine (5 % of a core or more over half a
+# second), as "name NN %" separated by commas; "none" if there were none.
+others_busy() {
+    local o
+    o=$(top -bn2 -d0.5 -w 200 2>/dev/null | awk '/^top -/ {f++}
+        f == 2 && $1 ~ /^[0-9]+$/ && $9 + 0 >= 5 && $12 != "top" {printf "%s%s %s %%", sep, $12, $9; sep = ", "}')
+    echo "${o:-none}"
+}
 
 START_TIME=$(date -u +%Y-%m-%dT%H:%MZ)
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+OTHERS_BEFORE=$(others_busy)
 echo "run.sh: $MODE run, results in $OUT" >&2
 
 # --- generator ceiling: in-process sink, no router ---------------------------
@@ -332,9 +452,134 @@ runs line-mc-presettled "$MESH" --producer-url "amqp://127.0.0.1:$PA" --consumer
     --settle presettled --start-delay 2
 for id in A B C; do stop_router "$id"; done
 
+# --- the same scenarios with an independent client, and against QDR -----------
+# Qpid Proton C sender and receiver (benches/proton/) and ferry-load, each
+# with no router, through one router and through the line A - B - C, against
+# Ferry and Qpid Dispatch Router; fresh routers, all started first; rounds
+# interleaved (every scenario once per round), medians of $REPS rounds.
+echo "client comparison: Qpid Proton C and ferry-load; no router, Ferry, Qpid Dispatch Router" >&2
+PX_FERRY=()
+PX_QDR=()
+FS=$(free_port)
+start_router px-ferry "$FS" "[router]
+id = \"R\"
+
+[[listener]]
+host = \"127.0.0.1\"
+port = $FS
+
+[log]
+level = \"warn\""
+FXA=$(free_port)
+FXB=$(free_port)
+FXC=$(free_port)
+FXI=$(free_port)
+start_router px-ferry-B "$FXB" "$(mesh_config B "$FXB" "[[listener]]
+host = \"127.0.0.1\"
+port = $FXI
+role = \"inter-router\"
+")"
+for id in A C; do
+    p=$FXA
+    [[ $id == C ]] && p=$FXC
+    start_router "px-ferry-$id" "$p" "$(mesh_config "$id" "$p" "[[connector]]
+host = \"127.0.0.1\"
+port = $FXI
+role = \"inter-router\"
+cost = 1
+")"
+done
+PX_FERRY=(px-ferry px-ferry-A px-ferry-B px-ferry-C)
+if [[ -z $QDR_SKIP ]]; then
+    # Qpid Dispatch Router: its defaults but for one worker thread per core,
+    # no authentication (as the Ferry routers) and warnings only.
+    qdr_config() { # id mode client_port extra
+        printf 'router {\n    mode: %s\n    id: %s\n    workerThreads: %s\n}\n\nlistener {\n    host: 127.0.0.1\n    port: %s\n    authenticatePeer: no\n}\n\n%s%slog {\n    module: DEFAULT\n    enable: warning+\n}' \
+            "$2" "$1" "$(nproc)" "$3" "$4" "${4:+$'\n'}"
+    }
+    QS=$(free_port)
+    start_router px-qdr "$QS" "$(qdr_config R standalone "$QS" "")" qdr
+    QXA=$(free_port)
+    QXB=$(free_port)
+    QXC=$(free_port)
+    QXI=$(free_port)
+    start_router px-qdr-B "$QXB" "$(qdr_config B interior "$QXB" "listener {
+    host: 127.0.0.1
+    port: $QXI
+    role: inter-router
+    authenticatePeer: no
+}
+")" qdr
+    for id in A C; do
+        p=$QXA
+        [[ $id == C ]] && p=$QXC
+        start_router "px-qdr-$id" "$p" "$(qdr_config "$id" interior "$p" "connector {
+    host: 127.0.0.1
+    port: $QXI
+    role: inter-router
+    cost: 1
+}
+")" qdr
+    done
+    PX_QDR=(px-qdr px-qdr-A px-qdr-B px-qdr-C)
+fi
+sleep 2 # every router of each line learns of the others
+FX_LINE="$(pid_of px-ferry-A) $(pid_of px-ferry-B) $(pid_of px-ferry-C)"
+QX_LINE=
+[[ -z $QDR_SKIP ]] && QX_LINE="$(pid_of px-qdr-A) $(pid_of px-qdr-B) $(pid_of px-qdr-C)"
+# px_round SUFFIX [--rate R]: every scenario once; closed loop unless a rate
+# is given (then the Proton C rows only, PX_RATE msg/s for PX_DUR s).
+px_round() {
+    local k=$1 n=$PX_COUNT extra=() lp=""
+    [[ -n ${2:-} ]] && {
+        n=$((PX_RATE * PX_DUR))
+        extra=(--rate "$PX_RATE")
+        lp=1
+    }
+    local pc=(--count "$n") ps=(--count "$n" "${extra[@]}") port
+    if [[ -z $PROTON_SKIP ]]; then
+        port=$(free_port)
+        prun "px-none$k" "" "--listen 127.0.0.1:$port ${pc[*]}" "--url amqp://127.0.0.1:$port ${ps[*]}"
+        prun "px-ferry$k" "$(pid_of px-ferry)" "--url amqp://127.0.0.1:$FS ${pc[*]}" "--url amqp://127.0.0.1:$FS ${ps[*]}"
+        [[ -z $QDR_SKIP ]] && prun "px-qdr$k" "$(pid_of px-qdr)" "--url amqp://127.0.0.1:$QS ${pc[*]}" \
+            "--url amqp://127.0.0.1:$QS ${ps[*]}"
+        prun "px-ferry-line$k" "$FX_LINE" "--url amqp://127.0.0.1:$FXC ${pc[*]}" "--url amqp://127.0.0.1:$FXA ${ps[*]}"
+        [[ -z $QDR_SKIP ]] && prun "px-qdr-line$k" "$QX_LINE" "--url amqp://127.0.0.1:$QXC ${pc[*]}" \
+            "--url amqp://127.0.0.1:$QXA ${ps[*]}"
+    fi
+    if [[ -n $lp ]]; then # ferry-load on the same schedule
+        run "fl-ferry$k" "$(pid_of px-ferry)" --url "amqp://127.0.0.1:$FS" --size 100 --rate "$PX_RATE" \
+            --duration "$PX_DUR"
+        [[ -z $QDR_SKIP ]] && run "fl-qdr$k" "$(pid_of px-qdr)" --url "amqp://127.0.0.1:$QS" --size 100 \
+            --rate "$PX_RATE" --duration "$PX_DUR"
+        return 0
+    fi
+    run "fl-none$k" "" --sink --size 100 --count "$n"
+    run "fl-ferry$k" "$(pid_of px-ferry)" --url "amqp://127.0.0.1:$FS" --size 100 --count "$n"
+    [[ -z $QDR_SKIP ]] && run "fl-qdr$k" "$(pid_of px-qdr)" --url "amqp://127.0.0.1:$QS" --size 100 --count "$n"
+    run "fl-ferry-line$k" "$FX_LINE" --producer-url "amqp://127.0.0.1:$FXA" \
+        --consumer-url "amqp://127.0.0.1:$FXC" --size 100 --count "$n"
+    [[ -z $QDR_SKIP ]] && run "fl-qdr-line$k" "$QX_LINE" --producer-url "amqp://127.0.0.1:$QXA" \
+        --consumer-url "amqp://127.0.0.1:$QXC" --size 100 --count "$n"
+    return 0
+}
+for k in $(seq "$REPS"); do
+    echo " round $k of $REPS" >&2
+    px_round ".$k"
+done
+for n in px-none px-ferry px-qdr px-ferry-line px-qdr-line fl-none fl-ferry fl-qdr fl-ferry-line fl-qdr-line; do
+    [[ -f $OUT/$n.1.json ]] && median "$n"
+done
+echo " open loop, $PX_RATE msg/s" >&2
+px_round -lat --rate
+for n in "${PX_FERRY[@]}" "${PX_QDR[@]}"; do stop_router "$n"; done
+
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+OTHERS_AFTER=$(others_busy)
 
 # --- RESULTS.md -------------------------------------------------------------------
+export PROTON_SKIP QDR_SKIP PX_COUNT PX_RATE PX_DUR OTHERS_BEFORE OTHERS_AFTER
+QDR_VERSION=${QDR_VERSION:-} PROTON_VERSION=$(pkg-config --modversion libqpid-proton 2>/dev/null || echo unknown) \
 python3 - "$OUT" "$MODE" "$IDLE_RSS" "$CONN_RSS" "$PEAK_RSS" "$IDLE" "$START_TIME" \
     "$LOAD_BEFORE" "$LOAD_AFTER" "$MANY" "$MANY_RATE" "$REPS" "$EQ_RATE" "$DUR" <<'PY'
 import json, os, re, sys
@@ -442,7 +687,10 @@ L += [
     f"{cores} cores, shared by the router(s), `ferry-load` and the kernel, so each is a "
     "lower bound for a router with the machine to itself. Load average (1/5/15 min) "
     f"{load_before} before the run and {load_after} after it: other jobs on this machine "
-    "may have taken CPU during the run.",
+    "may have taken CPU during the run. Processes visible from the run (other sandboxes on "
+    "the machine are not; the Noise paragraph counts them) busy with ≥ 5 % of a core over "
+    f"half a second when the run started: {os.environ.get('OTHERS_BEFORE', '?')}; when it "
+    f"ended: {os.environ.get('OTHERS_AFTER', '?')}.",
     "",
     "- **msg/s**: messages received by the consumers per second (a multicast copy counts "
     "once per consumer), from the start (every producer attached, one with credit) to the "
@@ -603,20 +851,152 @@ L += ["", "Routers (ports vary), started B first with `target/release/ferry run 
 for id in "BAC":
     L += [f"`{id}.toml`:", "", "```toml", open(f"{out}/{id}.toml").read().strip(), "```", ""]
 
+# The independent client and Qpid Dispatch Router.
+env = os.environ
+px_n, px_rate, px_dur = int(env["PX_COUNT"]), int(env["PX_RATE"]), int(env["PX_DUR"])
+proton_skip, qdr_skip = env.get("PROTON_SKIP", ""), env.get("QDR_SKIP", "")
+qdr_version = env.get("QDR_VERSION", "").strip()
+L += ["", "### Independent client: Qpid Proton C, and Qpid Dispatch Router", "",
+      f"The same shape driven by two clients: a Qpid Proton C {env.get('PROTON_VERSION')} "
+      "sender and receiver written for this project (`benches/proton/`: `ferry-proton-send`, "
+      "`ferry-proton-recv`, on Proton's proactor API, Debian's `libqpid-proton11-dev`) and "
+      f"ferry-load. One sender, one receiver, {px_n:,} messages of 100 B, unsettled, at most "
+      "1,000 in flight, receiver credit 1,000 (topped up when below half), every message "
+      "accepted. **No router**: the Proton C receiver listens and the sender connects "
+      "straight to it (the client pair's ceiling); for ferry-load, its in-process sink. "
+      "Every router figure is also given as a fraction of its own client's no-router "
+      "ceiling, measured in the same round (the median of the rounds' fractions, each round's "
+      "in parentheses; the same for the ratios below the table). Routers: fresh ones, all started before the first round and idle while the "
+      f"others were measured: Ferry (one router, and a line A - B - C as above) and Qpid "
+      f"Dispatch Router ({qdr_version or 'not measured here: ' + qdr_skip}; "
+      f"`workerThreads` = {cores}, otherwise its defaults; the same one router and line). "
+      + (f"{reps} interleaved rounds, each running every closed-loop row once; the round "
+         "with the median msg/s is shown, the range of the rounds in parentheses. "
+         if int(reps) > 1 else "One round. ")
+      + "Proton C msg/s is the receiver's: messages received over the time from the "
+      "earliest send stamp to the last arrival; latency is one-way from the send stamp "
+      "(closed loop: it includes the wait behind the 1,000 in flight). Client CPU is the "
+      "sender's and receiver's (or ferry-load's) user+system time per message.", "",
+      "| # | client | path | msg/s | × this client's no-router ceiling (per round) | p50 µs | p99 µs "
+      "| router CPU µs/msg | client CPU µs/msg | lost |",
+      "|---:|---|---|---:|---:|---:|---:|---:|---:|---|"]
+def round_frac(n, base):
+    """n's msg/s over base's in the same round, for each round, and their median."""
+    per = []
+    for k in range(1, int(reps) + 1):
+        try:
+            a = json.load(open(f"{out}/{n}.{k}.json"))["msgs_per_s"]
+            b = json.load(open(f"{out}/{base}.{k}.json"))["msgs_per_s"]
+        except Exception:
+            continue
+        if b:
+            per.append(a / b)
+    return (sorted(per)[len(per) // 2] if per else None), per
+PATHS = [("none", "no router"), ("ferry", "Ferry, one router"),
+         ("qdr", "Qpid Dispatch Router, one router"), ("ferry-line", "Ferry, line A → B → C"),
+         ("qdr-line", "Qpid Dispatch Router, line A → B → C")]
+px = {}
+def skip_reason(client, path):
+    if client == "px" and proton_skip:
+        return proton_skip
+    if "qdr" in path and qdr_skip:
+        return qdr_skip
+    return None
+for client, cname in (("px", "Qpid Proton C"), ("fl", "ferry-load")):
+    ceiling = None
+    for path, ptext in PATHS:
+        n = f"{client}-{path}"
+        why = skip_reason(client, path)
+        if why is None and not os.path.exists(f"{out}/{n}.json"):
+            why = "no report"
+        if why:
+            L.append(f"| – | {cname} | {ptext} | not measured here: {why} | – | – | – | – | – | – |")
+            continue
+        r = load(n)
+        px[n] = r
+        if path == "none":
+            ceiling = r
+        if path == "none":
+            frac = "1 (the ceiling)"
+        else:
+            m, per = round_frac(n, f"{client}-none")
+            frac = (f"{m:.2f}" + (f" ({', '.join(f'{x:.2f}' for x in per)})" if len(per) > 1 else "")
+                    if m is not None else "–")
+        text = ptext + (" (in-process sink)" if client == "fl" and path == "none" else
+                        " (sender → receiver)" if path == "none" else "")
+        L.append(f"| {r['id']} | {cname} | {label(r, text)} | {rate(n)} | {frac} | {lat(r, 'p50_us')} "
+                 f"| {lat(r, 'p99_us')} | {per_msg(r['router_cpu_s'], r) if path != 'none' else '–'} "
+                 f"| {per_msg(r.get('generator_cpu_s'), r)} | {missing(r)} |")
+
+def frac_of(a, b):
+    return round_frac(a, b)[0] if a in px and b in px else None
+def pct(x):
+    return f"{x * 100:.0f} %" if x is not None else "not measured"
+def cpu_of(n):
+    r = px.get(n)
+    return f"{cpu_us(r):.2f} µs" if r else "not measured"
+cpu_us = lambda r: r["router_cpu_s"] / max(r.get("received") or 0, 1) * 1e6
+if not proton_skip:
+    L += ["",
+          "Against the goals of issue #19, with the Proton C client: one router at "
+          f"≥ 75 % of the no-router ceiling (unsettled, 100 B): **Ferry {pct(frac_of('px-ferry', 'px-none'))}**, "
+          f"Qpid Dispatch Router {pct(frac_of('px-qdr', 'px-none'))}; router CPU per message "
+          f"≤ 1.0 µs: **Ferry {cpu_of('px-ferry')}**, Qpid Dispatch Router {cpu_of('px-qdr')} "
+          "(closed loop; CPU per message falls as the rate rises). The line: Ferry "
+          f"{pct(frac_of('px-ferry-line', 'px-none'))} of the ceiling, Qpid Dispatch Router "
+          f"{pct(frac_of('px-qdr-line', 'px-none'))}; Ferry against Qpid Dispatch Router: "
+          + (f"{frac_of('px-ferry', 'px-qdr'):.2f} × on one router, "
+             f"{frac_of('px-ferry-line', 'px-qdr-line'):.2f} × on the line."
+             if frac_of('px-ferry', 'px-qdr') and frac_of('px-ferry-line', 'px-qdr-line') else "not measured here.")]
+closed = [n for n in (f"{c}-{p}" for c in ("px", "fl") for p, _ in PATHS) if n in px]
+L += commands(*closed)
+
+if not proton_skip:
+    L += ["", f"Latency at a fixed rate: open loop at {px_rate:,} msg/s for {px_dur} s "
+          f"({px_rate * px_dur:,} messages; each stamped with its intended send time, so time "
+          "held back counts; both clients send on a 1 ms tick), one run each, after the rounds "
+          "above: the Proton C pair on every path, and ferry-load through one router.", "",
+          "| # | client | path | msg/s | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs | router CPU µs/msg "
+          "| client CPU µs/msg | lost |",
+          "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    lat_rows = []
+    for client, cname, path, ptext in [("px", "Qpid Proton C", p, t) for p, t in PATHS] + \
+            [("fl", "ferry-load", p, t) for p, t in PATHS if p in ("ferry", "qdr")]:
+        n = f"{client}-{path}-lat"
+        why = skip_reason(client, path) or (None if os.path.exists(f"{out}/{n}.json") else "no report")
+        if why:
+            L.append(f"| – | {cname} | {ptext} | not measured here: {why} | – | – | – | – | – | – | – | – |")
+            continue
+        r = load(n)
+        lat_rows.append(n)
+        L.append(f"| {r['id']} | {cname} | {label(r, ptext)} | {n0(r['msgs_per_s'])} | {lat(r, 'p50_us')} "
+                 f"| {lat(r, 'p90_us')} | {lat(r, 'p99_us')} | {lat(r, 'p999_us')} | {lat(r, 'max_us')} "
+                 f"| {per_msg(r['router_cpu_s'], r) if path != 'none' else '–'} "
+                 f"| {per_msg(r.get('generator_cpu_s'), r)} | {missing(r)} |")
+    L += commands(*lat_rows)
+
+L += ["", "The routers of this section (ports vary): Ferry's one router is `single.toml` above "
+      "without the multicast address; its line is `A.toml`, `B.toml`, `C.toml` above."
+      + (" Qpid Dispatch Router, started with `qdrouterd -c FILE`, B first:" if not qdr_skip else ""), ""]
+if not qdr_skip:
+    for n in ("px-qdr", "px-qdr-B", "px-qdr-A"):
+        title = {"px-qdr": "one router", "px-qdr-B": "line, B", "px-qdr-A": "line, A (C likewise)"}[n]
+        L += [f"{title}:", "", "```", open(f"{out}/{n}.conf").read().strip(), "```", ""]
+
 shown = [load(n) for n in ids]
 worst = max(shown, key=lambda r: r["other"])
 busy_rows = [f"#{r['id']}" for r in shown if r["other"] > 0.2]
 steal = max(r["steal"] for r in shown)
 L += ["### Noise", "",
       f"CPU used by other processes on the machine (busy time from `/proc/stat` minus the "
-      f"routers' and ferry-load's) averaged {sum(r['other'] for r in shown) / len(shown):.2f} "
+      f"routers' and the clients') averaged {sum(r['other'] for r in shown) / len(shown):.2f} "
       f"cores over the {len(shown)} rows shown, at most {worst['other']:.2f} cores "
       f"(#{worst['id']}); "
       + (f"rows with more than 0.2 cores taken by others: {', '.join(busy_rows)}. "
          if busy_rows else "no row had more than 0.2 cores taken by others. ")
       + f"Hypervisor steal: at most {steal:.2f} cores.", ""]
 
-L += ["Reference (from issue 7, not measured here): Qpid Dispatch Router on a 2-core machine "
+L += ["Reference (from issue 7, another machine, not measured here): Qpid Dispatch Router on a 2-core machine "
       "with a Proton C client, 100 B: ~110,000 msg/s unsettled, ~200,000 pre-settled "
       "(dropping 1–5 %), ~8.5 µs router CPU per message, p50 ≈ 140 µs, p99 ≈ 290 µs, "
       "22–27 MB RSS.",
