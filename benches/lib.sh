@@ -38,11 +38,14 @@ start_ferry() {
 # write_section MARKER TITLE: replaces the text between MARKER's begin and
 # end comments in benches/RESULTS.md with stdin (adding the section, under
 # TITLE, at the end if it is not there yet).
+# (The text goes through a file: python3 reads its script from stdin.)
 write_section() {
-    python3 - "$1" "$2" <<'PY'
+    local text="$OUT/section.$1.md"
+    cat >"$text"
+    python3 - "$1" "$2" "$text" <<'PY'
 import sys
-marker, title = sys.argv[1], sys.argv[2]
-text = sys.stdin.read()
+marker, title, source = sys.argv[1:4]
+text = open(source).read()
 path = "benches/RESULTS.md"
 doc = open(path).read()
 begin, end = f"<!-- {marker}:begin -->", f"<!-- {marker}:end -->"

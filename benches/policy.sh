@@ -6,13 +6,13 @@
 # attach; anonymous senders, checked per message, are not measured here.) Writes the figures into benches/RESULTS.md between the
 # `policy` markers.
 #
-#   bash benches/policy.sh            full run (about 3 minutes on 2 cores)
+#   bash benches/policy.sh            full run (about 5 minutes on 2 cores)
 #   bash benches/policy.sh --quick    one round, fewer messages
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 COUNT=500000
-REPS=3
+REPS=5
 if [[ ${1:-} == --quick ]]; then COUNT=100000 REPS=1; fi
 
 NAME=policy.sh
