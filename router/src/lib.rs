@@ -11,6 +11,7 @@ pub mod config;
 pub mod core;
 pub mod driver;
 pub mod listener;
+pub mod manage;
 pub mod mesh;
 pub mod policy;
 pub mod ratelog;

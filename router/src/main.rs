@@ -319,6 +319,8 @@ async fn serve(
         )
         .in_current_span(),
     );
+    let agent = ferry_router::manage::Agent::new(core.clone(), security.clone(), config.clone());
+    tokio::spawn(agent.run(mesh_shutdown.clone()).in_current_span());
     let connectors: Vec<_> = config
         .connectors
         .iter()

@@ -84,6 +84,12 @@ impl Connection {
         self.links.get(&link).map_or(0, |l| l.credit)
     }
 
+    /// A link's name (AMQP 1.0 §2.6.1: unique per direction between two
+    /// containers).
+    pub fn link_name(&self, link: LinkId) -> Option<&str> {
+        self.links.get(&link).map(|l| l.name.as_str())
+    }
+
     /// The session a link belongs to.
     pub fn link_session(&self, link: LinkId) -> Option<SessionId> {
         self.links.get(&link).map(|l| l.session)

@@ -27,7 +27,7 @@ pub const PREFIX: &str = "FERRY_";
 /// Separator between key path segments in a variable name.
 pub const SEPARATOR: &str = "__";
 /// Top-level sections of the configuration.
-const SECTIONS: [&str; 9] = [
+const SECTIONS: [&str; 10] = [
     "router",
     "listener",
     "connector",
@@ -37,6 +37,7 @@ const SECTIONS: [&str; 9] = [
     "tls",
     "auth",
     "vhost",
+    "management",
 ];
 /// Largest array index accepted (guards against allocating a huge array).
 const MAX_INDEX: usize = 9_999;
@@ -84,6 +85,7 @@ where
         let leaf = path.rsplit(['.', '[']).next().unwrap_or_default();
         let origin = Some(name.to_owned());
         let is_list = LIST_KEYS.contains(&leaf)
+            || path == "management.users"
             || (path.starts_with("vhost[")
                 && path.contains(".group[")
                 && GROUP_LIST_KEYS.contains(&leaf));

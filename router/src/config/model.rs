@@ -96,6 +96,20 @@ pub struct Config {
     /// address.
     #[serde(default, rename = "vhost")]
     pub vhosts: Vec<VhostConfig>,
+    /// `[management]`: who may use the `$management` node.
+    #[serde(default)]
+    pub management: ManagementConfig,
+}
+
+/// `[management]`: who may use AMQP management (`$management`, `ferry
+/// stat`, `ferry manage`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ManagementConfig {
+    /// The users (SASL identities; `$anonymous` for clients that did not
+    /// authenticate) allowed to manage the router. Empty (the default):
+    /// only clients connected from a loopback address may.
+    pub users: Vec<String>,
 }
 
 /// `[[vhost]]`: a virtual host, one tenant: clients whose `open` names it
@@ -490,12 +504,23 @@ pub struct Limits {
     /// Connections open at once from one client address, over all
     /// listeners (0: no bound).
     pub max_connections_per_host: usize,
+    /// A delivery sent to a consumer and unsettled for this long is
+    /// counted as stuck (per link, in management and metrics) and logged
+    /// once per link (0: not checked).
+    pub stuck_delivery_ms: u64,
 }
 
 impl Limits {
     /// [`handshake_timeout_ms`](Self::handshake_timeout_ms) as a duration.
     pub fn handshake_timeout(&self) -> std::time::Duration {
         std::time::Duration::from_millis(self.handshake_timeout_ms)
+    }
+
+    /// [`stuck_delivery_ms`](Self::stuck_delivery_ms) as a duration
+    /// (`None`: not checked).
+    pub fn stuck_delivery(&self) -> Option<std::time::Duration> {
+        (self.stuck_delivery_ms > 0)
+            .then(|| std::time::Duration::from_millis(self.stuck_delivery_ms))
     }
 }
 
@@ -511,6 +536,7 @@ impl Default for Limits {
             max_in_flight_bytes_per_producer: 16 * 1024 * 1024,
             handshake_timeout_ms: 10_000,
             max_connections_per_host: 0,
+            stuck_delivery_ms: 10_000,
         }
     }
 }

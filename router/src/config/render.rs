@@ -71,6 +71,10 @@ impl Display for Config {
             writeln!(f, "\n[auth]")?;
             writeln!(f, "users = {}", quote(&users.to_string_lossy()))?;
         }
+        if !self.management.users.is_empty() {
+            writeln!(f, "\n[management]")?;
+            writeln!(f, "users = {}", list(&self.management.users))?;
+        }
         for vhost in &self.vhosts {
             writeln!(f, "\n[[vhost]]")?;
             writeln!(f, "name = {}", quote(&vhost.name))?;
@@ -127,6 +131,7 @@ impl Display for Config {
             "max_connections_per_host = {}",
             limits.max_connections_per_host
         )?;
+        writeln!(f, "stuck_delivery_ms = {}", limits.stuck_delivery_ms)?;
         writeln!(f, "\n[log]")?;
         writeln!(f, "level = {}", quote(&self.log.level))
     }

@@ -2,7 +2,9 @@
 
 use std::collections::HashMap;
 
-use super::model::{ClientCert, Config, Limits, Named, Role, RouterMode, TlsProfileConfig};
+use super::model::{
+    ClientCert, Config, ConnectorConfig, Limits, Named, Role, RouterMode, TlsProfileConfig,
+};
 
 /// SASL mechanisms the router implements.
 pub const SUPPORTED_SASL_MECHANISMS: [&str; 4] =
@@ -39,6 +41,22 @@ pub(crate) fn is_valid_router_id(id: &str) -> bool {
 }
 
 /// The first rule `config` breaks, if any.
+impl Config {
+    /// Whether this router may run `connector` besides its own (one
+    /// created at run time through management): the rules of the
+    /// configuration file, e.g. TLS unless the peer is on loopback.
+    ///
+    /// # Errors
+    ///
+    /// What is wrong, naming the key.
+    pub fn check_connector(&self, connector: &ConnectorConfig) -> Result<(), String> {
+        let mut config = self.clone();
+        config.connectors = vec![connector.clone()];
+        validate(&config)
+            .map_err(|e| format!("{}: {}", e.key.replace("connector[0].", ""), e.reason))
+    }
+}
+
 pub(crate) fn validate(config: &Config) -> Result<(), Invalid> {
     if !is_valid_router_id(&config.router.id) {
         return Err(invalid(
@@ -422,6 +440,9 @@ fn validate_vhosts(config: &Config) -> Result<(), Invalid> {
     Ok(())
 }
 
+/// The longest `stuck_delivery_ms`: a day.
+const MAX_STUCK_DELIVERY_MS: u64 = 86_400_000;
+
 fn validate_limits(limits: &Limits) -> Result<(), Invalid> {
     let at_least_one = [
         ("max_connections", limits.max_connections as u64),
@@ -441,6 +462,12 @@ fn validate_limits(limits: &Limits) -> Result<(), Invalid> {
         if value == 0 {
             return Err(invalid(format!("limits.{field}"), "must be at least 1"));
         }
+    }
+    if limits.stuck_delivery_ms > MAX_STUCK_DELIVERY_MS {
+        return Err(invalid(
+            "limits.stuck_delivery_ms",
+            format!("must be at most {MAX_STUCK_DELIVERY_MS} (a day)"),
+        ));
     }
     if limits.max_connections > MAX_CONNECTIONS_LIMIT {
         return Err(invalid(

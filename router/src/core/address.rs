@@ -30,6 +30,7 @@ use ferry_proto::engine::LinkId;
 use smallvec::{SmallVec, smallvec};
 
 use super::message::{ConnHandle, ConnId, ToConn};
+use super::report::AddressReport;
 use crate::config::Distribution;
 use crate::routing::{RouterId, RoutingTable};
 
@@ -173,6 +174,11 @@ struct State {
     shorts: usize,
     /// No lease runs out before then (`None`: not known).
     lease_due: Option<Instant>,
+    /// Deliveries routed, for management: from clients, to clients, and
+    /// from neighbours (counted under the lock already taken to route).
+    ingress: u64,
+    egress: u64,
+    transit: u64,
 }
 
 /// Where one delivery goes: consumer links, their connections, and
@@ -515,7 +521,7 @@ impl Address {
             path_cost(table, name, from, &c.to)
         };
         let n = s.consumers.len();
-        match self.distribution {
+        let targets: Targets = match self.distribution {
             Distribution::Multicast => {
                 // Every consumer the delivery should reach takes a copy, or
                 // none does: a consumer left out would silently miss it,
@@ -572,6 +578,29 @@ impl Address {
                 c.credit -= 1;
                 smallvec![(c.conn.clone(), c.link, c.to != Hop::Local)]
             }
+        };
+        if !targets.is_empty() {
+            match from {
+                Hop::Local => s.ingress += 1,
+                Hop::Neighbor(_) => s.transit += 1,
+            }
+            s.egress += targets.iter().filter(|(_, _, remote)| !remote).count() as u64;
+        }
+        targets
+    }
+
+    /// The address as management shows it (`remote_routers` from `table`).
+    pub fn report(&self, table: &RoutingTable) -> AddressReport {
+        let s = self.lock();
+        AddressReport {
+            name: self.name.clone(),
+            distribution: crate::config::Named::as_str(self.distribution),
+            local_consumers: s.consumers.iter().filter(|c| c.to == Hop::Local).count() as u32,
+            local_producers: s.producers.iter().filter(|p| p.from == Hop::Local).count() as u32,
+            remote_routers: table.routers_for(&self.name).count() as u32,
+            ingress: s.ingress,
+            egress: s.egress,
+            transit: s.transit,
         }
     }
 

@@ -79,6 +79,8 @@ pub enum ToConn {
     /// The tenants' policy was reloaded: detach the links your client may
     /// no longer use.
     PolicyChanged,
+    /// Management asks what the connection and its links are doing.
+    Report(tokio::sync::oneshot::Sender<super::ConnReport>),
 }
 
 /// Identifies a delivery in flight across frames: producer connection,

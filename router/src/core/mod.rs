@@ -8,11 +8,12 @@ mod address;
 mod budget;
 mod fields;
 mod message;
+mod report;
 pub mod trace;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 pub use address::{Address, Grant, Hop, IDLE_LEASE, Reach, Targets, serves};
 pub use budget::{ByteBudget, Charge};
@@ -20,6 +21,7 @@ pub use fields::{RoutingFields, routing_fields};
 pub use message::{
     ConnHandle, ConnId, Fanout, Forwarded, Origin, Retry, StreamKey, ToConn, delivery_failed,
 };
+pub use report::{AddressReport, ConnReport, ConnRole, Dir, LinkKind, LinkReport};
 
 use crate::config::{Config, Distribution, Limits};
 use crate::mesh::Mesh;
@@ -43,6 +45,9 @@ pub struct Stats {
     /// Multicast copies from a neighbour that waited for their consumer
     /// link's credit (it was lowered after they were promised it).
     pub held: AtomicU64,
+    /// Deliveries unsettled for longer than `[limits] stuck_delivery_ms`,
+    /// at each connection's last check.
+    pub stuck: AtomicU64,
 }
 
 /// The shared forwarding core.
@@ -57,6 +62,8 @@ pub struct Core {
     /// Client connections per vhost and user.
     admissions: Arc<Admissions>,
     mesh: Mesh,
+    /// Every connection task, for management to ask ([`ToConn::Report`]).
+    conns: Mutex<BTreeMap<ConnId, ConnHandle>>,
     next_conn: AtomicU64,
     next_dynamic: AtomicU64,
     /// What the core has done.
@@ -80,6 +87,7 @@ impl Core {
             policy: Policy::from_config(config).map(|p| RwLock::new(Arc::new(p))),
             admissions: Arc::default(),
             mesh: Mesh::new(RouterId::from(config.router.id.as_str()), instance),
+            conns: Mutex::default(),
             next_conn: AtomicU64::new(0),
             next_dynamic: AtomicU64::new(0),
             stats: Stats::default(),
@@ -89,6 +97,11 @@ impl Core {
     /// The router's limits.
     pub fn limits(&self) -> &Limits {
         &self.config.limits
+    }
+
+    /// Who may use management.
+    pub fn management(&self) -> &crate::config::ManagementConfig {
+        &self.config.management
     }
 
     /// A fresh connection id.
@@ -190,9 +203,70 @@ impl Core {
         format!("{DYNAMIC_PREFIX}{}/{n}", self.router_id)
     }
 
+    /// The names of the addresses in the table.
+    pub fn address_names(&self) -> Vec<String> {
+        self.addresses
+            .read()
+            .expect("table lock")
+            .keys()
+            .cloned()
+            .collect()
+    }
+
     /// How many addresses are in the table.
     pub fn address_count(&self) -> usize {
         self.addresses.read().expect("table lock").len()
+    }
+}
+
+impl Core {
+    /// A connection task started: management can ask it for a report.
+    pub fn register(&self, conn: ConnHandle) {
+        self.conns.lock().expect("conns lock").insert(conn.id, conn);
+    }
+
+    /// A connection task ended.
+    pub fn unregister(&self, conn: ConnId) {
+        self.conns.lock().expect("conns lock").remove(&conn);
+    }
+
+    /// Every connection task, in id order.
+    pub fn connections(&self) -> Vec<ConnHandle> {
+        self.conns
+            .lock()
+            .expect("conns lock")
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Every address of this router, as management shows it, by name.
+    pub fn address_reports(&self) -> Vec<AddressReport> {
+        let table = self.mesh.table();
+        let mut reports: BTreeMap<String, AddressReport> = self
+            .addresses
+            .read()
+            .expect("table lock")
+            .values()
+            .map(|a| (a.name().to_string(), a.report(&table)))
+            .collect();
+        // Addresses with consumers elsewhere only.
+        for (name, routers) in table.addresses() {
+            if !reports.contains_key(name) {
+                let report = AddressReport {
+                    name: name.to_string(),
+                    distribution: crate::config::Named::as_str(self.distribution(name)),
+                    local_consumers: 0,
+                    local_producers: 0,
+                    remote_routers: routers.count() as u32,
+                    ingress: 0,
+                    egress: 0,
+                    transit: 0,
+                };
+                reports.insert(name.to_string(), report);
+            }
+        }
+        reports.into_values().collect()
     }
 }
 

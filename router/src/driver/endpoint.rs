@@ -77,7 +77,7 @@ impl Endpoint {
         let id = handle.id;
         Self {
             engine,
-            links: Links::new(core, handle, kind, peer.cert, ends, login),
+            links: Links::new(core, handle, kind, peer.cert, ends, peer.tls, login),
             inbox,
             held: VecDeque::new(),
             id,

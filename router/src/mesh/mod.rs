@@ -161,6 +161,14 @@ impl Mesh {
         false
     }
 
+    /// The neighbours and the id of the connection serving each, by id.
+    pub fn neighbour_conns(&self) -> Vec<(RouterId, u64)> {
+        let n = self.neighbors.lock().expect("neighbors lock");
+        let mut all: Vec<(RouterId, u64)> = n.iter().map(|(r, h)| (r.clone(), h.id.0)).collect();
+        all.sort();
+        all
+    }
+
     /// A control message arrived from `from`.
     pub fn control_received(&self, from: RouterId, msg: ControlMessage) {
         let _ = self.input.send(RoutingInput::Message { from, msg });

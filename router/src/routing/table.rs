@@ -275,6 +275,23 @@ impl RoutingTable {
         Some(u32::try_from(self.cost[i]).unwrap_or(u32::MAX))
     }
 
+    /// The neighbours of reachable router `id` in the graph, with the
+    /// link costs (none if `id` is unreachable).
+    pub fn neighbours_of(&self, id: &RouterId) -> impl Iterator<Item = (&RouterId, u64)> {
+        let i = self.index.get(id).copied();
+        self.links.iter().filter_map(move |&(a, b, cost)| {
+            let i = i?;
+            let other = if a == i {
+                b
+            } else if b == i {
+                a
+            } else {
+                return None;
+            };
+            Some((&self.routers[other as usize], cost))
+        })
+    }
+
     /// Whether router `id` is reachable (this router is).
     pub fn is_reachable(&self, id: &RouterId) -> bool {
         self.index.contains_key(id)

@@ -99,7 +99,14 @@ impl Links {
             Some(a) => tracing::debug!("producer {} attached to {}", attach.name, a.name()),
             None => tracing::debug!("producer {} attached (anonymous)", attach.name),
         }
-        self.producers.insert(link, Producer { address, tree });
+        self.producers.insert(
+            link,
+            Producer {
+                address,
+                tree,
+                counts: Default::default(),
+            },
+        );
         self.recredit(engine, link);
         Ok(())
     }
@@ -168,6 +175,8 @@ impl Links {
                 streams: Default::default(),
                 held: VecDeque::new(),
                 retiring: false,
+                counts: Default::default(),
+                stuck: Default::default(),
             },
         );
         Ok(())

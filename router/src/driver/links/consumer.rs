@@ -39,8 +39,13 @@ impl Links {
         match engine.send(link, tag, f.payload, f.settled, f.more) {
             Ok(id) => {
                 c.reported = c.reported.saturating_sub(1);
+                c.counts.sent(f.settled);
                 if let Some(o) = f.origin {
-                    c.outstanding.insert(id, (o, f.retry));
+                    c.outstanding.insert(id, (o, f.retry, self.now));
+                    if self.stuck_check.is_none() {
+                        self.stuck_check =
+                            self.core.limits().stuck_delivery().map(|d| self.now + d);
+                    }
                 }
                 if f.more {
                     c.streams.insert(f.key, Some(id));
@@ -208,7 +213,8 @@ impl Links {
         if !settled {
             let _ = engine.disposition(link, delivery, None, true);
         }
-        if let Some((origin, retry)) = c.outstanding.remove(&delivery) {
+        if let Some((origin, retry, _)) = c.outstanding.remove(&delivery) {
+            c.counts.outcome(state.as_ref().filter(|_| terminal));
             match state.filter(|_| terminal) {
                 // Not processed: another consumer may take it.
                 Some(DeliveryState::Released) => self.reforward(origin, retry, link),
@@ -270,7 +276,7 @@ impl Links {
             // Sent to the consumer but not settled: fate unknown.
             let mut outstanding: Vec<_> = c.outstanding.into_iter().collect();
             outstanding.sort_by_key(|(id, _)| id.0);
-            for (_, (origin, _)) in outstanding {
+            for (_, (origin, _, _)) in outstanding {
                 origin.settle(delivery_failed());
             }
         }

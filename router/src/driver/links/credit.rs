@@ -29,7 +29,11 @@ impl Links {
 
     /// When a producer short of credit should ask its address again.
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
-        self.rechecks.values().min().copied()
+        let recheck = self.rechecks.values().min().copied();
+        match (recheck, self.poll_stuck()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Asks again for the producers whose recheck time has come.
@@ -46,6 +50,7 @@ impl Links {
             self.rechecks.remove(&link);
             self.recredit(engine, link);
         }
+        self.check_stuck();
     }
 
     pub(super) fn consumer_credit(

@@ -148,6 +148,21 @@ impl MeshState {
         }
     }
 
+    /// Whether this router dialed the connection (a `[[connector]]`).
+    pub(crate) fn dialed(&self) -> bool {
+        matches!(self.kind, ConnKind::Connector { .. })
+    }
+
+    /// The peer's address, if the socket told.
+    pub(crate) fn peer_addr(&self) -> Option<std::net::SocketAddr> {
+        self.ends.peer
+    }
+
+    /// The routing protocol's links (out, in), once attached.
+    pub(crate) fn control_links(&self) -> [Option<LinkId>; 2] {
+        [self.control_out, self.control_in]
+    }
+
     pub(crate) fn is_control_out(&self, link: LinkId) -> bool {
         self.control_out == Some(link)
     }
@@ -516,6 +531,8 @@ impl Links {
                     streams: Default::default(),
                     held: VecDeque::new(),
                     retiring: false,
+                    counts: Default::default(),
+                    stuck: Default::default(),
                 },
             );
             self.mesh.data.insert(key, link);

@@ -10,6 +10,7 @@ mod expiry;
 mod login;
 mod mesh;
 mod producer;
+mod report;
 mod tenancy;
 
 pub(crate) use login::Login;
@@ -51,6 +52,8 @@ struct Producer {
     /// A link from a neighbour: the router where its deliveries entered
     /// the mesh (for multicast, the tree they follow).
     tree: Option<RouterId>,
+    /// What crossed the link, for management.
+    counts: report::Counts,
 }
 
 /// A producer delivery arriving over several frames.
@@ -69,9 +72,9 @@ struct Consumer {
     to: Hop,
     /// The link credit last reported to the address, less sends since.
     reported: u32,
-    /// Unsettled deliveries sent to the client, by our delivery id, and
-    /// how to re-forward each if released.
-    outstanding: HashMap<SequenceNo, (Origin, Option<Retry>)>,
+    /// Unsettled deliveries sent to the client, by our delivery id: how
+    /// to re-forward each if released, and when it was sent.
+    outstanding: HashMap<SequenceNo, (Origin, Option<Retry>, Instant)>,
     /// Deliveries being sent over several frames: `None` once dropped.
     streams: HashMap<StreamKey, Option<SequenceNo>>,
     /// Deliveries waiting for the link's credit (see `Forwarded::wait`),
@@ -82,6 +85,10 @@ struct Consumer {
     /// deliveries and is detached once every delivery sent on it has its
     /// outcome (see `Links::retire`).
     retiring: bool,
+    /// What crossed the link, for management.
+    counts: report::Counts,
+    /// Deliveries unsettled for longer than `[limits] stuck_delivery_ms`.
+    stuck: report::Stuck,
 }
 
 /// What waits on a consumer link for credit.
@@ -135,6 +142,12 @@ pub(crate) struct Links {
     user: Option<String>,
     /// A client's vhost and permissions, under a policy.
     tenancy: Option<Box<tenancy::Tenancy>>,
+    /// What management shows of the connection.
+    about: report::About,
+    /// When to look for stuck deliveries next (`None`: none unsettled).
+    stuck_check: Option<Instant>,
+    /// This connection's stuck deliveries, counted in `core.stats.stuck`.
+    stuck_total: u64,
 }
 
 /// Delivery tags cut from one buffer.
@@ -151,13 +164,18 @@ impl Links {
         kind: ConnKind,
         cert: Option<crate::tls::CertNames>,
         ends: Ends,
+        tls: bool,
         login: Option<Login>,
     ) -> Self {
+        core.register(me.clone());
         Self {
             mesh: MeshState::new(kind, cert, ends),
             login: login.map(Box::new),
             user: None,
             tenancy: None,
+            about: report::About::new(tls),
+            stuck_check: None,
+            stuck_total: 0,
             now: Instant::now(),
             me,
             producers: HashMap::new(),
@@ -233,8 +251,12 @@ impl Links {
                 Event::Opened {
                     properties,
                     hostname,
+                    container_id,
                     ..
-                } => self.opened(engine, properties.as_ref(), hostname.as_deref()),
+                } => {
+                    self.about.container = container_id.to_string();
+                    self.opened(engine, properties.as_ref(), hostname.as_deref())
+                }
                 Event::Attached { .. } => {}
                 Event::SaslInit {
                     mechanism,
@@ -260,6 +282,7 @@ impl Links {
                         tracing::debug!(user, mechanism, "logged in");
                     }
                     self.user = user;
+                    self.about.mechanism = Some(mechanism.to_string());
                 }
                 Event::Closed { error, by_peer } => self.mesh.closed(error.as_ref(), by_peer),
                 Event::SessionBegun { .. } | Event::SessionEnded { .. } | Event::Drained { .. } => {
@@ -297,7 +320,8 @@ impl Links {
                 delivery,
                 state,
             } => {
-                if self.producers.contains_key(&link) {
+                if let Some(p) = self.producers.get_mut(&link) {
+                    p.counts.outcome(Some(&state));
                     let _ = engine.disposition(link, delivery, Some(state), true);
                 }
             }
@@ -305,6 +329,9 @@ impl Links {
             ToConn::Control(msg) => self.send_control(engine, msg),
             ToConn::PathsChanged => self.sync_data_links(engine),
             ToConn::PolicyChanged => self.policy_changed(engine),
+            ToConn::Report(reply) => {
+                let _ = reply.send(self.report(engine));
+            }
         }
     }
 
@@ -361,5 +388,12 @@ impl Links {
         {
             tracing::info!("neighbour {peer} disconnected");
         }
+        self.set_stuck_total(0);
+    }
+}
+
+impl Drop for Links {
+    fn drop(&mut self) {
+        self.core.unregister(self.me.id);
     }
 }

@@ -8,9 +8,10 @@ impl Links {
     pub(super) fn transfer(&mut self, engine: &mut Connection, t: IncomingTransfer) {
         let key = (t.link, t.delivery);
         if t.first {
-            let Some(p) = self.producers.get(&t.link) else {
+            let Some(p) = self.producers.get_mut(&t.link) else {
                 return;
             };
+            p.counts.sent(t.settled);
             let anonymous = p.address.is_none();
             match p.address.clone() {
                 Some(a) => {

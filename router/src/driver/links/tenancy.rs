@@ -3,6 +3,7 @@
 //! anonymous message and on policy reload (see [`crate::policy`]).
 
 use super::*;
+use crate::manage::is_management;
 use crate::policy::{Admission, Tenant};
 
 /// A client's place in a vhost: its permissions and its count against
@@ -55,15 +56,20 @@ impl Links {
 
     /// The name of a client's `address` in the router and the mesh
     /// (scoped to its vhost under a policy).
+    /// Management nodes belong to no vhost.
     pub(super) fn scoped(&self, address: &str) -> String {
         match self.tenant() {
-            Some(t) => t.scope(address),
-            None => address.to_string(),
+            Some(t) if !is_management(address) => t.scope(address),
+            _ => address.to_string(),
         }
     }
 
-    /// Whether the client may send to `address`.
+    /// Whether the client may send to `address` (to a management node:
+    /// whether it may manage).
     pub(super) fn may_send(&self, address: &str) -> Result<(), Error> {
+        if is_management(address) {
+            return self.may_manage();
+        }
         match self.tenant() {
             Some(t) if !t.may_send(address) => Err(unauthorized(format!(
                 "not allowed to send to {address:?} in vhost {}",
@@ -76,6 +82,11 @@ impl Links {
     /// Whether the client may receive from `address` (`None`: a dynamic
     /// reply address).
     pub(super) fn may_receive(&self, address: Option<&str>) -> Result<(), Error> {
+        if address.is_some_and(is_management) {
+            return Err(unauthorized(
+                "management requests are for the router, not for clients".into(),
+            ));
+        }
         let Some(t) = self.tenant() else {
             return Ok(());
         };
@@ -89,6 +100,31 @@ impl Links {
         Err(unauthorized(match address {
             Some(a) => format!("not allowed to receive from {a:?} in vhost {}", t.vhost()),
             None => format!("not allowed dynamic reply addresses in vhost {}", t.vhost()),
+        }))
+    }
+
+    /// Whether the client may use management: a user `[management] users`
+    /// names, or when it names none, a client on a loopback address. A
+    /// neighbour router may: it let the request in, under these rules.
+    pub(super) fn may_manage(&self) -> Result<(), Error> {
+        if self.is_inter_router() {
+            return Ok(());
+        }
+        let users = &self.core.management().users;
+        let allowed = if users.is_empty() {
+            self.mesh.peer_addr().is_some_and(|a| a.ip().is_loopback())
+        } else {
+            let me = self.user.as_deref().unwrap_or(crate::policy::ANONYMOUS);
+            users.iter().any(|u| u == me)
+        };
+        if allowed {
+            return Ok(());
+        }
+        Err(unauthorized(if users.is_empty() {
+            "management is allowed from this router's host only ([management] users names no one)"
+                .into()
+        } else {
+            "management is allowed to the users [management] users names".into()
         }))
     }
 

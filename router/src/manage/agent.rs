@@ -1,0 +1,455 @@
+//! The management agent: one task per router, a consumer of `$management`
+//! (this router's clients only: not advertised) and of
+//! `_topo/0/<router-id>/$management` (advertised, so a request from a
+//! client of any router of the mesh is routed here). It answers each
+//! request to its `reply-to`, routed like any message, pre-settled.
+//!
+//! Who may send to these addresses is decided where the request enters
+//! the mesh (see `driver::links::tenancy`): a request arriving from a
+//! neighbour was let in by the neighbour, authenticated as a router.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use ferry_proto::codec::{Str, Value};
+use ferry_proto::definitions::{DeliveryState, Rejected, SequenceNo};
+use ferry_proto::engine::LinkId;
+use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
+
+use super::answer::{answer, entity_type};
+use super::entities::{Counters, EntityType, Snapshot, connector_name};
+use super::request::{BadRequest, Operation, Refused, ReplyTo, Request, Response, parse};
+use crate::config::{Config, ConnectorConfig, Role};
+use crate::core::{
+    Address, ConnHandle, Core, DYNAMIC_PREFIX, Forwarded, Hop, Reach, StreamKey, ToConn,
+};
+use crate::security::Security;
+use crate::shutdown::{Shutdown, Trigger};
+
+/// The management node of this router, for its own clients.
+pub const LOCAL_NODE: &str = "$management";
+
+/// The management node of router `id`, for any client of the mesh.
+pub fn topo_node(id: &str) -> String {
+    format!("_topo/0/{id}/$management")
+}
+
+/// Whether `address` is a management node (this router's or another's).
+pub fn is_management(address: &str) -> bool {
+    address == LOCAL_NODE
+        || address
+            .strip_prefix("_topo/0/")
+            .and_then(|rest| rest.strip_suffix("/$management"))
+            .is_some_and(|id| !id.is_empty() && !id.contains('/'))
+}
+
+/// Requests the agent takes at once (its consumer credit on each node).
+const CREDIT: i64 = 16;
+/// How long a connection has to report before it is left out.
+const REPORT_WAIT: Duration = Duration::from_secs(2);
+/// How long a response waits for its reply address to have a consumer
+/// with credit (a client's dynamic reply address may still be on its way
+/// across the mesh).
+const REPLY_WAIT: Duration = Duration::from_secs(3);
+
+/// A connector created through management, dialing until deleted (its
+/// trigger dropped) or the router stops.
+struct Created {
+    config: ConnectorConfig,
+    _stop: Trigger,
+}
+
+/// The management agent.
+pub struct Agent {
+    core: Arc<Core>,
+    security: Arc<Security>,
+    config: Arc<Config>,
+    me: ConnHandle,
+    inbox: mpsc::UnboundedReceiver<ToConn>,
+    nodes: [(LinkId, Arc<Address>); 2],
+    started: Instant,
+    created: Vec<Created>,
+    next_delivery: u32,
+}
+
+impl Agent {
+    /// Registers the agent's nodes with the core.
+    pub fn new(core: Arc<Core>, security: Arc<Security>, config: Config) -> Self {
+        let (tx, inbox) = mpsc::unbounded_channel();
+        let me = ConnHandle {
+            id: core.next_conn_id(),
+            tx,
+        };
+        let local = (LinkId::from_raw(1), core.address(LOCAL_NODE));
+        let topo = (
+            LinkId::from_raw(2),
+            core.address(&topo_node(core.router_id())),
+        );
+        for (link, address) in [&local, &topo] {
+            address.add_consumer(me.clone(), *link, Hop::Local, None);
+            address.adjust_consumer_credit(me.id, *link, CREDIT);
+        }
+        // Only the mesh-wide node is advertised.
+        core.local_consumers(&topo.1, true);
+        Self {
+            core,
+            security,
+            config: Arc::new(config),
+            me,
+            inbox,
+            nodes: [local, topo],
+            started: Instant::now(),
+            created: Vec::new(),
+            next_delivery: 0,
+        }
+    }
+
+    /// Serves requests until `shutdown`.
+    pub async fn run(mut self, shutdown: Shutdown) {
+        loop {
+            let msg = tokio::select! {
+                m = self.inbox.recv() => m,
+                () = shutdown.triggered() => None,
+            };
+            let Some(msg) = msg else { break };
+            if let ToConn::Deliver { link, delivery } = msg {
+                self.request(delivery, &shutdown).await;
+                if let Some((_, address)) = self.nodes.iter().find(|(l, _)| *l == link) {
+                    address.adjust_consumer_credit(self.me.id, link, 1);
+                }
+            }
+            // Later frames of a request too large for one are dropped
+            // (the request was refused on its first); nothing else is
+            // addressed to the agent.
+        }
+        for (link, address) in &self.nodes {
+            address.remove_consumer(self.me.id, *link);
+        }
+    }
+
+    async fn request(&mut self, f: Forwarded, shutdown: &Shutdown) {
+        if f.more {
+            if let Some(o) = f.origin {
+                o.settle(DeliveryState::Rejected(Rejected::default()));
+            }
+            tracing::debug!("management request in several frames refused");
+            return;
+        }
+        if let Some(o) = f.origin {
+            o.settle(DeliveryState::Accepted);
+        }
+        let (reply, response) = match parse(f.payload) {
+            Ok(req) => {
+                let response = self.answer(&req, shutdown).await;
+                (req.reply, response)
+            }
+            Err(Refused {
+                reply: Some(reply),
+                why: BadRequest::Invalid(why),
+            }) => (reply, Response::status(400, why)),
+            Err(refused) => {
+                tracing::debug!("management request not answered: {}", refused.why);
+                return;
+            }
+        };
+        self.reply(&reply, &response).await;
+    }
+
+    async fn answer(&mut self, req: &Request, shutdown: &Shutdown) -> Response {
+        match req.operation {
+            Operation::Create | Operation::Delete | Operation::Update => match entity_type(req) {
+                Ok(EntityType::Connector) => self.connector(req, shutdown),
+                Ok(t) => {
+                    Response::status(501, format!("{} cannot be changed at run time", t.name()))
+                }
+                Err(e) => e,
+            },
+            _ => answer(req, &self.snapshot().await),
+        }
+    }
+
+    /// CREATE or DELETE a connector (UPDATE: 501).
+    fn connector(&mut self, req: &Request, shutdown: &Shutdown) -> Response {
+        match req.operation {
+            Operation::Create => match connector_from(req) {
+                Ok(c) => self.create(c, shutdown),
+                Err(why) => Response::status(400, why),
+            },
+            Operation::Delete => {
+                let wanted = req.identity.as_ref().or(req.name.as_ref());
+                let Some(i) = self
+                    .created
+                    .iter()
+                    .position(|c| Some(&connector_name(&c.config)) == wanted)
+                else {
+                    let configured = self
+                        .config
+                        .connectors
+                        .iter()
+                        .any(|c| Some(&connector_name(c)) == wanted);
+                    return if configured {
+                        Response::status(
+                            403,
+                            "a connector of the configuration file is removed there",
+                        )
+                    } else {
+                        Response::status(404, "no such connector")
+                    };
+                };
+                let gone = self.created.remove(i);
+                tracing::info!(
+                    "connector to {}:{} deleted through management",
+                    gone.config.host,
+                    gone.config.port
+                );
+                Response::status(204, "No Content")
+            }
+            _ => Response::status(501, "a connector is deleted and created again"),
+        }
+    }
+
+    fn create(&mut self, c: ConnectorConfig, shutdown: &Shutdown) -> Response {
+        let name = connector_name(&c);
+        if self.connectors().iter().any(|k| connector_name(k) == name) {
+            return Response::status(409, format!("{name} exists"));
+        }
+        if let Err(why) = self.config.check_connector(&c) {
+            return Response::status(400, why);
+        }
+        let (stop, stopped) = crate::shutdown::channel();
+        let index = self.config.connectors.len() + self.created.len();
+        let task = crate::mesh::connector::run(
+            self.core.clone(),
+            self.security.clone(),
+            index,
+            c.clone(),
+            stopped,
+        );
+        let router = shutdown.clone();
+        tokio::spawn(
+            async move {
+                tokio::select! {
+                    () = task => {}
+                    () = router.triggered() => {}
+                }
+            }
+            .in_current_span(),
+        );
+        tracing::info!(
+            "connector to {}:{} created through management",
+            c.host,
+            c.port
+        );
+        let row = self.connector_row(&c);
+        self.created.push(Created {
+            config: c,
+            _stop: stop,
+        });
+        Response::with(201, "Created", row)
+    }
+
+    fn connectors(&self) -> Vec<ConnectorConfig> {
+        let mut all = self.config.connectors.clone();
+        all.extend(self.created.iter().map(|c| c.config.clone()));
+        all
+    }
+
+    fn connector_row(&self, c: &ConnectorConfig) -> Value {
+        let t = EntityType::Connector;
+        let snapshot = Snapshot {
+            config: self.config.clone(),
+            connectors: vec![c.clone()],
+            conns: Vec::new(),
+            addresses: Vec::new(),
+            table: self.core.mesh().table(),
+            neighbours: Vec::new(),
+            counters: Counters::default(),
+        };
+        let row = snapshot.rows(t).pop().unwrap_or_default();
+        Value::Map(ferry_proto::codec::Map(
+            t.attributes()
+                .iter()
+                .map(|a| Value::String(Str::from(*a)))
+                .zip(row)
+                .collect(),
+        ))
+    }
+
+    /// Asks every connection for its report and reads the core.
+    async fn snapshot(&self) -> Snapshot {
+        let mut pending = Vec::new();
+        for conn in self.core.connections() {
+            let (tx, rx) = oneshot::channel();
+            conn.post(ToConn::Report(tx));
+            pending.push(rx);
+        }
+        let deadline = tokio::time::Instant::now() + REPORT_WAIT;
+        let mut conns = Vec::new();
+        for rx in pending {
+            // A connection that has ended drops the sender: left out.
+            if let Ok(Ok(report)) = tokio::time::timeout_at(deadline, rx).await {
+                conns.push(report);
+            }
+        }
+        let stats = &self.core.stats;
+        let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        Snapshot {
+            config: self.config.clone(),
+            connectors: self.connectors(),
+            conns,
+            addresses: self.core.address_reports(),
+            table: self.core.mesh().table(),
+            neighbours: self.core.mesh().neighbour_conns(),
+            counters: Counters {
+                uptime_secs: self.started.elapsed().as_secs(),
+                rss_bytes: rss_bytes(),
+                dropped_presettled: load(&stats.dropped_presettled),
+                released_no_route: load(&stats.released_no_route),
+                expired: load(&stats.expired),
+                stuck: load(&stats.stuck),
+                worker_threads: tokio::runtime::Handle::current().metrics().num_workers() as u64,
+            },
+        }
+    }
+
+    /// Sends the response to `reply_to`, waiting a little for a consumer
+    /// with credit; dropped (and logged) if none comes.
+    async fn reply(&mut self, reply: &ReplyTo, r: &Response) {
+        let reply_to = reply.address.as_str();
+        let payload = r.encode(reply);
+        let give_up = Instant::now() + REPLY_WAIT;
+        loop {
+            if self.send(reply_to, &payload) {
+                return;
+            }
+            if Instant::now() >= give_up {
+                tracing::debug!("management response to {reply_to} dropped: no consumer");
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn send(&mut self, reply_to: &str, payload: &Bytes) -> bool {
+        let Some(address) = self.reply_address(reply_to) else {
+            return false;
+        };
+        let table = self.core.mesh().table();
+        let targets = address.route(&table, &Hop::Local, None, Reach::Tree);
+        if targets.is_empty() {
+            return false;
+        }
+        self.next_delivery = self.next_delivery.wrapping_add(1);
+        let key = StreamKey {
+            conn: self.me.id,
+            link: LinkId::from_raw(0),
+            delivery: SequenceNo(self.next_delivery),
+        };
+        for (conn, link, _) in targets {
+            conn.post(ToConn::Deliver {
+                link,
+                delivery: Forwarded {
+                    payload: payload.clone(),
+                    more: false,
+                    settled: true,
+                    origin: None,
+                    key,
+                    expires: None,
+                    charge: None,
+                    retry: None,
+                    wait: false,
+                },
+            });
+        }
+        true
+    }
+
+    /// The address `reply_to` names. Under a policy a client's addresses
+    /// are scoped to its vhost, which the request does not carry: a
+    /// dynamic address (unique in the mesh) is found by its unscoped name.
+    fn reply_address(&self, reply_to: &str) -> Option<Arc<Address>> {
+        if let Some(a) = self.core.lookup(reply_to) {
+            return Some(a);
+        }
+        if self.core.policy().is_none() || !reply_to.starts_with(DYNAMIC_PREFIX) {
+            return None;
+        }
+        let scoped = self
+            .core
+            .address_names()
+            .into_iter()
+            .find(|name| crate::policy::unscoped(name) == reply_to)?;
+        self.core.lookup(&scoped)
+    }
+}
+
+/// A connector from CREATE's attributes (`host`, `port`, and optionally
+/// `role`, `cost`, `sslProfile`, `serverName`).
+fn connector_from(req: &Request) -> Result<ConnectorConfig, String> {
+    let a = &req.attributes;
+    let text = |k: &str| a.get(k).and_then(Value::as_text).map(str::to_string);
+    let number = |k: &str| -> Result<Option<u64>, String> {
+        match a.get(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => v
+                .as_u64()
+                .or_else(|| match *v {
+                    Value::Int(x) => u64::try_from(x).ok(),
+                    Value::Long(x) => u64::try_from(x).ok(),
+                    _ => None,
+                })
+                .or_else(|| v.as_text().and_then(|t| t.parse().ok()))
+                .map(Some)
+                .ok_or_else(|| format!("{k} must be a number")),
+        }
+    };
+    let host = text("host").ok_or("host is required")?;
+    let port = number("port")?.ok_or("port is required")?;
+    let port = u16::try_from(port).map_err(|_| "port must be at most 65535".to_string())?;
+    let cost = number("cost")?.unwrap_or(1);
+    let cost = u32::try_from(cost).map_err(|_| "cost is too large".to_string())?;
+    let mut c = ConnectorConfig::new(host, port, cost);
+    if let Some(role) = text("role") {
+        c.role = crate::config::Named::from_name(&role)?;
+    }
+    if c.role != Role::InterRouter {
+        return Err("only inter-router connectors can be created".into());
+    }
+    c.tls = text("sslProfile");
+    c.server_name = text("serverName");
+    Ok(c)
+}
+
+/// The process's resident memory, from `/proc/self/status` (0 elsewhere).
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn management_addresses_are_recognised_exactly() {
+        assert!(is_management("$management"));
+        assert!(is_management("_topo/0/B/$management"));
+        for other in [
+            "$management2",
+            "_topo/0//$management",
+            "_topo/0/B/x/$management",
+            "_topo/1/B/$management",
+            "orders",
+        ] {
+            assert!(!is_management(other), "{other}");
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! AMQP management (OASIS AMQP Management 1.0, as Qpid Dispatch Router
+//! implements it): a `$management` node on every router, reachable by
+//! the router's own clients, and `_topo/0/<router-id>/$management`,
+//! reachable from anywhere in the mesh.
+//!
+//! - [`request`]: requests and responses as messages;
+//! - [`entities`]: entity types, attributes, and rows from a snapshot;
+//! - [`answer`]: the read-only operations;
+//! - [`agent`]: the task that serves both nodes;
+
+pub mod agent;
+pub mod answer;
+pub mod entities;
+pub mod request;
+
+pub use agent::{Agent, LOCAL_NODE, is_management, topo_node};
