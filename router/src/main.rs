@@ -17,6 +17,7 @@ use ferry_router::config::{Config, ConfigError, RUST_LOG, effective_log_filter};
 use ferry_router::core::Core;
 use ferry_router::driver;
 use ferry_router::listener::{Accepted, Server, connection_handler};
+use ferry_router::manage::client::{ManageError, Manager};
 use ferry_router::routing::RoutingConfig;
 use ferry_router::security::Security;
 use ferry_router::shutdown::Signals;
@@ -103,6 +104,136 @@ enum Command {
     /// Manage the users file (SCRAM-SHA-256 verifiers, never passwords)
     #[command(subcommand)]
     User(UserCommand),
+    /// Show what a router, or another router of its mesh, is doing
+    ///
+    /// Asks the router's AMQP management node ($management; with
+    /// --router, that router's _topo/0/ID/$management, across the mesh).
+    /// Management is allowed to the users [management] users names, or
+    /// when it names none, to clients on the router's own host.
+    #[command(after_help = STAT_HELP)]
+    Stat(StatArgs),
+    /// Query, create or delete entities through AMQP management
+    ///
+    /// Prints the response body as JSON. Entity types are Qpid Dispatch
+    /// Router's (org.apache.qpid.dispatch.connector, or connector for
+    /// short); `ferry manage get-types` lists them.
+    #[command(after_help = MANAGE_HELP)]
+    Manage(ManageArgs),
+}
+
+const STAT_HELP: &str = "\
+Examples:
+  ferry stat -n                                the routers of the mesh
+  ferry stat -l --router B --json              router B's links, as JSON
+  ferry stat -a --watch                        addresses, refreshed every 2 s
+  ferry stat -c --url amqps://admin:secret@ferry-1:5671 --ca ca.pem
+
+Exit status:
+  0  shown
+  1  the router could not be reached, or refused or failed the request
+  2  invalid command line";
+
+const MANAGE_HELP: &str = "\
+Examples:
+  ferry manage create --type connector host=ferry-4 port=5673 sslProfile=mesh
+  ferry manage delete --type connector --name connector/ferry-4:5673
+  ferry manage query --type router.node
+  ferry manage read --type router
+
+Exit status:
+  0  done (the body is printed)
+  1  the router could not be reached, or refused or failed the request
+  2  invalid command line";
+
+/// How `ferry stat` and `ferry manage` reach a router.
+#[derive(Debug, Args)]
+struct DialArgs {
+    /// The router to connect to: amqp[s]://[user:password@]host[:port]
+    #[arg(long, value_name = "URL", default_value = "amqp://127.0.0.1:5672")]
+    url: String,
+    /// Ask this router of the mesh instead, through the one connected to
+    #[arg(long, value_name = "ID")]
+    router: Option<String>,
+    /// Trust anchors for the router's certificate (amqps)
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// Client certificate chain (PEM), with --key
+    #[arg(long, value_name = "FILE")]
+    cert: Option<PathBuf>,
+    /// Client certificate key (PEM)
+    #[arg(long, value_name = "FILE")]
+    key: Option<PathBuf>,
+    /// The name the router's certificate must carry [default: the URL's host]
+    #[arg(long, value_name = "NAME")]
+    server_name: Option<String>,
+    /// SASL mechanism [default: PLAIN with a user in the URL, EXTERNAL with
+    /// --cert, else ANONYMOUS]
+    #[arg(long, value_enum)]
+    sasl: Option<SaslArg>,
+    /// Seconds to wait for the router
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    timeout: u64,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum SaslArg {
+    Anonymous,
+    Plain,
+    #[value(name = "scram-sha-256")]
+    ScramSha256,
+    External,
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("view").required(true))]
+struct StatArgs {
+    #[command(flatten)]
+    dial: DialArgs,
+    /// The routers of the mesh: next hop, cost, neighbours
+    #[arg(short = 'n', group = "view")]
+    nodes: bool,
+    /// The addresses: consumers here and elsewhere, deliveries in and out
+    #[arg(short = 'a', group = "view")]
+    addresses: bool,
+    /// The links: credit, unsettled and stuck deliveries, outcomes
+    #[arg(short = 'l', group = "view")]
+    links: bool,
+    /// The connections: peer, role, TLS, user, vhost
+    #[arg(short = 'c', group = "view")]
+    connections: bool,
+    /// Memory and the router's counters
+    #[arg(short = 'm', group = "view")]
+    memory: bool,
+    /// JSON (an array of objects) instead of a table
+    #[arg(long)]
+    json: bool,
+    /// Refresh until interrupted, like top
+    #[arg(long)]
+    watch: bool,
+    /// Seconds between refreshes with --watch
+    #[arg(long, value_name = "SECONDS", default_value_t = 2.0)]
+    interval: f64,
+}
+
+#[derive(Debug, Args)]
+struct ManageArgs {
+    #[command(flatten)]
+    dial: DialArgs,
+    /// query, read, create, delete, get-types, get-attributes or
+    /// get-operations
+    operation: String,
+    /// The entity type (full or short name)
+    #[arg(long = "type", value_name = "TYPE")]
+    entity_type: Option<String>,
+    /// The entity's name (read, delete)
+    #[arg(long)]
+    name: Option<String>,
+    /// The entity's identity (read, delete)
+    #[arg(long)]
+    identity: Option<String>,
+    /// Attributes for create, as KEY=VALUE
+    #[arg(value_name = "KEY=VALUE")]
+    attributes: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -149,7 +280,147 @@ fn main() -> ExitCode {
         Command::CheckConfig(args) => check_config(&args),
         Command::User(UserCommand::Add(args)) => user_add(&args),
         Command::ConfigReference => print(CONFIG_REFERENCE),
+        Command::Stat(args) => {
+            manage_command(&args.dial, async |m: &mut Manager| stat(m, &args).await)
+        }
+        Command::Manage(args) => {
+            manage_command(&args.dial, async |m: &mut Manager| manage(m, &args).await)
+        }
     }
+}
+
+/// Runs `work` against the management node `dial` names; its output goes
+/// to stdout, a failure to stderr (exit status 1).
+fn manage_command<F>(dial: &DialArgs, work: F) -> ExitCode
+where
+    F: AsyncFnOnce(&mut Manager) -> Result<(), ManageError>,
+{
+    use ferry_proto::client::{Dial, Mechanism};
+    let options = Dial {
+        ca: dial.ca.clone(),
+        cert: dial.cert.clone(),
+        key: dial.key.clone(),
+        server_name: dial.server_name.clone(),
+        sasl: dial.sasl.map(|s| match s {
+            SaslArg::Anonymous => Mechanism::Anonymous,
+            SaslArg::Plain => Mechanism::Plain,
+            SaslArg::ScramSha256 => Mechanism::ScramSha256,
+            SaslArg::External => Mechanism::External,
+        }),
+        vhost: None,
+    }
+    .options(
+        &dial.url,
+        format!("ferry-manage-{}", std::process::id()),
+        None,
+    );
+    let (addr, mut options) = match options {
+        Ok(o) => o,
+        Err(error) => {
+            eprintln!("ferry: error: {error}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    options.timeout = std::time::Duration::from_secs(dial.timeout);
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(error) => {
+            eprintln!("ferry: error: cannot start the async runtime: {error}");
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    };
+    let done = runtime.block_on(async {
+        let mut manager = Manager::connect(&addr, options, dial.router.as_deref()).await?;
+        work(&mut manager).await?;
+        manager.close().await
+    });
+    match done {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("ferry: error: {error}");
+            ExitCode::from(EXIT_RUNTIME)
+        }
+    }
+}
+
+/// `ferry stat`: one view, once or refreshed.
+async fn stat(manager: &mut Manager, args: &StatArgs) -> Result<(), ManageError> {
+    use ferry_router::manage::stat::{View, json, render};
+    let view = if args.nodes {
+        View::Nodes
+    } else if args.addresses {
+        View::Addresses
+    } else if args.links {
+        View::Links
+    } else if args.connections {
+        View::Connections
+    } else {
+        View::Memory
+    };
+    let interval = std::time::Duration::from_secs_f64(args.interval.clamp(0.1, 3600.0));
+    loop {
+        let table = manager
+            .query(view.entity_type(), &view.attributes())
+            .await?;
+        let text = if args.json {
+            json(&table) + "\n"
+        } else {
+            let router = args.dial.router.as_deref().unwrap_or(&args.dial.url);
+            render(view, router, &table)
+        };
+        if args.watch {
+            // Clear the screen and go home, as top does.
+            print!("\x1b[2J\x1b[H");
+        }
+        if print(&text) != ExitCode::SUCCESS || !args.watch {
+            return Ok(());
+        }
+        tokio::time::sleep(interval).await;
+    }
+}
+
+/// `ferry manage`: one request, its body printed as JSON.
+async fn manage(manager: &mut Manager, args: &ManageArgs) -> Result<(), ManageError> {
+    use ferry_proto::codec::{Map, Value};
+    use ferry_router::manage::client::{ok, text};
+    let operation = args.operation.to_ascii_uppercase();
+    let mut properties = Vec::new();
+    if let Some(t) = &args.entity_type {
+        let key = if operation == "QUERY" || operation.starts_with("GET-") {
+            "entityType"
+        } else {
+            "type"
+        };
+        properties.push((key, text(t)));
+    }
+    if let Some(n) = &args.name {
+        properties.push(("name", text(n)));
+    }
+    if let Some(i) = &args.identity {
+        properties.push(("identity", text(i)));
+    }
+    let mut body = Vec::new();
+    for pair in &args.attributes {
+        let Some((k, v)) = pair.split_once('=') else {
+            return Err(ManageError::Malformed(format!("{pair:?} is not KEY=VALUE")));
+        };
+        body.push((text(k), text(v)));
+    }
+    let answer = if operation == "QUERY" {
+        let t = args.entity_type.as_deref().unwrap_or_default();
+        let table = manager.query(t, &[]).await?;
+        print(&(ferry_router::manage::stat::json(&table) + "\n"));
+        return Ok(());
+    } else {
+        ok(manager
+            .call(&operation, &properties, Value::Map(Map(body)))
+            .await?)?
+    };
+    print(&(ferry_router::manage::stat::pretty(&answer.body) + "\n"));
+    Ok(())
 }
 
 /// Writes `text` to stdout (a closed pipe, as with `| head`, is no error

@@ -7,6 +7,7 @@
 //! (attach, credit, outcome, delivery) drive the socket until their event
 //! arrives and buffer every other event for later calls.
 
+mod dial;
 mod error;
 mod tls;
 mod url;
@@ -18,6 +19,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpStream, ToSocketAddrs};
 
+pub use dial::{Dial, Mechanism};
 pub use error::ClientError;
 pub use tls::{ClientTls, client_config, crypto_provider};
 pub use url::Url;

@@ -7,10 +7,13 @@
 //! - [`entities`]: entity types, attributes, and rows from a snapshot;
 //! - [`answer`]: the read-only operations;
 //! - [`agent`]: the task that serves both nodes;
+//! - [`client`] and [`stat`]: `ferry manage` and `ferry stat`.
 
 pub mod agent;
 pub mod answer;
+pub mod client;
 pub mod entities;
 pub mod request;
+pub mod stat;
 
 pub use agent::{Agent, LOCAL_NODE, is_management, topo_node};

@@ -1,12 +1,11 @@
 //! How a connection is made from a URL and the command line: `amqp://` or
 //! `amqps://` (TLS, trusting `--ca`), SASL from the URL's user and password
-//! or `--sasl`, a client certificate from `--cert`/`--key`.
+//! or `--sasl`, a client certificate from `--cert`/`--key`
+//! ([`ferry_proto::client::Dial`] does the work).
 
 use std::sync::{Arc, OnceLock};
 
-use anyhow::Context;
-use ferry_proto::client::{ClientOptions, ClientTls, Url};
-use ferry_proto::engine::SaslClientConfig;
+use ferry_proto::client::{ClientOptions, Dial, Mechanism};
 
 use crate::args::{Args, Sasl};
 
@@ -16,84 +15,38 @@ pub fn options(
     url: &str,
     container_id: String,
 ) -> anyhow::Result<(String, ClientOptions)> {
-    let parsed = Url::parse(url)?;
-    let tls = if parsed.tls {
-        Some(ClientTls {
-            config: tls_config(args)?,
-            server_name: args
-                .server_name
-                .clone()
-                .unwrap_or_else(|| parsed.host.clone()),
-        })
+    let dial = dial(args);
+    let tls = if url.starts_with("amqps://") {
+        Some(tls_config(args, &dial)?)
     } else {
         None
     };
-    let sasl = sasl(args, &parsed)?;
-    Ok((
-        parsed.address(),
-        ClientOptions {
-            container_id,
-            tls,
-            sasl: Some(sasl),
-            hostname: args.vhost.clone(),
-            ..ClientOptions::default()
-        },
-    ))
+    Ok(dial.options(url, container_id, tls)?)
 }
 
-/// The SASL exchange: `--sasl`, else PLAIN when the URL has a user, else
-/// EXTERNAL with a client certificate, else ANONYMOUS.
-fn sasl(args: &Args, url: &Url) -> anyhow::Result<SaslClientConfig> {
-    let credentials = || -> anyhow::Result<(String, String)> {
-        match (&url.user, &url.password) {
-            (Some(u), Some(p)) => Ok((u.clone(), p.clone())),
-            _ => anyhow::bail!("--sasl {:?} needs user:password@ in the URL", args.sasl),
-        }
-    };
-    let chosen = args.sasl.unwrap_or(if url.user.is_some() {
-        Sasl::Plain
-    } else if args.cert.is_some() {
-        Sasl::External
-    } else {
-        Sasl::Anonymous
-    });
-    Ok(match chosen {
-        Sasl::Anonymous => SaslClientConfig::Anonymous,
-        Sasl::External => SaslClientConfig::External,
-        Sasl::Plain => {
-            let (username, password) = credentials()?;
-            SaslClientConfig::Plain { username, password }
-        }
-        Sasl::ScramSha256 => {
-            let (username, password) = credentials()?;
-            let mut nonce = [0u8; 18];
-            getrandom::fill(&mut nonce).context("random nonce")?;
-            let nonce = nonce.iter().map(|b| format!("{b:02x}")).collect();
-            SaslClientConfig::ScramSha256 {
-                username,
-                password,
-                nonce,
-            }
-        }
-    })
+fn dial(args: &Args) -> Dial {
+    Dial {
+        ca: args.ca.clone(),
+        cert: args.cert.clone(),
+        key: args.key.clone(),
+        server_name: args.server_name.clone(),
+        sasl: args.sasl.map(|s| match s {
+            Sasl::Anonymous => Mechanism::Anonymous,
+            Sasl::Plain => Mechanism::Plain,
+            Sasl::ScramSha256 => Mechanism::ScramSha256,
+            Sasl::External => Mechanism::External,
+        }),
+        vhost: args.vhost.clone(),
+    }
 }
 
 /// The TLS configuration, made once for every connection of the run.
-fn tls_config(args: &Args) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+fn tls_config(args: &Args, dial: &Dial) -> anyhow::Result<Arc<rustls::ClientConfig>> {
     static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
     if let Some(c) = CONFIG.get() {
         return Ok(c.clone());
     }
-    let ca = args
-        .ca
-        .as_deref()
-        .context("amqps:// needs --ca FILE: the trust anchors for the endpoint's certificate")?;
-    let identity = match (&args.cert, &args.key) {
-        (Some(cert), Some(key)) => Some((cert.as_path(), key.as_path())),
-        (None, None) => None,
-        _ => anyhow::bail!("--cert and --key go together"),
-    };
-    let mut config = ferry_proto::client::client_config(ca, identity)?;
+    let mut config = dial.tls_config()?;
     if args.no_tls_resumption {
         // Every connection a full handshake (the costly case for the
         // endpoint), not a resumption of an earlier session.
