@@ -96,6 +96,22 @@ pub struct Config {
     /// address.
     #[serde(default, rename = "vhost")]
     pub vhosts: Vec<VhostConfig>,
+    /// `[http]`: the HTTP endpoint (metrics, health, readiness). None: no
+    /// HTTP listener (the default).
+    #[serde(default)]
+    pub http: Option<HttpConfig>,
+}
+
+/// `[http]`: where the HTTP endpoint listens (`GET /metrics`, `/healthz`,
+/// `/readyz`). Present means on; both keys are required.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Host name or IP address to bind, e.g. `127.0.0.1` or `0.0.0.0`.
+    pub host: String,
+    /// TCP port; 0 lets the operating system pick one (the log line
+    /// `http listening on …` tells which).
+    pub port: u16,
 }
 
 /// `[[vhost]]`: a virtual host, one tenant: clients whose `open` names it

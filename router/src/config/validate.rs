@@ -61,6 +61,7 @@ pub(crate) fn validate(config: &Config) -> Result<(), Invalid> {
     validate_addresses(config)?;
     validate_vhosts(config)?;
     validate_limits(&config.limits)?;
+    validate_http(config)?;
     if let Err(error) = super::logging::log_filter(&config.log.level) {
         return Err(invalid("log.level", error));
     }
@@ -118,6 +119,32 @@ fn validate_listeners(config: &Config) -> Result<(), Invalid> {
                 ),
             ));
         }
+    }
+    Ok(())
+}
+
+/// `[http]`: a host to bind, on a port no AMQP listener has (port 0, an
+/// ephemeral port, may repeat).
+fn validate_http(config: &Config) -> Result<(), Invalid> {
+    let Some(http) = &config.http else {
+        return Ok(());
+    };
+    if http.host.trim().is_empty() {
+        return Err(invalid("http.host", "must not be empty"));
+    }
+    if http.port != 0
+        && let Some(i) = config
+            .listeners
+            .iter()
+            .position(|l| l.host == http.host && l.port == http.port)
+    {
+        return Err(invalid(
+            "http.port",
+            format!(
+                "same host and port as listener[{i}] ({}:{})",
+                http.host, http.port
+            ),
+        ));
     }
     Ok(())
 }

@@ -23,6 +23,7 @@ pub use message::{
 
 use crate::config::{Config, Distribution, Limits};
 use crate::mesh::Mesh;
+use crate::metrics::Metrics;
 use crate::policy::{Admissions, Policy};
 use crate::routing::RouterId;
 
@@ -61,6 +62,8 @@ pub struct Core {
     next_dynamic: AtomicU64,
     /// What the core has done.
     pub stats: Stats,
+    /// The metrics `GET /metrics` shows.
+    metrics: Metrics,
 }
 
 impl Core {
@@ -83,7 +86,13 @@ impl Core {
             next_conn: AtomicU64::new(0),
             next_dynamic: AtomicU64::new(0),
             stats: Stats::default(),
+            metrics: Metrics::new(config),
         }
+    }
+
+    /// The router's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// The router's limits.
@@ -100,11 +109,16 @@ impl Core {
     /// `[[address]]` prefix, else balanced (under a policy, prefixes match
     /// the client's part of a scoped address).
     pub fn distribution(&self, address: &str) -> Distribution {
+        self.config.distribution_for(self.unscoped(address))
+    }
+
+    /// `address` as its client named it: under a policy, without its
+    /// vhost.
+    fn unscoped<'a>(&self, address: &'a str) -> &'a str {
         if self.policy.is_some() {
-            self.config
-                .distribution_for(crate::policy::unscoped(address))
+            crate::policy::unscoped(address)
         } else {
-            self.config.distribution_for(address)
+            address
         }
     }
 
@@ -156,7 +170,13 @@ impl Core {
         let mut table = self.addresses.write().expect("table lock");
         table
             .entry(name.to_string())
-            .or_insert_with(|| Arc::new(Address::new(name.to_string(), self.distribution(name))))
+            .or_insert_with(|| {
+                Arc::new(Address::with_counters(
+                    name.to_string(),
+                    self.distribution(name),
+                    self.metrics.for_address(self.unscoped(name)),
+                ))
+            })
             .clone()
     }
 
@@ -188,6 +208,19 @@ impl Core {
     pub fn dynamic_address(&self) -> String {
         let n = self.next_dynamic.fetch_add(1, Ordering::Relaxed) + 1;
         format!("{DYNAMIC_PREFIX}{}/{n}", self.router_id)
+    }
+
+    /// The credit producers of named addresses hold, over every address
+    /// (for the metrics: takes each address's lock in turn).
+    pub fn credit_held(&self) -> i64 {
+        let addresses: Vec<Arc<Address>> = self
+            .addresses
+            .read()
+            .expect("table lock")
+            .values()
+            .cloned()
+            .collect();
+        addresses.iter().map(|a| a.credit_held()).sum()
     }
 
     /// How many addresses are in the table.

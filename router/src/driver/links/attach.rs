@@ -99,7 +99,15 @@ impl Links {
             Some(a) => tracing::debug!("producer {} attached to {}", attach.name, a.name()),
             None => tracing::debug!("producer {} attached (anonymous)", attach.name),
         }
-        self.producers.insert(link, Producer { address, tree });
+        let _open = self.core.metrics().link_opened(LinkDirection::In);
+        self.producers.insert(
+            link,
+            Producer {
+                address,
+                tree,
+                _open,
+            },
+        );
         self.recredit(engine, link);
         Ok(())
     }
@@ -168,6 +176,7 @@ impl Links {
                 streams: Default::default(),
                 held: VecDeque::new(),
                 retiring: false,
+                _open: self.core.metrics().link_opened(LinkDirection::Out),
             },
         );
         Ok(())

@@ -516,6 +516,7 @@ impl Links {
                     streams: Default::default(),
                     held: VecDeque::new(),
                     retiring: false,
+                    _open: self.core.metrics().link_opened(LinkDirection::Out),
                 },
             );
             self.mesh.data.insert(key, link);

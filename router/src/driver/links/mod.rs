@@ -39,6 +39,7 @@ use crate::core::{
     Address, ByteBudget, Charge, ConnHandle, Core, Fanout, Forwarded, Hop, Origin, Reach, Retry,
     RoutingFields, StreamKey, Targets, ToConn, delivery_failed, routing_fields, trace,
 };
+use crate::metrics::{ConnRole, LinkDirection, Open};
 use crate::routing::RouterId;
 
 /// The condition a message is rejected with when its time to live has
@@ -51,6 +52,8 @@ struct Producer {
     /// A link from a neighbour: the router where its deliveries entered
     /// the mesh (for multicast, the tree they follow).
     tree: Option<RouterId>,
+    /// Counted in `ferry_links_open` while it lives.
+    _open: Open,
 }
 
 /// A producer delivery arriving over several frames.
@@ -82,6 +85,8 @@ struct Consumer {
     /// deliveries and is detached once every delivery sent on it has its
     /// outcome (see `Links::retire`).
     retiring: bool,
+    /// Counted in `ferry_links_open` while it lives.
+    _open: Open,
 }
 
 /// What waits on a consumer link for credit.
@@ -135,6 +140,10 @@ pub(crate) struct Links {
     user: Option<String>,
     /// A client's vhost and permissions, under a policy.
     tenancy: Option<Box<tenancy::Tenancy>>,
+    /// Whose connection this is, for the metrics' `role` label.
+    role: ConnRole,
+    /// Counted in `ferry_connections_open` while it lives.
+    _open: Open,
 }
 
 /// Delivery tags cut from one buffer.
@@ -153,7 +162,15 @@ impl Links {
         ends: Ends,
         login: Option<Login>,
     ) -> Self {
+        let role = match kind {
+            ConnKind::Client => ConnRole::Normal,
+            ConnKind::InterRouterListener { .. } | ConnKind::Connector { .. } => {
+                ConnRole::InterRouter
+            }
+        };
         Self {
+            role,
+            _open: core.metrics().connection_opened(role),
             mesh: MeshState::new(kind, cert, ends),
             login: login.map(Box::new),
             user: None,
@@ -167,7 +184,9 @@ impl Links {
             tags: BytesMut::new(),
             recredit_pending: Vec::new(),
             rechecks: HashMap::new(),
-            budget: ByteBudget::new(core.limits().max_in_flight_bytes_per_producer),
+            budget: core.metrics().track_budget(ByteBudget::new(
+                core.limits().max_in_flight_bytes_per_producer,
+            )),
             core,
         }
     }
