@@ -542,6 +542,21 @@ mod tests {
     }
 
     #[test]
+    fn http_needs_a_host_and_its_own_port() {
+        let mut config = base();
+        let listener = &config.listeners[0];
+        config.http = Some(crate::config::model::HttpConfig {
+            host: listener.host.clone(),
+            port: listener.port,
+        });
+        assert_eq!(key_of(&config), "http.port");
+        config.http.as_mut().unwrap().port = 0;
+        validate(&config).unwrap();
+        config.http.as_mut().unwrap().host = " ".into();
+        assert_eq!(key_of(&config), "http.host");
+    }
+
+    #[test]
     fn inter_router_roles_need_the_right_mode() {
         let mut config = base();
         config.listeners[0].role = Role::InterRouter;
