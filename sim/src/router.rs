@@ -76,6 +76,7 @@ pub fn router_config(
         tls: Vec::new(),
         auth: Default::default(),
         vhosts,
+        http: None,
     }
 }
 
