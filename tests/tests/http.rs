@@ -259,6 +259,20 @@ fn readyz_waits_for_routing_to_converge_with_a_neighbour() {
     drop(b);
 }
 
+/// `ferry check-config` on `base` followed by `http`, in a file of `dir`.
+fn check_config(dir: &TempDir, base: &str, http: &str) -> ferry_tests::Finished {
+    let path = dir.write("ferry.toml", &format!("{base}{http}"));
+    run_ferry(
+        [
+            "check-config".as_ref(),
+            "--config".as_ref(),
+            path.as_os_str(),
+        ],
+        &[],
+        WAIT,
+    )
+}
+
 #[test]
 fn bad_http_keys_are_refused_by_check_config_in_one_line() {
     let dir = TempDir::new();
@@ -272,16 +286,7 @@ fn bad_http_keys_are_refused_by_check_config_in_one_line() {
         ("[http]\nhost = \"127.0.0.1\"\n", "http.port"),
         ("[http]\nhost = \"127.0.0.1\"\nport = 5672\n", "http.port"),
     ] {
-        let path = dir.write("ferry.toml", &format!("{base}{http}"));
-        let done = run_ferry(
-            [
-                "check-config".as_ref(),
-                "--config".as_ref(),
-                path.as_os_str(),
-            ],
-            &[],
-            WAIT,
-        );
+        let done = check_config(&dir, base, http);
         assert_eq!(done.status.code(), Some(2), "{http}: {}", done.stderr);
         let lines: Vec<&str> = done.stderr.lines().collect();
         assert_eq!(lines.len(), 1, "one line for {http:?}: {lines:?}");
@@ -292,24 +297,8 @@ fn bad_http_keys_are_refused_by_check_config_in_one_line() {
         );
     }
     // A good one is printed back.
-    let path = dir.write(
-        "ferry.toml",
-        &format!("{base}[http]\nhost = \"0.0.0.0\"\nport = 8080\n"),
-    );
-    let done = run_ferry(
-        [
-            "check-config".as_ref(),
-            "--config".as_ref(),
-            path.as_os_str(),
-        ],
-        &[],
-        WAIT,
-    );
+    let good = "[http]\nhost = \"0.0.0.0\"\nport = 8080\n";
+    let done = check_config(&dir, base, good);
     assert!(done.status.success(), "{}", done.stderr);
-    assert!(
-        done.stdout
-            .contains("[http]\nhost = \"0.0.0.0\"\nport = 8080\n"),
-        "{}",
-        done.stdout
-    );
+    assert!(done.stdout.contains(good), "{}", done.stdout);
 }

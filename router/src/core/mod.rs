@@ -213,14 +213,18 @@ impl Core {
     /// The credit producers of named addresses hold, over every address
     /// (for the metrics: takes each address's lock in turn).
     pub fn credit_held(&self) -> i64 {
-        let addresses: Vec<Arc<Address>> = self
-            .addresses
+        self.all_addresses().iter().map(|a| a.credit_held()).sum()
+    }
+
+    /// Every address in the table (taken out of it: the table's lock is
+    /// not held while they are used).
+    fn all_addresses(&self) -> Vec<Arc<Address>> {
+        self.addresses
             .read()
             .expect("table lock")
             .values()
             .cloned()
-            .collect();
-        addresses.iter().map(|a| a.credit_held()).sum()
+            .collect()
     }
 
     /// How many addresses are in the table.
@@ -261,13 +265,7 @@ impl Core {
     /// The routing table changed: every producer's credit is recomputed,
     /// since which consumers it may use depends on the paths.
     pub fn paths_changed(&self) {
-        let mut addresses: Vec<Arc<Address>> = self
-            .addresses
-            .read()
-            .expect("table lock")
-            .values()
-            .cloned()
-            .collect();
+        let mut addresses = self.all_addresses();
         addresses.sort_by(|a, b| a.name().cmp(b.name()));
         for a in addresses {
             a.recredit_producers();
