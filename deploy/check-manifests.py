@@ -7,7 +7,9 @@
   a notice if it is not installed, an error with --require-schema);
 - structure: the StatefulSet, its headless Service, the client Service, the
   ConfigMap and the PodDisruptionBudget agree with each other (selectors
-  and labels, service name, named ports, probes, the router id from the pod
+  and labels, service name, named ports, the probes (readiness: GET /readyz,
+  liveness: GET /healthz, on the http port every router configuration
+  serves), the Prometheus scrape annotations, the router id from the pod
   name, the config file per pod, non-root);
 - the Secret of the routers' certificates (kustomization.yaml's
   secretGenerator, imitated here and validated like the manifests; also
@@ -22,15 +24,17 @@
   certificate from the Secret, and passes `ferry check-config` (with
   --ferry BIN) on certificates made for the check by deploy/make-certs.sh;
 - the compose file: routers, connectors by service name over TLS, each
-  router's own certificate folder, distinct host ports, the `five` profile
+  router's own certificate folder, distinct host ports, a health check on
+  /readyz of the [http] endpoint deploy/ferry.toml configures, the `five` profile
   (and `docker-compose config` when installed); with --ferry, deploy/ferry.toml
   with each router's environment passes `ferry check-config`;
 - with --image IMAGE: the StatefulSet's pods are imitated with plain
   containers of that image (pod names, the headless Service's DNS names as
   network aliases, the ConfigMap and the Secret (certificates made for the
   check) mounted read-only where the StatefulSet mounts them, a read-only
-  root filesystem, the same environment and probe), and the routers must form
-  a complete mesh over mutual TLS; the containers and network
+  root filesystem, the same environment), the routers must form a complete
+  mesh over mutual TLS, and both probes must pass in every container (run
+  with the image's ferry-probe); the containers and network
   (ferry-k8s-check-*) are removed.
 
 Ends with 'N passed, N failed'; exit status 1 if anything failed.
@@ -273,11 +277,16 @@ def structure_checks(docs, secrets, ferry_bin, k8s_certs):
         for p in s["spec"]["ports"]:
             check(p["targetPort"] in port_names, "Service %s port %s targets a container port" % (
                 s["metadata"]["name"], p["name"]))
-    for probe in ("readinessProbe", "livenessProbe"):
-        pr = c.get(probe)
-        ok = pr is not None and (("tcpSocket" in pr and pr["tcpSocket"]["port"] in port_names)
-                                 or ("exec" in pr and pr["exec"]["command"][0] == "/usr/bin/ferry-probe"))
-        check(ok, "%s checks the router" % probe)
+    check("http" in port_names, "container port http (metrics, health, readiness) is named")
+    for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
+        get = (c.get(probe) or {}).get("httpGet", {})
+        check(get.get("path") == path and get.get("port") == "http",
+              "%s asks the router's %s on its http port" % (probe, path), str(c.get(probe)))
+    notes = pod["metadata"].get("annotations", {})
+    check(notes.get("prometheus.io/scrape") == "true"
+          and notes.get("prometheus.io/port") == str(port_names.get("http"))
+          and notes.get("prometheus.io/path") == "/metrics",
+          "pods are annotated for a Prometheus scrape of /metrics on the http port", str(notes))
     sc = pod["spec"].get("securityContext", {})
     check(sc.get("runAsNonRoot") is True and sc.get("runAsUser", 0) != 0, "pods run as a non-root user")
 
@@ -338,6 +347,9 @@ def structure_checks(docs, secrets, ferry_bin, k8s_certs):
         check(("normal", port_names["amqp"]) in listens and ("inter-router", inter_port) in listens,
               "%s listens where the container ports say" % key)
         check("id" not in cfg.get("router", {}), "%s leaves the id to FERRY_ROUTER__ID" % key)
+        http = cfg.get("http", {})
+        check(http.get("host") == "0.0.0.0" and http.get("port") == port_names.get("http"),
+              "%s serves HTTP (probes, metrics) where the container port http says" % key, str(http))
         pod_name = "%s-%d" % (name, i)
         prof = tls_profile_checks(key, cfg)
         if prof is None or not all(k in prof for k in ("cert", "key", "ca")):
@@ -381,6 +393,10 @@ def compose_checks(ferry_bin, compose_certs):
         tls_dir = posixpath.dirname(prof["cert"])
         check(all(posixpath.dirname(prof[k]) == tls_dir for k in ("cert", "key", "ca")),
               "deploy/ferry.toml: cert, key and ca in one folder (%s), mounted per router" % tls_dir)
+    http = base_cfg.get("http", {})
+    check(http.get("host") == "0.0.0.0" and isinstance(http.get("port"), int),
+          "deploy/ferry.toml serves HTTP (probes, metrics) on every interface of the container", str(http))
+    readyz = ["CMD", "/usr/bin/ferry-probe", "http://127.0.0.1:%s/readyz" % http.get("port")]
     services = c["services"]
     routers = sorted(s for s in services if s.startswith("router-"))
     base = [s for s in routers if not services[s].get("profiles")]
@@ -408,6 +424,8 @@ def compose_checks(ferry_bin, compose_certs):
                 check(m.group(1) not in host_ports, "compose: %s has its own host port" % s)
                 host_ports.add(m.group(1))
         check(svc.get("networks") == ["mesh"], "compose: %s is on the private network" % s)
+        check(svc.get("healthcheck", {}).get("test") == readyz,
+              "compose: %s's health check asks /readyz" % s, str(svc.get("healthcheck")))
         if prof is None:
             continue
         check(all(env.get("FERRY_CONNECTOR__%d__TLS" % i) == prof["name"] for i in idx)
@@ -453,7 +471,14 @@ def k8s_in_docker(docs, secrets, image, replicas):
     pod_spec = sts["spec"]["template"]["spec"]
     (c,) = pod_spec["containers"]
     sc = pod_spec.get("securityContext", {})
-    probe = c["readinessProbe"]["exec"]["command"]
+    port_numbers = {p["name"]: p["containerPort"] for p in c.get("ports", [])}
+
+    def probe_command(probe):
+        """The probe's HTTP GET, as the image's ferry-probe makes it."""
+        get = c[probe]["httpGet"]
+        return ["/usr/bin/ferry-probe", "http://127.0.0.1:%d%s" % (port_numbers[get["port"]], get["path"])]
+
+    probes = {p: probe_command(p) for p in ("readinessProbe", "livenessProbe")}
     env = {e["name"]: e.get("value") for e in c.get("env", [])}
     vols = {v["name"]: v for v in pod_spec["volumes"]}
     mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
@@ -521,8 +546,18 @@ def k8s_in_docker(docs, secrets, image, replicas):
                   "k8s pods in docker: %s's inter-router connections (mutual TLS) are up with the other pods" % p,
                   str(sorted(peers)))
         for p in names:
-            r = subprocess.run(["docker", "exec", "%s-%s" % (prefix, p), *probe], capture_output=True, text=True)
-            check(r.returncode == 0, "k8s pods in docker: readiness probe passes on %s" % p, r.stderr.strip())
+            for kind, probe in probes.items():
+                # Ready once routing has converged: a few HELLOs after the
+                # neighbours connected.
+                until = time.time() + 15
+                while True:
+                    r = subprocess.run(["docker", "exec", "%s-%s" % (prefix, p), *probe], capture_output=True,
+                                       text=True)
+                    if r.returncode == 0 or time.time() > until:
+                        break
+                    time.sleep(0.5)
+                check(r.returncode == 0, "k8s pods in docker: %s (%s) passes on %s" % (kind, probe[-1], p),
+                      r.stderr.strip())
             user = docker("inspect", "-f", "{{.Config.User}}", "%s-%s" % (prefix, p))
             check(user not in ("", "0", "root") and not user.startswith("0:"),
                   "k8s pods in docker: %s runs as user %s" % (p, user))

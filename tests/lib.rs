@@ -394,12 +394,22 @@ where
     Ferry::spawn(args, envs).finish(timeout)
 }
 
-/// The addresses in `listening on ADDRESS (ROLE)` log lines.
+/// The addresses in `listening on ADDRESS (ROLE)` log lines (the HTTP
+/// endpoint's `http listening on ADDRESS` is not a listener: see
+/// [`http_addr`]).
 pub fn listening_addrs(log: &str) -> Vec<SocketAddr> {
     log.lines()
+        .filter(|line| !line.contains("http listening on "))
         .filter_map(|line| line.split("listening on ").nth(1))
         .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
         .collect()
+}
+
+/// The address in the `http listening on ADDRESS` log line, if any.
+pub fn http_addr(log: &str) -> Option<SocketAddr> {
+    log.lines()
+        .filter_map(|line| line.split("http listening on ").nth(1))
+        .find_map(|rest| rest.split_whitespace().next()?.parse().ok())
 }
 
 /// A message with one amqp-value section holding `s` (AMQP 1.0 §3.2.8),

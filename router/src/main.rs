@@ -558,7 +558,18 @@ async fn serve(
     path: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     let mut signals = Signals::register().context("cannot register signal handlers")?;
+    let core = Arc::new(Core::new(&config));
+    let (mesh_stop, mesh_shutdown) = ferry_router::shutdown::channel();
+    // The HTTP endpoint first: /healthz answers while the listeners bind,
+    // and /readyz says it waits for them.
+    let http = match &config.http {
+        Some(http) => Some(start_http(http, &config, &core, mesh_shutdown.clone()).await?),
+        None => None,
+    };
     let server = Server::bind(&config).await?;
+    if let Some(state) = &http {
+        state.readiness.listeners_bound();
+    }
     for (i, listener) in config.listeners.iter().enumerate() {
         if listener.tls.is_none()
             && !listener.allow_plain_without_tls
@@ -574,8 +585,6 @@ async fn serve(
         let signal = signals.recv().await;
         info!("{signal} received; shutting down");
     };
-    let core = Arc::new(Core::new(&config));
-    let (mesh_stop, mesh_shutdown) = ferry_router::shutdown::channel();
     let reloader = ferry_router::reload::Reloader {
         security: security.clone(),
         core: core.clone(),
@@ -625,6 +634,27 @@ async fn serve(
         n => info!("stopped ({n} connections aborted)"),
     }
     Ok(())
+}
+
+/// Binds the HTTP endpoint, logs `http listening on ADDRESS`, and serves
+/// it until `shutdown`.
+async fn start_http(
+    http: &ferry_router::config::HttpConfig,
+    config: &Config,
+    core: &Arc<Core>,
+    shutdown: ferry_router::shutdown::Shutdown,
+) -> anyhow::Result<Arc<ferry_router::http::State>> {
+    use ferry_router::http::{HttpServer, Readiness, State};
+    let server = HttpServer::bind(http).await?;
+    if let Some(addr) = server.local_addr() {
+        info!("http listening on {addr}");
+    }
+    let state = Arc::new(State {
+        core: core.clone(),
+        readiness: Readiness::new(config),
+    });
+    tokio::spawn(server.run(state.clone(), shutdown).in_current_span());
+    Ok(state)
 }
 
 /// The start-up line: what runs, and for a mesh member what it waits for.

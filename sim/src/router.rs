@@ -77,6 +77,7 @@ pub fn router_config(
         auth: Default::default(),
         vhosts,
         management: Default::default(),
+        http: None,
     }
 }
 

@@ -141,7 +141,7 @@ fn an_unknown_key_is_named_with_its_file() {
              'limits.max_frame_size'? valid keys: max_connections, max_frame_size, \
              max_sessions_per_connection, max_links_per_connection, max_message_size, \
              link_credit_window, max_in_flight_bytes_per_producer, handshake_timeout_ms, \
-             max_connections_per_host)",
+             max_connections_per_host, stuck_delivery_ms)",
             path.display()
         )
     );
@@ -182,7 +182,7 @@ fn common_mistakes_are_explained() {
         (
             "[[listner]]\nhost = \"127.0.0.1\"\nport = 0\n",
             "unknown key 'listner' in {} (did you mean 'listener'? valid keys: router, listener, \
-             connector, address, limits, log, tls, auth, vhost)",
+             connector, address, limits, log, tls, auth, vhost, management, http)",
         ),
     ] {
         let path = dir.write("x.toml", toml);

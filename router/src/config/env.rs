@@ -9,6 +9,7 @@
 //! | `FERRY_LIMITS__MAX_FRAME_SIZE` | `limits.max_frame_size` |
 //! | `FERRY_LISTENER__0__PORT` | `listener[0].port` |
 //! | `FERRY_LISTENER__0__SASL_MECHANISMS=ANONYMOUS,PLAIN` | `listener[0].sasl_mechanisms` (comma-separated) |
+//! | `FERRY_HTTP__PORT=8080` | `http.port` (with `FERRY_HTTP__HOST`, turns the HTTP endpoint on) |
 //!
 //! Variables without a double underscore (`FERRY_CONFIG`, `FERRY_BIN`, …)
 //! are not configuration keys and are ignored, except those that look like a
@@ -27,7 +28,7 @@ pub const PREFIX: &str = "FERRY_";
 /// Separator between key path segments in a variable name.
 pub const SEPARATOR: &str = "__";
 /// Top-level sections of the configuration.
-const SECTIONS: [&str; 10] = [
+const SECTIONS: [&str; 11] = [
     "router",
     "listener",
     "connector",
@@ -38,6 +39,7 @@ const SECTIONS: [&str; 10] = [
     "auth",
     "vhost",
     "management",
+    "http",
 ];
 /// Largest array index accepted (guards against allocating a huge array).
 const MAX_INDEX: usize = 9_999;

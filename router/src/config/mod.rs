@@ -14,13 +14,15 @@ mod model;
 mod render;
 mod validate;
 
+pub(crate) use address::prefix_matches;
 pub use error::{ConfigError, Origin};
 pub use load::DEFAULT_TOML;
 pub use logging::{LOG_LEVELS, RUST_LOG, effective_log_filter, log_filter};
 pub use model::{
     AddressConfig, AuthConfig, ClientCert, Config, ConnectorConfig, Distribution, GroupConfig,
-    Limits, ListenerConfig, LogConfig, ManagementConfig, Named, Role, RouterConfig, RouterMode,
-    TlsProfileConfig, TlsVersion, VhostConfig, default_router_id, default_sasl_mechanisms,
+    HttpConfig, Limits, ListenerConfig, LogConfig, ManagementConfig, Named, Role, RouterConfig,
+    RouterMode, TlsProfileConfig, TlsVersion, VhostConfig, default_router_id,
+    default_sasl_mechanisms,
 };
 pub use validate::{
     MAX_CONNECTIONS_LIMIT, MAX_ROUTER_ID_LEN, MIN_MAX_FRAME_SIZE, SUPPORTED_SASL_MECHANISMS,

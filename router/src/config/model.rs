@@ -99,6 +99,10 @@ pub struct Config {
     /// `[management]`: who may use the `$management` node.
     #[serde(default)]
     pub management: ManagementConfig,
+    /// `[http]`: the HTTP endpoint (metrics, health, readiness). None: no
+    /// HTTP listener (the default).
+    #[serde(default)]
+    pub http: Option<HttpConfig>,
 }
 
 /// `[management]`: who may use AMQP management (`$management`, `ferry
@@ -110,6 +114,18 @@ pub struct ManagementConfig {
     /// authenticate) allowed to manage the router. Empty (the default):
     /// only clients connected from a loopback address may.
     pub users: Vec<String>,
+}
+
+/// `[http]`: where the HTTP endpoint listens (`GET /metrics`, `/healthz`,
+/// `/readyz`). Present means on; both keys are required.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Host name or IP address to bind, e.g. `127.0.0.1` or `0.0.0.0`.
+    pub host: String,
+    /// TCP port; 0 lets the operating system pick one (the log line
+    /// `http listening on …` tells which).
+    pub port: u16,
 }
 
 /// `[[vhost]]`: a virtual host, one tenant: clients whose `open` names it

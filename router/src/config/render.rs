@@ -104,6 +104,11 @@ impl Display for Config {
             writeln!(f, "prefix = {}", quote(&address.prefix))?;
             writeln!(f, "distribution = {}", quote(address.distribution.as_str()))?;
         }
+        if let Some(http) = &self.http {
+            writeln!(f, "\n[http]")?;
+            writeln!(f, "host = {}", quote(&http.host))?;
+            writeln!(f, "port = {}", http.port)?;
+        }
         let limits = &self.limits;
         writeln!(f, "\n[limits]")?;
         writeln!(f, "max_connections = {}", limits.max_connections)?;

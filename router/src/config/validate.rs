@@ -79,6 +79,7 @@ pub(crate) fn validate(config: &Config) -> Result<(), Invalid> {
     validate_addresses(config)?;
     validate_vhosts(config)?;
     validate_limits(&config.limits)?;
+    validate_http(config)?;
     if let Err(error) = super::logging::log_filter(&config.log.level) {
         return Err(invalid("log.level", error));
     }
@@ -136,6 +137,32 @@ fn validate_listeners(config: &Config) -> Result<(), Invalid> {
                 ),
             ));
         }
+    }
+    Ok(())
+}
+
+/// `[http]`: a host to bind, on a port no AMQP listener has (port 0, an
+/// ephemeral port, may repeat).
+fn validate_http(config: &Config) -> Result<(), Invalid> {
+    let Some(http) = &config.http else {
+        return Ok(());
+    };
+    if http.host.trim().is_empty() {
+        return Err(invalid("http.host", "must not be empty"));
+    }
+    if http.port != 0
+        && let Some(i) = config
+            .listeners
+            .iter()
+            .position(|l| l.host == http.host && l.port == http.port)
+    {
+        return Err(invalid(
+            "http.port",
+            format!(
+                "same host and port as listener[{i}] ({}:{})",
+                http.host, http.port
+            ),
+        ));
     }
     Ok(())
 }
@@ -539,6 +566,21 @@ mod tests {
         config.listeners[0].port = 0;
         config.listeners[1].port = 0;
         validate(&config).unwrap();
+    }
+
+    #[test]
+    fn http_needs_a_host_and_its_own_port() {
+        let mut config = base();
+        let listener = &config.listeners[0];
+        config.http = Some(crate::config::model::HttpConfig {
+            host: listener.host.clone(),
+            port: listener.port,
+        });
+        assert_eq!(key_of(&config), "http.port");
+        config.http.as_mut().unwrap().port = 0;
+        validate(&config).unwrap();
+        config.http.as_mut().unwrap().host = " ".into();
+        assert_eq!(key_of(&config), "http.host");
     }
 
     #[test]

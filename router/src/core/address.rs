@@ -23,7 +23,7 @@
 //! tree's links depends only on links further down the same tree, so the
 //! credit of a mesh with cycles never waits on itself.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ferry_proto::engine::LinkId;
@@ -32,6 +32,7 @@ use smallvec::{SmallVec, smallvec};
 use super::message::{ConnHandle, ConnId, ToConn};
 use super::report::AddressReport;
 use crate::config::Distribution;
+use crate::metrics::{AddressCounters, ConnRole, DeliveryCounters};
 use crate::routing::{RouterId, RoutingTable};
 
 /// Which side a link leads to: a client of this router, or a neighbour
@@ -192,16 +193,39 @@ pub struct Address {
     name: String,
     distribution: Distribution,
     state: Mutex<State>,
+    /// Its delivery counters, resolved once (the message path only
+    /// increments them).
+    counters: AddressCounters,
 }
 
 impl Address {
-    /// A new address with no links.
+    /// A new address with no links, counted nowhere.
     pub fn new(name: String, distribution: Distribution) -> Self {
+        Self::with_counters(name, distribution, AddressCounters::detached())
+    }
+
+    /// A new address with no links, counted with `counters`.
+    pub fn with_counters(
+        name: String,
+        distribution: Distribution,
+        counters: AddressCounters,
+    ) -> Self {
         Self {
             name,
             distribution,
             state: Mutex::default(),
+            counters,
         }
+    }
+
+    /// The delivery counters of links of connections of `role`.
+    pub fn counters(&self, role: ConnRole) -> &Arc<DeliveryCounters> {
+        self.counters.role(role)
+    }
+
+    /// The credit its producers hold, summed.
+    pub fn credit_held(&self) -> i64 {
+        self.lock().held
     }
 
     /// The address.

@@ -25,6 +25,7 @@ pub use report::{AddressReport, ConnReport, ConnRole, Dir, LinkKind, LinkReport}
 
 use crate::config::{Config, Distribution, Limits};
 use crate::mesh::Mesh;
+use crate::metrics::Metrics;
 use crate::policy::{Admissions, Policy};
 use crate::routing::RouterId;
 
@@ -45,9 +46,6 @@ pub struct Stats {
     /// Multicast copies from a neighbour that waited for their consumer
     /// link's credit (it was lowered after they were promised it).
     pub held: AtomicU64,
-    /// Deliveries unsettled for longer than `[limits] stuck_delivery_ms`,
-    /// at each connection's last check.
-    pub stuck: AtomicU64,
 }
 
 /// The shared forwarding core.
@@ -68,6 +66,8 @@ pub struct Core {
     next_dynamic: AtomicU64,
     /// What the core has done.
     pub stats: Stats,
+    /// The metrics `GET /metrics` shows.
+    metrics: Metrics,
 }
 
 impl Core {
@@ -91,7 +91,13 @@ impl Core {
             next_conn: AtomicU64::new(0),
             next_dynamic: AtomicU64::new(0),
             stats: Stats::default(),
+            metrics: Metrics::new(config),
         }
+    }
+
+    /// The router's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// The router's limits.
@@ -113,11 +119,16 @@ impl Core {
     /// `[[address]]` prefix, else balanced (under a policy, prefixes match
     /// the client's part of a scoped address).
     pub fn distribution(&self, address: &str) -> Distribution {
+        self.config.distribution_for(self.unscoped(address))
+    }
+
+    /// `address` as its client named it: under a policy, without its
+    /// vhost.
+    fn unscoped<'a>(&self, address: &'a str) -> &'a str {
         if self.policy.is_some() {
-            self.config
-                .distribution_for(crate::policy::unscoped(address))
+            crate::policy::unscoped(address)
         } else {
-            self.config.distribution_for(address)
+            address
         }
     }
 
@@ -169,7 +180,13 @@ impl Core {
         let mut table = self.addresses.write().expect("table lock");
         table
             .entry(name.to_string())
-            .or_insert_with(|| Arc::new(Address::new(name.to_string(), self.distribution(name))))
+            .or_insert_with(|| {
+                Arc::new(Address::with_counters(
+                    name.to_string(),
+                    self.distribution(name),
+                    self.metrics.for_address(self.unscoped(name)),
+                ))
+            })
             .clone()
     }
 
@@ -209,6 +226,23 @@ impl Core {
             .read()
             .expect("table lock")
             .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// The credit producers of named addresses hold, over every address
+    /// (for the metrics: takes each address's lock in turn).
+    pub fn credit_held(&self) -> i64 {
+        self.all_addresses().iter().map(|a| a.credit_held()).sum()
+    }
+
+    /// Every address in the table (taken out of it: the table's lock is
+    /// not held while they are used).
+    fn all_addresses(&self) -> Vec<Arc<Address>> {
+        self.addresses
+            .read()
+            .expect("table lock")
+            .values()
             .cloned()
             .collect()
     }
@@ -302,13 +336,7 @@ impl Core {
     /// The routing table changed: every producer's credit is recomputed,
     /// since which consumers it may use depends on the paths.
     pub fn paths_changed(&self) {
-        let mut addresses: Vec<Arc<Address>> = self
-            .addresses
-            .read()
-            .expect("table lock")
-            .values()
-            .cloned()
-            .collect();
+        let mut addresses = self.all_addresses();
         addresses.sort_by(|a, b| a.name().cmp(b.name()));
         for a in addresses {
             a.recredit_producers();

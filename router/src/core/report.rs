@@ -33,28 +33,14 @@ pub struct ConnReport {
     pub links: Vec<LinkReport>,
 }
 
-/// A connection's role (Qpid Dispatch Router's names).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConnRole {
-    /// A client.
-    Normal,
-    /// A neighbour router.
-    InterRouter,
-}
-
-impl ConnRole {
-    /// The name management uses.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ConnRole::Normal => "normal",
-            ConnRole::InterRouter => "inter-router",
-        }
-    }
-}
+/// A connection's role (Qpid Dispatch Router's names, and the metrics'
+/// `role` label).
+pub use crate::metrics::ConnRole;
 
 /// A direction, as management shows it: of a connection (who dialed) or of
-/// a link (deliveries into the router or out of it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// a link (deliveries into the router or out of it). The discriminants
+/// index the metrics' per-direction gauges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Dir {
     /// Into the router: the peer dialed / the peer sends.
     In,

@@ -308,7 +308,7 @@ impl Agent {
                 dropped_presettled: load(&stats.dropped_presettled),
                 released_no_route: load(&stats.released_no_route),
                 expired: load(&stats.expired),
-                stuck: load(&stats.stuck),
+                stuck: self.core.metrics().stuck(),
                 worker_threads: tokio::runtime::Handle::current().metrics().num_workers() as u64,
             },
         }

@@ -20,14 +20,21 @@ pub async fn run(core: Arc<Core>, config: RoutingConfig, shutdown: Shutdown) {
         return;
     };
     let mut routing = Routing::new(mesh.id().clone(), mesh.instance(), config, Instant::now());
+    // Neighbour changes handled since the last table was published.
+    let mut topology = 0;
     loop {
         publish(&mut routing, &core);
+        mesh.topology_applied(std::mem::take(&mut topology));
         let wake = routing
             .poll_timeout()
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
         tokio::select! {
             msg = input.recv() => {
                 let Some(msg) = msg else { return };
+                if matches!(msg, RoutingInput::Up { .. } | RoutingInput::Down { .. }) {
+                    core.metrics().routing.topology_changed(Instant::now());
+                    topology += 1;
+                }
                 apply(&mut routing, msg, Instant::now());
             }
             _ = tokio::time::sleep_until(wake.into()) => routing.handle_timeout(Instant::now()),
@@ -64,6 +71,8 @@ pub fn publish(routing: &mut Routing, core: &Core) {
     }
     if let Some(table) = routing.poll_table() {
         tracing::debug!("routing table changed: {}", describe(&table));
+        let metrics = &core.metrics().routing;
+        metrics.table_published(&mesh.table(), &table, Instant::now());
         mesh.set_table(table);
         mesh.post_all(|| ToConn::PathsChanged);
         core.paths_changed();

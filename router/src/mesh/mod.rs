@@ -16,6 +16,7 @@ pub mod control;
 pub mod identity;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::mpsc;
@@ -71,6 +72,11 @@ pub struct Mesh {
     /// Problems with other routers already logged (see
     /// [`first_time`](Self::first_time)).
     reported: Mutex<HashSet<String>>,
+    /// Neighbours come and gone, as reported to the routing task, and as
+    /// handled by it (a table computed after each): equal when the table
+    /// is up to date with every neighbour change.
+    topology_reported: AtomicU64,
+    topology_applied: AtomicU64,
 }
 
 /// Problems [`Mesh::first_time`] remembers at most; past it, it forgets
@@ -89,7 +95,22 @@ impl Mesh {
             input,
             input_rx: Mutex::new(Some(rx)),
             reported: Mutex::default(),
+            topology_reported: AtomicU64::new(0),
+            topology_applied: AtomicU64::new(0),
         }
+    }
+
+    /// The routing task handled `n` more neighbour changes and published
+    /// the table computed after them.
+    pub fn topology_applied(&self, n: u64) {
+        self.topology_applied.fetch_add(n, Ordering::Release);
+    }
+
+    /// Whether the routing table was computed after every neighbour change
+    /// reported so far.
+    pub fn topology_settled(&self) -> bool {
+        self.topology_applied.load(Ordering::Acquire)
+            == self.topology_reported.load(Ordering::Acquire)
     }
 
     /// Whether the problem `key` names is new: true the first time, false
@@ -143,6 +164,7 @@ impl Mesh {
             return Err(AlreadyConnected(neighbor));
         }
         n.insert(neighbor.clone(), conn);
+        self.topology_reported.fetch_add(1, Ordering::Release);
         let _ = self.input.send(RoutingInput::Up { neighbor, cost });
         Ok(())
     }
@@ -153,6 +175,7 @@ impl Mesh {
         let mut n = self.neighbors.lock().expect("neighbors lock");
         if n.get(neighbor).is_some_and(|h| h.id == conn) {
             n.remove(neighbor);
+            self.topology_reported.fetch_add(1, Ordering::Release);
             let _ = self.input.send(RoutingInput::Down {
                 neighbor: neighbor.clone(),
             });

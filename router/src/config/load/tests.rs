@@ -266,7 +266,7 @@ fn unknown_keys_are_named_with_the_valid_ones() {
     assert_eq!(
         error("[[listner]]\nhost = \"h\"\nport = 1\n", &[]),
         "unknown key 'listner' in F (did you mean 'listener'? valid keys: \
-         router, listener, connector, address, limits, log, tls, auth, vhost, management)"
+         router, listener, connector, address, limits, log, tls, auth, vhost, management, http)"
     );
 }
 

@@ -99,12 +99,14 @@ impl Links {
             Some(a) => tracing::debug!("producer {} attached to {}", attach.name, a.name()),
             None => tracing::debug!("producer {} attached (anonymous)", attach.name),
         }
+        let _open = self.core.metrics().link_opened(LinkDirection::In);
         self.producers.insert(
             link,
             Producer {
                 address,
                 tree,
                 counts: Default::default(),
+                _open,
             },
         );
         self.recredit(engine, link);
@@ -177,6 +179,7 @@ impl Links {
                 retiring: false,
                 counts: Default::default(),
                 stuck: Default::default(),
+                _open: self.core.metrics().link_opened(LinkDirection::Out),
             },
         );
         Ok(())

@@ -27,6 +27,7 @@ impl Links {
         let c = self.consumers.get_mut(&link).expect("a consumer link");
         if f.expires.is_some_and(|at| self.now >= at) {
             self.core.stats.expired.fetch_add(1, Ordering::Relaxed);
+            c.address.counters(self.role).expired.inc();
             c.address.refund(self.me.id, link);
             if let Some(o) = f.origin {
                 o.settle(expired_outcome());
@@ -38,6 +39,7 @@ impl Links {
         }
         match engine.send(link, tag, f.payload, f.settled, f.more) {
             Ok(id) => {
+                c.address.counters(self.role).sent.inc();
                 c.reported = c.reported.saturating_sub(1);
                 c.counts.sent(f.settled);
                 if let Some(o) = f.origin {

@@ -533,6 +533,7 @@ impl Links {
                     retiring: false,
                     counts: Default::default(),
                     stuck: Default::default(),
+                    _open: self.core.metrics().link_opened(LinkDirection::Out),
                 },
             );
             self.mesh.data.insert(key, link);

@@ -40,6 +40,7 @@ use crate::core::{
     Address, ByteBudget, Charge, ConnHandle, Core, Fanout, Forwarded, Hop, Origin, Reach, Retry,
     RoutingFields, StreamKey, Targets, ToConn, delivery_failed, routing_fields, trace,
 };
+use crate::metrics::{ConnRole, LinkDirection, Open};
 use crate::routing::RouterId;
 
 /// The condition a message is rejected with when its time to live has
@@ -54,6 +55,8 @@ struct Producer {
     tree: Option<RouterId>,
     /// What crossed the link, for management.
     counts: report::Counts,
+    /// Counted in `ferry_links_open` while it lives.
+    _open: Open,
 }
 
 /// A producer delivery arriving over several frames.
@@ -89,6 +92,8 @@ struct Consumer {
     counts: report::Counts,
     /// Deliveries unsettled for longer than `[limits] stuck_delivery_ms`.
     stuck: report::Stuck,
+    /// Counted in `ferry_links_open` while it lives.
+    _open: Open,
 }
 
 /// What waits on a consumer link for credit.
@@ -146,8 +151,12 @@ pub(crate) struct Links {
     about: report::About,
     /// When to look for stuck deliveries next (`None`: none unsettled).
     stuck_check: Option<Instant>,
-    /// This connection's stuck deliveries, counted in `core.stats.stuck`.
+    /// This connection's stuck deliveries, counted in the metrics.
     stuck_total: u64,
+    /// Whose connection this is, for the metrics' `role` label.
+    role: ConnRole,
+    /// Counted in `ferry_connections_open` while it lives.
+    _open: Open,
 }
 
 /// Delivery tags cut from one buffer.
@@ -168,7 +177,15 @@ impl Links {
         login: Option<Login>,
     ) -> Self {
         core.register(me.clone());
+        let role = match kind {
+            ConnKind::Client => ConnRole::Normal,
+            ConnKind::InterRouterListener { .. } | ConnKind::Connector { .. } => {
+                ConnRole::InterRouter
+            }
+        };
         Self {
+            role,
+            _open: core.metrics().connection_opened(role),
             mesh: MeshState::new(kind, cert, ends),
             login: login.map(Box::new),
             user: None,
@@ -185,7 +202,9 @@ impl Links {
             tags: BytesMut::new(),
             recredit_pending: Vec::new(),
             rechecks: HashMap::new(),
-            budget: ByteBudget::new(core.limits().max_in_flight_bytes_per_producer),
+            budget: core.metrics().track_budget(ByteBudget::new(
+                core.limits().max_in_flight_bytes_per_producer,
+            )),
             core,
         }
     }

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::config::Distribution;
+use crate::metrics::{DeliveryCounters, InFlight};
 use crate::routing::RoutingTable;
 
 impl Links {
@@ -122,7 +123,8 @@ impl Links {
             && let Err(error) = self.may_send(to)
         {
             let rejected = DeliveryState::Rejected(Rejected { error: Some(error) });
-            return self.refuse_delivery(engine, t, settled, rejected, t.more);
+            let counters = self.unrouted(to);
+            return self.refuse_delivery(engine, t, settled, rejected, t.more, &counters);
         }
         let address = fields
             .to
@@ -130,8 +132,20 @@ impl Links {
             .and_then(|to| self.core.lookup(&self.scoped(to)));
         match address {
             Some(a) => self.route(engine, t, payload, fields, settled, a),
-            None => self.refuse_delivery(engine, t, settled, DeliveryState::Released, t.more),
+            None => {
+                let counters = self.unrouted(fields.to.as_deref().unwrap_or_default());
+                let released = DeliveryState::Released;
+                self.refuse_delivery(engine, t, settled, released, t.more, &counters)
+            }
         }
+    }
+
+    /// The counters of a delivery for `to` that has no address on this
+    /// router (counted in when it is refused: the rare path).
+    fn unrouted(&self, to: &str) -> Arc<DeliveryCounters> {
+        let counters = self.core.metrics().for_address(to).role(self.role).clone();
+        counters.received.inc();
+        counters
     }
 
     /// Routes the first frame (or all) of a delivery to `address`.
@@ -145,6 +159,8 @@ impl Links {
         address: Arc<Address>,
     ) {
         let more = t.more && !t.aborted;
+        let counters = address.counters(self.role);
+        counters.received.inc();
         // An anonymous sender's credit is its own window, not the address's.
         let credited = self
             .producers
@@ -153,11 +169,12 @@ impl Links {
         let expires = match expiry(self.now, fields.ttl, fields.absolute_expiry_time) {
             Expiry::Expired => {
                 self.core.stats.expired.fetch_add(1, Ordering::Relaxed);
+                counters.expired.inc();
                 let state = expired_outcome();
                 if credited {
                     address.route_none(self.me.id, t.link);
                 }
-                return self.refuse_delivery(engine, t, settled, state, more);
+                return self.refuse_delivery(engine, t, settled, state, more, counters);
             }
             Expiry::At(at) => Some(at),
             Expiry::Never => None,
@@ -181,13 +198,14 @@ impl Links {
                 if credited {
                     address.route_none(self.me.id, t.link);
                 }
-                return self.refuse_delivery(engine, t, settled, DeliveryState::Released, more);
+                let released = DeliveryState::Released;
+                return self.refuse_delivery(engine, t, settled, released, more, counters);
             }
         };
         let from = credited.then_some((self.me.id, t.link));
         let targets = address.route(&table, &self.hop(), from, reach);
         if targets.is_empty() {
-            self.refuse_delivery(engine, t, settled, DeliveryState::Released, more);
+            self.refuse_delivery(engine, t, settled, DeliveryState::Released, more, counters);
         } else {
             self.core.stats.routed.fetch_add(1, Ordering::Relaxed);
             let key = StreamKey {
@@ -201,6 +219,7 @@ impl Links {
                 link: t.link,
                 delivery: t.delivery,
                 fanout: multicast.then(|| Arc::new(Fanout::new(targets.len()))),
+                in_flight: InFlight::new(counters),
             });
             // Complete unsettled anycast deliveries can be re-forwarded if
             // their consumer releases them.
@@ -291,7 +310,8 @@ impl Links {
     }
 
     /// Settles a producer's delivery without forwarding it (or counts a
-    /// dropped pre-settled one), discarding any further frames of it.
+    /// dropped pre-settled one), discarding any further frames of it;
+    /// `counters`: its address's, for this connection's role.
     pub(super) fn refuse_delivery(
         &mut self,
         engine: &mut Connection,
@@ -299,8 +319,10 @@ impl Links {
         settled: bool,
         state: DeliveryState,
         more: bool,
+        counters: &DeliveryCounters,
     ) {
         if settled {
+            counters.dropped.inc();
             self.core
                 .stats
                 .dropped_presettled
@@ -312,6 +334,7 @@ impl Links {
                     .released_no_route
                     .fetch_add(1, Ordering::Relaxed);
             }
+            counters.settled(&state);
             let _ = engine.disposition(t.link, t.delivery, Some(state), true);
         }
         if more {

@@ -217,11 +217,10 @@ impl Links {
 
     /// Sets this connection's share of the router's stuck deliveries.
     pub(super) fn set_stuck_total(&mut self, total: u64) {
-        let stats = &self.core.stats.stuck;
-        if total > self.stuck_total {
-            stats.fetch_add(total - self.stuck_total, Ordering::Relaxed);
-        } else {
-            stats.fetch_sub(self.stuck_total - total, Ordering::Relaxed);
+        let delta = i64::try_from(total).unwrap_or(i64::MAX)
+            - i64::try_from(self.stuck_total).unwrap_or(i64::MAX);
+        if delta != 0 {
+            self.core.metrics().add_stuck(delta);
         }
         self.stuck_total = total;
     }
