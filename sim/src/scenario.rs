@@ -148,6 +148,9 @@ impl Scenario {
             .vhosts(tenants.iter().copied())
             .echo(self.echo)
             .build(rng.next_u64());
+        // The mesh's own seed is drawn from the scenario's: the summary
+        // names the scenario's, the one that replays the run (`--seed`).
+        mesh.seed = self.seed;
         if tenants.is_empty() {
             self.add_traffic(&mut mesh, &mut traffic_rng);
         } else {

@@ -37,3 +37,19 @@ fn different_seeds_give_different_runs() {
     };
     assert_ne!(log_of(&s), log_of(&t));
 }
+
+#[test]
+fn the_seed_a_run_prints_replays_it() {
+    let s = Scenario::sized(7, 6, Shape::Random, 3);
+    let mut mesh = s.build();
+    let _ = s.drive(&mut mesh);
+    let printed = mesh.summary();
+    assert_eq!(printed.seed, 7, "the summary names the seed given");
+    let again = Scenario {
+        seed: printed.seed,
+        ..s.clone()
+    };
+    let mut replay = again.build();
+    let _ = again.drive(&mut replay);
+    assert_eq!(replay.summary().digest, printed.digest);
+}
