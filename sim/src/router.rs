@@ -46,6 +46,7 @@ pub fn router_config(
                 send: everything(),
                 receive: everything(),
                 dynamic_reply: true,
+                ..Default::default()
             }],
         })
         .collect();

@@ -339,6 +339,57 @@ async fn connections_are_limited_per_vhost_and_per_user() {
     }
 }
 
+/// A group's limits replace the vhost's for its users: devices (anonymous
+/// clients) get 2 connections and 2 links each where the vhost allows 10.
+#[tokio::test]
+async fn a_group_limits_its_users_below_the_vhost() {
+    let dir = TempDir::new();
+    let config = dir.write(
+        "ferry.toml",
+        r#"[router]
+id = "iot"
+
+[[listener]]
+host = "127.0.0.1"
+port = 0
+
+[[vhost]]
+name = "iot"
+max_connections_per_user = 10
+max_links_per_connection = 10
+
+[[vhost.group]]
+name = "devices"
+users = ["$anonymous"]
+send = ["telemetry"]
+receive = ["commands"]
+max_connections_per_user = 2
+max_links_per_connection = 2
+max_message_size = 200
+"#,
+    );
+    let mut ferry = Ferry::spawn(
+        ["run".as_ref(), "--config".as_ref(), config.as_os_str()],
+        &[],
+    );
+    let addr = ferry.wait_listening(1, WAIT)[0];
+    let mut first = Client::connect(addr, anonymous("iot")).await.unwrap();
+    let _second = Client::connect(addr, anonymous("iot")).await.unwrap();
+    let e = Client::connect(addr, anonymous("iot")).await.unwrap_err();
+    assert_eq!(
+        e.condition(),
+        Some(condition::RESOURCE_LIMIT_EXCEEDED.as_str()),
+        "a third device connection: {e}"
+    );
+    first.open_sender(Some("telemetry")).await.unwrap();
+    first.open_receiver("commands", 1).await.unwrap();
+    assert_eq!(
+        refused_with(first.open_sender(Some("telemetry")).await).as_deref(),
+        Some(condition::RESOURCE_LIMIT_EXCEEDED.as_str()),
+        "a third link"
+    );
+}
+
 /// Alice's right to send to `orders` is taken away in the file, and SIGHUP
 /// makes it so: her link on `orders` is detached, a new attach is
 /// refused; her `events.*` traffic and bob's links carry on, nothing lost.

@@ -154,8 +154,9 @@ pub struct VhostConfig {
     pub groups: Vec<GroupConfig>,
 }
 
-/// `[[vhost.group]]`: users and the addresses they may use.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// `[[vhost.group]]`: users, the addresses they may use, and limits that
+/// replace the vhost's for them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GroupConfig {
     /// Unique in its vhost.
@@ -174,6 +175,16 @@ pub struct GroupConfig {
     /// May attach dynamic (reply-to) receivers.
     #[serde(default)]
     pub dynamic_reply: bool,
+    /// For its users, instead of the vhost's `max_connections_per_user`.
+    #[serde(default)]
+    pub max_connections_per_user: Option<usize>,
+    /// For its users' links, instead of the vhost's `max_message_size`.
+    #[serde(default)]
+    pub max_message_size: Option<u64>,
+    /// For its users' connections, instead of the vhost's
+    /// `max_links_per_connection`.
+    #[serde(default)]
+    pub max_links_per_connection: Option<u32>,
 }
 
 /// `[router]`: who this router is and what part it plays in a mesh.

@@ -97,6 +97,15 @@ impl Display for Config {
                 writeln!(f, "send = {}", list(&group.send))?;
                 writeln!(f, "receive = {}", list(&group.receive))?;
                 writeln!(f, "dynamic_reply = {}", group.dynamic_reply)?;
+                if let Some(n) = group.max_connections_per_user {
+                    writeln!(f, "max_connections_per_user = {n}")?;
+                }
+                if let Some(n) = group.max_message_size {
+                    writeln!(f, "max_message_size = {n}")?;
+                }
+                if let Some(n) = group.max_links_per_connection {
+                    writeln!(f, "max_links_per_connection = {n}")?;
+                }
             }
         }
         for address in &self.addresses {
@@ -209,6 +218,7 @@ mod tests {
                 send: vec!["orders".into(), "events.*".into()],
                 receive: vec!["*".into()],
                 dynamic_reply: true,
+                ..Default::default()
             }],
         });
         config.addresses.push(AddressConfig {

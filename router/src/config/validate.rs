@@ -435,6 +435,21 @@ fn validate_vhosts(config: &Config) -> Result<(), Invalid> {
             if group.name.trim().is_empty() {
                 return Err(invalid(key("name"), "must not be empty"));
             }
+            for (field, value) in [
+                (
+                    "max_connections_per_user",
+                    group.max_connections_per_user.map(|n| n as u64),
+                ),
+                ("max_message_size", group.max_message_size),
+                (
+                    "max_links_per_connection",
+                    group.max_links_per_connection.map(u64::from),
+                ),
+            ] {
+                if value == Some(0) {
+                    return Err(invalid(key(field), "must be at least 1"));
+                }
+            }
             if let Some(first) = groups.insert(group.name.as_str(), j) {
                 return Err(invalid(
                     key("name"),
@@ -705,6 +720,7 @@ mod tests {
                 send: vec!["orders".into(), "events.*".into(), "a/*".into(), "*".into()],
                 receive: vec!["ev*nts".into()],
                 dynamic_reply: false,
+                ..Default::default()
             }],
         });
         assert_eq!(key_of(&config), "vhost[0].max_connections_per_user");

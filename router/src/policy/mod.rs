@@ -63,6 +63,8 @@ struct Group {
     send: Arc<Patterns>,
     receive: Arc<Patterns>,
     dynamic_reply: bool,
+    /// Its limits (`None`: the vhost's).
+    limits: VhostLimits,
 }
 
 impl Group {
@@ -128,6 +130,12 @@ impl Vhost {
                 send: Arc::new(Patterns::new(&g.send)),
                 receive: Arc::new(Patterns::new(&g.receive)),
                 dynamic_reply: g.dynamic_reply,
+                limits: VhostLimits {
+                    max_connections: None,
+                    max_connections_per_user: g.max_connections_per_user,
+                    max_message_size: g.max_message_size,
+                    max_links_per_connection: g.max_links_per_connection,
+                },
             })
             .collect();
         Self {
@@ -148,7 +156,9 @@ impl Vhost {
     }
 
     /// What `user` (`None`: not authenticated) may do here: the union of
-    /// the groups it is in.
+    /// the groups it is in. A limit one of its groups sets replaces the
+    /// vhost's; where several set it, the most generous wins (as the
+    /// permissions are the union of the groups').
     pub fn tenant(&self, user: Option<&str>) -> Tenant {
         let mut t = Tenant {
             vhost: self.name.clone(),
@@ -157,11 +167,23 @@ impl Vhost {
             dynamic_reply: false,
             limits: self.limits,
         };
+        let mut own = VhostLimits::default();
         for g in self.groups.iter().filter(|g| g.has(user)) {
             t.send.push(g.send.clone());
             t.receive.push(g.receive.clone());
             t.dynamic_reply |= g.dynamic_reply;
+            own.max_connections_per_user = own
+                .max_connections_per_user
+                .max(g.limits.max_connections_per_user);
+            own.max_message_size = own.max_message_size.max(g.limits.max_message_size);
+            own.max_links_per_connection = own
+                .max_links_per_connection
+                .max(g.limits.max_links_per_connection);
         }
+        let l = &mut t.limits;
+        l.max_connections_per_user = own.max_connections_per_user.or(l.max_connections_per_user);
+        l.max_message_size = own.max_message_size.or(l.max_message_size);
+        l.max_links_per_connection = own.max_links_per_connection.or(l.max_links_per_connection);
         t
     }
 }
@@ -175,7 +197,7 @@ pub struct Tenant {
     send: Vec<Arc<Patterns>>,
     receive: Vec<Arc<Patterns>>,
     dynamic_reply: bool,
-    /// The vhost's limits.
+    /// Its limits: the vhost's, or its groups' where they set them.
     pub limits: VhostLimits,
 }
 

@@ -11,6 +11,7 @@ fn group(name: &str, users: &[&str], send: &[&str], receive: &[&str]) -> GroupCo
         send: v(send),
         receive: v(receive),
         dynamic_reply: false,
+        ..Default::default()
     }
 }
 
@@ -100,4 +101,55 @@ fn connections_are_counted_per_vhost_and_per_user() {
         .admit(a.name(), Some("alice"), &a.limits)
         .unwrap();
     drop(second);
+}
+
+#[test]
+fn a_group_limit_replaces_the_vhost_one_and_the_most_generous_group_wins() {
+    let mut config = Config::embedded_default();
+    let limited =
+        |name: &str, users: &[&str], size: Option<u64>, conns: Option<usize>| GroupConfig {
+            max_message_size: size,
+            max_connections_per_user: conns,
+            ..group(name, users, &["*"], &["*"])
+        };
+    config.vhosts = vec![VhostConfig {
+        name: "iot".into(),
+        max_connections: Some(100),
+        max_connections_per_user: Some(5),
+        max_message_size: Some(1000),
+        max_links_per_connection: Some(7),
+        groups: vec![
+            limited(
+                "devices",
+                &["$anonymous", "alice", "bob"],
+                Some(200),
+                Some(1),
+            ),
+            limited("backends", &["alice"], Some(5000), None),
+            limited("plain", &["carol"], None, None),
+        ],
+    }];
+    let p = Policy::from_config(&config).unwrap();
+    let v = p.vhost(Some("iot")).unwrap();
+    let limits = |user| v.tenant(user).limits;
+    let device = limits(None);
+    assert_eq!(
+        (device.max_message_size, device.max_connections_per_user),
+        (Some(200), Some(1))
+    );
+    assert_eq!(device.max_links_per_connection, Some(7), "the vhost's");
+    assert_eq!(device.max_connections, Some(100), "always the vhost's");
+    let alice = limits(Some("alice"));
+    assert_eq!(
+        (alice.max_message_size, alice.max_connections_per_user),
+        (Some(5000), Some(1)),
+        "the larger of her two groups' sizes; the one group setting connections"
+    );
+    assert_eq!(limits(Some("bob")).max_message_size, Some(200));
+    let carol = limits(Some("carol"));
+    assert_eq!(
+        (carol.max_message_size, carol.max_connections_per_user),
+        (Some(1000), Some(5)),
+        "a group without limits leaves the vhost's"
+    );
 }

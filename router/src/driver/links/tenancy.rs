@@ -31,14 +31,15 @@ impl Links {
             let why = format!("no virtual host {:?} here", hostname.unwrap_or(""));
             return engine.close(Some(unauthorized(why)));
         };
+        let tenant = vhost.tenant(user);
         match self
             .core
             .admissions()
-            .admit(vhost.name(), user, &vhost.limits)
+            .admit(vhost.name(), user, &tenant.limits)
         {
             Ok(admission) => {
                 self.tenancy = Some(Box::new(Tenancy {
-                    tenant: vhost.tenant(user),
+                    tenant,
                     _admission: admission,
                 }));
             }
