@@ -1,10 +1,12 @@
 //! The HTTP endpoint (`[http]`): `GET /metrics` (Prometheus text format),
-//! `/healthz` (the process is alive) and `/readyz` (ready for traffic;
-//! see [`Readiness::check`]). HTTP/1.1, GET and HEAD only, bounded: at
+//! `/healthz` (the process is alive), `/readyz` (ready for traffic;
+//! see [`Readiness::check`]), and the live console (`/console` and the
+//! JSON it polls, `/api/…`; to loopback clients only). HTTP/1.1, GET and HEAD only, bounded: at
 //! most [`MAX_CONNECTIONS`] connections at once (more are closed at
 //! once), [`HEADER_TIMEOUT`] to send a request's headers, and
 //! [`CONNECTION_LIFETIME`] per connection.
 
+mod console;
 mod ready;
 mod routes;
 
@@ -98,7 +100,7 @@ impl HttpServer {
                 accepted = self.listener.accept() => accepted,
                 () = shutdown.triggered() => return,
             };
-            let Ok((stream, _peer)) = accepted else {
+            let Ok((stream, peer)) = accepted else {
                 // Out of file descriptors, say: wait rather than spin.
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
@@ -113,9 +115,17 @@ impl HttpServer {
                 async move {
                     let _slot = slot;
                     let service = service_fn(move |request: Request<hyper::body::Incoming>| {
-                        let response =
-                            routes::respond(&state, request.method(), request.uri().path());
-                        async move { Ok::<_, Infallible>(response.map(Full::new)) }
+                        let state = state.clone();
+                        async move {
+                            let response = routes::respond(
+                                &state,
+                                peer,
+                                request.method(),
+                                request.uri().path(),
+                            )
+                            .await;
+                            Ok::<_, Infallible>(response.map(Full::new))
+                        }
                     });
                     let connection = http1::Builder::new()
                         .timer(TokioTimer::new())

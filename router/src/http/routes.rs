@@ -4,13 +4,29 @@ use bytes::Bytes;
 use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Response, StatusCode};
 
-use super::State;
+use std::net::SocketAddr;
+
+use super::{State, console};
 
 /// The endpoints served.
-const PATHS: [&str; 3] = ["/metrics", "/healthz", "/readyz"];
+const PATHS: [&str; 7] = [
+    "/metrics",
+    "/healthz",
+    "/readyz",
+    "/console",
+    "/api/mesh",
+    "/api/addresses",
+    "/api/links",
+];
 
-/// The response to `method` on `path` (a query string is ignored).
-pub fn respond(state: &State, method: &Method, path: &str) -> Response<Bytes> {
+/// The response to `method` on `path` from `peer` (a query string is
+/// ignored).
+pub async fn respond(
+    state: &State,
+    peer: SocketAddr,
+    method: &Method,
+    path: &str,
+) -> Response<Bytes> {
     if !PATHS.contains(&path) {
         return text(StatusCode::NOT_FOUND, "not found\n");
     }
@@ -32,11 +48,36 @@ pub fn respond(state: &State, method: &Method, path: &str) -> Response<Bytes> {
             response
         }
         "/healthz" => text(StatusCode::OK, "ok\n"),
+        "/console" | "/api/mesh" | "/api/addresses" | "/api/links" if !peer.ip().is_loopback() => {
+            text(
+                StatusCode::FORBIDDEN,
+                "the console is served to this router's host only (ssh -L, kubectl port-forward)\n",
+            )
+        }
+        "/console" => {
+            let mut response = Response::new(Bytes::from_static(console::PAGE.as_bytes()));
+            response.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            );
+            response
+        }
+        "/api/mesh" => json(&console::mesh(&state.core)),
+        "/api/addresses" => json(&console::addresses(&state.core)),
+        "/api/links" => json(&console::links(&state.core).await),
         _ => match state.readiness.check(&state.core) {
             Ok(()) => text(StatusCode::OK, "ready\n"),
             Err(why) => text(StatusCode::SERVICE_UNAVAILABLE, &format!("{why}\n")),
         },
     }
+}
+
+fn json(value: &serde_json::Value) -> Response<Bytes> {
+    let mut response = Response::new(Bytes::from(value.to_string()));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
 }
 
 fn text(status: StatusCode, body: &str) -> Response<Bytes> {

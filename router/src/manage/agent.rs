@@ -23,7 +23,7 @@ use super::entities::{Counters, EntityType, Snapshot, connector_name};
 use super::request::{BadRequest, Operation, Refused, ReplyTo, Request, Response, parse};
 use crate::config::{Config, ConnectorConfig, Role};
 use crate::core::{
-    Address, ConnHandle, Core, DYNAMIC_PREFIX, Forwarded, Hop, Reach, StreamKey, ToConn,
+    Address, ConnHandle, ConnReport, Core, DYNAMIC_PREFIX, Forwarded, Hop, Reach, StreamKey, ToConn,
 };
 use crate::security::Security;
 use crate::shutdown::{Shutdown, Trigger};
@@ -279,20 +279,7 @@ impl Agent {
 
     /// Asks every connection for its report and reads the core.
     async fn snapshot(&self) -> Snapshot {
-        let mut pending = Vec::new();
-        for conn in self.core.connections() {
-            let (tx, rx) = oneshot::channel();
-            conn.post(ToConn::Report(tx));
-            pending.push(rx);
-        }
-        let deadline = tokio::time::Instant::now() + REPORT_WAIT;
-        let mut conns = Vec::new();
-        for rx in pending {
-            // A connection that has ended drops the sender: left out.
-            if let Ok(Ok(report)) = tokio::time::timeout_at(deadline, rx).await {
-                conns.push(report);
-            }
-        }
+        let conns = reports(&self.core).await;
         let stats = &self.core.stats;
         let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
         Snapshot {
@@ -383,6 +370,26 @@ impl Agent {
             .find(|name| crate::policy::unscoped(name) == reply_to)?;
         self.core.lookup(&scoped)
     }
+}
+
+/// Every connection's report: each connection task is asked
+/// ([`ToConn::Report`]) and answers from its own state; one that has not
+/// answered within [`REPORT_WAIT`] (or has ended) is left out.
+pub async fn reports(core: &Core) -> Vec<ConnReport> {
+    let mut pending = Vec::new();
+    for conn in core.connections() {
+        let (tx, rx) = oneshot::channel();
+        conn.post(ToConn::Report(tx));
+        pending.push(rx);
+    }
+    let deadline = tokio::time::Instant::now() + REPORT_WAIT;
+    let mut conns = Vec::new();
+    for rx in pending {
+        if let Ok(Ok(report)) = tokio::time::timeout_at(deadline, rx).await {
+            conns.push(report);
+        }
+    }
+    conns
 }
 
 /// A connector from CREATE's attributes (`host`, `port`, and optionally

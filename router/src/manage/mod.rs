@@ -16,4 +16,4 @@ pub mod entities;
 pub mod request;
 pub mod stat;
 
-pub use agent::{Agent, LOCAL_NODE, is_management, topo_node};
+pub use agent::{Agent, LOCAL_NODE, is_management, reports, topo_node};
