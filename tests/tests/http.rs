@@ -228,7 +228,14 @@ fn readyz_waits_for_routing_to_converge_with_a_neighbour() {
     let b_port = free_port();
     let a = start_mesh_router(&mesh_toml("A", None, &[(b_port, 1)], false), None, HTTP);
     let addr = endpoint(&a.ferry);
-    let waiting = http::get(addr, "/readyz");
+    // The endpoint answers while the listeners bind, a moment before the
+    // router knows they are bound.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut waiting = http::get(addr, "/readyz");
+    while waiting.body == "listeners not bound\n" && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+        waiting = http::get(addr, "/readyz");
+    }
     assert_eq!(waiting.status, 503);
     assert_eq!(waiting.body, "no neighbour up\n");
     // Still not ready a moment later: its neighbour is not there.
