@@ -10,6 +10,7 @@ pub mod env;
 mod error;
 mod load;
 mod logging;
+mod memory;
 mod model;
 mod render;
 mod validate;

@@ -535,12 +535,29 @@ pub struct Limits {
     /// counted as stuck (per link, in management and metrics) and logged
     /// once per link (0: not checked).
     pub stuck_delivery_ms: u64,
+    /// Bytes of messages in flight through the router at most, over every
+    /// producer (0: a quarter of the memory the process may use).
+    pub max_buffered_bytes: u64,
+    /// Bytes of deliveries queued for one connection's consumers at most;
+    /// past it they take no new delivery until they catch up.
+    pub max_buffered_bytes_per_consumer: u64,
 }
 
 impl Limits {
     /// [`handshake_timeout_ms`](Self::handshake_timeout_ms) as a duration.
     pub fn handshake_timeout(&self) -> std::time::Duration {
         std::time::Duration::from_millis(self.handshake_timeout_ms)
+    }
+
+    /// The router-wide bound on bytes in flight:
+    /// [`max_buffered_bytes`](Self::max_buffered_bytes), or when it is 0 a
+    /// quarter of the memory the process may use (its cgroup's limit, else
+    /// the machine's), at least 64 MiB.
+    pub fn buffered_bytes(&self) -> u64 {
+        if self.max_buffered_bytes > 0 {
+            return self.max_buffered_bytes;
+        }
+        (super::memory::available() / 4).max(64 * 1024 * 1024)
     }
 
     /// [`stuck_delivery_ms`](Self::stuck_delivery_ms) as a duration
@@ -564,6 +581,8 @@ impl Default for Limits {
             handshake_timeout_ms: 10_000,
             max_connections_per_host: 0,
             stuck_delivery_ms: 10_000,
+            max_buffered_bytes: 0,
+            max_buffered_bytes_per_consumer: 16 * 1024 * 1024,
         }
     }
 }

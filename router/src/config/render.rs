@@ -146,6 +146,12 @@ impl Display for Config {
             limits.max_connections_per_host
         )?;
         writeln!(f, "stuck_delivery_ms = {}", limits.stuck_delivery_ms)?;
+        writeln!(f, "max_buffered_bytes = {}", limits.max_buffered_bytes)?;
+        writeln!(
+            f,
+            "max_buffered_bytes_per_consumer = {}",
+            limits.max_buffered_bytes_per_consumer
+        )?;
         writeln!(f, "\n[log]")?;
         writeln!(f, "level = {}", quote(&self.log.level))
     }

@@ -505,6 +505,26 @@ fn validate_limits(limits: &Limits) -> Result<(), Invalid> {
             return Err(invalid(format!("limits.{field}"), "must be at least 1"));
         }
     }
+    if limits.max_buffered_bytes != 0
+        && limits.max_buffered_bytes < limits.max_in_flight_bytes_per_producer
+    {
+        return Err(invalid(
+            "limits.max_buffered_bytes",
+            format!(
+                "must be 0 (a quarter of the memory) or at least limits.max_in_flight_bytes_per_producer ({})",
+                limits.max_in_flight_bytes_per_producer
+            ),
+        ));
+    }
+    if limits.max_buffered_bytes_per_consumer < u64::from(limits.max_frame_size) {
+        return Err(invalid(
+            "limits.max_buffered_bytes_per_consumer",
+            format!(
+                "must be at least limits.max_frame_size ({})",
+                limits.max_frame_size
+            ),
+        ));
+    }
     if limits.stuck_delivery_ms > MAX_STUCK_DELIVERY_MS {
         return Err(invalid(
             "limits.stuck_delivery_ms",

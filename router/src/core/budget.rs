@@ -1,46 +1,69 @@
-//! The bound on a producer connection's bytes in flight through the router
-//! (`limits.max_in_flight_bytes_per_producer`). Every frame a producer's
-//! task forwards carries a [`Charge`] against the producer's budget; the
-//! consumer's task drops it once the frame is in its engine (or the frame is
-//! discarded). A producer over budget stops reading its socket until
-//! charges are returned, so a slow consumer holds back a fast producer
-//! instead of filling the router's memory.
+//! The bounds on bytes in flight through the router: each producer
+//! connection's (`limits.max_in_flight_bytes_per_producer`) inside the
+//! router-wide one (`limits.max_buffered_bytes`). Every frame a
+//! producer's task forwards carries a [`Charge`] against its budget and,
+//! through it, the router's; the consumer's task drops it once the frame
+//! is in its engine (or the frame is discarded). A producer over either
+//! stops reading its socket until charges are returned, so slow consumers
+//! hold back fast producers instead of filling the router's memory.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use tokio::sync::Notify;
 
-/// One producer connection's budget.
+/// How often a producer held back by the router-wide bound looks again
+/// (its wake-up is shared by every producer, and a producer that starts
+/// waiting just after one is not woken by it).
+const ROUTER_RECHECK: Duration = Duration::from_millis(20);
+
+/// A budget of bytes in flight.
 #[derive(Debug)]
 pub struct ByteBudget {
     limit: u64,
     used: AtomicU64,
     freed: Notify,
+    /// The router-wide budget this one is part of.
+    parent: Option<Arc<ByteBudget>>,
 }
 
 impl ByteBudget {
     /// A budget of `limit` bytes.
     pub fn new(limit: u64) -> Arc<Self> {
+        Self::within(limit, None)
+    }
+
+    /// A budget of `limit` bytes whose charges count against `parent` too.
+    pub fn within(limit: u64, parent: Option<Arc<ByteBudget>>) -> Arc<Self> {
         Arc::new(Self {
             limit,
             used: AtomicU64::new(0),
             freed: Notify::new(),
+            parent,
         })
     }
 
     /// Charges `bytes`; the charge is returned when the result drops.
     pub fn charge(self: &Arc<Self>, bytes: u64) -> Charge {
         self.used.fetch_add(bytes, Ordering::Relaxed);
+        if let Some(p) = &self.parent {
+            p.used.fetch_add(bytes, Ordering::Relaxed);
+        }
         Charge {
             budget: self.clone(),
             bytes,
         }
     }
 
-    /// Whether the producer must stop reading for now.
+    /// Whether the producer must stop reading for now: its budget is
+    /// spent, or the router's is and it has bytes in flight. A connection
+    /// with none in flight is still read (its handshake, its first
+    /// deliveries: at most its credit's worth), so that new clients are
+    /// not locked out while others hold the router's budget.
     pub fn exhausted(&self) -> bool {
-        self.used.load(Ordering::Relaxed) >= self.limit
+        let used = self.used.load(Ordering::Relaxed);
+        used >= self.limit || (used > 0 && self.parent.as_ref().is_some_and(|p| p.exhausted()))
     }
 
     /// Bytes in flight now.
@@ -48,9 +71,34 @@ impl ByteBudget {
         self.used.load(Ordering::Relaxed)
     }
 
-    /// Completes when some charge has been returned since the last call.
+    /// Its limit.
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    /// Completes when some charge may have been returned since the last
+    /// call: this budget's own, or the router's (woken, or looked at again
+    /// every [`ROUTER_RECHECK`]).
     pub async fn freed(&self) {
-        self.freed.notified().await
+        match &self.parent {
+            Some(p) if p.exhausted() => tokio::select! {
+                () = self.freed.notified() => {}
+                () = p.freed.notified() => {}
+                () = tokio::time::sleep(ROUTER_RECHECK) => {}
+            },
+            _ => self.freed.notified().await,
+        }
+    }
+
+    fn give_back(&self, bytes: u64, wake_all: bool) {
+        let before = self.used.fetch_sub(bytes, Ordering::Relaxed);
+        if before >= self.limit && before - bytes < self.limit {
+            if wake_all {
+                self.freed.notify_waiters();
+            } else {
+                self.freed.notify_one();
+            }
+        }
     }
 }
 
@@ -63,10 +111,54 @@ pub struct Charge {
 
 impl Drop for Charge {
     fn drop(&mut self) {
-        let before = self.budget.used.fetch_sub(self.bytes, Ordering::Relaxed);
-        if before >= self.budget.limit && before - self.bytes < self.budget.limit {
-            self.budget.freed.notify_one();
+        self.budget.give_back(self.bytes, false);
+        if let Some(p) = &self.budget.parent {
+            // Every producer held back by the router's bound may go on.
+            p.give_back(self.bytes, true);
         }
+    }
+}
+
+/// What is queued for one connection task and not yet taken by it
+/// (deliveries routed to its consumer links): past `limit`, its consumers
+/// take no new deliveries, so one consumer that stops reading holds at
+/// most this much (`limits.max_buffered_bytes_per_consumer`), not the
+/// router's whole budget.
+#[derive(Debug)]
+pub struct Backlog {
+    bytes: AtomicU64,
+    limit: u64,
+}
+
+impl Backlog {
+    /// A backlog bounded at `limit` bytes.
+    pub fn new(limit: u64) -> Arc<Self> {
+        Arc::new(Self {
+            bytes: AtomicU64::new(0),
+            limit,
+        })
+    }
+
+    /// `n` bytes were posted to the task.
+    pub fn add(&self, n: u64) {
+        self.bytes.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The task took `n` bytes; returns whether that brought the backlog
+    /// back under its limit (its consumers take deliveries again).
+    pub fn take(&self, n: u64) -> bool {
+        let before = self.bytes.fetch_sub(n, Ordering::Relaxed);
+        before >= self.limit && before - n < self.limit
+    }
+
+    /// Whether its consumers should take no new delivery for now.
+    pub fn is_full(&self) -> bool {
+        self.bytes.load(Ordering::Relaxed) >= self.limit
+    }
+
+    /// Bytes queued now.
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
     }
 }
 
@@ -85,5 +177,34 @@ mod tests {
         assert!(!b.exhausted());
         drop(c2);
         assert_eq!(b.used(), 0);
+    }
+
+    #[test]
+    fn the_routers_budget_holds_back_every_producer() {
+        let router = ByteBudget::new(100);
+        let a = ByteBudget::within(80, Some(router.clone()));
+        let b = ByteBudget::within(80, Some(router.clone()));
+        let ca = a.charge(70);
+        assert!(!a.exhausted() && !b.exhausted());
+        let cb = b.charge(40);
+        assert!(a.exhausted() && b.exhausted(), "110 of the router's 100");
+        assert_eq!(router.used(), 110);
+        let c = ByteBudget::within(80, Some(router.clone()));
+        assert!(!c.exhausted(), "nothing in flight: still read");
+        drop(ca);
+        assert!(!a.exhausted() && !b.exhausted());
+        drop(cb);
+        assert_eq!(router.used(), 0);
+    }
+
+    #[test]
+    fn a_backlog_says_when_it_is_back_under_its_limit() {
+        let q = Backlog::new(100);
+        q.add(150);
+        assert!(q.is_full());
+        assert!(!q.take(20), "130: still full");
+        assert!(q.take(50), "80: under again");
+        assert!(!q.is_full());
+        assert!(!q.take(80));
     }
 }

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 pub use address::{Address, Grant, Hop, IDLE_LEASE, Reach, Targets, serves};
-pub use budget::{ByteBudget, Charge};
+pub use budget::{Backlog, ByteBudget, Charge};
 pub use fields::{RoutingFields, routing_fields};
 pub use message::{
     ConnHandle, ConnId, Fanout, Forwarded, Origin, Retry, StreamKey, ToConn, delivery_failed,
@@ -68,6 +68,9 @@ pub struct Core {
     pub stats: Stats,
     /// The metrics `GET /metrics` shows.
     metrics: Metrics,
+    /// The router-wide bound on bytes in flight
+    /// (`limits.max_buffered_bytes`), every producer's budget part of it.
+    buffered: Arc<ByteBudget>,
 }
 
 impl Core {
@@ -92,6 +95,7 @@ impl Core {
             next_dynamic: AtomicU64::new(0),
             stats: Stats::default(),
             metrics: Metrics::new(config),
+            buffered: ByteBudget::new(config.limits.buffered_bytes()),
         }
     }
 
@@ -103,6 +107,11 @@ impl Core {
     /// The router's limits.
     pub fn limits(&self) -> &Limits {
         &self.config.limits
+    }
+
+    /// The router-wide budget of bytes in flight.
+    pub fn buffered(&self) -> &Arc<ByteBudget> {
+        &self.buffered
     }
 
     /// Who may use management.

@@ -70,10 +70,11 @@ impl Endpoint {
             peer: peer.addr,
         };
         let (tx, inbox) = mpsc::unbounded_channel();
-        let handle = ConnHandle {
-            id: core.next_conn_id(),
+        let handle = ConnHandle::new(
+            core.next_conn_id(),
             tx,
-        };
+            core.limits().max_buffered_bytes_per_consumer,
+        );
         let id = handle.id;
         Self {
             engine,

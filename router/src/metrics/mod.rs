@@ -14,8 +14,6 @@ mod deliveries;
 mod process;
 mod routing;
 
-use std::sync::{Arc, Mutex, Weak};
-
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -25,7 +23,7 @@ pub use deliveries::{AddressCounters, ConnRole, DeliveryCounters, InFlight};
 pub use routing::{CONVERGENCE_WINDOW, RoutingMetrics, next_hops_changed, reaches_another_router};
 
 use crate::config::Config;
-use crate::core::{ByteBudget, Core, DYNAMIC_PREFIX};
+use crate::core::{Core, DYNAMIC_PREFIX};
 use deliveries::DeliveryFamilies;
 
 /// The `prefix` label of addresses no `[[address]]` prefix matches.
@@ -83,8 +81,6 @@ pub struct Metrics {
     neighbours_up: Gauge,
     stuck_deliveries: Gauge,
     resident_memory: Gauge,
-    /// The producers' byte budgets, read when scraped.
-    budgets: Mutex<Vec<Weak<ByteBudget>>>,
     /// What the routing task reports.
     pub routing: RoutingMetrics,
 }
@@ -120,7 +116,6 @@ impl Metrics {
             neighbours_up: Gauge::default(),
             stuck_deliveries: Gauge::default(),
             resident_memory: Gauge::default(),
-            budgets: Mutex::default(),
             routing: RoutingMetrics::default(),
             registry: Registry::default(),
         };
@@ -242,19 +237,6 @@ impl Metrics {
         Open::new(&self.links[direction as usize])
     }
 
-    /// Counts `budget`'s bytes in `ferry_buffered_bytes` for as long as it
-    /// lives.
-    pub fn track_budget(&self, budget: Arc<ByteBudget>) -> Arc<ByteBudget> {
-        let mut budgets = self.budgets.lock().expect("budgets lock");
-        if budgets.len() == budgets.capacity() {
-            // Forget the budgets gone before growing: the list stays
-            // within twice the connections open.
-            budgets.retain(|b| b.strong_count() > 0);
-        }
-        budgets.push(Arc::downgrade(&budget));
-        budget
-    }
-
     /// Changes `ferry_stuck_deliveries` by `delta`: each connection adds
     /// what its own check found since the last (see `[limits]
     /// stuck_delivery_ms`).
@@ -272,15 +254,7 @@ impl Metrics {
     /// text format, version 0.0.4 ([`CONTENT_TYPE`]). The figures not
     /// counted on the message path are read now.
     pub fn render(&self, core: &Core) -> String {
-        let budgets: u64 = self
-            .budgets
-            .lock()
-            .expect("budgets lock")
-            .iter()
-            .filter_map(Weak::upgrade)
-            .map(|b| b.used())
-            .sum();
-        self.bytes_buffered.set(clamp(budgets));
+        self.bytes_buffered.set(clamp(core.buffered().used()));
         self.credit_granted.set(core.credit_held());
         self.neighbours_up
             .set(clamp(core.mesh().neighbour_count() as u64));

@@ -202,9 +202,10 @@ impl Links {
             tags: BytesMut::new(),
             recredit_pending: Vec::new(),
             rechecks: HashMap::new(),
-            budget: core.metrics().track_budget(ByteBudget::new(
+            budget: ByteBudget::within(
                 core.limits().max_in_flight_bytes_per_producer,
-            )),
+                Some(core.buffered().clone()),
+            ),
             core,
         }
     }
@@ -316,6 +317,13 @@ impl Links {
     /// Handles a message from another connection task.
     pub(crate) fn handle_message(&mut self, engine: &mut Connection, msg: ToConn, now: Instant) {
         self.now = now;
+        if self.me.backlog.take(msg.bytes()) {
+            // Under the backlog's bound again: its consumers take
+            // deliveries, and their producers may be given credit.
+            for c in self.consumers.values() {
+                c.address.recredit_producers();
+            }
+        }
         match msg {
             ToConn::Deliver { link, delivery } => self.deliver(engine, link, delivery),
             ToConn::Continue {
