@@ -1,9 +1,9 @@
 //! A consumer that grants credit and then stops reading its socket, fed by
 //! many pre-settled producers: the router's memory stays within its
 //! bounds (`[limits] max_buffered_bytes_per_consumer`, and the router-wide
-//! `max_buffered_bytes` when one consumer may hold more), the messages it
-//! could not queue are dropped and counted, other consumers are served
-//! meanwhile, and the bytes held are given back when the consumer goes.
+//! `max_buffered_bytes` when one consumer may hold more): its producers are
+//! held back by credit withheld, other consumers are served meanwhile, and
+//! the bytes held are given back when the consumer goes.
 
 #[path = "../support/http.rs"]
 mod http;
@@ -125,6 +125,10 @@ async fn flood(router: &Router, other: bool) -> u64 {
         drop(p.await.unwrap());
     }
     drop(stuck);
+    eprintln!(
+        "the router grew by {} MiB at its peak",
+        (peak - baseline) >> 20
+    );
     peak - baseline
 }
 
@@ -136,13 +140,10 @@ async fn a_consumer_that_stops_reading_holds_at_most_its_backlog() {
     );
     let endpoint = http_addr(&router.ferry.stderr()).unwrap();
     let growth = flood(&router, true).await;
-    // 4 MiB queued for it, and what sits in its connection's output and
+    // 4 MiB queued for it, what its producers held credit for when it
+    // filled (20 × 250 × 4 KiB at most), its connection's output and
     // allocator slack; without the bound each producer could hold 16 MiB.
     assert!(growth < 48 << 20, "the router grew by {} MiB", growth >> 20);
-    assert!(
-        metric(endpoint, "ferry_deliveries_dropped_total") > 0.0,
-        "pre-settled messages it could not queue are dropped and counted"
-    );
     // The consumer has gone: the bytes held are given back.
     let deadline = Instant::now() + Duration::from_secs(10);
     while metric(endpoint, "ferry_buffered_bytes") > 0.0 {

@@ -64,17 +64,15 @@ struct Consumer {
 
 impl Consumer {
     /// The credit producers may be promised on it: none while its
-    /// connection's backlog is full (it is not taking what it has).
+    /// connection's backlog is full (it is not taking what it has). What
+    /// producers hold already still reaches it (the backlog's overshoot is
+    /// bounded by that credit): withheld credit holds them back, nothing
+    /// is released or dropped for it.
     fn available(&self) -> u32 {
         if self.conn.backlog.is_full() {
             return 0;
         }
         u32::try_from(self.credit.max(0)).unwrap_or(u32::MAX)
-    }
-
-    /// Whether a new delivery may be routed to it.
-    fn takes(&self) -> bool {
-        self.credit > 0 && !self.conn.backlog.is_full()
     }
 }
 
@@ -548,7 +546,7 @@ impl Address {
         // Anycast: the path cost to a consumer the delivery may go to (0
         // for a local one), one routing-table question per consumer.
         let usable = |c: &Consumer| -> Option<u32> {
-            if !c.takes() || exclude == Some((c.conn.id, c.link)) {
+            if c.credit <= 0 || exclude == Some((c.conn.id, c.link)) {
                 return None;
             }
             path_cost(table, name, from, &c.to)
@@ -565,7 +563,7 @@ impl Address {
                 // or a consumer's flow), it waits for the link's credit.
                 let reaches = |c: &Consumer| serves_tree(table, origin, from, c, reach);
                 let promised = matches!(from, Hop::Neighbor(_));
-                if !promised && s.consumers.iter().any(|c| reaches(c) && !c.takes()) {
+                if !promised && s.consumers.iter().any(|c| reaches(c) && c.credit <= 0) {
                     return Targets::new();
                 }
                 s.consumers
