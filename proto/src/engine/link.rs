@@ -74,6 +74,9 @@ pub(crate) struct Link {
     pub peer_termini: Option<Box<(Option<Source>, Option<TargetTerminus>)>>,
 }
 
+/// The longest delivery-tag (AMQP 1.0 §2.8.7: binary, 32 octets at most).
+const MAX_DELIVERY_TAG: usize = 32;
+
 impl Connection {
     fn link_mut(&mut self, link: LinkId) -> Result<&mut Link, EngineError> {
         self.links.get_mut(&link).ok_or(EngineError::UnknownLink)
@@ -603,6 +606,14 @@ impl Connection {
             });
             return;
         }
+        // Link names are unique per direction between two containers
+        // (AMQP 1.0 §2.6.1): a second attach of an attached link's name is
+        // refused, the first carries on.
+        let taken = self.links.values().any(|l| {
+            l.name == attach.name
+                && l.role == our_role
+                && matches!(l.state, LinkState::Attached | LinkState::AttachReceived)
+        });
         let id = self.alloc_link_id();
         let s = self.sessions.get_mut(&session).expect("exists");
         s.remote_handles.insert(attach.handle, id);
@@ -629,6 +640,17 @@ impl Connection {
                 peer_termini: Some(Box::new((attach.source.clone(), attach.target.clone()))),
             },
         );
+        if taken {
+            let error = Error::new(
+                condition::INVALID_FIELD,
+                format!(
+                    "a link named {:?} is already attached in this direction (AMQP 1.0 §2.6.1)",
+                    attach.name.as_str()
+                ),
+            );
+            let _ = self.refuse_attach(id, error);
+            return;
+        }
         self.events.push_back(Event::AttachRequested {
             link: id,
             session,
@@ -759,6 +781,27 @@ impl Connection {
         if l.state == LinkState::DetachSent {
             return; // in flight when we detached
         }
+        if l.incoming_partial.is_none()
+            && let Some(delivery) = t.delivery_id
+        {
+            // Delivery ids come from one counter per session (AMQP 1.0
+            // §2.7.5, §2.6.12): the first frame of each new delivery takes
+            // the next one.
+            let s = self.sessions.get_mut(&session).expect("exists");
+            match s.next_incoming_delivery {
+                Some(expected) if expected != delivery => {
+                    return self.fail(
+                        condition::INVALID_FIELD,
+                        format!(
+                            "delivery-id {} out of sequence: {} was next",
+                            delivery.0, expected.0
+                        ),
+                    );
+                }
+                _ => s.next_incoming_delivery = Some(delivery.wrapping_add(1)),
+            }
+        }
+        let l = self.links.get_mut(&id).expect("exists");
         let more = t.more.unwrap_or(false);
         let aborted = t.aborted.unwrap_or(false);
         let (first, mut partial) = match l.incoming_partial.take() {
@@ -780,6 +823,17 @@ impl Connection {
                         "first transfer of a delivery lacks delivery-id or delivery-tag",
                     );
                 };
+                if tag.len() > MAX_DELIVERY_TAG {
+                    let error = Error::new(
+                        condition::INVALID_FIELD,
+                        format!(
+                            "a delivery-tag of {} octets: AMQP 1.0 §2.8.7 allows {MAX_DELIVERY_TAG} at most",
+                            tag.len()
+                        ),
+                    );
+                    let _ = self.detach(id, true, Some(error));
+                    return;
+                }
                 if l.credit == 0 && l.in_flight_allowance > 0 {
                     l.in_flight_allowance -= 1;
                     l.credit += 1;

@@ -56,6 +56,9 @@ pub(crate) struct Session {
     pub remote_incoming_window: u32,
     /// Delivery id of our next delivery.
     pub next_delivery_id: SequenceNo,
+    /// The delivery-id the peer's next new delivery must have (`None`
+    /// before its first).
+    pub next_incoming_delivery: Option<SequenceNo>,
     /// Highest handle the peer accepts.
     pub remote_handle_max: u32,
     pub local_handles: HashMap<Handle, LinkId>,
@@ -82,6 +85,7 @@ impl Session {
             next_incoming_id: SequenceNo(0),
             remote_incoming_window: 0,
             next_delivery_id: SequenceNo(0),
+            next_incoming_delivery: None,
             remote_handle_max: u32::MAX,
             local_handles: HashMap::new(),
             remote_handles: HashMap::new(),

@@ -791,3 +791,101 @@ fn an_attach_detached_before_it_is_answered_is_answered_both_ways() {
     );
     assert!(p.client.is_open() && p.server.is_open());
 }
+
+/// AMQP 1.0 §2.8.7: a delivery-tag is at most 32 octets; a longer one
+/// detaches the link with `amqp:invalid-field`, and nothing is delivered.
+#[test]
+fn a_delivery_tag_over_32_octets_detaches_the_link() {
+    let mut p = Pair::default_pair();
+    let (snd, _) = p.sender_link(5);
+    p.client
+        .send(
+            snd,
+            Bytes::from(vec![7u8; 32]),
+            Bytes::from_static(b"ok"),
+            true,
+            false,
+        )
+        .unwrap();
+    p.client
+        .send(
+            snd,
+            Bytes::from(vec![7u8; 33]),
+            Bytes::from_static(b"no"),
+            true,
+            false,
+        )
+        .unwrap();
+    p.drive();
+    assert_eq!(p.server_transfers().len(), 1, "the 32-octet tag passes");
+    assert!(p.client_events.iter().any(|e| matches!(
+        e,
+        Event::Detached { link, error: Some(err), .. }
+            if *link == snd && err.condition == condition::INVALID_FIELD
+    )));
+    assert!(p.client.is_open() && p.server.is_open());
+}
+
+/// AMQP 1.0 §2.6.1: link names are unique per direction between two
+/// containers; a second attach of an attached link's name is refused and
+/// the first link carries on.
+#[test]
+fn a_second_link_with_the_same_name_and_direction_is_refused() {
+    let mut p = Pair::default_pair();
+    let (first, rcv) = p.sender_link(5);
+    let s = p.client.begin_session().unwrap();
+    p.drive();
+    let second = p
+        .client
+        .attach(
+            s,
+            LinkSpec {
+                name: "l".into(),
+                role: Role::Sender,
+                target: Some(TargetTerminus::Target(Target::new("q"))),
+                ..LinkSpec::default()
+            },
+        )
+        .unwrap();
+    p.drive();
+    assert!(
+        !p.server_events
+            .iter()
+            .any(|e| matches!(e, Event::AttachRequested { .. })),
+        "the router's link logic never sees it"
+    );
+    assert!(p.client_events.iter().any(|e| matches!(
+        e,
+        Event::Detached { link, error: Some(err), .. }
+            if *link == second && err.condition == condition::INVALID_FIELD
+    )));
+    p.send_small(first, 1, true);
+    p.drive();
+    assert_eq!(p.server_transfers().len(), 1);
+    let _ = rcv;
+}
+
+/// Delivery ids come from one counter per session (AMQP 1.0 §2.7.5): a
+/// new delivery that skips ahead closes the connection with
+/// `amqp:invalid-field`, as Qpid Proton does.
+#[test]
+fn a_jump_in_delivery_ids_closes_the_connection() {
+    let mut p = Pair::default_pair();
+    let (snd, _) = p.sender_link(5);
+    p.send_small(snd, 2, true);
+    p.drive();
+    assert_eq!(p.server_transfers().len(), 2);
+    let session = p.client.links[&snd].session;
+    p.client
+        .sessions
+        .get_mut(&session)
+        .unwrap()
+        .next_delivery_id = SequenceNo(1_000_000);
+    p.send_small(snd, 1, true);
+    p.drive();
+    assert!(p.server_transfers().is_empty());
+    assert!(p.client_events.iter().any(|e| matches!(
+        e,
+        Event::Closed { error: Some(err), .. } if err.condition == condition::INVALID_FIELD
+    )));
+}
