@@ -177,8 +177,6 @@ pub struct Origin {
     pub delivery: SequenceNo,
     /// For multicast: the copies whose outcomes are combined.
     pub fanout: Option<Arc<Fanout>>,
-    /// Counts it in flight while it lives, and its outcome.
-    pub in_flight: crate::metrics::InFlight,
 }
 
 impl Origin {
@@ -190,7 +188,6 @@ impl Origin {
             Some(f) => f.record(state),
         };
         if let Some(state) = state {
-            self.in_flight.settled(&state);
             self.conn.post(ToConn::Settle {
                 link: self.link,
                 delivery: self.delivery,

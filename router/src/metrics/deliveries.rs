@@ -10,7 +10,6 @@ use ferry_proto::definitions::DeliveryState;
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
 
 /// The role of the connection a link belongs to, as a label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -125,12 +124,10 @@ pub struct DeliveryCounters {
     /// Deliveries whose time to live passed in the router.
     pub expired: Counter,
     outcomes: [Counter; 4],
-    /// The router-wide count of deliveries waiting for their outcome.
-    in_flight: Gauge,
 }
 
 impl DeliveryCounters {
-    fn registered(families: &DeliveryFamilies, in_flight: &Gauge, labels: DeliveryLabels) -> Self {
+    fn registered(families: &DeliveryFamilies, labels: DeliveryLabels) -> Self {
         let outcome = |outcome| {
             families
                 .settled
@@ -147,7 +144,6 @@ impl DeliveryCounters {
             dropped: families.dropped.get_or_create(&labels).clone(),
             expired: families.expired.get_or_create(&labels).clone(),
             outcomes: Outcome::ALL.map(outcome),
-            in_flight: in_flight.clone(),
         }
     }
 
@@ -170,11 +166,10 @@ impl DeliveryCounters {
 pub struct AddressCounters([Arc<DeliveryCounters>; 2]);
 
 impl AddressCounters {
-    pub(super) fn registered(families: &DeliveryFamilies, in_flight: &Gauge, prefix: &str) -> Self {
+    pub(super) fn registered(families: &DeliveryFamilies, prefix: &str) -> Self {
         Self(ConnRole::ALL.map(|role| {
             Arc::new(DeliveryCounters::registered(
                 families,
-                in_flight,
                 DeliveryLabels {
                     prefix: prefix.to_owned(),
                     role,
@@ -192,38 +187,5 @@ impl AddressCounters {
     /// The counters for links of connections of `role`.
     pub fn role(&self, role: ConnRole) -> &Arc<DeliveryCounters> {
         &self.0[role.index()]
-    }
-}
-
-/// An unsettled delivery waiting for its outcome (a multicast copy counts
-/// once per copy): the router-wide in-flight gauge counts these, up while
-/// one lives, down when it drops. It also counts the outcome, with the
-/// counters of the producer's address and role.
-#[derive(Debug)]
-pub struct InFlight(Arc<DeliveryCounters>);
-
-impl InFlight {
-    /// A delivery that came in with `counters` and now waits for an
-    /// outcome.
-    pub fn new(counters: &Arc<DeliveryCounters>) -> Self {
-        counters.in_flight.inc();
-        Self(counters.clone())
-    }
-
-    /// Counts the outcome passed back to the producer.
-    pub fn settled(&self, state: &DeliveryState) {
-        self.0.settled(state);
-    }
-}
-
-impl Clone for InFlight {
-    fn clone(&self) -> Self {
-        Self::new(&self.0)
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.in_flight.dec();
     }
 }

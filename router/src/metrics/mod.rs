@@ -19,7 +19,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
 
-pub use deliveries::{AddressCounters, ConnRole, DeliveryCounters, InFlight};
+pub use deliveries::{AddressCounters, ConnRole, DeliveryCounters};
 pub use routing::{CONVERGENCE_WINDOW, RoutingMetrics, next_hops_changed, reaches_another_router};
 
 use crate::config::Config;
@@ -78,6 +78,7 @@ pub struct Metrics {
     links: [Gauge; 2],
     credit_granted: Gauge,
     bytes_buffered: Gauge,
+    in_flight: Gauge,
     neighbours_up: Gauge,
     stuck_deliveries: Gauge,
     resident_memory: Gauge,
@@ -93,7 +94,7 @@ impl Metrics {
         let mut registry = Registry::with_prefix("ferry");
         let families = DeliveryFamilies::default();
         let in_flight = Gauge::default();
-        let counters = |prefix: &str| AddressCounters::registered(&families, &in_flight, prefix);
+        let counters = |prefix: &str| AddressCounters::registered(&families, prefix);
         let prefixes = config
             .addresses
             .iter()
@@ -111,6 +112,7 @@ impl Metrics {
                 .map(|role| connections.get_or_create(&RoleLabel { role }).clone()),
             links: ["in", "out"]
                 .map(|direction| links.get_or_create(&DirectionLabel { direction }).clone()),
+            in_flight: in_flight.clone(),
             credit_granted: Gauge::default(),
             bytes_buffered: Gauge::default(),
             neighbours_up: Gauge::default(),
@@ -147,8 +149,8 @@ impl Metrics {
         );
         r.register(
             "deliveries_in_flight",
-            "Unsettled deliveries routed and waiting for their outcome (multicast: per copy)",
-            in_flight,
+            "Unsettled deliveries sent or waiting to be sent to consumers, without their outcome yet (multicast: per copy; counted when scraped)",
+            in_flight.clone(),
         );
         r.register(
             "connections_open",
@@ -235,6 +237,12 @@ impl Metrics {
     /// A link is open while the result lives.
     pub fn link_opened(&self, direction: LinkDirection) -> Open {
         Open::new(&self.links[direction as usize])
+    }
+
+    /// Sets `ferry_deliveries_in_flight` (counted from the connections'
+    /// reports when scraped: nothing on the message path).
+    pub fn set_in_flight(&self, n: u64) {
+        self.in_flight.set(clamp(n));
     }
 
     /// Changes `ferry_stuck_deliveries` by `delta`: each connection adds

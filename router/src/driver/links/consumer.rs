@@ -230,6 +230,9 @@ impl Links {
 
     pub(super) fn detached(&mut self, link: LinkId) {
         if let Some(p) = self.producers.remove(&link) {
+            if p.address.is_none() {
+                self.anonymous_outcomes.retain(|(l, _), _| *l != link);
+            }
             if let Some(a) = &p.address {
                 if a.remove_producer(self.me.id, link) {
                     self.core.tree_producers_changed(a);

@@ -153,6 +153,9 @@ pub(crate) struct Links {
     stuck_check: Option<Instant>,
     /// This connection's stuck deliveries, counted in the metrics.
     stuck_total: u64,
+    /// The counters of the addresses anonymous senders' unsettled
+    /// deliveries went to, until their outcomes come back.
+    anonymous_outcomes: HashMap<(LinkId, SequenceNo), Arc<crate::metrics::DeliveryCounters>>,
     /// Whose connection this is, for the metrics' `role` label.
     role: ConnRole,
     /// Counted in `ferry_connections_open` while it lives.
@@ -193,6 +196,7 @@ impl Links {
             about: report::About::new(tls),
             stuck_check: None,
             stuck_total: 0,
+            anonymous_outcomes: HashMap::new(),
             now: Instant::now(),
             me,
             producers: HashMap::new(),
@@ -349,6 +353,16 @@ impl Links {
             } => {
                 if let Some(p) = self.producers.get_mut(&link) {
                     p.counts.outcome(Some(&state));
+                    // Counted here, on the producer's task: the consumer's
+                    // never touches the producer's counters.
+                    match &p.address {
+                        Some(a) => a.counters(self.role).settled(&state),
+                        None => {
+                            if let Some(c) = self.anonymous_outcomes.remove(&(link, delivery)) {
+                                c.settled(&state);
+                            }
+                        }
+                    }
                     let _ = engine.disposition(link, delivery, Some(state), true);
                 }
             }

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::config::Distribution;
-use crate::metrics::{DeliveryCounters, InFlight};
+use crate::metrics::DeliveryCounters;
 use crate::routing::RoutingTable;
 
 impl Links {
@@ -219,8 +219,13 @@ impl Links {
                 link: t.link,
                 delivery: t.delivery,
                 fanout: multicast.then(|| Arc::new(Fanout::new(targets.len()))),
-                in_flight: InFlight::new(counters),
             });
+            if !settled && !credited {
+                // An anonymous sender's outcome is counted with the
+                // address its delivery went to, known here only.
+                self.anonymous_outcomes
+                    .insert((t.link, t.delivery), counters.clone());
+            }
             // Complete unsettled anycast deliveries can be re-forwarded if
             // their consumer releases them.
             let retry = (!settled && !more && !multicast).then(|| Retry {
