@@ -141,8 +141,7 @@ fn an_unknown_key_is_named_with_its_file() {
              'limits.max_frame_size'? valid keys: max_connections, max_frame_size, \
              max_sessions_per_connection, max_links_per_connection, max_message_size, \
              link_credit_window, max_in_flight_bytes_per_producer, handshake_timeout_ms, \
-             max_connections_per_host, stuck_delivery_ms, max_buffered_bytes, \
-         max_buffered_bytes_per_consumer)",
+             max_connections_per_host, stuck_delivery_ms, max_buffered_bytes)",
             path.display()
         )
     );

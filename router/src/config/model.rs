@@ -538,9 +538,6 @@ pub struct Limits {
     /// Bytes of messages in flight through the router at most, over every
     /// producer (0: a quarter of the memory the process may use).
     pub max_buffered_bytes: u64,
-    /// Bytes of deliveries queued for one connection's consumers at most;
-    /// past it they take no new delivery until they catch up.
-    pub max_buffered_bytes_per_consumer: u64,
 }
 
 impl Limits {
@@ -582,7 +579,6 @@ impl Default for Limits {
             max_connections_per_host: 0,
             stuck_delivery_ms: 10_000,
             max_buffered_bytes: 0,
-            max_buffered_bytes_per_consumer: 16 * 1024 * 1024,
         }
     }
 }

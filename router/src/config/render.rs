@@ -147,11 +147,7 @@ impl Display for Config {
         )?;
         writeln!(f, "stuck_delivery_ms = {}", limits.stuck_delivery_ms)?;
         writeln!(f, "max_buffered_bytes = {}", limits.max_buffered_bytes)?;
-        writeln!(
-            f,
-            "max_buffered_bytes_per_consumer = {}",
-            limits.max_buffered_bytes_per_consumer
-        )?;
+
         writeln!(f, "\n[log]")?;
         writeln!(f, "level = {}", quote(&self.log.level))
     }

@@ -516,15 +516,6 @@ fn validate_limits(limits: &Limits) -> Result<(), Invalid> {
             ),
         ));
     }
-    if limits.max_buffered_bytes_per_consumer < u64::from(limits.max_frame_size) {
-        return Err(invalid(
-            "limits.max_buffered_bytes_per_consumer",
-            format!(
-                "must be at least limits.max_frame_size ({})",
-                limits.max_frame_size
-            ),
-        ));
-    }
     if limits.stuck_delivery_ms > MAX_STUCK_DELIVERY_MS {
         return Err(invalid(
             "limits.stuck_delivery_ms",

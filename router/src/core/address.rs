@@ -60,16 +60,17 @@ struct Consumer {
     /// credit; see [`Address::route`]), or deliveries routed just before
     /// its credit was lowered (they come back with [`Address::refund`]).
     credit: i64,
+    /// Its connection's peer is not reading (see `Links::set_congested`).
+    congested: bool,
 }
 
 impl Consumer {
     /// The credit producers may be promised on it: none while its
-    /// connection's backlog is full (it is not taking what it has). What
-    /// producers hold already still reaches it (the backlog's overshoot is
-    /// bounded by that credit): withheld credit holds them back, nothing
-    /// is released or dropped for it.
+    /// connection is congested (its peer is not reading). What producers
+    /// hold already still reaches it: withheld credit holds them back,
+    /// nothing is released or dropped for it.
     fn available(&self) -> u32 {
-        if self.conn.backlog.is_full() {
+        if self.congested {
             return 0;
         }
         u32::try_from(self.credit.max(0)).unwrap_or(u32::MAX)
@@ -278,6 +279,7 @@ impl Address {
             to,
             tree,
             credit: 0,
+            congested: false,
         });
         first_local
     }
@@ -327,6 +329,23 @@ impl Address {
             c.credit = c.credit.saturating_add(delta);
         }
         if delta != 0 {
+            notify_producers(&s);
+        }
+    }
+
+    /// A consumer's connection became congested, or no longer is: while it
+    /// is, the consumer promises producers no credit; when it is not any
+    /// more, producers are told to ask again.
+    pub fn set_congested(&self, conn: ConnId, link: LinkId, congested: bool) {
+        let mut s = self.lock();
+        if let Some(c) = s
+            .consumers
+            .iter_mut()
+            .find(|c| c.conn.id == conn && c.link == link)
+        {
+            c.congested = congested;
+        }
+        if !congested {
             notify_producers(&s);
         }
     }
@@ -825,7 +844,7 @@ mod tests {
 
     fn conn(id: u64) -> (ConnHandle, mpsc::UnboundedReceiver<ToConn>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        (ConnHandle::new(ConnId(id), tx, u64::MAX), rx)
+        (ConnHandle { id: ConnId(id), tx }, rx)
     }
 
     fn table() -> RoutingTable {

@@ -13,6 +13,16 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
+/// A producer's charges reach the router's budget in steps of this many
+/// bytes: one shared atomic operation per step rather than per message
+/// (the router's budget is then over by less than a step per producer).
+const STEP: u64 = 64 * 1024;
+
+/// Steps taken by `bytes` in use.
+fn steps(bytes: u64) -> u64 {
+    bytes.div_ceil(STEP)
+}
+
 /// How often a producer held back by the router-wide bound looks again
 /// (its wake-up is shared by every producer, and a producer that starts
 /// waiting just after one is not woken by it).
@@ -46,9 +56,12 @@ impl ByteBudget {
 
     /// Charges `bytes`; the charge is returned when the result drops.
     pub fn charge(self: &Arc<Self>, bytes: u64) -> Charge {
-        self.used.fetch_add(bytes, Ordering::Relaxed);
+        let before = self.used.fetch_add(bytes, Ordering::Relaxed);
         if let Some(p) = &self.parent {
-            p.used.fetch_add(bytes, Ordering::Relaxed);
+            let more = steps(before + bytes) - steps(before);
+            if more > 0 {
+                p.used.fetch_add(more * STEP, Ordering::Relaxed);
+            }
         }
         Charge {
             budget: self.clone(),
@@ -90,7 +103,8 @@ impl ByteBudget {
         }
     }
 
-    fn give_back(&self, bytes: u64, wake_all: bool) {
+    /// Returns `bytes`; returns what was in use before.
+    fn give_back(&self, bytes: u64, wake_all: bool) -> u64 {
         let before = self.used.fetch_sub(bytes, Ordering::Relaxed);
         if before >= self.limit && before - bytes < self.limit {
             if wake_all {
@@ -99,6 +113,7 @@ impl ByteBudget {
                 self.freed.notify_one();
             }
         }
+        before
     }
 }
 
@@ -111,54 +126,14 @@ pub struct Charge {
 
 impl Drop for Charge {
     fn drop(&mut self) {
-        self.budget.give_back(self.bytes, false);
+        let before = self.budget.give_back(self.bytes, false);
         if let Some(p) = &self.budget.parent {
-            // Every producer held back by the router's bound may go on.
-            p.give_back(self.bytes, true);
+            let fewer = steps(before) - steps(before - self.bytes);
+            if fewer > 0 {
+                // Every producer held back by the router's bound may go on.
+                p.give_back(fewer * STEP, true);
+            }
         }
-    }
-}
-
-/// What is queued for one connection task and not yet taken by it
-/// (deliveries routed to its consumer links): past `limit`, its consumers
-/// take no new deliveries, so one consumer that stops reading holds at
-/// most this much (`limits.max_buffered_bytes_per_consumer`), not the
-/// router's whole budget.
-#[derive(Debug)]
-pub struct Backlog {
-    bytes: AtomicU64,
-    limit: u64,
-}
-
-impl Backlog {
-    /// A backlog bounded at `limit` bytes.
-    pub fn new(limit: u64) -> Arc<Self> {
-        Arc::new(Self {
-            bytes: AtomicU64::new(0),
-            limit,
-        })
-    }
-
-    /// `n` bytes were posted to the task.
-    pub fn add(&self, n: u64) {
-        self.bytes.fetch_add(n, Ordering::Relaxed);
-    }
-
-    /// The task took `n` bytes; returns whether that brought the backlog
-    /// back under its limit (its consumers take deliveries again).
-    pub fn take(&self, n: u64) -> bool {
-        let before = self.bytes.fetch_sub(n, Ordering::Relaxed);
-        before >= self.limit && before - n < self.limit
-    }
-
-    /// Whether its consumers should take no new delivery for now.
-    pub fn is_full(&self) -> bool {
-        self.bytes.load(Ordering::Relaxed) >= self.limit
-    }
-
-    /// Bytes queued now.
-    pub fn bytes(&self) -> u64 {
-        self.bytes.load(Ordering::Relaxed)
     }
 }
 
@@ -181,15 +156,18 @@ mod tests {
 
     #[test]
     fn the_routers_budget_holds_back_every_producer() {
-        let router = ByteBudget::new(100);
-        let a = ByteBudget::within(80, Some(router.clone()));
-        let b = ByteBudget::within(80, Some(router.clone()));
-        let ca = a.charge(70);
+        let router = ByteBudget::new(4 * STEP);
+        let a = ByteBudget::within(3 * STEP, Some(router.clone()));
+        let b = ByteBudget::within(3 * STEP, Some(router.clone()));
+        let ca = a.charge(2 * STEP + 1);
+        assert_eq!(router.used(), 3 * STEP, "counted in whole steps");
         assert!(!a.exhausted() && !b.exhausted());
-        let cb = b.charge(40);
-        assert!(a.exhausted() && b.exhausted(), "110 of the router's 100");
-        assert_eq!(router.used(), 110);
-        let c = ByteBudget::within(80, Some(router.clone()));
+        let cb = b.charge(STEP);
+        assert!(
+            a.exhausted() && b.exhausted(),
+            "the router's four steps are taken"
+        );
+        let c = ByteBudget::within(3 * STEP, Some(router.clone()));
         assert!(!c.exhausted(), "nothing in flight: still read");
         drop(ca);
         assert!(!a.exhausted() && !b.exhausted());
@@ -198,13 +176,12 @@ mod tests {
     }
 
     #[test]
-    fn a_backlog_says_when_it_is_back_under_its_limit() {
-        let q = Backlog::new(100);
-        q.add(150);
-        assert!(q.is_full());
-        assert!(!q.take(20), "130: still full");
-        assert!(q.take(50), "80: under again");
-        assert!(!q.is_full());
-        assert!(!q.take(80));
+    fn many_small_charges_return_the_routers_bytes_exactly() {
+        let router = ByteBudget::new(u64::MAX);
+        let a = ByteBudget::within(u64::MAX, Some(router.clone()));
+        let charges: Vec<Charge> = (0..10_000).map(|i| a.charge(100 + i % 7)).collect();
+        assert_eq!(router.used(), a.used().div_ceil(STEP) * STEP);
+        drop(charges);
+        assert_eq!((a.used(), router.used()), (0, 0));
     }
 }

@@ -9,45 +9,27 @@ use ferry_proto::definitions::{DeliveryState, Modified, SequenceNo};
 use ferry_proto::engine::LinkId;
 use tokio::sync::mpsc;
 
-use super::Backlog;
-
 /// Identifies a connection task across the router.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId(pub u64);
 
 /// The way to reach a connection task. The channel is unbounded because
 /// what flows on it is bounded elsewhere: deliveries by the consumer's
-/// credit and [`Backlog`], their bytes by the producers' byte budgets,
-/// outcomes by the producer's credit, credit notices by links.
+/// credit, their bytes by the producers' byte budgets, outcomes by the
+/// producer's credit, credit notices by links.
 #[derive(Debug, Clone)]
 pub struct ConnHandle {
     /// Which connection.
     pub id: ConnId,
     /// Its inbox.
     pub tx: mpsc::UnboundedSender<ToConn>,
-    /// The bytes of deliveries in its inbox.
-    pub backlog: Arc<Backlog>,
 }
 
 impl ConnHandle {
-    /// A handle on the inbox `tx`, whose deliveries may queue up to
-    /// `backlog` bytes.
-    pub fn new(id: ConnId, tx: mpsc::UnboundedSender<ToConn>, backlog: u64) -> Self {
-        Self {
-            id,
-            tx,
-            backlog: Backlog::new(backlog),
-        }
-    }
-
     /// Posts to the connection; a connection that has gone ignores it
     /// (its links' state is cleaned up by its own teardown).
     pub fn post(&self, msg: ToConn) {
-        let bytes = msg.bytes();
-        self.backlog.add(bytes);
-        if self.tx.send(msg).is_err() {
-            self.backlog.take(bytes);
-        }
+        let _ = self.tx.send(msg);
     }
 }
 
@@ -100,17 +82,6 @@ pub enum ToConn {
     PolicyChanged,
     /// Management asks what the connection and its links are doing.
     Report(tokio::sync::oneshot::Sender<super::ConnReport>),
-}
-
-impl ToConn {
-    /// The message bytes it carries (deliveries and their later frames).
-    pub fn bytes(&self) -> u64 {
-        match self {
-            ToConn::Deliver { delivery, .. } => delivery.payload.len() as u64,
-            ToConn::Continue { payload, .. } => payload.len() as u64,
-            _ => 0,
-        }
-    }
 }
 
 /// Identifies a delivery in flight across frames: producer connection,

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 pub use address::{Address, Grant, Hop, IDLE_LEASE, Reach, Targets, serves};
-pub use budget::{Backlog, ByteBudget, Charge};
+pub use budget::{ByteBudget, Charge};
 pub use fields::{RoutingFields, routing_fields};
 pub use message::{
     ConnHandle, ConnId, Fanout, Forwarded, Origin, Retry, StreamKey, ToConn, delivery_failed,

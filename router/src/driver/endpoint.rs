@@ -70,11 +70,10 @@ impl Endpoint {
             peer: peer.addr,
         };
         let (tx, inbox) = mpsc::unbounded_channel();
-        let handle = ConnHandle::new(
-            core.next_conn_id(),
+        let handle = ConnHandle {
+            id: core.next_conn_id(),
             tx,
-            core.limits().max_buffered_bytes_per_consumer,
-        );
+        };
         let id = handle.id;
         Self {
             engine,
@@ -256,6 +255,11 @@ impl Endpoint {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
+    }
+
+    /// See `Links::set_congested`.
+    pub fn set_congested(&mut self, congested: bool) {
+        self.links.set_congested(congested);
     }
 
     /// Whether the peer's AMQP open has arrived.

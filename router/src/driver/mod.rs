@@ -229,6 +229,7 @@ impl Task {
             let paused = self.endpoint.should_pause();
             let writing = !self.pending.is_empty() || self.transport.wants_write();
             let backlogged = self.pending.len() + self.endpoint.output_backlog() > MAX_OUTPUT;
+            self.endpoint.set_congested(backlogged);
             let held = self.endpoint.has_held();
             tokio::select! {
                 r = self.transport.writable(), if writing => {

@@ -78,9 +78,10 @@ impl Agent {
     /// Registers the agent's nodes with the core.
     pub fn new(core: Arc<Core>, security: Arc<Security>, config: Config) -> Self {
         let (tx, inbox) = mpsc::unbounded_channel();
-        // The agent's credit bounds what waits for it; its backlog needs
-        // no bound of its own.
-        let me = ConnHandle::new(core.next_conn_id(), tx, u64::MAX);
+        let me = ConnHandle {
+            id: core.next_conn_id(),
+            tx,
+        };
         let local = (LinkId::from_raw(1), core.address(LOCAL_NODE));
         let topo = (
             LinkId::from_raw(2),
@@ -113,7 +114,6 @@ impl Agent {
                 () = shutdown.triggered() => None,
             };
             let Some(msg) = msg else { break };
-            self.me.backlog.take(msg.bytes());
             if let ToConn::Deliver { link, delivery } = msg {
                 self.request(delivery, &shutdown).await;
                 if let Some((_, address)) = self.nodes.iter().find(|(l, _)| *l == link) {

@@ -241,16 +241,14 @@ fn unknown_keys_are_named_with_the_valid_ones() {
          valid keys: max_connections, max_frame_size, \
          max_sessions_per_connection, max_links_per_connection, max_message_size, \
          link_credit_window, max_in_flight_bytes_per_producer, handshake_timeout_ms, \
-         max_connections_per_host, stuck_delivery_ms, max_buffered_bytes, \
-         max_buffered_bytes_per_consumer)"
+         max_connections_per_host, stuck_delivery_ms, max_buffered_bytes)"
     );
     assert_eq!(
         error(&format!("{MINIMAL}[limits]\nbogus = 1\n"), &[]),
         "unknown key 'limits.bogus' in F (valid keys: max_connections, max_frame_size, \
          max_sessions_per_connection, max_links_per_connection, max_message_size, \
          link_credit_window, max_in_flight_bytes_per_producer, handshake_timeout_ms, \
-         max_connections_per_host, stuck_delivery_ms, max_buffered_bytes, \
-         max_buffered_bytes_per_consumer)"
+         max_connections_per_host, stuck_delivery_ms, max_buffered_bytes)"
     );
     assert_eq!(
         error(&format!("{MINIMAL}[router]\nmdoe = \"interior\"\n"), &[]),
@@ -280,8 +278,7 @@ fn unknown_keys_from_the_environment_name_the_variable() {
          (did you mean 'limits.max_frame_size'? valid keys: max_connections, max_frame_size, \
          max_sessions_per_connection, max_links_per_connection, max_message_size, \
          link_credit_window, max_in_flight_bytes_per_producer, handshake_timeout_ms, \
-         max_connections_per_host, stuck_delivery_ms, max_buffered_bytes, \
-         max_buffered_bytes_per_consumer)"
+         max_connections_per_host, stuck_delivery_ms, max_buffered_bytes)"
     );
     assert_eq!(
         error(MINIMAL, &[("FERRY_ROUTER__MDOE", "interior")]),

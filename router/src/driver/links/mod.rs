@@ -153,6 +153,9 @@ pub(crate) struct Links {
     stuck_check: Option<Instant>,
     /// This connection's stuck deliveries, counted in the metrics.
     stuck_total: u64,
+    /// The peer is not taking what is sent to it (see
+    /// [`set_congested`](Self::set_congested)).
+    congested: bool,
     /// The counters of the addresses anonymous senders' unsettled
     /// deliveries went to, until their outcomes come back.
     anonymous_outcomes: HashMap<(LinkId, SequenceNo), Arc<crate::metrics::DeliveryCounters>>,
@@ -197,6 +200,7 @@ impl Links {
             stuck_check: None,
             stuck_total: 0,
             anonymous_outcomes: HashMap::new(),
+            congested: false,
             now: Instant::now(),
             me,
             producers: HashMap::new(),
@@ -321,13 +325,6 @@ impl Links {
     /// Handles a message from another connection task.
     pub(crate) fn handle_message(&mut self, engine: &mut Connection, msg: ToConn, now: Instant) {
         self.now = now;
-        if self.me.backlog.take(msg.bytes()) {
-            // Under the backlog's bound again: its consumers take
-            // deliveries, and their producers may be given credit.
-            for c in self.consumers.values() {
-                c.address.recredit_producers();
-            }
-        }
         match msg {
             ToConn::Deliver { link, delivery } => self.deliver(engine, link, delivery),
             ToConn::Continue {
@@ -408,6 +405,26 @@ impl Links {
         match self.mesh.peer() {
             Some(p) => Hop::Neighbor(p.clone()),
             None => Hop::Local,
+        }
+    }
+
+    /// The connection's output is (or no longer is) backlogged: its peer
+    /// is not reading what is sent. Meanwhile its consumer links promise
+    /// producers no credit (what they hold still comes, and waits in this
+    /// task's inbox, charged to their byte budgets): a consumer that stops
+    /// reading holds about the credit producers had when it stopped, not
+    /// every producer's budget. Called on every turn of the driver; acts
+    /// on a change only.
+    pub(crate) fn set_congested(&mut self, congested: bool) {
+        if congested == self.congested {
+            return;
+        }
+        self.congested = congested;
+        let mut links: Vec<LinkId> = self.consumers.keys().copied().collect();
+        links.sort();
+        for link in links {
+            let c = &self.consumers[&link];
+            c.address.set_congested(self.me.id, link, congested);
         }
     }
 
