@@ -5,11 +5,35 @@
 
 use std::fmt::Write;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use ferry_proto::definitions::DeliveryState;
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
-use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+
+/// A counter on a cache line of its own: the counters of one address are
+/// incremented from different threads (a producer's, a consumer's), and
+/// side by side they would bounce one line between the cores per message.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub struct PaddedU64(AtomicU64);
+
+impl prometheus_client::metrics::counter::Atomic<u64> for PaddedU64 {
+    fn inc(&self) -> u64 {
+        self.inc_by(1)
+    }
+
+    fn inc_by(&self, v: u64) -> u64 {
+        self.0.fetch_add(v, Ordering::Relaxed)
+    }
+
+    fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A delivery counter (see [`PaddedU64`]).
+pub type Counter = prometheus_client::metrics::counter::Counter<u64, PaddedU64>;
 
 /// The role of the connection a link belongs to, as a label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
