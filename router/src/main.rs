@@ -368,8 +368,11 @@ async fn stat(manager: &mut Manager, args: &StatArgs) -> Result<(), ManageError>
         let text = if args.json {
             json(&table) + "\n"
         } else {
-            let router = args.dial.router.as_deref().unwrap_or(&args.dial.url);
-            render(view, router, &table)
+            let source = match &args.dial.router {
+                Some(id) => format!("router {id}"),
+                None => format!("at {}", args.dial.url),
+            };
+            render(view, &source, &table)
         };
         if args.watch {
             // Clear the screen and go home, as top does.

@@ -413,43 +413,41 @@ fn validate_vhosts(config: &Config) -> Result<(), Invalid> {
                 format!("{:?} is already the name of vhost[{first}]", vhost.name),
             ));
         }
-        for (field, value) in [
-            ("max_connections", vhost.max_connections.map(|n| n as u64)),
-            (
-                "max_connections_per_user",
-                vhost.max_connections_per_user.map(|n| n as u64),
-            ),
-            ("max_message_size", vhost.max_message_size),
-            (
-                "max_links_per_connection",
-                vhost.max_links_per_connection.map(u64::from),
-            ),
-        ] {
-            if value == Some(0) {
-                return Err(invalid(key(field), "must be at least 1"));
-            }
-        }
+        at_least_one(
+            &key,
+            [
+                ("max_connections", vhost.max_connections.map(|n| n as u64)),
+                (
+                    "max_connections_per_user",
+                    vhost.max_connections_per_user.map(|n| n as u64),
+                ),
+                ("max_message_size", vhost.max_message_size),
+                (
+                    "max_links_per_connection",
+                    vhost.max_links_per_connection.map(u64::from),
+                ),
+            ],
+        )?;
         let mut groups = HashMap::new();
         for (j, group) in vhost.groups.iter().enumerate() {
             let key = |field: &str| format!("vhost[{i}].group[{j}].{field}");
             if group.name.trim().is_empty() {
                 return Err(invalid(key("name"), "must not be empty"));
             }
-            for (field, value) in [
-                (
-                    "max_connections_per_user",
-                    group.max_connections_per_user.map(|n| n as u64),
-                ),
-                ("max_message_size", group.max_message_size),
-                (
-                    "max_links_per_connection",
-                    group.max_links_per_connection.map(u64::from),
-                ),
-            ] {
-                if value == Some(0) {
-                    return Err(invalid(key(field), "must be at least 1"));
-                }
-            }
+            at_least_one(
+                &key,
+                [
+                    (
+                        "max_connections_per_user",
+                        group.max_connections_per_user.map(|n| n as u64),
+                    ),
+                    ("max_message_size", group.max_message_size),
+                    (
+                        "max_links_per_connection",
+                        group.max_links_per_connection.map(u64::from),
+                    ),
+                ],
+            )?;
             if let Some(first) = groups.insert(group.name.as_str(), j) {
                 return Err(invalid(
                     key("name"),
@@ -480,6 +478,17 @@ fn validate_vhosts(config: &Config) -> Result<(), Invalid> {
         ));
     }
     Ok(())
+}
+
+/// Each limit given (`Some`) must be at least 1; `key` names its field.
+fn at_least_one<const N: usize>(
+    key: &dyn Fn(&str) -> String,
+    limits: [(&str, Option<u64>); N],
+) -> Result<(), Invalid> {
+    match limits.iter().find(|(_, value)| *value == Some(0)) {
+        Some((field, _)) => Err(invalid(key(field), "must be at least 1")),
+        None => Ok(()),
+    }
 }
 
 /// The longest `stuck_delivery_ms`: a day.

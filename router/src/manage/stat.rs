@@ -128,10 +128,12 @@ impl View {
     }
 }
 
-/// `table` as text: a column per attribute (`-m`: a line per attribute).
-pub fn render(view: View, router: &str, table: &Table) -> String {
+/// `table` as text under a title saying whose it is (`source`, e.g.
+/// `router B` or `at amqp://host:5672`): a column per attribute (`-m`: a
+/// line per attribute).
+pub fn render(view: View, source: &str, table: &Table) -> String {
     let columns = view.columns();
-    let mut out = format!("{} (router {router})\n", view.title());
+    let mut out = format!("{} ({source})\n", view.title());
     if view == View::Memory {
         let width = columns.iter().map(|(h, _)| h.len()).max().unwrap_or(0);
         for (header, attr) in columns {
@@ -291,7 +293,7 @@ mod tests {
                 ],
             ],
         };
-        let text = render(View::Nodes, "A", &table);
+        let text = render(View::Nodes, "router A", &table);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], "Routers in the mesh (router A)");
         assert!(
