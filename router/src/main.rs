@@ -370,7 +370,11 @@ async fn stat(manager: &mut Manager, args: &StatArgs) -> Result<(), ManageError>
         } else {
             let source = match &args.dial.router {
                 Some(id) => format!("router {id}"),
-                None => format!("at {}", args.dial.url),
+                // The address only: never a password from the URL.
+                None => match ferry_proto::client::Url::parse(&args.dial.url) {
+                    Ok(url) => format!("at {}", url.address()),
+                    Err(_) => String::from("at the router"),
+                },
             };
             render(view, &source, &table)
         };
