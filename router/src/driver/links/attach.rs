@@ -166,6 +166,9 @@ impl Links {
         if address.add_consumer(self.me.clone(), link, Hop::Local, None) {
             self.core.local_consumers(&address, true);
         }
+        if self.congested {
+            address.set_congested(self.me.id, link, true);
+        }
         tracing::debug!("consumer {} attached to {name}", attach.name);
         self.consumers.insert(
             link,

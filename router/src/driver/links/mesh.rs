@@ -521,6 +521,9 @@ impl Links {
             let a = self.core.address(address);
             let to = Hop::Neighbor(peer.clone());
             a.add_consumer(self.me.clone(), link, to.clone(), tree.clone());
+            if self.congested {
+                a.set_congested(self.me.id, link, true);
+            }
             self.consumers.insert(
                 link,
                 Consumer {
