@@ -171,3 +171,54 @@ async fn an_attach_and_its_detach_in_one_read_are_both_answered() {
         "answered: {seen:?}"
     );
 }
+
+/// A client's message whose annotations run past its first frame is
+/// refused (`rejected`, `amqp:invalid-field`): the router reads only a
+/// streamed message's first frame, so it could neither strip nor replace
+/// a trace the client put in them. A large body with small annotations
+/// goes through.
+#[tokio::test]
+async fn annotations_past_the_first_frame_are_refused_a_large_body_is_not() {
+    use bytes::Bytes;
+    use ferry_proto::codec::Value;
+    use ferry_proto::definitions::DeliveryState;
+    use ferry_proto::message::{Body, Message};
+
+    let router = Router::start("");
+    let mut consumer = router.client().await;
+    let rx = consumer.open_receiver("big", 10).await.unwrap();
+    let received = tokio::spawn(async move {
+        let d = consumer.receive(rx).await.unwrap();
+        consumer.accept(&d).unwrap();
+        consumer.flush().await.unwrap();
+        Message::decode(d.payload).unwrap()
+    });
+    let mut producer = router.client().await;
+    let tx = producer.open_sender(Some("big")).await.unwrap();
+    let forged = Message::new(Body::data(b"x".to_vec()))
+        .with_message_annotation(
+            "x-opt-ferry-trace",
+            Value::List(vec![Value::String("forged".into())]),
+        )
+        .with_message_annotation(
+            "x-opt-padding",
+            Value::Binary(Bytes::from(vec![0u8; 100_000])),
+        );
+    match producer.send(tx, forged.encode()).await.unwrap() {
+        Some(DeliveryState::Rejected(r)) => {
+            assert_eq!(r.error.map(|e| e.condition), Some(condition::INVALID_FIELD))
+        }
+        other => panic!("annotations of 100 kB were {other:?}"),
+    }
+    let large = Message::new(Body::data(vec![b'y'; 200_000]))
+        .with_message_annotation("x-opt-note", Value::String("small".into()));
+    assert_eq!(
+        producer.send(tx, large.encode()).await.unwrap(),
+        Some(DeliveryState::Accepted)
+    );
+    let got = tokio::time::timeout(Duration::from_secs(10), received)
+        .await
+        .expect("the large message")
+        .unwrap();
+    assert_eq!(got.body, Body::data(vec![b'y'; 200_000]));
+}

@@ -9,8 +9,10 @@
 //! annotations come before the properties and the body (AMQP 1.0 §3.2), so
 //! the first frame of a message streamed over several frames is enough,
 //! and the later frames pass on untouched. If the first bytes end before
-//! the annotations are known, the message goes on as it is, relying on the
-//! loop-free next-hop rules alone.
+//! the annotations are known, a message from another router goes on as it
+//! is, relying on the loop-free next-hop rules alone; one from a client is
+//! rejected where it enters (a trace in it could be neither replaced nor
+//! stripped).
 //!
 //! A router reads the trace once per delivery ([`Trace::read`]) and asks
 //! that one reading everything: whether it has been here before

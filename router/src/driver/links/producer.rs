@@ -183,6 +183,20 @@ impl Links {
         let table = self.core.mesh().table();
         // The trace is read once, for the loop check and the forms sent on.
         let mut shaped = Shaped::default();
+        if more && self.mesh.peer().is_none() && !shaped.readable(&payload) {
+            // A client's message whose annotations do not end in its first
+            // frame: the router could neither replace nor strip a trace in
+            // them (it reads only the first frame of a streamed message).
+            if credited {
+                address.route_none(self.me.id, t.link);
+            }
+            let error = ferry_proto::definitions::Error::new(
+                condition::INVALID_FIELD,
+                "the header, delivery and message annotations must fit in the first transfer frame",
+            );
+            let rejected = DeliveryState::Rejected(Rejected { error: Some(error) });
+            return self.refuse_delivery(engine, t, settled, rejected, more, counters);
+        }
         let reach = if self.mesh.peer().is_some() && shaped.visited(&payload, me.as_str()) {
             // Back where it has been: routing tables disagree for a moment.
             Err("loop detected")
