@@ -80,9 +80,10 @@ if [[ $FDS != unlimited && $FDS -lt $((MANY + 256)) ]]; then
     exit 1
 fi
 
-cargo build --release --locked -p ferry-router -p ferry-benches >&2
-FERRY=target/release/ferry
-LOAD=target/release/ferry-load
+NAME=run.sh
+# The release build, $OUT, PIDS and their cleanup, free_port.
+# shellcheck source=benches/lib.sh
+source benches/lib.sh
 # The Qpid Proton C clients and Qpid Dispatch Router, where they can be had:
 # otherwise their rows say why they were not measured.
 PROTON_SKIP=
@@ -99,20 +100,6 @@ elif ! QDR_VERSION=$("$QDR" --version 2>&1); then
     QDR_SKIP="$QDR --version failed: $QDR_VERSION"
 fi
 [[ -z $QDR_SKIP ]] || echo "run.sh: Qpid Dispatch Router skipped: $QDR_SKIP" >&2
-OUT=$(mktemp -d)
-PIDS=()
-cleanup() {
-    local p
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    if [[ -n ${KEEP_OUT:-} ]]; then echo "run.sh: raw results kept in $OUT" >&2; else rm -rf "$OUT"; fi
-}
-trap cleanup EXIT
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
 # start_router NAME CLIENT_PORT CONFIG [qdr]: writes $OUT/NAME.toml, starts
 # `ferry run` on it (with `qdr`: $OUT/NAME.conf and `qdrouterd -c`), waits
 # until CLIENT_PORT accepts; the pid goes to $OUT/NAME.pid.

@@ -438,3 +438,30 @@ pub fn body_string(payload: bytes::Bytes) -> String {
     }
     panic!("no amqp-value section");
 }
+
+/// Sends `n` unsettled messages (`body(i)` for the i-th) on `tx` as fast
+/// as its credit allows, asserting each outcome is `accepted`; returns how
+/// many were accepted (all of them) once every outcome is in.
+pub async fn send_all_accepted(
+    producer: &mut ferry_proto::client::Client,
+    tx: ferry_proto::engine::LinkId,
+    n: usize,
+    body: impl Fn(usize) -> bytes::Bytes,
+) -> usize {
+    use ferry_proto::definitions::DeliveryState;
+    let (mut sent, mut accepted) = (0, 0);
+    while accepted < n {
+        if sent < n && producer.credit(tx) > 0 {
+            producer.send_nowait(tx, body(sent), false).unwrap();
+            sent += 1;
+            continue;
+        }
+        let o = producer.next_outcome().await.unwrap();
+        assert_eq!(o.state, Some(DeliveryState::Accepted));
+        accepted += 1;
+        if sent < n && producer.credit(tx) == 0 {
+            let _ = tokio::time::timeout(Duration::from_millis(1), producer.wait_credit(tx)).await;
+        }
+    }
+    accepted
+}

@@ -659,6 +659,7 @@ async fn start_http(
     let state = Arc::new(State {
         core: core.clone(),
         readiness: Readiness::new(config),
+        in_flight: Default::default(),
     });
     tokio::spawn(server.run(state.clone(), shutdown).in_current_span());
     Ok(state)

@@ -12,7 +12,6 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use ferry_proto::definitions::DeliveryState;
 use ferry_proto::message::{Body, Message};
 use ferry_tests::{Ferry, TempDir, WAIT, free_port, http_addr, run_ferry};
 use prometheus_parse::{Scrape, Value};
@@ -88,23 +87,7 @@ async fn metrics_count_what_was_sent_per_configured_prefix() {
     let tx = producer.open_sender(Some("orders.eu")).await.unwrap();
     let n = 1000;
     let send = tokio::spawn(async move {
-        let (mut sent, mut accepted) = (0, 0);
-        while accepted < n {
-            if sent < n && producer.credit(tx) > 0 {
-                producer
-                    .send_nowait(tx, msg(&format!("m{sent}")), false)
-                    .unwrap();
-                sent += 1;
-                continue;
-            }
-            let o = producer.next_outcome().await.unwrap();
-            assert_eq!(o.state, Some(DeliveryState::Accepted));
-            accepted += 1;
-            if sent < n && producer.credit(tx) == 0 {
-                let _ =
-                    tokio::time::timeout(Duration::from_millis(1), producer.wait_credit(tx)).await;
-            }
-        }
+        ferry_tests::send_all_accepted(&mut producer, tx, n, |i| msg(&format!("m{i}"))).await;
         producer
     });
     for i in 0..n {

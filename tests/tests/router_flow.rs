@@ -77,25 +77,8 @@ async fn a_thousand_messages_all_arrive_and_are_accepted() {
     let tx = producer.open_sender(Some("bulk")).await.unwrap();
     let n = 1000;
     let send = tokio::spawn(async move {
-        let mut sent = 0;
-        let mut accepted = 0;
-        while accepted < n {
-            if sent < n && producer.credit(tx) > 0 {
-                producer
-                    .send_nowait(tx, msg(format!("m{sent}").as_bytes()), false)
-                    .unwrap();
-                sent += 1;
-                continue;
-            }
-            let o = producer.next_outcome().await.unwrap();
-            assert_eq!(o.state, Some(DeliveryState::Accepted));
-            accepted += 1;
-            if sent < n && producer.credit(tx) == 0 {
-                let _ =
-                    tokio::time::timeout(Duration::from_millis(1), producer.wait_credit(tx)).await;
-            }
-        }
-        accepted
+        ferry_tests::send_all_accepted(&mut producer, tx, n, |i| msg(format!("m{i}").as_bytes()))
+            .await
     });
     for i in 0..n {
         let d = within("receive", consumer.receive(rx)).await.unwrap();

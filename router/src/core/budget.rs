@@ -84,11 +84,6 @@ impl ByteBudget {
         self.used.load(Ordering::Relaxed)
     }
 
-    /// Its limit.
-    pub fn limit(&self) -> u64 {
-        self.limit
-    }
-
     /// Completes when some charge may have been returned since the last
     /// call: this budget's own, or the router's (woken, or looked at again
     /// every [`ROUTER_RECHECK`]).

@@ -62,6 +62,39 @@ pub struct State {
     pub core: Arc<Core>,
     /// Whether the listeners are bound, and what else `/readyz` waits for.
     pub readiness: Readiness,
+    /// The deliveries in flight, last counted.
+    pub in_flight: InFlightCount,
+}
+
+/// How old a count of the deliveries in flight `/metrics` may show.
+const IN_FLIGHT_EVERY: Duration = Duration::from_secs(1);
+
+/// The deliveries in flight, counted from every connection's report (see
+/// `manage::reports`) at most once per [`IN_FLIGHT_EVERY`] and by one
+/// request at a time, however often and by however many `/metrics` is
+/// scraped: each count asks every connection task.
+#[derive(Debug, Default)]
+pub struct InFlightCount(tokio::sync::Mutex<Option<(std::time::Instant, u64)>>);
+
+impl InFlightCount {
+    /// The count, made now if the last is too old.
+    pub async fn get(&self, core: &Core) -> u64 {
+        let mut last = self.0.lock().await;
+        if let Some((at, n)) = *last
+            && at.elapsed() < IN_FLIGHT_EVERY
+        {
+            return n;
+        }
+        let n = crate::manage::reports(core)
+            .await
+            .iter()
+            .flat_map(|c| &c.links)
+            .filter(|l| l.dir == crate::core::Dir::Out)
+            .map(|l| l.unsettled + l.undelivered)
+            .sum();
+        *last = Some((std::time::Instant::now(), n));
+        n
+    }
 }
 
 /// The endpoint's bound socket.

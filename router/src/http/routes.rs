@@ -39,13 +39,7 @@ pub async fn respond(
     }
     match path {
         "/metrics" => {
-            let in_flight: u64 = crate::manage::reports(&state.core)
-                .await
-                .iter()
-                .flat_map(|c| &c.links)
-                .filter(|l| l.dir == crate::core::Dir::Out)
-                .map(|l| l.unsettled + l.undelivered)
-                .sum();
+            let in_flight = state.in_flight.get(&state.core).await;
             state.core.metrics().set_in_flight(in_flight);
             let body = state.core.metrics().render(&state.core);
             let mut response = Response::new(Bytes::from(body));
