@@ -292,3 +292,32 @@ async fn management_is_refused_to_users_it_does_not_name_and_never_consumed() {
         out.stderr
     );
 }
+
+/// A request whose reply address never takes a response (the agent waits
+/// 3 s for one) holds up no other client's request.
+#[tokio::test]
+async fn a_reply_address_without_a_consumer_holds_up_no_other_request() {
+    use ferry_proto::codec::Value;
+    use ferry_proto::message::Properties;
+    let router = Router::start("");
+    let mut stray = router.client().await;
+    let tx = stray.open_sender(Some("$management")).await.unwrap();
+    let request = Message::new(Body::AmqpValue(Value::Null))
+        .with_properties(Properties {
+            reply_to: Some("nobody-listens-here".into()),
+            ..Properties::default()
+        })
+        .with_application_property("operation", Value::String("GET-TYPES".into()));
+    assert_eq!(
+        stray.send(tx, request.encode()).await.unwrap(),
+        Some(ferry_proto::definitions::DeliveryState::Accepted)
+    );
+    let started = Instant::now();
+    let nodes = stat(&router, &["-n"]);
+    assert_eq!(field(&nodes, "id"), ["test"]);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "answered after {:?}, behind the stray request's 3 s wait",
+        started.elapsed()
+    );
+}

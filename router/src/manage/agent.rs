@@ -71,7 +71,10 @@ pub struct Agent {
     nodes: [(LinkId, Arc<Address>); 2],
     started: Instant,
     created: Vec<Created>,
-    next_delivery: u32,
+    replier: Arc<Replier>,
+    /// Responses being sent at most at once (each waits for credit up to
+    /// [`REPLY_WAIT`]); past it the agent waits before taking a request.
+    replying: Arc<tokio::sync::Semaphore>,
 }
 
 impl Agent {
@@ -93,8 +96,9 @@ impl Agent {
         }
         // Only the mesh-wide node is advertised.
         core.local_consumers(&topo.1, true);
+        let conn = me.id;
         Self {
-            core,
+            core: core.clone(),
             security,
             config: Arc::new(config),
             me,
@@ -102,7 +106,12 @@ impl Agent {
             nodes: [local, topo],
             started: Instant::now(),
             created: Vec::new(),
-            next_delivery: 0,
+            replier: Arc::new(Replier {
+                core,
+                conn,
+                next_delivery: std::sync::atomic::AtomicU32::new(0),
+            }),
+            replying: Arc::new(tokio::sync::Semaphore::new(CREDIT as usize)),
         }
     }
 
@@ -154,7 +163,17 @@ impl Agent {
                 return;
             }
         };
-        self.reply(&reply, &response).await;
+        let Ok(slot) = self.replying.clone().acquire_owned().await else {
+            return;
+        };
+        let replier = self.replier.clone();
+        tokio::spawn(
+            async move {
+                replier.reply(reply, response).await;
+                drop(slot);
+            }
+            .in_current_span(),
+        );
     }
 
     async fn answer(&mut self, req: &Request, shutdown: &Shutdown) -> Response {
@@ -300,12 +319,23 @@ impl Agent {
             },
         }
     }
+}
 
+/// Sends responses, each in a task of its own: waiting for one reply
+/// address to have credit holds up no other request.
+struct Replier {
+    core: Arc<Core>,
+    /// The agent's connection id, for the deliveries' keys.
+    conn: crate::core::ConnId,
+    next_delivery: std::sync::atomic::AtomicU32,
+}
+
+impl Replier {
     /// Sends the response to `reply_to`, waiting a little for a consumer
     /// with credit; dropped (and logged) if none comes.
-    async fn reply(&mut self, reply: &ReplyTo, r: &Response) {
+    async fn reply(self: Arc<Self>, reply: ReplyTo, r: Response) {
         let reply_to = reply.address.as_str();
-        let payload = r.encode(reply);
+        let payload = r.encode(&reply);
         let give_up = Instant::now() + REPLY_WAIT;
         loop {
             if self.send(reply_to, &payload) {
@@ -319,7 +349,7 @@ impl Agent {
         }
     }
 
-    fn send(&mut self, reply_to: &str, payload: &Bytes) -> bool {
+    fn send(&self, reply_to: &str, payload: &Bytes) -> bool {
         let Some(address) = self.reply_address(reply_to) else {
             return false;
         };
@@ -328,11 +358,13 @@ impl Agent {
         if targets.is_empty() {
             return false;
         }
-        self.next_delivery = self.next_delivery.wrapping_add(1);
+        let n = self
+            .next_delivery
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let key = StreamKey {
-            conn: self.me.id,
+            conn: self.conn,
             link: LinkId::from_raw(0),
-            delivery: SequenceNo(self.next_delivery),
+            delivery: SequenceNo(n),
         };
         for (conn, link, _) in targets {
             conn.post(ToConn::Deliver {
