@@ -260,14 +260,15 @@ impl Ferry {
     }
 
     /// Wait until the router has logged `count` `listening on ADDRESS`
-    /// lines; returns the addresses (actual ports, also for port 0). Panics
-    /// with the output so far on timeout or early exit.
+    /// lines and its `started:` line (its endpoints, readiness included,
+    /// are then set up); returns the addresses (actual ports, also for
+    /// port 0). Panics with the output so far on timeout or early exit.
     pub fn wait_listening(&mut self, count: usize, timeout: Duration) -> Vec<SocketAddr> {
         let deadline = Instant::now() + timeout;
         loop {
             let found = self.stderr.wait_for(Duration::from_millis(100), |text, _| {
                 let addrs = listening_addrs(text);
-                (addrs.len() >= count).then_some(addrs)
+                (addrs.len() >= count && text.contains(": started: ")).then_some(addrs)
             });
             if let Some(addrs) = found {
                 return addrs;

@@ -18,12 +18,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::{Instrument, debug, error, info, warn};
 
 use crate::config::{Config, Limits, ListenerConfig};
-use crate::shutdown::{self, Shutdown};
+use crate::shutdown::{self, Shutdown, Trigger};
 
 /// How long [`Server::run`] waits, after shutdown starts, for connection
 /// tasks to finish before aborting them.
@@ -100,9 +100,35 @@ pub struct Drained {
 /// One bound listener.
 struct Bound {
     index: usize,
-    config: Arc<ListenerConfig>,
+    /// What new connections get (changed by management's UPDATE).
+    config: watch::Receiver<Arc<ListenerConfig>>,
     socket: TcpListener,
     local: SocketAddr,
+    /// Fires when the listener is deleted (one added at run time); the
+    /// configuration's stay until the router stops.
+    closed: Option<Shutdown>,
+}
+
+impl Bound {
+    async fn new(index: usize, listener: &ListenerConfig) -> Result<Self, BindError> {
+        let address = host_port(&listener.host, listener.port);
+        let bind_error = |source| BindError {
+            index,
+            address: address.clone(),
+            source,
+        };
+        let socket = TcpListener::bind((listener.host.as_str(), listener.port))
+            .await
+            .map_err(bind_error)?;
+        let local = socket.local_addr().map_err(bind_error)?;
+        Ok(Self {
+            index,
+            config: watch::Sender::new(Arc::new(listener.clone())).subscribe(),
+            socket,
+            local,
+            closed: None,
+        })
+    }
 }
 
 /// Every listener of a configuration, bound and not yet accepting.
@@ -110,6 +136,62 @@ pub struct Server {
     bound: Vec<Bound>,
     limits: Arc<Limits>,
     grace: Duration,
+    added: mpsc::UnboundedReceiver<Bound>,
+    listeners: Listeners,
+}
+
+/// Adds listeners to a running [`Server`] (management's CREATE): they
+/// share its connection limits and its shutdown.
+#[derive(Debug, Clone)]
+pub struct Listeners {
+    tx: mpsc::UnboundedSender<Bound>,
+}
+
+impl Listeners {
+    /// Binds `listener` and has the server accept on it while the
+    /// returned [`Added`] lives; then it stops accepting, and the
+    /// connections it accepted carry on until they end or the router
+    /// stops.
+    ///
+    /// # Errors
+    ///
+    /// A [`BindError`] if the socket cannot be bound or the server has
+    /// stopped.
+    pub async fn add(&self, index: usize, listener: &ListenerConfig) -> Result<Added, BindError> {
+        let mut bound = Bound::new(index, listener).await?;
+        let (stop, closed) = shutdown::channel();
+        let (config, rx) = watch::channel(Arc::new(listener.clone()));
+        bound.closed = Some(closed);
+        bound.config = rx;
+        let local = bound.local;
+        self.tx.send(bound).map_err(|_| BindError {
+            index,
+            address: local.to_string(),
+            source: io::Error::other("the router is stopping"),
+        })?;
+        Ok(Added {
+            local,
+            config,
+            _stop: stop,
+        })
+    }
+}
+
+/// A listener added at run time: accepting until dropped.
+#[derive(Debug)]
+pub struct Added {
+    /// The bound address (the port the system chose for port 0).
+    pub local: SocketAddr,
+    config: watch::Sender<Arc<ListenerConfig>>,
+    _stop: Trigger,
+}
+
+impl Added {
+    /// Replaces the settings connections accepted from now on get (role,
+    /// SASL, TLS); those already accepted keep theirs.
+    pub fn update(&self, listener: ListenerConfig) {
+        self.config.send_replace(Arc::new(listener));
+    }
 }
 
 impl fmt::Debug for Server {
@@ -141,31 +223,24 @@ impl Server {
     pub async fn bind(config: &Config) -> Result<Self, BindError> {
         let mut bound = Vec::with_capacity(config.listeners.len());
         for (index, listener) in config.listeners.iter().enumerate() {
-            let address = host_port(&listener.host, listener.port);
-            let bind_error = |source| BindError {
-                index,
-                address: address.clone(),
-                source,
-            };
-            let socket = TcpListener::bind((listener.host.as_str(), listener.port))
-                .await
-                .map_err(bind_error)?;
-            let local = socket.local_addr().map_err(bind_error)?;
-            bound.push(Bound {
-                index,
-                config: Arc::new(listener.clone()),
-                socket,
-                local,
-            });
+            bound.push(Bound::new(index, listener).await?);
         }
         for b in &bound {
-            info!("listening on {} ({})", b.local, b.config.role);
+            info!("listening on {} ({})", b.local, b.config.borrow().role);
         }
+        let (tx, added) = mpsc::unbounded_channel();
         Ok(Self {
             bound,
             limits: Arc::new(config.limits.clone()),
             grace: DEFAULT_GRACE,
+            added,
+            listeners: Listeners { tx },
         })
+    }
+
+    /// A handle to add listeners while the server runs.
+    pub fn listeners(&self) -> Listeners {
+        self.listeners.clone()
     }
 
     /// The bound addresses, in configuration order (useful with port 0).
@@ -184,24 +259,38 @@ impl Server {
     /// until `stop` completes. Then stop accepting, signal every connection
     /// task through its [`Shutdown`], wait up to the grace period for them
     /// to finish, and abort those left.
-    pub async fn run(self, handler: ConnectionHandler, stop: impl Future<Output = ()>) -> Drained {
+    pub async fn run(
+        mut self,
+        handler: ConnectionHandler,
+        stop: impl Future<Output = ()>,
+    ) -> Drained {
         let (trigger, shutdown) = shutdown::channel();
         let slots = Arc::new(Semaphore::new(self.limits.max_connections));
         let hosts = Arc::new(Hosts::default());
         let mut loops = JoinSet::new();
-        for bound in self.bound {
-            let accept = AcceptLoop {
-                bound,
-                handler: handler.clone(),
-                limits: self.limits.clone(),
-                slots: slots.clone(),
-                hosts: hosts.clone(),
-                shutdown: shutdown.clone(),
-                grace: self.grace,
-            };
-            loops.spawn(accept.run().in_current_span());
+        let accept = |bound| AcceptLoop {
+            bound,
+            handler: handler.clone(),
+            limits: self.limits.clone(),
+            slots: slots.clone(),
+            hosts: hosts.clone(),
+            shutdown: shutdown.clone(),
+            grace: self.grace,
+        };
+        for bound in std::mem::take(&mut self.bound) {
+            loops.spawn(accept(bound).run().in_current_span());
         }
-        stop.await;
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                () = &mut stop => break,
+                Some(bound) = self.added.recv() => {
+                    info!("listening on {} ({})", bound.local, bound.config.borrow().role);
+                    loops.spawn(accept(bound).run().in_current_span());
+                }
+            }
+        }
+        self.added.close();
         trigger.fire();
         let mut drained = Drained::default();
         while let Some(result) = loops.join_next().await {
@@ -283,10 +372,24 @@ impl AcceptLoop {
         let mut backoff = MIN_ACCEPT_BACKOFF;
         let mut refusing = false;
         let refusals = Arc::new(Semaphore::new(MAX_REFUSALS));
+        let deleted = async {
+            match &bound.closed {
+                Some(closed) => closed.triggered().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(deleted);
         loop {
             let accepted = tokio::select! {
                 biased;
                 () = shutdown.triggered() => break,
+                () = &mut deleted => {
+                    info!(
+                        "no longer listening on {}; the {} connection(s) it accepted carry on",
+                        bound.local, tasks.len()
+                    );
+                    return close(bound.socket, tasks, &shutdown, grace).await;
+                }
                 Some(done) = tasks.join_next(), if !tasks.is_empty() => {
                     report(done);
                     continue;
@@ -311,6 +414,7 @@ impl AcceptLoop {
                     continue;
                 }
             };
+            let listener = bound.config.borrow().clone();
             let over_host =
                 |peer: SocketAddr| hosts.take(peer.ip(), limits.max_connections_per_host);
             let taken = slots
@@ -326,7 +430,7 @@ impl AcceptLoop {
                         "the router serves at most {} connections from one address",
                         limits.max_connections_per_host
                     );
-                    refuse(&refusals, stream, &bound.config, &limits, reason);
+                    refuse(&refusals, stream, &listener, &limits, reason);
                     continue;
                 }
                 None => {
@@ -342,7 +446,7 @@ impl AcceptLoop {
                         "the router serves at most {} connections",
                         limits.max_connections
                     );
-                    refuse(&refusals, stream, &bound.config, &limits, reason);
+                    refuse(&refusals, stream, &listener, &limits, reason);
                     continue;
                 }
             };
@@ -357,7 +461,7 @@ impl AcceptLoop {
                 stream,
                 peer,
                 local: bound.local,
-                listener: bound.config.clone(),
+                listener,
                 limits: limits.clone(),
                 shutdown: shutdown.clone(),
             });
@@ -371,6 +475,26 @@ impl AcceptLoop {
         }
         drop(bound.socket);
         drain(tasks, grace).await
+    }
+}
+
+/// A deleted listener: its socket closed, its connections served until
+/// they end or the router stops.
+async fn close(
+    socket: TcpListener,
+    mut tasks: JoinSet<()>,
+    shutdown: &Shutdown,
+    grace: Duration,
+) -> usize {
+    drop(socket);
+    loop {
+        tokio::select! {
+            () = shutdown.triggered() => return drain(tasks, grace).await,
+            done = tasks.join_next() => match done {
+                Some(done) => report(done),
+                None => return 0,
+            },
+        }
     }
 }
 

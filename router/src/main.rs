@@ -112,7 +112,7 @@ enum Command {
     /// when it names none, to clients on the router's own host.
     #[command(after_help = STAT_HELP)]
     Stat(StatArgs),
-    /// Query, create or delete entities through AMQP management
+    /// Query, create, update or delete entities through AMQP management
     ///
     /// Prints the response body as JSON. Entity types are Qpid Dispatch
     /// Router's (org.apache.qpid.dispatch.connector, or connector for
@@ -137,6 +137,9 @@ const MANAGE_HELP: &str = "\
 Examples:
   ferry manage create --type connector host=ferry-4 port=5673 sslProfile=mesh
   ferry manage delete --type connector --name connector/ferry-4:5673
+  ferry manage create --type listener --name public host=0.0.0.0 port=5671 sslProfile=tls
+  ferry manage update --type listener --name public saslMechanisms=SCRAM-SHA-256
+  ferry manage create --type router.config.address prefix=news distribution=multicast
   ferry manage query --type router.node
   ferry manage read --type router
 
@@ -219,19 +222,19 @@ struct StatArgs {
 struct ManageArgs {
     #[command(flatten)]
     dial: DialArgs,
-    /// query, read, create, delete, get-types, get-attributes or
+    /// query, read, create, update, delete, get-types, get-attributes or
     /// get-operations
     operation: String,
     /// The entity type (full or short name)
     #[arg(long = "type", value_name = "TYPE")]
     entity_type: Option<String>,
-    /// The entity's name (read, delete)
+    /// The entity's name (read, update, delete; create: the name to give)
     #[arg(long)]
     name: Option<String>,
-    /// The entity's identity (read, delete)
+    /// The entity's identity (read, update, delete)
     #[arg(long)]
     identity: Option<String>,
-    /// Attributes for create, as KEY=VALUE
+    /// Attributes for create and update, as KEY=VALUE
     #[arg(value_name = "KEY=VALUE")]
     attributes: Vec<String>,
 }
@@ -606,7 +609,12 @@ async fn serve(
         )
         .in_current_span(),
     );
-    let agent = ferry_router::manage::Agent::new(core.clone(), security.clone(), config.clone());
+    let agent = ferry_router::manage::Agent::new(
+        core.clone(),
+        security.clone(),
+        config.clone(),
+        server.listeners(),
+    );
     tokio::spawn(agent.run(mesh_shutdown.clone()).in_current_span());
     let connectors: Vec<_> = config
         .connectors

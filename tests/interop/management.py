@@ -52,8 +52,9 @@ status, _, body = call(client, "GET-TYPES", type="org.amqp.management")
 result["types"] = status == 200 and D + "router.node" in body
 
 attrs = {"host": host, "port": port, "role": "inter-router", "sslProfile": profile}
-status, why, body = call(client, "CREATE", attrs, type=D + "connector", name="ignored")
-result["create"] = [status, why, body.get("name") if isinstance(body, dict) else None]
+status, why, body = call(client, "CREATE", attrs, type=D + "connector", name="to-D")
+body = body if isinstance(body, dict) else {}
+result["create"] = [status, why, body.get("name"), body.get("identity")]
 name = result["create"][2]
 
 deadline = time.monotonic() + 20

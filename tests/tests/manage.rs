@@ -1,6 +1,7 @@
 //! AMQP management against real `ferry` processes: raw requests from Qpid
 //! Proton (QUERY, READ, CREATE and DELETE of a connector that brings a
-//! fourth router into the mesh), `ferry stat` reading a three-router mesh
+//! fourth router into the mesh; listeners and address prefixes created,
+//! updated and deleted at run time), `ferry stat` reading a three-router mesh
 //! from one router and another router through it, stuck deliveries, and
 //! who may manage.
 
@@ -107,7 +108,10 @@ async fn qpid_proton_queries_reads_creates_and_deletes_through_management() {
     assert_eq!(summary["read_router"], json!([200, "A"]));
     assert_eq!(summary["types"], json!(true));
     let connector = format!("connector/127.0.0.1:{d_port}");
-    assert_eq!(summary["create"], json!([201, "Created", connector]));
+    assert_eq!(
+        summary["create"],
+        json!([201, "Created", "to-D", connector])
+    );
     assert_eq!(summary["nodes_after_create"], json!(["A", "B", "C", "D"]));
     assert_eq!(summary["read_connector"], json!([200, "127.0.0.1"]));
     assert_eq!(summary["delete"], json!([204, "No Content"]));
@@ -116,6 +120,119 @@ async fn qpid_proton_queries_reads_creates_and_deletes_through_management() {
     assert_eq!(summary["delete_node"], json!(501));
     // The deleted connector's connection goes: D leaves the mesh.
     stat_until(&a, &["-n"], |n| field(n, "id") == ["A", "B", "C"]);
+}
+
+#[tokio::test]
+async fn qpid_proton_creates_updates_and_deletes_listeners_and_prefixes() {
+    // Interior: its listeners may take the inter-router role.
+    let router = Router::start_with_env(
+        "[[address]]\nprefix = \"configured\"\ndistribution = \"closest\"\n",
+        &[("FERRY_ROUTER__MODE", "interior")],
+    );
+    let port = free_port();
+    let summary = proton::script(
+        "management_changes.py",
+        &router.url(),
+        &[&port.to_string()],
+        &|| router.ferry.stderr(),
+    )
+    .await;
+    let id = format!("listener/127.0.0.1:{port}");
+    assert_eq!(summary["listener_create"], json!([201, "extra", id]));
+    assert_eq!(summary["listener_served"], "served");
+    assert_eq!(summary["listener_exchange"], "hello");
+    assert_eq!(summary["listener_again"], 409, "same host and port");
+    let plain = &summary["listener_update_plain"];
+    assert_eq!(plain[0], 400, "PLAIN needs a users file: {plain}");
+    assert!(plain[1].as_str().unwrap().contains("users"), "{plain}");
+    assert_eq!(summary["listener_update_port"], 400, "the port names it");
+    assert_eq!(
+        summary["listener_update"],
+        json!([200, "inter-router"]),
+        "{}\n{}",
+        summary["listener_update_why"],
+        router.ferry.stderr()
+    );
+    assert_eq!(summary["listener_read"], json!([200, "inter-router"]));
+    let late = summary["listener_late"].as_str().unwrap();
+    assert!(
+        late.contains("only Ferry routers may use an inter-router listener"),
+        "a client connecting after the UPDATE: {late}"
+    );
+    assert_eq!(summary["listener_early_carries_on"], "hello");
+    assert_eq!(summary["listener_delete"], json!([204, "No Content"]));
+    assert_eq!(summary["listener_delete_again"], 404);
+    assert_eq!(summary["listener_after_delete"], "refused");
+    assert_eq!(summary["listeners_left"], 1, "the configuration's");
+
+    assert_eq!(summary["prefix_create"], json!([201, "multicast"]));
+    assert_eq!(summary["prefix_again"], 409);
+    assert_eq!(summary["prefix_bad"], 400);
+    assert_eq!(summary["multicast_copies"], 2, "news.sport is multicast");
+    assert_eq!(summary["prefix_delete"], 204);
+    assert_eq!(summary["balanced_copies"], 1, "news.weather is balanced");
+    assert_eq!(summary["prefix_delete_configured"], 403);
+    // `ferry manage` does the same from the command line.
+    let manage = |args: &[&str]| {
+        let url = router.url();
+        let mut all = vec!["manage", "--url", url.as_str()];
+        all.extend_from_slice(args);
+        let out = run_ferry(all, &[], Duration::from_secs(30));
+        assert!(
+            out.status.success(),
+            "ferry manage {args:?}: {}",
+            out.stderr
+        );
+        out.stdout
+    };
+    let t = "router.config.address";
+    manage(&[
+        "create",
+        "--type",
+        t,
+        "prefix=alerts",
+        "distribution=multicast",
+    ]);
+    let updated = manage(&[
+        "update",
+        "--type",
+        t,
+        "--name",
+        "address/alerts",
+        "distribution=closest",
+    ]);
+    assert!(updated.contains("closest"), "{updated}");
+    let rows: Value = serde_json::from_str(&manage(&["query", "--type", t])).unwrap();
+    let mut prefixes: Vec<(String, String)> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["prefix"].as_str().unwrap().into(),
+                r["distribution"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    prefixes.sort();
+    assert_eq!(
+        prefixes,
+        [
+            ("alerts".into(), "closest".into()),
+            ("configured".into(), "closest".into())
+        ]
+    );
+
+    let log = router.ferry.stderr();
+    for line in [
+        "listener on 127.0.0.1:",
+        "created through management",
+        "updated through management",
+        "deleted through management",
+        "no longer listening on 127.0.0.1:",
+    ] {
+        assert!(log.contains(line), "{line:?} not logged:\n{log}");
+    }
 }
 
 #[tokio::test]

@@ -11,10 +11,16 @@ impl Config {
     /// `multicastle`. A prefix that itself ends in `.` or `/` matches any
     /// address that starts with it.
     pub fn distribution_for(&self, address: &str) -> Distribution {
-        longest_match(&self.addresses, address)
-            .map(|entry| entry.distribution)
-            .unwrap_or_default()
+        distribution_in(&self.addresses, address)
     }
+}
+
+/// The distribution `entries` give `address` (see
+/// [`Config::distribution_for`]).
+pub fn distribution_in(entries: &[AddressConfig], address: &str) -> Distribution {
+    longest_match(entries, address)
+        .map(|entry| entry.distribution)
+        .unwrap_or_default()
 }
 
 /// The entry with the longest prefix matching `address`, if any.

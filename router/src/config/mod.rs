@@ -15,6 +15,7 @@ mod model;
 mod render;
 mod validate;
 
+pub use address::distribution_in;
 pub(crate) use address::prefix_matches;
 pub use error::{ConfigError, Origin};
 pub use load::DEFAULT_TOML;

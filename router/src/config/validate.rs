@@ -3,7 +3,8 @@
 use std::collections::HashMap;
 
 use super::model::{
-    ClientCert, Config, ConnectorConfig, Limits, Named, Role, RouterMode, TlsProfileConfig,
+    AddressConfig, ClientCert, Config, ConnectorConfig, Limits, ListenerConfig, Named, Role,
+    RouterMode, TlsProfileConfig,
 };
 
 /// SASL mechanisms the router implements.
@@ -40,21 +41,38 @@ pub(crate) fn is_valid_router_id(id: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
 }
 
-/// The first rule `config` breaks, if any.
+/// Checks for entities created at run time through management: the rules
+/// of the configuration file apply to them too (e.g. TLS on an
+/// inter-router connector unless its peer is on loopback).
+///
+/// # Errors
+///
+/// What is wrong, naming the attribute.
 impl Config {
-    /// Whether this router may run `connector` besides its own (one
-    /// created at run time through management): the rules of the
-    /// configuration file, e.g. TLS unless the peer is on loopback.
-    ///
-    /// # Errors
-    ///
-    /// What is wrong, naming the key.
+    /// Whether this router may run `connector` besides its own.
     pub fn check_connector(&self, connector: &ConnectorConfig) -> Result<(), String> {
         let mut config = self.clone();
         config.connectors = vec![connector.clone()];
-        validate(&config)
-            .map_err(|e| format!("{}: {}", e.key.replace("connector[0].", ""), e.reason))
+        check_alone(&config, "connector[0].")
     }
+
+    /// Whether this router may run `listener` besides its own.
+    pub fn check_listener(&self, listener: &ListenerConfig) -> Result<(), String> {
+        let mut config = self.clone();
+        config.listeners = vec![listener.clone()];
+        check_alone(&config, "listener[0].")
+    }
+
+    /// Whether `address` is a valid `[[address]]` entry.
+    pub fn check_address(&self, address: &AddressConfig) -> Result<(), String> {
+        let mut config = self.clone();
+        config.addresses = vec![address.clone()];
+        check_alone(&config, "address[0].")
+    }
+}
+
+fn check_alone(config: &Config, key: &str) -> Result<(), String> {
+    validate(config).map_err(|e| format!("{}: {}", e.key.replace(key, ""), e.reason))
 }
 
 pub(crate) fn validate(config: &Config) -> Result<(), Invalid> {

@@ -23,7 +23,7 @@ pub use message::{
 };
 pub use report::{AddressReport, ConnReport, ConnRole, Dir, LinkKind, LinkReport};
 
-use crate::config::{Config, Distribution, Limits};
+use crate::config::{AddressConfig, Config, Distribution, Limits};
 use crate::mesh::Mesh;
 use crate::metrics::Metrics;
 use crate::policy::{Admissions, Policy};
@@ -54,6 +54,9 @@ pub struct Core {
     router_id: String,
     addresses: RwLock<HashMap<String, Arc<Address>>>,
     config: Config,
+    /// The `[[address]]` prefixes in use: the configuration's, as changed
+    /// at run time through management.
+    prefixes: RwLock<Arc<[AddressConfig]>>,
     /// The tenants' policy, if `[[vhost]]`s are configured (whether there
     /// is one is fixed at start: it decides how addresses are named).
     policy: Option<RwLock<Arc<Policy>>>,
@@ -87,6 +90,7 @@ impl Core {
             router_id: config.router.id.clone(),
             addresses: RwLock::default(),
             config: config.clone(),
+            prefixes: RwLock::new(config.addresses.clone().into()),
             policy: Policy::from_config(config).map(|p| RwLock::new(Arc::new(p))),
             admissions: Arc::default(),
             mesh: Mesh::new(RouterId::from(config.router.id.as_str()), instance),
@@ -126,9 +130,24 @@ impl Core {
 
     /// The distribution for `address`: that of the longest matching
     /// `[[address]]` prefix, else balanced (under a policy, prefixes match
-    /// the client's part of a scoped address).
+    /// the client's part of a scoped address). An address keeps the
+    /// distribution it was created with while it is in use.
     pub fn distribution(&self, address: &str) -> Distribution {
-        self.config.distribution_for(self.unscoped(address))
+        let prefixes = self.prefixes.read().expect("prefixes lock").clone();
+        crate::config::distribution_in(&prefixes, self.unscoped(address))
+    }
+
+    /// The `[[address]]` prefixes in use.
+    pub fn prefixes(&self) -> Arc<[AddressConfig]> {
+        self.prefixes.read().expect("prefixes lock").clone()
+    }
+
+    /// Replaces the prefixes (management): they govern addresses created
+    /// from now on; one in use keeps its distribution until it is
+    /// forgotten (no link, no consumer anywhere), as in Qpid Dispatch
+    /// Router.
+    pub fn set_prefixes(&self, prefixes: Vec<AddressConfig>) {
+        *self.prefixes.write().expect("prefixes lock") = prefixes.into();
     }
 
     /// `address` as its client named it: under a policy, without its

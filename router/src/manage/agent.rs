@@ -12,21 +12,22 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use ferry_proto::codec::{Str, Value};
 use ferry_proto::definitions::{DeliveryState, Rejected, SequenceNo};
 use ferry_proto::engine::LinkId;
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
 use super::answer::{answer, entity_type};
-use super::entities::{Counters, EntityType, Snapshot, connector_name};
+use super::change::Changes;
+use super::entities::{Counters, Snapshot};
 use super::request::{BadRequest, Operation, Refused, ReplyTo, Request, Response, parse};
-use crate::config::{Config, ConnectorConfig, Role};
+use crate::config::Config;
 use crate::core::{
     Address, ConnHandle, ConnReport, Core, DYNAMIC_PREFIX, Forwarded, Hop, Reach, StreamKey, ToConn,
 };
+use crate::listener::Listeners;
 use crate::security::Security;
-use crate::shutdown::{Shutdown, Trigger};
+use crate::shutdown::Shutdown;
 
 /// The management node of this router, for its own clients.
 pub const LOCAL_NODE: &str = "$management";
@@ -54,23 +55,16 @@ const REPORT_WAIT: Duration = Duration::from_secs(2);
 /// across the mesh).
 const REPLY_WAIT: Duration = Duration::from_secs(3);
 
-/// A connector created through management, dialing until deleted (its
-/// trigger dropped) or the router stops.
-struct Created {
-    config: ConnectorConfig,
-    _stop: Trigger,
-}
-
 /// The management agent.
 pub struct Agent {
     core: Arc<Core>,
-    security: Arc<Security>,
-    config: Arc<Config>,
     me: ConnHandle,
+    config: Arc<Config>,
     inbox: mpsc::UnboundedReceiver<ToConn>,
     nodes: [(LinkId, Arc<Address>); 2],
     started: Instant,
-    created: Vec<Created>,
+    /// Listeners, connectors and prefixes changed at run time.
+    changes: Changes,
     replier: Arc<Replier>,
     /// Responses being sent at most at once (each waits for credit up to
     /// [`REPLY_WAIT`]); past it the agent waits before taking a request.
@@ -79,7 +73,12 @@ pub struct Agent {
 
 impl Agent {
     /// Registers the agent's nodes with the core.
-    pub fn new(core: Arc<Core>, security: Arc<Security>, config: Config) -> Self {
+    pub fn new(
+        core: Arc<Core>,
+        security: Arc<Security>,
+        config: Config,
+        listeners: Listeners,
+    ) -> Self {
         let (tx, inbox) = mpsc::unbounded_channel();
         let me = ConnHandle {
             id: core.next_conn_id(),
@@ -97,15 +96,15 @@ impl Agent {
         // Only the mesh-wide node is advertised.
         core.local_consumers(&topo.1, true);
         let conn = me.id;
+        let config = Arc::new(config);
         Self {
             core: core.clone(),
-            security,
-            config: Arc::new(config),
             me,
             inbox,
             nodes: [local, topo],
             started: Instant::now(),
-            created: Vec::new(),
+            changes: Changes::new(core.clone(), security, config.clone(), listeners),
+            config,
             replier: Arc::new(Replier {
                 core,
                 conn,
@@ -179,121 +178,11 @@ impl Agent {
     async fn answer(&mut self, req: &Request, shutdown: &Shutdown) -> Response {
         match req.operation {
             Operation::Create | Operation::Delete | Operation::Update => match entity_type(req) {
-                Ok(EntityType::Connector) => self.connector(req, shutdown),
-                Ok(t) => {
-                    Response::status(501, format!("{} cannot be changed at run time", t.name()))
-                }
+                Ok(t) => self.changes.apply(t, req, shutdown).await,
                 Err(e) => e,
             },
             _ => answer(req, &self.snapshot().await),
         }
-    }
-
-    /// CREATE or DELETE a connector (UPDATE: 501).
-    fn connector(&mut self, req: &Request, shutdown: &Shutdown) -> Response {
-        match req.operation {
-            Operation::Create => match connector_from(req) {
-                Ok(c) => self.create(c, shutdown),
-                Err(why) => Response::status(400, why),
-            },
-            Operation::Delete => {
-                let wanted = req.identity.as_ref().or(req.name.as_ref());
-                let Some(i) = self
-                    .created
-                    .iter()
-                    .position(|c| Some(&connector_name(&c.config)) == wanted)
-                else {
-                    let configured = self
-                        .config
-                        .connectors
-                        .iter()
-                        .any(|c| Some(&connector_name(c)) == wanted);
-                    return if configured {
-                        Response::status(
-                            403,
-                            "a connector of the configuration file is removed there",
-                        )
-                    } else {
-                        Response::status(404, "no such connector")
-                    };
-                };
-                let gone = self.created.remove(i);
-                tracing::info!(
-                    "connector to {}:{} deleted through management",
-                    gone.config.host,
-                    gone.config.port
-                );
-                Response::status(204, "No Content")
-            }
-            _ => Response::status(501, "a connector is deleted and created again"),
-        }
-    }
-
-    fn create(&mut self, c: ConnectorConfig, shutdown: &Shutdown) -> Response {
-        let name = connector_name(&c);
-        if self.connectors().iter().any(|k| connector_name(k) == name) {
-            return Response::status(409, format!("{name} exists"));
-        }
-        if let Err(why) = self.config.check_connector(&c) {
-            return Response::status(400, why);
-        }
-        let (stop, stopped) = crate::shutdown::channel();
-        let index = self.config.connectors.len() + self.created.len();
-        let task = crate::mesh::connector::run(
-            self.core.clone(),
-            self.security.clone(),
-            index,
-            c.clone(),
-            stopped,
-        );
-        let router = shutdown.clone();
-        tokio::spawn(
-            async move {
-                tokio::select! {
-                    () = task => {}
-                    () = router.triggered() => {}
-                }
-            }
-            .in_current_span(),
-        );
-        tracing::info!(
-            "connector to {}:{} created through management",
-            c.host,
-            c.port
-        );
-        let row = self.connector_row(&c);
-        self.created.push(Created {
-            config: c,
-            _stop: stop,
-        });
-        Response::with(201, "Created", row)
-    }
-
-    fn connectors(&self) -> Vec<ConnectorConfig> {
-        let mut all = self.config.connectors.clone();
-        all.extend(self.created.iter().map(|c| c.config.clone()));
-        all
-    }
-
-    fn connector_row(&self, c: &ConnectorConfig) -> Value {
-        let t = EntityType::Connector;
-        let snapshot = Snapshot {
-            config: self.config.clone(),
-            connectors: vec![c.clone()],
-            conns: Vec::new(),
-            addresses: Vec::new(),
-            table: self.core.mesh().table(),
-            neighbours: Vec::new(),
-            counters: Counters::default(),
-        };
-        let row = snapshot.rows(t).pop().unwrap_or_default();
-        Value::Map(ferry_proto::codec::Map(
-            t.attributes()
-                .iter()
-                .map(|a| Value::String(Str::from(*a)))
-                .zip(row)
-                .collect(),
-        ))
     }
 
     /// Asks every connection for its report and reads the core.
@@ -303,7 +192,9 @@ impl Agent {
         let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
         Snapshot {
             config: self.config.clone(),
-            connectors: self.connectors(),
+            listeners: self.changes.listeners(),
+            connectors: self.changes.connectors(),
+            prefixes: self.changes.prefixes(),
             conns,
             addresses: self.core.address_reports(),
             table: self.core.mesh().table(),
@@ -422,43 +313,6 @@ pub async fn reports(core: &Core) -> Vec<ConnReport> {
         }
     }
     conns
-}
-
-/// A connector from CREATE's attributes (`host`, `port`, and optionally
-/// `role`, `cost`, `sslProfile`, `serverName`).
-fn connector_from(req: &Request) -> Result<ConnectorConfig, String> {
-    let a = &req.attributes;
-    let text = |k: &str| a.get(k).and_then(Value::as_text).map(str::to_string);
-    let number = |k: &str| -> Result<Option<u64>, String> {
-        match a.get(k) {
-            None | Some(Value::Null) => Ok(None),
-            Some(v) => v
-                .as_u64()
-                .or_else(|| match *v {
-                    Value::Int(x) => u64::try_from(x).ok(),
-                    Value::Long(x) => u64::try_from(x).ok(),
-                    _ => None,
-                })
-                .or_else(|| v.as_text().and_then(|t| t.parse().ok()))
-                .map(Some)
-                .ok_or_else(|| format!("{k} must be a number")),
-        }
-    };
-    let host = text("host").ok_or("host is required")?;
-    let port = number("port")?.ok_or("port is required")?;
-    let port = u16::try_from(port).map_err(|_| "port must be at most 65535".to_string())?;
-    let cost = number("cost")?.unwrap_or(1);
-    let cost = u32::try_from(cost).map_err(|_| "cost is too large".to_string())?;
-    let mut c = ConnectorConfig::new(host, port, cost);
-    if let Some(role) = text("role") {
-        c.role = crate::config::Named::from_name(&role)?;
-    }
-    if c.role != Role::InterRouter {
-        return Err("only inter-router connectors can be created".into());
-    }
-    c.tls = text("sslProfile");
-    c.server_name = text("serverName");
-    Ok(c)
 }
 
 /// The process's resident memory, from `/proc/self/status` (0 elsewhere).

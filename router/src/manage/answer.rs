@@ -17,7 +17,9 @@ fn map(entries: impl IntoIterator<Item = (String, Value)>) -> Value {
 /// The operations each type supports.
 pub fn operations(t: EntityType) -> &'static [&'static str] {
     match t {
-        EntityType::Connector => &["CREATE", "READ", "QUERY", "DELETE"],
+        EntityType::Connector | EntityType::Listener | EntityType::ConfigAddress => {
+            &["CREATE", "READ", "UPDATE", "DELETE", "QUERY"]
+        }
         _ => &["READ", "QUERY"],
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use ferry_proto::codec::{Str, Value};
 
-use crate::config::{Config, ConnectorConfig, Named};
+use crate::config::{AddressConfig, Config, ConnectorConfig, ListenerConfig, Named};
 use crate::core::{AddressReport, ConnReport, Dir, LinkReport};
 use crate::routing::{RouterId, RoutingTable};
 
@@ -243,10 +243,14 @@ impl EntityType {
 /// What the router is and does, gathered for one request.
 #[derive(Debug)]
 pub struct Snapshot {
-    /// The configuration (listeners, prefixes, TLS profiles).
+    /// The configuration (TLS profiles).
     pub config: Arc<Config>,
+    /// Listeners: the configuration's and those created at run time.
+    pub listeners: Vec<Managed<ListenerConfig>>,
     /// Connectors: the configuration's and those created at run time.
-    pub connectors: Vec<ConnectorConfig>,
+    pub connectors: Vec<Managed<ConnectorConfig>>,
+    /// Address prefixes: the configuration's and those created at run time.
+    pub prefixes: Vec<Managed<AddressConfig>>,
     /// Every connection that answered.
     pub conns: Vec<ConnReport>,
     /// Every address this router knows.
@@ -303,59 +307,9 @@ impl Snapshot {
         let ty = || s(t.name());
         match t {
             EntityType::Router => vec![self.router_row(ty())],
-            EntityType::Listener => self
-                .config
-                .listeners
-                .iter()
-                .map(|l| {
-                    let id = format!("listener/{}:{}", l.host, l.port);
-                    vec![
-                        s(id.clone()),
-                        s(id),
-                        ty(),
-                        s(l.host.clone()),
-                        s(l.port.to_string()),
-                        s(l.role.as_str()),
-                        s(l.sasl_mechanisms.join(" ")),
-                        Value::Bool(l.client_cert == crate::config::ClientCert::Required),
-                        opt(l.tls.clone()),
-                        s(l.client_cert.as_str()),
-                    ]
-                })
-                .collect(),
-            EntityType::Connector => self
-                .connectors
-                .iter()
-                .map(|c| {
-                    let id = connector_name(c);
-                    vec![
-                        s(id.clone()),
-                        s(id),
-                        ty(),
-                        s(c.host.clone()),
-                        s(c.port.to_string()),
-                        s(c.role.as_str()),
-                        n(c.cost.into()),
-                        opt(c.tls.clone()),
-                        opt(c.server_name.clone()),
-                    ]
-                })
-                .collect(),
-            EntityType::ConfigAddress => self
-                .config
-                .addresses
-                .iter()
-                .map(|a| {
-                    let id = format!("address/{}", a.prefix);
-                    vec![
-                        s(id.clone()),
-                        s(id),
-                        ty(),
-                        s(a.prefix.clone()),
-                        s(a.distribution.as_str()),
-                    ]
-                })
-                .collect(),
+            EntityType::Listener => self.listeners.iter().map(Managed::row).collect(),
+            EntityType::Connector => self.connectors.iter().map(Managed::row).collect(),
+            EntityType::ConfigAddress => self.prefixes.iter().map(Managed::row).collect(),
             EntityType::SslProfile => self
                 .config
                 .tls
@@ -567,7 +521,101 @@ fn connection_row(c: &ConnReport, ty: Value) -> Row {
     ]
 }
 
-/// A connector's name in management: `connector/host:port`.
-pub fn connector_name(c: &ConnectorConfig) -> String {
-    format!("connector/{}:{}", c.host, c.port)
+/// An entity of the configuration (listener, connector, address prefix)
+/// as management names it: its identity derives from what it is, its name
+/// is the one CREATE gave (else the identity).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Managed<C> {
+    /// `listener/host:port`, `connector/host:port`, `address/prefix`.
+    pub id: String,
+    /// The name CREATE gave, else the identity.
+    pub name: String,
+    /// What it is.
+    pub config: C,
+}
+
+/// What a configuration entity is in management.
+pub trait Configured: Clone {
+    /// Its entity type.
+    const TYPE: EntityType;
+    /// Its identity.
+    fn id(&self) -> String;
+    /// Its attributes after `identity`, `name` and `type`, in
+    /// [`EntityType::attributes`] order.
+    fn values(&self) -> Vec<Value>;
+}
+
+impl<C: Configured> Managed<C> {
+    /// `config` under `name`.
+    pub fn of(name: String, config: &C) -> Self {
+        Self {
+            id: config.id(),
+            name,
+            config: config.clone(),
+        }
+    }
+
+    /// Its row.
+    pub fn row(&self) -> Row {
+        let mut row = vec![s(self.id.clone()), s(self.name.clone()), s(C::TYPE.name())];
+        row.extend(self.config.values());
+        row
+    }
+
+    /// Its attributes by name (a CREATE's or UPDATE's response body).
+    pub fn attributes(&self) -> Value {
+        let names = C::TYPE.attributes().iter().map(|a| s(*a));
+        Value::Map(ferry_proto::codec::Map(names.zip(self.row()).collect()))
+    }
+}
+
+impl Configured for ListenerConfig {
+    const TYPE: EntityType = EntityType::Listener;
+
+    fn id(&self) -> String {
+        format!("listener/{}:{}", self.host, self.port)
+    }
+
+    fn values(&self) -> Vec<Value> {
+        vec![
+            s(self.host.clone()),
+            s(self.port.to_string()),
+            s(self.role.as_str()),
+            s(self.sasl_mechanisms.join(" ")),
+            Value::Bool(self.require_sasl),
+            opt(self.tls.clone()),
+            s(self.client_cert.as_str()),
+        ]
+    }
+}
+
+impl Configured for ConnectorConfig {
+    const TYPE: EntityType = EntityType::Connector;
+
+    fn id(&self) -> String {
+        format!("connector/{}:{}", self.host, self.port)
+    }
+
+    fn values(&self) -> Vec<Value> {
+        vec![
+            s(self.host.clone()),
+            s(self.port.to_string()),
+            s(self.role.as_str()),
+            n(self.cost.into()),
+            opt(self.tls.clone()),
+            opt(self.server_name.clone()),
+        ]
+    }
+}
+
+impl Configured for AddressConfig {
+    const TYPE: EntityType = EntityType::ConfigAddress;
+
+    fn id(&self) -> String {
+        format!("address/{}", self.prefix)
+    }
+
+    fn values(&self) -> Vec<Value> {
+        vec![s(self.prefix.clone()), s(self.distribution.as_str())]
+    }
 }

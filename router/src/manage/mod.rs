@@ -6,11 +6,13 @@
 //! - [`request`]: requests and responses as messages;
 //! - [`entities`]: entity types, attributes, and rows from a snapshot;
 //! - [`answer`]: the read-only operations;
+//! - [`change`]: CREATE, UPDATE and DELETE;
 //! - [`agent`]: the task that serves both nodes;
 //! - [`client`] and [`stat`]: `ferry manage` and `ferry stat`.
 
 pub mod agent;
 pub mod answer;
+pub mod change;
 pub mod client;
 pub mod entities;
 pub mod request;

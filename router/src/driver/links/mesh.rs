@@ -461,8 +461,12 @@ impl Links {
         let table = self.core.mesh().table();
         let mut wanted: std::collections::BTreeSet<DataKey> = Default::default();
         for (address, mut routers) in table.addresses() {
-            if self.core.distribution(address) == Distribution::Multicast {
-                let Some(local) = self.core.lookup(address) else {
+            let local = self.core.lookup(address);
+            let distribution = local
+                .as_ref()
+                .map_or_else(|| self.core.distribution(address), |a| a.distribution());
+            if distribution == Distribution::Multicast {
+                let Some(local) = local else {
                     continue; // no producer here: no tree goes through
                 };
                 for origin in table.routers() {
