@@ -26,6 +26,8 @@ use ferry_proto::definitions::{DeliveryState, SequenceNo};
 use ferry_proto::message::{Body, Message};
 use ferry_tests::{Ferry, TempDir, WAIT, free_port};
 use router::{Router, mesh_router, mesh_toml};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 
 /// Time for a mesh to converge, generously.
 const CONVERGE: Duration = Duration::from_secs(20);
@@ -153,18 +155,20 @@ async fn a_stopped_neighbour_is_dropped_and_routed_around_within_a_second() {
 
         // Steady traffic, one message at a time, on its own task.
         let stop = Arc::new(AtomicBool::new(false));
-        let accepted_at: Arc<Mutex<Vec<(u64, Instant)>>> = Arc::default();
+        // Each message accepted: when it was (last) sent, when accepted.
+        let accepted_at: Arc<Mutex<Vec<(Instant, Instant)>>> = Arc::default();
         let retried = Arc::new(AtomicU64::new(0));
         let producing = {
             let (stop, accepted_at, retried) = (stop.clone(), accepted_at.clone(), retried.clone());
             tokio::spawn(async move {
                 while !stop.load(Ordering::Relaxed) {
+                    let sent_at = Instant::now();
                     let state = within("an outcome", CONVERGE, producer.send(tx, msg(next)))
                         .await
                         .unwrap();
                     match state {
                         Some(DeliveryState::Accepted) => {
-                            accepted_at.lock().unwrap().push((next, Instant::now()));
+                            accepted_at.lock().unwrap().push((sent_at, Instant::now()));
                             next += 1;
                         }
                         Some(DeliveryState::Released | DeliveryState::Modified(_)) => {
@@ -184,18 +188,25 @@ async fn a_stopped_neighbour_is_dropped_and_routed_around_within_a_second() {
             count(&a.ferry.stderr(), lost),
             count(&c.ferry.stderr(), lost),
         );
-        let stopped_at = Instant::now();
         signal(b.ferry.pid(), "STOP");
         let stopped = Stopped(b.ferry.pid());
-        let a_noticed = log_line(&a.ferry, lost, a_before, 10 * TARGET).await;
-        let c_noticed = log_line(&c.ferry, lost, c_before, 10 * TARGET).await;
-        // Traffic goes on through A - C.
+        // The time `kill` returned (it is spawned as a process of its
+        // own): the figures count from there, so they are short of the
+        // real ones by at most the time `kill` took to exit.
+        let stopped_at = Instant::now();
+        let (a_noticed, c_noticed) = tokio::join!(
+            log_line(&a.ferry, lost, a_before, 10 * TARGET),
+            log_line(&c.ferry, lost, c_before, 10 * TARGET)
+        );
+        // Traffic goes on through A - C: the first message sent after the
+        // stop (the one in flight then comes back `modified` and is sent
+        // again) is accepted.
         let rerouted = loop {
             let first = accepted_at
                 .lock()
                 .unwrap()
                 .iter()
-                .find(|(_, t)| *t > stopped_at)
+                .find(|(sent, _)| *sent > stopped_at)
                 .map(|(_, t)| *t);
             if let Some(t) = first {
                 break t - stopped_at;
@@ -292,7 +303,7 @@ struct Produced {
 /// Line A - B - C (A and C dial B); a producer on A sends to a consumer
 /// on C at a steady pace, up to 20 unsettled, resending what comes back
 /// `modified` or `released`. B is restarted five times (SIGTERM, then
-/// SIGKILL, in turn), each time on the same ports. Every message must be
+/// SIGKILL, in turn), down for 0.3 to 3 s, each time on the same ports. Every message must be
 /// accepted exactly once and reach the consumer; a message reaches it
 /// twice only after a `modified` resend. After each restart the path must
 /// be back (a message accepted) soon after B listens again.
@@ -385,8 +396,11 @@ async fn the_middle_router_restarted_five_times_under_load_loses_nothing() {
             } else {
                 drop(old); // SIGKILL, this process only
             }
-            // Down for a moment, as a restarting process is.
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            // Down for a while, as a restarting process is: long enough,
+            // in some rounds, for the connectors' back-off to reach its
+            // cap.
+            let down = [300, 2000, 500, 3000, 1000][round];
+            tokio::time::sleep(Duration::from_millis(down)).await;
             b = Some(b_conf.start());
             let listening_at = Instant::now();
             let back = loop {
@@ -446,4 +460,154 @@ async fn the_middle_router_restarted_five_times_under_load_loses_nothing() {
         }
     };
     within("rolling restart test", Duration::from_secs(180), test).await;
+}
+
+/// A TCP proxy to `to` whose connections can be made silent at once
+/// ([`Blackhole::cut`]): from then on it carries nothing either way but
+/// keeps the sockets open (no FIN, no RST), as a path does whose far end
+/// vanished (a container gone with its network namespace, a cable cut).
+/// Connections made after a cut are carried as usual.
+struct Blackhole {
+    port: u16,
+    generation: Arc<AtomicU64>,
+}
+
+impl Blackhole {
+    async fn start(to: u16) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let generation = Arc::new(AtomicU64::new(0));
+        let current = generation.clone();
+        tokio::spawn(async move {
+            while let Ok((from, _)) = listener.accept().await {
+                let Ok(upstream) = TcpStream::connect(("127.0.0.1", to)).await else {
+                    continue;
+                };
+                let born = current.load(Ordering::Relaxed);
+                let (from_r, from_w) = from.into_split();
+                let (up_r, up_w) = upstream.into_split();
+                tokio::spawn(carry_until_cut(from_r, up_w, current.clone(), born));
+                tokio::spawn(carry_until_cut(up_r, from_w, current.clone(), born));
+            }
+        });
+        Self { port, generation }
+    }
+
+    /// Makes every connection carried so far silent.
+    fn cut(&self) {
+        self.generation.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Copies `r` to `w` until the proxy's generation moves past `born`; then
+/// holds both open, carrying nothing, for a minute.
+async fn carry_until_cut(
+    mut r: tokio::net::tcp::OwnedReadHalf,
+    mut w: tokio::net::tcp::OwnedWriteHalf,
+    generation: Arc<AtomicU64>,
+    born: u64,
+) {
+    let mut buf = vec![0; 16 * 1024];
+    loop {
+        let read = tokio::time::timeout(Duration::from_millis(10), r.read(&mut buf)).await;
+        if generation.load(Ordering::Relaxed) != born {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            return;
+        }
+        let n = match read {
+            Err(_) => continue,
+            Ok(Ok(0) | Err(_)) => return,
+            Ok(Ok(n)) => n,
+        };
+        if w.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Line A - B - C, C dialing B through a proxy. The proxy makes C's
+/// connection silent (nothing carried, nothing closed), as when B's
+/// container vanishes with its network, or a cable is cut: B and C must
+/// both drop the connection, and C, its connector no longer waiting on a
+/// dead connection, must dial again (through the proxy, which carries new
+/// connections) and the path come back. Before the silence was noticed
+/// on the connection itself, C's connector waited on the dead connection
+/// for as long as the kernel kept it, which on a silent path with nothing
+/// to send is forever: C never reconnected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_gone_silent_is_dropped_and_dialed_again() {
+    let test = async {
+        let b_port = free_port();
+        let b = mesh_router("B", Some(b_port), &[], "");
+        let proxy = Blackhole::start(b_port).await;
+        let a = mesh_router("A", None, &[(b_port, 1)], "");
+        let c = mesh_router("C", None, &[(proxy.port, 1)], "");
+        let seen = consume(&c, "cut").await;
+        let mut producer = a.client().await;
+        let tx = producer.open_sender(Some("cut")).await.unwrap();
+        within("credit on A", CONVERGE, producer.wait_credit(tx))
+            .await
+            .unwrap();
+        for i in 0..10 {
+            let state = within("an outcome", CONVERGE, producer.send(tx, msg(i)))
+                .await
+                .unwrap();
+            assert_eq!(state, Some(DeliveryState::Accepted));
+        }
+
+        let lost = "disconnected: nothing heard from it";
+        let connected = "neighbour B connected";
+        let (b_before, c_before) = (
+            count(&b.ferry.stderr(), lost),
+            count(&c.ferry.stderr(), lost),
+        );
+        let c_connected = count(&c.ferry.stderr(), connected);
+        let cut_at = Instant::now();
+        proxy.cut();
+        let (b_noticed, c_noticed, c_back) = tokio::join!(
+            log_line(&b.ferry, lost, b_before, 10 * TARGET),
+            log_line(&c.ferry, lost, c_before, 10 * TARGET),
+            log_line(&c.ferry, connected, c_connected, 20 * TARGET),
+        );
+        // The path is back: a message from A reaches C (sent again while
+        // it comes back `released`: the routers may be converging still).
+        let mut tries = 0;
+        let state = loop {
+            tries += 1;
+            let state = within("an outcome after the cut", CONVERGE, producer.send(tx, msg(10)))
+                .await
+                .unwrap();
+            if tries == 20 || !matches!(state, Some(DeliveryState::Released | DeliveryState::Modified(_))) {
+                break state;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let path_back = cut_at.elapsed();
+        let [b_noticed, c_noticed, c_back] =
+            [b_noticed, c_noticed, c_back].map(|t| t.map(|t| t - cut_at));
+        eprintln!(
+            "silent connection (proxy stops carrying B - C): B dropped C after {b_noticed:?}, \
+             C dropped B after {c_noticed:?}; C connected to B again {c_back:?} after the cut \
+             (the drop plus the redial); a message from A accepted at C {path_back:?} after it \
+             ({tries} tries)"
+        );
+        let c_log = c.ferry.stderr();
+        assert!(
+            b_noticed.is_some_and(|t| t < 2 * TARGET),
+            "B dropped C after {b_noticed:?}"
+        );
+        assert!(
+            c_noticed.is_some_and(|t| t < 2 * TARGET),
+            "C dropped B after {c_noticed:?}:\n{c_log}"
+        );
+        // Noticing (under a second) and redialing (at once: the connection
+        // had lasted).
+        assert!(
+            c_back.is_some_and(|t| t < 3 * TARGET),
+            "C connected to B again after {c_back:?}:\n{c_log}"
+        );
+        assert_eq!(state, Some(DeliveryState::Accepted));
+        assert!(seen.lock().unwrap().contains_key(&10));
+    };
+    within("silent connection test", Duration::from_secs(120), test).await;
 }
