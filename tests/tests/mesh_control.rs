@@ -263,7 +263,10 @@ async fn heavy_traffic_on_loopback_does_not_lose_the_neighbour() {
     let context = format!("{received} messages of 512 KiB crossed");
     neither_lost_the_other(&a.ferry.stderr(), &b.ferry.stderr(), &context);
     assert!(received > 0, "nothing crossed the link");
-    assert_eq!(other, 0, "outcomes other than accepted or released: a link lost?");
+    assert_eq!(
+        other, 0,
+        "outcomes other than accepted or released: a link lost?"
+    );
 }
 
 /// A TCP proxy to `to` that counts the bytes it carries each way.
@@ -331,7 +334,8 @@ async fn an_idle_link_costs_a_few_hundred_bytes_a_second() {
         tokio::time::sleep(Duration::from_secs(2)).await;
         let before = [0, 1].map(|d| counts[d].load(Ordering::Relaxed));
         tokio::time::sleep(IDLE).await;
-        let [to_b, to_a] = [0, 1].map(|d| (counts[d].load(Ordering::Relaxed) - before[d]) / IDLE.as_secs());
+        let [to_b, to_a] =
+            [0, 1].map(|d| (counts[d].load(Ordering::Relaxed) - before[d]) / IDLE.as_secs());
         let how = if tls { "TLS" } else { "plain TCP" };
         eprintln!(
             "idle inter-router link ({how}): A -> B {to_b} B/s, B -> A {to_a} B/s (payload bytes, \

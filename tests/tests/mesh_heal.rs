@@ -251,7 +251,10 @@ async fn a_stopped_neighbour_is_dropped_and_routed_around_within_a_second() {
         // Every message accepted once by the producer reached the consumer.
         let seen = seen.lock().unwrap();
         for i in 0..sent {
-            assert!(seen.contains_key(&i), "message {i} accepted, never received");
+            assert!(
+                seen.contains_key(&i),
+                "message {i} accepted, never received"
+            );
         }
     };
     within("silent neighbour test", Duration::from_secs(120), test).await;
@@ -359,7 +362,9 @@ async fn the_middle_router_restarted_five_times_under_load_loses_nothing() {
                         continue;
                     };
                     let o = o.unwrap();
-                    let i = unsettled.remove(&o.id).expect("an outcome for a delivery sent");
+                    let i = unsettled
+                        .remove(&o.id)
+                        .expect("an outcome for a delivery sent");
                     let mut p = produced.lock().unwrap();
                     match o.state {
                         Some(DeliveryState::Accepted) => {
@@ -380,9 +385,8 @@ async fn the_middle_router_restarted_five_times_under_load_loses_nothing() {
                 }
             })
         };
-        let last_accepted = |produced: &Mutex<Produced>| {
-            produced.lock().unwrap().accepted.values().max().copied()
-        };
+        let last_accepted =
+            |produced: &Mutex<Produced>| produced.lock().unwrap().accepted.values().max().copied();
         tokio::time::sleep(Duration::from_secs(1)).await;
 
         let mut figures = Vec::new();
@@ -574,10 +578,19 @@ async fn a_connection_gone_silent_is_dropped_and_dialed_again() {
         let mut tries = 0;
         let state = loop {
             tries += 1;
-            let state = within("an outcome after the cut", CONVERGE, producer.send(tx, msg(10)))
-                .await
-                .unwrap();
-            if tries == 20 || !matches!(state, Some(DeliveryState::Released | DeliveryState::Modified(_))) {
+            let state = within(
+                "an outcome after the cut",
+                CONVERGE,
+                producer.send(tx, msg(10)),
+            )
+            .await
+            .unwrap();
+            if tries == 20
+                || !matches!(
+                    state,
+                    Some(DeliveryState::Released | DeliveryState::Modified(_))
+                )
+            {
                 break state;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
