@@ -197,7 +197,7 @@ fn a_connector_that_cannot_connect_says_so_once() {
     assert_eq!(failures.len(), 1, "{log}");
     assert!(
         failures[0].ends_with(
-            "; retrying, at most 10 s apart; no neighbour yet, so messages reach only \
+            "; retrying, at most 1 s apart; no neighbour yet, so messages reach only \
              this router's own consumers"
         ),
         "{log}"

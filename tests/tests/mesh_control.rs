@@ -6,6 +6,10 @@
 //! messages to a consumer on B as fast as credit allows: megabytes of
 //! data queue up in A for the slow hop, for several `hello_max_age`s.
 //! Neither router may lose the other meanwhile.
+//!
+//! Also: two neighbours on loopback with producers sending large messages
+//! as fast as they can (both routers' processes busy) for several times
+//! the silence limit; and what an idle link costs in bytes a second.
 
 #[path = "../support/router.rs"]
 mod router;
@@ -19,7 +23,7 @@ use bytes::Bytes;
 use ferry_proto::definitions::DeliveryState;
 use ferry_proto::message::{Body, Message};
 use ferry_tests::free_port;
-use router::mesh_router;
+use router::{mesh_router, mesh_toml, start_mesh_router};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -156,4 +160,192 @@ async fn a_saturated_hop_does_not_lose_the_neighbour() {
         carried <= RATE * (SATURATED.as_secs() + 5),
         "{received} messages crossed a {RATE} B/s hop"
     );
+}
+
+/// Neither `a` nor `b` (routers "A" and "B", connected to each other)
+/// logged losing the other or connected to it more than once.
+fn neither_lost_the_other(a: &str, b: &str, context: &str) {
+    for (name, log) in [("A", a), ("B", b)] {
+        let other = if name == "A" { "B" } else { "A" };
+        let lost = [
+            format!("neighbour {other} silent"),
+            format!("neighbour {other} disconnected"),
+        ];
+        assert!(
+            !lost.iter().any(|l| log.contains(l.as_str())),
+            "{name} lost its neighbour ({context}):\n{log}"
+        );
+        assert_eq!(
+            router::neighbours_connected(log),
+            [other],
+            "{name} reconnected ({context}):\n{log}"
+        );
+    }
+}
+
+/// How long the loopback link stays busy: ten times the silence limit.
+const BUSY: Duration = Duration::from_secs(8);
+
+/// Message size on the busy loopback link.
+const LARGE: usize = 512 * 1024;
+
+/// Router A dials B over loopback; four producers on A send 512 KiB
+/// messages to a consumer on B as fast as credit allows, for ten times
+/// the silence after which a neighbour is dropped. The routers' processes
+/// are as busy as the machine lets them be; neither may drop the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heavy_traffic_on_loopback_does_not_lose_the_neighbour() {
+    let b_port = free_port();
+    let b = mesh_router("B", Some(b_port), &[], "");
+    let a = mesh_router("A", None, &[(b_port, 1)], "");
+
+    let mut consumer = b.client().await;
+    let rx = consumer.open_receiver("heavy", 100).await.unwrap();
+    let received = Arc::new(AtomicU64::new(0));
+    let count = received.clone();
+    let consuming = tokio::spawn(async move {
+        loop {
+            let Ok(d) = consumer.receive(rx).await else {
+                return;
+            };
+            consumer.accept(&d).unwrap();
+            count.fetch_add(1, Ordering::Relaxed);
+            if consumer.credit(rx) < 50 {
+                consumer.flow(rx, 100).await.unwrap();
+            }
+        }
+    });
+
+    let body = Message::new(Body::data(vec![9u8; LARGE])).encode();
+    // Outcomes: accepted, released (the router holding producers back
+    // within its memory bounds), anything else (`modified`: a link lost).
+    let outcomes: Arc<[AtomicU64; 3]> = Arc::new(Default::default());
+    let mut producing = Vec::new();
+    for _ in 0..4 {
+        let mut producer = a.client().await;
+        let tx = producer.open_sender(Some("heavy")).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(20), producer.wait_credit(tx))
+            .await
+            .expect("credit once A knows of B's consumer")
+            .unwrap();
+        let (body, outcomes) = (body.clone(), outcomes.clone());
+        producing.push(tokio::spawn(async move {
+            loop {
+                while producer.credit(tx) > 0 {
+                    producer
+                        .send_nowait(tx, Bytes::clone(&body), false)
+                        .unwrap();
+                }
+                let outcome = producer.next_outcome().await.unwrap();
+                let kind = match outcome.state {
+                    Some(DeliveryState::Accepted) => 0,
+                    Some(DeliveryState::Released) => 1,
+                    _ => 2,
+                };
+                outcomes[kind].fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    tokio::time::sleep(BUSY).await;
+    for p in producing {
+        p.abort();
+    }
+    consuming.abort();
+    let received = received.load(Ordering::Relaxed);
+    let [accepted, released, other] = [0, 1, 2].map(|k| outcomes[k].load(Ordering::Relaxed));
+    let mib = received * LARGE as u64 / (1024 * 1024);
+    eprintln!(
+        "busy loopback link: {received} messages of {} KiB in {BUSY:?} ({} MiB/s; {accepted} \
+         accepted, {released} released, {other} other outcomes), no neighbour lost",
+        LARGE / 1024,
+        mib / BUSY.as_secs()
+    );
+    let context = format!("{received} messages of 512 KiB crossed");
+    neither_lost_the_other(&a.ferry.stderr(), &b.ferry.stderr(), &context);
+    assert!(received > 0, "nothing crossed the link");
+    assert_eq!(
+        other, 0,
+        "outcomes other than accepted or released: a link lost?"
+    );
+}
+
+/// A TCP proxy to `to` that counts the bytes it carries each way.
+/// Returns its port and the counters (towards `to`, back).
+async fn counting_proxy(to: SocketAddr) -> (u16, Arc<[AtomicU64; 2]>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let counts: Arc<[AtomicU64; 2]> = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+    let counters = counts.clone();
+    tokio::spawn(async move {
+        while let Ok((from, _)) = listener.accept().await {
+            let Ok(upstream) = TcpStream::connect(to).await else {
+                continue;
+            };
+            let (from_r, from_w) = from.into_split();
+            let (up_r, up_w) = upstream.into_split();
+            tokio::spawn(carry(from_r, up_w, counters.clone(), 0));
+            tokio::spawn(carry(up_r, from_w, counters.clone(), 1));
+        }
+    });
+    (port, counts)
+}
+
+/// Copies `r` to `w`, counting the bytes in `counters[dir]`.
+async fn carry(
+    mut r: tokio::net::tcp::OwnedReadHalf,
+    mut w: tokio::net::tcp::OwnedWriteHalf,
+    counters: Arc<[AtomicU64; 2]>,
+    dir: usize,
+) {
+    let mut buf = vec![0; 16 * 1024];
+    loop {
+        let n = match r.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        counters[dir].fetch_add(n as u64, Ordering::Relaxed);
+        if w.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// How long the idle link's bytes are counted.
+const IDLE: Duration = Duration::from_secs(10);
+
+/// What an idle inter-router link costs: router A dials B through a proxy
+/// that counts the bytes; once they are neighbours and settled, the bytes
+/// each way over ten seconds (HELLOs every second, advertisements every
+/// five, empty frames keeping the link alive in between), in plain TCP
+/// and over TLS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_link_costs_a_few_hundred_bytes_a_second() {
+    for tls in [false, true] {
+        let b_port = free_port();
+        let b = start_mesh_router(&mesh_toml("B", Some(b_port), &[], tls), Some(b_port), "");
+        let (proxy, counts) = counting_proxy(SocketAddr::from(([127, 0, 0, 1], b_port))).await;
+        let a = start_mesh_router(&mesh_toml("A", None, &[(proxy, 1)], tls), None, "");
+        // Neighbours, and past the exchanges of a new adjacency.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while router::neighbours_connected(&a.ferry.stderr()).is_empty() {
+            assert!(tokio::time::Instant::now() < deadline, "A never met B");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let before = [0, 1].map(|d| counts[d].load(Ordering::Relaxed));
+        tokio::time::sleep(IDLE).await;
+        let [to_b, to_a] =
+            [0, 1].map(|d| (counts[d].load(Ordering::Relaxed) - before[d]) / IDLE.as_secs());
+        let how = if tls { "TLS" } else { "plain TCP" };
+        eprintln!(
+            "idle inter-router link ({how}): A -> B {to_b} B/s, B -> A {to_a} B/s (payload bytes, \
+             without TCP/IP headers)"
+        );
+        neither_lost_the_other(&a.ferry.stderr(), &b.ferry.stderr(), "idle link");
+        for (way, rate) in [("A -> B", to_b), ("B -> A", to_a)] {
+            assert!(rate < 2048, "{how}: {way} {rate} B/s on an idle link");
+            // At least the keep-alive: a frame every 200 ms.
+            assert!(rate >= 40, "{how}: {way} only {rate} B/s: no keep-alive?");
+        }
+    }
 }

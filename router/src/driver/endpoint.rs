@@ -47,6 +47,9 @@ pub struct Endpoint {
     /// [`hold_message`](Self::hold_message)), to handle first, in order.
     held: VecDeque<ToConn>,
     id: ConnId,
+    /// The engine ended the connection because nothing came from the
+    /// peer for its idle timeout.
+    silent: bool,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -81,6 +84,7 @@ impl Endpoint {
             inbox,
             held: VecDeque::new(),
             id,
+            silent: false,
         }
     }
 
@@ -106,6 +110,7 @@ impl Endpoint {
             config.properties =
                 identity::properties(core.mesh().id(), core.mesh().instance(), None);
             mesh_sessions(&mut config);
+            config.idle_timeout = Some(crate::mesh::NEIGHBOUR_SILENCE);
         }
         let login = config.sasl_server.as_ref().is_some_and(|s| {
             s.mechanisms
@@ -142,6 +147,7 @@ impl Endpoint {
                 core.mesh().instance(),
                 Some(connector.cost),
             ),
+            idle_timeout: Some(crate::mesh::NEIGHBOUR_SILENCE),
             ..ConnectionConfig::default()
         };
         mesh_sessions(&mut config);
@@ -183,7 +189,14 @@ impl Endpoint {
 
     /// The time reached [`poll_timeout`](Self::poll_timeout).
     pub fn handle_timeout(&mut self, now: Instant) {
+        let finished = self.engine.is_finished();
         self.engine.handle_timeout(now);
+        if !finished && self.engine.is_finished() {
+            // The engine ends a connection from its timer only when its
+            // idle timeout passed without a byte from the peer.
+            self.silent = true;
+            self.links.went_silent();
+        }
         self.links.handle_events(&mut self.engine, now);
         self.links.handle_timeout(&mut self.engine, now);
     }
@@ -270,6 +283,16 @@ impl Endpoint {
     /// Whether the connection is over (flush, then drop the transport).
     pub fn is_finished(&self) -> bool {
         self.engine.is_finished()
+    }
+
+    /// Whether the connection ended because the peer fell silent (nothing
+    /// from it for the idle timeout): drop the transport without waiting
+    /// to flush what is queued, as a peer that sends nothing may read
+    /// nothing either, and what the connection holds (deliveries sent over
+    /// it, its place in the mesh) is settled and rerouted only once it is
+    /// torn down.
+    pub fn went_silent(&self) -> bool {
+        self.silent
     }
 
     /// The producers' byte budget: while it is exhausted, do not read —

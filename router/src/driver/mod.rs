@@ -206,6 +206,9 @@ impl Task {
                 return "write failed";
             }
             if self.endpoint.is_finished() {
+                if self.endpoint.went_silent() {
+                    return "nothing heard from the peer within the idle timeout";
+                }
                 let _ = tokio::time::timeout(CLOSE_GRACE, self.flush()).await;
                 return "closed";
             }
@@ -274,6 +277,13 @@ impl Task {
                 _ = sleep_until(wake) => {
                     if close_deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
                         return "peer did not answer close";
+                    }
+                    // What the peer sent while this task waited to run
+                    // counts as heard: after a stall of this process the
+                    // timer and the socket are ready at once, and the
+                    // timer must not win that race into a false silence.
+                    if !paused {
+                        self.read_ready();
                     }
                     self.endpoint.handle_timeout(Instant::now());
                 }

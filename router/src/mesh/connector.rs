@@ -1,7 +1,20 @@
 //! Dialing `[[connector]]`s: connect, run the inter-router connection until
-//! it ends, wait, redial. The wait doubles from 100 ms up to 10 s, with
-//! ±50 % jitter so that routers restarted together do not redial in step;
-//! a connection that lasted a while resets it.
+//! it ends, wait, redial.
+//!
+//! Reconnect policy: attempts start at most once per *back-off*, which
+//! starts at 100 ms and doubles after every attempt up to 1 s; each wait
+//! is the back-off scaled by a random factor in [0.5, 1) ("equal jitter",
+//! so routers restarted together do not redial in step), less the time
+//! the attempt itself took. A connection that came up as a neighbour and
+//! lasted at least a second resets the back-off: the first redial after
+//! it drops is at once, the next ones 50–100 ms, 100–200 ms, … apart. So
+//! a peer that is reachable again is redialed within a second (the cap),
+//! however long it was away and however often it restarted; a peer that
+//! stays down gets at most one attempt a second, which costs it a refused
+//! TCP connection (or nothing at all, if the host is unreachable: an
+//! attempt gives up after 1 s without an answer). A peer that accepts and
+//! drops the connection at once is not redialed faster than that either:
+//! the reset needs a connection that lasted.
 //!
 //! What goes wrong is logged when it changes, not at every retry (see
 //! [`Attempts`]): the first failure at `warn`, saying what the router waits
@@ -23,11 +36,17 @@ use crate::security::Security;
 use crate::shutdown::Shutdown;
 use crate::transport::Transport;
 
+/// The first back-off, and the one after a connection that lasted.
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(10);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// A connection that lived this long resets the backoff.
-const STABLE: Duration = Duration::from_secs(10);
+/// The largest back-off: a peer reachable again is redialed within it.
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// How long a TCP connect may take. Over a path that is cut (no answer
+/// at all), an attempt in progress when the path comes back would wait
+/// for the kernel's next SYN retransmission (1 s, then 3 s, 7 s, … after
+/// the first); a fresh attempt every second sends a fresh SYN instead.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// A neighbour connection that lived this long resets the back-off.
+const STABLE: Duration = Duration::from_secs(1);
 /// The first reminder that a failure goes on; each next one waits twice
 /// as long, up to [`MAX_REMINDER`].
 const FIRST_REMINDER: Duration = Duration::from_secs(60);
@@ -46,6 +65,7 @@ pub async fn run(
     let mut attempts = Attempts::new(format!("connector[{index}] to {target}"));
     let mut backoff = MIN_BACKOFF;
     while !shutdown.is_triggered() {
+        let begun = Instant::now();
         let attempt = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&target));
         let connected = tokio::select! {
             r = attempt => r,
@@ -76,7 +96,7 @@ pub async fn run(
                     }
                     Err(error) => failed(error.to_string()),
                 };
-                if started.elapsed() >= STABLE {
+                if matches!(outcome, Dialed::Neighbour(_)) && started.elapsed() >= STABLE {
                     backoff = MIN_BACKOFF;
                 }
                 outcome
@@ -93,7 +113,9 @@ pub async fn run(
         if let Some(line) = attempts.record(outcome, isolated, Instant::now()) {
             tracing::warn!("{line}");
         }
-        let wait = jitter(backoff);
+        // Attempts start at most once per (jittered) back-off: the time
+        // the attempt took counts towards the wait.
+        let wait = jitter(backoff).saturating_sub(begun.elapsed());
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = shutdown.triggered() => return,
@@ -220,12 +242,13 @@ async fn secure(
     Ok((secured.transport, secured.peer))
 }
 
-/// `d` scaled by a random factor in [0.5, 1.5).
+/// `d` scaled by a random factor in [0.5, 1): never more than `d`, so the
+/// cap on the back-off is a cap on the wait.
 fn jitter(d: Duration) -> Duration {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u64(d.as_nanos() as u64);
     let unit = (h.finish() % 1000) as f64 / 1000.0;
-    d.mul_f64(0.5 + unit)
+    d.mul_f64(0.5 + unit / 2.0)
 }
 
 #[cfg(test)]
@@ -245,7 +268,7 @@ mod tests {
             a.record(refused(refused_111), true, t0).as_deref(),
             Some(
                 "connector[0] to 127.0.0.1:5799: cannot connect: Connection refused (os error 111); \
-                 retrying, at most 10 s apart; no neighbour yet, so messages reach only this \
+                 retrying, at most 1 s apart; no neighbour yet, so messages reach only this \
                  router's own consumers"
             )
         );
@@ -271,7 +294,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             line,
-            "connector[0] to 127.0.0.1:5799: TLS handshake failed: x; retrying, at most 10 s apart"
+            "connector[0] to 127.0.0.1:5799: TLS handshake failed: x; retrying, at most 1 s apart"
         );
         // Up: nothing (the connection says it); the next failure is news.
         assert_eq!(a.record(Dialed::Neighbour("B".into()), false, now), None);
@@ -289,11 +312,11 @@ mod tests {
     }
 
     #[test]
-    fn jitter_stays_within_half_either_side() {
+    fn jitter_stays_between_half_and_all_of_the_backoff() {
         for _ in 0..100 {
             let j = jitter(Duration::from_secs(2));
             assert!(
-                j >= Duration::from_secs(1) && j < Duration::from_secs(3),
+                j >= Duration::from_secs(1) && j < Duration::from_secs(2),
                 "{j:?}"
             );
         }

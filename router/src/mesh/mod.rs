@@ -18,11 +18,27 @@ pub mod identity;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 
 use crate::core::{ConnHandle, ConnId, ToConn};
 use crate::routing::{ControlMessage, RouterId, RoutingTable};
+
+/// How long an inter-router connection may go without a byte from the
+/// neighbour before the neighbour is taken as lost and the connection
+/// dropped (its process stopped or hung, or the path to it cut without a
+/// FIN or RST). It is the AMQP idle timeout of inter-router connections
+/// (AMQP 1.0 §2.4.5): each router advertises half of it in its `open`, and
+/// its engine sends an empty frame whenever it has sent nothing for half
+/// the peer's advertised value, so an idle link carries a frame at least
+/// every quarter of it (200 ms). Any frame counts, data included: a link
+/// busy with data is heard from all the time, whatever waits behind the
+/// data. A quarter gives a neighbour three missed beats (600 ms of its
+/// process not running) before it is taken as lost; detection comes 600
+/// to 800 ms after it falls silent. `docs/ROUTING.md` ("Silent
+/// neighbours") has the reasoning and the cost.
+pub const NEIGHBOUR_SILENCE: Duration = Duration::from_millis(800);
 
 /// What connection tasks tell the routing task.
 #[derive(Debug)]

@@ -15,10 +15,10 @@ use crate::tap::{ConnTap, Dir, Tamper};
 use crate::wire::{Pipe, Segment};
 
 pub(crate) const MIN_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(10);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// A connection that lived this long resets the connector's backoff.
-const STABLE: Duration = Duration::from_secs(10);
+const STABLE: Duration = Duration::from_secs(1);
 
 /// What a connection joins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,11 +83,11 @@ impl Mesh {
         let link = &self.links[l];
         if !self.routers[b].is_up() || link.cut {
             self.note(&ida, format_args!("dial {idb}: refused"));
-            return self.redial_later(l, Duration::ZERO);
+            return self.redial_later(l, Duration::ZERO, Duration::ZERO);
         }
         if link.blackholed || self.group[a] != self.group[b] {
             self.note(&ida, format_args!("dial {idb}: no answer"));
-            return self.redial_later(l, CONNECT_TIMEOUT);
+            return self.redial_later(l, Duration::ZERO, CONNECT_TIMEOUT);
         }
         let cost = link.cost;
         let id = self.next_conn_id();
@@ -130,9 +130,13 @@ impl Mesh {
         self.note(&ida, format_args!("conn {id}: dialed {idb}"));
     }
 
-    fn redial_later(&mut self, l: usize, after: Duration) {
+    /// Schedules the next attempt of link `l`'s connector. Attempts start
+    /// at most once per jittered back-off, as in
+    /// `ferry_router::mesh::connector`: the attempt that began `spent` ago
+    /// and ends `left` from now counts towards the wait.
+    fn redial_later(&mut self, l: usize, spent: Duration, left: Duration) {
         let backoff = self.links[l].backoff;
-        let wait = after + self.jitter(backoff);
+        let wait = self.jitter(backoff).saturating_sub(spent).max(left);
         let link = &mut self.links[l];
         link.backoff = (backoff * 2).min(MAX_BACKOFF);
         link.next_dial = Some(self.clock.now() + wait);
@@ -143,15 +147,15 @@ impl Mesh {
         let now = self.clock.now();
         let link = &mut self.links[l];
         link.conn = None;
-        if link
+        let lived = link
             .connected_at
             .take()
-            .is_some_and(|t| now.duration_since(t) >= STABLE)
-        {
+            .map_or(Duration::ZERO, |t| now.duration_since(t));
+        if lived >= STABLE {
             link.backoff = MIN_BACKOFF;
         }
         if self.routers[link.a].is_up() {
-            self.redial_later(l, Duration::ZERO);
+            self.redial_later(l, lived, Duration::ZERO);
         }
     }
 

@@ -335,7 +335,7 @@ impl Mesh {
 
     /// Draws `d` scaled by a factor in [0.5, 1.5] (connector jitter).
     pub(crate) fn jitter(&mut self, d: Duration) -> Duration {
-        self.rng.duration(d / 2, d * 3 / 2)
+        self.rng.duration(d / 2, d)
     }
 }
 

@@ -106,6 +106,8 @@ pub(crate) struct MeshState {
     backlog: VecDeque<ControlMessage>,
     /// Our data links to the peer, by address and, for multicast, tree.
     data: HashMap<DataKey, LinkId>,
+    /// The connection ended because the peer fell silent.
+    silent: bool,
 }
 
 impl MeshState {
@@ -121,7 +123,20 @@ impl MeshState {
             control_in: None,
             backlog: VecDeque::new(),
             data: HashMap::new(),
+            silent: false,
         }
+    }
+
+    /// The connection ended because nothing came from the peer for the
+    /// idle timeout ([`NEIGHBOUR_SILENCE`](crate::mesh::NEIGHBOUR_SILENCE)
+    /// on inter-router connections).
+    pub(crate) fn set_silent(&mut self) {
+        self.silent = true;
+    }
+
+    /// Whether it did.
+    pub(crate) fn silent(&self) -> bool {
+        self.silent
     }
 
     /// The peer router, on an inter-router connection that is up.

@@ -428,6 +428,12 @@ impl Links {
         }
     }
 
+    /// The engine ended the connection: nothing came from the peer for its
+    /// idle timeout.
+    pub(crate) fn went_silent(&mut self) {
+        self.mesh.set_silent();
+    }
+
     /// Releases everything this connection holds in the core.
     pub(crate) fn teardown(&mut self, now: Instant) {
         self.now = now;
@@ -444,7 +450,15 @@ impl Links {
         if let Some(peer) = self.mesh.peer()
             && self.core.mesh().disconnect(peer, self.me.id)
         {
-            tracing::info!("neighbour {peer} disconnected");
+            if self.mesh.silent() {
+                tracing::warn!(
+                    "neighbour {peer} disconnected: nothing heard from it for {} ms \
+                     (its process stopped or hung, or the path to it is cut)",
+                    crate::mesh::NEIGHBOUR_SILENCE.as_millis()
+                );
+            } else {
+                tracing::info!("neighbour {peer} disconnected");
+            }
         }
         self.set_stuck_total(0);
     }
