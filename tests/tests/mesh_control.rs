@@ -11,6 +11,8 @@
 //! as fast as they can (both routers' processes busy) for several times
 //! the silence limit; and what an idle link costs in bytes a second.
 
+#[path = "../support/proton.rs"]
+mod proton;
 #[path = "../support/router.rs"]
 mod router;
 
@@ -348,4 +350,138 @@ async fn an_idle_link_costs_a_few_hundred_bytes_a_second() {
             assert!(rate >= 40, "{how}: {way} only {rate} B/s: no keep-alive?");
         }
     }
+}
+
+/// How long the mesh is watched after a forgery.
+const AFTER_FORGERY: Duration = Duration::from_secs(10);
+
+/// A hostile router (Qpid Proton, `tests/interop/fake_router.py`) joins
+/// the line A - B - C at B with a valid certificate, sends forged records
+/// and leaves: one about C at the largest version a record may claim, one
+/// beyond any valid version, and one claiming to be B itself. The mesh
+/// loses C for a few seconds at most, carries no storm of control
+/// messages (the C - B link is counted through a proxy) and logs no
+/// flood; then messages from A reach C's consumer again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_records_cost_seconds_not_a_storm() {
+    let b_port = free_port();
+    let b = mesh_router("B", Some(b_port), &[], "");
+    let (proxy, counts) = counting_proxy(SocketAddr::from(([127, 0, 0, 1], b_port))).await;
+    let a = mesh_router("A", None, &[(b_port, 1)], "");
+    let c = mesh_router("C", None, &[(proxy, 1)], "");
+
+    let mut consumer = c.client().await;
+    let rx = consumer.open_receiver("orders", 1000).await.unwrap();
+    let received = Arc::new(AtomicU64::new(0));
+    let count = received.clone();
+    let consuming = tokio::spawn(async move {
+        while let Ok(d) = consumer.receive(rx).await {
+            consumer.accept(&d).unwrap();
+            count.fetch_add(1, Ordering::Relaxed);
+            if consumer.credit(rx) < 500 {
+                consumer.flow(rx, 1000).await.unwrap();
+            }
+        }
+    });
+    let mut producer = a.client().await;
+    let tx = producer.open_sender(Some("orders")).await.unwrap();
+    let body = Message::new(Body::data(b"order".to_vec())).encode();
+    // One message A -> C, accepted: the mesh works before the forgery.
+    let deliver = async |producer: &mut ferry_proto::client::Client, wait: Duration| {
+        let sent = tokio::time::timeout(wait, async {
+            producer.wait_credit(tx).await?;
+            producer.send(tx, Bytes::clone(&body)).await
+        });
+        matches!(sent.await, Ok(Ok(Some(DeliveryState::Accepted))))
+    };
+    assert!(
+        deliver(&mut producer, Duration::from_secs(20)).await,
+        "no path A -> C before the forgery"
+    );
+
+    let warns_before = [&a, &b, &c].map(|r| warnings(&r.ferry.stderr()));
+    let pki = router::Pki::mesh();
+    let z = pki.router_files("Z");
+    let ca = pki.ca_pem.to_string_lossy().into_owned();
+    let summary = proton::script(
+        "fake_router.py",
+        &format!("amqps://127.0.0.1:{b_port}"),
+        &[
+            &ca,
+            &z.cert.to_string_lossy(),
+            &z.key.to_string_lossy(),
+            "Z",
+            "C",
+        ],
+        &|| format!("B:\n{}", b.ferry.stderr()),
+    )
+    .await;
+    assert_eq!(summary["peer"], "B", "{summary}");
+    assert_eq!(
+        summary["sent"].as_array().map(Vec::len),
+        Some(3),
+        "{summary}"
+    );
+    let forged = tokio::time::Instant::now();
+    let bytes_before = [0, 1].map(|d| counts[d].load(Ordering::Relaxed));
+
+    // Probe A -> C every 100 ms: the last probe that failed says how long
+    // C was out of reach.
+    let mut lost_until = Duration::ZERO;
+    let mut probes = 0;
+    while forged.elapsed() < AFTER_FORGERY {
+        let started = forged.elapsed();
+        if !deliver(&mut producer, Duration::from_millis(500)).await {
+            lost_until = forged.elapsed();
+        }
+        probes += 1;
+        let next = started + Duration::from_millis(100);
+        tokio::time::sleep_until(forged + next).await;
+    }
+    let bytes = [0, 1].map(|d| counts[d].load(Ordering::Relaxed) - bytes_before[d]);
+    let warns = [&a, &b, &c].map(|r| warnings(&r.ferry.stderr()));
+    eprintln!(
+        "after the forgery: C out of reach from A for {lost_until:?} ({probes} probes); \
+         C - B link {} B to B, {} B back in {AFTER_FORGERY:?}; warnings A {}, B {}, C {}",
+        bytes[0],
+        bytes[1],
+        warns[0] - warns_before[0],
+        warns[1] - warns_before[1],
+        warns[2] - warns_before[2],
+    );
+    let logs = || {
+        format!(
+            "A:\n{}\nB:\n{}\nC:\n{}",
+            a.ferry.stderr(),
+            b.ferry.stderr(),
+            c.ferry.stderr()
+        )
+    };
+    assert!(
+        lost_until < Duration::from_secs(5),
+        "C out of reach for {lost_until:?}\n{}",
+        logs()
+    );
+    // An idle link costs a few hundred bytes a second; a storm, megabytes.
+    for (way, n) in ["C -> B", "B -> C"].iter().zip(bytes) {
+        assert!(
+            n < 64 * 1024,
+            "{way}: {n} bytes in {AFTER_FORGERY:?}: a storm?\n{}",
+            logs()
+        );
+    }
+    for (name, (now, before)) in ["A", "B", "C"].iter().zip(warns.iter().zip(warns_before)) {
+        assert!(
+            now - before <= 20,
+            "{name} logged {} warnings after the forgery\n{}",
+            now - before,
+            logs()
+        );
+    }
+    consuming.abort();
+}
+
+/// The warning lines in a router's log.
+fn warnings(log: &str) -> usize {
+    log.lines().filter(|l| l.contains(" WARN ")).count()
 }

@@ -84,6 +84,15 @@ pub struct RoutingConfig {
 /// number would reach it moves to its next instance instead.
 pub const VERSION_LIMIT: u64 = 1 << 62;
 
+/// How far ahead of this router's own clock another router's instance
+/// may be, in instance units (nanoseconds): a day. An instance is its
+/// router's start time, so a record claiming one further ahead is forged
+/// or corrupt. Without this bound a record claiming the largest instance
+/// below [`VERSION_LIMIT`] would leave its router no instance to move to;
+/// with it, a router pushed past a forged record is at most a day ahead,
+/// and moves on again from there (issue #20).
+pub const INSTANCE_AHEAD: u64 = 86_400 * 1_000_000_000;
+
 impl Default for RoutingConfig {
     fn default() -> Self {
         Self {
@@ -95,9 +104,9 @@ impl Default for RoutingConfig {
     }
 }
 
-/// The instance and sequence numbers of `msg`, if either reaches
-/// [`VERSION_LIMIT`].
-fn out_of_bounds(msg: &ControlMessage) -> Option<(u64, u64)> {
+/// The instance and sequence numbers of `msg`, if the instance reaches
+/// `instances` or the sequence number [`VERSION_LIMIT`].
+fn out_of_bounds(msg: &ControlMessage, instances: u64) -> Option<(u64, u64)> {
     let (instance, seq) = match msg {
         ControlMessage::Hello { instance, .. } => (*instance, 0),
         ControlMessage::RouterAdvert {
@@ -112,7 +121,7 @@ fn out_of_bounds(msg: &ControlMessage) -> Option<(u64, u64)> {
             return None;
         }
     };
-    (instance >= VERSION_LIMIT || seq >= VERSION_LIMIT).then_some((instance, seq))
+    (instance >= instances || seq >= VERSION_LIMIT).then_some((instance, seq))
 }
 
 /// Which record a request is for.
@@ -157,6 +166,9 @@ pub struct Routing {
     dirty: bool,
     /// The time of the latest input.
     clock: Instant,
+    /// Our first instance and when we started: the clock other routers'
+    /// instances are checked against ([`INSTANCE_AHEAD`]).
+    origin: (u64, Instant),
     table: Arc<RoutingTable>,
     table_fresh: bool,
 }
@@ -195,6 +207,7 @@ impl Routing {
             force_ma_full: false,
             dirty: false,
             clock: now,
+            origin: (instance, now),
             table_fresh: true,
             refused: RateLimited::new("refused routing records", 5, Duration::from_secs(10)),
             moved_past: RateLimited::new(
@@ -287,7 +300,7 @@ impl Routing {
             tracing::debug!("control message from {from}, not a neighbour: ignored");
             return;
         }
-        if let Some((instance, seq)) = out_of_bounds(&msg) {
+        if let Some((instance, seq)) = out_of_bounds(&msg, self.instance_limit(now)) {
             self.refused.note(|| {
                 tracing::warn!(
                     "refused a routing record from neighbour {from}: instance {instance} or sequence {seq} is beyond what any router reaches (forged or corrupt)"
@@ -652,6 +665,19 @@ impl Routing {
             self.ls.remove(id);
             self.dirty = true;
         }
+    }
+
+    /// The instances other routers' records may claim at `now`: below
+    /// [`INSTANCE_AHEAD`] past our own clock (our first instance plus the
+    /// time since), and below [`VERSION_LIMIT`].
+    fn instance_limit(&self, now: Instant) -> u64 {
+        let (instance, started) = self.origin;
+        let elapsed =
+            u64::try_from(now.saturating_duration_since(started).as_nanos()).unwrap_or(u64::MAX);
+        instance
+            .saturating_add(elapsed)
+            .saturating_add(INSTANCE_AHEAD)
+            .min(VERSION_LIMIT)
     }
 
     /// Our next instance, when a sequence number of ours would reach

@@ -786,6 +786,44 @@ fn a_forged_record_beyond_the_version_limit_is_refused() {
     );
 }
 
+/// A forged record of C at the largest instance and sequence number a
+/// record could claim without a bound on instances ahead of the clock:
+/// refused (it would leave C no instance to move to), C stays reachable.
+#[test]
+fn a_record_claiming_an_instance_far_ahead_of_the_clock_is_refused() {
+    let names = ids(&["F", "A", "B", "C"]);
+    let edges = vec![edge("F", "A", 1), edge("A", "B", 1), edge("B", "C", 1)];
+    let mut net = Net::with_topology(&names, &edges);
+    let (f, a, c) = (id("F"), id("A"), id("C"));
+    net.add_address(&c, "q");
+    net.run_for(Duration::from_secs(10));
+    let before = net.nodes[&a].ls.version(&c).unwrap();
+    let instance = net.nodes[&c].instance();
+    // A day and an hour ahead of every router's clock here (their first
+    // instances are close together).
+    let ahead = instance + super::INSTANCE_AHEAD + 3_600_000_000_000;
+    for forged in [ahead, super::VERSION_LIMIT - 1] {
+        let forged = ControlMessage::LinkState {
+            id: c.clone(),
+            instance: forged,
+            seq: super::VERSION_LIMIT - 1,
+            neighbors: Vec::new(),
+        };
+        let now = net.now;
+        net.nodes
+            .get_mut(&a)
+            .unwrap()
+            .handle_message(&f, forged, now);
+    }
+    net.run_for(Duration::from_secs(10));
+    assert_eq!(net.nodes[&c].instance(), instance, "C did not have to move");
+    assert_eq!(
+        net.nodes[&a].ls.version(&c).map(|v| v.instance),
+        Some(before.instance)
+    );
+    assert_eq!(net.table(&a).routers_for("q").collect::<Vec<_>>(), [&c]);
+}
+
 /// A forged record of C just inside the limit (its sequence number the
 /// last one allowed), sent to A by its neighbour F: it floods to C, which
 /// moves past it to its next instance at once; the mesh takes C's record
