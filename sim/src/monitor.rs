@@ -3,6 +3,7 @@
 //! of convergence after each topology change.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::ledger::MsgKey;
@@ -52,7 +53,7 @@ pub struct Monitor {
     /// The change the tables have not caught up with yet, and when.
     pub pending: Option<(String, Instant)>,
     /// Shortest paths of the true topology.
-    pub expected: Option<ExpectedPaths>,
+    pub expected: Option<Arc<ExpectedPaths>>,
     /// Counts topology changes.
     pub epoch: u64,
     /// The topology changed since the last table check.
@@ -78,7 +79,7 @@ impl Monitor {
     }
 
     /// The topology changed at `now`: tables must converge to `expected`.
-    pub fn topology_changed(&mut self, why: &str, now: Instant, expected: ExpectedPaths) {
+    pub fn topology_changed(&mut self, why: &str, now: Instant, expected: Arc<ExpectedPaths>) {
         self.epoch += 1;
         if self.pending.is_some() {
             self.superseded += 1;

@@ -162,6 +162,8 @@ impl MeshBuilder {
             violations: Vec::new(),
             totals: RouterTotals::default(),
             faults_injected: 0,
+            ids: ids.iter().map(|id| id.as_str().into()).collect(),
+            checks: Default::default(),
             logged_violations: 0,
             next_conn: 0,
             next_action: 0,

@@ -118,6 +118,10 @@ pub struct Mesh {
     pub(crate) violations: Vec<Violation>,
     pub(crate) totals: RouterTotals,
     pub(crate) faults_injected: usize,
+    /// The router ids as routing sees them, by index.
+    pub(crate) ids: Vec<ferry_router::routing::RouterId>,
+    /// What the checks keep between calls.
+    pub(crate) checks: checks::CheckCache,
     logged_violations: usize,
     next_conn: u64,
     next_action: u64,
