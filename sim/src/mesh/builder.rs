@@ -164,6 +164,7 @@ impl MeshBuilder {
             faults_injected: 0,
             ids: ids.iter().map(|id| id.as_str().into()).collect(),
             checks: Default::default(),
+            sched: Default::default(),
             logged_violations: 0,
             next_conn: 0,
             next_action: 0,

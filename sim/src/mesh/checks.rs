@@ -77,6 +77,9 @@ impl Mesh {
     /// Wire events as the receiver got them.
     pub(crate) fn on_received(&mut self, conn: &super::SimConn, dir: Dir, events: &[WireEvent]) {
         let s = self.sides(conn, dir);
+        if let Some(r) = s.to {
+            self.touch(r);
+        }
         for n in self.monitor.received(s, events, &self.names) {
             let who = s.to.map_or("?".into(), |r| self.names[r].clone());
             self.note(&who, n);
@@ -120,25 +123,33 @@ impl Mesh {
 
     /// Each router holds at most the deliveries it granted credit for, and
     /// each producer connection's bytes in flight stay within its budget.
+    ///
+    /// Incremental: only the routers whose code ran in this step are
+    /// checked. What the check reads of a router (the deliveries the wire
+    /// shows it holding, the links it receives on, its endpoints' budgets)
+    /// changes only when its code runs (it sends, receives or closes), and
+    /// every router was checked when it started; the first failing router
+    /// in index order is the one a check of every router would name.
     fn check_buffers(&self) -> Result<(), String> {
         let window = i64::from(self.options.limits.link_credit_window);
         let byte_limit = self.options.limits.max_in_flight_bytes_per_producer
             + u64::from(self.options.limits.max_frame_size);
-        let mut links_in = vec![0i64; self.routers.len()];
-        for c in self.conns.values() {
-            for d in Dir::BOTH {
-                if let Some(r) = c.router_at(d.to_side())
-                    && c.alive[d.to_side()]
-                {
-                    links_in[r] += self.monitor.links_in(c.id, d);
-                }
-            }
-        }
-        for (r, router) in self.routers.iter().enumerate() {
+        for &r in &self.sched.touched {
+            let router = &self.routers[r];
             let Some(node) = &router.node else {
                 continue;
             };
-            let links = links_in[r];
+            let mut links = 0;
+            for id in node.endpoints.keys() {
+                let Some(c) = self.conns.get(id) else {
+                    continue;
+                };
+                for d in Dir::BOTH {
+                    if c.router_at(d.to_side()) == Some(r) && c.alive[d.to_side()] {
+                        links += self.monitor.links_in(c.id, d);
+                    }
+                }
+            }
             let held = self.monitor.held(r) as i64;
             if held > window * links {
                 return Err(format!(

@@ -7,6 +7,7 @@ mod builder;
 mod checks;
 mod conns;
 mod faults;
+mod sched;
 mod step;
 
 pub use builder::MeshBuilder;
@@ -122,6 +123,8 @@ pub struct Mesh {
     pub(crate) ids: Vec<ferry_router::routing::RouterId>,
     /// What the checks keep between calls.
     pub(crate) checks: checks::CheckCache,
+    /// Where the step loop has work.
+    pub(crate) sched: sched::Sched,
     logged_violations: usize,
     next_conn: u64,
     next_action: u64,
