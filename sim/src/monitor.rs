@@ -20,6 +20,10 @@ pub struct ConvergenceRecord {
     pub routers: usize,
     /// Virtual time from the change to correct tables everywhere.
     pub took: Duration,
+    /// Control messages the routers received from the change to correct
+    /// tables everywhere (every kind, HELLOs and advertisements
+    /// included), and their bytes.
+    pub control: (u64, u64),
 }
 
 /// What one side of a connection is, for the wire checks.
@@ -60,6 +64,9 @@ pub struct Monitor {
     pub dirty: bool,
     /// Changes that came before the previous one had converged.
     pub superseded: u64,
+    /// The control messages and bytes received so far when the pending
+    /// change happened.
+    pub control_at_change: (u64, u64),
 }
 
 impl Monitor {
@@ -75,6 +82,7 @@ impl Monitor {
             epoch: 0,
             dirty: false,
             superseded: 0,
+            control_at_change: (0, 0),
         }
     }
 

@@ -109,6 +109,22 @@ pub struct RoutingReport {
     pub notes: Vec<String>,
     /// A new table was published: how it differs from the previous one.
     pub new_table: Option<String>,
+    /// Control messages received from neighbours, by kind: (kind, bytes
+    /// of the encoded message).
+    pub control: Vec<(&'static str, usize)>,
+}
+
+/// The kind of a control message, for the protocol's cost report.
+pub fn control_kind(msg: &ferry_router::routing::ControlMessage) -> &'static str {
+    use ferry_router::routing::ControlMessage as M;
+    match msg {
+        M::Hello { .. } => "HELLO",
+        M::RouterAdvert { .. } => "RA",
+        M::LinkState { .. } => "LS",
+        M::LinkStateRequest { .. } => "LSR",
+        M::MobileAddresses { .. } => "MA",
+        M::MobileAddressRequest { .. } => "MAR",
+    }
 }
 
 impl Node {
@@ -149,7 +165,10 @@ impl Node {
                 RoutingInput::Down { neighbor } => {
                     report.notes.push(format!("neighbour {neighbor} down"));
                 }
-                RoutingInput::Message { .. } | RoutingInput::LocalAddress { .. } => {}
+                RoutingInput::Message { msg, .. } => {
+                    report.control.push((control_kind(msg), msg.encode().len()));
+                }
+                RoutingInput::LocalAddress { .. } => {}
             }
             apply(&mut self.routing, input, now);
             report.inputs += 1;

@@ -165,6 +165,7 @@ impl MeshBuilder {
             ids: ids.iter().map(|id| id.as_str().into()).collect(),
             checks: Default::default(),
             sched: Default::default(),
+            control: Default::default(),
             logged_violations: 0,
             next_conn: 0,
             next_action: 0,

@@ -107,10 +107,12 @@ impl Mesh {
                     "CHECK",
                     format_args!("tables converged {took:?} after {after}"),
                 );
+                let (m0, b0) = self.monitor.control_at_change;
                 self.monitor.convergence.push(ConvergenceRecord {
                     after,
                     routers: self.routers.len(),
                     took,
+                    control: (self.control.messages - m0, self.control.bytes - b0),
                 });
                 let epoch = self.monitor.epoch;
                 self.schedule(

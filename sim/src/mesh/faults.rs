@@ -251,6 +251,9 @@ impl Mesh {
     pub(crate) fn topology_changed(&mut self, why: &str) {
         let now = self.clock.now();
         let expected = self.expected_paths();
+        if self.monitor.pending.is_none() {
+            self.monitor.control_at_change = (self.control.messages, self.control.bytes);
+        }
         self.monitor.topology_changed(why, now, expected);
         self.ledger.epoch = self.monitor.epoch;
         self.ledger.faulted = self.routers.iter().any(|r| !r.is_up())

@@ -143,6 +143,9 @@ impl Mesh {
             };
             let report = node.pump_routing(now);
             let described = report.new_table;
+            for (kind, bytes) in report.control {
+                self.control.add(kind, bytes as u64);
+            }
             progress |= report.inputs > 0;
             if report.inputs > 0 {
                 self.sched.touch(i);
