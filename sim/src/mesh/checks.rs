@@ -39,13 +39,19 @@ pub const STREAMED: &str = "larger than a frame";
 /// the consumers they can reach.
 pub const CREDIT_GRACE: Duration = Duration::from_secs(2);
 
+/// The usable links of a topology: (router, router, cost).
+type Edges = Vec<(usize, usize, u32)>;
+
+/// A table check's answer.
+type Verdict = Result<(), String>;
+
 /// What the checks keep between calls: the expected paths of the last
 /// topology seen, and each router's table verdict (see
 /// [`Mesh::check_tables`]).
 #[derive(Debug, Default)]
 pub(crate) struct CheckCache {
     /// The usable links of the last topology, and its paths.
-    paths: RefCell<Option<(Vec<(usize, usize, u32)>, Arc<ExpectedPaths>)>>,
+    paths: RefCell<Option<(Edges, Arc<ExpectedPaths>)>>,
     tables: RefCell<TableVerdicts>,
 }
 
@@ -53,7 +59,7 @@ pub(crate) struct CheckCache {
 #[derive(Debug, Default)]
 struct TableVerdicts {
     paths: Option<Arc<ExpectedPaths>>,
-    by_router: Vec<Option<(Arc<RoutingTable>, Result<(), String>)>>,
+    by_router: Vec<Option<(Arc<RoutingTable>, Verdict)>>,
 }
 
 impl Mesh {
