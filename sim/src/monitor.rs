@@ -3,6 +3,7 @@
 //! of convergence after each topology change.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::ledger::MsgKey;
@@ -19,6 +20,10 @@ pub struct ConvergenceRecord {
     pub routers: usize,
     /// Virtual time from the change to correct tables everywhere.
     pub took: Duration,
+    /// Control messages the routers received from the change to correct
+    /// tables everywhere (every kind, HELLOs and advertisements
+    /// included), and their bytes.
+    pub control: (u64, u64),
 }
 
 /// What one side of a connection is, for the wire checks.
@@ -52,13 +57,16 @@ pub struct Monitor {
     /// The change the tables have not caught up with yet, and when.
     pub pending: Option<(String, Instant)>,
     /// Shortest paths of the true topology.
-    pub expected: Option<ExpectedPaths>,
+    pub expected: Option<Arc<ExpectedPaths>>,
     /// Counts topology changes.
     pub epoch: u64,
     /// The topology changed since the last table check.
     pub dirty: bool,
     /// Changes that came before the previous one had converged.
     pub superseded: u64,
+    /// The control messages and bytes received so far when the pending
+    /// change happened.
+    pub control_at_change: (u64, u64),
 }
 
 impl Monitor {
@@ -74,11 +82,12 @@ impl Monitor {
             epoch: 0,
             dirty: false,
             superseded: 0,
+            control_at_change: (0, 0),
         }
     }
 
     /// The topology changed at `now`: tables must converge to `expected`.
-    pub fn topology_changed(&mut self, why: &str, now: Instant, expected: ExpectedPaths) {
+    pub fn topology_changed(&mut self, why: &str, now: Instant, expected: Arc<ExpectedPaths>) {
         self.epoch += 1;
         if self.pending.is_some() {
             self.superseded += 1;

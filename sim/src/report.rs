@@ -24,6 +24,77 @@ pub struct RouterTotals {
     pub held: u64,
 }
 
+/// Control messages the routers received from their neighbours, by kind
+/// (`HELLO`, `RA`, `LS`, `LSR`, `MA`, `MAR`). Bytes are those of the
+/// encoded control message (the AMQP message body); each also travels in
+/// a transfer frame of its own, about 30 bytes more on the wire.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ControlCost {
+    /// Messages, every kind.
+    pub messages: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// (messages, bytes) by kind.
+    pub by_kind: BTreeMap<&'static str, (u64, u64)>,
+}
+
+impl ControlCost {
+    /// One message of `kind`, `bytes` long, was received.
+    pub fn add(&mut self, kind: &'static str, bytes: u64) {
+        self.messages += 1;
+        self.bytes += bytes;
+        let k = self.by_kind.entry(kind).or_default();
+        k.0 += 1;
+        k.1 += bytes;
+    }
+}
+
+/// An estimate of one router's routing state in memory, from the sizes of
+/// its structures on a 64-bit target (see `sim/README.md`): the link-state
+/// database (a B-tree entry per router: id, version and a B-tree of its
+/// neighbours with their ids) and the routing table (router list, id
+/// index, graph in compressed rows, links, costs, next hops, the slots of
+/// the lazily computed trees and stamps). Each shortest-path tree the data
+/// path asks for adds `4 × routers` bytes (at most one per router).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RoutingMemory {
+    /// Routers known.
+    pub routers: usize,
+    /// Links between them.
+    pub links: usize,
+    /// The link-state database, in bytes.
+    pub linkstate: usize,
+    /// The routing table without trees, in bytes.
+    pub table: usize,
+    /// One computed shortest-path tree, in bytes.
+    pub tree: usize,
+}
+
+impl RoutingMemory {
+    /// The estimate for `routers` routers, `links` links and ids of
+    /// `id_len` bytes.
+    pub fn estimate(routers: usize, links: usize, id_len: usize) -> Self {
+        // An id: an `Arc<str>` (16 bytes) and its heap block (16 + text,
+        // rounded to 8).
+        let id = 16 + (16 + id_len).div_ceil(8) * 8;
+        // B-tree entries cost about 1.5 times their key and value.
+        let record = (id + 16 + 24) * 3 / 2;
+        let neighbour = (id + 4) * 3 / 2;
+        let linkstate = routers * record + 2 * links * neighbour;
+        // Router list 16, id index ~28 (key, value, control byte, load),
+        // row start 4, cost 8, next hop 4, tree slot 32, stamp slot 16 per
+        // router; 2 × 16 (rows) + 16 (links) per link.
+        let table = routers * (16 + 28 + 4 + 8 + 4 + 32 + 16) + links * (2 * 16 + 16);
+        Self {
+            routers,
+            links,
+            linkstate,
+            table,
+            tree: 4 * routers,
+        }
+    }
+}
+
 /// The summary of one run.
 #[derive(Debug, Clone)]
 pub struct Summary {
@@ -47,6 +118,12 @@ pub struct Summary {
     pub router: RouterTotals,
     /// Convergence after each topology change.
     pub convergence: Vec<ConvergenceRecord>,
+    /// Control messages the routers received.
+    pub control: ControlCost,
+    /// The routing state of the router with the largest table, estimated.
+    pub memory: Option<RoutingMemory>,
+    /// Steps and rounds the simulator ran.
+    pub steps: (u64, u64),
     /// Lines in the event log.
     pub log_lines: usize,
     /// Digest of the event log (equal runs, equal digests).
@@ -103,13 +180,90 @@ impl fmt::Display for Summary {
             self.convergence.len()
         )?;
         for r in &self.convergence {
-            writeln!(f, "  {:>10.3}s after {}", r.took.as_secs_f64(), r.after)?;
+            writeln!(
+                f,
+                "  {:>10.3}s after {} ({} control msgs, {} bytes per router)",
+                r.took.as_secs_f64(),
+                r.after,
+                r.control.0 / self.routers.max(1) as u64,
+                r.control.1 / self.routers.max(1) as u64
+            )?;
         }
+        self.fmt_routing(f)?;
+        writeln!(
+            f,
+            "simulator: {} steps, {} rounds",
+            self.steps.0, self.steps.1
+        )?;
         write!(
             f,
             "event log: {} lines, digest {:016x}",
             self.log_lines, self.digest
         )
+    }
+}
+
+impl Summary {
+    /// The routing protocol's cost: control traffic per router, per kind
+    /// and per topology change, and the routing state's memory.
+    fn fmt_routing(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.routers.max(1) as f64;
+        let secs = self.virtual_time.as_secs_f64().max(1e-9);
+        let c = &self.control;
+        writeln!(
+            f,
+            "routing protocol: {} control messages received, {} bytes; per router {:.0} msgs/s, {:.0} bytes/s of virtual time",
+            c.messages,
+            c.bytes,
+            c.messages as f64 / n / secs,
+            c.bytes as f64 / n / secs
+        )?;
+        let kinds: Vec<String> = c
+            .by_kind
+            .iter()
+            .map(|(k, (m, b))| format!("{k} {m} ({b} bytes)"))
+            .collect();
+        writeln!(f, "  by kind: {}", kinds.join(", "))?;
+        let changes: Vec<&ConvergenceRecord> = self
+            .convergence
+            .iter()
+            .filter(|r| r.after != "start")
+            .collect();
+        if let Some(start) = self.convergence.iter().find(|r| r.after == "start") {
+            writeln!(
+                f,
+                "  cold start: tables right everywhere after {:.3}s, {:.0} msgs and {:.0} bytes per router",
+                start.took.as_secs_f64(),
+                start.control.0 as f64 / n,
+                start.control.1 as f64 / n
+            )?;
+        }
+        if !changes.is_empty() {
+            let per = |pick: fn(&ConvergenceRecord) -> u64| {
+                let mut v: Vec<u64> = changes.iter().map(|r| pick(r)).collect();
+                v.sort_unstable();
+                let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize] as f64 / n;
+                (at(0.5), at(0.95), v[v.len() - 1] as f64 / n)
+            };
+            let (m50, m95, mmax) = per(|r| r.control.0);
+            let (b50, b95, bmax) = per(|r| r.control.1);
+            writeln!(
+                f,
+                "  per router per topology change (from the change to right tables, every kind): msgs median {m50:.0}, p95 {m95:.0}, max {mmax:.0}; bytes median {b50:.0}, p95 {b95:.0}, max {bmax:.0}"
+            )?;
+        }
+        if let Some(m) = &self.memory {
+            writeln!(
+                f,
+                "  routing state per router (estimate, {} routers, {} links): link-state database {} KiB, table {} KiB, + {} KiB per shortest-path tree computed",
+                m.routers,
+                m.links,
+                m.linkstate / 1024,
+                m.table / 1024,
+                m.tree.div_ceil(1024)
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -240,6 +394,9 @@ mod tests {
             loops_caught: 0,
             router: RouterTotals::default(),
             convergence: Vec::new(),
+            control: ControlCost::default(),
+            memory: None,
+            steps: (0, 0),
             log_lines: 3,
             digest: 1,
         }

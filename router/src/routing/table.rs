@@ -12,6 +12,10 @@
 //! data path asks) and [`RoutingTable::multicast_children`] loop-free, and
 //! [`RoutingTable::tree_stamp`] equal wherever a tree is seen alike.
 //!
+//! The graph is two flat vectors (compressed rows) and Dijkstra keeps its
+//! distances in a vector: a table of a 1,000-router mesh is built without
+//! a hash map per search or an allocation per node.
+//!
 //! Cost: building a table runs Dijkstra once, from this router, which gives
 //! its costs, its next hops and its own tree. The tree rooted at another
 //! router, needed only by those questions, is computed the first time it is
@@ -24,8 +28,8 @@ use foldhash::{HashMap, HashMapExt};
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 
-use petgraph::graph::{NodeIndex, UnGraph};
-use petgraph::visit::EdgeRef;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 
 use super::RouterId;
 use super::linkstate::{LinkStateDb, LsRecord};
@@ -50,7 +54,7 @@ pub struct RoutingTable {
     routers: Vec<RouterId>,
     index: HashMap<RouterId, u32>,
     /// The reachable part of the graph; node `i` is `routers[i]`.
-    graph: UnGraph<(), u64, u32>,
+    graph: Graph,
     /// Its links as (a, b, cost) with a < b, sorted: what equality compares.
     links: Vec<(u32, u32, u64)>,
     /// `cost[i]`: the path cost from this router to `routers[i]`.
@@ -106,8 +110,7 @@ impl fmt::Debug for RoutingTable {
 impl RoutingTable {
     /// The table of a router that knows of no other.
     pub fn standalone(me: RouterId) -> Self {
-        let mut graph = UnGraph::default();
-        graph.add_node(());
+        let graph = Graph::new(1, &[]);
         Self {
             me_index: 0,
             routers: vec![me.clone()],
@@ -137,35 +140,39 @@ impl RoutingTable {
             return Self::standalone(me.clone());
         };
         // Each record's claims, sorted by position (the neighbour maps and
-        // `all` are both in id order).
-        let claims: Vec<Vec<(u32, u32)>> = all
-            .iter()
-            .map(|(_, r)| {
+        // `all` are both in id order): record `a`'s are
+        // `claims[claim_start[a]..claim_start[a + 1]]`.
+        let mut claim_start: Vec<u32> = Vec::with_capacity(all.len() + 1);
+        let mut claims: Vec<(u32, u32)> = Vec::new();
+        for (_, r) in &all {
+            claim_start.push(claims.len() as u32);
+            claims.extend(
                 r.neighbors
                     .iter()
-                    .filter_map(|(n, c)| pos.get(n).map(|&j| (j, *c)))
-                    .collect()
-            })
-            .collect();
-        let mut adj: Vec<Vec<(u32, u64)>> = vec![Vec::new(); all.len()];
-        for (a, mine) in claims.iter().enumerate() {
-            let a = a as u32;
-            for &(b, ca) in mine.iter().filter(|(b, _)| a < *b) {
-                let theirs = &claims[b as usize];
-                if let Ok(k) = theirs.binary_search_by_key(&a, |&(j, _)| j) {
+                    .filter_map(|(n, c)| pos.get(n).map(|&j| (j, *c))),
+            );
+        }
+        claim_start.push(claims.len() as u32);
+        let claims_of = |a: usize| &claims[claim_start[a] as usize..claim_start[a + 1] as usize];
+        // The links both ends claim, (a, b, cost) with a < b, in order.
+        let mut both: Vec<(u32, u32, u64)> = Vec::new();
+        for a in 0..all.len() {
+            for &(b, ca) in claims_of(a).iter().filter(|(b, _)| a < *b as usize) {
+                let theirs = claims_of(b as usize);
+                if let Ok(k) = theirs.binary_search_by_key(&(a as u32), |&(j, _)| j) {
                     let cost = u64::from(ca.max(theirs[k].1).max(1));
-                    adj[a as usize].push((b, cost));
-                    adj[b as usize].push((a, cost));
+                    both.push((a as u32, b, cost));
                 }
             }
         }
+        let whole = Graph::new(all.len(), &both);
 
         // The routers reachable from us, in id order, renumbered.
         let mut reachable = vec![false; all.len()];
         reachable[me_all as usize] = true;
         let mut stack = vec![me_all];
         while let Some(v) = stack.pop() {
-            for &(w, _) in &adj[v as usize] {
+            for (w, _) in whole.neighbors(v as usize) {
                 if !std::mem::replace(&mut reachable[w as usize], true) {
                     stack.push(w);
                 }
@@ -184,36 +191,28 @@ impl RoutingTable {
             .enumerate()
             .map(|(i, r)| (r.clone(), i as u32))
             .collect();
-        let mut links: Vec<(u32, u32, u64)> = Vec::new();
-        for (a, edges) in adj.iter().enumerate() {
-            if !reachable[a] {
-                continue;
-            }
-            for &(b, cost) in edges.iter().filter(|(b, _)| a < *b as usize) {
-                links.push((renumber[a], renumber[b as usize], cost));
-            }
-        }
-        links.sort_unstable();
-        let mut graph: UnGraph<(), u64, u32> = UnGraph::with_capacity(routers.len(), links.len());
-        for _ in &routers {
-            graph.add_node(());
-        }
-        for &(a, b, cost) in &links {
-            graph.add_edge(NodeIndex::new(a as usize), NodeIndex::new(b as usize), cost);
-        }
+        // Renumbering keeps the order, so the links stay sorted.
+        let links: Vec<(u32, u32, u64)> = both
+            .iter()
+            .filter(|(a, _, _)| reachable[*a as usize])
+            .map(|&(a, b, cost)| (renumber[a as usize], renumber[b as usize], cost))
+            .collect();
+        debug_assert!(links.is_sorted());
+        let graph = Graph::new(routers.len(), &links);
 
         // Our next hop towards d: the smallest-id neighbour w on a shortest
         // path (cost(me, w) + dist(w, d) == dist(me, d)), i.e. our parent
         // in d's tree. One Dijkstra gives it: in order of distance, the
         // smallest first hop of d is the smallest over d's predecessors p
         // on shortest paths of p's smallest first hop (d itself if p is us).
+        // A predecessor is strictly closer (costs are at least 1), so it
+        // comes first in the order Dijkstra settles nodes in.
         let me_i = index[me] as usize;
-        let cost = distances(&graph, me_i);
-        let mut order: Vec<usize> = (0..routers.len()).collect();
-        order.sort_unstable_by_key(|&v| cost[v]);
+        let (cost, order) = graph.dijkstra(me_i);
         let mut next_hop = vec![NONE; routers.len()];
-        for v in order.into_iter().filter(|&v| v != me_i) {
-            next_hop[v] = neighbors(&graph, v)
+        for v in order.into_iter().map(|v| v as usize).filter(|&v| v != me_i) {
+            next_hop[v] = graph
+                .neighbors(v)
                 .filter(|&(p, c)| cost[p as usize] + c == cost[v])
                 .map(|(p, _)| {
                     if p as usize == me_i {
@@ -371,7 +370,9 @@ impl RoutingTable {
         };
         let me = self.me_index;
         let tree = self.tree(o);
-        let mut children: Vec<u32> = neighbors(&self.graph, me as usize)
+        let mut children: Vec<u32> = self
+            .graph
+            .neighbors(me as usize)
             .map(|(w, _)| w)
             .filter(|&w| tree[w as usize] == me)
             .collect();
@@ -441,7 +442,7 @@ impl RoutingTable {
     /// parent (its next hop towards the root).
     fn tree(&self, root: u32) -> &[u32] {
         self.trees[root as usize].get_or_init(|| {
-            let dist = distances(&self.graph, root as usize);
+            let (dist, _) = self.graph.dijkstra(root as usize);
             parents(&self.graph, root as usize, &dist)
         })
     }
@@ -451,13 +452,14 @@ impl RoutingTable {
 /// each node's parent is the smallest-index (smallest-id) neighbour on a
 /// shortest path. Costs are at least 1, so a parent is strictly closer to
 /// the root: the parents form a tree.
-fn parents(graph: &UnGraph<(), u64, u32>, root: usize, dist: &[u64]) -> Vec<u32> {
+fn parents(graph: &Graph, root: usize, dist: &[u64]) -> Vec<u32> {
     (0..graph.node_count())
         .map(|v| {
             if v == root {
                 return NONE;
             }
-            neighbors(graph, v)
+            graph
+                .neighbors(v)
                 .filter(|&(w, c)| dist[w as usize] + c == dist[v])
                 .map(|(w, _)| w)
                 .min()
@@ -479,26 +481,73 @@ fn fnv(h: u64, text: &str) -> u64 {
         .fold(h, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
 }
 
-/// Dijkstra from node `from`: the distance to every node, by index (every
-/// node of the graph is reachable).
-fn distances(graph: &UnGraph<(), u64, u32>, from: usize) -> Vec<u64> {
-    let scores = petgraph::algo::dijkstra(graph, NodeIndex::new(from), None, |e| *e.weight());
-    let mut dist = vec![u64::MAX / 4; graph.node_count()];
-    for (n, d) in scores {
-        dist[n.index()] = d;
-    }
-    dist
+/// An undirected graph in compressed rows: node `v`'s links are
+/// `edges[start[v]..start[v + 1]]`, as (neighbour, cost). Two flat
+/// vectors, built in one pass over the links: no per-node allocation, and
+/// Dijkstra keeps its distances in a vector rather than a hash map.
+#[derive(Clone, Debug)]
+struct Graph {
+    start: Vec<u32>,
+    edges: Vec<(u32, u64)>,
 }
 
-/// The neighbours of node `v` with the link costs.
-fn neighbors(graph: &UnGraph<(), u64, u32>, v: usize) -> impl Iterator<Item = (u32, u64)> + '_ {
-    let nv = NodeIndex::new(v);
-    graph.edges(nv).map(move |e| {
-        let w = if e.source() == nv {
-            e.target()
-        } else {
-            e.source()
-        };
-        (w.index() as u32, *e.weight())
-    })
+impl Graph {
+    /// `n` nodes joined by `links` (a, b, cost).
+    fn new(n: usize, links: &[(u32, u32, u64)]) -> Self {
+        let mut start = vec![0u32; n + 1];
+        for &(a, b, _) in links {
+            start[a as usize + 1] += 1;
+            start[b as usize + 1] += 1;
+        }
+        for i in 0..n {
+            start[i + 1] += start[i];
+        }
+        let mut fill: Vec<u32> = start[..n].to_vec();
+        let mut edges = vec![(0u32, 0u64); 2 * links.len()];
+        for &(a, b, cost) in links {
+            edges[fill[a as usize] as usize] = (b, cost);
+            fill[a as usize] += 1;
+            edges[fill[b as usize] as usize] = (a, cost);
+            fill[b as usize] += 1;
+        }
+        Self { start, edges }
+    }
+
+    fn node_count(&self) -> usize {
+        self.start.len() - 1
+    }
+
+    /// The neighbours of node `v` with the link costs.
+    fn neighbors(&self, v: usize) -> impl Iterator<Item = (u32, u64)> + '_ {
+        self.edges[self.start[v] as usize..self.start[v + 1] as usize]
+            .iter()
+            .copied()
+    }
+
+    /// Dijkstra from node `from`: the distance to every node, by index
+    /// (every node of the graph is reachable), and the nodes in the order
+    /// they were settled (by distance).
+    fn dijkstra(&self, from: usize) -> (Vec<u64>, Vec<u32>) {
+        let n = self.node_count();
+        let mut dist = vec![u64::MAX / 4; n];
+        let mut done = vec![false; n];
+        let mut order = Vec::with_capacity(n);
+        let mut heap = BinaryHeap::new();
+        dist[from] = 0;
+        heap.push(Reverse((0u64, from as u32)));
+        while let Some(Reverse((d, v))) = heap.pop() {
+            if std::mem::replace(&mut done[v as usize], true) {
+                continue;
+            }
+            order.push(v);
+            for (w, c) in self.neighbors(v as usize) {
+                let via = d + c;
+                if via < dist[w as usize] {
+                    dist[w as usize] = via;
+                    heap.push(Reverse((via, w)));
+                }
+            }
+        }
+        (dist, order)
+    }
 }

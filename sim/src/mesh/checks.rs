@@ -3,10 +3,12 @@
 //! convergence), and once the mesh has settled (tables, addresses, credit,
 //! every message settled).
 
+use std::cell::RefCell;
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
-use ferry_router::routing::RouterId;
+use ferry_router::routing::{RouterId, RoutingTable};
 
 use super::Mesh;
 use crate::client::{App, SimClient};
@@ -37,6 +39,29 @@ pub const STREAMED: &str = "larger than a frame";
 /// the consumers they can reach.
 pub const CREDIT_GRACE: Duration = Duration::from_secs(2);
 
+/// The usable links of a topology: (router, router, cost).
+type Edges = Vec<(usize, usize, u32)>;
+
+/// A table check's answer.
+type Verdict = Result<(), String>;
+
+/// What the checks keep between calls: the expected paths of the last
+/// topology seen, and each router's table verdict (see
+/// [`Mesh::check_tables`]).
+#[derive(Debug, Default)]
+pub(crate) struct CheckCache {
+    /// The usable links of the last topology, and its paths.
+    paths: RefCell<Option<(Edges, Arc<ExpectedPaths>)>>,
+    tables: RefCell<TableVerdicts>,
+}
+
+/// Per router, the table last checked and its verdict, against `paths`.
+#[derive(Debug, Default)]
+struct TableVerdicts {
+    paths: Option<Arc<ExpectedPaths>>,
+    by_router: Vec<Option<(Arc<RoutingTable>, Verdict)>>,
+}
+
 impl Mesh {
     fn sides(&self, conn: &super::SimConn, dir: Dir) -> Sides {
         Sides {
@@ -58,6 +83,9 @@ impl Mesh {
     /// Wire events as the receiver got them.
     pub(crate) fn on_received(&mut self, conn: &super::SimConn, dir: Dir, events: &[WireEvent]) {
         let s = self.sides(conn, dir);
+        if let Some(r) = s.to {
+            self.touch(r);
+        }
         for n in self.monitor.received(s, events, &self.names) {
             let who = s.to.map_or("?".into(), |r| self.names[r].clone());
             self.note(&who, n);
@@ -85,10 +113,12 @@ impl Mesh {
                     "CHECK",
                     format_args!("tables converged {took:?} after {after}"),
                 );
+                let (m0, b0) = self.monitor.control_at_change;
                 self.monitor.convergence.push(ConvergenceRecord {
                     after,
                     routers: self.routers.len(),
                     took,
+                    control: (self.control.messages - m0, self.control.bytes - b0),
                 });
                 let epoch = self.monitor.epoch;
                 self.schedule(
@@ -101,25 +131,33 @@ impl Mesh {
 
     /// Each router holds at most the deliveries it granted credit for, and
     /// each producer connection's bytes in flight stay within its budget.
+    ///
+    /// Incremental: only the routers whose code ran in this step are
+    /// checked. What the check reads of a router (the deliveries the wire
+    /// shows it holding, the links it receives on, its endpoints' budgets)
+    /// changes only when its code runs (it sends, receives or closes), and
+    /// every router was checked when it started; the first failing router
+    /// in index order is the one a check of every router would name.
     fn check_buffers(&self) -> Result<(), String> {
         let window = i64::from(self.options.limits.link_credit_window);
         let byte_limit = self.options.limits.max_in_flight_bytes_per_producer
             + u64::from(self.options.limits.max_frame_size);
-        let mut links_in = vec![0i64; self.routers.len()];
-        for c in self.conns.values() {
-            for d in Dir::BOTH {
-                if let Some(r) = c.router_at(d.to_side())
-                    && c.alive[d.to_side()]
-                {
-                    links_in[r] += self.monitor.links_in(c.id, d);
-                }
-            }
-        }
-        for (r, router) in self.routers.iter().enumerate() {
+        for &r in &self.sched.touched {
+            let router = &self.routers[r];
             let Some(node) = &router.node else {
                 continue;
             };
-            let links = links_in[r];
+            let mut links = 0;
+            for id in node.endpoints.keys() {
+                let Some(c) = self.conns.get(id) else {
+                    continue;
+                };
+                for d in Dir::BOTH {
+                    if c.router_at(d.to_side()) == Some(r) && c.alive[d.to_side()] {
+                        links += self.monitor.links_in(c.id, d);
+                    }
+                }
+            }
             let held = self.monitor.held(r) as i64;
             if held > window * links {
                 return Err(format!(
@@ -171,8 +209,10 @@ impl Mesh {
     }
 
     /// Shortest paths over the true topology: running routers, and links
-    /// that are neither cut nor silent.
-    pub(crate) fn expected_paths(&self) -> ExpectedPaths {
+    /// that are neither cut nor silent. Computed once per topology: the
+    /// usable links are the key (`O(links)` to compare), the paths
+    /// (`O(n · m log n)` to compute) are shared until they change.
+    pub(crate) fn expected_paths(&self) -> Arc<ExpectedPaths> {
         let edges: Vec<(usize, usize, u32)> = self
             .links
             .iter()
@@ -185,36 +225,82 @@ impl Mesh {
             })
             .map(|l| (l.a, l.b, l.cost))
             .collect();
-        ExpectedPaths::new(self.routers.len(), &edges)
+        let mut cache = self.checks.paths.borrow_mut();
+        if let Some((key, paths)) = cache.as_ref()
+            && *key == edges
+            && paths.len() == self.routers.len()
+        {
+            return paths.clone();
+        }
+        let paths = Arc::new(ExpectedPaths::new(self.routers.len(), &edges));
+        *cache = Some((edges, paths.clone()));
+        paths
     }
 
     /// Whether every running router's table has the shortest paths of the
     /// true topology: the same reachable routers, costs and next hops.
+    ///
+    /// Incremental: a router's verdict is kept with the table it was
+    /// reached on and the paths it was checked against (tables are
+    /// immutable and shared, so pointer equality is identity); only the
+    /// routers whose table changed since, or all of them when the
+    /// topology did, are checked again, each in `O(n)`. The answer is the
+    /// full check's, error message included: the first failing router in
+    /// index order, its first wrong entry.
     pub fn check_tables(&self) -> Result<(), String> {
         let expected = self.expected_paths();
+        let mut verdicts = self.checks.tables.borrow_mut();
+        if !verdicts
+            .paths
+            .as_ref()
+            .is_some_and(|p| Arc::ptr_eq(p, &expected))
+        {
+            verdicts.paths = Some(expected.clone());
+            verdicts.by_router.clear();
+        }
+        verdicts.by_router.resize_with(self.routers.len(), || None);
         for (u, router) in self.routers.iter().enumerate() {
             let Some(node) = &router.node else {
                 continue;
             };
             let table = node.core.mesh().table();
-            for (v, other) in self.routers.iter().enumerate() {
-                let id = RouterId::from(other.id.as_str());
-                let want = expected.dist(u, v);
-                let got = table.cost(&id).map(u64::from);
-                if got != want {
-                    return Err(format!(
-                        "{}: cost to {} is {got:?}, expected {want:?}",
-                        router.id, other.id
-                    ));
-                }
-                let want_hop = expected.next_hop(u, v).map(|w| self.routers[w].id.as_str());
-                let got_hop = table.next_hop(&id).map(RouterId::as_str);
-                if got_hop != want_hop {
-                    return Err(format!(
-                        "{}: next hop to {} is {got_hop:?}, expected {want_hop:?}",
-                        router.id, other.id
-                    ));
-                }
+            if let Some((seen, verdict)) = &verdicts.by_router[u]
+                && Arc::ptr_eq(seen, &table)
+            {
+                verdict.clone()?;
+                continue;
+            }
+            let verdict = self.check_table(u, &table, &expected);
+            verdicts.by_router[u] = Some((table, verdict.clone()));
+            verdict?;
+        }
+        Ok(())
+    }
+
+    /// Whether router `u`'s `table` has the shortest paths of `expected`.
+    fn check_table(
+        &self,
+        u: usize,
+        table: &RoutingTable,
+        expected: &ExpectedPaths,
+    ) -> Result<(), String> {
+        let router = &self.routers[u];
+        for (v, id) in self.ids.iter().enumerate() {
+            let want = expected.dist(u, v);
+            let got = table.cost(id).map(u64::from);
+            if got != want {
+                return Err(format!(
+                    "{}: cost to {} is {got:?}, expected {want:?}",
+                    router.id, id
+                ));
+            }
+            let want_hop = expected.next_hop(u, v).map(|w| self.names[w].as_str());
+            let got_hop = table.next_hop(id).map(RouterId::as_str);
+            if got_hop != want_hop {
+                return Err(format!(
+                    "{}: next hop to {} is {got_hop:?}, expected {want_hop:?}",
+                    router.id, id
+                ));
             }
         }
         Ok(())

@@ -2,6 +2,7 @@
 //! `ferry_router::mesh::connector`, with seeded jitter), client connects,
 //! moving bytes through pipes, and closing.
 
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -116,6 +117,8 @@ impl Mesh {
             .insert(id, ep_b);
         self.links[l].conn = Some(id);
         self.links[l].connected_at = Some(now);
+        self.touch(a);
+        self.touch(b);
         self.conns.insert(
             id,
             Box::new(SimConn {
@@ -187,6 +190,8 @@ impl Mesh {
             now,
         );
         node.endpoints.insert(id, ep);
+        self.touch(r);
+        self.sched.client_conns.insert(id);
         let engine = self.clients[c].engine(now);
         self.clients[c].connected(id, engine);
         self.conns.insert(
@@ -232,6 +237,7 @@ impl Mesh {
             End::Router(r) => {
                 let node = self.routers[r].node.as_mut()?;
                 let span = node.span.clone();
+                self.sched.touch(r);
                 node.endpoints.get_mut(&id).map(|e| EndMut::Router(e, span))
             }
             End::Client(c) => self.clients[c]
@@ -272,6 +278,7 @@ impl Mesh {
             self.on_sent(conn, dir, &events);
             conn.pipes[dir.index()].send(now, latency, out, events);
         }
+        self.index_arrival(conn);
         any
     }
 
@@ -290,13 +297,33 @@ impl Mesh {
         }
     }
 
-    /// Every live side of every connection sends what it has.
-    pub(crate) fn pump_transmit(&mut self) -> bool {
+    /// The connections that may have output to send or a side to close
+    /// in this round: those of the routers whose code ran in it or the
+    /// round before (`busy`, and `sched.busy` so far), those with a
+    /// client end, and those left with something to do.
+    fn candidates(&self, busy: &BTreeSet<usize>) -> BTreeSet<u64> {
+        let mut ids: BTreeSet<u64> = self.sched.sticky.clone();
+        ids.extend(self.sched.client_conns.iter().copied());
+        for &r in busy.iter().chain(&self.sched.busy) {
+            if let Some(node) = &self.routers[r].node {
+                ids.extend(node.endpoints.keys().copied());
+            }
+        }
+        ids
+    }
+
+    /// Whether a live side of `c` has output waiting.
+    fn wants_transmit(&self, c: &SimConn) -> bool {
+        (0..2).any(|s| c.alive[s] && self.has_output(c.ends[s], c.id))
+    }
+
+    /// Every live side of every connection sends what it has (only the
+    /// candidates can have anything).
+    pub(crate) fn pump_transmit(&mut self, busy: &BTreeSet<usize>) -> bool {
         let ids: Vec<u64> = self
-            .conns
-            .values()
-            .filter(|c| (0..2).any(|s| c.alive[s] && self.has_output(c.ends[s], c.id)))
-            .map(|c| c.id)
+            .candidates(busy)
+            .into_iter()
+            .filter(|id| self.conns.get(id).is_some_and(|c| self.wants_transmit(c)))
             .collect();
         let mut progress = false;
         for id in ids {
@@ -308,9 +335,22 @@ impl Mesh {
                     progress |= self.transmit_side(&mut conn, side);
                 }
             }
+            // Output that would not go (none so far) is looked at again
+            // in every round, as a loop over every connection would.
+            if self.wants_transmit(&conn) {
+                self.sched.sticky.insert(id);
+            } else {
+                self.sched.sticky.remove(&id);
+            }
             self.conns.insert(id, conn);
         }
         progress
+    }
+
+    /// Indexes `conn`'s earliest arrival again (its pipes changed).
+    pub(crate) fn index_arrival(&mut self, conn: &SimConn) {
+        let at = conn.pipes.iter().filter_map(Pipe::next_arrival).min();
+        self.sched.set_arrival(conn.id, at);
     }
 
     /// Delivers, on each connection and in each direction, the first
@@ -323,16 +363,7 @@ impl Mesh {
     /// in between: delivering it all at once would hide those orders.
     pub(crate) fn pump_arrivals(&mut self) -> bool {
         let now = self.clock.now();
-        let ids: Vec<u64> = self
-            .conns
-            .values()
-            .filter(|c| {
-                c.pipes
-                    .iter()
-                    .any(|p| p.next_arrival().is_some_and(|t| t <= now))
-            })
-            .map(|c| c.id)
-            .collect();
+        let ids = self.sched.arrived(now);
         let mut progress = false;
         for id in ids {
             let Some(mut conn) = self.conns.remove(&id) else {
@@ -367,6 +398,7 @@ impl Mesh {
                     break; // one read per round
                 }
             }
+            self.index_arrival(&conn);
             self.conns.insert(id, conn);
         }
         progress
@@ -402,13 +434,17 @@ impl Mesh {
             }
     }
 
-    /// Closes the sides whose engine has finished: flush, EOF, teardown.
-    pub(crate) fn reap(&mut self) -> bool {
+    /// Closes the sides whose engine has finished: flush, EOF, teardown
+    /// (only the candidates can have one).
+    pub(crate) fn reap(&mut self, busy: &BTreeSet<usize>) -> bool {
         let ids: Vec<u64> = self
-            .conns
-            .values()
-            .filter(|c| self.finished(c, 0) || self.finished(c, 1))
-            .map(|c| c.id)
+            .candidates(busy)
+            .into_iter()
+            .filter(|id| {
+                self.conns
+                    .get(id)
+                    .is_some_and(|c| self.finished(c, 0) || self.finished(c, 1))
+            })
             .collect();
         let mut progress = false;
         for id in ids {
@@ -426,6 +462,7 @@ impl Mesh {
                 self.conns.insert(id, conn);
             } else {
                 self.monitor.forget_conn(id);
+                self.sched.forget_conn(id);
             }
         }
         progress
@@ -438,9 +475,11 @@ impl Mesh {
         let now = self.clock.now();
         let latency = self.latency(conn);
         conn.pipes[side].close(now, latency);
+        self.index_arrival(conn);
         conn.alive[side] = false;
         match conn.ends[side] {
             End::Router(r) => {
+                self.touch(r);
                 let who = self.routers[r].id.clone();
                 if let Some(node) = self.routers[r].node.as_mut()
                     && let Some(mut ep) = node.endpoints.remove(&conn.id)
@@ -478,19 +517,14 @@ impl Mesh {
     /// Resets `conn` at once: both sides see EOF now.
     pub(crate) fn reset_conn(&mut self, id: u64) {
         let now = self.clock.now();
-        if let Some(conn) = self.conns.get_mut(&id) {
+        if let Some(conn) = self.conns.remove(&id) {
+            let mut conn = conn;
             for p in &mut conn.pipes {
                 p.reset(now);
             }
+            self.index_arrival(&conn);
+            self.conns.insert(id, conn);
         }
-    }
-
-    /// The earliest arrival on any pipe.
-    pub(crate) fn next_arrival(&self) -> Option<Instant> {
-        self.conns
-            .values()
-            .flat_map(|c| c.pipes.iter().filter_map(Pipe::next_arrival))
-            .min()
     }
 }
 

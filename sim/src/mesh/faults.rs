@@ -20,6 +20,7 @@ impl Mesh {
             now,
         ));
         let (id, instance) = (r.id.clone(), r.instance);
+        self.touch(i);
         self.note(&id, format_args!("started (instance {instance})"));
         for l in &mut self.links {
             if l.a == i {
@@ -37,6 +38,7 @@ impl Mesh {
         };
         self.totals.add(&node.core.stats);
         drop(node);
+        self.touch(i);
         let ids: Vec<u64> = self.conns.keys().copied().collect();
         for id in ids {
             let Some(mut conn) = self.conns.remove(&id) else {
@@ -48,9 +50,11 @@ impl Mesh {
                 }
             }
             if conn.alive.iter().any(|a| *a) {
+                self.sched.sticky.insert(id);
                 self.conns.insert(id, conn);
             } else {
                 self.monitor.forget_conn(id);
+                self.sched.forget_conn(id);
             }
         }
         self.monitor.router_down(i);
@@ -213,9 +217,11 @@ impl Mesh {
         for l in 0..self.links.len() {
             if self.silent(l)
                 && let Some(c) = self.links[l].conn
-                && let Some(conn) = self.conns.get_mut(&c)
+                && let Some(mut conn) = self.conns.remove(&c)
             {
                 conn.pipes.iter_mut().for_each(|p| p.blackhole());
+                self.index_arrival(&conn);
+                self.conns.insert(c, conn);
             }
         }
     }
@@ -245,6 +251,9 @@ impl Mesh {
     pub(crate) fn topology_changed(&mut self, why: &str) {
         let now = self.clock.now();
         let expected = self.expected_paths();
+        if self.monitor.pending.is_none() {
+            self.monitor.control_at_change = (self.control.messages, self.control.bytes);
+        }
         self.monitor.topology_changed(why, now, expected);
         self.ledger.epoch = self.monitor.epoch;
         self.ledger.faulted = self.routers.iter().any(|r| !r.is_up())

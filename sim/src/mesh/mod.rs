@@ -7,6 +7,7 @@ mod builder;
 mod checks;
 mod conns;
 mod faults;
+mod sched;
 mod step;
 
 pub use builder::MeshBuilder;
@@ -118,6 +119,14 @@ pub struct Mesh {
     pub(crate) violations: Vec<Violation>,
     pub(crate) totals: RouterTotals,
     pub(crate) faults_injected: usize,
+    /// The router ids as routing sees them, by index.
+    pub(crate) ids: Vec<ferry_router::routing::RouterId>,
+    /// What the checks keep between calls.
+    pub(crate) checks: checks::CheckCache,
+    /// Where the step loop has work.
+    pub(crate) sched: sched::Sched,
+    /// Control messages the routers received.
+    pub(crate) control: crate::report::ControlCost,
     logged_violations: usize,
     next_conn: u64,
     next_action: u64,
@@ -305,9 +314,34 @@ impl Mesh {
             loops_caught: self.monitor.loops_caught,
             router: totals,
             convergence: self.monitor.convergence.clone(),
+            control: self.control.clone(),
+            memory: self.routing_memory(),
+            steps: (self.sched.steps, self.sched.rounds),
             log_lines: self.log.lines().len(),
             digest: self.log.digest(),
         }
+    }
+
+    /// An estimate of the routing state of the running router with the
+    /// largest table (see [`RoutingMemory`](crate::report::RoutingMemory)).
+    fn routing_memory(&self) -> Option<crate::report::RoutingMemory> {
+        let node = self
+            .routers
+            .iter()
+            .filter_map(|r| r.node.as_ref())
+            .max_by_key(|n| n.table.routers().count())?;
+        let table = &node.table;
+        let routers = table.routers().count();
+        let id_bytes: usize = table.routers().map(|r| r.as_str().len()).sum();
+        let ends: usize = table
+            .routers()
+            .map(|r| table.neighbours_of(r).count())
+            .sum();
+        Some(crate::report::RoutingMemory::estimate(
+            routers,
+            ends / 2,
+            id_bytes / routers.max(1),
+        ))
     }
 
     pub(crate) fn note(&mut self, who: &str, what: impl std::fmt::Display) {

@@ -5,6 +5,7 @@
 //! pipe arrival, a router, endpoint or client timer, a connector redial, a
 //! scheduled fault.
 
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use super::Mesh;
@@ -78,18 +79,29 @@ impl Mesh {
 
     /// Brings the mesh to quiescence at the current instant, then checks
     /// the step invariants.
+    ///
+    /// Each round visits only the routers that may have work (their code
+    /// ran, or a timer of theirs is due) and the connections that may have
+    /// bytes to move or a side to close (see [`super::sched`]): a step
+    /// costs what happens in it, not the size of the mesh.
     pub(crate) fn settle(&mut self) {
+        self.sched.steps += 1;
+        let now = self.clock.now();
+        let due: Vec<usize> = self.sched.due_routers(now).collect();
+        self.sched.busy.extend(due);
         let mut tables = false;
         for round in 0.. {
+            self.sched.rounds += 1;
+            let busy = std::mem::take(&mut self.sched.busy);
             let mut progress = false;
-            let (p, t) = self.pump_routing();
+            let (p, t) = self.pump_routing(&busy);
             progress |= p;
             tables |= t;
-            progress |= self.pump_inboxes();
+            progress |= self.pump_inboxes(&busy);
             progress |= self.pump_clients();
-            progress |= self.pump_transmit();
+            progress |= self.pump_transmit(&busy);
             progress |= self.pump_arrivals();
-            progress |= self.reap();
+            progress |= self.reap(&busy);
             if !progress {
                 break;
             }
@@ -99,22 +111,45 @@ impl Mesh {
                     Invariant::Liveness,
                     "the mesh does not quiesce at one instant",
                 );
+                self.index_timers();
                 return self.fail(v);
             }
         }
+        self.index_timers();
         self.check_step(tables);
+        self.sched.touched.clear();
     }
 
-    fn pump_routing(&mut self) -> (bool, bool) {
+    /// Indexes again the timers of the routers whose code ran.
+    fn index_timers(&mut self) {
+        let touched: Vec<usize> = self.sched.touched.iter().copied().collect();
+        for r in touched {
+            let at = self.routers[r].node.as_ref().and_then(|n| n.poll_timeout());
+            self.sched.set_timer(r, at);
+        }
+    }
+
+    /// Router `r`'s code runs: pump it in the next round.
+    pub(crate) fn touch(&mut self, r: usize) {
+        self.sched.touch(r);
+    }
+
+    fn pump_routing(&mut self, busy: &BTreeSet<usize>) -> (bool, bool) {
         let now = self.clock.now();
         let (mut progress, mut tables) = (false, false);
-        for i in 0..self.routers.len() {
+        for &i in busy {
             let Some(node) = self.routers[i].node.as_mut() else {
                 continue;
             };
             let report = node.pump_routing(now);
             let described = report.new_table;
+            for (kind, bytes) in report.control {
+                self.control.add(kind, bytes as u64);
+            }
             progress |= report.inputs > 0;
+            if report.inputs > 0 {
+                self.sched.touch(i);
+            }
             let who = self.routers[i].id.clone();
             for n in report.notes {
                 self.note(&who, n);
@@ -127,12 +162,16 @@ impl Mesh {
         (progress, tables)
     }
 
-    fn pump_inboxes(&mut self) -> bool {
+    fn pump_inboxes(&mut self, busy: &BTreeSet<usize>) -> bool {
         let now = self.clock.now();
         let mut n = 0;
-        for r in &mut self.routers {
-            if let Some(node) = r.node.as_mut() {
-                n += node.pump_inboxes(now);
+        for &i in busy {
+            if let Some(node) = self.routers[i].node.as_mut() {
+                let handled = node.pump_inboxes(now);
+                if handled > 0 {
+                    self.sched.touch(i);
+                }
+                n += handled;
             }
         }
         n > 0
@@ -155,12 +194,10 @@ impl Mesh {
         progress
     }
 
-    /// The earliest thing that will happen.
+    /// The earliest thing that will happen. Router timers and arrivals
+    /// come from their indexes; clients and connectors (a few per router
+    /// at most) are looked at one by one.
     fn next_event(&self) -> Option<Instant> {
-        let routers = self
-            .routers
-            .iter()
-            .filter_map(|r| r.node.as_ref().and_then(|n| n.poll_timeout()));
         let clients = self.clients.iter().flat_map(|c| {
             [
                 c.reconnect_at,
@@ -176,11 +213,13 @@ impl Mesh {
             .filter(|l| self.routers[l.a].is_up())
             .filter_map(|l| l.next_dial);
         let actions = self.actions.keys().next().map(|(at, _)| self.clock.at(*at));
-        routers
+        self.sched
+            .next_timer()
+            .into_iter()
             .chain(clients)
             .chain(dials)
             .chain(actions)
-            .chain(self.next_arrival())
+            .chain(self.sched.next_arrival())
             .min()
     }
 
@@ -211,9 +250,15 @@ impl Mesh {
                 cc.engine.handle_timeout(now);
             }
         }
-        for r in &mut self.routers {
-            if let Some(node) = r.node.as_mut() {
+        // The routers with a timer due, and those whose code ran since
+        // their timers were indexed (new endpoints, restarted routers):
+        // for any other, handling timeouts would do nothing.
+        let mut due: BTreeSet<usize> = self.sched.due_routers(now).collect();
+        due.extend(self.sched.touched.iter().copied());
+        for r in due {
+            if let Some(node) = self.routers[r].node.as_mut() {
                 node.handle_timeouts(now);
+                self.sched.touch(r);
             }
         }
     }
