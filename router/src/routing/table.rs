@@ -12,7 +12,7 @@
 //! data path asks) and [`RoutingTable::multicast_children`] loop-free, and
 //! [`RoutingTable::tree_stamp`] equal wherever a tree is seen alike.
 //!
-//! The graph is two flat vectors (compressed rows) and Dijkstra keeps its
+//! The graph is petgraph's compressed rows (`Csr`) and Dijkstra keeps its
 //! distances in a vector: a table of a 1,000-router mesh is built without
 //! a hash map per search or an allocation per node.
 //!
@@ -30,6 +30,9 @@ use std::sync::{Arc, OnceLock};
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+
+use petgraph::Directed;
+use petgraph::csr::Csr;
 
 use super::RouterId;
 use super::linkstate::{LinkStateDb, LsRecord};
@@ -481,47 +484,46 @@ fn fnv(h: u64, text: &str) -> u64 {
         .fold(h, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
 }
 
-/// An undirected graph in compressed rows: node `v`'s links are
-/// `edges[start[v]..start[v + 1]]`, as (neighbour, cost). Two flat
-/// vectors, built in one pass over the links: no per-node allocation, and
-/// Dijkstra keeps its distances in a vector rather than a hash map.
+/// An undirected graph in compressed rows (petgraph's `Csr`, each link
+/// stored in both directions): node `v`'s neighbours and link costs are
+/// two slices, built in one pass over the sorted links — no per-node
+/// allocation, and Dijkstra keeps its distances in a vector rather than a
+/// hash map.
 #[derive(Clone, Debug)]
 struct Graph {
-    start: Vec<u32>,
-    edges: Vec<(u32, u64)>,
+    csr: Csr<(), u64, Directed, u32>,
+    /// Nodes, some perhaps without links (the `Csr` knows those up to the
+    /// last with a link).
+    n: usize,
 }
 
 impl Graph {
     /// `n` nodes joined by `links` (a, b, cost).
     fn new(n: usize, links: &[(u32, u32, u64)]) -> Self {
-        let mut start = vec![0u32; n + 1];
-        for &(a, b, _) in links {
-            start[a as usize + 1] += 1;
-            start[b as usize + 1] += 1;
-        }
-        for i in 0..n {
-            start[i + 1] += start[i];
-        }
-        let mut fill: Vec<u32> = start[..n].to_vec();
-        let mut edges = vec![(0u32, 0u64); 2 * links.len()];
-        for &(a, b, cost) in links {
-            edges[fill[a as usize] as usize] = (b, cost);
-            fill[a as usize] += 1;
-            edges[fill[b as usize] as usize] = (a, cost);
-            fill[b as usize] += 1;
-        }
-        Self { start, edges }
+        let mut both: Vec<(u32, u32, u64)> = links
+            .iter()
+            .flat_map(|&(a, b, cost)| [(a, b, cost), (b, a, cost)])
+            .collect();
+        both.sort_unstable();
+        let csr = Csr::from_sorted_edges(&both).expect("sorted just above");
+        Self { csr, n }
     }
 
     fn node_count(&self) -> usize {
-        self.start.len() - 1
+        self.n
     }
 
     /// The neighbours of node `v` with the link costs.
     fn neighbors(&self, v: usize) -> impl Iterator<Item = (u32, u64)> + '_ {
-        self.edges[self.start[v] as usize..self.start[v + 1] as usize]
-            .iter()
-            .copied()
+        let (to, cost): (&[u32], &[u64]) = if v < self.csr.node_count() {
+            (
+                self.csr.neighbors_slice(v as u32),
+                self.csr.edges_slice(v as u32),
+            )
+        } else {
+            (&[], &[])
+        };
+        to.iter().copied().zip(cost.iter().copied())
     }
 
     /// Dijkstra from node `from`: the distance to every node, by index
