@@ -374,10 +374,13 @@ run many-producers-credit1k "$R" --url "$URL" --size 100 --producers "$MANY" \
 PEAK_RSS=$(kib "$R" VmHWM)
 
 echo "$IDLE idle connections" >&2
-"$LOAD" --url "$URL" --idle "$IDLE" --hold 600 2>"$OUT/idle.log" &
+# Each with a session and a receiver on an address of its own, as an IoT
+# device holds (issue #19).
+"$LOAD" --url "$URL" --idle "$IDLE" --hold 600 --idle-link receiver --address 'device/{i}' \
+    --credit 10 2>"$OUT/idle.log" &
 IDLE_PID=$!
 PIDS+=("$IDLE_PID")
-printf '%s\n' "$LOAD --url $URL --idle $IDLE --hold 600" >"$OUT/idle.cmd"
+printf '%s\n' "$LOAD --url $URL --idle $IDLE --hold 600 --idle-link receiver --address 'device/{i}' --credit 10" >"$OUT/idle.cmd"
 for _ in $(seq 1200); do
     grep -q "idle connections open" "$OUT/idle.log" 2>/dev/null && break
     kill -0 "$IDLE_PID" 2>/dev/null || break
@@ -579,6 +582,15 @@ model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
               if l.startswith("model name")), os.uname().machine)
 ids = {}  # run name -> row number
 
+
+def idle_open_secs():
+    """ferry-load's `idle connections open: N (in T s)`, with the rate."""
+    m = re.search(r"idle connections open: (\d+) \(in ([0-9.]+) s\)", open(f"{out}/idle.log").read())
+    if not m:
+        return "?"
+    n, t = int(m.group(1)), float(m.group(2))
+    return f"{t:.2f} s ({n / t:,.0f} connections/s)"
+
 def load(n):
     try:
         r = json.load(open(f"{out}/{n}.json"))
@@ -755,8 +767,9 @@ L += ["", "Memory (same router, `VmRSS`/`VmHWM` from `/proc/PID/status`):", "",
       "| what | router RSS |", "|---|---:|",
       f"| idle, just started | {int(idle_rss) / 1024:.1f} MiB |",
       f"| peak (`VmHWM`) after every run above and the multicast and {int(many):,}-producer runs below | {int(peak_rss) / 1024:.1f} MiB |",
-      f"| with {int(idle_n):,} idle AMQP connections (each with a session) held by `ferry-load --idle` | {int(conn_rss) / 1024:.1f} MiB |",
+      f"| with {int(idle_n):,} idle AMQP connections (each with a session and a receiver link on an address of its own) held by `ferry-load --idle` | {int(conn_rss) / 1024:.1f} MiB |",
       f"| per idle connection | {(int(conn_rss) - int(idle_rss)) / int(idle_n):.1f} KiB |",
+      f"| time to open them (ferry-load, 64 at a time; connection, session and link) | {idle_open_secs()} |",
       "", "```", f"{open(f'{out}/idle.cmd').read().strip()}   # killed once the RSS is read", "```",
       "", "The router of this and the next two sections, started with "
       "`target/release/ferry run --config single.toml`:", "",

@@ -61,10 +61,13 @@ pub struct Connection {
     remote_idle_timeout: Option<Duration>,
     last_received: Instant,
     last_sent: Instant,
-    pub(crate) sessions: HashMap<SessionId, Session>,
+    /// Values boxed here and in `links`: a map allocates room for at
+    /// least 3 entries, and an idle connection should not pay for 3
+    /// sessions and 3 links' state to hold one of each.
+    pub(crate) sessions: HashMap<SessionId, Box<Session>>,
     pub(crate) local_channels: HashMap<u16, SessionId>,
     pub(crate) remote_channels: HashMap<u16, SessionId>,
-    pub(crate) links: HashMap<LinkId, Link>,
+    pub(crate) links: HashMap<LinkId, Box<Link>>,
     next_session_id: u32,
     next_link_id: u64,
     /// The last frame written, if it was a disposition that a following one

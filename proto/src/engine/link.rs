@@ -79,7 +79,10 @@ const MAX_DELIVERY_TAG: usize = 32;
 
 impl Connection {
     fn link_mut(&mut self, link: LinkId) -> Result<&mut Link, EngineError> {
-        self.links.get_mut(&link).ok_or(EngineError::UnknownLink)
+        self.links
+            .get_mut(&link)
+            .map(|l| &mut **l)
+            .ok_or(EngineError::UnknownLink)
     }
 
     /// The credit a sending link has (0 for unknown links).
@@ -166,7 +169,7 @@ impl Connection {
             peer_termini: None,
         };
         let attach = self.attach_frame(&link, &spec);
-        self.links.insert(id, link);
+        self.links.insert(id, Box::new(link));
         self.write_frame(channel, &Performative::Attach(Box::new(attach)), &[]);
         Ok(id)
     }
@@ -619,7 +622,7 @@ impl Connection {
         s.remote_handles.insert(attach.handle, id);
         self.links.insert(
             id,
-            Link {
+            Box::new(Link {
                 session,
                 name: attach.name.clone(),
                 role: our_role,
@@ -638,7 +641,7 @@ impl Connection {
                 outgoing_partial: None,
                 incoming_partial: None,
                 peer_termini: Some(Box::new((attach.source.clone(), attach.target.clone()))),
-            },
+            }),
         );
         if taken {
             let error = Error::new(

@@ -150,8 +150,10 @@ impl Connection {
         self.check_can_send()?;
         let channel = self.free_local_channel().ok_or(EngineError::Exhausted)?;
         let id = self.alloc_session_id();
-        self.sessions
-            .insert(id, Session::new(channel, self.config.session_window));
+        self.sessions.insert(
+            id,
+            Box::new(Session::new(channel, self.config.session_window)),
+        );
         self.local_channels.insert(channel, id);
         let begin = self.begin_frame(None);
         self.write_frame(channel, &Performative::Begin(begin), &[]);
@@ -302,7 +304,7 @@ impl Connection {
                 let id = self.alloc_session_id();
                 let mut s = Session::new(local, self.config.session_window);
                 s.state = SessionState::Mapped;
-                self.sessions.insert(id, s);
+                self.sessions.insert(id, Box::new(s));
                 self.local_channels.insert(local, id);
                 let answer = self.begin_frame(Some(channel));
                 self.write_frame(local, &Performative::Begin(answer), &[]);

@@ -840,10 +840,9 @@ fn notify_producers(s: &State) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::sync::mpsc;
 
-    fn conn(id: u64) -> (ConnHandle, mpsc::UnboundedReceiver<ToConn>) {
-        let (tx, rx) = mpsc::unbounded_channel();
+    fn conn(id: u64) -> (ConnHandle, crate::core::Inbox<ToConn>) {
+        let (tx, rx) = crate::core::inbox();
         (ConnHandle { id: ConnId(id), tx }, rx)
     }
 
@@ -889,14 +888,14 @@ mod tests {
         a.adjust_consumer_credit(ConnId(1), link(1), 10);
         a.add_producer(p.clone(), link(2), Hop::Local, None, now());
         assert_eq!(a.grant(&table(), ConnId(2), link(2), 250, now()).credit, 10);
-        while prx.try_recv().is_ok() {}
+        while prx.try_recv().is_some() {}
         // A second producer arrives: the first is told to recompute, gives
         // back half, and the second is told there is credit again.
         a.add_producer(p, link(3), Hop::Local, None, now());
-        assert!(matches!(prx.try_recv(), Ok(ToConn::Recredit { link: l }) if l == link(2)));
+        assert!(matches!(prx.try_recv(), Some(ToConn::Recredit { link: l }) if l == link(2)));
         assert_eq!(a.grant(&table(), ConnId(2), link(3), 250, now()).credit, 0);
         assert_eq!(a.grant(&table(), ConnId(2), link(2), 250, now()).credit, 5);
-        assert!(matches!(prx.try_recv(), Ok(ToConn::Recredit { link: l }) if l == link(3)));
+        assert!(matches!(prx.try_recv(), Some(ToConn::Recredit { link: l }) if l == link(3)));
         assert_eq!(a.grant(&table(), ConnId(2), link(3), 250, now()).credit, 5);
     }
 
@@ -910,7 +909,7 @@ mod tests {
         a.adjust_consumer_credit(ConnId(1), link(1), 5);
         assert_eq!(a.grant(&table(), ConnId(2), link(2), 10, now()).credit, 5);
         a.remove_consumer(ConnId(1), link(1));
-        assert!(matches!(prx.try_recv(), Ok(ToConn::Recredit { .. })));
+        assert!(matches!(prx.try_recv(), Some(ToConn::Recredit { .. })));
         assert_eq!(a.grant(&table(), ConnId(2), link(2), 10, now()).credit, 0);
     }
 
@@ -1010,7 +1009,7 @@ mod tests {
         // Two producers take their share (2 of 4 each) and send nothing.
         assert_eq!(a.grant(&table(), ConnId(2), link(2), 10, t0).credit, 2);
         assert_eq!(a.grant(&table(), ConnId(2), link(3), 10, t0).credit, 2);
-        while prx.try_recv().is_ok() {}
+        while prx.try_recv().is_some() {}
         // The third gets none, and is told when to ask again.
         let g = a.grant(&table(), ConnId(2), link(4), 10, t0);
         assert_eq!(
@@ -1020,11 +1019,14 @@ mod tests {
                 recheck: Some(t0 + IDLE_LEASE)
             }
         );
-        assert!(prx.try_recv().is_err(), "leases still running: nobody told");
+        assert!(
+            prx.try_recv().is_none(),
+            "leases still running: nobody told"
+        );
         // Then the idle leases have run out: their holders are told…
         let later = t0 + IDLE_LEASE;
         assert_eq!(a.grant(&table(), ConnId(2), link(4), 10, later).credit, 0);
-        let told: Vec<LinkId> = std::iter::from_fn(|| prx.try_recv().ok())
+        let told: Vec<LinkId> = std::iter::from_fn(|| prx.try_recv())
             .map(|m| match m {
                 ToConn::Recredit { link } => link,
                 other => panic!("{other:?}"),
@@ -1033,7 +1035,7 @@ mod tests {
         assert_eq!(told, [link(2)], "one idle lease covers what is wanted");
         // …give their credit back, and the short producer is told to take it.
         assert_eq!(a.grant(&table(), ConnId(2), link(2), 10, later).credit, 0);
-        assert!(matches!(prx.try_recv(), Ok(ToConn::Recredit { link: l }) if l == link(4)));
+        assert!(matches!(prx.try_recv(), Some(ToConn::Recredit { link: l }) if l == link(4)));
         assert_eq!(a.grant(&table(), ConnId(2), link(4), 10, later).credit, 2);
     }
 
@@ -1059,10 +1061,10 @@ mod tests {
         );
         a.adjust_consumer_credit(ConnId(1), link(1), 1);
         assert_eq!(a.grant(&table(), ConnId(2), link(2), 10, later).credit, 1);
-        while prx.try_recv().is_ok() {}
+        while prx.try_recv().is_some() {}
         // Link 3 is short of nothing; link 2's lease is fresh: neither is
         // taken back.
         assert_eq!(a.grant(&table(), ConnId(2), link(3), 10, later).credit, 1);
-        assert!(prx.try_recv().is_err());
+        assert!(prx.try_recv().is_none());
     }
 }

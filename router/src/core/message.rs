@@ -7,7 +7,6 @@ use std::time::Instant;
 use bytes::Bytes;
 use ferry_proto::definitions::{DeliveryState, Modified, SequenceNo};
 use ferry_proto::engine::LinkId;
-use tokio::sync::mpsc;
 
 /// Identifies a connection task across the router.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -22,7 +21,7 @@ pub struct ConnHandle {
     /// Which connection.
     pub id: ConnId,
     /// Its inbox.
-    pub tx: mpsc::UnboundedSender<ToConn>,
+    pub tx: super::Outbox<ToConn>,
 }
 
 impl ConnHandle {

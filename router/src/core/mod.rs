@@ -7,6 +7,7 @@
 mod address;
 mod budget;
 mod fields;
+mod inbox;
 mod message;
 mod report;
 pub mod trace;
@@ -18,6 +19,7 @@ use std::sync::{Arc, Mutex, RwLock};
 pub use address::{Address, Grant, Hop, IDLE_LEASE, Reach, Targets, serves};
 pub use budget::{ByteBudget, Charge};
 pub use fields::{RoutingFields, routing_fields};
+pub use inbox::{Inbox, Outbox, inbox};
 pub use message::{
     ConnHandle, ConnId, Fanout, Forwarded, Origin, Retry, StreamKey, ToConn, delivery_failed,
 };

@@ -10,11 +10,10 @@ use std::time::Instant;
 use bytes::Bytes;
 use ferry_proto::definitions::Error;
 use ferry_proto::engine::{Connection, ConnectionConfig, SaslClientConfig, SaslServerConfig};
-use tokio::sync::mpsc;
 
 use super::links::{ConnKind, Ends, Failure, Links, Login};
 use crate::config::{ClientCert, ConnectorConfig, Limits, ListenerConfig, Role};
-use crate::core::{ByteBudget, ConnHandle, ConnId, Core, ToConn};
+use crate::core::{ByteBudget, ConnHandle, ConnId, Core, Inbox, ToConn};
 use crate::mesh::identity;
 use crate::security::{PlainCheck, Security};
 use crate::tls::CertNames;
@@ -42,7 +41,7 @@ const MESH_SESSIONS: u16 = 4;
 pub struct Endpoint {
     engine: Connection,
     links: Links,
-    inbox: mpsc::UnboundedReceiver<ToConn>,
+    inbox: Inbox<ToConn>,
     /// Messages taken from the inbox while output was backlogged (see
     /// [`hold_message`](Self::hold_message)), to handle first, in order.
     held: VecDeque<ToConn>,
@@ -72,7 +71,7 @@ impl Endpoint {
             local: peer.local,
             peer: peer.addr,
         };
-        let (tx, inbox) = mpsc::unbounded_channel();
+        let (tx, inbox) = crate::core::inbox();
         let handle = ConnHandle {
             id: core.next_conn_id(),
             tx,
@@ -237,7 +236,7 @@ impl Endpoint {
     pub fn handle_inbox(&mut self, max: usize, now: Instant) -> usize {
         let mut n = 0;
         while n < max {
-            let Some(msg) = self.held.pop_front().or_else(|| self.inbox.try_recv().ok()) else {
+            let Some(msg) = self.held.pop_front().or_else(|| self.inbox.try_recv()) else {
                 break;
             };
             self.links.handle_message(&mut self.engine, msg, now);
@@ -248,7 +247,7 @@ impl Endpoint {
     }
 
     /// The inbox, for a driver to wait on.
-    pub fn inbox(&mut self) -> &mut mpsc::UnboundedReceiver<ToConn> {
+    pub fn inbox(&mut self) -> &mut Inbox<ToConn> {
         &mut self.inbox
     }
 

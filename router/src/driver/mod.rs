@@ -79,7 +79,10 @@ pub async fn serve(accepted: Accepted, core: Arc<Core>, security: Arc<Security>)
                 return;
             };
             let handshake = tokio::select! {
-                r = crate::tls::accept(stream, config, limits.handshake_timeout()) => r,
+                // Boxed: the handshake's state is large, and held inline
+                // it would make every connection's future as large for
+                // the connection's lifetime.
+                r = Box::pin(crate::tls::accept(stream, config, limits.handshake_timeout())) => r,
                 () = shutdown.triggered() => return,
             };
             match handshake {
@@ -101,7 +104,16 @@ pub async fn serve(accepted: Accepted, core: Arc<Core>, security: Arc<Security>)
         tls,
         cert,
     };
-    let endpoint = Endpoint::accepted(core, &listener, &security, who, Instant::now());
+    // Boxed: the connection's future would otherwise hold the endpoint
+    // several times over (here, in `Task::run`'s arguments and in its
+    // `Task`), as async fns keep a moved-from local's slot.
+    let endpoint = Box::new(Endpoint::accepted(
+        core,
+        &listener,
+        &security,
+        who,
+        Instant::now(),
+    ));
     let over = if tls { " over TLS" } else { "" };
     tracing::debug!(
         "connection {} from {peer} accepted on {local} ({}){over}",
@@ -143,7 +155,7 @@ pub async fn dial(
         tls: matches!(transport, Transport::Tls(_)),
         cert,
     };
-    let endpoint = Endpoint::dialed(core, connector, who, Instant::now());
+    let endpoint = Box::new(Endpoint::dialed(core, connector, who, Instant::now()));
     let (endpoint, reason) = Task::run(transport, endpoint, security, deadline, shutdown).await;
     tracing::debug!(
         "connection {} to {}:{} ended: {reason}",
@@ -160,7 +172,7 @@ pub async fn dial(
 
 struct Task {
     transport: Transport,
-    endpoint: Endpoint,
+    endpoint: Box<Endpoint>,
     security: Arc<Security>,
     /// Output taken from the endpoint and not yet written: one chunk of
     /// whole frames (at most 64 KiB unless one frame is larger), so that
@@ -173,11 +185,11 @@ impl Task {
     /// releases what it holds; returns it and why it ended.
     async fn run(
         transport: Transport,
-        endpoint: Endpoint,
+        endpoint: Box<Endpoint>,
         security: Arc<Security>,
         opened_by: Instant,
         shutdown: Shutdown,
-    ) -> (Endpoint, &'static str) {
+    ) -> (Box<Endpoint>, &'static str) {
         let mut task = Task {
             transport,
             endpoint,

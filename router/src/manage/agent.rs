@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use ferry_proto::definitions::{DeliveryState, Rejected, SequenceNo};
 use ferry_proto::engine::LinkId;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tracing::Instrument;
 
 use super::answer::{answer, entity_type};
@@ -60,7 +60,7 @@ pub struct Agent {
     core: Arc<Core>,
     me: ConnHandle,
     config: Arc<Config>,
-    inbox: mpsc::UnboundedReceiver<ToConn>,
+    inbox: crate::core::Inbox<ToConn>,
     nodes: [(LinkId, Arc<Address>); 2],
     started: Instant,
     /// Listeners, connectors and prefixes changed at run time.
@@ -79,7 +79,7 @@ impl Agent {
         config: Config,
         listeners: Listeners,
     ) -> Self {
-        let (tx, inbox) = mpsc::unbounded_channel();
+        let (tx, inbox) = crate::core::inbox();
         let me = ConnHandle {
             id: core.next_conn_id(),
             tx,

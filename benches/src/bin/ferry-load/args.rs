@@ -14,6 +14,15 @@ pub enum Settle {
     Presettled,
 }
 
+/// The link each `--idle` connection holds (`--idle-link`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum IdleLink {
+    /// A receiver from the address, granted --credit.
+    Receiver,
+    /// A sender to the address.
+    Sender,
+}
+
 const ABOUT: &str = "A router-agnostic AMQP 1.0 load generator";
 
 const LONG_ABOUT: &str = "\
@@ -61,6 +70,10 @@ EXAMPLES:
 
     # 10,000 idle connections held for 60 s (memory per connection):
     ferry-load --url amqp://host:5672 --idle 10000 --hold 60
+
+    # The same, each holding a receiver on its own address, as devices do:
+    ferry-load --url amqp://host:5672 --idle 10000 --hold 60 \\
+        --idle-link receiver --address 'device/{i}' --credit 10
 
 OUTPUT (text, or the same fields with --json):
     sent, received          transfers sent by producers; deliveries received
@@ -263,6 +276,13 @@ pub struct Args {
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub idle: usize,
 
+    /// With --idle: attach one link on each idle connection's session, as
+    /// an IoT device holds one: a receiver granted --credit, or a sender.
+    /// Its address is --address with `{i}` replaced by the connection's
+    /// number (e.g. `--address 'device/{i}'`: one address per device).
+    #[arg(long, value_enum, value_name = "ROLE")]
+    pub idle_link: Option<IdleLink>,
+
     /// Seconds to hold the --idle connections.
     #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
     pub hold: f64,
@@ -361,6 +381,9 @@ impl Args {
         }
         if !(self.progress.is_finite() && self.progress >= 0.0) {
             anyhow::bail!("--progress must be 0 or more");
+        }
+        if self.idle_link.is_some() && self.idle == 0 {
+            anyhow::bail!("--idle-link needs --idle");
         }
         if !(self.hold.is_finite() && self.hold >= 0.0) {
             anyhow::bail!("--hold must be 0 or more");

@@ -28,7 +28,7 @@ use clap::Parser;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use args::{Args, Settle};
+use args::{Args, IdleLink, Settle};
 use report::{Outcome, Report, Shared};
 
 #[tokio::main]
@@ -365,6 +365,8 @@ async fn idle(args: &Args) -> anyhow::Result<()> {
             &url,
             format!("ferry-load-idle-{i}-{}", std::process::id()),
         );
+        let (link, credit) = (args.idle_link, args.credit);
+        let address = args.address.replace("{i}", &i.to_string());
         async move {
             let _permit = permits.acquire_owned().await?;
             let (addr, options) = made?;
@@ -372,9 +374,25 @@ async fn idle(args: &Args) -> anyhow::Result<()> {
                 idle_timeout: None,
                 ..options
             };
-            ferry_proto::client::Client::connect(addr, options)
+            let mut client = ferry_proto::client::Client::connect(addr, options)
                 .await
-                .with_context(|| format!("idle connection {i} to {url}"))
+                .with_context(|| format!("idle connection {i} to {url}"))?;
+            match link {
+                None => {}
+                Some(IdleLink::Receiver) => {
+                    client
+                        .open_receiver(&address, credit)
+                        .await
+                        .with_context(|| format!("idle connection {i}: receiver from {address}"))?;
+                }
+                Some(IdleLink::Sender) => {
+                    client
+                        .open_sender(Some(&address))
+                        .await
+                        .with_context(|| format!("idle connection {i}: sender to {address}"))?;
+                }
+            }
+            anyhow::Ok(client)
         }
     })
     .await?;

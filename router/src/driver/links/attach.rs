@@ -172,7 +172,7 @@ impl Links {
         tracing::debug!("consumer {} attached to {name}", attach.name);
         self.consumers.insert(
             link,
-            Consumer {
+            Box::new(Consumer {
                 address,
                 to: Hop::Local,
                 reported: 0,
@@ -183,7 +183,7 @@ impl Links {
                 counts: Default::default(),
                 stuck: Default::default(),
                 _open: self.core.metrics().link_opened(LinkDirection::Out),
-            },
+            }),
         );
         Ok(())
     }

@@ -545,7 +545,7 @@ impl Links {
             }
             self.consumers.insert(
                 link,
-                Consumer {
+                Box::new(Consumer {
                     address: a,
                     to,
                     reported: 0,
@@ -556,7 +556,7 @@ impl Links {
                     counts: Default::default(),
                     stuck: Default::default(),
                     _open: self.core.metrics().link_opened(LinkDirection::Out),
-                },
+                }),
             );
             self.mesh.data.insert(key, link);
         }

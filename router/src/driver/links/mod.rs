@@ -121,7 +121,8 @@ pub(crate) struct Links {
     core: Arc<Core>,
     me: ConnHandle,
     producers: HashMap<LinkId, Producer>,
-    consumers: HashMap<LinkId, Consumer>,
+    /// Boxed: a map allocates room for at least 3 entries.
+    consumers: HashMap<LinkId, Box<Consumer>>,
     inbound: HashMap<(LinkId, SequenceNo), Inbound>,
     /// Delivery tags handed out so far.
     next_tag: u64,
