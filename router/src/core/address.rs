@@ -378,7 +378,8 @@ impl Address {
     ) -> bool {
         let mut s = self.lock();
         let first = !s.producers.iter().any(|p| p.tree == tree);
-        // The others' shares shrink: they are told to give some back.
+        // The others' shares shrink: they are told to recompute (they are
+        // not topped up past their new share).
         notify_producers(&s);
         s.producers.push(Producer {
             conn,
