@@ -468,7 +468,8 @@ impl Address {
         // What it may be promised (`keeping: false`), and what it may keep
         // of what it holds (`true`; see below).
         let part_of = |keeping: bool| match self.distribution {
-            Distribution::Multicast => multicast_part(table, &self.name, &s, p, keeping),
+            // (Multicast credit is not kept: see below.)
+            Distribution::Multicast => multicast_part(table, &self.name, &s, p),
             _ => {
                 let budget = s
                     .consumers
@@ -479,7 +480,8 @@ impl Address {
             }
         };
         let part = part_of(false);
-        let congested = s.consumers.iter().any(|c| c.congested);
+        let congested =
+            self.distribution != Distribution::Multicast && s.consumers.iter().any(|c| c.congested);
         let keep = if congested { part_of(true) } else { part };
         let window = i64::from(window);
         let s = &mut *s;
@@ -501,8 +503,13 @@ impl Address {
         // released although a consumer could take them). A producer above
         // its share keeps what it holds and is not topped up until it is
         // back within it; a congested consumer promises nothing more, but
-        // takes back nothing either.
-        credit = credit.max(keep.left.clamp(0, window).min(i64::from(before)));
+        // takes back nothing either. Anycast only: multicast shares are
+        // cut as before (a neighbour's copies sent before a cut wait for
+        // the credit, see `route`; a client's are released, and sent
+        // again).
+        if self.distribution != Distribution::Multicast {
+            credit = credit.max(keep.left.clamp(0, window).min(i64::from(before)));
+        }
         if std::mem::take(&mut p.reclaim) && !used {
             credit = 0;
             p.quiet_for = (p.quiet_for * 2).clamp(IDLE_LEASE, MAX_QUIET);
@@ -762,13 +769,7 @@ impl Part {
 /// consumers' credit (none while the tree's links are not all there). A
 /// local consumer is shared by every producer; a tree's data link only by
 /// the producers of that tree.
-fn multicast_part(
-    table: &RoutingTable,
-    address: &str,
-    s: &State,
-    p: &Producer,
-    keeping: bool,
-) -> Part {
+fn multicast_part(table: &RoutingTable, address: &str, s: &State, p: &Producer) -> Part {
     let me = table.me();
     let origin = p.tree.as_ref().unwrap_or(me);
     // Until the tree's link to every child leading to consumers is
@@ -804,7 +805,7 @@ fn multicast_part(
             })
             .fold((0, 0), |(n, h), q| (n + 1, h + i64::from(q.granted)));
         let of_c = Part::of(
-            i64::from(c.promised(keeping)),
+            i64::from(c.available()),
             sharing,
             held - i64::from(p.granted),
         );
