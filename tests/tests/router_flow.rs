@@ -428,3 +428,70 @@ async fn idle_producers_give_their_credit_to_one_with_messages() {
     within("the busy producer's outcomes", send).await.unwrap();
     drop(idle);
 }
+
+/// Several producers stream large (multi-frame) messages to one consumer
+/// as fast as credit allows, joining one after another while the first
+/// is sending. A consumer link carries one delivery at a time, so a
+/// delivery routed to it while another producer's message is still
+/// streaming through must wait its turn, and a producer sending on the
+/// credit it holds must not have it taken back for a newcomer (its
+/// transfers on the way would find none): every outcome is `accepted`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamed_messages_from_several_producers_are_all_accepted() {
+    const PRODUCERS: usize = 4;
+    const EACH: usize = 60;
+    let r = Router::start("");
+    let mut consumer = r.client().await;
+    let rx = consumer.open_receiver("streams", 100).await.unwrap();
+    let payload = msg(&vec![7u8; 512 * 1024]);
+    let len = payload.len();
+    let consuming = tokio::spawn(async move {
+        let mut received = 0u32;
+        while let Ok(d) = consumer.receive(rx).await {
+            assert_eq!(d.payload.len(), len);
+            consumer.accept(&d).unwrap();
+            received += 1;
+            if consumer.credit(rx) < 50 {
+                consumer.flow(rx, 100).await.unwrap();
+            }
+        }
+        received
+    });
+    let mut sending = Vec::new();
+    for _ in 0..PRODUCERS {
+        let mut producer = r.client().await;
+        let tx = producer.open_sender(Some("streams")).await.unwrap();
+        within("credit", producer.wait_credit(tx)).await.unwrap();
+        let payload = payload.clone();
+        sending.push(tokio::spawn(async move {
+            let (mut sent, mut states) = (0, Vec::new());
+            while states.len() < EACH {
+                while sent < EACH && producer.credit(tx) > 0 {
+                    producer.send_nowait(tx, payload.clone(), false).unwrap();
+                    sent += 1;
+                }
+                producer.flush().await.unwrap();
+                states.push(producer.next_outcome().await.unwrap().state);
+            }
+            states
+        }));
+        // The next producer comes while this one is sending.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut outcomes = Vec::new();
+    for s in sending {
+        outcomes.extend(within("outcomes", s).await.unwrap());
+    }
+    consuming.abort();
+    let n = outcomes.len();
+    let not_accepted: Vec<_> = outcomes
+        .into_iter()
+        .filter(|s| *s != Some(DeliveryState::Accepted))
+        .collect();
+    assert!(
+        not_accepted.is_empty(),
+        "{} of {n} not accepted: {:?}",
+        not_accepted.len(),
+        &not_accepted[..not_accepted.len().min(5)]
+    );
+}

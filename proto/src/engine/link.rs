@@ -90,6 +90,17 @@ impl Connection {
         self.links.get(&link).map_or(0, |l| l.credit)
     }
 
+    /// Whether a delivery started on sending link `link` with `more` is
+    /// still being sent: until its last part, the link can start no other
+    /// (the transfers of a delivery are contiguous on its link, AMQP 1.0
+    /// §2.6.14), and [`send`](Self::send) fails with
+    /// [`EngineError::DeliveryInProgress`].
+    pub fn is_sending(&self, link: LinkId) -> bool {
+        self.links
+            .get(&link)
+            .is_some_and(|l| l.outgoing_partial.is_some())
+    }
+
     /// A link's name (AMQP 1.0 §2.6.1: unique per direction between two
     /// containers).
     pub fn link_name(&self, link: LinkId) -> Option<&str> {

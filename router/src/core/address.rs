@@ -73,7 +73,22 @@ impl Consumer {
         if self.congested {
             return 0;
         }
+        self.credit_left()
+    }
+
+    /// Its credit left, congested or not: what producers may keep.
+    fn credit_left(&self) -> u32 {
         u32::try_from(self.credit.max(0)).unwrap_or(u32::MAX)
+    }
+
+    /// The credit producers may be promised on it (`keeping`: the credit
+    /// they may keep, which its congestion does not take back).
+    fn promised(&self, keeping: bool) -> u32 {
+        if keeping {
+            self.credit_left()
+        } else {
+            self.available()
+        }
     }
 }
 
@@ -363,7 +378,8 @@ impl Address {
     ) -> bool {
         let mut s = self.lock();
         let first = !s.producers.iter().any(|p| p.tree == tree);
-        // The others' shares shrink: they are told to give some back.
+        // The others' shares shrink: they are told to recompute (they are
+        // not topped up past their new share).
         notify_producers(&s);
         s.producers.push(Producer {
             conn,
@@ -420,8 +436,11 @@ impl Address {
     /// this producer may use) is shared fairly: no producer holds more than
     /// its share (the budget divided among the producers, rounded up) or
     /// `window`, and all together never more than the budget. A producer
-    /// above its share is cut back, and the producers short of theirs are
-    /// told.
+    /// above its share (another producer came, a consumer's connection is
+    /// congested) keeps what it holds, which it may have sent on already,
+    /// and is topped up only once back within its share; what it holds is
+    /// cut only when the consumers' credit itself is gone (lowered by a
+    /// consumer, a consumer gone), or for idleness (below).
     ///
     /// Credit is a lease: a producer short of its share takes back the
     /// credit of producers that have held some for [`IDLE_LEASE`] without
@@ -446,17 +465,24 @@ impl Address {
             return Grant::default();
         };
         let p = &s.producers[i];
-        let part = match self.distribution {
+        // What it may be promised (`keeping: false`), and what it may keep
+        // of what it holds (`true`; see below).
+        let part_of = |keeping: bool| match self.distribution {
+            // (Multicast credit is not kept: see below.)
             Distribution::Multicast => multicast_part(table, &self.name, &s, p),
             _ => {
                 let budget = s
                     .consumers
                     .iter()
                     .filter(|c| serves(table, &self.name, &p.from, &c.to))
-                    .fold(0i64, |acc, c| acc + i64::from(c.available()));
+                    .fold(0i64, |acc, c| acc + i64::from(c.promised(keeping)));
                 Part::of(budget, s.producers.len(), s.held - i64::from(p.granted))
             }
         };
+        let part = part_of(false);
+        let congested =
+            self.distribution != Distribution::Multicast && s.consumers.iter().any(|c| c.congested);
+        let keep = if congested { part_of(true) } else { part };
         let window = i64::from(window);
         let s = &mut *s;
         let others_short = s.shorts > usize::from(s.producers[i].short);
@@ -470,6 +496,20 @@ impl Address {
             p.quiet_for = Duration::ZERO;
         }
         let mut credit = part.share.min(part.left).clamp(0, window);
+        // What it holds is taken back only where the consumers' own credit
+        // is gone (or, below, for idleness): the producer may have sent on
+        // it already, and those transfers must find the credit they were
+        // sent on, not credit promised to others meanwhile (they would be
+        // released although a consumer could take them). A producer above
+        // its share keeps what it holds and is not topped up until it is
+        // back within it; a congested consumer promises nothing more, but
+        // takes back nothing either. Anycast only: multicast shares are
+        // cut as before (a neighbour's copies sent before a cut wait for
+        // the credit, see `route`; a client's are released, and sent
+        // again).
+        if self.distribution != Distribution::Multicast {
+            credit = credit.max(keep.left.clamp(0, window).min(i64::from(before)));
+        }
         if std::mem::take(&mut p.reclaim) && !used {
             credit = 0;
             p.quiet_for = (p.quiet_for * 2).clamp(IDLE_LEASE, MAX_QUIET);
@@ -884,19 +924,64 @@ mod tests {
         let a = Address::new("q".into(), Distribution::Balanced);
         let (c, _crx) = conn(1);
         let (p, mut prx) = conn(2);
+        let t0 = now();
         a.add_consumer(c, link(1), Hop::Local, None);
         a.adjust_consumer_credit(ConnId(1), link(1), 10);
-        a.add_producer(p.clone(), link(2), Hop::Local, None, now());
-        assert_eq!(a.grant(&table(), ConnId(2), link(2), 250, now()).credit, 10);
+        a.add_producer(p.clone(), link(2), Hop::Local, None, t0);
+        assert_eq!(a.grant(&table(), ConnId(2), link(2), 250, t0).credit, 10);
         while prx.try_recv().is_some() {}
-        // A second producer arrives: the first is told to recompute, gives
-        // back half, and the second is told there is credit again.
-        a.add_producer(p, link(3), Hop::Local, None, now());
+        // A second producer arrives: the first is told to recompute, and
+        // keeps what it holds (it may have sent on it already).
+        a.add_producer(p, link(3), Hop::Local, None, t0);
         assert!(matches!(prx.try_recv(), Some(ToConn::Recredit { link: l }) if l == link(2)));
-        assert_eq!(a.grant(&table(), ConnId(2), link(3), 250, now()).credit, 0);
-        assert_eq!(a.grant(&table(), ConnId(2), link(2), 250, now()).credit, 5);
+        let g = a.grant(&table(), ConnId(2), link(3), 250, t0);
+        assert_eq!(g.credit, 0);
+        assert_eq!(g.recheck, Some(t0 + IDLE_LEASE));
+        assert_eq!(a.grant(&table(), ConnId(2), link(2), 250, t0).credit, 10);
+        // Once its lease runs out unused, it gives it back, and the second
+        // is told there is credit again.
+        let later = t0 + IDLE_LEASE;
+        assert_eq!(a.grant(&table(), ConnId(2), link(3), 250, later).credit, 0);
+        while prx.try_recv().is_some() {}
+        assert_eq!(a.grant(&table(), ConnId(2), link(2), 250, later).credit, 0);
         assert!(matches!(prx.try_recv(), Some(ToConn::Recredit { link: l }) if l == link(3)));
-        assert_eq!(a.grant(&table(), ConnId(2), link(3), 250, now()).credit, 5);
+        assert_eq!(a.grant(&table(), ConnId(2), link(3), 250, later).credit, 5);
+    }
+
+    #[test]
+    fn credit_a_producer_holds_is_not_taken_back_for_others() {
+        let a = Address::new("q".into(), Distribution::Balanced);
+        let (c, _crx) = conn(1);
+        let (p, _prx) = conn(2);
+        let t0 = now();
+        a.add_consumer(c, link(1), Hop::Local, None);
+        a.adjust_consumer_credit(ConnId(1), link(1), 10);
+        a.add_producer(p.clone(), link(2), Hop::Local, None, t0);
+        assert_eq!(a.grant(&table(), ConnId(2), link(2), 250, t0).credit, 10);
+        // Its consumer's connection is congested: nothing more is
+        // promised, nothing it holds is taken back.
+        a.set_congested(ConnId(1), link(1), true);
+        assert_eq!(a.grant(&table(), ConnId(2), link(2), 250, t0).credit, 10);
+        // Another producer arrives: the first keeps what it holds, and is
+        // topped up only once back within its share.
+        a.set_congested(ConnId(1), link(1), false);
+        a.add_producer(p, link(3), Hop::Local, None, t0);
+        assert_eq!(a.grant(&table(), ConnId(2), link(2), 250, t0).credit, 10);
+        for _ in 0..6 {
+            a.route(
+                &table(),
+                &Hop::Local,
+                Some((ConnId(2), link(2))),
+                Reach::Tree,
+            );
+        }
+        a.adjust_consumer_credit(ConnId(1), link(1), 6);
+        assert_eq!(a.grant(&table(), ConnId(2), link(3), 250, t0).credit, 5);
+        assert_eq!(a.grant(&table(), ConnId(2), link(2), 250, t0).credit, 5);
+        // The consumer lowers its credit (to 2): that is taken back.
+        a.adjust_consumer_credit(ConnId(1), link(1), -8);
+        assert_eq!(a.grant(&table(), ConnId(2), link(3), 250, t0).credit, 0);
+        assert_eq!(a.grant(&table(), ConnId(2), link(2), 250, t0).credit, 2);
     }
 
     #[test]

@@ -17,6 +17,16 @@ impl Links {
             c.held.push_back(Held::Start(f));
             return;
         }
+        if !c.held.is_empty() || engine.is_sending(link) {
+            // The link is still sending another delivery's later frames
+            // (from another producer, streamed through): a link carries
+            // one delivery at a time, so this one waits its turn, in
+            // order, charged to its producer's byte budget. It was routed
+            // on credit the link has: refusing it would release a message
+            // that a consumer can take.
+            c.held.push_back(Held::Start(f));
+            return;
+        }
         self.send_delivery(engine, link, f);
     }
 
@@ -65,32 +75,48 @@ impl Links {
         }
     }
 
-    /// Sends what waits on consumer link `link` as far as its credit goes,
-    /// in order: a delivery only while there is credit (the later ones
-    /// wait behind it), and the later frames of every delivery sent.
+    /// Sends what waits on consumer link `link` as far as it can, in
+    /// order: a delivery once no other is being sent on the link and, if
+    /// it waits for credit ([`Forwarded::wait`]), while there is credit
+    /// (the later ones wait behind it); and the later frames of every
+    /// delivery sent.
     pub(super) fn send_held(&mut self, engine: &mut Connection, link: LinkId) {
-        let Some(c) = self.consumers.get_mut(&link) else {
-            return;
-        };
-        if c.held.is_empty() {
-            return;
-        }
-        let held = std::mem::take(&mut c.held);
-        let mut waiting: VecDeque<Held> = VecDeque::new();
-        for h in held {
-            match h {
-                Held::Start(f) if waiting.is_empty() && engine.credit(link) > 0 => {
-                    self.send_delivery(engine, link, f)
-                }
-                Held::More { ref frame, .. } if is_held(&waiting, frame.key) => {
-                    waiting.push_back(h)
-                }
-                Held::More { frame, .. } => self.send_frame(engine, link, frame),
-                start => waiting.push_back(start),
+        loop {
+            let Some(c) = self.consumers.get_mut(&link) else {
+                return;
+            };
+            let before = c.held.len();
+            if before == 0 {
+                return;
             }
-        }
-        if let Some(c) = self.consumers.get_mut(&link) {
+            let held = std::mem::take(&mut c.held);
+            let mut waiting: VecDeque<Held> = VecDeque::new();
+            for h in held {
+                match h {
+                    Held::Start(f)
+                        if waiting.is_empty()
+                            && !engine.is_sending(link)
+                            && (engine.credit(link) > 0 || !f.wait) =>
+                    {
+                        self.send_delivery(engine, link, f)
+                    }
+                    Held::More { ref frame, .. } if is_held(&waiting, frame.key) => {
+                        waiting.push_back(h)
+                    }
+                    Held::More { frame, .. } => self.send_frame(engine, link, frame),
+                    start => waiting.push_back(start),
+                }
+            }
+            let Some(c) = self.consumers.get_mut(&link) else {
+                return;
+            };
             c.held = waiting;
+            // A delivery that waited for one sent in this pass, whose last
+            // frame came later in the pass, may go now: again, while that
+            // moves anything.
+            if c.held.len() == before || engine.is_sending(link) {
+                return;
+            }
         }
     }
 
@@ -164,7 +190,12 @@ impl Links {
             });
             return;
         }
+        let last = !frame.more || frame.aborted;
         self.send_frame(engine, link, frame);
+        if last && !engine.is_sending(link) {
+            // The link is free: the next delivery waiting for it goes.
+            self.send_held(engine, link);
+        }
     }
 
     /// Sends a later frame of a delivery being sent on `link`.

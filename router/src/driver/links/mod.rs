@@ -80,9 +80,12 @@ struct Consumer {
     outstanding: HashMap<SequenceNo, (Origin, Option<Retry>, Instant)>,
     /// Deliveries being sent over several frames: `None` once dropped.
     streams: HashMap<StreamKey, Option<SequenceNo>>,
-    /// Deliveries waiting for the link's credit (see `Forwarded::wait`),
-    /// with the later frames of those sent over several; at most what was
-    /// promised upstream beyond the link's credit.
+    /// Deliveries waiting for the link: for its credit (see
+    /// `Forwarded::wait`; at most what was promised upstream beyond the
+    /// link's credit), or for another delivery being streamed on it to
+    /// end (at most the credit the address gave for the link); with the
+    /// later frames of those sent over several. Every frame here stays
+    /// charged to its producer's byte budget.
     held: VecDeque<Held>,
     /// A data link the routing no longer wants: it takes no new
     /// deliveries and is detached once every delivery sent on it has its
