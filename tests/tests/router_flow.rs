@@ -372,6 +372,12 @@ async fn an_anonymous_sender_s_large_message_is_routed_by_its_to() {
     let mut consumer = r.client().await;
     let rx = consumer.open_receiver("anon-big", 1).await.unwrap();
     let mut producer = r.client().await;
+    // An anonymous sender's credit is not the address's: a message sent
+    // before the router has the consumer's credit is released (no route
+    // yet). A named sender's credit says the router has it.
+    let probe = producer.open_sender(Some("anon-big")).await.unwrap();
+    within("credit", producer.wait_credit(probe)).await.unwrap();
+    producer.close_link(probe).await.unwrap();
     let tx = producer.open_sender(None).await.unwrap();
     // 2 MiB: many frames, buffered by the router only until `to` is read.
     let payload = Message::new(Body::data(vec![3u8; 2 * 1024 * 1024]))
