@@ -327,7 +327,8 @@ async fn consume(router: &NsRouter, address: &str, credit: u32) -> Arc<Mutex<Con
 /// What a producer saw.
 #[derive(Default)]
 struct Produced {
-    /// When each message was last sent, by index.
+    /// When each message was first and last sent, by index.
+    first_sent: HashMap<u64, Instant>,
     sent_at: HashMap<u64, Instant>,
     /// When each message was accepted, by index.
     accepted: HashMap<u64, Instant>,
@@ -338,6 +339,8 @@ struct Produced {
     twice: u64,
     /// Bytes accepted.
     bytes: u64,
+    /// Messages sent and waiting for their outcome, now.
+    unsettled: usize,
 }
 
 /// A producer on `router` to `address`, with at most `window` messages
@@ -387,7 +390,10 @@ async fn produce(
                 let id = producer.send_nowait(tx, msg(i, pad), false).unwrap();
                 unsettled.insert(id, i);
                 last_send = Instant::now();
-                record.lock().unwrap().sent_at.insert(i, last_send);
+                let mut p = record.lock().unwrap();
+                p.sent_at.insert(i, last_send);
+                p.first_sent.entry(i).or_insert(last_send);
+                p.unsettled = unsettled.len();
             }
             producer.flush().await.unwrap();
             let wait = if pace.is_zero() {
@@ -403,6 +409,7 @@ async fn produce(
                 .remove(&o.id)
                 .expect("an outcome for a delivery sent");
             let mut p = record.lock().unwrap();
+            p.unsettled = unsettled.len();
             match o.state {
                 Some(DeliveryState::Accepted) => {
                     if p.accepted.insert(i, Instant::now()).is_some() {
@@ -452,15 +459,15 @@ fn assert_exactly_once(what: &str, sent: u64, p: &Produced, c: &Consumed) -> u32
 
 /// Triangle A, B, C in three namespaces: A dials C directly (cost 1) and
 /// B (cost 1), B dials C (cost 1), so A reaches C directly. A producer on
-/// A sends to a consumer on C at a steady pace (about 500 messages a
-/// second, up to 50 unsettled), resending what comes back `modified` or
-/// `released`. The link A - C is then cut silently: iptables in A's and
+/// A sends to a consumer on C at a steady pace (a message every
+/// millisecond at most, up to 50 unsettled; about 200 a second here),
+/// resending what comes back `modified` or `released`. The link A - C is then cut silently: iptables in A's and
 /// C's namespaces drops every packet arriving on it (nothing is refused,
 /// nothing closed: each side's stack goes on sending into the void). A
 /// and C must drop each other for silence and A route through B; the
 /// figure is the time from the cut to the first message accepted among
-/// those sent after it (those sent into the dead link come back
-/// `modified` and are resent through B).
+/// those sent after it (once both ends are cut; those sent into the dead
+/// link come back `modified` and are resent through B).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_link_cut_silently_under_load_is_routed_around_within_a_second() {
     let mut net = Net::new();
@@ -495,7 +502,10 @@ async fn a_link_cut_silently_under_load_is_routed_around_within_a_second() {
 
         let lost = "disconnected: nothing heard from it";
         let (a_before, c_before) = (count(&a.log(), lost), count(&c.log(), lost));
-        let accepted_before = produced.lock().unwrap().accepted.len();
+        let (accepted_before, in_flight) = {
+            let p = produced.lock().unwrap();
+            (p.accepted.len(), p.unsettled)
+        };
         // The cut: every packet arriving on the link is dropped, at both
         // ends (two commands: the second end is cut a few milliseconds
         // after the first; the figures count from the first).
@@ -508,7 +518,8 @@ async fn a_link_cut_silently_under_load_is_routed_around_within_a_second() {
             &ns_c,
             &["iptables", "-I", "INPUT", "-i", &c_to_a, "-j", "DROP"],
         );
-        let cut_took = cut_at.elapsed();
+        let cut_done = Instant::now();
+        let cut_took = cut_done - cut_at;
         let (a_noticed, c_noticed) = tokio::join!(
             log_line(&a, lost, a_before, 10 * TARGET),
             log_line(&c, lost, c_before, 10 * TARGET)
@@ -518,7 +529,7 @@ async fn a_link_cut_silently_under_load_is_routed_around_within_a_second() {
                 let p = produced.lock().unwrap();
                 p.accepted
                     .iter()
-                    .filter(|(i, _)| p.sent_at[i] > cut_at)
+                    .filter(|(i, _)| p.sent_at[i] > cut_done)
                     .map(|(_, t)| *t)
                     .min()
             };
@@ -533,6 +544,9 @@ async fn a_link_cut_silently_under_load_is_routed_around_within_a_second() {
             );
             tokio::time::sleep(Duration::from_millis(5)).await;
         };
+        // (Counted from the start of the cut, though only the messages
+        // sent once both ends were cut count: one sent in between may
+        // get through before its rule applies.)
         // Steady traffic through B for a while.
         tokio::time::sleep(Duration::from_secs(2)).await;
         stop.store(true, Ordering::Relaxed);
@@ -553,12 +567,21 @@ async fn a_link_cut_silently_under_load_is_routed_around_within_a_second() {
             .max()
             .unwrap_or_default();
         let [a_noticed, c_noticed] = [a_noticed, c_noticed].map(|t| t.map(|t| t - cut_at));
+        // Messages first sent while the cut was not noticed yet.
+        let into_the_void = a_noticed.map_or(0, |t| {
+            let window = cut_at..cut_at + t;
+            p.first_sent
+                .values()
+                .filter(|s| window.contains(*s))
+                .count()
+        });
         let duplicates = assert_exactly_once("silent cut", sent, &p, &c_seen);
         eprintln!(
             "silent cut of A - C (iptables DROP at both ends, {cut_took:?} to apply) under load \
-             ({accepted_before} accepted in the 2 s before): A dropped C after {a_noticed:?}, \
+             ({accepted_before} accepted in the 2 s before, {in_flight} unsettled at the cut, \
+             {into_the_void} more sent before A noticed): A dropped C after {a_noticed:?}, \
              C dropped A after {c_noticed:?}; first message sent after the cut accepted \
-             {rerouted:?} after it; longest time without an acceptance {outage:?}; {sent} \
+             {rerouted:?} after its start; longest time without an acceptance {outage:?}; {sent} \
              messages, each accepted once; {} modified and {} released (resent); {duplicates} \
              reached the consumer twice",
             p.modified, p.released
