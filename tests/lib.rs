@@ -211,7 +211,26 @@ impl Ferry {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let mut command = Command::new(ferry_bin());
+        Self::spawn_under(&[], args, envs)
+    }
+
+    /// As [`spawn`](Self::spawn), run through the command `prefix`, which
+    /// must exec `ferry ARGS` in its own process (e.g. `ip netns exec NS`:
+    /// the child's pid is then the router's). An empty `prefix` runs
+    /// `ferry` itself.
+    pub fn spawn_under<I, S>(prefix: &[&str], args: I, envs: &[(&str, &str)]) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut command = match prefix.split_first() {
+            Some((program, rest)) => {
+                let mut command = Command::new(program);
+                command.args(rest).arg(ferry_bin());
+                command
+            }
+            None => Command::new(ferry_bin()),
+        };
         command
             .args(args)
             .stdin(Stdio::null())
