@@ -80,6 +80,57 @@ impl Fault {
     }
 }
 
+/// The kinds of topology change the convergence report breaks down, in
+/// the order it lists them, with the target for their 95th percentile
+/// (issue #17), if there is one.
+pub const CHANGE_KINDS: &[(&str, Option<Duration>)] = &[
+    (KILL, Some(Duration::from_millis(50))),
+    (CUT, None),
+    (PARTITION, Some(Duration::from_secs(1))),
+    (BLACKHOLE, Some(Duration::from_secs(1))),
+    (HEAL_KILL, Some(Duration::from_secs(1))),
+    (HEAL_CUT, Some(Duration::from_secs(1))),
+    (HEAL_PARTITION, Some(Duration::from_secs(1))),
+    (HEAL_BLACKHOLE, Some(Duration::from_secs(1))),
+    (HEAL_ALL, Some(Duration::from_secs(1))),
+];
+
+const KILL: &str = "router kill";
+const CUT: &str = "link cut";
+const PARTITION: &str = "silent partition";
+const BLACKHOLE: &str = "black hole";
+const HEAL_KILL: &str = "heal: router restart";
+const HEAL_CUT: &str = "heal: link restored";
+const HEAL_PARTITION: &str = "heal: partition ended";
+const HEAL_BLACKHOLE: &str = "heal: black hole ended";
+/// The kind of the final `heal everything` of a scenario.
+pub const HEAL_ALL: &str = "heal: everything";
+
+impl Fault {
+    /// The kind of topology change injecting it is, for the convergence
+    /// report (`None`: it changes no topology).
+    pub fn kind(&self) -> Option<&'static str> {
+        match self {
+            Fault::Kill { .. } => Some(KILL),
+            Fault::Cut { .. } => Some(CUT),
+            Fault::Partition { .. } => Some(PARTITION),
+            Fault::Blackhole { .. } => Some(BLACKHOLE),
+            _ => None,
+        }
+    }
+
+    /// The kind of topology change healing it is.
+    pub fn heal_kind(&self) -> Option<&'static str> {
+        match self {
+            Fault::Kill { .. } => Some(HEAL_KILL),
+            Fault::Cut { .. } => Some(HEAL_CUT),
+            Fault::Partition { .. } => Some(HEAL_PARTITION),
+            Fault::Blackhole { .. } => Some(HEAL_BLACKHOLE),
+            _ => None,
+        }
+    }
+}
+
 impl fmt::Display for Fault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

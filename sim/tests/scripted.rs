@@ -440,3 +440,56 @@ fn a_consumer_that_closes_right_after_its_last_accept_has_every_outcome_delivere
         assert_settled(&mut mesh);
     }
 }
+
+/// Issue #17: a link saturated both ways for several seconds (messages of
+/// 200 kB sent as fast as credit allows, far more than the link's 20 MB/s
+/// carries, so HELLOs and every control frame wait behind data in the
+/// stream) is never taken for a dead one: the false-neighbour-loss
+/// invariant holds at every step, neither router loses the other, and
+/// everything is delivered.
+#[test]
+fn a_saturated_link_is_never_declared_lost() {
+    const RATE: u64 = 20_000_000;
+    const BODY: usize = 200_000;
+    let mut mesh = converged(
+        Mesh::builder()
+            .routers(["A", "B"])
+            .link("A", "B", 1)
+            .bandwidth(RATE)
+            .build(17),
+    );
+    let flood = |address: &str| ferry_sim::client::ProducerSpec {
+        interval: Duration::from_micros(100),
+        body_size: BODY,
+        ..producer(address, 600)
+    };
+    let mut fast = consumer("to-b", 200);
+    fast.delay = Duration::ZERO;
+    mesh.add_consumer("B", fast.clone());
+    fast.address = "to-a".into();
+    mesh.add_consumer("A", fast);
+    mesh.add_producer("A", flood("to-b"));
+    mesh.add_producer("B", flood("to-a"));
+    let start = mesh.now();
+    let lines = mesh.log().lines().len();
+    mesh.run_for(Duration::from_secs(5));
+    assert_ok(&mesh);
+    let s = mesh.summary();
+    // Saturated: the link carried at least 80 % of what it can, both ways.
+    let secs = (mesh.now() - start).as_secs_f64();
+    let carried = s.counts.received as f64 * BODY as f64 / 2.0 / secs;
+    assert!(
+        carried > 0.8 * RATE as f64,
+        "{carried:.0} bytes/s each way: not saturated\n{s}"
+    );
+    println!("{carried:.0} bytes/s each way over {secs:.1} s");
+    let lost: Vec<&String> = mesh.log().lines()[lines..]
+        .iter()
+        .filter(|l| l.contains("neighbour") && l.contains("down"))
+        .collect();
+    assert!(lost.is_empty(), "{lost:?}");
+    mesh.run_for(Duration::from_secs(60));
+    assert_settled(&mut mesh);
+    let s = mesh.summary();
+    assert_eq!((s.counts.accepted, s.counts.received), (1200, 1200), "{s}");
+}

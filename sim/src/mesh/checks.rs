@@ -107,8 +107,9 @@ impl Mesh {
         if self.monitor.pending.is_some() && (tables_changed || self.monitor.dirty) {
             self.monitor.dirty = false;
             if self.check_tables().is_ok() {
-                let (after, since) = self.monitor.pending.take().expect("pending");
-                let took = self.clock.now().duration_since(since);
+                let p = self.monitor.pending.take().expect("pending");
+                let (after, kind, overlapped) = (p.after, p.kind, p.overlapped);
+                let took = self.clock.now().duration_since(p.at);
                 self.note(
                     "CHECK",
                     format_args!("tables converged {took:?} after {after}"),
@@ -116,6 +117,8 @@ impl Mesh {
                 let (m0, b0) = self.monitor.control_at_change;
                 self.monitor.convergence.push(ConvergenceRecord {
                     after,
+                    kind,
+                    overlapped,
                     routers: self.routers.len(),
                     took,
                     control: (self.control.messages - m0, self.control.bytes - b0),

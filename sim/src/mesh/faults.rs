@@ -111,8 +111,8 @@ impl Mesh {
                 }
             }
         }
-        if fault.changes_topology() {
-            self.topology_changed(&fault.to_string());
+        if let Some(kind) = fault.kind() {
+            self.topology_changed(&fault.to_string(), kind);
         }
     }
 
@@ -158,8 +158,8 @@ impl Mesh {
                 }
             }
         }
-        if fault.changes_topology() {
-            self.topology_changed(&format!("heal {fault}"));
+        if let Some(kind) = fault.heal_kind() {
+            self.topology_changed(&format!("heal {fault}"), kind);
         }
     }
 
@@ -190,7 +190,7 @@ impl Mesh {
             }
         }
         if changed {
-            self.topology_changed("heal everything");
+            self.topology_changed("heal everything", crate::fault::HEAL_ALL);
         }
     }
 
@@ -220,6 +220,7 @@ impl Mesh {
                 && let Some(mut conn) = self.conns.remove(&c)
             {
                 conn.pipes.iter_mut().for_each(|p| p.blackhole());
+                self.links[l].broken_at = Some(self.clock.now());
                 self.index_arrival(&conn);
                 self.conns.insert(c, conn);
             }
@@ -248,13 +249,13 @@ impl Mesh {
 
     /// The true topology changed (or the mesh started): the tables must
     /// converge to it again.
-    pub(crate) fn topology_changed(&mut self, why: &str) {
+    pub(crate) fn topology_changed(&mut self, why: &str, kind: &'static str) {
         let now = self.clock.now();
         let expected = self.expected_paths();
         if self.monitor.pending.is_none() {
             self.monitor.control_at_change = (self.control.messages, self.control.bytes);
         }
-        self.monitor.topology_changed(why, now, expected);
+        self.monitor.topology_changed(why, kind, now, expected);
         self.ledger.epoch = self.monitor.epoch;
         self.ledger.faulted = self.routers.iter().any(|r| !r.is_up())
             || self.links.iter().any(|l| l.cut || l.blackholed)

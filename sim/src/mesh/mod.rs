@@ -45,6 +45,11 @@ pub struct Options {
     pub client_latency: Duration,
     /// Inter-router link latencies are drawn from this range.
     pub link_latency: (Duration, Duration),
+    /// Bytes per second each direction of an inter-router link carries
+    /// (`None`: no limit, bytes take only the latency). With a limit a
+    /// sender whose unsent bytes fill the send buffer waits
+    /// ([`wire::SEND_BUFFER`](crate::wire::SEND_BUFFER)).
+    pub bandwidth: Option<u64>,
     /// Print log lines as they happen.
     pub echo: bool,
     /// Log every AMQP frame (with `FERRY_SIM_FRAMES=1`).
@@ -61,6 +66,7 @@ impl Default for Options {
             limits: Limits::default(),
             client_latency: Duration::from_micros(100),
             link_latency: (Duration::from_micros(200), Duration::from_millis(5)),
+            bandwidth: None,
             echo: false,
             log_frames: std::env::var_os("FERRY_SIM_FRAMES").is_some_and(|v| v == "1"),
             vhosts: Vec::new(),
@@ -93,6 +99,12 @@ pub struct SimLink {
     connected_at: Option<Instant>,
     /// Injected bugs, per direction (a→b, b→a).
     pub tamper: [Option<Tamper>; 2],
+    /// When bytes of its connection last reached the receiving router, per
+    /// direction (a→b, b→a); reset when a connection is dialed.
+    pub heard: [Option<Instant>; 2],
+    /// When it was last disturbed: a connection of it closed, reset or
+    /// silenced, or dialed.
+    pub broken_at: Option<Instant>,
 }
 
 /// A deterministic in-process mesh of real routers. Build one with
