@@ -38,6 +38,16 @@ pub enum Fault {
         /// The other.
         b: String,
     },
+    /// The link drops everything from `from` to `to`, silently, without
+    /// closing; the other direction still delivers (a one-way black
+    /// hole: a bad route or firewall rule on one side). No connection
+    /// can be made over it (a handshake needs both ways).
+    OneWay {
+        /// The sender whose bytes vanish.
+        from: String,
+        /// The receiver that hears nothing.
+        to: String,
+    },
     /// Frames on the link take `extra` longer (in order).
     Delay {
         /// One end.
@@ -76,6 +86,7 @@ impl Fault {
                 | Fault::Cut { .. }
                 | Fault::Partition { .. }
                 | Fault::Blackhole { .. }
+                | Fault::OneWay { .. }
         )
     }
 }
@@ -88,10 +99,12 @@ pub const CHANGE_KINDS: &[(&str, Option<Duration>)] = &[
     (CUT, None),
     (PARTITION, Some(Duration::from_secs(1))),
     (BLACKHOLE, Some(Duration::from_secs(1))),
+    (ONEWAY, Some(Duration::from_secs(1))),
     (HEAL_KILL, Some(Duration::from_secs(1))),
     (HEAL_CUT, Some(Duration::from_secs(1))),
     (HEAL_PARTITION, Some(Duration::from_secs(1))),
     (HEAL_BLACKHOLE, Some(Duration::from_secs(1))),
+    (HEAL_ONEWAY, Some(Duration::from_secs(1))),
     (HEAL_ALL, Some(Duration::from_secs(1))),
 ];
 
@@ -99,6 +112,8 @@ const KILL: &str = "router kill";
 const CUT: &str = "link cut";
 const PARTITION: &str = "silent partition";
 const BLACKHOLE: &str = "black hole";
+const ONEWAY: &str = "one-way black hole";
+const HEAL_ONEWAY: &str = "heal: one-way ended";
 const HEAL_KILL: &str = "heal: router restart";
 const HEAL_CUT: &str = "heal: link restored";
 const HEAL_PARTITION: &str = "heal: partition ended";
@@ -115,6 +130,7 @@ impl Fault {
             Fault::Cut { .. } => Some(CUT),
             Fault::Partition { .. } => Some(PARTITION),
             Fault::Blackhole { .. } => Some(BLACKHOLE),
+            Fault::OneWay { .. } => Some(ONEWAY),
             _ => None,
         }
     }
@@ -126,6 +142,7 @@ impl Fault {
             Fault::Cut { .. } => Some(HEAL_CUT),
             Fault::Partition { .. } => Some(HEAL_PARTITION),
             Fault::Blackhole { .. } => Some(HEAL_BLACKHOLE),
+            Fault::OneWay { .. } => Some(HEAL_ONEWAY),
             _ => None,
         }
     }
@@ -138,6 +155,7 @@ impl fmt::Display for Fault {
             Fault::Cut { a, b } => write!(f, "cut {a}-{b}"),
             Fault::Partition { routers } => write!(f, "partition {{{}}}", routers.join(",")),
             Fault::Blackhole { a, b } => write!(f, "blackhole {a}-{b}"),
+            Fault::OneWay { from, to } => write!(f, "one-way blackhole {from}->{to}"),
             Fault::Delay { a, b, extra } => write!(f, "delay {a}-{b} +{extra:?}"),
             Fault::SlowConsumer { client, delay } => write!(f, "slow c{client} +{delay:?}"),
             Fault::Tamper { from, to, how } => write!(f, "tamper {from}->{to} {how:?}"),

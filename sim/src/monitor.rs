@@ -22,6 +22,9 @@ pub struct ConvergenceRecord {
     /// It came while the previous change had not converged yet: the time
     /// includes what was left of that one's.
     pub overlapped: bool,
+    /// A link of the mesh was delayed (the delay fault) when it came: news
+    /// crossing that link took longer.
+    pub delayed: bool,
     /// Routers in the mesh.
     pub routers: usize,
     /// Virtual time from the change to correct tables everywhere.
@@ -61,6 +64,8 @@ pub struct Pending {
     pub at: Instant,
     /// It came while an earlier one was pending.
     pub overlapped: bool,
+    /// A link was delayed when it came.
+    pub delayed: bool,
 }
 
 /// The wire-fed invariant state of a run.
@@ -110,6 +115,7 @@ impl Monitor {
         &mut self,
         why: &str,
         kind: &'static str,
+        delayed: bool,
         now: Instant,
         expected: Arc<ExpectedPaths>,
     ) {
@@ -123,6 +129,7 @@ impl Monitor {
             kind,
             at: now,
             overlapped,
+            delayed,
         });
         self.expected = Some(expected);
         self.dirty = true;

@@ -493,3 +493,49 @@ fn a_saturated_link_is_never_declared_lost() {
     let s = mesh.summary();
     assert_eq!((s.counts.accepted, s.counts.received), (1200, 1200), "{s}");
 }
+
+/// A one-way black hole (A's bytes to B vanish, B's still reach A, nobody
+/// closes anything): B stops hearing A and drops the connection within a
+/// second, A hears of it, and traffic goes round by C; healed, the link
+/// is used again within a second.
+#[test]
+fn a_one_way_black_hole_is_noticed_within_a_second_and_healed() {
+    let mut mesh = converged(
+        Mesh::builder()
+            .routers(["A", "B", "C"])
+            .link("A", "B", 1)
+            .link("B", "C", 1)
+            .link("A", "C", 5)
+            .build(23),
+    );
+    mesh.add_consumer("B", consumer("q", 100));
+    mesh.add_producer("A", producer("q", 400));
+    mesh.run_for(Duration::from_millis(500));
+    let hole = Fault::OneWay {
+        from: "A".into(),
+        to: "B".into(),
+    };
+    mesh.inject(hole.clone());
+    mesh.run_until_converged(Duration::from_secs(5))
+        .expect("converged without the link");
+    assert_ok(&mesh);
+    // The time the convergence check recorded (run_until_converged
+    // looks every 50 ms).
+    let took = |mesh: &Mesh| mesh.summary().convergence.last().unwrap().took;
+    assert!(took(&mesh) < Duration::from_secs(1), "{:?}", took(&mesh));
+    assert_eq!(
+        mesh.table("A")
+            .unwrap()
+            .next_hop(&"B".into())
+            .map(|r| r.to_string()),
+        Some("C".to_string())
+    );
+    mesh.run_for(Duration::from_secs(1));
+    mesh.heal(hole);
+    mesh.run_until_converged(Duration::from_secs(5))
+        .expect("converged with the link");
+    assert_ok(&mesh);
+    assert!(took(&mesh) < Duration::from_secs(1), "{:?}", took(&mesh));
+    mesh.run_for(Duration::from_secs(10));
+    assert_settled(&mut mesh);
+}

@@ -126,6 +126,7 @@ impl MeshBuilder {
                     extra: Duration::ZERO,
                     cut: false,
                     blackholed: false,
+                    oneway: [false, false],
                     conn: None,
                     next_dial: None,
                     backoff: super::conns::MIN_BACKOFF,

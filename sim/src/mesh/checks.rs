@@ -108,7 +108,7 @@ impl Mesh {
             self.monitor.dirty = false;
             if self.check_tables().is_ok() {
                 let p = self.monitor.pending.take().expect("pending");
-                let (after, kind, overlapped) = (p.after, p.kind, p.overlapped);
+                let (after, kind, overlapped, delayed) = (p.after, p.kind, p.overlapped, p.delayed);
                 let took = self.clock.now().duration_since(p.at);
                 self.note(
                     "CHECK",
@@ -119,6 +119,7 @@ impl Mesh {
                     after,
                     kind,
                     overlapped,
+                    delayed,
                     routers: self.routers.len(),
                     took,
                     control: (self.control.messages - m0, self.control.bytes - b0),
@@ -223,7 +224,7 @@ impl Mesh {
                 self.routers[l.a].is_up()
                     && self.routers[l.b].is_up()
                     && !l.cut
-                    && !l.blackholed
+                    && !l.is_silent()
                     && self.group[l.a] == self.group[l.b]
             })
             .map(|l| (l.a, l.b, l.cost))

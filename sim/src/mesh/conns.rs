@@ -86,7 +86,7 @@ impl Mesh {
             self.note(&ida, format_args!("dial {idb}: refused"));
             return self.redial_later(l, Duration::ZERO, Duration::ZERO);
         }
-        if link.blackholed || self.group[a] != self.group[b] {
+        if link.is_silent() || self.group[a] != self.group[b] {
             self.note(&ida, format_args!("dial {idb}: no answer"));
             return self.redial_later(l, Duration::ZERO, CONNECT_TIMEOUT);
         }

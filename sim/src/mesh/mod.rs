@@ -91,6 +91,8 @@ pub struct SimLink {
     pub cut: bool,
     /// Silent: bytes vanish.
     pub blackholed: bool,
+    /// Silent one way: bytes a→b (0) or b→a (1) vanish.
+    pub oneway: [bool; 2],
     /// The live connection, if any.
     pub conn: Option<u64>,
     /// When the connector dials next.
@@ -105,6 +107,14 @@ pub struct SimLink {
     /// When it was last disturbed: a connection of it closed, reset or
     /// silenced, or dialed.
     pub broken_at: Option<Instant>,
+}
+
+impl SimLink {
+    /// Whether bytes vanish on it, in either direction (a partition
+    /// aside).
+    pub fn is_silent(&self) -> bool {
+        self.blackholed || self.oneway.iter().any(|o| *o)
+    }
 }
 
 /// A deterministic in-process mesh of real routers. Build one with

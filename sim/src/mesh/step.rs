@@ -203,7 +203,7 @@ impl Mesh {
         let heard_by_n = since(link.heard[to_n]);
         let broken = since(link.broken_at);
         let faulty = link.cut
-            || link.blackholed
+            || link.is_silent()
             || self.group[link.a] != self.group[link.b]
             || !self.routers[n].is_up()
             || link.conn.is_none();
