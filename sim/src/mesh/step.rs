@@ -184,6 +184,12 @@ impl Mesh {
     fn neighbour_lost(&mut self, r: usize, neighbour: &str) {
         let now = self.clock.now();
         let who = self.routers[r].id.clone();
+        // Losing a neighbour is a failure in the mesh, whatever caused it
+        // (a delay of more than the silence limit's margin drops a link
+        // that nothing cut): outcomes in flight over it may be lost, as
+        // the false-outcome check allows across a failure.
+        self.monitor.epoch += 1;
+        self.ledger.epoch = self.monitor.epoch;
         let Some(n) = self.router_index(neighbour) else {
             return;
         };
