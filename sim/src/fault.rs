@@ -38,6 +38,16 @@ pub enum Fault {
         /// The other.
         b: String,
     },
+    /// The link drops everything from `from` to `to`, silently, without
+    /// closing; the other direction still delivers (a one-way black
+    /// hole: a bad route or firewall rule on one side). No connection
+    /// can be made over it (a handshake needs both ways).
+    OneWay {
+        /// The sender whose bytes vanish.
+        from: String,
+        /// The receiver that hears nothing.
+        to: String,
+    },
     /// Frames on the link take `extra` longer (in order).
     Delay {
         /// One end.
@@ -76,7 +86,65 @@ impl Fault {
                 | Fault::Cut { .. }
                 | Fault::Partition { .. }
                 | Fault::Blackhole { .. }
+                | Fault::OneWay { .. }
         )
+    }
+}
+
+/// The kinds of topology change the convergence report breaks down, in
+/// the order it lists them, with the target for their 95th percentile
+/// (issue #17), if there is one.
+pub const CHANGE_KINDS: &[(&str, Option<Duration>)] = &[
+    (KILL, Some(Duration::from_millis(50))),
+    (CUT, None),
+    (PARTITION, Some(Duration::from_secs(1))),
+    (BLACKHOLE, Some(Duration::from_secs(1))),
+    (ONEWAY, Some(Duration::from_secs(1))),
+    (HEAL_KILL, Some(Duration::from_secs(1))),
+    (HEAL_CUT, Some(Duration::from_secs(1))),
+    (HEAL_PARTITION, Some(Duration::from_secs(1))),
+    (HEAL_BLACKHOLE, Some(Duration::from_secs(1))),
+    (HEAL_ONEWAY, Some(Duration::from_secs(1))),
+    (HEAL_ALL, Some(Duration::from_secs(1))),
+];
+
+const KILL: &str = "router kill";
+const CUT: &str = "link cut";
+const PARTITION: &str = "silent partition";
+const BLACKHOLE: &str = "black hole";
+const ONEWAY: &str = "one-way black hole";
+const HEAL_ONEWAY: &str = "heal: one-way ended";
+const HEAL_KILL: &str = "heal: router restart";
+const HEAL_CUT: &str = "heal: link restored";
+const HEAL_PARTITION: &str = "heal: partition ended";
+const HEAL_BLACKHOLE: &str = "heal: black hole ended";
+/// The kind of the final `heal everything` of a scenario.
+pub const HEAL_ALL: &str = "heal: everything";
+
+impl Fault {
+    /// The kind of topology change injecting it is, for the convergence
+    /// report (`None`: it changes no topology).
+    pub fn kind(&self) -> Option<&'static str> {
+        match self {
+            Fault::Kill { .. } => Some(KILL),
+            Fault::Cut { .. } => Some(CUT),
+            Fault::Partition { .. } => Some(PARTITION),
+            Fault::Blackhole { .. } => Some(BLACKHOLE),
+            Fault::OneWay { .. } => Some(ONEWAY),
+            _ => None,
+        }
+    }
+
+    /// The kind of topology change healing it is.
+    pub fn heal_kind(&self) -> Option<&'static str> {
+        match self {
+            Fault::Kill { .. } => Some(HEAL_KILL),
+            Fault::Cut { .. } => Some(HEAL_CUT),
+            Fault::Partition { .. } => Some(HEAL_PARTITION),
+            Fault::Blackhole { .. } => Some(HEAL_BLACKHOLE),
+            Fault::OneWay { .. } => Some(HEAL_ONEWAY),
+            _ => None,
+        }
     }
 }
 
@@ -87,6 +155,7 @@ impl fmt::Display for Fault {
             Fault::Cut { a, b } => write!(f, "cut {a}-{b}"),
             Fault::Partition { routers } => write!(f, "partition {{{}}}", routers.join(",")),
             Fault::Blackhole { a, b } => write!(f, "blackhole {a}-{b}"),
+            Fault::OneWay { from, to } => write!(f, "one-way blackhole {from}->{to}"),
             Fault::Delay { a, b, extra } => write!(f, "delay {a}-{b} +{extra:?}"),
             Fault::SlowConsumer { client, delay } => write!(f, "slow c{client} +{delay:?}"),
             Fault::Tamper { from, to, how } => write!(f, "tamper {from}->{to} {how:?}"),

@@ -16,6 +16,15 @@ use crate::violation::Invariant;
 pub struct ConvergenceRecord {
     /// The change (a fault, its healing, or the start).
     pub after: String,
+    /// Its kind (`router kill`, `heal: link restored`, `start`, …: see
+    /// [`CHANGE_KINDS`](crate::fault::CHANGE_KINDS)).
+    pub kind: &'static str,
+    /// It came while the previous change had not converged yet: the time
+    /// includes what was left of that one's.
+    pub overlapped: bool,
+    /// A link of the mesh was delayed (the delay fault) when it came: news
+    /// crossing that link took longer.
+    pub delayed: bool,
     /// Routers in the mesh.
     pub routers: usize,
     /// Virtual time from the change to correct tables everywhere.
@@ -44,6 +53,21 @@ type Slot = (u64, Dir, (u16, u32));
 /// A held delivery's message and the handle of the link it came on.
 type Held = (MsgKey, u32);
 
+/// A change the tables have not caught up with yet.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    /// What it was.
+    pub after: String,
+    /// Its kind.
+    pub kind: &'static str,
+    /// When.
+    pub at: Instant,
+    /// It came while an earlier one was pending.
+    pub overlapped: bool,
+    /// A link was delayed when it came.
+    pub delayed: bool,
+}
+
 /// The wire-fed invariant state of a run.
 #[derive(Debug)]
 pub struct Monitor {
@@ -55,7 +79,7 @@ pub struct Monitor {
     /// Convergence after each topology change.
     pub convergence: Vec<ConvergenceRecord>,
     /// The change the tables have not caught up with yet, and when.
-    pub pending: Option<(String, Instant)>,
+    pub pending: Option<Pending>,
     /// Shortest paths of the true topology.
     pub expected: Option<Arc<ExpectedPaths>>,
     /// Counts topology changes.
@@ -87,12 +111,26 @@ impl Monitor {
     }
 
     /// The topology changed at `now`: tables must converge to `expected`.
-    pub fn topology_changed(&mut self, why: &str, now: Instant, expected: Arc<ExpectedPaths>) {
+    pub fn topology_changed(
+        &mut self,
+        why: &str,
+        kind: &'static str,
+        delayed: bool,
+        now: Instant,
+        expected: Arc<ExpectedPaths>,
+    ) {
         self.epoch += 1;
-        if self.pending.is_some() {
+        let overlapped = self.pending.is_some();
+        if overlapped {
             self.superseded += 1;
         }
-        self.pending = Some((why.to_string(), now));
+        self.pending = Some(Pending {
+            after: why.to_string(),
+            kind,
+            at: now,
+            overlapped,
+            delayed,
+        });
         self.expected = Some(expected);
         self.dirty = true;
     }

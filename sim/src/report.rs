@@ -1,5 +1,6 @@
 //! What a run did: counters, router statistics, convergence times, and the
-//! convergence report over many runs (per topology size).
+//! convergence report over many runs (per topology size and per kind of
+//! change).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -182,9 +183,14 @@ impl fmt::Display for Summary {
         for r in &self.convergence {
             writeln!(
                 f,
-                "  {:>10.3}s after {} ({} control msgs, {} bytes per router)",
+                "  {:>10.3}s after {}{} ({} control msgs, {} bytes per router)",
                 r.took.as_secs_f64(),
                 r.after,
+                if r.overlapped {
+                    " (came before the previous change converged)"
+                } else {
+                    ""
+                },
                 r.control.0 / self.routers.max(1) as u64,
                 r.control.1 / self.routers.max(1) as u64
             )?;
@@ -327,10 +333,14 @@ impl fmt::Display for ConvergenceStats {
     }
 }
 
-/// Convergence times over many runs, per topology size.
+/// Convergence times over many runs, per topology size and per kind of
+/// change (fault or healing).
 #[derive(Debug, Clone, Default)]
 pub struct ConvergenceReport {
     by_size: BTreeMap<usize, Vec<Duration>>,
+    by_kind: BTreeMap<&'static str, Vec<Duration>>,
+    overlapped: BTreeMap<&'static str, Vec<Duration>>,
+    undelayed: BTreeMap<&'static str, Vec<Duration>>,
 }
 
 impl ConvergenceReport {
@@ -339,6 +349,14 @@ impl ConvergenceReport {
     pub fn add(&mut self, records: &[ConvergenceRecord]) {
         for r in records.iter().filter(|r| r.after != "start") {
             self.by_size.entry(r.routers).or_default().push(r.took);
+            if r.overlapped {
+                self.overlapped.entry(r.kind).or_default().push(r.took);
+                continue;
+            }
+            self.by_kind.entry(r.kind).or_default().push(r.took);
+            if !r.delayed {
+                self.undelayed.entry(r.kind).or_default().push(r.took);
+            }
         }
     }
 
@@ -349,6 +367,63 @@ impl ConvergenceReport {
             .map(|(n, v)| (*n, ConvergenceStats::of(v.iter().copied())))
             .collect()
     }
+
+    /// The statistics per kind of change, of the changes that came when
+    /// the tables were right (the time is that change's alone), in the
+    /// order of [`CHANGE_KINDS`](crate::fault::CHANGE_KINDS) (kinds not
+    /// seen are left out), with the target of their 95th percentile.
+    pub fn kinds(&self) -> Vec<(&'static str, ConvergenceStats, Option<Duration>)> {
+        Self::per_kind(&self.by_kind)
+    }
+
+    /// The same for the changes that came with the tables right and no
+    /// link delayed (the delay fault slows the news that cross it).
+    pub fn undelayed_kinds(&self) -> Vec<(&'static str, ConvergenceStats, Option<Duration>)> {
+        Self::per_kind(&self.undelayed)
+    }
+
+    /// The same for the changes that came while an earlier one had not
+    /// converged yet (the time, from the later change, includes what was
+    /// left of the earlier one's).
+    pub fn overlapped_kinds(&self) -> Vec<(&'static str, ConvergenceStats, Option<Duration>)> {
+        Self::per_kind(&self.overlapped)
+    }
+
+    fn per_kind(
+        map: &BTreeMap<&'static str, Vec<Duration>>,
+    ) -> Vec<(&'static str, ConvergenceStats, Option<Duration>)> {
+        crate::fault::CHANGE_KINDS
+            .iter()
+            .filter_map(|(kind, target)| {
+                let v = map.get(kind)?;
+                Some((*kind, ConvergenceStats::of(v.iter().copied()), *target))
+            })
+            .collect()
+    }
+
+    /// Every heal (restart, link restored, partition or black hole ended,
+    /// heal everything) together, of the changes that came when the
+    /// tables were right.
+    pub fn heals(&self) -> ConvergenceStats {
+        ConvergenceStats::of(
+            self.by_kind
+                .iter()
+                .filter(|(k, _)| k.starts_with("heal"))
+                .flat_map(|(_, v)| v.iter().copied()),
+        )
+    }
+}
+
+fn row(f: &mut fmt::Formatter<'_>, name: &str, s: &ConvergenceStats) -> fmt::Result {
+    write!(
+        f,
+        "{name:>24}  {:>7}  {:>7.3}s {:>7.3}s {:>7.3}s {:>7.3}s",
+        s.count,
+        s.min.as_secs_f64(),
+        s.p50.as_secs_f64(),
+        s.p95.as_secs_f64(),
+        s.max.as_secs_f64()
+    )
 }
 
 impl fmt::Display for ConvergenceReport {
@@ -357,17 +432,64 @@ impl fmt::Display for ConvergenceReport {
             f,
             "virtual time from a topology change to correct tables everywhere:"
         )?;
-        writeln!(f, "routers  changes   min      median   p95      max")?;
+        writeln!(
+            f,
+            "{:>24}  changes   min      median   p95      max",
+            "routers"
+        )?;
         for (n, s) in self.rows() {
+            row(f, &n.to_string(), &s)?;
+            writeln!(f)?;
+        }
+        writeln!(
+            f,
+            "per kind, changes that came with the tables right (target: issue #17, for the p95):"
+        )?;
+        writeln!(
+            f,
+            "{:>24}  changes   min      median   p95      max      target",
+            "kind"
+        )?;
+        for (kind, s, target) in self.kinds() {
+            row(f, kind, &s)?;
+            match target {
+                Some(t) if s.p95 < t => writeln!(f, "  < {} met", seconds(t))?,
+                Some(t) => writeln!(f, "  < {} MISSED", seconds(t))?,
+                None => writeln!(f)?,
+            }
+        }
+        let heals = self.heals();
+        if heals.count > 0 {
+            row(f, "every heal", &heals)?;
+            let t = Duration::from_secs(1);
+            let verdict = if heals.p95 < t { "met" } else { "MISSED" };
+            writeln!(f, "  < {} {verdict}", seconds(t))?;
+        }
+        let undelayed = self.undelayed_kinds();
+        if !undelayed.is_empty() {
             writeln!(
                 f,
-                "{n:>7}  {:>7}  {:>7.3}s {:>7.3}s {:>7.3}s {:>7.3}s",
-                s.count,
-                s.min.as_secs_f64(),
-                s.p50.as_secs_f64(),
-                s.p95.as_secs_f64(),
-                s.max.as_secs_f64()
+                "per kind, of those the ones with no link delayed (the delay fault slows the news crossing it):"
             )?;
+            for (kind, s, target) in undelayed {
+                row(f, kind, &s)?;
+                match target {
+                    Some(t) if s.p95 < t => writeln!(f, "  < {} met", seconds(t))?,
+                    Some(t) => writeln!(f, "  < {} MISSED", seconds(t))?,
+                    None => writeln!(f)?,
+                }
+            }
+        }
+        let overlapped = self.overlapped_kinds();
+        if !overlapped.is_empty() {
+            writeln!(
+                f,
+                "per kind, changes that came before the previous one had converged (time from the later one):"
+            )?;
+            for (kind, s, _) in overlapped {
+                row(f, kind, &s)?;
+                writeln!(f)?;
+            }
         }
         Ok(())
     }

@@ -280,7 +280,26 @@ impl Scenario {
                     side.sort();
                     ("partition".to_string(), Fault::Partition { routers: side })
                 }
-                (3, Some((a, b, _))) => (format!("{a}-{b}"), Fault::Blackhole { a, b }),
+                (3, Some((a, b, _))) => {
+                    // One way or both, drawn apart from the run's other
+                    // choices: runs without a black hole stay as they were.
+                    let mut own = SimRng::new(self.seed ^ 0x0e_3a7 ^ at.as_nanos() as u64);
+                    let fault = match own.index(4) {
+                        0 => Fault::OneWay {
+                            from: a.clone(),
+                            to: b.clone(),
+                        },
+                        1 => Fault::OneWay {
+                            from: b.clone(),
+                            to: a.clone(),
+                        },
+                        _ => Fault::Blackhole {
+                            a: a.clone(),
+                            b: b.clone(),
+                        },
+                    };
+                    (format!("{a}-{b}"), fault)
+                }
                 (4, Some((a, b, _))) => {
                     let extra = rng.duration(Duration::from_millis(20), Duration::from_millis(800));
                     (format!("{a}-{b}"), Fault::Delay { a, b, extra })

@@ -43,6 +43,12 @@ pub enum Invariant {
     /// `amqp:link:transfer-limit-exceeded` or
     /// `amqp:session:unattached-handle`.
     Protocol,
+    /// A router declared a neighbour lost (it left its two-way
+    /// neighbours: connection dropped, or HELLOs aged out or stopped
+    /// listing it) while their link delivered frames both ways within
+    /// the silence limit and nothing disturbed it: a busy link taken for
+    /// a dead one (issue #17).
+    NeighbourLoss,
     /// Something that must finish did not (messages never settled, a mesh
     /// that never converges, a step that never quiesces).
     Liveness,
@@ -63,6 +69,7 @@ impl fmt::Display for Invariant {
             Invariant::Paths => "paths",
             Invariant::Addresses => "addresses",
             Invariant::Protocol => "protocol",
+            Invariant::NeighbourLoss => "false-neighbour-loss",
             Invariant::Liveness => "liveness",
         })
     }

@@ -134,3 +134,23 @@ fn tenants_that_meet_are_caught_and_a_policy_keeps_them_apart() {
     common::assert_settled(&mut mesh);
     common::assert_ok(&mesh);
 }
+
+/// A routing protocol that ages a neighbour's HELLOs out faster than they
+/// come (`hello_max_age` 300 ms, HELLOs every second) drops a neighbour
+/// whose link is fine: the false-neighbour-loss invariant catches it.
+#[test]
+fn a_neighbour_dropped_while_its_link_delivers_is_caught() {
+    let routing = ferry_router::routing::RoutingConfig {
+        hello_max_age: Duration::from_millis(300),
+        ..Default::default()
+    };
+    let mut mesh = Mesh::builder()
+        .routers(["A", "B"])
+        .link("A", "B", 1)
+        .routing(routing)
+        .build(21);
+    mesh.run_for(Duration::from_secs(10));
+    let v = mesh.failure().expect("the false loss is caught");
+    println!("{v}");
+    assert_eq!(v.invariant, Invariant::NeighbourLoss, "{v}");
+}

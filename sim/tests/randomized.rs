@@ -10,6 +10,10 @@
 //! - `FERRY_SIM_SEED=<seed>`: replay that one seed, printing its whole
 //!   event log as it runs.
 //!
+//! It prints the convergence report: per topology size and per kind of
+//! change (kill, cut, silent partition, black hole both ways and one way,
+//! each heal) with issue #17's targets.
+//!
 //! A failure prints the seed, the failed invariant and the end of the
 //! event log, and writes the whole log to `target/ferry-sim/seed-<seed>.log`.
 

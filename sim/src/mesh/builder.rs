@@ -70,6 +70,13 @@ impl MeshBuilder {
         self
     }
 
+    /// Limits each direction of every inter-router link to `bytes_per_sec`
+    /// (by default only latency: see [`Options::bandwidth`]).
+    pub fn bandwidth(mut self, bytes_per_sec: u64) -> Self {
+        self.options.bandwidth = Some(bytes_per_sec);
+        self
+    }
+
     /// Prints the event log as it happens.
     pub fn echo(mut self, echo: bool) -> Self {
         self.options.echo = echo;
@@ -119,11 +126,14 @@ impl MeshBuilder {
                     extra: Duration::ZERO,
                     cut: false,
                     blackholed: false,
+                    oneway: [false, false],
                     conn: None,
                     next_dial: None,
                     backoff: super::conns::MIN_BACKOFF,
                     connected_at: None,
                     tamper: [None, None],
+                    heard: [None, None],
+                    broken_at: None,
                 }
             })
             .collect();
@@ -181,7 +191,7 @@ impl MeshBuilder {
         for i in 0..n {
             mesh.start_router(i);
         }
-        mesh.topology_changed("start");
+        mesh.topology_changed("start", "start");
         mesh
     }
 }

@@ -107,8 +107,9 @@ impl Mesh {
         if self.monitor.pending.is_some() && (tables_changed || self.monitor.dirty) {
             self.monitor.dirty = false;
             if self.check_tables().is_ok() {
-                let (after, since) = self.monitor.pending.take().expect("pending");
-                let took = self.clock.now().duration_since(since);
+                let p = self.monitor.pending.take().expect("pending");
+                let (after, kind, overlapped, delayed) = (p.after, p.kind, p.overlapped, p.delayed);
+                let took = self.clock.now().duration_since(p.at);
                 self.note(
                     "CHECK",
                     format_args!("tables converged {took:?} after {after}"),
@@ -116,6 +117,9 @@ impl Mesh {
                 let (m0, b0) = self.monitor.control_at_change;
                 self.monitor.convergence.push(ConvergenceRecord {
                     after,
+                    kind,
+                    overlapped,
+                    delayed,
                     routers: self.routers.len(),
                     took,
                     control: (self.control.messages - m0, self.control.bytes - b0),
@@ -220,7 +224,7 @@ impl Mesh {
                 self.routers[l.a].is_up()
                     && self.routers[l.b].is_up()
                     && !l.cut
-                    && !l.blackholed
+                    && !l.is_silent()
                     && self.group[l.a] == self.group[l.b]
             })
             .map(|l| (l.a, l.b, l.cost))

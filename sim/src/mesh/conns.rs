@@ -86,7 +86,7 @@ impl Mesh {
             self.note(&ida, format_args!("dial {idb}: refused"));
             return self.redial_later(l, Duration::ZERO, Duration::ZERO);
         }
-        if link.blackholed || self.group[a] != self.group[b] {
+        if link.is_silent() || self.group[a] != self.group[b] {
             self.note(&ida, format_args!("dial {idb}: no answer"));
             return self.redial_later(l, Duration::ZERO, CONNECT_TIMEOUT);
         }
@@ -117,6 +117,8 @@ impl Mesh {
             .insert(id, ep_b);
         self.links[l].conn = Some(id);
         self.links[l].connected_at = Some(now);
+        self.links[l].heard = [None, None];
+        self.links[l].broken_at = Some(now);
         self.touch(a);
         self.touch(b);
         self.conns.insert(
@@ -124,7 +126,10 @@ impl Mesh {
             Box::new(SimConn {
                 id,
                 kind: super::conns::ConnKind::Router { link: l },
-                pipes: Default::default(),
+                pipes: [
+                    Pipe::with_rate(self.options.bandwidth),
+                    Pipe::with_rate(self.options.bandwidth),
+                ],
                 tap: self.new_tap(),
                 alive: [true, true],
                 ends: [End::Router(a), End::Router(b)],
@@ -257,6 +262,9 @@ impl Mesh {
         let tamper = self.tamper(conn, dir);
         let mut any = false;
         loop {
+            if conn.pipes[dir.index()].writable_at(now).is_some() {
+                break; // the send buffer is full
+            }
             let Some(bytes) = self
                 .engine_mut(conn.ends[side], conn.id)
                 .and_then(|mut e| e.poll_transmit(now))
@@ -349,7 +357,8 @@ impl Mesh {
 
     /// Indexes `conn`'s earliest arrival again (its pipes changed).
     pub(crate) fn index_arrival(&mut self, conn: &SimConn) {
-        let at = conn.pipes.iter().filter_map(Pipe::next_arrival).min();
+        let now = self.clock.now();
+        let at = conn.pipes.iter().filter_map(|p| p.next_event(now)).min();
         self.sched.set_arrival(conn.id, at);
     }
 
@@ -381,6 +390,13 @@ impl Mesh {
                     progress = true;
                     if !conn.alive[to] {
                         continue; // nobody reads: drop what arrived
+                    }
+                    if let ConnKind::Router { link } = conn.kind {
+                        let link = &mut self.links[link];
+                        match seg {
+                            Segment::Data(..) => link.heard[dir.index()] = Some(now),
+                            Segment::Eof => link.broken_at = Some(now),
+                        }
                     }
                     match seg {
                         Segment::Data(bytes, events) => {
@@ -477,6 +493,9 @@ impl Mesh {
         conn.pipes[side].close(now, latency);
         self.index_arrival(conn);
         conn.alive[side] = false;
+        if let ConnKind::Router { link } = conn.kind {
+            self.links[link].broken_at = Some(now);
+        }
         match conn.ends[side] {
             End::Router(r) => {
                 self.touch(r);
@@ -519,6 +538,9 @@ impl Mesh {
         let now = self.clock.now();
         if let Some(conn) = self.conns.remove(&id) {
             let mut conn = conn;
+            if let ConnKind::Router { link } = conn.kind {
+                self.links[link].broken_at = Some(now);
+            }
             for p in &mut conn.pipes {
                 p.reset(now);
             }

@@ -94,6 +94,13 @@ impl Mesh {
                 }
                 self.apply_silence();
             }
+            Fault::OneWay { from, to } => {
+                for l in self.links_between(from, to) {
+                    let dir = usize::from(self.routers[self.links[l].a].id != *from);
+                    self.links[l].oneway[dir] = true;
+                }
+                self.apply_silence();
+            }
             Fault::Delay { a, b, extra } => {
                 for l in self.links_between(a, b) {
                     self.links[l].extra = *extra;
@@ -111,8 +118,8 @@ impl Mesh {
                 }
             }
         }
-        if fault.changes_topology() {
-            self.topology_changed(&fault.to_string());
+        if let Some(kind) = fault.kind() {
+            self.topology_changed(&fault.to_string(), kind);
         }
     }
 
@@ -142,6 +149,12 @@ impl Mesh {
                 }
                 self.reset_silent();
             }
+            Fault::OneWay { from, to } => {
+                for l in self.links_between(from, to) {
+                    self.links[l].oneway = [false, false];
+                }
+                self.reset_silent();
+            }
             Fault::Delay { a, b, .. } => {
                 for l in self.links_between(a, b) {
                     self.links[l].extra = std::time::Duration::ZERO;
@@ -158,8 +171,8 @@ impl Mesh {
                 }
             }
         }
-        if fault.changes_topology() {
-            self.topology_changed(&format!("heal {fault}"));
+        if let Some(kind) = fault.heal_kind() {
+            self.topology_changed(&format!("heal {fault}"), kind);
         }
     }
 
@@ -175,9 +188,10 @@ impl Mesh {
             }
         }
         for l in &mut self.links {
-            changed |= l.cut || l.blackholed;
+            changed |= l.cut || l.is_silent();
             l.cut = false;
             l.blackholed = false;
+            l.oneway = [false, false];
             l.extra = std::time::Duration::ZERO;
             l.tamper = [None, None];
         }
@@ -190,7 +204,7 @@ impl Mesh {
             }
         }
         if changed {
-            self.topology_changed("heal everything");
+            self.topology_changed("heal everything", crate::fault::HEAL_ALL);
         }
     }
 
@@ -209,17 +223,25 @@ impl Mesh {
     /// Whether bytes between routers `a` and `b` over link `l` vanish.
     fn silent(&self, l: usize) -> bool {
         let link = &self.links[l];
-        link.blackholed || self.group[link.a] != self.group[link.b]
+        link.is_silent() || self.group[link.a] != self.group[link.b]
     }
 
-    /// Makes the connections of silent links silent.
+    /// Makes the connections of silent links silent (in the silent
+    /// direction only, for a one-way black hole).
     fn apply_silence(&mut self) {
         for l in 0..self.links.len() {
             if self.silent(l)
                 && let Some(c) = self.links[l].conn
                 && let Some(mut conn) = self.conns.remove(&c)
             {
-                conn.pipes.iter_mut().for_each(|p| p.blackhole());
+                let link = &self.links[l];
+                let both = link.blackholed || self.group[link.a] != self.group[link.b];
+                for (d, p) in conn.pipes.iter_mut().enumerate() {
+                    if both || link.oneway[d] {
+                        p.blackhole();
+                    }
+                }
+                self.links[l].broken_at = Some(self.clock.now());
                 self.index_arrival(&conn);
                 self.conns.insert(c, conn);
             }
@@ -248,16 +270,18 @@ impl Mesh {
 
     /// The true topology changed (or the mesh started): the tables must
     /// converge to it again.
-    pub(crate) fn topology_changed(&mut self, why: &str) {
+    pub(crate) fn topology_changed(&mut self, why: &str, kind: &'static str) {
         let now = self.clock.now();
         let expected = self.expected_paths();
         if self.monitor.pending.is_none() {
             self.monitor.control_at_change = (self.control.messages, self.control.bytes);
         }
-        self.monitor.topology_changed(why, now, expected);
+        let delayed = self.links.iter().any(|l| !l.extra.is_zero());
+        self.monitor
+            .topology_changed(why, kind, delayed, now, expected);
         self.ledger.epoch = self.monitor.epoch;
         self.ledger.faulted = self.routers.iter().any(|r| !r.is_up())
-            || self.links.iter().any(|l| l.cut || l.blackholed)
+            || self.links.iter().any(|l| l.cut || l.is_silent())
             || self.group.iter().any(|g| *g != 0);
     }
 }

@@ -45,6 +45,11 @@ pub struct Options {
     pub client_latency: Duration,
     /// Inter-router link latencies are drawn from this range.
     pub link_latency: (Duration, Duration),
+    /// Bytes per second each direction of an inter-router link carries
+    /// (`None`: no limit, bytes take only the latency). With a limit a
+    /// sender whose unsent bytes fill the send buffer waits
+    /// ([`wire::SEND_BUFFER`](crate::wire::SEND_BUFFER)).
+    pub bandwidth: Option<u64>,
     /// Print log lines as they happen.
     pub echo: bool,
     /// Log every AMQP frame (with `FERRY_SIM_FRAMES=1`).
@@ -61,6 +66,7 @@ impl Default for Options {
             limits: Limits::default(),
             client_latency: Duration::from_micros(100),
             link_latency: (Duration::from_micros(200), Duration::from_millis(5)),
+            bandwidth: None,
             echo: false,
             log_frames: std::env::var_os("FERRY_SIM_FRAMES").is_some_and(|v| v == "1"),
             vhosts: Vec::new(),
@@ -85,6 +91,8 @@ pub struct SimLink {
     pub cut: bool,
     /// Silent: bytes vanish.
     pub blackholed: bool,
+    /// Silent one way: bytes a→b (0) or b→a (1) vanish.
+    pub oneway: [bool; 2],
     /// The live connection, if any.
     pub conn: Option<u64>,
     /// When the connector dials next.
@@ -93,6 +101,20 @@ pub struct SimLink {
     connected_at: Option<Instant>,
     /// Injected bugs, per direction (a→b, b→a).
     pub tamper: [Option<Tamper>; 2],
+    /// When bytes of its connection last reached the receiving router, per
+    /// direction (a→b, b→a); reset when a connection is dialed.
+    pub heard: [Option<Instant>; 2],
+    /// When it was last disturbed: a connection of it closed, reset or
+    /// silenced, or dialed.
+    pub broken_at: Option<Instant>,
+}
+
+impl SimLink {
+    /// Whether bytes vanish on it, in either direction (a partition
+    /// aside).
+    pub fn is_silent(&self) -> bool {
+        self.blackholed || self.oneway.iter().any(|o| *o)
+    }
 }
 
 /// A deterministic in-process mesh of real routers. Build one with

@@ -141,7 +141,14 @@ impl Mesh {
             let Some(node) = self.routers[i].node.as_mut() else {
                 continue;
             };
+            let before: Vec<ferry_router::routing::RouterId> =
+                node.routing.adjacent().cloned().collect();
             let report = node.pump_routing(now);
+            let lost: Vec<String> = before
+                .iter()
+                .filter(|n| !node.routing.is_adjacent(n))
+                .map(|n| n.to_string())
+                .collect();
             let described = report.new_table;
             for (kind, bytes) in report.control {
                 self.control.add(kind, bytes as u64);
@@ -158,8 +165,73 @@ impl Mesh {
                 tables = true;
                 self.note(&who, format_args!("table: {d}"));
             }
+            for n in lost {
+                self.neighbour_lost(i, &n);
+            }
         }
         (progress, tables)
+    }
+
+    /// Router `r` no longer counts `neighbour` among its two-way
+    /// neighbours (its connection dropped, or its HELLOs aged out or
+    /// stopped listing `r`). That is a false loss if their link delivered
+    /// frames both ways within the silence limit
+    /// ([`NEIGHBOUR_SILENCE`](ferry_router::mesh::NEIGHBOUR_SILENCE)) and
+    /// nothing disturbed it (no connection of it closed, reset, silenced
+    /// or dialed, the neighbour not killed) for the routing protocol's
+    /// `hello_max_age` plus the silence limit: time for the news of a
+    /// disturbance to reach both ends and for HELLOs to age.
+    fn neighbour_lost(&mut self, r: usize, neighbour: &str) {
+        let now = self.clock.now();
+        let who = self.routers[r].id.clone();
+        // Losing a neighbour is a failure in the mesh, whatever caused it
+        // (a delay of more than the silence limit's margin drops a link
+        // that nothing cut): outcomes in flight over it may be lost, as
+        // the false-outcome check allows across a failure.
+        self.monitor.epoch += 1;
+        self.ledger.epoch = self.monitor.epoch;
+        let Some(n) = self.router_index(neighbour) else {
+            return;
+        };
+        let Some(l) = self
+            .links
+            .iter()
+            .position(|l| (l.a, l.b) == (r, n) || (l.a, l.b) == (n, r))
+        else {
+            return;
+        };
+        let link = &self.links[l];
+        let silence = ferry_router::mesh::NEIGHBOUR_SILENCE;
+        let window = self.options.routing.hello_max_age + silence;
+        let since = |t: Option<Instant>| t.map(|t| now.duration_since(t));
+        let (to_r, to_n) = if link.a == r { (1, 0) } else { (0, 1) };
+        let heard_by_r = since(link.heard[to_r]);
+        let heard_by_n = since(link.heard[to_n]);
+        let broken = since(link.broken_at);
+        let faulty = link.cut
+            || link.is_silent()
+            || self.group[link.a] != self.group[link.b]
+            || !self.routers[n].is_up()
+            || link.conn.is_none();
+        let fresh = |h: Option<Duration>| h.is_some_and(|h| h < silence);
+        if faulty || broken.is_none_or(|b| b < window) || !fresh(heard_by_r) || !fresh(heard_by_n) {
+            return;
+        }
+        let ms = |d: Option<Duration>| d.map_or("-".into(), |d| format!("{}", d.as_millis()));
+        let v = Violation::new(
+            self.clock.elapsed(),
+            Invariant::NeighbourLoss,
+            format!(
+                "{who} declared neighbour {neighbour} lost although their link delivers frames \
+                 both ways: {who} heard from it {} ms ago, {neighbour} from {who} {} ms ago \
+                 (silence limit {} ms), nothing disturbed the link for {} ms",
+                ms(heard_by_r),
+                ms(heard_by_n),
+                silence.as_millis(),
+                ms(broken)
+            ),
+        );
+        self.fail(v);
     }
 
     fn pump_inboxes(&mut self, busy: &BTreeSet<usize>) -> bool {
