@@ -334,7 +334,13 @@ pub struct Terminus {
 }
 
 impl Terminus {
-    fn common(&self) -> (Option<Str>, Option<TerminusDurability>, Option<TerminusExpiryPolicy>) {
+    fn common(
+        &self,
+    ) -> (
+        Option<Str>,
+        Option<TerminusDurability>,
+        Option<TerminusExpiryPolicy>,
+    ) {
         let address = self.address.as_ref().map(|a| Str::from(a.text()));
         let durable = self.durable.map(|d| match d % 3 {
             0 => TerminusDurability::None,
@@ -358,9 +364,9 @@ impl Terminus {
             expiry_policy,
             timeout: self.timeout.map(N32::value),
             dynamic: self.dynamic,
-            distribution_mode: self.distribution.map(|m| {
-                Symbol::from_static(if m { "copy" } else { "move" })
-            }),
+            distribution_mode: self
+                .distribution
+                .map(|m| Symbol::from_static(if m { "copy" } else { "move" })),
             filter: self.filter.then(|| {
                 Map(vec![(
                     Value::Symbol(Symbol::from_static("f")),
@@ -1357,11 +1363,8 @@ pub fn run(input: &Input) {
     match &input.first {
         PeerKind::Client(h) => hellos.push(client(h)),
         PeerKind::Router(r) => {
-            let mut props = identity::properties(
-                &r.id.id(),
-                r.instance.value(),
-                r.cost.map(u32::from),
-            );
+            let mut props =
+                identity::properties(&r.id.id(), r.instance.value(), r.cost.map(u32::from));
             props.push(("x".into(), "y".into()));
             let fields = Fields(
                 props
@@ -1548,7 +1551,10 @@ pub fn run(input: &Input) {
             && side.router_closed_first
             && !side.garbage
         {
-            assert!(with_error, "the router closed the connection without an error");
+            assert!(
+                with_error,
+                "the router closed the connection without an error"
+            );
         }
         if side.finished && !side.eof && !side.garbage && !side.peer_close {
             assert_eq!(
