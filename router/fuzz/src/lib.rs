@@ -860,6 +860,8 @@ struct Side {
     /// The peer sent a close.
     peer_close: bool,
     finished: bool,
+    /// On the inter-router listener.
+    router_role: bool,
 }
 
 impl Side {
@@ -885,6 +887,7 @@ impl Side {
             router_closed_first: false,
             peer_close: false,
             finished: false,
+            router_role: false,
         }
     }
 
@@ -937,6 +940,7 @@ impl Side {
                     self.peer_max_frame
                 );
             }
+            stats::frame(p, self.router_role);
             match p {
                 Performative::Close(c) => {
                     if self.router_close.is_none() {
@@ -1394,6 +1398,7 @@ pub fn run(input: &Input) {
         let ep = Endpoint::accepted(core.clone(), &listener, security, Peer::default(), now);
         let mut side = Side::new(ep);
         side.peer_max_frame = max_frame.unwrap_or(u32::MAX);
+        side.router_role = *role == Role::InterRouter;
         router.sides.push(side);
     }
     for (i, (_, _, bytes)) in hellos.iter().enumerate() {
@@ -1589,4 +1594,65 @@ pub fn run(input: &Input) {
         "bytes left charged to the router's budget after every connection ended"
     );
     let _ = t0;
+    stats::case_done();
+}
+
+/// With `FERRY_FUZZ_STATS=1` in the environment, counts the frames the
+/// router sent over all cases run and prints the totals after each case:
+/// run the target over a corpus with `-runs=0` to see how far it gets
+/// (the last line holds the totals).
+mod stats {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+    use ferry_proto::definitions::Performative;
+
+    const KINDS: [&str; 9] = [
+        "open",
+        "begin",
+        "attach",
+        "flow",
+        "transfer",
+        "disposition",
+        "detach",
+        "end",
+        "close",
+    ];
+    static CLIENT: [AtomicU64; 9] = [const { AtomicU64::new(0) }; 9];
+    static ROUTER: [AtomicU64; 9] = [const { AtomicU64::new(0) }; 9];
+    static CASES: AtomicU64 = AtomicU64::new(0);
+
+    fn on() -> bool {
+        static ON: OnceLock<bool> = OnceLock::new();
+        *ON.get_or_init(|| std::env::var_os("FERRY_FUZZ_STATS").is_some())
+    }
+
+    pub(super) fn frame(p: &Performative, router: bool) {
+        if !on() {
+            return;
+        }
+        let i = KINDS.iter().position(|k| *k == p.name()).expect("a kind");
+        let table = if router { &ROUTER } else { &CLIENT };
+        table[i].fetch_add(1, Relaxed);
+    }
+
+    pub(super) fn case_done() {
+        if !on() {
+            return;
+        }
+        let cases = CASES.fetch_add(1, Relaxed) + 1;
+        let show = |t: &[AtomicU64; 9]| {
+            KINDS
+                .iter()
+                .zip(t)
+                .map(|(k, n)| format!("{k}={}", n.load(Relaxed)))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        eprintln!(
+            "FERRY_FUZZ_STATS cases={cases} | sent to clients: {} | sent to routers: {}",
+            show(&CLIENT),
+            show(&ROUTER)
+        );
+    }
 }
