@@ -94,6 +94,8 @@ pub struct Handshake {
     pub channel_max: Option<u8>,
     /// Names the configured vhost as hostname.
     pub vhost: bool,
+    /// Sessions begun right after the open, on channels 0.. (0–3).
+    pub sessions: u8,
 }
 
 /// A router's handshake on the inter-router listener.
@@ -111,6 +113,8 @@ pub struct RouterHello {
     pub max_frame: FrameSize,
     /// Its idle-time-out.
     pub idle: Idle,
+    /// Sessions begun right after the open, on channels 0.. (0–3).
+    pub sessions: u8,
 }
 
 /// A max-frame-size.
@@ -723,7 +727,8 @@ pub enum Step {
         payload: Payload,
     },
     /// Answers what the router began and attached, grants credit to its
-    /// senders and settles what it delivered.
+    /// senders (those it attached, and its answers to the peer's
+    /// receivers) and settles what it delivered.
     Answer(Conn, State),
     /// Raw bytes into the stream.
     Garbage(Conn, Vec<u8>),
@@ -847,6 +852,9 @@ struct Side {
     unsettled: Vec<(u16, u32)>,
     /// Handles the peer used for answers.
     next_handle: u32,
+    /// Links the peer attached: (name, as receiver) to (channel, handle),
+    /// so that an answer tells the router's replies from its own attaches.
+    peer_links: BTreeMap<(String, bool), (u16, Handle)>,
     /// The peer ended its stream.
     eof: bool,
     /// The router was told to close.
@@ -880,6 +888,7 @@ impl Side {
             begins: Vec::new(),
             unsettled: Vec::new(),
             next_handle: 100,
+            peer_links: BTreeMap::new(),
             eof: false,
             shut: false,
             garbage: false,
@@ -941,6 +950,19 @@ impl Side {
                 );
             }
             stats::frame(p, self.router_role);
+            if stats::verbose() {
+                match p {
+                    Performative::Detach(Detach { error: Some(e), .. })
+                    | Performative::End(End { error: Some(e) })
+                    | Performative::Close(Close { error: Some(e) }) => eprintln!(
+                        "FERRY_FUZZ_ERROR {} {}: {}",
+                        p.name(),
+                        e.condition,
+                        e.description.as_deref().unwrap_or("")
+                    ),
+                    _ => {}
+                }
+            }
             match p {
                 Performative::Close(c) => {
                     if self.router_close.is_none() {
@@ -996,6 +1018,25 @@ impl Side {
             self.frame(ours, &begin, &[], now);
         }
         for (rc, a) in std::mem::take(&mut self.to_answer) {
+            let key = (a.name.to_string(), a.role == AmqpRole::Sender);
+            if let Some(&(channel, handle)) = self.peer_links.get(&key) {
+                // The router's answer to the peer's attach: a receiver of
+                // the peer's gets credit.
+                if a.role == AmqpRole::Sender {
+                    let flow = Performative::Flow(Flow {
+                        next_incoming_id: Some(SequenceNo(0)),
+                        incoming_window: 2048,
+                        next_outgoing_id: SequenceNo(0),
+                        outgoing_window: 2048,
+                        handle: Some(handle),
+                        delivery_count: Some(a.initial_delivery_count.unwrap_or_default()),
+                        link_credit: Some(100),
+                        ..Flow::default()
+                    });
+                    self.frame(channel, &flow, &[], now);
+                }
+                continue;
+            }
             let Some(&ours) = self.channels.get(&rc) else {
                 continue;
             };
@@ -1123,6 +1164,7 @@ fn handshake(
     channel_max: Option<u16>,
     hostname: Option<&str>,
     properties: Option<Fields>,
+    sessions: u8,
 ) -> BytesMut {
     let mut buf = BytesMut::new();
     if sasl {
@@ -1147,6 +1189,19 @@ fn handshake(
         ..Open::default()
     };
     encode_amqp_frame(0, &Performative::Open(Box::new(open)), &[], &mut buf);
+    for channel in 0..u16::from(sessions % 4) {
+        let begin = Begin {
+            remote_channel: None,
+            next_outgoing_id: SequenceNo(0),
+            incoming_window: 2048,
+            outgoing_window: 2048,
+            handle_max: None,
+            offered_capabilities: None,
+            desired_capabilities: None,
+            properties: None,
+        };
+        encode_amqp_frame(channel, &Performative::Begin(begin), &[], &mut buf);
+    }
     buf
 }
 
@@ -1361,6 +1416,7 @@ pub fn run(input: &Input) {
                 h.channel_max.map(u16::from),
                 hostname,
                 None,
+                h.sessions,
             ),
         )
     };
@@ -1386,6 +1442,7 @@ pub fn run(input: &Input) {
                     None,
                     None,
                     Some(fields),
+                    r.sessions,
                 ),
             ));
         }
@@ -1412,6 +1469,10 @@ pub fn run(input: &Input) {
             Step::Frame(conn, chan, p) => {
                 let side = router.side(*conn);
                 let p = perf(p, side);
+                if let Performative::Attach(a) = &p {
+                    let key = (a.name.to_string(), a.role == AmqpRole::Receiver);
+                    side.peer_links.insert(key, (chan.value(), a.handle));
+                }
                 side.frame(chan.value(), &p, &[], now);
             }
             Step::Transfer {
@@ -1621,6 +1682,12 @@ mod stats {
     static CLIENT: [AtomicU64; 9] = [const { AtomicU64::new(0) }; 9];
     static ROUTER: [AtomicU64; 9] = [const { AtomicU64::new(0) }; 9];
     static CASES: AtomicU64 = AtomicU64::new(0);
+
+    /// `FERRY_FUZZ_STATS=2`: also every error the router sends.
+    pub(super) fn verbose() -> bool {
+        static ON: OnceLock<bool> = OnceLock::new();
+        *ON.get_or_init(|| std::env::var("FERRY_FUZZ_STATS").is_ok_and(|v| v == "2"))
+    }
 
     fn on() -> bool {
         static ON: OnceLock<bool> = OnceLock::new();
