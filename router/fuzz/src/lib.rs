@@ -1703,6 +1703,13 @@ mod stats {
         table[i].fetch_add(1, Relaxed);
     }
 
+    /// Frames of `kind` sent to clients so far (counted when on).
+    #[cfg(test)]
+    pub(super) fn sent_to_clients(kind: &str) -> u64 {
+        let i = KINDS.iter().position(|k| *k == kind).expect("a kind");
+        CLIENT[i].load(Relaxed)
+    }
+
     pub(super) fn case_done() {
         if !on() {
             return;
@@ -1720,6 +1727,96 @@ mod stats {
             "FERRY_FUZZ_STATS cases={cases} | sent to clients: {} | sent to routers: {}",
             show(&CLIENT),
             show(&ROUTER)
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn terminus(address: Option<Addr>) -> Terminus {
+        Terminus {
+            address,
+            dynamic: None,
+            durable: None,
+            expiry: None,
+            timeout: None,
+            distribution: None,
+            filter: false,
+            coordinator: false,
+        }
+    }
+
+    fn attach(name: u8, handle: u8, receiver: bool, address: Addr) -> Step {
+        let (source, target) = if receiver {
+            (Some(terminus(Some(address))), Some(terminus(None)))
+        } else {
+            (Some(terminus(None)), Some(terminus(Some(address))))
+        };
+        Step::Frame(
+            Conn(false),
+            Chan(0),
+            Perf::Attach {
+                name: Ok(name),
+                handle: H::Small(handle),
+                receiver,
+                snd_settle: None,
+                rcv_second: None,
+                source,
+                target,
+                initial_delivery_count: Some(N32::Small(0)),
+                max_message_size: None,
+                tree: None,
+                capabilities: None,
+            },
+        )
+    }
+
+    /// The harness reaches the router's data path: a consumer and a
+    /// producer on one client connection, a message from one to the other.
+    #[test]
+    fn a_message_crosses_the_router() {
+        // SAFETY: set before any thread of this test binary reads it.
+        unsafe { std::env::set_var("FERRY_FUZZ_STATS", "2") };
+        let input = Input {
+            first: PeerKind::Client(Handshake {
+                sasl: true,
+                max_frame: FrameSize::Default,
+                idle: Idle::None,
+                channel_max: None,
+                vhost: false,
+                sessions: 1,
+            }),
+            second: None,
+            policy: false,
+            small_limits: false,
+            steps: vec![
+                attach(0, 0, true, Addr::Queue(0)),
+                Step::Answer(Conn(false), State::Accepted),
+                attach(1, 1, false, Addr::Queue(0)),
+                Step::Delivery {
+                    conn: Conn(false),
+                    chan: Chan(0),
+                    handle: H::Small(1),
+                    settled: false,
+                    split: 0,
+                    payload: Payload::Message(Msg {
+                        to: None,
+                        reply_to: None,
+                        ttl: None,
+                        trace: None,
+                        annotation: None,
+                        body: b"hello".to_vec(),
+                    }),
+                },
+                Step::Answer(Conn(false), State::Accepted),
+            ],
+        };
+        run(&input);
+        assert!(
+            stats::sent_to_clients("transfer") > 0,
+            "no transfer reached the consumer"
         );
     }
 }
