@@ -1,6 +1,8 @@
 //! The checks behind the `frame` fuzz target, and the seed corpus, as a
 //! library so both the target and the `seed` binary use them.
 
+pub mod engine;
+
 use bytes::{Bytes, BytesMut};
 use ferry_proto::codec::{
     Array, Decimal32, Decimal64, Decimal128, Decode, Decoder, Described, Descriptor, Encode,

@@ -73,6 +73,10 @@ pub struct Connection {
     /// The last frame written, if it was a disposition that a following one
     /// may extend: (where it is in `out`, channel, the disposition).
     pub(crate) last_disposition: Option<(Mark, u16, crate::definitions::Disposition)>,
+    /// A frame that did not fit the peer's max-frame-size was written
+    /// (and taken back): what it was. The connection is closed with
+    /// `amqp:frame-size-too-small` before anything else goes out.
+    oversize: Option<String>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -113,6 +117,7 @@ impl Connection {
             next_session_id: 0,
             next_link_id: 0,
             last_disposition: None,
+            oversize: None,
         }
     }
 
@@ -246,6 +251,7 @@ impl Connection {
 
     /// The next event, if any.
     pub fn poll_event(&mut self) -> Option<Event> {
+        self.close_if_oversize();
         self.events.pop_front()
     }
 
@@ -258,6 +264,7 @@ impl Connection {
     /// that takes the next chunk only when the socket has taken the last
     /// one keeps priority frames waiting behind at most one chunk.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Bytes> {
+        self.close_if_oversize();
         let bytes = self.out.take()?;
         self.last_sent = now;
         self.last_disposition = None;
@@ -314,9 +321,41 @@ impl Connection {
     }
 
     /// Writes an AMQP frame to the output buffer; returns where.
+    ///
+    /// A frame larger than the peer's max-frame-size (a performative with
+    /// long fields: an attach echoing a peer's long link name or address)
+    /// is not sent: nothing more is, and the connection is closed with
+    /// `amqp:frame-size-too-small` (AMQP 1.0 §2.8.15: the smallest encoding
+    /// of the performative does not fit) when the output or the events are
+    /// next polled. Transfers are split to fit by the send path; an open
+    /// goes out before the peer's max-frame-size is known.
     pub(crate) fn write_frame(&mut self, channel: u16, p: &Performative, payload: &[u8]) -> Mark {
         self.last_disposition = None;
-        self.out.frame(channel, p, payload)
+        let mark = self.out.frame(channel, p, payload);
+        let size = self.out.written_since(mark);
+        let closing = matches!(p, Performative::Close(_));
+        if self.oversize.is_some() && !closing {
+            self.out.rewind(mark);
+        } else if size > self.remote_max_frame_size as usize && !matches!(p, Performative::Open(_))
+        {
+            self.out.rewind(mark);
+            self.oversize = Some(format!(
+                "a {} frame of {size} bytes does not fit the peer's max-frame-size {}",
+                p.name(),
+                self.remote_max_frame_size
+            ));
+        }
+        mark
+    }
+
+    /// Closes the connection if a frame did not fit (see
+    /// [`write_frame`](Self::write_frame)).
+    fn close_if_oversize(&mut self) {
+        if let Some(why) = self.oversize.take()
+            && self.phase != Phase::Done
+        {
+            self.fail(condition::FRAME_SIZE_TOO_SMALL, why);
+        }
     }
 
     fn send_open(&mut self) {

@@ -117,6 +117,17 @@ impl Output {
         }
     }
 
+    /// The bytes written from `mark` on (the size of the frame written
+    /// there, right after it was).
+    pub fn written_since(&self, mark: Mark) -> usize {
+        let buf = if mark.priority {
+            &self.priority
+        } else {
+            &self.current
+        };
+        buf.len() - mark.offset
+    }
+
     /// Removes what was written from `mark` on. Only valid while nothing
     /// else was written or handed out since.
     pub fn rewind(&mut self, mark: Mark) {

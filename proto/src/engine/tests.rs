@@ -889,3 +889,75 @@ fn a_jump_in_delivery_ids_closes_the_connection() {
         Event::Closed { error: Some(err), .. } if err.condition == condition::INVALID_FIELD
     )));
 }
+
+/// Found by the router's fuzz target (router/fuzz): a peer announcing the
+/// least max-frame-size, 512, attached a link with a 600-byte name; the
+/// answering attach echoed the name in a frame of over 600 bytes. Now
+/// that frame is not sent and the connection is closed with
+/// amqp:frame-size-too-small.
+#[test]
+fn a_frame_over_the_peers_max_frame_size_is_not_sent_and_closes() {
+    let client = ConnectionConfig {
+        max_frame_size: 512,
+        ..ConnectionConfig::default()
+    };
+    let mut p = Pair::new(client, ConnectionConfig::default());
+    let s = p.client.begin_session().unwrap();
+    p.drive();
+    let name = "n".repeat(600);
+    p.client
+        .attach(
+            s,
+            LinkSpec {
+                name: name.clone(),
+                role: Role::Sender,
+                target: Some(TargetTerminus::Target(Target::new("q"))),
+                ..LinkSpec::default()
+            },
+        )
+        .unwrap();
+    p.drive();
+    let remote = p.take_attach_request();
+    p.server
+        .accept_attach(
+            remote,
+            LinkSpec {
+                role: Role::Receiver,
+                target: Some(TargetTerminus::Target(Target::new("q"))),
+                ..LinkSpec::default()
+            },
+        )
+        .unwrap();
+    // Written after the frame that did not fit: not sent either.
+    let _ = p.server.flow(remote, 10, false);
+    let mut sent = Vec::new();
+    while let Some(b) = p.server.poll_transmit(p.now) {
+        sent.extend_from_slice(&b);
+    }
+    let mut buf = bytes::BytesMut::from(&sent[..]);
+    let mut frames = Vec::new();
+    while let Ok(Some(f)) =
+        crate::frame::decode_frame(&mut buf, u32::MAX, crate::frame::Layer::Amqp)
+    {
+        frames.push(f);
+    }
+    assert!(buf.is_empty(), "whole frames");
+    assert!(
+        matches!(&frames[..], [crate::frame::Frame::Amqp {
+            performative: crate::definitions::Performative::Close(c), ..
+        }] if c.error.as_ref().is_some_and(|e| e.condition == condition::FRAME_SIZE_TOO_SMALL)),
+        "only a close with amqp:frame-size-too-small: {frames:?}"
+    );
+    assert!(p.server.is_finished());
+    p.client.handle_input(&sent, p.now);
+    p.drive();
+    assert!(
+        !p.client_events
+            .iter()
+            .any(|e| matches!(e, Event::Attached { .. }))
+    );
+    assert!(p.client_events.iter().any(|e| matches!(
+        e,
+        Event::Closed { error: Some(err), .. } if err.condition == condition::FRAME_SIZE_TOO_SMALL
+    )));
+}
