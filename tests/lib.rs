@@ -485,3 +485,14 @@ pub async fn send_all_accepted(
     }
     accepted
 }
+
+/// Runs `fut` for at most `limit`, failing the test with `what` after that.
+pub async fn within<T>(
+    what: &str,
+    limit: Duration,
+    fut: impl std::future::Future<Output = T>,
+) -> T {
+    tokio::time::timeout(limit, fut)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: nothing after {limit:?}"))
+}

@@ -2,6 +2,7 @@
 #![allow(dead_code)] // each test binary uses a different part
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use ferry_proto::client::{Client, ClientOptions};
 use ferry_tests::{Ferry, TempDir, WAIT};
@@ -143,4 +144,37 @@ pub fn line() -> (Router, Router, Router) {
     let a = mesh_router("A", None, &[(b_port, 1)], "");
     let c = mesh_router("C", None, &[(b_port, 1)], "");
     (a, b, c)
+}
+
+/// A router process started from a config file of our own, so that it can
+/// be stopped and started again with exactly the same file (and so the
+/// same id and ports).
+pub struct Restartable {
+    _dir: TempDir,
+    path: PathBuf,
+    listeners: usize,
+}
+
+impl Restartable {
+    /// Writes `toml` to a file of its own.
+    pub fn new(toml: String) -> Self {
+        let dir = TempDir::new();
+        let path = dir.write("ferry.toml", &toml);
+        let listeners = toml.matches("[[listener]]").count();
+        Self {
+            _dir: dir,
+            path,
+            listeners,
+        }
+    }
+
+    /// Starts `ferry run` on the file and waits until it listens.
+    pub fn start(&self) -> Ferry {
+        let mut ferry = Ferry::spawn(
+            ["run".as_ref(), "--config".as_ref(), self.path.as_os_str()],
+            &[("RUST_LOG", "info,ferry_router=debug")],
+        );
+        ferry.wait_listening(self.listeners, WAIT);
+        ferry
+    }
 }

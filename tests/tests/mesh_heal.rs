@@ -15,7 +15,6 @@
 mod router;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -24,8 +23,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use ferry_proto::definitions::{DeliveryState, SequenceNo};
 use ferry_proto::message::{Body, Message};
-use ferry_tests::{Ferry, TempDir, WAIT, free_port};
-use router::{Router, mesh_router, mesh_toml};
+use ferry_tests::{Ferry, free_port, within};
+use router::{Restartable, Router, mesh_router, mesh_toml};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -35,13 +34,6 @@ const CONVERGE: Duration = Duration::from_secs(20);
 /// The target for noticing a silent neighbour, rerouting, and coming back
 /// after a restart; tests assert twice it.
 const TARGET: Duration = Duration::from_secs(1);
-
-/// Runs `fut` for at most `limit`, failing the test with `what` after that.
-async fn within<T>(what: &str, limit: Duration, fut: impl Future<Output = T>) -> T {
-    tokio::time::timeout(limit, fut)
-        .await
-        .unwrap_or_else(|_| panic!("{what}: nothing after {limit:?}"))
-}
 
 /// Message `i`: its index as the body.
 fn msg(i: u64) -> Bytes {
@@ -258,36 +250,6 @@ async fn a_stopped_neighbour_is_dropped_and_routed_around_within_a_second() {
         }
     };
     within("silent neighbour test", Duration::from_secs(120), test).await;
-}
-
-/// A router process that can be stopped and started again on the same
-/// config file (same id, same ports).
-struct Restartable {
-    _dir: TempDir,
-    path: PathBuf,
-    listeners: usize,
-}
-
-impl Restartable {
-    fn new(toml: String) -> Self {
-        let dir = TempDir::new();
-        let path = dir.write("ferry.toml", &toml);
-        let listeners = toml.matches("[[listener]]").count();
-        Self {
-            _dir: dir,
-            path,
-            listeners,
-        }
-    }
-
-    fn start(&self) -> Ferry {
-        let mut ferry = Ferry::spawn(
-            ["run".as_ref(), "--config".as_ref(), self.path.as_os_str()],
-            &[("RUST_LOG", "info,ferry_router=debug")],
-        );
-        ferry.wait_listening(self.listeners, WAIT);
-        ferry
-    }
 }
 
 /// What the producer of the rolling-restart test saw.

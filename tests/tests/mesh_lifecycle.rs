@@ -12,7 +12,6 @@ mod router;
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -23,8 +22,8 @@ use ferry_proto::codec::{Fields, Symbol, Value};
 use ferry_proto::definitions::{DeliveryState, Error, Rejected};
 use ferry_proto::engine::LinkId;
 use ferry_proto::message::{Body, Message};
-use ferry_tests::{Ferry, TempDir, WAIT, free_port};
-use router::{Router, line, mesh_router};
+use ferry_tests::{WAIT, free_port, within};
+use router::{Restartable, Router, line, mesh_router};
 
 /// Time for a mesh to converge, generously (HELLO every second).
 const CONVERGE: Duration = Duration::from_secs(20);
@@ -35,13 +34,6 @@ const CREDIT_WAIT: Duration = Duration::from_secs(10);
 
 fn msg(body: &str) -> Bytes {
     Message::new(Body::data(body.as_bytes().to_vec())).encode()
-}
-
-/// Runs `fut` for at most `limit`, failing the test with `what` after that.
-async fn within<T>(what: &str, limit: Duration, fut: impl Future<Output = T>) -> T {
-    tokio::time::timeout(limit, fut)
-        .await
-        .unwrap_or_else(|_| panic!("{what}: nothing after {limit:?}"))
 }
 
 /// Proves the routers between `from` and `to` know each other: a consumer
@@ -504,37 +496,6 @@ async fn a_slow_consumer_three_hops_away_keeps_router_memory_flat() {
         }
     };
     within("slow-consumer test", Duration::from_secs(60), test).await;
-}
-
-/// A router process started from a config file of our own, so that it can
-/// be killed and started again with exactly the same file (and so the same
-/// id and ports).
-struct Restartable {
-    _dir: TempDir,
-    path: PathBuf,
-    listeners: usize,
-}
-
-impl Restartable {
-    fn new(toml: String) -> Self {
-        let dir = TempDir::new();
-        let path = dir.write("ferry.toml", &toml);
-        let listeners = toml.matches("[[listener]]").count();
-        Self {
-            _dir: dir,
-            path,
-            listeners,
-        }
-    }
-
-    fn start(&self) -> Ferry {
-        let mut ferry = Ferry::spawn(
-            ["run".as_ref(), "--config".as_ref(), self.path.as_os_str()],
-            &[("RUST_LOG", "info,ferry_router=debug")],
-        );
-        ferry.wait_listening(self.listeners, WAIT);
-        ferry
-    }
 }
 
 /// Twenty messages from `producer` to `consumer`, one at a time, each

@@ -34,7 +34,7 @@ use bytes::Bytes;
 use ferry_proto::client::{Client, ClientOptions};
 use ferry_proto::definitions::{DeliveryState, SequenceNo};
 use ferry_proto::message::{Body, Message};
-use ferry_tests::{Ferry, TempDir, WAIT};
+use ferry_tests::{Ferry, TempDir, WAIT, within};
 use router::Pki;
 
 /// Time for a mesh to converge, generously.
@@ -48,13 +48,6 @@ const TARGET: Duration = Duration::from_secs(1);
 const CLIENT_PORT: u16 = 5672;
 /// Port of every router's inter-router listener.
 const MESH_PORT: u16 = 55672;
-
-/// Runs `fut` for at most `limit`, failing the test with `what` after that.
-async fn within<T>(what: &str, limit: Duration, fut: impl Future<Output = T>) -> T {
-    tokio::time::timeout(limit, fut)
-        .await
-        .unwrap_or_else(|_| panic!("{what}: nothing after {limit:?}"))
-}
 
 /// What these tests need, for the failure message.
 const NEEDS: &str = "this test runs routers in network namespaces: it needs root (CAP_SYS_ADMIN \
