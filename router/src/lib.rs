@@ -16,6 +16,7 @@ pub mod manage;
 pub mod mesh;
 pub mod metrics;
 pub mod policy;
+pub mod quic;
 pub mod ratelog;
 pub mod reload;
 pub mod routing;

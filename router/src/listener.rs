@@ -22,7 +22,8 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::{Instrument, debug, error, info, warn};
 
-use crate::config::{Config, Limits, ListenerConfig};
+use crate::config::{Config, Limits, ListenerConfig, TransportKind};
+use crate::security::Security;
 use crate::shutdown::{self, Shutdown, Trigger};
 
 /// How long [`Server::run`] waits, after shutdown starts, for connection
@@ -58,11 +59,21 @@ where
     Arc::new(move |accepted| Box::pin(handler(accepted)))
 }
 
+/// An accepted connection's socket.
+#[derive(Debug)]
+pub enum Socket {
+    /// TCP, with `TCP_NODELAY` set.
+    Tcp(TcpStream),
+    /// A QUIC connection attempt, its handshake not yet done (it is the
+    /// connection task's to finish, within the handshake timeout).
+    Quic(Box<quinn::Incoming>),
+}
+
 /// An accepted connection, as handed to the [`ConnectionHandler`].
 #[derive(Debug)]
 pub struct Accepted {
-    /// The socket, with `TCP_NODELAY` set.
-    pub stream: TcpStream,
+    /// The socket.
+    pub stream: Socket,
     /// The peer's address.
     pub peer: SocketAddr,
     /// The local address it was accepted on.
@@ -102,24 +113,88 @@ struct Bound {
     index: usize,
     /// What new connections get (changed by management's UPDATE).
     config: watch::Receiver<Arc<ListenerConfig>>,
-    socket: TcpListener,
+    socket: Listening,
     local: SocketAddr,
     /// Fires when the listener is deleted (one added at run time); the
     /// configuration's stay until the router stops.
     closed: Option<Shutdown>,
 }
 
+/// A bound listener's socket.
+enum Listening {
+    Tcp(TcpListener),
+    /// A QUIC endpoint on a UDP socket.
+    Quic(quinn::Endpoint),
+}
+
+impl Listening {
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        match self {
+            Self::Tcp(l) => l.local_addr(),
+            Self::Quic(e) => e.local_addr(),
+        }
+    }
+
+    async fn accept(&self) -> io::Result<(Socket, SocketAddr)> {
+        match self {
+            Self::Tcp(l) => {
+                let (stream, peer) = l.accept().await?;
+                Ok((Socket::Tcp(stream), peer))
+            }
+            Self::Quic(e) => match e.accept().await {
+                Some(incoming) => {
+                    let peer = incoming.remote_address();
+                    Ok((Socket::Quic(Box::new(incoming)), peer))
+                }
+                None => std::future::pending().await,
+            },
+        }
+    }
+
+    /// Stops accepting; connections accepted carry on.
+    fn close(self) {
+        if let Self::Quic(e) = self {
+            e.set_server_config(None);
+        }
+    }
+}
+
 impl Bound {
-    async fn new(index: usize, listener: &ListenerConfig) -> Result<Self, BindError> {
+    async fn new(
+        index: usize,
+        listener: &ListenerConfig,
+        security: &Security,
+    ) -> Result<Self, BindError> {
         let address = host_port(&listener.host, listener.port);
         let bind_error = |source| BindError {
             index,
             address: address.clone(),
             source,
         };
-        let socket = TcpListener::bind((listener.host.as_str(), listener.port))
-            .await
-            .map_err(bind_error)?;
+        let socket = match listener.transport {
+            TransportKind::Tcp => Listening::Tcp(
+                TcpListener::bind((listener.host.as_str(), listener.port))
+                    .await
+                    .map_err(bind_error)?,
+            ),
+            TransportKind::Quic => {
+                let crypto = listener
+                    .tls
+                    .as_deref()
+                    .and_then(|p| security.tls.quic_server(p))
+                    .ok_or_else(|| {
+                        bind_error(io::Error::other(
+                            "quic needs a tls profile with cert, key and ca",
+                        ))
+                    })?;
+                let addr = tokio::net::lookup_host((listener.host.as_str(), listener.port))
+                    .await
+                    .map_err(bind_error)?
+                    .next()
+                    .ok_or_else(|| bind_error(io::Error::other("the host does not resolve")))?;
+                Listening::Quic(crate::quic::listen(addr, crypto).map_err(bind_error)?)
+            }
+        };
         let local = socket.local_addr().map_err(bind_error)?;
         Ok(Self {
             index,
@@ -128,6 +203,17 @@ impl Bound {
             local,
             closed: None,
         })
+    }
+}
+
+impl Bound {
+    /// `127.0.0.1:5672 (normal)`, `0.0.0.0:5673 (inter-router, quic)`.
+    fn describe(&self) -> String {
+        let config = self.config.borrow();
+        match config.transport {
+            TransportKind::Tcp => format!("{} ({})", self.local, config.role),
+            TransportKind::Quic => format!("{} ({}, quic)", self.local, config.role),
+        }
     }
 }
 
@@ -145,6 +231,7 @@ pub struct Server {
 #[derive(Debug, Clone)]
 pub struct Listeners {
     tx: mpsc::UnboundedSender<Bound>,
+    security: Arc<Security>,
 }
 
 impl Listeners {
@@ -158,7 +245,7 @@ impl Listeners {
     /// A [`BindError`] if the socket cannot be bound or the server has
     /// stopped.
     pub async fn add(&self, index: usize, listener: &ListenerConfig) -> Result<Added, BindError> {
-        let mut bound = Bound::new(index, listener).await?;
+        let mut bound = Bound::new(index, listener, &self.security).await?;
         let (stop, closed) = shutdown::channel();
         let (config, rx) = watch::channel(Arc::new(listener.clone()));
         bound.closed = Some(closed);
@@ -220,13 +307,13 @@ impl Server {
     /// # Errors
     ///
     /// A [`BindError`] naming the first listener that could not be bound.
-    pub async fn bind(config: &Config) -> Result<Self, BindError> {
+    pub async fn bind(config: &Config, security: Arc<Security>) -> Result<Self, BindError> {
         let mut bound = Vec::with_capacity(config.listeners.len());
         for (index, listener) in config.listeners.iter().enumerate() {
-            bound.push(Bound::new(index, listener).await?);
+            bound.push(Bound::new(index, listener, &security).await?);
         }
         for b in &bound {
-            info!("listening on {} ({})", b.local, b.config.borrow().role);
+            info!("listening on {}", b.describe());
         }
         let (tx, added) = mpsc::unbounded_channel();
         Ok(Self {
@@ -234,7 +321,7 @@ impl Server {
             limits: Arc::new(config.limits.clone()),
             grace: DEFAULT_GRACE,
             added,
-            listeners: Listeners { tx },
+            listeners: Listeners { tx, security },
         })
     }
 
@@ -285,7 +372,7 @@ impl Server {
             tokio::select! {
                 () = &mut stop => break,
                 Some(bound) = self.added.recv() => {
-                    info!("listening on {} ({})", bound.local, bound.config.borrow().role);
+                    info!("listening on {}", bound.describe());
                     loops.spawn(accept(bound).run().in_current_span());
                 }
             }
@@ -454,7 +541,9 @@ impl AcceptLoop {
                 info!("below the connection limit again; accepting");
                 refusing = false;
             }
-            if let Err(error) = stream.set_nodelay(true) {
+            if let Socket::Tcp(tcp) = &stream
+                && let Err(error) = tcp.set_nodelay(true)
+            {
                 debug!("cannot set TCP_NODELAY on the connection from {peer}: {error}");
             }
             let connection = handler(Accepted {
@@ -473,7 +562,7 @@ impl AcceptLoop {
                 .in_current_span(),
             );
         }
-        drop(bound.socket);
+        bound.socket.close();
         drain(tasks, grace).await
     }
 }
@@ -481,12 +570,12 @@ impl AcceptLoop {
 /// A deleted listener: its socket closed, its connections served until
 /// they end or the router stops.
 async fn close(
-    socket: TcpListener,
+    socket: Listening,
     mut tasks: JoinSet<()>,
     shutdown: &Shutdown,
     grace: Duration,
 ) -> usize {
-    drop(socket);
+    socket.close();
     loop {
         tokio::select! {
             () = shutdown.triggered() => return drain(tasks, grace).await,
@@ -500,13 +589,18 @@ async fn close(
 
 /// Refuses `stream` the AMQP way (see [`crate::driver::refuse`]) if
 /// fewer than [`MAX_REFUSALS`] refusals are running, else just closes it.
+/// A QUIC attempt is refused by QUIC (`CONNECTION_REFUSED`).
 fn refuse(
     refusals: &Arc<Semaphore>,
-    stream: TcpStream,
+    stream: Socket,
     listener: &Arc<ListenerConfig>,
     limits: &Arc<Limits>,
     reason: String,
 ) {
+    let stream = match stream {
+        Socket::Tcp(stream) => stream,
+        Socket::Quic(incoming) => return incoming.refuse(),
+    };
     if let Ok(permit) = refusals.clone().try_acquire_owned() {
         let (listener, limits) = (listener.clone(), limits.clone());
         tokio::spawn(
@@ -556,6 +650,10 @@ mod tests {
 
     const WAIT: Duration = Duration::from_secs(10);
 
+    fn none() -> Arc<Security> {
+        Arc::new(Security::none())
+    }
+
     fn config(max_connections: usize) -> Config {
         let mut config = Config::embedded_default();
         config.listeners[0].port = 0;
@@ -565,18 +663,21 @@ mod tests {
 
     /// Echoes until the peer closes or shutdown fires; reports each peer.
     fn echo(seen: mpsc::UnboundedSender<SocketAddr>) -> ConnectionHandler {
-        connection_handler(move |mut accepted: Accepted| {
+        connection_handler(move |accepted: Accepted| {
             let seen = seen.clone();
             async move {
                 let _ = seen.send(accepted.peer);
+                let Socket::Tcp(mut stream) = accepted.stream else {
+                    return;
+                };
                 let mut buf = [0u8; 64];
                 loop {
                     tokio::select! {
                         () = accepted.shutdown.triggered() => break,
-                        read = accepted.stream.read(&mut buf) => match read {
+                        read = stream.read(&mut buf) => match read {
                             Ok(0) | Err(_) => break,
                             Ok(n) => {
-                                if accepted.stream.write_all(&buf[..n]).await.is_err() {
+                                if stream.write_all(&buf[..n]).await.is_err() {
                                     break;
                                 }
                             }
@@ -606,7 +707,7 @@ mod tests {
     #[tokio::test]
     async fn serves_connections_and_drains_on_shutdown() {
         let (seen_tx, mut seen) = mpsc::unbounded_channel();
-        let server = Server::bind(&config(10)).await.unwrap();
+        let server = Server::bind(&config(10), none()).await.unwrap();
         let (addr, stop, run) = start(server, echo(seen_tx)).await;
 
         let mut client = TcpStream::connect(addr).await.unwrap();
@@ -637,7 +738,7 @@ mod tests {
         use ferry_proto::frame::{self, Frame, Layer, ProtocolHeader};
 
         let (seen_tx, mut seen) = mpsc::unbounded_channel();
-        let server = Server::bind(&config(1)).await.unwrap();
+        let server = Server::bind(&config(1), none()).await.unwrap();
         let (addr, stop, run) = start(server, echo(seen_tx)).await;
 
         let first = TcpStream::connect(addr).await.unwrap();
@@ -692,7 +793,7 @@ mod tests {
             let _stream = accepted.stream;
             std::future::pending::<()>().await;
         });
-        let server = Server::bind(&config(10))
+        let server = Server::bind(&config(10), none())
             .await
             .unwrap()
             .with_grace(Duration::from_millis(100));
@@ -721,7 +822,7 @@ mod tests {
         let mut config = config(10);
         config.listeners.insert(0, config.listeners[0].clone());
         config.listeners[1].port = port;
-        let error = Server::bind(&config).await.unwrap_err();
+        let error = Server::bind(&config, none()).await.unwrap_err();
         assert_eq!(error.index, 1);
         assert_eq!(error.source.kind(), io::ErrorKind::AddrInUse);
         assert_eq!(

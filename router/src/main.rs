@@ -576,7 +576,7 @@ async fn serve(
         Some(http) => Some(start_http(http, &config, &core, mesh_shutdown.clone()).await?),
         None => None,
     };
-    let server = Server::bind(&config).await?;
+    let server = Server::bind(&config, security.clone()).await?;
     if let Some(state) = &http {
         state.readiness.listeners_bound();
     }

@@ -1,4 +1,5 @@
-//! The byte stream under a connection: plain TCP, or TLS over TCP.
+//! The byte stream under a connection: plain TCP, TLS over TCP, or the
+//! streams of a QUIC connection ([`crate::quic::Streams`]).
 //!
 //! TLS runs sans-IO: after the handshake (done by `tokio-rustls`, see
 //! [`crate::tls`]), the connection task drives the `rustls` state machine
@@ -23,6 +24,8 @@ pub enum Transport {
     Tcp(TcpStream),
     /// TLS over TCP, handshake done.
     Tls(Box<Tls>),
+    /// QUIC (between routers), handshake done.
+    Quic(Box<crate::quic::Streams>),
 }
 
 /// TLS over TCP: the socket and the rustls state machine.
@@ -36,6 +39,7 @@ impl std::fmt::Debug for Transport {
         match self {
             Self::Tcp(_) => f.write_str("Transport::Tcp"),
             Self::Tls(_) => f.write_str("Transport::Tls"),
+            Self::Quic(_) => f.write_str("Transport::Quic"),
         }
     }
 }
@@ -76,22 +80,65 @@ impl Transport {
         Self::Tls(Box::new(Tls { tcp, tls }))
     }
 
-    /// The TCP socket.
-    pub fn tcp(&self) -> &TcpStream {
+    /// The TCP socket, if it runs over TCP.
+    pub fn tcp(&self) -> Option<&TcpStream> {
         match self {
-            Self::Tcp(tcp) => tcp,
-            Self::Tls(t) => &t.tcp,
+            Self::Tcp(tcp) => Some(tcp),
+            Self::Tls(t) => Some(&t.tcp),
+            Self::Quic(_) => None,
         }
     }
 
-    /// Waits until the socket may be read.
-    pub async fn readable(&self) -> io::Result<()> {
-        self.tcp().readable().await
+    /// The peer's address.
+    pub fn peer_addr(&self) -> Option<std::net::SocketAddr> {
+        match self {
+            Self::Quic(q) => Some(q.peer_addr()),
+            _ => self.tcp()?.peer_addr().ok(),
+        }
     }
 
-    /// Waits until the socket may be written.
+    /// Our address.
+    pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
+        match self {
+            Self::Quic(q) => Some(q.local_addr()),
+            _ => self.tcp()?.local_addr().ok(),
+        }
+    }
+
+    /// Waits until the socket may be read (QUIC: until a frame came, or
+    /// the end).
+    pub async fn readable(&self) -> io::Result<()> {
+        match self {
+            Self::Tcp(tcp) => tcp.readable().await,
+            Self::Tls(t) => t.tcp.readable().await,
+            Self::Quic(q) => {
+                q.readable().await;
+                Ok(())
+            }
+        }
+    }
+
+    /// Waits until the socket may be written (QUIC: until quinn took some
+    /// of the output waiting for it).
     pub async fn writable(&self) -> io::Result<()> {
-        self.tcp().writable().await
+        match self {
+            Self::Tcp(tcp) => tcp.writable().await,
+            Self::Tls(t) => t.tcp.writable().await,
+            Self::Quic(q) => {
+                q.written().await;
+                Ok(())
+            }
+        }
+    }
+
+    /// Output taken by [`try_write`](Self::try_write) that waits in the
+    /// router beyond the engine (QUIC's stream writers; TCP and TLS keep
+    /// none worth counting).
+    pub fn backlog(&self) -> usize {
+        match self {
+            Self::Quic(q) => q.backlog(),
+            _ => 0,
+        }
     }
 
     /// Reads what is available without waiting and hands the plaintext to
@@ -114,6 +161,7 @@ impl Transport {
                 Err(e) => Err(e),
             },
             Self::Tls(t) => t.read(buf, &mut sink),
+            Self::Quic(q) => Ok(q.read(&mut sink)),
         }
     }
 
@@ -127,6 +175,7 @@ impl Transport {
         match self {
             Self::Tcp(tcp) => tcp.try_write(data),
             Self::Tls(t) => t.try_write(data),
+            Self::Quic(q) => Ok(q.try_write(data)),
         }
     }
 
@@ -138,7 +187,7 @@ impl Transport {
     /// The socket's errors.
     pub fn flush_now(&mut self) -> io::Result<()> {
         match self {
-            Self::Tcp(_) => Ok(()),
+            Self::Tcp(_) | Self::Quic(_) => Ok(()),
             Self::Tls(t) => t.flush_now(),
         }
     }
@@ -149,6 +198,7 @@ impl Transport {
         match self {
             Self::Tcp(_) => false,
             Self::Tls(t) => t.tls.wants_write(),
+            Self::Quic(q) => q.backlog() > 0,
         }
     }
 
@@ -175,10 +225,17 @@ impl Transport {
     ///
     /// The socket's errors.
     pub async fn shutdown(&mut self) -> io::Result<()> {
-        if let Self::Tls(t) = self {
-            t.tls.send_close_notify();
+        match self {
+            Self::Tcp(_) => Ok(()),
+            Self::Tls(t) => {
+                t.tls.send_close_notify();
+                self.drain().await
+            }
+            Self::Quic(q) => {
+                q.shutdown().await;
+                Ok(())
+            }
         }
-        self.drain().await
     }
 
     /// Waits until no encrypted output is left.

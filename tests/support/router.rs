@@ -70,9 +70,70 @@ pub fn mesh_router(
     start_mesh_router(&mesh_toml(id, inter_port, connect, true), inter_port, extra)
 }
 
+/// What carries the test meshes' inter-router links, from
+/// `FERRY_TEST_MESH_TRANSPORT`: `tcp` (the default), `quic` (every link),
+/// or `mixed` (every inter-router listener on TCP and QUIC at the same
+/// port number, connectors alternating between them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MeshTransport {
+    Tcp,
+    Quic,
+    Mixed,
+}
+
+impl MeshTransport {
+    /// The transport the environment asks for.
+    pub fn from_env() -> Self {
+        match std::env::var("FERRY_TEST_MESH_TRANSPORT").as_deref() {
+            Ok("quic") => Self::Quic,
+            Ok("mixed") => Self::Mixed,
+            Ok("tcp") | Err(_) => Self::Tcp,
+            Ok(other) => panic!("FERRY_TEST_MESH_TRANSPORT={other}: expected tcp, quic or mixed"),
+        }
+    }
+
+    /// The transports inter-router listeners run.
+    fn listeners(self) -> &'static [&'static str] {
+        match self {
+            Self::Tcp => &["tcp"],
+            Self::Quic => &["quic"],
+            Self::Mixed => &["tcp", "quic"],
+        }
+    }
+
+    /// The transport of the next connector written.
+    fn connector(self) -> &'static str {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        match self {
+            Self::Tcp => "tcp",
+            Self::Quic => "quic",
+            Self::Mixed => {
+                ["quic", "tcp"][NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 2]
+            }
+        }
+    }
+}
+
 /// The configuration [`mesh_router`] runs; `tls: false`: the inter-router
-/// listener and connectors in plain TCP (allowed on loopback).
+/// listener and connectors in plain TCP (allowed on loopback), whatever
+/// [`MeshTransport::from_env`] says (QUIC always runs TLS).
 pub fn mesh_toml(id: &str, inter_port: Option<u16>, connect: &[(u16, u32)], tls: bool) -> String {
+    let transport = if tls {
+        MeshTransport::from_env()
+    } else {
+        MeshTransport::Tcp
+    };
+    mesh_toml_over(id, inter_port, connect, tls, transport)
+}
+
+/// [`mesh_toml`] over `transport` (QUIC needs `tls`).
+pub fn mesh_toml_over(
+    id: &str,
+    inter_port: Option<u16>,
+    connect: &[(u16, u32)],
+    tls: bool,
+    transport: MeshTransport,
+) -> String {
     let pki = Pki::mesh();
     let mut toml = format!("[router]\nid = \"{id}\"\nmode = \"interior\"\n\n");
     let secure = if tls {
@@ -88,13 +149,16 @@ pub fn mesh_toml(id: &str, inter_port: Option<u16>, connect: &[(u16, u32)], tls:
         } else {
             ""
         };
-        toml += &format!(
-            "[[listener]]\nhost = \"127.0.0.1\"\nport = {p}\nrole = \"inter-router\"\n{secure}{client_cert}\n"
-        );
+        for t in transport.listeners() {
+            toml += &format!(
+                "[[listener]]\nhost = \"127.0.0.1\"\nport = {p}\nrole = \"inter-router\"\n{secure}{client_cert}transport = \"{t}\"\n\n"
+            );
+        }
     }
     for (port, cost) in connect {
+        let t = transport.connector();
         toml += &format!(
-            "[[connector]]\nhost = \"127.0.0.1\"\nport = {port}\nrole = \"inter-router\"\ncost = {cost}\n{secure}\n"
+            "[[connector]]\nhost = \"127.0.0.1\"\nport = {port}\nrole = \"inter-router\"\ncost = {cost}\n{secure}transport = \"{t}\"\n\n"
         );
     }
     toml
@@ -110,7 +174,7 @@ pub fn start_mesh_router(toml: &str, inter_port: Option<u16>, extra: &str) -> Ro
         ["run".as_ref(), "--config".as_ref(), path.as_os_str()],
         &[("RUST_LOG", "info,ferry_router=debug")],
     );
-    let listeners = 1 + usize::from(inter_port.is_some());
+    let listeners = toml.matches("[[listener]]").count();
     let addrs = ferry.wait_listening(listeners, WAIT);
     let addr = *addrs
         .iter()

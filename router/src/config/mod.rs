@@ -23,7 +23,7 @@ pub use logging::{LOG_LEVELS, RUST_LOG, effective_log_filter, log_filter};
 pub use model::{
     AddressConfig, AuthConfig, ClientCert, Config, ConnectorConfig, Distribution, GroupConfig,
     HttpConfig, Limits, ListenerConfig, LogConfig, ManagementConfig, Named, Role, RouterConfig,
-    RouterMode, TlsProfileConfig, TlsVersion, VhostConfig, default_router_id,
+    RouterMode, TlsProfileConfig, TlsVersion, TransportKind, VhostConfig, default_router_id,
     default_sasl_mechanisms,
 };
 pub use validate::{

@@ -61,7 +61,14 @@ macro_rules! named_impls {
     )*};
 }
 
-named_impls!(RouterMode, Role, Distribution, ClientCert, TlsVersion);
+named_impls!(
+    RouterMode,
+    Role,
+    Distribution,
+    ClientCert,
+    TlsVersion,
+    TransportKind
+);
 
 /// The whole router configuration: one value of this type drives a router.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -306,6 +313,34 @@ pub struct ListenerConfig {
     /// start-up unless this is true.
     #[serde(default)]
     pub allow_unauthenticated_routers: bool,
+    /// `tcp` (the default) or `quic` (UDP; inter-router listeners only,
+    /// with a TLS profile: QUIC always runs TLS 1.3 and requires the
+    /// peer router's certificate).
+    #[serde(default)]
+    pub transport: TransportKind,
+}
+
+/// `transport` of a listener or connector: what carries AMQP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
+#[serde(try_from = "String")]
+pub enum TransportKind {
+    /// TCP, optionally with TLS (the `tls` profile).
+    #[default]
+    Tcp,
+    /// QUIC over UDP (RFC 9000), TLS 1.3 built in: each AMQP session on
+    /// a stream of its own (docs/ROUTING.md, *QUIC*).
+    Quic,
+}
+
+impl Named for TransportKind {
+    const ALL: &'static [Self] = &[Self::Tcp, Self::Quic];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Tcp => "tcp",
+            Self::Quic => "quic",
+        }
+    }
 }
 
 /// `listener.client_cert`: whether peers must present a certificate.
@@ -401,6 +436,7 @@ impl ListenerConfig {
             client_cert: ClientCert::None,
             allow_plain_without_tls: false,
             allow_unauthenticated_routers: false,
+            transport: TransportKind::Tcp,
         }
     }
 }
@@ -441,6 +477,10 @@ pub struct ConnectorConfig {
     /// authenticated, the traffic not encrypted).
     #[serde(default)]
     pub allow_unauthenticated_routers: bool,
+    /// `tcp` (the default) or `quic` (the peer's listener must be a QUIC
+    /// one; needs `tls`).
+    #[serde(default)]
+    pub transport: TransportKind,
 }
 
 impl ConnectorConfig {
@@ -455,6 +495,7 @@ impl ConnectorConfig {
             tls: None,
             server_name: None,
             allow_unauthenticated_routers: false,
+            transport: TransportKind::Tcp,
         }
     }
 }

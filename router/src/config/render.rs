@@ -34,6 +34,7 @@ impl Display for Config {
                 "allow_unauthenticated_routers = {}",
                 listener.allow_unauthenticated_routers
             )?;
+            writeln!(f, "transport = {}", quote(listener.transport.as_str()))?;
         }
         for connector in &self.connectors {
             writeln!(f, "\n[[connector]]")?;
@@ -52,6 +53,7 @@ impl Display for Config {
                 "allow_unauthenticated_routers = {}",
                 connector.allow_unauthenticated_routers
             )?;
+            writeln!(f, "transport = {}", quote(connector.transport.as_str()))?;
         }
         for profile in &self.tls {
             writeln!(f, "\n[[tls]]")?;

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use super::model::{
     AddressConfig, ClientCert, Config, ConnectorConfig, Limits, ListenerConfig, Named, Role,
-    RouterMode, TlsProfileConfig,
+    RouterMode, TlsProfileConfig, TransportKind,
 };
 
 /// SASL mechanisms the router implements.
@@ -145,7 +145,10 @@ fn validate_listeners(config: &Config) -> Result<(), Invalid> {
         }
         validate_listener_security(config, i)?;
         if listener.port != 0
-            && let Some(first) = seen.insert((listener.host.as_str(), listener.port), i)
+            && let Some(first) = seen.insert(
+                (listener.host.as_str(), listener.port, listener.transport),
+                i,
+            )
         {
             return Err(invalid(
                 format!("listener[{i}]"),
@@ -169,10 +172,9 @@ fn validate_http(config: &Config) -> Result<(), Invalid> {
         return Err(invalid("http.host", "must not be empty"));
     }
     if http.port != 0
-        && let Some(i) = config
-            .listeners
-            .iter()
-            .position(|l| l.host == http.host && l.port == http.port)
+        && let Some(i) = config.listeners.iter().position(|l| {
+            l.host == http.host && l.port == http.port && l.transport == TransportKind::Tcp
+        })
     {
         return Err(invalid(
             "http.port",
@@ -217,6 +219,12 @@ fn validate_connectors(config: &Config) -> Result<(), Invalid> {
                     needed.as_str(),
                     mode.as_str()
                 ),
+            ));
+        }
+        if connector.transport == TransportKind::Quic && connector.tls.is_none() {
+            return Err(invalid(
+                key("tls"),
+                "quic always runs TLS 1.3 with the routers' certificates: set tls",
             ));
         }
         match &connector.tls {
@@ -324,6 +332,20 @@ fn validate_listener_security(config: &Config, i: usize) -> Result<(), Invalid> 
         }
         None => None,
     };
+    if listener.transport == TransportKind::Quic {
+        if listener.role != Role::InterRouter {
+            return Err(invalid(
+                key("transport"),
+                "quic carries connections between routers only: set role = \"inter-router\"",
+            ));
+        }
+        if profile.is_none() {
+            return Err(invalid(
+                key("tls"),
+                "quic always runs TLS 1.3 with the routers' certificates: set tls and client_cert = \"required\"",
+            ));
+        }
+    }
     if listener.client_cert != ClientCert::None {
         match profile {
             None => return Err(invalid(key("client_cert"), "needs tls")),
@@ -737,6 +759,36 @@ mod tests {
         validate(&config).unwrap();
         config.connectors[0].host = "localhost".into();
         config.connectors[0].tls = None;
+        validate(&config).unwrap();
+    }
+
+    #[test]
+    fn quic_is_for_routers_and_always_authenticated() {
+        let mut config = base();
+        config.router.mode = RouterMode::Interior;
+        config.listeners[0].transport = TransportKind::Quic;
+        assert_eq!(key_of(&config), "listener[0].transport", "clients");
+        config.listeners[0].role = Role::InterRouter;
+        assert_eq!(key_of(&config), "listener[0].tls", "even on loopback");
+        config.tls.push(profile("mesh", true, true));
+        config.listeners[0].tls = Some("mesh".into());
+        assert_eq!(key_of(&config), "listener[0].client_cert");
+        config.listeners[0].client_cert = ClientCert::Required;
+        validate(&config).unwrap();
+        // TCP and UDP ports are distinct: the same number is no clash.
+        let mut tcp = config.listeners[0].clone();
+        tcp.transport = TransportKind::Tcp;
+        config.listeners.push(tcp.clone());
+        validate(&config).unwrap();
+        config.listeners.push(tcp);
+        assert_eq!(key_of(&config), "listener[2]");
+        config.listeners.pop();
+
+        let mut connector = ConnectorConfig::new("127.0.0.1", 5673, 1);
+        connector.transport = TransportKind::Quic;
+        config.connectors.push(connector);
+        assert_eq!(key_of(&config), "connector[0].tls", "even on loopback");
+        config.connectors[0].tls = Some("mesh".into());
         validate(&config).unwrap();
     }
 

@@ -25,8 +25,10 @@ pub struct Peer {
     pub addr: Option<std::net::SocketAddr>,
     /// This router's end of the connection.
     pub local: Option<std::net::SocketAddr>,
-    /// Whether the connection runs over TLS.
+    /// Whether the connection runs over TLS (QUIC's included).
     pub tls: bool,
+    /// Whether it runs over QUIC.
+    pub quic: bool,
     /// The names in its certificate, verified against the profile's `ca`
     /// (a client certificate, or the server's on a connector).
     pub cert: Option<CertNames>,
@@ -70,6 +72,7 @@ impl Endpoint {
         let ends = Ends {
             local: peer.local,
             peer: peer.addr,
+            quic: peer.quic,
         };
         let (tx, inbox) = crate::core::inbox();
         let handle = ConnHandle {

@@ -20,7 +20,7 @@ use tokio::net::TcpStream;
 
 use crate::config::ConnectorConfig;
 use crate::core::Core;
-use crate::listener::Accepted;
+use crate::listener::{Accepted, Socket};
 use crate::security::Security;
 use crate::shutdown::Shutdown;
 use crate::tls::CertNames;
@@ -66,42 +66,61 @@ pub async fn serve(accepted: Accepted, core: Arc<Core>, security: Arc<Security>)
         shutdown,
         ..
     } = accepted;
-    // TLS, SASL and the peer's AMQP open, within the limit.
+    // TLS (or QUIC's), SASL and the peer's AMQP open, within the limit.
     let deadline = Instant::now() + limits.handshake_timeout();
-    if listener.role == crate::config::Role::InterRouter {
-        limit_unsent(&stream);
-    }
-    let (transport, cert) = match &listener.tls {
-        None => (Transport::Tcp(stream), None),
-        Some(profile) => {
-            let Some(config) = security.tls.server(profile, listener.client_cert) else {
-                tracing::error!("tls profile {profile:?} cannot serve the listener on {local}");
-                return;
-            };
-            let handshake = tokio::select! {
-                // Boxed: the handshake's state is large, and held inline
-                // it would make every connection's future as large for
-                // the connection's lifetime.
-                r = Box::pin(crate::tls::accept(stream, config, limits.handshake_timeout())) => r,
-                () = shutdown.triggered() => return,
-            };
-            match handshake {
-                Ok(secured) => (secured.transport, secured.peer),
-                Err(error) => {
-                    security.refusals.note(|| {
-                        // deploy/chaos.sh reads this line.
-                        tracing::warn!(%peer, "connection refused: {error}");
-                    });
-                    return;
+    let secured = match stream {
+        Socket::Quic(incoming) => tokio::select! {
+            r = Box::pin(accept_quic(*incoming, &listener, &security, &limits, local)) => {
+                r.map_err(|e| e.to_string())
+            }
+            () = shutdown.triggered() => return,
+        },
+        Socket::Tcp(stream) => {
+            if listener.role == crate::config::Role::InterRouter {
+                limit_unsent(&stream);
+            }
+            match &listener.tls {
+                None => Ok((Transport::Tcp(stream), None)),
+                Some(profile) => {
+                    let Some(config) = security.tls.server(profile, listener.client_cert) else {
+                        tracing::error!(
+                            "tls profile {profile:?} cannot serve the listener on {local}"
+                        );
+                        return;
+                    };
+                    tokio::select! {
+                        // Boxed: the handshake's state is large, and held
+                        // inline it would make every connection's future
+                        // as large for the connection's lifetime.
+                        r = Box::pin(crate::tls::accept(stream, config, limits.handshake_timeout())) => {
+                            r.map(|s| (s.transport, s.peer)).map_err(|e| e.to_string())
+                        }
+                        () = shutdown.triggered() => return,
+                    }
                 }
             }
         }
     };
-    let tls = matches!(transport, Transport::Tls(_));
+    let (transport, cert) = match secured {
+        Ok(secured) => secured,
+        Err(error) => {
+            security.refusals.note(|| {
+                // deploy/chaos.sh reads this line.
+                tracing::warn!(%peer, "connection refused: {error}");
+            });
+            return;
+        }
+    };
+    let over = match transport {
+        Transport::Tcp(_) => "",
+        Transport::Tls(_) => " over TLS",
+        Transport::Quic(_) => " over QUIC",
+    };
     let who = Peer {
         addr: Some(peer),
         local: Some(local),
-        tls,
+        tls: !over.is_empty(),
+        quic: matches!(transport, Transport::Quic(_)),
         cert,
     };
     // Boxed: the connection's future would otherwise hold the endpoint
@@ -114,7 +133,6 @@ pub async fn serve(accepted: Accepted, core: Arc<Core>, security: Arc<Security>)
         who,
         Instant::now(),
     ));
-    let over = if tls { " over TLS" } else { "" };
     tracing::debug!(
         "connection {} from {peer} accepted on {local} ({}){over}",
         endpoint.id().0,
@@ -122,6 +140,30 @@ pub async fn serve(accepted: Accepted, core: Arc<Core>, security: Arc<Security>)
     );
     let (endpoint, reason) = Task::run(transport, endpoint, security, deadline, shutdown).await;
     tracing::debug!("connection {} from {peer} ended: {reason}", endpoint.id().0);
+}
+
+/// The QUIC handshake of an accepted connection (the listener's profile
+/// as loaded now), then its streams.
+async fn accept_quic(
+    incoming: quinn::Incoming,
+    listener: &crate::config::ListenerConfig,
+    security: &Security,
+    limits: &crate::config::Limits,
+    local: std::net::SocketAddr,
+) -> Result<(Transport, Option<CertNames>), crate::quic::QuicError> {
+    let crypto = listener
+        .tls
+        .as_deref()
+        .and_then(|p| security.tls.quic_server(p))
+        .ok_or_else(|| {
+            crate::quic::QuicError::Socket(std::io::Error::other("no QUIC material in the profile"))
+        })?;
+    let conn = crate::quic::accept(incoming, crypto, limits.handshake_timeout()).await?;
+    let cert = crate::quic::peer_names(&conn);
+    let streams = crate::quic::Streams::new(conn, local, limits.max_frame_size as usize)
+        .await
+        .map_err(crate::quic::QuicError::Socket)?;
+    Ok((Transport::Quic(Box::new(streams)), cert))
 }
 
 /// How an inter-router connection this router dialed went.
@@ -148,11 +190,14 @@ pub async fn dial(
     deadline: Instant,
     shutdown: Shutdown,
 ) -> Dialed {
-    limit_unsent(transport.tcp());
+    if let Some(tcp) = transport.tcp() {
+        limit_unsent(tcp);
+    }
     let who = Peer {
-        addr: transport.tcp().peer_addr().ok(),
-        local: transport.tcp().local_addr().ok(),
-        tls: matches!(transport, Transport::Tls(_)),
+        addr: transport.peer_addr(),
+        local: transport.local_addr(),
+        tls: !matches!(transport, Transport::Tcp(_)),
+        quic: matches!(transport, Transport::Quic(_)),
         cert,
     };
     let endpoint = Box::new(Endpoint::dialed(core, connector, who, Instant::now()));
@@ -243,7 +288,9 @@ impl Task {
             let budget = self.endpoint.budget().clone();
             let paused = self.endpoint.should_pause();
             let writing = !self.pending.is_empty() || self.transport.wants_write();
-            let backlogged = self.pending.len() + self.endpoint.output_backlog() > MAX_OUTPUT;
+            let backlogged =
+                self.pending.len() + self.endpoint.output_backlog() + self.transport.backlog()
+                    > MAX_OUTPUT;
             self.endpoint.set_congested(backlogged);
             let held = self.endpoint.has_held();
             tokio::select! {
@@ -280,7 +327,7 @@ impl Task {
                     self.endpoint.handle_inbox(MAX_BATCH, Instant::now());
                 }
                 () = tokio::time::sleep_until(opened_by), if !self.endpoint.peer_opened() => {
-                    let peer = self.transport.tcp().peer_addr().ok();
+                    let peer = self.transport.peer_addr();
                     self.security.refusals.note(|| {
                         tracing::warn!(?peer, "connection closed: no AMQP open within the handshake timeout");
                     });

@@ -29,7 +29,7 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::config::ConnectorConfig;
+use crate::config::{ConnectorConfig, Limits, TransportKind};
 use crate::core::Core;
 use crate::driver::Dialed;
 use crate::security::Security;
@@ -62,49 +62,39 @@ pub async fn run(
     shutdown: Shutdown,
 ) {
     let target = format!("{}:{}", connector.host, connector.port);
-    let mut attempts = Attempts::new(format!("connector[{index}] to {target}"));
+    let over = match connector.transport {
+        TransportKind::Tcp => "",
+        TransportKind::Quic => " over QUIC",
+    };
+    let mut attempts = Attempts::new(format!("connector[{index}] to {target}{over}"));
     let mut backoff = MIN_BACKOFF;
     while !shutdown.is_triggered() {
         let begun = Instant::now();
-        let attempt = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&target));
         let connected = tokio::select! {
-            r = attempt => r,
+            r = connect(&connector, &security, core.limits()) => r,
             _ = shutdown.triggered() => return,
         };
         let outcome = match connected {
-            Ok(Ok(stream)) => {
-                let _ = stream.set_nodelay(true);
+            Ok((transport, cert)) => {
                 let started = Instant::now();
-                // TLS and the peer's AMQP open, within the limit.
+                // The peer's AMQP open, within the limit.
                 let deadline = std::time::Instant::now() + core.limits().handshake_timeout();
-                let secured = tokio::select! {
-                    r = secure(stream, &security, &connector, core.limits().handshake_timeout()) => r,
-                    _ = shutdown.triggered() => return,
-                };
-                let outcome = match secured {
-                    Ok((transport, cert)) => {
-                        crate::driver::dial(
-                            transport,
-                            cert,
-                            core.clone(),
-                            security.clone(),
-                            &connector,
-                            deadline,
-                            shutdown.clone(),
-                        )
-                        .await
-                    }
-                    Err(error) => failed(error.to_string()),
-                };
+                let outcome = crate::driver::dial(
+                    transport,
+                    cert,
+                    core.clone(),
+                    security.clone(),
+                    &connector,
+                    deadline,
+                    shutdown.clone(),
+                )
+                .await;
                 if matches!(outcome, Dialed::Neighbour(_)) && started.elapsed() >= STABLE {
                     backoff = MIN_BACKOFF;
                 }
                 outcome
             }
-            Ok(Err(e)) => failed(format!("cannot connect: {e}")),
-            Err(_) => failed(format!(
-                "cannot connect: no answer within {CONNECT_TIMEOUT:?}"
-            )),
+            Err(why) => failed(why),
         };
         if shutdown.is_triggered() {
             return;
@@ -221,15 +211,52 @@ fn minutes(d: Duration) -> String {
     }
 }
 
-/// The TLS handshake, if the connector has a profile: the server's
-/// certificate must verify against the profile's `ca` for `server_name`
-/// (default: `host`).
-async fn secure(
-    stream: TcpStream,
-    security: &Security,
+/// Connects to the connector's peer: TCP (and TLS if the connector has
+/// a profile: the server's certificate must verify against the profile's
+/// `ca` for `server_name`, default `host`), or QUIC. Says why not in the
+/// words of the log line.
+async fn connect(
     connector: &ConnectorConfig,
-    timeout: Duration,
-) -> Result<(Transport, Option<crate::tls::CertNames>), crate::tls::HandshakeError> {
+    security: &Security,
+    limits: &Limits,
+) -> Result<(Transport, Option<crate::tls::CertNames>), String> {
+    let name = connector.server_name.as_deref().unwrap_or(&connector.host);
+    if connector.transport == TransportKind::Quic {
+        let crypto = connector
+            .tls
+            .as_deref()
+            .and_then(|p| security.tls.quic_client(p))
+            .ok_or("the tls profile has no cert for QUIC")?;
+        let conn = crate::quic::connect(
+            &connector.host,
+            connector.port,
+            name,
+            crypto,
+            CONNECT_TIMEOUT,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let cert = crate::quic::peer_names(&conn);
+        let local = conn.local_ip().map_or_else(
+            || std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
+            |ip| (ip, 0).into(),
+        );
+        let streams = crate::quic::Streams::new(conn, local, limits.max_frame_size as usize)
+            .await
+            .map_err(|e| format!("the QUIC connection ended at once: {e}"))?;
+        return Ok((Transport::Quic(Box::new(streams)), cert));
+    }
+    let target = format!("{}:{}", connector.host, connector.port);
+    let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&target)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => return Err(format!("cannot connect: {e}")),
+        Err(_) => {
+            return Err(format!(
+                "cannot connect: no answer within {CONNECT_TIMEOUT:?}"
+            ));
+        }
+    };
+    let _ = stream.set_nodelay(true);
     let Some(profile) = &connector.tls else {
         return Ok((Transport::Tcp(stream), None));
     };
@@ -237,8 +264,9 @@ async fn secure(
         .tls
         .client(profile)
         .expect("validated: the connector's profile has a ca");
-    let name = connector.server_name.as_deref().unwrap_or(&connector.host);
-    let secured = crate::tls::connect(stream, config, name, timeout).await?;
+    let secured = crate::tls::connect(stream, config, name, limits.handshake_timeout())
+        .await
+        .map_err(|e| e.to_string())?;
     Ok((secured.transport, secured.peer))
 }
 

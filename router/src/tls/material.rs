@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
@@ -17,6 +18,11 @@ use crate::config::{TlsProfileConfig, TlsVersion};
 /// ALPN protocol id offered and accepted (RFC 7301); a client that offers
 /// ALPN without it is refused, one that offers none is served.
 pub const ALPN_AMQP: &[u8] = b"amqp";
+
+/// ALPN protocol id of AMQP over QUIC between Ferry routers: Ferry's own
+/// mapping of sessions onto streams (docs/ROUTING.md, *QUIC*), so a QUIC
+/// peer that does not speak it fails the handshake instead of the AMQP.
+pub const ALPN_QUIC: &[u8] = b"ferry-amqp/1";
 
 /// Largest PEM file read: certificates and keys are kilobytes.
 const MAX_PEM_BYTES: u64 = 1 << 20;
@@ -43,7 +49,6 @@ pub fn provider() -> Arc<CryptoProvider> {
 }
 
 /// A profile's configurations, built from its files as they were read.
-#[derive(Debug)]
 pub struct Material {
     /// Server side, by client-certificate policy (none without `cert`;
     /// optional and required without `ca`).
@@ -52,6 +57,24 @@ pub struct Material {
     pub server_required: Option<Arc<ServerConfig>>,
     /// Client side (needs `ca`; presents `cert` when there is one).
     pub client: Option<Arc<ClientConfig>>,
+    /// QUIC between routers (TLS 1.3, [`ALPN_QUIC`]): server side, a
+    /// client certificate required (needs `cert` and `ca`).
+    pub quic_server: Option<Arc<QuicServerConfig>>,
+    /// QUIC client side, presenting `cert` (needs `cert` and `ca`).
+    pub quic_client: Option<Arc<QuicClientConfig>>,
+}
+
+impl std::fmt::Debug for Material {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Material")
+            .field("server_none", &self.server_none.is_some())
+            .field("server_optional", &self.server_optional.is_some())
+            .field("server_required", &self.server_required.is_some())
+            .field("client", &self.client.is_some())
+            .field("quic_server", &self.quic_server.is_some())
+            .field("quic_client", &self.quic_client.is_some())
+            .finish()
+    }
 }
 
 impl Material {
@@ -85,21 +108,25 @@ impl Material {
             Some(ca) => Some(Arc::new(read_roots(ca).map_err(|r| fail("ca", ca, r))?)),
             None => None,
         };
-        let server = |verifier: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>| {
-            let (chain, key) = identity.as_ref()?;
-            let builder = ServerConfig::builder_with_provider(provider.clone())
-                .with_protocol_versions(versions)
-                .expect("the ring provider supports TLS 1.2 and 1.3");
-            let builder = match verifier {
-                Some(v) => builder.with_client_cert_verifier(v),
-                None => builder.with_no_client_auth(),
+        let server_with =
+            |verifier: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
+             versions: &[&'static SupportedProtocolVersion],
+             alpn: &[u8]| {
+                let (chain, key) = identity.as_ref()?;
+                let builder = ServerConfig::builder_with_provider(provider.clone())
+                    .with_protocol_versions(versions)
+                    .expect("the ring provider supports TLS 1.2 and 1.3");
+                let builder = match verifier {
+                    Some(v) => builder.with_client_cert_verifier(v),
+                    None => builder.with_no_client_auth(),
+                };
+                let mut config = builder
+                    .with_single_cert(chain.clone(), key.clone_key())
+                    .expect("checked by CertifiedKey::from_der");
+                config.alpn_protocols = vec![alpn.to_vec()];
+                Some(config)
             };
-            let mut config = builder
-                .with_single_cert(chain.clone(), key.clone_key())
-                .expect("checked by CertifiedKey::from_der");
-            config.alpn_protocols = vec![ALPN_AMQP.to_vec()];
-            Some(Arc::new(config))
-        };
+        let server = |verifier| server_with(verifier, versions, ALPN_AMQP).map(Arc::new);
         let client_verifier = |optional: bool| -> Result<_, MaterialError> {
             let Some(roots) = &roots else { return Ok(None) };
             let builder =
@@ -117,26 +144,42 @@ impl Material {
         };
         let optional = client_verifier(true)?;
         let required = client_verifier(false)?;
-        let client = match &roots {
-            Some(roots) => {
-                let ca = profile.ca.as_deref().expect("roots come from ca");
-                let verifier =
-                    WebPkiServerVerifier::builder_with_provider(roots.clone(), provider.clone())
-                        .build()
-                        .map_err(|e| fail("ca", ca, e.to_string()))?;
-                let builder = ClientConfig::builder_with_provider(provider.clone())
-                    .with_protocol_versions(versions)
-                    .expect("the ring provider supports TLS 1.2 and 1.3")
-                    .with_webpki_verifier(verifier);
-                let mut config = match &identity {
-                    Some((chain, key)) => builder
-                        .with_client_auth_cert(chain.clone(), key.clone_key())
-                        .expect("checked by CertifiedKey::from_der"),
-                    None => builder.with_no_client_auth(),
-                };
-                config.alpn_protocols = vec![ALPN_AMQP.to_vec()];
-                Some(Arc::new(config))
-            }
+        let client_with = |versions: &[&'static SupportedProtocolVersion],
+                           alpn: &[u8]|
+         -> Result<Option<ClientConfig>, MaterialError> {
+            let Some(roots) = &roots else { return Ok(None) };
+            let ca = profile.ca.as_deref().expect("roots come from ca");
+            let verifier =
+                WebPkiServerVerifier::builder_with_provider(roots.clone(), provider.clone())
+                    .build()
+                    .map_err(|e| fail("ca", ca, e.to_string()))?;
+            let builder = ClientConfig::builder_with_provider(provider.clone())
+                .with_protocol_versions(versions)
+                .expect("the ring provider supports TLS 1.2 and 1.3")
+                .with_webpki_verifier(verifier);
+            let mut config = match &identity {
+                Some((chain, key)) => builder
+                    .with_client_auth_cert(chain.clone(), key.clone_key())
+                    .expect("checked by CertifiedKey::from_der"),
+                None => builder.with_no_client_auth(),
+            };
+            config.alpn_protocols = vec![alpn.to_vec()];
+            Ok(Some(config))
+        };
+        let client = client_with(versions, ALPN_AMQP)?.map(Arc::new);
+        // QUIC: TLS 1.3 only (RFC 9001 §4.2), and both routers prove who
+        // they are; the ring provider has QUIC's initial suite.
+        let tls13 = self::versions(TlsVersion::V1_3);
+        let quic_server = match (&required, &identity) {
+            (Some(verifier), Some(_)) => server_with(Some(verifier.clone()), tls13, ALPN_QUIC)
+                .map(|c| QuicServerConfig::try_from(c).expect("ring has TLS13_AES_128_GCM_SHA256"))
+                .map(Arc::new),
+            _ => None,
+        };
+        let quic_client = match &identity {
+            Some(_) => client_with(tls13, ALPN_QUIC)?.map(|c| {
+                Arc::new(QuicClientConfig::try_from(c).expect("ring has TLS13_AES_128_GCM_SHA256"))
+            }),
             None => None,
         };
         Ok(Self {
@@ -144,6 +187,8 @@ impl Material {
             server_optional: optional.and_then(|v| server(Some(v))),
             server_required: required.and_then(|v| server(Some(v))),
             client,
+            quic_server,
+            quic_client,
         })
     }
 }

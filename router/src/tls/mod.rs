@@ -16,11 +16,12 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ServerConfig};
 use tokio::net::TcpStream;
 
-pub use material::{ALPN_AMQP, MaterialError, provider};
+pub use material::{ALPN_AMQP, ALPN_QUIC, MaterialError, provider};
 pub use names::CertNames;
 
 use crate::config::{ClientCert, Config, TlsProfileConfig};
@@ -101,6 +102,17 @@ impl TlsProfiles {
         self.material(name)?.client.clone()
     }
 
+    /// The QUIC server configuration of profile `name` (a client
+    /// certificate required; validation made sure the profile has one).
+    pub fn quic_server(&self, name: &str) -> Option<Arc<QuicServerConfig>> {
+        self.material(name)?.quic_server.clone()
+    }
+
+    /// The QUIC client configuration of profile `name`.
+    pub fn quic_client(&self, name: &str) -> Option<Arc<QuicClientConfig>> {
+        self.material(name)?.quic_client.clone()
+    }
+
     /// Reads again every profile whose files changed since they were last
     /// read (every profile when `force`, as on SIGHUP). A profile that no
     /// longer loads keeps its current material; the error is logged.
@@ -155,7 +167,9 @@ pub struct Secured {
     pub peer: Option<CertNames>,
 }
 
-fn peer_names(certs: Option<&[rustls::pki_types::CertificateDer<'static>]>) -> Option<CertNames> {
+pub(crate) fn peer_names(
+    certs: Option<&[rustls::pki_types::CertificateDer<'static>]>,
+) -> Option<CertNames> {
     certs?.first().and_then(CertNames::of)
 }
 

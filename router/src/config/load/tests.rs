@@ -261,7 +261,7 @@ fn unknown_keys_are_named_with_the_valid_ones() {
         ),
         "unknown key 'listener[1].rol' in F (did you mean 'listener[1].role'? valid keys: \
          host, port, role, sasl_mechanisms, require_sasl, tls, client_cert, \
-         allow_plain_without_tls, allow_unauthenticated_routers)"
+         allow_plain_without_tls, allow_unauthenticated_routers, transport)"
     );
     assert_eq!(
         error("[[listner]]\nhost = \"h\"\nport = 1\n", &[]),

@@ -73,6 +73,8 @@ pub(crate) struct Ends {
     pub local: Option<std::net::SocketAddr>,
     /// The peer's.
     pub peer: Option<std::net::SocketAddr>,
+    /// Whether the connection runs over QUIC.
+    pub quic: bool,
 }
 
 /// An address for a log line (`?` when the socket did not tell).
@@ -278,10 +280,10 @@ impl Links {
             ConnKind::Connector { .. } => ("to", self.mesh.ends.peer),
             _ => ("from", self.mesh.ends.peer),
         };
-        let tls = if self.mesh.kind.authenticated() {
-            ", TLS"
-        } else {
-            ""
+        let tls = match (self.mesh.ends.quic, self.mesh.kind.authenticated()) {
+            (true, _) => ", QUIC",
+            (false, true) => ", TLS",
+            (false, false) => "",
         };
         tracing::info!(
             "neighbour {} connected ({way} {}, cost {cost}{tls})",
