@@ -3,9 +3,16 @@
 # a scratch directory and the processes to stop on exit, free ports, and
 # writing a section of benches/RESULTS.md. Callers set NAME first.
 
-cargo build --release --locked -p ferry-router -p ferry-benches >&2
-FERRY=target/release/ferry
-LOAD=target/release/ferry-load
+# PROFILE=debug: a quick debug build, for trying a script out (figures
+# from it are not comparable and do not belong in RESULTS.md).
+PROFILE=${PROFILE:-release}
+if [[ $PROFILE == release ]]; then
+    cargo build --release --locked -p ferry-router -p ferry-benches >&2
+else
+    cargo build --locked -p ferry-router -p ferry-benches >&2
+fi
+FERRY=target/$PROFILE/ferry
+LOAD=target/$PROFILE/ferry-load
 OUT=$(mktemp -d)
 PIDS=()
 cleanup() {

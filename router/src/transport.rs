@@ -11,6 +11,7 @@
 
 use std::io::{self, Read, Write};
 
+use bytes::{Buf, Bytes};
 use rustls::Connection as TlsConnection;
 use tokio::net::TcpStream;
 
@@ -118,26 +119,13 @@ impl Transport {
         }
     }
 
-    /// Waits until the socket may be written (QUIC: until quinn took some
-    /// of the output waiting for it).
+    /// Waits until the socket may be written (QUIC: at once, as it takes
+    /// all that is written).
     pub async fn writable(&self) -> io::Result<()> {
         match self {
             Self::Tcp(tcp) => tcp.writable().await,
             Self::Tls(t) => t.tcp.writable().await,
-            Self::Quic(q) => {
-                q.written().await;
-                Ok(())
-            }
-        }
-    }
-
-    /// Output taken by [`try_write`](Self::try_write) that waits in the
-    /// router beyond the engine (QUIC's stream writers; TCP and TLS keep
-    /// none worth counting).
-    pub fn backlog(&self) -> usize {
-        match self {
-            Self::Quic(q) => q.backlog(),
-            _ => 0,
+            Self::Quic(_) => Ok(()),
         }
     }
 
@@ -171,11 +159,14 @@ impl Transport {
     /// # Errors
     ///
     /// The socket's errors.
-    pub fn try_write(&mut self, data: &[u8]) -> io::Result<usize> {
+    pub fn try_write(&mut self, data: &Bytes) -> io::Result<usize> {
         match self {
             Self::Tcp(tcp) => tcp.try_write(data),
             Self::Tls(t) => t.try_write(data),
-            Self::Quic(q) => Ok(q.try_write(data)),
+            Self::Quic(q) => {
+                q.write(data.clone());
+                Ok(data.len())
+            }
         }
     }
 
@@ -198,7 +189,7 @@ impl Transport {
         match self {
             Self::Tcp(_) => false,
             Self::Tls(t) => t.tls.wants_write(),
-            Self::Quic(q) => q.backlog() > 0,
+            Self::Quic(_) => false,
         }
     }
 
@@ -207,10 +198,11 @@ impl Transport {
     /// # Errors
     ///
     /// The socket's errors.
-    pub async fn write_all(&mut self, mut data: &[u8]) -> io::Result<()> {
+    pub async fn write_all(&mut self, data: &Bytes) -> io::Result<()> {
+        let mut data = data.clone();
         while !data.is_empty() {
-            match self.try_write(data) {
-                Ok(n) => data = &data[n..],
+            match self.try_write(&data) {
+                Ok(n) => data.advance(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable().await?,
                 Err(e) => return Err(e),
             }

@@ -93,7 +93,7 @@ impl MeshTransport {
     }
 
     /// The transports inter-router listeners run.
-    fn listeners(self) -> &'static [&'static str] {
+    pub fn listeners(self) -> &'static [&'static str] {
         match self {
             Self::Tcp => &["tcp"],
             Self::Quic => &["quic"],
@@ -102,7 +102,7 @@ impl MeshTransport {
     }
 
     /// The transport of the next connector written.
-    fn connector(self) -> &'static str {
+    pub fn connector(self) -> &'static str {
         static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         match self {
             Self::Tcp => "tcp",

@@ -372,7 +372,10 @@ async fn multicast_reaches_every_consumer_once(routers: &[Router]) {
     for s in sending {
         let outcomes = tokio::time::timeout(CONVERGE, s).await.unwrap().unwrap();
         for (i, o) in outcomes.iter().enumerate() {
-            assert_eq!(o.as_ref(), Some(&DeliveryState::Accepted), "message {i}");
+            if o.as_ref() != Some(&DeliveryState::Accepted) {
+                let logs: Vec<String> = routers.iter().map(|r| r.ferry.stderr()).collect();
+                panic!("message {i}: {o:?}; router logs:\n{}", logs.join("\n---\n"));
+            }
         }
     }
     for r in receiving {

@@ -548,13 +548,17 @@ async fn restarted_router_rejoins(c_listens: bool) {
             "[router]\nid = \"C\"\nmode = \"interior\"\n\n[[listener]]\nhost = \"127.0.0.1\"\nport = {c_client_port}\nrole = \"normal\"\n\n"
         );
         c_toml += &pki.profile("mesh", &pki.router_files("C"));
+        let transport = router::MeshTransport::from_env();
         if c_listens {
-            c_toml += &format!(
-                "[[listener]]\nhost = \"127.0.0.1\"\nport = {c_inter_port}\nrole = \"inter-router\"\ntls = \"mesh\"\nclient_cert = \"required\"\n\n"
-            );
+            for t in transport.listeners() {
+                c_toml += &format!(
+                    "[[listener]]\nhost = \"127.0.0.1\"\nport = {c_inter_port}\nrole = \"inter-router\"\ntls = \"mesh\"\nclient_cert = \"required\"\ntransport = \"{t}\"\n\n"
+                );
+            }
         } else {
             c_toml += &format!(
-                "[[connector]]\nhost = \"127.0.0.1\"\nport = {b_port}\nrole = \"inter-router\"\ncost = 1\ntls = \"mesh\"\n\n"
+                "[[connector]]\nhost = \"127.0.0.1\"\nport = {b_port}\nrole = \"inter-router\"\ncost = 1\ntls = \"mesh\"\ntransport = \"{}\"\n\n",
+                transport.connector()
             );
         }
         let c_conf = Restartable::new(c_toml);

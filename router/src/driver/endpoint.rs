@@ -35,9 +35,10 @@ pub struct Peer {
 }
 
 /// Sessions an inter-router connection needs on each side, whatever
-/// `max_sessions_per_connection` says: each router begins a data session
-/// and a (priority) control session.
-const MESH_SESSIONS: u16 = 4;
+/// `max_sessions_per_connection` says: each router begins its data
+/// sessions (one over TCP, several "lanes" over QUIC) and a (priority)
+/// control session.
+const MESH_SESSIONS: u16 = 2 * (super::links::QUIC_LANES as u16 + 1);
 
 /// One connection of this router, as a state machine.
 pub struct Endpoint {
@@ -111,7 +112,7 @@ impl Endpoint {
         if matches!(kind, ConnKind::InterRouterListener { .. }) {
             config.properties =
                 identity::properties(core.mesh().id(), core.mesh().instance(), None);
-            mesh_sessions(&mut config);
+            mesh_sessions(&mut config, peer.quic);
             config.idle_timeout = Some(crate::mesh::NEIGHBOUR_SILENCE);
         }
         let login = config.sasl_server.as_ref().is_some_and(|s| {
@@ -152,7 +153,7 @@ impl Endpoint {
             idle_timeout: Some(crate::mesh::NEIGHBOUR_SILENCE),
             ..ConnectionConfig::default()
         };
-        mesh_sessions(&mut config);
+        mesh_sessions(&mut config, peer.quic);
         let kind = ConnKind::Connector {
             cost: connector.cost,
             authenticated: peer.tls,
@@ -336,11 +337,22 @@ impl Endpoint {
     }
 }
 
+/// Each session's incoming window (in frames) on an inter-router
+/// connection over QUIC: it bounds the bytes of one session (one QUIC
+/// stream, one lane) between the two routers' engines to 128 frames (8 MiB
+/// at the default `max_frame_size`), so that one lane of large messages
+/// cannot fill the connection's buffers ahead of the others, while a lane
+/// of small messages still has 128 in flight (docs/ROUTING.md, *QUIC*).
+const QUIC_SESSION_WINDOW: u32 = 128;
+
 /// Raises the session limits of an inter-router connection's engine to
-/// what the mesh needs.
-fn mesh_sessions(config: &mut ConnectionConfig) {
+/// what the mesh needs; over QUIC, bounds each session's frames in flight.
+fn mesh_sessions(config: &mut ConnectionConfig, quic: bool) {
     config.max_sessions = config.max_sessions.max(MESH_SESSIONS.into());
     config.channel_max = config.channel_max.max(MESH_SESSIONS - 1);
+    if quic {
+        config.session_window = QUIC_SESSION_WINDOW;
+    }
 }
 
 /// The engine settings for a connection accepted on `listener`, over TLS

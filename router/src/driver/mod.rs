@@ -288,9 +288,10 @@ impl Task {
             let budget = self.endpoint.budget().clone();
             let paused = self.endpoint.should_pause();
             let writing = !self.pending.is_empty() || self.transport.wants_write();
-            let backlogged =
-                self.pending.len() + self.endpoint.output_backlog() + self.transport.backlog()
-                    > MAX_OUTPUT;
+            // (Over QUIC, output leaves the engine at once for the stream
+            // writers, which hold at most each session's window: one
+            // lane's backlog cannot hold back the others' messages.)
+            let backlogged = self.pending.len() + self.endpoint.output_backlog() > MAX_OUTPUT;
             self.endpoint.set_congested(backlogged);
             let held = self.endpoint.has_held();
             tokio::select! {

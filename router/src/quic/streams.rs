@@ -22,14 +22,14 @@
 //! Towards the connection task this looks like a byte stream of whole
 //! frames, read and written without waiting ([`Streams::read`],
 //! [`Streams::try_write`]): frames from different streams interleave at
-//! frame boundaries. What is written and not yet taken by quinn is
-//! counted ([`Streams::backlog`]); the connection task stops taking
-//! messages beyond a bound, as it does over TCP.
+//! frame boundaries. Writing takes everything at once: what waits for
+//! quinn is bounded per session by the AMQP session window (see
+//! `driver::endpoint`, `QUIC_SESSION_WINDOW`), not here, so that a
+//! session's backlog holds back no other session.
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -66,7 +66,6 @@ pub struct Streams {
     conn: quinn::Connection,
     local: SocketAddr,
     inbound: Arc<Inbound>,
-    backlog: Arc<Backlog>,
     /// The connection stream's writer; `None` once closed.
     connection: Option<Writer>,
     /// A session stream's writer per channel.
@@ -88,25 +87,6 @@ impl std::fmt::Debug for Streams {
             .field("peer", &self.conn.remote_address())
             .field("sessions", &self.sessions.len())
             .finish_non_exhaustive()
-    }
-}
-
-/// Output handed to the stream writers and not yet taken by quinn.
-#[derive(Default)]
-struct Backlog {
-    bytes: AtomicUsize,
-    /// Some was taken.
-    taken: Notify,
-}
-
-impl Backlog {
-    fn add(&self, n: usize) {
-        self.bytes.fetch_add(n, Ordering::Relaxed);
-    }
-
-    fn done(&self, n: usize) {
-        self.bytes.fetch_sub(n, Ordering::Relaxed);
-        self.taken.notify_one();
     }
 }
 
@@ -172,15 +152,13 @@ impl Streams {
     ) -> io::Result<Self> {
         let send = conn.open_uni().await.map_err(io::Error::other)?;
         let _ = send.set_priority(CONNECTION_PRIORITY);
-        let backlog = Arc::new(Backlog::default());
-        let connection = Writer::spawn(Ok(send), backlog.clone());
+        let connection = Writer::spawn(Ok(send));
         let inbound = Arc::new(Inbound::default());
         let readers = tokio::spawn(accept_streams(conn.clone(), inbound.clone(), max_frame));
         Ok(Self {
             conn,
             local,
             inbound,
-            backlog,
             connection: Some(connection),
             sessions: HashMap::new(),
             partial: BytesMut::new(),
@@ -242,34 +220,24 @@ impl Streams {
         }
     }
 
-    /// Output handed over and not yet taken by quinn.
-    pub fn backlog(&self) -> usize {
-        self.backlog.bytes.load(Ordering::Relaxed)
-    }
-
-    /// Waits until quinn took some of the backlog.
-    pub async fn written(&self) {
-        let notified = self.backlog.taken.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        if self.backlog() == 0 {
-            return;
-        }
-        notified.await;
-    }
-
     /// Takes all of `data` (frames as the engine wrote them; a frame cut
-    /// at the end is kept until the rest comes) onto the streams.
-    pub fn try_write(&mut self, data: &[u8]) -> usize {
-        self.partial.extend_from_slice(data);
+    /// at the end is kept until the rest comes) onto the streams, without
+    /// copying whole frames.
+    pub fn write(&mut self, data: Bytes) {
+        let data = if self.partial.is_empty() {
+            data
+        } else {
+            self.partial.extend_from_slice(&data);
+            self.partial.split().freeze()
+        };
         let mut at = 0;
         let mut run: Option<(Dest, usize)> = None;
-        while let Unit::Whole(len) = unit(&self.partial[at..], usize::MAX) {
-            let dest = dest(&self.partial[at..at + len]);
+        while let Unit::Whole(len) = unit(&data[at..], usize::MAX) {
+            let dest = dest(&data[at..at + len]);
             match run {
                 Some((d, _)) if d == dest => {}
                 Some((d, start)) => {
-                    self.send(d, start, at);
+                    self.send(d, data.slice(start..at));
                     run = Some((dest, at));
                 }
                 None => run = Some((dest, at)),
@@ -277,15 +245,13 @@ impl Streams {
             at += len;
         }
         if let Some((d, start)) = run {
-            self.send(d, start, at);
+            self.send(d, data.slice(start..at));
         }
-        let _ = self.partial.split_to(at);
-        data.len()
+        self.partial.extend_from_slice(&data[at..]);
     }
 
-    /// Queues `partial[start..end]` (whole frames) for `dest`.
-    fn send(&mut self, dest: Dest, start: usize, end: usize) {
-        let chunk = Bytes::copy_from_slice(&self.partial[start..end]);
+    /// Queues `chunk` (whole frames) for `dest`.
+    fn send(&mut self, dest: Dest, chunk: Bytes) {
         let writer = match dest {
             Dest::Connection => self.connection.as_ref(),
             Dest::Close => {
@@ -293,15 +259,17 @@ impl Streams {
                 return;
             }
             Dest::Session(channel) => {
-                let (conn, backlog) = (&self.conn, &self.backlog);
-                Some(self.sessions.entry(channel).or_insert_with(|| {
-                    let conn = conn.clone();
-                    Writer::spawn(Err(conn), backlog.clone())
-                }) as &Writer)
+                let conn = &self.conn;
+                Some(
+                    self.sessions
+                        .entry(channel)
+                        .or_insert_with(|| Writer::spawn(Err(conn.clone())))
+                        as &Writer,
+                )
             }
         };
         if let Some(writer) = writer {
-            writer.queue(chunk, &self.backlog);
+            let _ = writer.tx.send(chunk);
         }
     }
 
@@ -313,9 +281,7 @@ impl Streams {
             return;
         };
         let tx = connection.tx.clone();
-        let backlog = self.backlog.clone();
         let sessions: Vec<JoinHandle<()>> = self.sessions.drain().map(|(_, w)| w.task).collect();
-        backlog.add(close.len());
         tokio::spawn(async move {
             let _ = tokio::time::timeout(CLOSE_WAIT, async {
                 for task in sessions {
@@ -323,10 +289,7 @@ impl Streams {
                 }
             })
             .await;
-            let n = close.len();
-            if tx.send(close).is_err() {
-                backlog.done(n);
-            }
+            let _ = tx.send(close);
         });
     }
 
@@ -356,7 +319,7 @@ impl Drop for Streams {
 
 impl Writer {
     /// A writer task on `send`, or on a stream it opens on `conn`.
-    fn spawn(send: Result<quinn::SendStream, quinn::Connection>, backlog: Arc<Backlog>) -> Self {
+    fn spawn(send: Result<quinn::SendStream, quinn::Connection>) -> Self {
         let (tx, mut rx) = mpsc::unbounded_channel::<Bytes>();
         let task = tokio::spawn(async move {
             let send = match send {
@@ -364,17 +327,14 @@ impl Writer {
                 Err(conn) => conn.open_uni().await,
             };
             let Ok(mut send) = send else {
-                rx.close();
-                while let Some(chunk) = rx.recv().await {
-                    backlog.done(chunk.len());
-                }
                 return;
             };
             let mut failed = false;
             while let Some(chunk) = rx.recv().await {
-                let n = chunk.len();
-                failed = failed || send.write_chunk(chunk).await.is_err();
-                backlog.done(n);
+                if send.write_chunk(chunk).await.is_err() {
+                    failed = true;
+                    break;
+                }
             }
             if !failed && send.finish().is_ok() {
                 // Acknowledged (or the peer stopped reading, or the
@@ -383,14 +343,6 @@ impl Writer {
             }
         });
         Self { tx, task }
-    }
-
-    fn queue(&self, chunk: Bytes, backlog: &Backlog) {
-        let n = chunk.len();
-        backlog.add(n);
-        if self.tx.send(chunk).is_err() {
-            backlog.done(n);
-        }
     }
 }
 
@@ -432,6 +384,18 @@ fn unit(buf: &[u8], max: usize) -> Unit {
     } else {
         Unit::Whole(size)
     }
+}
+
+/// Whether `buf` is whole frames of at most `max` bytes, and nothing else.
+fn whole_frames(buf: &[u8], max: usize) -> bool {
+    let mut at = 0;
+    while at < buf.len() {
+        match unit(&buf[at..], max) {
+            Unit::Whole(len) => at += len,
+            _ => return false,
+        }
+    }
+    true
 }
 
 /// Where the whole unit `frame` goes (§2.3: size, doff, type, channel).
@@ -577,7 +541,14 @@ async fn read_session_stream(
             inbound.push(buf.split_to(whole).freeze()).await;
         }
         match recv.read_chunk(CHUNK, true).await {
-            Ok(Some(chunk)) => buf.extend_from_slice(&chunk.bytes),
+            Ok(Some(chunk)) => {
+                // Whole frames as they came need no copy.
+                if buf.is_empty() && whole_frames(&chunk.bytes, max_frame) {
+                    inbound.push(chunk.bytes).await;
+                } else {
+                    buf.extend_from_slice(&chunk.bytes);
+                }
+            }
             Ok(None) => return buf.is_empty(),
             Err(_) => return false,
         }

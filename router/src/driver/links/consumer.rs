@@ -127,6 +127,9 @@ impl Links {
         /// Consumers tried before the delivery goes back to its producer.
         const MAX_ATTEMPTS: u8 = 3;
         let Some(retry) = retry.filter(|r| r.attempts < MAX_ATTEMPTS) else {
+            tracing::debug!(
+                "a delivery not taken by link {not:?} goes back to its producer released"
+            );
             return origin.settle(DeliveryState::Released);
         };
         let table = self.core.mesh().table();
@@ -138,6 +141,7 @@ impl Links {
             Reach::Tree,
         );
         let Some((conn, link, to_router)) = targets.into_iter().next() else {
+            tracing::debug!("a delivery not taken by link {not:?} has no other consumer: released");
             return origin.settle(DeliveryState::Released);
         };
         let from_router = matches!(retry.from, Hop::Neighbor(_));

@@ -29,6 +29,50 @@ const CONTROL_BACKLOG: usize = 4096;
 /// where its deliveries entered the mesh.
 const TREE: &str = "ferry:tree";
 
+/// Data sessions of an inter-router connection over QUIC: each is a QUIC
+/// stream, so data links on different lanes never wait for each other's
+/// lost packets or large messages (docs/ROUTING.md, *QUIC*).
+pub(crate) const QUIC_LANES: usize = 8;
+
+/// The data sessions of a connection and the data links each carries; a
+/// new data link goes on the lane carrying the fewest.
+#[derive(Debug, Default)]
+struct Lanes {
+    sessions: Vec<SessionId>,
+    links: Vec<usize>,
+    lane_of: HashMap<LinkId, usize>,
+}
+
+impl Lanes {
+    fn add(&mut self, session: SessionId) {
+        self.sessions.push(session);
+        self.links.push(0);
+    }
+
+    fn first(&self) -> Option<SessionId> {
+        self.sessions.first().copied()
+    }
+
+    /// The lane with the fewest data links (the first of equals).
+    fn least_loaded(&self) -> (usize, SessionId) {
+        let lane = (0..self.links.len())
+            .min_by_key(|&i| self.links[i])
+            .expect("lanes exist once the peer is known");
+        (lane, self.sessions[lane])
+    }
+
+    fn carry(&mut self, lane: usize, link: LinkId) {
+        self.links[lane] += 1;
+        self.lane_of.insert(link, lane);
+    }
+
+    fn drop_link(&mut self, link: LinkId) {
+        if let Some(lane) = self.lane_of.remove(&link) {
+            self.links[lane] -= 1;
+        }
+    }
+}
+
 /// Which data link: its address and, for multicast, its tree.
 type DataKey = (String, Option<RouterId>);
 
@@ -102,7 +146,9 @@ pub(crate) struct MeshState {
     /// Why the connection was refused (by us, or by the peer's close).
     failure: Option<Failure>,
     peer: Option<RouterId>,
-    session: Option<SessionId>,
+    /// The data sessions ("lanes"): one over TCP, [`QUIC_LANES`] over
+    /// QUIC, where each session is a stream of its own.
+    lanes: Lanes,
     control_out: Option<LinkId>,
     control_in: Option<LinkId>,
     backlog: VecDeque<ControlMessage>,
@@ -120,7 +166,7 @@ impl MeshState {
             ends,
             failure: None,
             peer: None,
-            session: None,
+            lanes: Lanes::default(),
             control_out: None,
             control_in: None,
             backlog: VecDeque::new(),
@@ -291,10 +337,16 @@ impl Links {
             addr(at)
         );
         self.mesh.peer = Some(peer.id);
-        let Ok(session) = engine.begin_session() else {
+        let lanes = if self.mesh.ends.quic { QUIC_LANES } else { 1 };
+        for _ in 0..lanes {
+            let Ok(session) = engine.begin_session() else {
+                break;
+            };
+            self.mesh.lanes.add(session);
+        }
+        let Some(session) = self.mesh.lanes.first() else {
             return;
         };
-        self.mesh.session = Some(session);
         // Control traffic has its own session, marked priority: its frames
         // go out ahead of queued data, so a saturated data path cannot
         // delay a HELLO into a false neighbour loss.
@@ -472,7 +524,7 @@ impl Links {
     /// next hop to; for multicast, one per address and tree (origin router)
     /// in which the peer is our child leading to consumers.
     pub(super) fn sync_data_links(&mut self, engine: &mut Connection) {
-        let (Some(peer), Some(session)) = (self.mesh.peer.clone(), self.mesh.session) else {
+        let (Some(peer), Some(_)) = (self.mesh.peer.clone(), self.mesh.lanes.first()) else {
             return;
         };
         let table = self.core.mesh().table();
@@ -536,9 +588,11 @@ impl Links {
                 properties,
                 ..LinkSpec::default()
             };
+            let (lane, session) = self.mesh.lanes.least_loaded();
             let Ok(link) = engine.attach(session, spec) else {
                 continue;
             };
+            self.mesh.lanes.carry(lane, link);
             let a = self.core.address(address);
             let to = Hop::Neighbor(peer.clone());
             a.add_consumer(self.me.clone(), link, to.clone(), tree.clone());
@@ -567,6 +621,7 @@ impl Links {
     /// Forgets a data link that went away.
     pub(super) fn data_link_gone(&mut self, link: LinkId) {
         self.mesh.data.retain(|_, l| *l != link);
+        self.mesh.lanes.drop_link(link);
     }
 
     /// Whether `link` is a data link waiting for its outcomes before it
@@ -603,13 +658,21 @@ impl Links {
         let address = c.address.clone();
         self.core.release(&address);
         // Never sent: nobody has them.
+        let mut released = 0;
         for h in held {
             if let Held::Start(Forwarded {
                 origin: Some(o), ..
             }) = h
             {
                 o.settle(DeliveryState::Released);
+                released += 1;
             }
+        }
+        if released > 0 {
+            tracing::debug!(
+                "data link to {} retired (the routes changed): {released} deliveries not yet sent on it released",
+                address.name()
+            );
         }
         self.finish_retiring(engine, link);
     }

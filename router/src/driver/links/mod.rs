@@ -15,6 +15,7 @@ mod tenancy;
 
 pub(crate) use login::Login;
 pub use mesh::Failure;
+pub(crate) use mesh::QUIC_LANES;
 pub(crate) use mesh::{ConnKind, Ends, MeshState};
 
 use expiry::{Expiry, expired_outcome, expiry};

@@ -219,6 +219,10 @@ impl Links {
         let from = credited.then_some((self.me.id, t.link));
         let targets = address.route(&table, &self.hop(), from, reach);
         if targets.is_empty() {
+            tracing::debug!(
+                "delivery to {}: no consumer can take it now; released",
+                address.name()
+            );
             self.refuse_delivery(engine, t, settled, DeliveryState::Released, more, counters);
         } else {
             self.core.stats.routed.fetch_add(1, Ordering::Relaxed);
