@@ -164,6 +164,7 @@ impl Links {
                 key,
                 expires: None,
                 charge: None,
+                priority: retry.priority,
                 retry: Some(Retry {
                     attempts: retry.attempts + 1,
                     ..retry
@@ -280,7 +281,12 @@ impl Links {
             // A fixed order keeps runs reproducible (the simulator's seeds).
             keys.sort_by_key(|(l, d)| (*l, d.0));
             for k in keys {
-                if let Some(Inbound::Streaming { key, targets }) = self.inbound.remove(&k) {
+                if let Some(Inbound::Streaming {
+                    key,
+                    targets,
+                    priority,
+                }) = self.inbound.remove(&k)
+                {
                     for (conn, clink, _) in targets {
                         conn.post(ToConn::Continue {
                             link: clink,
@@ -289,6 +295,7 @@ impl Links {
                             more: false,
                             aborted: true,
                             charge: None,
+                            priority,
                         });
                     }
                 }

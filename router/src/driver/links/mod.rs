@@ -62,7 +62,12 @@ struct Producer {
 /// A producer delivery arriving over several frames.
 enum Inbound {
     /// Being forwarded frame by frame to these consumers.
-    Streaming { key: StreamKey, targets: Targets },
+    Streaming {
+        key: StreamKey,
+        targets: Targets,
+        /// The delivery's priority (its later frames keep it).
+        priority: u8,
+    },
     /// Anonymous sender: held until `to` can be read.
     Buffering { buf: BytesMut, settled: bool },
     /// Refused (no route, expired): the rest is dropped.
@@ -338,6 +343,7 @@ impl Links {
                 more,
                 aborted,
                 charge,
+                priority: _,
             } => {
                 let frame = Frame {
                     key,
