@@ -110,7 +110,11 @@ impl Consumer {
                     let us = (now_ns.saturating_sub(s.sent_ns) / 1000).max(1);
                     let _ = r.latency.record(us);
                     if let Some(p) = payload::priority(&d.payload) {
-                        let _ = r.by_priority.entry(p).or_insert_with(new_histogram).record(us);
+                        let _ = r
+                            .by_priority
+                            .entry(p)
+                            .or_insert_with(new_histogram)
+                            .record(us);
                     }
                 }
                 match stamp

@@ -56,13 +56,7 @@ pub fn header(priority: u8) -> Bytes {
 }
 
 /// [`encode`], behind `header` (empty: none).
-pub fn encode_with(
-    header: &[u8],
-    size: usize,
-    sent_ns: u64,
-    producer: u32,
-    seq: u64,
-) -> Bytes {
+pub fn encode_with(header: &[u8], size: usize, sent_ns: u64, producer: u32, seq: u64) -> Bytes {
     if header.is_empty() {
         return encode(size, sent_ns, producer, seq);
     }
