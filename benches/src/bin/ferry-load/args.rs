@@ -227,6 +227,13 @@ pub struct Args {
     #[arg(long, value_name = "MSGS_PER_S")]
     pub consume_rate: Option<f64>,
 
+    /// Consumers' socket receive buffer in bytes (`SO_RCVBUF`, set before
+    /// connecting): what the kernel holds for a consumer that has not read
+    /// it yet. Without it, the system's (on Linux autotuned, up to
+    /// `net.ipv4.tcp_rmem`'s maximum: megabytes on loopback).
+    #[arg(long, value_name = "BYTES")]
+    pub recv_buffer: Option<u32>,
+
     /// The address is multicast: every consumer expects every message
     /// (expected deliveries = sent × consumers). Without it every message
     /// is expected once, by any consumer.

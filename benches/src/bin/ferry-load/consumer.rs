@@ -44,6 +44,7 @@ impl Consumer {
         )?;
         let options = ClientOptions {
             timeout: Duration::from_secs(3600),
+            recv_buffer: args.recv_buffer,
             ..options
         };
         let mut client = Client::connect(addr, options).await?;
