@@ -26,8 +26,9 @@ const BACKLOG: usize = 900;
 /// Priority-9 messages sent after them, on the same link.
 const URGENT: usize = 20;
 /// Body size: with the consumer not reading, the backlog (14 MiB) is more
-/// than the consumer's socket buffers and its router's output (1 MiB)
-/// take, so most of it waits in the router.
+/// than the socket buffers (Linux's default `tcp_wmem` lets C's grow to
+/// 4 MiB; the consumer's does not grow while it does not read) and C's
+/// output (1 MiB) take, so most of it waits in the router.
 const SIZE: usize = 16 * 1024;
 
 /// Credit a producer link (a client's, or a neighbour's data link) may
