@@ -77,10 +77,10 @@ impl Links {
 
     /// Sends what waits on consumer link `link` as far as it can: the
     /// later frames of every delivery sent, in order; and, once no other
-    /// delivery is being sent on the link, the next delivery
-    /// ([`next_held`]: by priority), if it waits for credit
-    /// ([`Forwarded::wait`]) while there is credit (the others wait
-    /// behind it).
+    /// delivery is being sent on the link, the next delivery (while the
+    /// link has credit [`next_held`], by priority; without, the first),
+    /// if it waits for credit ([`Forwarded::wait`]) while there is credit
+    /// (the others wait behind it).
     pub(super) fn send_held(&mut self, engine: &mut Connection, link: LinkId) {
         loop {
             let Some(c) = self.consumers.get_mut(&link) else {
@@ -106,11 +106,24 @@ impl Links {
                 return;
             };
             c.held = waiting;
-            // Then the next delivery, if the link is free.
+            // Then the next delivery, if the link is free: by priority if
+            // the link has credit; without, the first, as before priority
+            // (one routed on credit the link no longer has is sent and
+            // given back if refused; one that waits for credit stops the
+            // others behind it).
+            let credit = engine.credit(link) > 0;
+            let next = if credit {
+                next_held(&c.held, c.overtakes)
+            } else {
+                c.held
+                    .iter()
+                    .position(|h| matches!(h, Held::Start(_)))
+                    .map(|i| (i, 0))
+            };
             if !engine.is_sending(link)
-                && let Some((i, overtakes)) = next_held(&c.held, c.overtakes)
+                && let Some((i, overtakes)) = next
                 && let Some(Held::Start(f)) = c.held.get(i)
-                && (engine.credit(link) > 0 || !f.wait)
+                && (credit || !f.wait)
             {
                 c.overtakes = overtakes;
                 let Some(Held::Start(f)) = c.held.remove(i) else {
