@@ -138,3 +138,43 @@ async fn a_quic_neighbour_killed_is_a_neighbour_lost_and_traffic_reroutes() {
     logged(&a, "neighbour B disconnected").await;
     send_across(&a, &c, "after", 100).await;
 }
+
+/// A QUIC listener authenticates the routers that dial it as a TLS one
+/// does: a router whose certificate comes from another CA is refused at
+/// the handshake, and the router serves on.
+#[tokio::test]
+async fn a_quic_listener_refuses_a_router_certificate_from_another_ca() {
+    let port = free_port();
+    let r = start("R", Some(port), &[], MeshTransport::Quic);
+    let stranger = router::Pki::new("stranger");
+    let mesh = router::Pki::mesh();
+    let trusted = mesh_toml_over("Y", None, &[(port, 1)], true, MeshTransport::Quic);
+    let y_toml = trusted.replace(
+        &mesh.profile("mesh", &mesh.router_files("Y")),
+        &stranger.profile("mesh", &stranger.router_files("Y")),
+    );
+    assert_ne!(y_toml, trusted, "Y's profile is the stranger's");
+    let y = start_mesh_router(&y_toml, None, "");
+    logged(&r, "connection refused").await;
+    logged(&y, "QUIC handshake failed").await;
+    assert_eq!(router::neighbours_connected(&r.ferry.stderr()), [""; 0]);
+    assert_eq!(router::neighbours_connected(&y.ferry.stderr()), [""; 0]);
+    let mut client = r.client().await;
+    client.open_receiver("still-here", 1).await.unwrap();
+}
+
+/// A connector checks the router it dials over QUIC: a listener whose
+/// certificate names B while its open claims X is refused.
+#[tokio::test]
+async fn a_quic_connector_refuses_a_listener_whose_certificate_names_another_router() {
+    let port = free_port();
+    let pki = router::Pki::mesh();
+    let x_toml = mesh_toml_over("X", Some(port), &[], true, MeshTransport::Quic).replace(
+        &pki.profile("mesh", &pki.router_files("X")),
+        &pki.profile("mesh", &pki.router_files("B")),
+    );
+    let _x = start_mesh_router(&x_toml, Some(port), "");
+    let a = start("A", None, &[(port, 1)], MeshTransport::Quic);
+    logged(&a, "claims to be router X but its certificate names B").await;
+    assert_eq!(router::neighbours_connected(&a.ferry.stderr()), [""; 0]);
+}
