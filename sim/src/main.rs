@@ -45,6 +45,13 @@ struct Args {
     /// whose traffic uses the same address names.
     #[arg(long, default_value_t = 30)]
     tenants: u64,
+    /// QUIC-style links: the chance, in percent, that each inter-router
+    /// link is one (0: none, 100: all). Their routers run the connection
+    /// as over QUIC (8 data lanes, session window 128) and the wire
+    /// delivers each session's frames in order but the sessions
+    /// independently of each other.
+    #[arg(long, default_value_t = 0)]
+    quic: u64,
     /// Messages per producer: the most (the least is a quarter of it).
     #[arg(long, default_value_t = 50)]
     messages: u32,
@@ -64,6 +71,7 @@ fn scenario(args: &Args, seed: u64) -> Scenario {
     s.addresses = args.addresses.max(1);
     s.multicast = args.multicast.min(100);
     s.tenants = args.tenants.min(100);
+    s.quic = args.quic.min(100);
     s.messages = ((args.messages / 4).max(1), args.messages.max(1));
     if let Some(w) = args.fault_window {
         s.fault_window = Duration::from_secs(w);
@@ -111,13 +119,15 @@ fn main() -> anyhow::Result<ExitCode> {
 
 fn replay_args(a: &Args) -> String {
     format!(
-        "--routers {} --topology {} --faults {} --seed {} --addresses {} --multicast {} --messages {}{}",
+        "--routers {} --topology {} --faults {} --seed {} --addresses {} --multicast {} --tenants {} --quic {} --messages {}{}",
         a.routers,
         a.topology,
         a.faults,
         a.seed,
         a.addresses,
         a.multicast,
+        a.tenants,
+        a.quic,
         a.messages,
         a.fault_window
             .map_or(String::new(), |w| format!(" --fault-window {w}"))

@@ -123,6 +123,9 @@ pub struct Summary {
     pub control: ControlCost,
     /// The routing state of the router with the largest table, estimated.
     pub memory: Option<RoutingMemory>,
+    /// QUIC-style links, and the frames their pipes delivered before a
+    /// frame of another stream sent earlier (cross-stream reordering).
+    pub quic: (usize, u64),
     /// Steps and rounds the simulator ran.
     pub steps: (u64, u64),
     /// Lines in the event log.
@@ -144,6 +147,15 @@ impl fmt::Display for Summary {
             self.faults,
             seconds(self.virtual_time)
         )?;
+        if self.quic.0 > 0 {
+            writeln!(
+                f,
+                "QUIC-style links: {} of {}; {} delivered ahead of an earlier frame of another stream",
+                self.quic.0,
+                self.links,
+                plural(self.quic.1, "frame", "frames")
+            )?;
+        }
         writeln!(
             f,
             "messages: sent {} (+{} pre-settled), accepted {}, rejected {}, released {}, modified {}, lost with their link {}",
@@ -518,6 +530,7 @@ mod tests {
             convergence: Vec::new(),
             control: ControlCost::default(),
             memory: None,
+            quic: (0, 0),
             steps: (0, 0),
             log_lines: 3,
             digest: 1,

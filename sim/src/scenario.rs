@@ -42,6 +42,9 @@ pub struct Scenario {
     pub credit_window: u32,
     /// Consumer credit is drawn from this range.
     pub consumer_credit: (u32, u32),
+    /// The chance, in percent, that an inter-router link is QUIC-style
+    /// (`Options::quic`; 0: none, 100: every link).
+    pub quic: u64,
     /// Print the event log as it happens.
     pub echo: bool,
 }
@@ -73,6 +76,13 @@ impl std::fmt::Display for Failure {
         for line in &self.log[tail_start..] {
             writeln!(f, "{line}")?;
         }
+        if self.scenario.quic > 0 {
+            return write!(
+                f,
+                "replay with: FERRY_SIM_SEED={} FERRY_SIM_QUIC={} cargo test -p ferry-sim --test quic -- --nocapture",
+                self.scenario.seed, self.scenario.quic
+            );
+        }
         write!(
             f,
             "replay with: FERRY_SIM_SEED={} cargo test -p ferry-sim --test randomized -- --nocapture",
@@ -100,6 +110,7 @@ impl Scenario {
             fault_window: Duration::from_secs(20),
             credit_window: 4,
             consumer_credit: (30, 60),
+            quic: 0,
             echo: false,
         }
     }
@@ -119,6 +130,7 @@ impl Scenario {
             fault_window: Duration::from_secs(10 + 3 * faults as u64),
             credit_window: 4,
             consumer_credit: (30, 60),
+            quic: 0,
             echo: false,
         }
     }
@@ -146,6 +158,7 @@ impl Scenario {
             .topology(topology)
             .limits(limits)
             .vhosts(tenants.iter().copied())
+            .quic(self.quic)
             .echo(self.echo)
             .build(rng.next_u64());
         // The mesh's own seed is drawn from the scenario's: the summary

@@ -77,6 +77,13 @@ impl MeshBuilder {
         self
     }
 
+    /// The chance, in percent, that each inter-router link is QUIC-style
+    /// (100: every link). See [`Options::quic`](super::Options::quic).
+    pub fn quic(mut self, percent: u64) -> Self {
+        self.options.quic = percent;
+        self
+    }
+
     /// Prints the event log as it happens.
     pub fn echo(mut self, echo: bool) -> Self {
         self.options.echo = echo;
@@ -104,6 +111,9 @@ impl MeshBuilder {
             .collect();
         let mut rng = SimRng::new(seed);
         let mut latency_rng = rng.fork();
+        // Drawn apart, so that the run's other choices do not depend on it.
+        let mut quic_rng = SimRng::new(seed ^ 0x5155_4943_4c4e_4b53);
+        let quic = options.quic.min(100);
         let now = Instant::now();
         let clock = Clock::new(now);
         let links: Vec<SimLink> = topology
@@ -123,6 +133,7 @@ impl MeshBuilder {
                     b,
                     cost: l.cost.max(1),
                     latency: latency_rng.duration(lo, hi),
+                    quic: quic > 0 && quic_rng.percent(quic),
                     extra: Duration::ZERO,
                     cut: false,
                     blackholed: false,
@@ -156,6 +167,8 @@ impl MeshBuilder {
         let mut mesh = Mesh {
             security: std::sync::Arc::new(ferry_router::security::Security::none()),
             seed,
+            wire_seed: seed,
+            quic_overtakes: 0,
             clock,
             rng,
             log: EventLog::new(options.echo),

@@ -12,8 +12,9 @@ use ferry_router::driver::{Endpoint, Peer};
 
 use super::Mesh;
 use crate::client::Ctx;
+use crate::rng::SimRng;
 use crate::tap::{ConnTap, Dir, Tamper};
-use crate::wire::{Pipe, Segment};
+use crate::wire::{self, Pipe, Segment};
 
 pub(crate) const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
@@ -91,16 +92,21 @@ impl Mesh {
             return self.redial_later(l, Duration::ZERO, CONNECT_TIMEOUT);
         }
         let cost = link.cost;
+        let quic = link.quic;
         let id = self.next_conn_id();
         let connector = ConnectorConfig::new(idb.clone(), 5673, cost);
         let core_a = self.routers[a].node.as_ref().expect("up").core.clone();
         let core_b = self.routers[b].node.as_ref().expect("up").core.clone();
-        let ep_a = Endpoint::dialed(core_a, &connector, Peer::default(), now);
+        let peer = Peer {
+            quic,
+            ..Peer::default()
+        };
+        let ep_a = Endpoint::dialed(core_a, &connector, peer.clone(), now);
         let ep_b = Endpoint::accepted(
             core_b,
             &listener(Role::InterRouter),
             &self.security,
-            Peer::default(),
+            peer,
             now,
         );
         self.routers[a]
@@ -126,16 +132,23 @@ impl Mesh {
             Box::new(SimConn {
                 id,
                 kind: super::conns::ConnKind::Router { link: l },
-                pipes: [
-                    Pipe::with_rate(self.options.bandwidth),
-                    Pipe::with_rate(self.options.bandwidth),
-                ],
+                pipes: [0u64, 1].map(|dir| {
+                    if quic {
+                        // Its own source, so that the other choices of the
+                        // run do not depend on how many frames it carries.
+                        let mix = self.wire_seed ^ 0x5155_4943 ^ (id << 1 | dir);
+                        Pipe::quic(self.options.bandwidth, SimRng::new(mix))
+                    } else {
+                        Pipe::with_rate(self.options.bandwidth)
+                    }
+                }),
                 tap: self.new_tap(),
                 alive: [true, true],
                 ends: [End::Router(a), End::Router(b)],
             }),
         );
-        self.note(&ida, format_args!("conn {id}: dialed {idb}"));
+        let over = if quic { " over QUIC" } else { "" };
+        self.note(&ida, format_args!("conn {id}: dialed {idb}{over}"));
     }
 
     /// Schedules the next attempt of link `l`'s connector. Attempts start
@@ -272,22 +285,40 @@ impl Mesh {
                 break;
             };
             any = true;
-            let (out, events) = conn.tap.process(dir, bytes, tamper);
-            let lines = conn.tap.take_frame_lines();
-            if !lines.is_empty() {
-                let who = match conn.ends[side] {
-                    End::Router(r) => self.routers[r].id.clone(),
-                    End::Client(c) => self.clients[c].name.clone(),
-                };
-                for l in lines {
-                    self.note(&who, format_args!("conn {} > {l}", conn.id));
+            if conn.pipes[dir.index()].is_quic() {
+                // Frame by frame: each goes on its stream.
+                for unit in wire::units(&bytes) {
+                    let stream = wire::stream_of(&unit);
+                    let (out, events) = conn.tap.process(dir, unit, tamper);
+                    self.log_frame_lines(conn, side);
+                    self.on_sent(conn, dir, &events);
+                    if !out.is_empty() {
+                        conn.pipes[dir.index()].send_frame(now, latency, stream, out, events);
+                    }
                 }
+                continue;
             }
+            let (out, events) = conn.tap.process(dir, bytes, tamper);
+            self.log_frame_lines(conn, side);
             self.on_sent(conn, dir, &events);
             conn.pipes[dir.index()].send(now, latency, out, events);
         }
         self.index_arrival(conn);
         any
+    }
+
+    /// Logs the frames the watcher of `conn` saw `side` send.
+    fn log_frame_lines(&mut self, conn: &mut SimConn, side: usize) {
+        let lines = conn.tap.take_frame_lines();
+        if !lines.is_empty() {
+            let who = match conn.ends[side] {
+                End::Router(r) => self.routers[r].id.clone(),
+                End::Client(c) => self.clients[c].name.clone(),
+            };
+            for l in lines {
+                self.note(&who, format_args!("conn {} > {l}", conn.id));
+            }
+        }
     }
 
     /// Whether `end` has output waiting.
@@ -413,6 +444,7 @@ impl Mesh {
                     }
                     break; // one read per round
                 }
+                self.quic_overtakes += std::mem::take(&mut conn.pipes[dir.index()].overtakes);
             }
             self.index_arrival(&conn);
             self.conns.insert(id, conn);

@@ -50,6 +50,11 @@ pub struct Options {
     /// sender whose unsent bytes fill the send buffer waits
     /// ([`wire::SEND_BUFFER`](crate::wire::SEND_BUFFER)).
     pub bandwidth: Option<u64>,
+    /// The chance, in percent, that an inter-router link is QUIC-style
+    /// (its routers see a QUIC connection: 8 data lanes, session window
+    /// 128; its pipes deliver each stream in order but the streams
+    /// independently: [`Pipe::quic`](crate::wire::Pipe::quic)). 0: none.
+    pub quic: u64,
     /// Print log lines as they happen.
     pub echo: bool,
     /// Log every AMQP frame (with `FERRY_SIM_FRAMES=1`).
@@ -67,6 +72,7 @@ impl Default for Options {
             client_latency: Duration::from_micros(100),
             link_latency: (Duration::from_micros(200), Duration::from_millis(5)),
             bandwidth: None,
+            quic: 0,
             echo: false,
             log_frames: std::env::var_os("FERRY_SIM_FRAMES").is_some_and(|v| v == "1"),
             vhosts: Vec::new(),
@@ -85,6 +91,9 @@ pub struct SimLink {
     pub cost: u32,
     /// One-way latency.
     pub latency: Duration,
+    /// QUIC-style: its connections are QUIC connections to the routers,
+    /// and its pipes deliver streams independently.
+    pub quic: bool,
     /// Added latency (the delay fault).
     pub extra: Duration,
     /// Cut: connections reset, none can be made.
@@ -123,6 +132,11 @@ pub struct Mesh {
     /// No TLS, no users: simulated connections are plain AMQP.
     pub(crate) security: std::sync::Arc<ferry_router::security::Security>,
     pub(crate) seed: u64,
+    /// The seed the mesh was built with (QUIC-style pipes draw from it).
+    pub(crate) wire_seed: u64,
+    /// Frames QUIC-style pipes delivered ahead of an earlier frame of
+    /// another stream.
+    pub(crate) quic_overtakes: u64,
     pub(crate) clock: Clock,
     pub(crate) rng: SimRng,
     pub(crate) log: EventLog,
@@ -338,6 +352,10 @@ impl Mesh {
             convergence: self.monitor.convergence.clone(),
             control: self.control.clone(),
             memory: self.routing_memory(),
+            quic: (
+                self.links.iter().filter(|l| l.quic).count(),
+                self.quic_overtakes,
+            ),
             steps: (self.sched.steps, self.sched.rounds),
             log_lines: self.log.lines().len(),
             digest: self.log.digest(),
