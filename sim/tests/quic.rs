@@ -122,17 +122,15 @@ fn quic_links_reorder_across_streams() {
     assert_eq!(plain.quic, (0, 0));
 }
 
-/// Open router bug found by this mode (seed 1039, every link QUIC-style):
-/// R2 detaches its data link `ferry:data:R2:t1/closest/q1` to R7 on lane
-/// 1 (a table change), and a millisecond later, the route back, attaches
-/// a link of the same name on lane 0. Lanes are independent streams: the
-/// new attach reaches R7 before the detach (held up on lane 1's stream),
-/// and R7 refuses it with `invalid-field` (a link of that name is still
-/// attached in that direction, AMQP 1.0 §2.6.1). Over TCP the detach
-/// always comes first. Ignored until the router is fixed; run with
-/// `cargo test -p ferry-sim --test quic -- --ignored`.
+/// A router bug this mode found (seed 1039, every link QUIC-style): R2
+/// detached its data link `ferry:data:R2:t1/closest/q1` to R7 on lane 1
+/// (a table change) and, a millisecond later, the route back, attached a
+/// link of the same name on lane 0. Lanes are independent streams: the new
+/// attach reached R7 before the detach (held up on lane 1's stream), and R7
+/// refused it with `invalid-field` (a link of that name still attached in
+/// that direction, AMQP 1.0 §2.6.1); over TCP the detach always comes
+/// first. Fixed: a data link keeps its lane for the connection's life.
 #[test]
-#[ignore = "open router bug: a re-attach on another lane overtakes its namesake's detach"]
 fn a_reattach_on_another_lane_does_not_overtake_the_detach() {
     let mut s = Scenario::random(1039);
     s.quic = 100;

@@ -35,12 +35,18 @@ const TREE: &str = "ferry:tree";
 pub(crate) const QUIC_LANES: usize = 8;
 
 /// The data sessions of a connection and the data links each carries; a
-/// new data link goes on the lane carrying the fewest.
+/// data link goes on the lane carrying the fewest when its key is first
+/// seen, and on that same lane whenever it is attached again: lanes are
+/// independent streams, and a re-attach on another lane could reach the
+/// peer before the detach of the link of that name (§2.6.1: names are
+/// unique per connection and direction), which the peer refuses.
 #[derive(Debug, Default)]
 struct Lanes {
     sessions: Vec<SessionId>,
     links: Vec<usize>,
     lane_of: HashMap<LinkId, usize>,
+    /// The lane of each data link key used on this connection.
+    by_key: HashMap<DataKey, usize>,
 }
 
 impl Lanes {
@@ -53,11 +59,15 @@ impl Lanes {
         self.sessions.first().copied()
     }
 
-    /// The lane with the fewest data links (the first of equals).
-    fn least_loaded(&self) -> (usize, SessionId) {
-        let lane = (0..self.links.len())
-            .min_by_key(|&i| self.links[i])
-            .expect("lanes exist once the peer is known");
+    /// The lane of data link `key`: the one it had on this connection,
+    /// else the one with the fewest data links (the first of equals).
+    fn lane_for(&mut self, key: &DataKey) -> (usize, SessionId) {
+        let links = &self.links;
+        let lane = *self.by_key.entry(key.clone()).or_insert_with(|| {
+            (0..links.len())
+                .min_by_key(|&i| links[i])
+                .expect("lanes exist once the peer is known")
+        });
         (lane, self.sessions[lane])
     }
 
@@ -588,7 +598,7 @@ impl Links {
                 properties,
                 ..LinkSpec::default()
             };
-            let (lane, session) = self.mesh.lanes.least_loaded();
+            let (lane, session) = self.mesh.lanes.lane_for(&key);
             let Ok(link) = engine.attach(session, spec) else {
                 continue;
             };
