@@ -487,10 +487,11 @@ async fn the_readme_mesh_of_three_routes_anycast_and_multicast() {
     let tx = producer.open_sender(Some("greetings")).await.unwrap();
     wait_credit(&mut producer, tx).await;
     let sent = tokio::spawn(async move { producer.send(tx, msg("hello via the mesh")).await });
-    let d = tokio::time::timeout(CONVERGE, consumer.receive(rx))
-        .await
-        .expect("delivery")
-        .unwrap();
+    let Ok(d) = tokio::time::timeout(CONVERGE, consumer.receive(rx)).await else {
+        let logs: Vec<String> = [&a.0, &b.0, &c.0].iter().map(|f| f.stderr()).collect();
+        panic!("no delivery on C; router logs:\n{}", logs.join("\n---\n"));
+    };
+    let d = d.unwrap();
     assert_eq!(d.payload, msg("hello via the mesh"));
     consumer.accept(&d).unwrap();
     consumer.flush().await.unwrap();
@@ -512,7 +513,13 @@ async fn the_readme_mesh_of_three_routes_anycast_and_multicast() {
         "{outcomes:?}"
     );
     for r in receivers {
-        assert_eq!(tokio::time::timeout(CONVERGE, r).await.unwrap().unwrap(), 5);
+        match tokio::time::timeout(CONVERGE, r).await.unwrap() {
+            Ok(n) => assert_eq!(n, 5),
+            Err(e) => {
+                let logs: Vec<String> = [&a.0, &b.0, &c.0].iter().map(|f| f.stderr()).collect();
+                panic!("{e}; router logs:\n{}", logs.join("\n---\n"));
+            }
+        }
     }
 }
 

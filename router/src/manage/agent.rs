@@ -270,7 +270,6 @@ impl Replier {
                     charge: None,
                     retry: None,
                     wait: false,
-                    priority: ferry_proto::message::Header::DEFAULT_PRIORITY,
                 },
             });
         }

@@ -53,11 +53,7 @@ impl Links {
         };
         let done = !t.more || t.aborted;
         match inbound {
-            Inbound::Streaming {
-                key,
-                targets,
-                priority,
-            } => {
+            Inbound::Streaming { key, targets } => {
                 for (conn, link, _) in targets.iter() {
                     conn.post(ToConn::Continue {
                         link: *link,
@@ -66,7 +62,6 @@ impl Links {
                         more: t.more,
                         aborted: t.aborted,
                         charge: Some(self.budget.charge(t.payload.len() as u64)),
-                        priority: *priority,
                     });
                 }
             }
@@ -256,7 +251,6 @@ impl Links {
                 from: self.hop(),
                 payload: payload.clone(),
                 attempts: 1,
-                priority: fields.priority,
             });
             let wait = multicast && self.mesh.peer().is_some();
             for (i, (conn, link, to_router)) in targets.iter().enumerate() {
@@ -282,19 +276,12 @@ impl Links {
                         charge,
                         retry: retry.clone(),
                         wait,
-                        priority: fields.priority,
                     },
                 });
             }
             if more {
-                self.inbound.insert(
-                    (t.link, t.delivery),
-                    Inbound::Streaming {
-                        key,
-                        targets,
-                        priority: fields.priority,
-                    },
-                );
+                self.inbound
+                    .insert((t.link, t.delivery), Inbound::Streaming { key, targets });
             }
         }
         if credited
