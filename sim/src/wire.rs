@@ -20,49 +20,11 @@ use bytes::Bytes;
 use crate::rng::SimRng;
 use crate::tap::WireEvent;
 
-/// The stream a frame travels on over QUIC (as `dest()` in
-/// `router/src/quic/streams.rs`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Stream {
-    /// The connection stream: protocol headers, SASL, `open`, empty
-    /// frames.
-    Connection,
-    /// `close`: on the connection stream, delivered only after every
-    /// frame sent before it on the other streams.
-    Close,
-    /// The session stream of a channel.
-    Session(u16),
-}
-
-/// The stream of one whole unit (a protocol header or a frame).
-pub fn stream_of(frame: &[u8]) -> Stream {
-    if frame.len() < 8 || &frame[..4] == b"AMQP" || frame[5] != 0 {
-        return Stream::Connection; // protocol header or SASL frame
-    }
-    let channel = u16::from_be_bytes([frame[6], frame[7]]);
-    let body = frame.get(usize::from(frame[4]) * 4..).unwrap_or_default();
-    match performative(body) {
-        None | Some(OPEN) => Stream::Connection, // empty: a keep-alive
-        Some(CLOSE) => Stream::Close,
-        Some(_) => Stream::Session(channel),
-    }
-}
-
-const OPEN: u64 = 0x10;
-const CLOSE: u64 = 0x18;
-
-/// The descriptor code of a frame body's performative (as in
-/// `ferry_router::quic::streams`).
-fn performative(body: &[u8]) -> Option<u64> {
-    match body {
-        [] => None,
-        [0x00, 0x53, code, ..] => Some(u64::from(*code)),
-        [0x00, 0x80, rest @ ..] if rest.len() >= 8 => Some(u64::from_be_bytes(
-            rest[..8].try_into().expect("eight bytes"),
-        )),
-        _ => Some(u64::MAX),
-    }
-}
+use ferry_router::quic::is_open;
+/// The stream a frame travels on over QUIC, and the stream of one whole
+/// unit (a protocol header or a frame): the router's own rule
+/// (`ferry_router::quic::dest`).
+pub use ferry_router::quic::{Dest as Stream, dest as stream_of};
 
 /// Splits bytes an engine wrote (whole frames) into its units: protocol
 /// headers and frames. A trailing partial unit stays one unit.
@@ -409,14 +371,6 @@ impl Pipe {
             _ => at,
         }
     }
-}
-
-/// Whether a connection-stream unit is an `open`.
-fn is_open(frame: &[u8]) -> bool {
-    frame.len() > 8
-        && &frame[..4] != b"AMQP"
-        && frame[5] == 0
-        && performative(frame.get(usize::from(frame[4]) * 4..).unwrap_or_default()) == Some(OPEN)
 }
 
 #[cfg(test)]

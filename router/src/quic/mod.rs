@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use streams::Streams;
+pub use streams::{Dest, Streams, dest, is_open};
 
 use crate::tls::CertNames;
 

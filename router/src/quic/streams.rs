@@ -346,9 +346,10 @@ impl Writer {
     }
 }
 
-/// Where a frame goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Dest {
+/// Where a frame goes (the simulator's QUIC-style links use the same
+/// rule).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Dest {
     /// The connection stream.
     Connection,
     /// The connection stream, after the session streams.
@@ -399,8 +400,8 @@ fn whole_frames(buf: &[u8], max: usize) -> bool {
 }
 
 /// Where the whole unit `frame` goes (§2.3: size, doff, type, channel).
-fn dest(frame: &[u8]) -> Dest {
-    if &frame[..4] == b"AMQP" || frame[5] != 0 {
+pub fn dest(frame: &[u8]) -> Dest {
+    if frame.len() < 8 || &frame[..4] == b"AMQP" || frame[5] != 0 {
         return Dest::Connection; // protocol header or SASL frame
     }
     let channel = u16::from_be_bytes([frame[6], frame[7]]);
@@ -410,6 +411,14 @@ fn dest(frame: &[u8]) -> Dest {
         Some(CLOSE) => Dest::Close,
         Some(_) => Dest::Session(channel),
     }
+}
+
+/// Whether the whole unit `frame` is an AMQP `open`.
+pub fn is_open(frame: &[u8]) -> bool {
+    frame.len() > 8
+        && &frame[..4] != b"AMQP"
+        && frame[5] == 0
+        && performative(frame.get(usize::from(frame[4]) * 4..).unwrap_or_default()) == Some(OPEN)
 }
 
 /// The descriptor code of a frame body's performative (§1.5: `0x00`
@@ -490,9 +499,7 @@ async fn read_connection_stream(
                             inbound.push(frame).await;
                         }
                         _ => {
-                            let open = frame.len() > 8
-                                && frame[5] == 0
-                                && performative(&frame[usize::from(frame[4]) * 4..]) == Some(OPEN);
+                            let open = is_open(&frame);
                             inbound.push(frame).await;
                             if open {
                                 opened.send_replace(true);
