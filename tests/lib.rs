@@ -86,16 +86,25 @@ pub struct TempDir {
 }
 
 impl TempDir {
-    /// Create one under the system's temporary directory.
+    /// Create one under the system's temporary directory. Always a new
+    /// directory: a directory some static keeps (the mesh PKI's) outlives
+    /// its process, and once process ids wrap, a later test process with
+    /// the same id would find that one's files (a router certificate from
+    /// another CA: every TLS handshake of the run failed).
     pub fn new() -> Self {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "ferry-tests-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&path).expect("create temporary directory");
-        Self { path }
+        loop {
+            let path = std::env::temp_dir().join(format!(
+                "ferry-tests-{}-{}",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            ));
+            match std::fs::create_dir(&path) {
+                Ok(()) => return Self { path },
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => panic!("create temporary directory {}: {e}", path.display()),
+            }
+        }
     }
 
     /// The directory.
@@ -167,7 +176,8 @@ impl Captured {
     }
 
     fn snapshot(&self) -> String {
-        self.state.lock().unwrap().0.clone()
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.0.clone()
     }
 
     /// Wait until `done` returns `Some` on the text so far and whether the
@@ -401,6 +411,30 @@ impl Drop for Ferry {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+        if thread::panicking() {
+            self.print_log_tail();
+        }
+    }
+}
+
+impl Ferry {
+    /// Print the end of the router's log above a failing test's panic:
+    /// its last lines at info level and above (debug lines are left out
+    /// to keep the story short).
+    fn print_log_tail(&self) {
+        const LINES: usize = 60;
+        let log = self.stderr.snapshot();
+        let kept: Vec<&str> = log
+            .lines()
+            .filter(|l| !l.contains(" DEBUG ") && !l.contains(" TRACE "))
+            .collect();
+        let tail = &kept[kept.len().saturating_sub(LINES)..];
+        eprintln!(
+            "--- ferry pid {}: last {} log lines at info and above ---\n{}",
+            self.child.id(),
+            tail.len(),
+            tail.join("\n")
+        );
     }
 }
 
