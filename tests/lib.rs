@@ -420,10 +420,22 @@ impl Drop for Ferry {
 impl Ferry {
     /// Print the end of the router's log above a failing test's panic:
     /// its last lines at info level and above (debug lines are left out
-    /// to keep the story short).
+    /// to keep the story short); the whole log goes to a file in the
+    /// directory `FERRY_TEST_LOGS` names, if set.
     fn print_log_tail(&self) {
         const LINES: usize = 60;
         let log = self.stderr.snapshot();
+        if let Some(dir) = std::env::var_os("FERRY_TEST_LOGS") {
+            let path = Path::new(&dir).join(format!("ferry-{}.log", self.child.id()));
+            match std::fs::write(&path, &log) {
+                Ok(()) => eprintln!(
+                    "--- ferry pid {}: whole log in {}",
+                    self.child.id(),
+                    path.display()
+                ),
+                Err(e) => eprintln!("--- ferry pid {}: {}: {e}", self.child.id(), path.display()),
+            }
+        }
         let kept: Vec<&str> = log
             .lines()
             .filter(|l| !l.contains(" DEBUG ") && !l.contains(" TRACE "))
