@@ -3,9 +3,11 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use ferry_proto::client::{Client, ClientOptions};
-use ferry_tests::{Ferry, TempDir, WAIT};
+use ferry_tests::{Ferry, TempDir, WAIT, run_ferry};
+use serde_json::Value;
 
 #[path = "pki.rs"]
 mod pki;
@@ -55,6 +57,65 @@ impl Router {
     pub fn url(&self) -> String {
         format!("amqp://{}", self.addr)
     }
+}
+
+/// `ferry stat ARGS --json` against `router`: the entities it printed.
+pub fn stat(router: &Router, args: &[&str]) -> Vec<Value> {
+    stat_at(router.addr, args)
+}
+
+/// [`stat`] against the router whose client listener is `addr`.
+pub fn stat_at(addr: SocketAddr, args: &[&str]) -> Vec<Value> {
+    let url = format!("amqp://{addr}");
+    let mut all = vec!["stat", "--json", "--url", url.as_str()];
+    all.extend_from_slice(args);
+    let out = run_ferry(all, &[], Duration::from_secs(30));
+    assert!(
+        out.status.success(),
+        "ferry stat {args:?} failed: {}",
+        out.stderr
+    );
+    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", out.stdout))
+}
+
+/// Polls `ferry stat` until `done` holds, or panics after 20 s.
+pub fn stat_until(router: &Router, args: &[&str], done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    stat_at_until(router.addr, args, done)
+}
+
+/// [`stat_until`] against the router whose client listener is `addr`.
+pub fn stat_at_until(
+    addr: SocketAddr,
+    args: &[&str],
+    done: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let got = stat_at(addr, args);
+        if done(&got) {
+            return got;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "ferry stat {args:?} never showed what was expected; last: {got:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Waits until the router at `addr` knows consumers of `address` on
+/// `remote` other routers (its `remoteCount`): a multicast message sent
+/// before that misses the consumers it does not know of yet.
+pub async fn wait_remote_consumers(addr: SocketAddr, address: &str, remote: u64) {
+    let address = address.to_owned();
+    tokio::task::spawn_blocking(move || {
+        stat_at_until(addr, &["-a"], |rows| {
+            rows.iter()
+                .any(|r| r["address"] == address.as_str() && r["remoteCount"] == remote)
+        })
+    })
+    .await
+    .expect("ferry stat");
 }
 
 /// A router of a test mesh: a normal listener on a free port, optionally an

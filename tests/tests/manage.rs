@@ -16,26 +16,11 @@ use bytes::Bytes;
 use ferry_proto::client::ClientError;
 use ferry_proto::message::{Body, Message};
 use ferry_tests::{free_port, run_ferry};
-use router::{Router, line, mesh_router};
+use router::{Router, line, mesh_router, stat, stat_until};
 use serde_json::{Value, json};
 
 /// Time for a mesh to converge, generously.
 const CONVERGE: Duration = Duration::from_secs(20);
-
-/// `ferry stat ARGS --json` against `router`: the entities it printed.
-fn stat(router: &Router, args: &[&str]) -> Vec<Value> {
-    let url = router.url();
-    let mut all = vec!["stat", "--json", "--url", url.as_str()];
-    all.extend_from_slice(args);
-    let out = run_ferry(all, &[], Duration::from_secs(30));
-    assert!(
-        out.status.success(),
-        "ferry stat {args:?} failed: {}\nrouter log:\n{}",
-        out.stderr,
-        router.ferry.stderr()
-    );
-    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", out.stdout))
-}
 
 /// The `field` of every entity, sorted.
 fn field(entities: &[Value], field: &str) -> Vec<String> {
@@ -45,22 +30,6 @@ fn field(entities: &[Value], field: &str) -> Vec<String> {
         .collect();
     v.sort();
     v
-}
-
-/// Polls `ferry stat` until `done` holds, or panics after [`CONVERGE`].
-fn stat_until(router: &Router, args: &[&str], done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-    let deadline = Instant::now() + CONVERGE;
-    loop {
-        let got = stat(router, args);
-        if done(&got) {
-            return got;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "ferry stat {args:?} never showed what was expected; last: {got:?}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 fn msg(body: &str) -> Bytes {

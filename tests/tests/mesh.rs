@@ -12,7 +12,7 @@ use ferry_proto::client::{Client, ClientError, ClientOptions};
 use ferry_proto::definitions::{DeliveryState, condition};
 use ferry_proto::message::{Body, Message};
 use ferry_tests::free_port;
-use router::{Router, line, mesh_router};
+use router::{Router, line, mesh_router, wait_remote_consumers};
 
 /// Time for a mesh to converge, generously (HELLO every second).
 const CONVERGE: Duration = Duration::from_secs(20);
@@ -339,6 +339,11 @@ async fn multicast_reaches_every_consumer_once(routers: &[Router]) {
             receivers.push((c, rx));
         }
     }
+    // Every router knows the consumers on every other (a message sent
+    // before misses the consumers its router does not know of yet).
+    for r in routers {
+        wait_remote_consumers(r.addr, "multicast.news", routers.len() as u64 - 1).await;
+    }
     let n = 150;
     let mut senders = Vec::new();
     for (tag, r) in ["first", "second"]
@@ -451,6 +456,9 @@ async fn the_readme_mesh_of_three_routes_anycast_and_multicast() {
         let config = format!("{}/../deploy/local/{name}.toml", env!("CARGO_MANIFEST_DIR"));
         let mut env = env.to_vec();
         env.push(("FERRY_LISTENER__0__PORT", "0"));
+        // The README's configurations log at info; a failure's story needs
+        // the router's debug lines.
+        env.push(("RUST_LOG", "info,ferry_router=debug"));
         let mut ferry = Ferry::spawn(["run", "--config", config.as_str()], &env);
         let listeners = if name == "C" { 1 } else { 2 };
         let client = ferry
@@ -486,7 +494,19 @@ async fn the_readme_mesh_of_three_routes_anycast_and_multicast() {
     let mut producer = client(a.1).await;
     let tx = producer.open_sender(Some("greetings")).await.unwrap();
     wait_credit(&mut producer, tx).await;
-    let sent = tokio::spawn(async move { producer.send(tx, msg("hello via the mesh")).await });
+    // The mesh has just formed: a message sent while A's route to C
+    // changes (first through B, then direct) may find no consumer link
+    // and come back `released`; the producer sends it again, as a client
+    // should (README, at-least-once).
+    let sent = tokio::spawn(async move {
+        loop {
+            let outcome = producer.send(tx, msg("hello via the mesh")).await;
+            if !matches!(outcome, Ok(Some(DeliveryState::Released))) {
+                return outcome;
+            }
+            wait_credit(&mut producer, tx).await;
+        }
+    });
     let Ok(d) = tokio::time::timeout(CONVERGE, consumer.receive(rx)).await else {
         let logs: Vec<String> = [&a.0, &b.0, &c.0].iter().map(|f| f.stderr()).collect();
         panic!("no delivery on C; router logs:\n{}", logs.join("\n---\n"));
@@ -504,6 +524,9 @@ async fn the_readme_mesh_of_three_routes_anycast_and_multicast() {
         let rx = c.open_receiver("multicast.news", 10).await.unwrap();
         receivers.push(tokio::spawn(receive_all(c, rx, 5)));
     }
+    // B knows the consumers on A and C (else its first messages go only
+    // where it knows of consumers).
+    wait_remote_consumers(b.1, "multicast.news", 2).await;
     let mut producer = client(b.1).await;
     let tx = producer.open_sender(Some("multicast.news")).await.unwrap();
     wait_credit(&mut producer, tx).await;
@@ -543,6 +566,11 @@ async fn a_consumer_closing_right_after_its_last_accept_has_every_outcome_reach_
     for round in 0..ROUNDS {
         let mut consumer = c.client().await;
         let rx = consumer.open_receiver("issue19", 1_000).await.unwrap();
+        // A knows this round's consumer before the producer sends: the
+        // producer may still hold credit granted for the last round's, and
+        // a message sent on it while the path re-forms finds no consumer
+        // and is released — a true outcome, not the one this test hunts.
+        wait_remote_consumers(a.addr, "issue19", 1).await;
         wait_credit(&mut producer, tx).await;
         let consume = tokio::spawn(async move {
             let mut seen = std::collections::BTreeSet::new();
@@ -591,6 +619,9 @@ async fn a_consumer_closing_right_after_its_last_accept_has_every_outcome_reach_
             }
         }
         let duplicates = consume.await.unwrap();
+        // The consumer has gone: A sees it go (and cuts the producer's
+        // credit) before the next round.
+        wait_remote_consumers(a.addr, "issue19", 0).await;
         let accepted = format!("{:?}", Some(DeliveryState::Accepted));
         assert_eq!(
             outcomes.get(&accepted).copied(),

@@ -586,6 +586,10 @@ impl Address {
         let mut guard = self.lock();
         let s = &mut *guard;
         let mut origin = table.me();
+        // Whether the delivery came on credit this router granted (a
+        // multicast copy so covered waits for a consumer's credit rather
+        // than being refused; see below).
+        let mut covered = false;
         if let Some((conn, link)) = producer
             && let Some(p) = s
                 .producers
@@ -595,6 +599,7 @@ impl Address {
             if p.granted > 0 {
                 p.granted -= 1;
                 s.held -= 1;
+                covered = true;
             }
             p.used = true;
             if let Some(tree) = &p.tree {
@@ -620,9 +625,19 @@ impl Address {
                 // in the tree have theirs): it was promised credit here,
                 // and where the credit has been lowered since (taken back,
                 // or a consumer's flow), it waits for the link's credit.
+                // So does a client's delivery sent on credit this router
+                // granted: it was promised too, and the consumer without
+                // credit now is typically a tree link just attached for a
+                // router that came into the tree after the grant (its
+                // credit is on its way). A client's delivery with no credit
+                // behind it, or while the tree lacks a link to a router
+                // with consumers, is refused: it could not go everywhere.
                 let reaches = |c: &Consumer| serves_tree(table, origin, from, c, reach);
-                let promised = matches!(from, Hop::Neighbor(_));
-                if !promised && s.consumers.iter().any(|c| reaches(c) && c.credit <= 0) {
+                let neighbour = matches!(from, Hop::Neighbor(_));
+                if !neighbour
+                    && (!tree_complete(table, &self.name, &s.consumers, origin)
+                        || (!covered && s.consumers.iter().any(|c| reaches(c) && c.credit <= 0)))
+                {
                     return Targets::new();
                 }
                 s.consumers
@@ -769,17 +784,27 @@ impl Part {
 /// consumers' credit (none while the tree's links are not all there). A
 /// local consumer is shared by every producer; a tree's data link only by
 /// the producers of that tree.
+/// Whether `origin`'s tree for `address` has its data link to every
+/// child router that leads to consumers.
+fn tree_complete(
+    table: &RoutingTable,
+    address: &str,
+    consumers: &[Consumer],
+    origin: &RouterId,
+) -> bool {
+    table.multicast_next(origin, address).iter().all(|n| {
+        consumers
+            .iter()
+            .any(|c| c.tree.as_ref() == Some(origin) && matches!(&c.to, Hop::Neighbor(m) if m == n))
+    })
+}
+
 fn multicast_part(table: &RoutingTable, address: &str, s: &State, p: &Producer) -> Part {
     let me = table.me();
     let origin = p.tree.as_ref().unwrap_or(me);
     // Until the tree's link to every child leading to consumers is
     // attached, a copy could not go everywhere it should: no credit.
-    let complete = table.multicast_next(origin, address).iter().all(|n| {
-        s.consumers
-            .iter()
-            .any(|c| c.tree.as_ref() == Some(origin) && matches!(&c.to, Hop::Neighbor(m) if m == n))
-    });
-    if !complete {
+    if !tree_complete(table, address, &s.consumers, origin) {
         return Part {
             share: 0,
             floor: 0,
@@ -1078,6 +1103,35 @@ mod tests {
         a.adjust_consumer_credit(ConnId(1), link(1), 1);
         a.adjust_consumer_credit(ConnId(1), link(2), 1);
         assert_eq!(a.grant(&table(), ConnId(2), link(3), 10, now()).credit, 1);
+    }
+
+    #[test]
+    fn a_clients_multicast_delivery_on_granted_credit_waits_for_a_new_consumer() {
+        let a = Address::new("m".into(), Distribution::Multicast);
+        let (c, _crx) = conn(1);
+        let (p, _prx) = conn(2);
+        a.add_consumer(c.clone(), link(1), Hop::Local, None);
+        a.adjust_consumer_credit(ConnId(1), link(1), 5);
+        a.add_producer(p.clone(), link(3), Hop::Local, None, now());
+        assert_eq!(a.grant(&table(), ConnId(2), link(3), 10, now()).credit, 5);
+        // A consumer attaches after the grant, with no credit yet (in a
+        // mesh: a tree link to a router that just joined the tree). The
+        // delivery sent on the credit granted reaches both; the new
+        // consumer owes its copy.
+        a.add_consumer(c, link(2), Hop::Local, None);
+        let route = || {
+            a.route(
+                &table(),
+                &Hop::Local,
+                Some((ConnId(2), link(3))),
+                Reach::Tree,
+            )
+        };
+        assert_eq!(route().len(), 2);
+        // Nothing more is granted until the new consumer has credit…
+        assert_eq!(a.grant(&table(), ConnId(2), link(3), 10, now()).credit, 0);
+        // …and a delivery beyond the credit granted is refused whole.
+        assert!(route().is_empty());
     }
 
     #[test]
