@@ -575,3 +575,41 @@ fn a_one_way_black_hole_is_noticed_within_a_second_and_healed() {
     mesh.run_for(Duration::from_secs(10));
     assert_settled(&mut mesh);
 }
+
+/// A consumer on C that closes right after its 30th answer and another
+/// that attaches at once, while a producer on A keeps sending: every
+/// message is accepted in the end (the producer resends what comes back
+/// released) and nothing is left without an outcome. Failed two ways
+/// before the fixes: a delivery C had routed to the first consumer as
+/// its connection ended was dropped, unread in that connection's inbox,
+/// with no outcome at all; and B's data link to C, retiring since the
+/// first consumer's address was withdrawn, waited for that outcome for
+/// ever, so when the address came back the path never did (49 of 300
+/// messages sent in 10 s). Now such a delivery goes back `released`, and
+/// a data link wanted again while it retires is taken back into use.
+#[test]
+fn a_consumer_replaced_at_once_keeps_its_path_and_every_outcome() {
+    for seed in 0..8u64 {
+        let mut mesh = converged(line3(300 + seed));
+        let mut first = consumer("q", 20);
+        first.delay = Duration::ZERO;
+        first.close_after = Some(30);
+        let c = mesh.add_consumer("C", first);
+        let mut p = producer("q", 300);
+        p.interval = Duration::from_micros(200);
+        mesh.add_producer("A", p);
+        while !mesh.client(c).closed {
+            mesh.run_for(Duration::from_micros(100));
+        }
+        mesh.add_consumer("C", consumer("q", 20));
+        mesh.run_for(Duration::from_secs(10));
+        assert_ok(&mesh);
+        assert_settled(&mut mesh);
+        let s = mesh.summary();
+        assert_eq!(
+            (s.counts.accepted, s.counts.modified, s.counts.lost),
+            (300, 0, 0),
+            "seed {seed}: {s}"
+        );
+    }
+}

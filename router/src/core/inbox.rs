@@ -154,6 +154,16 @@ impl<T> Drop for Inbox<T> {
 }
 
 impl<T> Inbox<T> {
+    /// Takes no more messages (later sends are given back to their
+    /// senders) and returns those not read yet, in order.
+    pub fn close(&mut self) -> Vec<T> {
+        let mut state = self.shared.lock();
+        state.closed = true;
+        let queued = std::mem::take(&mut state.queue);
+        drop(state);
+        self.batch.drain(..).chain(queued).collect()
+    }
+
     /// The next message, without waiting.
     pub fn try_recv(&mut self) -> Option<T> {
         if let Some(m) = self.batch.pop_front() {
@@ -251,6 +261,19 @@ mod tests {
         assert_eq!(got.len(), 100 + 15);
         // Drained: the large buffer is let go of.
         assert_eq!(rx.batch.capacity(), 0);
+    }
+
+    #[test]
+    fn a_closed_inbox_returns_what_was_unread_and_gives_later_messages_back() {
+        let (tx, mut rx) = inbox::<u32>();
+        for i in 0..5 {
+            tx.send(i).unwrap();
+        }
+        assert_eq!(rx.try_recv(), Some(0));
+        tx.send(5).unwrap();
+        assert_eq!(rx.close(), [1, 2, 3, 4, 5]);
+        assert_eq!(tx.send(6), Err(6));
+        assert_eq!(rx.try_recv(), None);
     }
 
     #[test]

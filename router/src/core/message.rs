@@ -25,10 +25,33 @@ pub struct ConnHandle {
 }
 
 impl ConnHandle {
-    /// Posts to the connection; a connection that has gone ignores it
-    /// (its links' state is cleaned up by its own teardown).
+    /// Posts to the connection; if it has gone, what needed an answer
+    /// gets one ([`ToConn::bounce`]).
     pub fn post(&self, msg: ToConn) {
-        let _ = self.tx.send(msg);
+        if let Err(msg) = self.tx.send(msg) {
+            msg.bounce();
+        }
+    }
+}
+
+impl ToConn {
+    /// Answers what a message to a connection that has gone (or went
+    /// before reading it) leaves unanswered: a delivery it was to send
+    /// goes back to its producer `released` — never sent, so never
+    /// delivered (AMQP 1.0 §3.4.4) — rather than being dropped with no
+    /// outcome at all. Nothing else needs one: the connection's teardown
+    /// settled what it had sent, and outcomes for its producers have
+    /// nobody left to reach.
+    pub fn bounce(self) {
+        if let ToConn::Deliver {
+            delivery: Forwarded {
+                origin: Some(o), ..
+            },
+            ..
+        } = self
+        {
+            o.settle(DeliveryState::Released);
+        }
     }
 }
 

@@ -334,6 +334,12 @@ impl Endpoint {
     /// its place in the mesh). Call once, when it is over.
     pub fn teardown(&mut self, now: Instant) {
         self.links.teardown(now);
+        // What came for it and was not read, and what comes from now on,
+        // is answered where it needs an answer (a delivery to send).
+        let unread: Vec<ToConn> = self.held.drain(..).chain(self.inbox.close()).collect();
+        for msg in unread {
+            msg.bounce();
+        }
     }
 }
 

@@ -572,9 +572,10 @@ impl Links {
             self.retire(engine, link);
         }
         for key in wanted {
-            // A link still retiring keeps its key (and its name) until it
-            // is detached; then this runs again and attaches a new one.
-            if self.mesh.data.contains_key(&key) {
+            if let Some(&link) = self.mesh.data.get(&key) {
+                if self.is_retiring(link) {
+                    self.unretire(link, key.1);
+                }
                 continue;
             }
             let (address, tree) = &key;
@@ -685,6 +686,32 @@ impl Links {
             );
         }
         self.finish_retiring(engine, link);
+    }
+
+    /// Takes retiring data link `link` back into use: the routes want it
+    /// again before the outcomes it waited for came (a consumer that went
+    /// and came back at once, a route that flapped). Detaching it and
+    /// attaching another would leave the address without a path
+    /// meanwhile, and the messages routed then would be released.
+    fn unretire(&mut self, link: LinkId, tree: Option<RouterId>) {
+        let Some(c) = self.consumers.get_mut(&link) else {
+            return;
+        };
+        c.retiring = false;
+        // Its address may have been dropped as unused meanwhile.
+        let a = self.core.address(c.address.name());
+        a.add_consumer(self.me.clone(), link, c.to.clone(), tree);
+        if self.congested {
+            a.set_congested(self.me.id, link, true);
+        }
+        // Nothing waits on it (retiring released that): all its credit is
+        // the address's again.
+        a.adjust_consumer_credit(self.me.id, link, i64::from(c.reported));
+        tracing::debug!(
+            "data link for {} wanted again before it retired: back in use",
+            a.name()
+        );
+        c.address = a;
     }
 
     /// Detaches retiring data link `link` if nothing sent on it is waiting
