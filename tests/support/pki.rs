@@ -112,12 +112,8 @@ impl Pki {
         MESH.get_or_init(|| Pki::new("mesh"))
     }
 
-    /// The files of router `id`'s certificate (issued on first use; one
-    /// issue at a time, or two tests starting router B at once could each
-    /// write half of its files: a key that does not match the certificate).
+    /// The files of router `id`'s certificate (issued on first use).
     pub fn router_files(&self, id: &str) -> Issued {
-        static ISSUING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-        let _one = ISSUING.lock().unwrap_or_else(|e| e.into_inner());
         let cert = self.dir.path().join(format!("{id}.pem"));
         if cert.exists() {
             return Issued {

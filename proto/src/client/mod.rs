@@ -57,6 +57,11 @@ pub struct ClientOptions {
     pub tls: Option<ClientTls>,
     /// The host name sent in our open (a virtual host, for some servers).
     pub hostname: Option<String>,
+    /// The socket's receive buffer (`SO_RCVBUF`), set before connecting:
+    /// the most the kernel holds of what the peer sends while we do not
+    /// read, as a slow reader on a real network bounds it. `None`: the
+    /// system's (on Linux, autotuned up to `tcp_rmem`'s maximum).
+    pub recv_buffer: Option<u32>,
 }
 
 impl Default for ClientOptions {
@@ -70,6 +75,7 @@ impl Default for ClientOptions {
             properties: Vec::new(),
             tls: None,
             hostname: None,
+            recv_buffer: None,
         }
     }
 }
@@ -178,7 +184,27 @@ impl Client {
         addr: impl ToSocketAddrs,
         options: ClientOptions,
     ) -> Result<Self, ClientError> {
-        let stream = tokio::time::timeout(options.timeout, TcpStream::connect(addr))
+        let connect = async {
+            let Some(size) = options.recv_buffer else {
+                return TcpStream::connect(addr).await;
+            };
+            let mut last = None;
+            for addr in tokio::net::lookup_host(addr).await? {
+                let socket = match addr {
+                    std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+                    std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+                };
+                socket.set_recv_buffer_size(size)?;
+                match socket.connect(addr).await {
+                    Ok(stream) => return Ok(stream),
+                    Err(e) => last = Some(e),
+                }
+            }
+            Err(last.unwrap_or_else(|| {
+                std::io::Error::new(std::io::ErrorKind::NotFound, "no address to connect to")
+            }))
+        };
+        let stream = tokio::time::timeout(options.timeout, connect)
             .await
             .map_err(|_| ClientError::Timeout("connect"))??;
         stream.set_nodelay(true)?;

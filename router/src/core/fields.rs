@@ -1,5 +1,6 @@
 //! The few message fields the router reads: `properties.to` for links with
-//! no target address, and the expiry fields (AMQP 1.0 §3.2.1, §3.2.4).
+//! no target address, the expiry fields and the priority (AMQP 1.0 §3.2.1,
+//! §3.2.4).
 //! Read from the message's leading bytes only, since a large message's
 //! first frame holds its header and properties but not its body.
 
@@ -8,8 +9,11 @@ use ferry_proto::codec::{Decode, Decoder, Descriptor, Str};
 use ferry_proto::message::{Header, Properties};
 
 /// What routing needs from a message.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RoutingFields {
+    /// `header.priority` (AMQP 1.0 §3.2.1), 4 when absent, at most
+    /// [`MAX_PRIORITY`].
+    pub priority: u8,
     /// `properties.to`.
     pub to: Option<Str>,
     /// `header.ttl`, milliseconds.
@@ -22,6 +26,23 @@ pub struct RoutingFields {
     /// was reached, so `to` is final.
     pub complete: bool,
 }
+
+impl Default for RoutingFields {
+    fn default() -> Self {
+        Self {
+            priority: Header::DEFAULT_PRIORITY,
+            to: None,
+            ttl: None,
+            absolute_expiry_time: None,
+            creation_time: None,
+            complete: false,
+        }
+    }
+}
+
+/// The highest priority the router tells apart: AMQP 1.0 §3.2.1 asks for
+/// at least ten levels (0 to 9); a higher value is served as 9.
+pub const MAX_PRIORITY: u8 = 9;
 
 const HEADER: u64 = 0x70;
 const DELIVERY_ANNOTATIONS: u64 = 0x71;
@@ -44,7 +65,10 @@ pub fn routing_fields(prefix: &Bytes) -> RoutingFields {
         };
         match code {
             HEADER => match Header::decode(&mut d) {
-                Ok(h) => out.ttl = h.ttl,
+                Ok(h) => {
+                    out.ttl = h.ttl;
+                    out.priority = h.priority_or_default().min(MAX_PRIORITY);
+                }
                 Err(_) => return out,
             },
             DELIVERY_ANNOTATIONS | MESSAGE_ANNOTATIONS => {
@@ -69,4 +93,29 @@ pub fn routing_fields(prefix: &Bytes) -> RoutingFields {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry_proto::message::{Body, Message};
+
+    fn with_priority(priority: Option<u8>) -> Bytes {
+        let mut m = Message::new(Body::data(b"x".to_vec()));
+        m.header = Some(Header {
+            priority,
+            ..Header::default()
+        });
+        m.encode()
+    }
+
+    #[test]
+    fn priority_is_read_from_the_header_with_its_default_and_cap() {
+        assert_eq!(routing_fields(&with_priority(Some(9))).priority, 9);
+        assert_eq!(routing_fields(&with_priority(Some(0))).priority, 0);
+        assert_eq!(routing_fields(&with_priority(Some(200))).priority, 9);
+        assert_eq!(routing_fields(&with_priority(None)).priority, 4);
+        let bare = Message::new(Body::data(b"x".to_vec())).encode();
+        assert_eq!(routing_fields(&bare).priority, 4);
+    }
 }

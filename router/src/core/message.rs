@@ -79,6 +79,9 @@ pub enum ToConn {
         aborted: bool,
         /// Held against the producer's byte budget until sent on.
         charge: Option<super::Charge>,
+        /// The delivery's priority ([`Forwarded::priority`]): its frames
+        /// wait in the same queue as its first.
+        priority: u8,
     },
     /// The outcome of a delivery your producer link sent.
     Settle {
@@ -142,6 +145,9 @@ pub struct Forwarded {
     /// the delivery back: a multicast copy from a neighbour, routed here
     /// against credit promised upstream (see `Address::route`).
     pub wait: bool,
+    /// `header.priority` (AMQP 1.0 §3.2.1, 0 to 9): where deliveries wait
+    /// in the router, a higher one goes first (see `core::priority`).
+    pub priority: u8,
 }
 
 /// What a consumer's task needs to send a delivery to another consumer
@@ -157,6 +163,8 @@ pub struct Retry {
     pub payload: Bytes,
     /// Consumers tried so far.
     pub attempts: u8,
+    /// Its priority ([`Forwarded::priority`]).
+    pub priority: u8,
 }
 
 /// The producer side of an unsettled delivery: where its outcome goes.

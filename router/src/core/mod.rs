@@ -9,6 +9,7 @@ mod budget;
 mod fields;
 mod inbox;
 mod message;
+mod priority;
 mod report;
 pub mod trace;
 
@@ -18,11 +19,12 @@ use std::sync::{Arc, Mutex, RwLock};
 
 pub use address::{Address, Grant, Hop, IDLE_LEASE, Reach, Targets, serves};
 pub use budget::{ByteBudget, Charge};
-pub use fields::{RoutingFields, routing_fields};
+pub use fields::{MAX_PRIORITY, RoutingFields, routing_fields};
 pub use inbox::{Inbox, Outbox, inbox};
 pub use message::{
     ConnHandle, ConnId, Fanout, Forwarded, Origin, Retry, StreamKey, ToConn, delivery_failed,
 };
+pub use priority::{MAX_OVERTAKES, Waiting};
 pub use report::{AddressReport, ConnReport, ConnRole, Dir, LinkKind, LinkReport};
 
 use crate::config::{AddressConfig, Config, Distribution, Limits};

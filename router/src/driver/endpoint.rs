@@ -3,7 +3,6 @@
 //! the same code. Bytes and time go in; bytes come out; messages from other
 //! connections arrive in its inbox.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -13,7 +12,7 @@ use ferry_proto::engine::{Connection, ConnectionConfig, SaslClientConfig, SaslSe
 
 use super::links::{ConnKind, Ends, Failure, Links, Login};
 use crate::config::{ClientCert, ConnectorConfig, Limits, ListenerConfig, Role};
-use crate::core::{ByteBudget, ConnHandle, ConnId, Core, Inbox, ToConn};
+use crate::core::{ByteBudget, ConnHandle, ConnId, Core, Inbox, ToConn, Waiting};
 use crate::mesh::identity;
 use crate::security::{PlainCheck, Security};
 use crate::tls::CertNames;
@@ -46,8 +45,9 @@ pub struct Endpoint {
     links: Links,
     inbox: Inbox<ToConn>,
     /// Messages taken from the inbox while output was backlogged (see
-    /// [`hold_message`](Self::hold_message)), to handle first, in order.
-    held: VecDeque<ToConn>,
+    /// [`hold_message`](Self::hold_message)), to handle first, by
+    /// priority (`core::Waiting`).
+    held: Waiting,
     id: ConnId,
     /// The engine ended the connection because nothing came from the
     /// peer for its idle timeout.
@@ -85,7 +85,7 @@ impl Endpoint {
             engine,
             links: Links::new(core, handle, kind, peer.cert, ends, peer.tls, login),
             inbox,
-            held: VecDeque::new(),
+            held: Waiting::default(),
             id,
             silent: false,
         }
@@ -212,7 +212,7 @@ impl Endpoint {
             self.links.handle_message(&mut self.engine, msg, now);
             self.links.handle_events(&mut self.engine, now);
         } else {
-            self.held.push_back(msg);
+            self.held.push(msg);
         }
     }
 
@@ -220,13 +220,14 @@ impl Endpoint {
     /// routing-protocol message is handled at once (it goes out on the
     /// priority control session, ahead of the backlog; held behind data
     /// it could delay a HELLO into a false neighbour loss); anything else
-    /// is held, in order, for [`handle_inbox`](Self::handle_inbox).
+    /// is held for [`handle_inbox`](Self::handle_inbox), which hands
+    /// deliveries out by their priority (AMQP 1.0 §3.2.1; `core::Waiting`).
     pub fn hold_message(&mut self, msg: ToConn, now: Instant) {
         if matches!(msg, ToConn::Control(_)) {
             self.links.handle_message(&mut self.engine, msg, now);
             self.links.handle_events(&mut self.engine, now);
         } else {
-            self.held.push_back(msg);
+            self.held.push(msg);
         }
     }
 
@@ -240,7 +241,7 @@ impl Endpoint {
     pub fn handle_inbox(&mut self, max: usize, now: Instant) -> usize {
         let mut n = 0;
         while n < max {
-            let Some(msg) = self.held.pop_front().or_else(|| self.inbox.try_recv()) else {
+            let Some(msg) = self.held.pop().or_else(|| self.inbox.try_recv()) else {
                 break;
             };
             self.links.handle_message(&mut self.engine, msg, now);
@@ -336,8 +337,10 @@ impl Endpoint {
         self.links.teardown(now);
         // What came for it and was not read, and what comes from now on,
         // is answered where it needs an answer (a delivery to send).
-        let unread: Vec<ToConn> = self.held.drain(..).chain(self.inbox.close()).collect();
-        for msg in unread {
+        while let Some(msg) = self.held.pop() {
+            msg.bounce();
+        }
+        for msg in self.inbox.close() {
             msg.bounce();
         }
     }

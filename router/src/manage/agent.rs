@@ -270,6 +270,7 @@ impl Replier {
                     charge: None,
                     retry: None,
                     wait: false,
+                    priority: ferry_proto::message::Header::DEFAULT_PRIORITY,
                 },
             });
         }

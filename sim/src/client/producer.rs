@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use ferry_proto::definitions::{DeliveryState, SequenceNo};
 use ferry_proto::engine::{Connection, LinkId};
-use ferry_proto::message::{Body, Message, MessageId, MessageView, Properties};
+use ferry_proto::message::{Body, Header, Message, MessageId, MessageView, Properties};
 
 use super::{Ctx, body_hash};
 use crate::ledger::{MsgKey, Outcome};
@@ -195,10 +195,18 @@ impl Producer {
             x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
             *b = (x >> 56) as u8;
         }
-        let mut message = Message::new(Body::data(body)).with_properties(Properties {
-            message_id: Some(MessageId::Ulong(key.pack())),
-            ..Properties::default()
-        });
+        // Priorities 0 to 9 in turn (AMQP 1.0 §3.2.1), so that where the
+        // routers hold deliveries they reorder them, under every fault.
+        let priority = ((key.seq + u32::from(key.producer)) % 10) as u8;
+        let mut message = Message::new(Body::data(body))
+            .with_header(Header {
+                priority: Some(priority),
+                ..Header::default()
+            })
+            .with_properties(Properties {
+                message_id: Some(MessageId::Ulong(key.pack())),
+                ..Properties::default()
+            });
         if self.spec.anonymous {
             message = message.with_to(self.spec.address.as_str());
         }

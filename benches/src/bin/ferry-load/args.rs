@@ -214,6 +214,26 @@ pub struct Args {
     #[arg(long, default_value_t = 1000, value_name = "N")]
     pub credit: u32,
 
+    /// Producers give every message a header with this priority (AMQP 1.0
+    /// §3.2.1: 0 to 9, higher first; without it, no header: priority 4).
+    /// Consumers report latency per priority for messages that carry one.
+    #[arg(long, value_name = "0-255")]
+    pub priority: Option<u8>,
+
+    /// Each consumer takes at most this many messages a second (a slow
+    /// consumer: it reads from its connection only when it takes the next
+    /// messages, so the endpoint's output to it backs up). Without it:
+    /// as fast as they come.
+    #[arg(long, value_name = "MSGS_PER_S")]
+    pub consume_rate: Option<f64>,
+
+    /// Consumers' socket receive buffer in bytes (`SO_RCVBUF`, set before
+    /// connecting): what the kernel holds for a consumer that has not read
+    /// it yet. Without it, the system's (on Linux autotuned, up to
+    /// `net.ipv4.tcp_rmem`'s maximum: megabytes on loopback).
+    #[arg(long, value_name = "BYTES")]
+    pub recv_buffer: Option<u32>,
+
     /// The address is multicast: every consumer expects every message
     /// (expected deliveries = sent × consumers). Without it every message
     /// is expected once, by any consumer.
@@ -368,6 +388,9 @@ impl Args {
         }
         if self.connect_concurrency == 0 {
             anyhow::bail!("--connect-concurrency must be at least 1");
+        }
+        if let Some(r) = self.consume_rate {
+            positive("--consume-rate", r)?;
         }
         if let Some(r) = self.rate {
             positive("--rate", r)?;

@@ -26,6 +26,8 @@ pub struct Consumer {
     max_seq: u64,
     /// `--close-after`: close once this many messages were received.
     close_after: Option<u64>,
+    /// `--consume-rate`: messages a second, at most.
+    consume_rate: Option<f64>,
 }
 
 impl Consumer {
@@ -42,6 +44,7 @@ impl Consumer {
         )?;
         let options = ClientOptions {
             timeout: Duration::from_secs(3600),
+            recv_buffer: args.recv_buffer,
             ..options
         };
         let mut client = Client::connect(addr, options).await?;
@@ -60,6 +63,7 @@ impl Consumer {
                 (Some(_), _) => 1 << 32,
             },
             close_after: args.close_after,
+            consume_rate: args.consume_rate,
         })
     }
 
@@ -72,11 +76,13 @@ impl Consumer {
             unique: 0,
             foreign: 0,
             latency: new_histogram(),
+            by_priority: Default::default(),
             seen: Seen::default(),
             error: None,
         };
         let mut stop = self.shared.stop.subscribe();
         let mut batch = Vec::with_capacity(256);
+        let mut paced_from: Option<Instant> = None;
         loop {
             let first = tokio::select! {
                 d = self.client.receive(self.link) => d,
@@ -102,9 +108,15 @@ impl Consumer {
                 if let Some(s) = stamp {
                     // Any stamp gives a latency, also one from another
                     // ferry-load process (a consumer-only run).
-                    let _ = r
-                        .latency
-                        .record((now_ns.saturating_sub(s.sent_ns) / 1000).max(1));
+                    let us = (now_ns.saturating_sub(s.sent_ns) / 1000).max(1);
+                    let _ = r.latency.record(us);
+                    if let Some(p) = payload::priority(&d.payload) {
+                        let _ = r
+                            .by_priority
+                            .entry(p)
+                            .or_insert_with(new_histogram)
+                            .record(us);
+                    }
                 }
                 match stamp
                     .filter(|s| (s.producer as usize) < self.producers && s.seq < self.max_seq)
@@ -139,6 +151,16 @@ impl Consumer {
                 // Accepted the last one: close at once (below), right
                 // behind its disposition.
                 break;
+            }
+            if let Some(rate) = self.consume_rate {
+                // A slow consumer: no sooner than its rate allows, from
+                // its first message on.
+                let first = *paced_from.get_or_insert_with(Instant::now);
+                let due = first + Duration::from_secs_f64(r.received as f64 / rate);
+                tokio::select! {
+                    () = tokio::time::sleep_until(due.into()) => {}
+                    () = crate::report::set(&mut stop) => break,
+                }
             }
             if self.client.credit(self.link) < self.credit / 2 {
                 let flow = tokio::select! {

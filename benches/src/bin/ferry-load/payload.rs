@@ -10,7 +10,7 @@
 //! ```
 
 use bytes::{BufMut, Bytes, BytesMut};
-use ferry_proto::message::MessageView;
+use ferry_proto::message::{Body, Header, Message, MessageView};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Smallest body: the timestamp and the id.
@@ -42,6 +42,41 @@ pub fn encode(size: usize, sent_ns: u64, producer: u32, seq: u64) -> Bytes {
     b.put_u64((u64::from(producer) << SEQ_BITS) | (seq & ((1 << SEQ_BITS) - 1)));
     b.resize(8 + size, b'x');
     b.freeze()
+}
+
+/// The header section of a message of `priority` (AMQP 1.0 §3.2.1), to
+/// put before what [`encode`] makes.
+pub fn header(priority: u8) -> Bytes {
+    Message::new(Body::Empty)
+        .with_header(Header {
+            priority: Some(priority),
+            ..Header::default()
+        })
+        .encode()
+}
+
+/// [`encode`], behind `header` (empty: none).
+pub fn encode_with(header: &[u8], size: usize, sent_ns: u64, producer: u32, seq: u64) -> Bytes {
+    if header.is_empty() {
+        return encode(size, sent_ns, producer, seq);
+    }
+    let mut b = BytesMut::with_capacity(header.len() + size + 8);
+    b.put_slice(header);
+    b.put_slice(&encode(size, sent_ns, producer, seq));
+    b.freeze()
+}
+
+/// The priority in a message's header, if it has a header with one.
+pub fn priority(message: &Bytes) -> Option<u8> {
+    // Descriptor 0x00 0x53 0x70: the header section, always first.
+    if message.get(..3)? != [0x00, 0x53, 0x70] {
+        return None;
+    }
+    MessageView::parse(message.clone())
+        .ok()?
+        .header()
+        .ok()??
+        .priority
 }
 
 /// What [`decode`] reads back.
@@ -91,6 +126,16 @@ mod tests {
         assert_eq!(m.len(), 108);
         let s = decode(&m).unwrap();
         assert_eq!((s.sent_ns, s.producer, s.seq), (42, 999, 123_456));
+    }
+
+    #[test]
+    fn found_behind_a_header_with_its_priority() {
+        let m = encode_with(&header(9), 100, 42, 7, 5);
+        let s = decode(&m).unwrap();
+        assert_eq!((s.sent_ns, s.producer, s.seq), (42, 7, 5));
+        assert_eq!(priority(&m), Some(9));
+        assert_eq!(priority(&encode(100, 42, 7, 5)), None);
+        assert_eq!(encode_with(&[], 100, 42, 7, 5), encode(100, 42, 7, 5));
     }
 
     #[test]

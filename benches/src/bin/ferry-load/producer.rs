@@ -164,6 +164,7 @@ impl Producer {
         let base_ns = payload::now_ns().saturating_sub(start.elapsed().as_nanos() as u64);
         let size = self.args.size;
         let producer = self.index as u32;
+        let header = self.args.priority.map(payload::header).unwrap_or_default();
         let mut seq = 0u64;
         while seq < count && !self.shared.stopping() {
             let intended = match interval {
@@ -222,7 +223,7 @@ impl Producer {
             let now = Instant::now();
             let at = intended.map_or(now, |t| t.min(now));
             let stamp = base_ns + at.saturating_duration_since(start).as_nanos() as u64;
-            let message = payload::encode(size, stamp, producer, seq);
+            let message = payload::encode_with(&header, size, stamp, producer, seq);
             self.client.send_nowait(self.link, message, presettled)?;
             seq += 1;
             self.shared.sent[self.index].store(seq, Ordering::Relaxed);

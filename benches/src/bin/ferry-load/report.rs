@@ -153,6 +153,20 @@ pub async fn set(flag: &mut watch::Receiver<bool>) {
 }
 
 /// A histogram of microseconds from 1 µs to 1000 s, 3 significant figures.
+/// The percentiles of `h` (messages of `priority`, if given).
+fn percentiles(h: &Histogram<u64>, priority: Option<u8>) -> Latency {
+    Latency {
+        priority,
+        p50_us: h.value_at_quantile(0.50),
+        p90_us: h.value_at_quantile(0.90),
+        p99_us: h.value_at_quantile(0.99),
+        p999_us: h.value_at_quantile(0.999),
+        max_us: h.max(),
+        mean_us: (h.mean() * 10.0).round() / 10.0,
+        samples: h.len(),
+    }
+}
+
 pub fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 1_000_000_000, 3).expect("valid histogram bounds")
 }
@@ -208,6 +222,8 @@ pub struct ConsumerResult {
     /// Deliveries without our stamp (not made by ferry-load).
     pub foreign: u64,
     pub latency: Histogram<u64>,
+    /// The same, per header priority, for messages with one (`--priority`).
+    pub by_priority: std::collections::BTreeMap<u8, Histogram<u64>>,
     pub seen: Seen,
     pub error: Option<String>,
 }
@@ -215,6 +231,10 @@ pub struct ConsumerResult {
 /// Latency percentiles in microseconds.
 #[derive(Debug, Serialize)]
 pub struct Latency {
+    /// The header priority of the messages counted (`latency_by_priority`
+    /// only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priority: Option<u8>,
     pub p50_us: u64,
     pub p90_us: u64,
     pub p99_us: u64,
@@ -279,6 +299,9 @@ pub struct Report {
     pub send_msgs_per_s: f64,
     pub per_consumer: Vec<PerConsumer>,
     pub latency: Option<Latency>,
+    /// Latency of the messages with a header priority, per priority
+    /// (`--priority`), highest first.
+    pub latency_by_priority: Vec<Latency>,
     pub generator_cpu_s: Option<f64>,
     pub error: Option<String>,
 }
@@ -378,15 +401,18 @@ impl Report {
         } else {
             sent
         };
-        let latency = (!latency.is_empty()).then(|| Latency {
-            p50_us: latency.value_at_quantile(0.50),
-            p90_us: latency.value_at_quantile(0.90),
-            p99_us: latency.value_at_quantile(0.99),
-            p999_us: latency.value_at_quantile(0.999),
-            max_us: latency.max(),
-            mean_us: (latency.mean() * 10.0).round() / 10.0,
-            samples: latency.len(),
-        });
+        let latency = (!latency.is_empty()).then(|| percentiles(&latency, None));
+        let mut by_priority = std::collections::BTreeMap::<u8, Histogram<u64>>::new();
+        for c in &o.consumers {
+            for (p, h) in &c.by_priority {
+                let _ = by_priority.entry(*p).or_insert_with(new_histogram).add(h);
+            }
+        }
+        let latency_by_priority = by_priority
+            .iter()
+            .rev()
+            .map(|(p, h)| percentiles(h, Some(*p)))
+            .collect();
         let error = s
             .error
             .lock()
@@ -435,6 +461,7 @@ impl Report {
             send_msgs_per_s: rate(sent, send_elapsed),
             per_consumer,
             latency,
+            latency_by_priority,
             generator_cpu_s: o.cpu_s,
             error,
         }
@@ -560,6 +587,20 @@ impl fmt::Display for Report {
                 f,
                 "latency µs  p50 {}  p90 {}  p99 {}  p99.9 {}  max {}  mean {:.1}  ({} samples)",
                 l.p50_us, l.p90_us, l.p99_us, l.p999_us, l.max_us, l.mean_us, l.samples
+            )?;
+        }
+        for l in &self.latency_by_priority {
+            writeln!(
+                f,
+                "  priority {}: p50 {}  p90 {}  p99 {}  p99.9 {}  max {}  mean {:.1}  ({} samples)",
+                l.priority.unwrap_or_default(),
+                l.p50_us,
+                l.p90_us,
+                l.p99_us,
+                l.p999_us,
+                l.max_us,
+                l.mean_us,
+                l.samples
             )?;
         }
         if let Some(c) = self.generator_cpu_s {

@@ -179,6 +179,7 @@ impl Links {
                 outstanding: Default::default(),
                 streams: Default::default(),
                 held: VecDeque::new(),
+                overtakes: 0,
                 retiring: false,
                 counts: Default::default(),
                 stuck: Default::default(),

@@ -75,11 +75,12 @@ impl Links {
         }
     }
 
-    /// Sends what waits on consumer link `link` as far as it can, in
-    /// order: a delivery once no other is being sent on the link and, if
-    /// it waits for credit ([`Forwarded::wait`]), while there is credit
-    /// (the later ones wait behind it); and the later frames of every
-    /// delivery sent.
+    /// Sends what waits on consumer link `link` as far as it can: the
+    /// later frames of every delivery sent, in order; and, once no other
+    /// delivery is being sent on the link, the next delivery (while the
+    /// link has credit [`next_held`], by priority; without, the first),
+    /// if it waits for credit ([`Forwarded::wait`]) while there is credit
+    /// (the others wait behind it).
     pub(super) fn send_held(&mut self, engine: &mut Connection, link: LinkId) {
         loop {
             let Some(c) = self.consumers.get_mut(&link) else {
@@ -89,17 +90,11 @@ impl Links {
             if before == 0 {
                 return;
             }
+            // The later frames of deliveries sent go on.
             let held = std::mem::take(&mut c.held);
-            let mut waiting: VecDeque<Held> = VecDeque::new();
+            let mut waiting: VecDeque<Held> = VecDeque::with_capacity(held.len());
             for h in held {
                 match h {
-                    Held::Start(f)
-                        if waiting.is_empty()
-                            && !engine.is_sending(link)
-                            && (engine.credit(link) > 0 || !f.wait) =>
-                    {
-                        self.send_delivery(engine, link, f)
-                    }
                     Held::More { ref frame, .. } if is_held(&waiting, frame.key) => {
                         waiting.push_back(h)
                     }
@@ -111,10 +106,37 @@ impl Links {
                 return;
             };
             c.held = waiting;
-            // A delivery that waited for one sent in this pass, whose last
-            // frame came later in the pass, may go now: again, while that
-            // moves anything.
-            if c.held.len() == before || engine.is_sending(link) {
+            // Then the next delivery, if the link is free: by priority if
+            // the link has credit; without, the first, as before priority
+            // (one routed on credit the link no longer has is sent and
+            // given back if refused; one that waits for credit stops the
+            // others behind it).
+            let credit = engine.credit(link) > 0;
+            let next = if credit {
+                next_held(&c.held, c.overtakes)
+            } else {
+                c.held
+                    .iter()
+                    .position(|h| matches!(h, Held::Start(_)))
+                    .map(|i| (i, 0))
+            };
+            if !engine.is_sending(link)
+                && let Some((i, overtakes)) = next
+                && let Some(Held::Start(f)) = c.held.get(i)
+                && (credit || !f.wait)
+            {
+                c.overtakes = overtakes;
+                let Some(Held::Start(f)) = c.held.remove(i) else {
+                    unreachable!("a delivery at {i}");
+                };
+                self.send_delivery(engine, link, f);
+            }
+            let Some(c) = self.consumers.get_mut(&link) else {
+                return;
+            };
+            // Its later frames, or the next delivery, may go now: again,
+            // while that moves anything.
+            if c.held.len() == before {
                 return;
             }
         }
@@ -168,6 +190,7 @@ impl Links {
                 key,
                 expires: None,
                 charge: None,
+                priority: retry.priority,
                 retry: Some(Retry {
                     attempts: retry.attempts + 1,
                     ..retry
@@ -284,7 +307,12 @@ impl Links {
             // A fixed order keeps runs reproducible (the simulator's seeds).
             keys.sort_by_key(|(l, d)| (*l, d.0));
             for k in keys {
-                if let Some(Inbound::Streaming { key, targets }) = self.inbound.remove(&k) {
+                if let Some(Inbound::Streaming {
+                    key,
+                    targets,
+                    priority,
+                }) = self.inbound.remove(&k)
+                {
                     for (conn, clink, _) in targets {
                         conn.post(ToConn::Continue {
                             link: clink,
@@ -293,6 +321,7 @@ impl Links {
                             more: false,
                             aborted: true,
                             charge: None,
+                            priority,
                         });
                     }
                 }
@@ -323,9 +352,111 @@ impl Links {
     }
 }
 
+/// The delivery in `held` to send next on its link (AMQP 1.0 §3.2.1): the
+/// first of the highest priority, unless [`MAX_OVERTAKES`] were sent in a
+/// row ahead of an older one of lower priority — then the oldest, the
+/// first in `held`. With its index, the count of those in a row once it
+/// is sent (`overtakes`: the count so far).
+pub(super) fn next_held(held: &VecDeque<Held>, overtakes: u32) -> Option<(usize, u32)> {
+    let mut starts = held.iter().enumerate().filter_map(|(i, h)| match h {
+        Held::Start(f) => Some((i, f.priority)),
+        Held::More { .. } => None,
+    });
+    let (first, first_priority) = starts.next()?;
+    let (best, _) = starts.fold(
+        (first, first_priority),
+        |best, s| {
+            if s.1 > best.1 { s } else { best }
+        },
+    );
+    if best == first {
+        Some((first, 0))
+    } else if overtakes < MAX_OVERTAKES {
+        Some((best, overtakes + 1))
+    } else {
+        Some((first, 0))
+    }
+}
+
 /// Whether the delivery `key` waits in `held` (its later frames wait
 /// behind it).
 fn is_held(held: &VecDeque<Held>, key: StreamKey) -> bool {
     held.iter()
         .any(|h| matches!(h, Held::Start(f) if f.more && f.key == key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::ConnId;
+
+    fn start(n: u32, priority: u8) -> Held {
+        Held::Start(Forwarded {
+            payload: Bytes::new(),
+            more: true,
+            settled: true,
+            origin: None,
+            key: key(n),
+            expires: None,
+            charge: None,
+            retry: None,
+            wait: false,
+            priority,
+        })
+    }
+
+    fn key(n: u32) -> StreamKey {
+        StreamKey {
+            conn: ConnId(0),
+            link: LinkId::from_raw(0),
+            delivery: SequenceNo(n),
+        }
+    }
+
+    fn more(n: u32) -> Held {
+        Held::More {
+            frame: Frame {
+                key: key(n),
+                payload: Bytes::new(),
+                more: false,
+                aborted: false,
+            },
+            _charge: None,
+        }
+    }
+
+    /// The deliveries in the order [`next_held`] sends them (each taken
+    /// out with its later frames, as `send_held` does).
+    fn order(mut held: VecDeque<Held>) -> Vec<u32> {
+        let mut overtakes = 0;
+        let mut sent = Vec::new();
+        while let Some((i, o)) = next_held(&held, overtakes) {
+            overtakes = o;
+            let Some(Held::Start(f)) = held.remove(i) else {
+                panic!("a delivery at {i}");
+            };
+            let k = f.key;
+            held.retain(|h| !matches!(h, Held::More { frame, .. } if frame.key == k));
+            sent.push(k.delivery.0);
+        }
+        sent
+    }
+
+    #[test]
+    fn the_highest_priority_goes_first_then_in_order() {
+        let held = VecDeque::from([start(0, 0), more(0), start(1, 4), start(2, 9), more(2)]);
+        assert_eq!(order(held), [2, 1, 0]);
+        assert_eq!(next_held(&VecDeque::from([more(7)]), 0), None);
+    }
+
+    #[test]
+    fn the_oldest_goes_after_max_overtakes_in_a_row() {
+        let mut held = VecDeque::from([start(0, 0), start(1, 0)]);
+        held.extend((100..120).map(|n| start(n, 9)));
+        let sent = order(held);
+        let m = MAX_OVERTAKES as usize;
+        assert_eq!(sent[m], 0);
+        assert_eq!(sent[2 * m + 1], 1);
+        assert_eq!(sent.len(), 22);
+    }
 }

@@ -38,8 +38,9 @@ use ferry_proto::definitions::{
 use ferry_proto::engine::{Connection, Event, IncomingTransfer, LinkId, LinkSpec};
 
 use crate::core::{
-    Address, ByteBudget, Charge, ConnHandle, Core, Fanout, Forwarded, Hop, Origin, Reach, Retry,
-    RoutingFields, StreamKey, Targets, ToConn, delivery_failed, routing_fields, trace,
+    Address, ByteBudget, Charge, ConnHandle, Core, Fanout, Forwarded, Hop, MAX_OVERTAKES, Origin,
+    Reach, Retry, RoutingFields, StreamKey, Targets, ToConn, delivery_failed, routing_fields,
+    trace,
 };
 use crate::metrics::{ConnRole, LinkDirection, Open};
 use crate::routing::RouterId;
@@ -63,7 +64,12 @@ struct Producer {
 /// A producer delivery arriving over several frames.
 enum Inbound {
     /// Being forwarded frame by frame to these consumers.
-    Streaming { key: StreamKey, targets: Targets },
+    Streaming {
+        key: StreamKey,
+        targets: Targets,
+        /// The delivery's priority (its later frames keep it).
+        priority: u8,
+    },
     /// Anonymous sender: held until `to` can be read.
     Buffering { buf: BytesMut, settled: bool },
     /// Refused (no route, expired): the rest is dropped.
@@ -86,8 +92,12 @@ struct Consumer {
     /// link's credit), or for another delivery being streamed on it to
     /// end (at most the credit the address gave for the link); with the
     /// later frames of those sent over several. Every frame here stays
-    /// charged to its producer's byte budget.
+    /// charged to its producer's byte budget. In order of arrival; the
+    /// next delivery to go is chosen by priority ([`next_held`]).
     held: VecDeque<Held>,
+    /// Deliveries sent from `held` in a row ahead of an older one of
+    /// lower priority (see [`next_held`]).
+    overtakes: u32,
     /// A data link the routing no longer wants: it takes no new
     /// deliveries and is detached once every delivery sent on it has its
     /// outcome (see `Links::retire`).
@@ -339,6 +349,7 @@ impl Links {
                 more,
                 aborted,
                 charge,
+                priority: _,
             } => {
                 let frame = Frame {
                     key,

@@ -53,7 +53,11 @@ impl Links {
         };
         let done = !t.more || t.aborted;
         match inbound {
-            Inbound::Streaming { key, targets } => {
+            Inbound::Streaming {
+                key,
+                targets,
+                priority,
+            } => {
                 for (conn, link, _) in targets.iter() {
                     conn.post(ToConn::Continue {
                         link: *link,
@@ -62,6 +66,7 @@ impl Links {
                         more: t.more,
                         aborted: t.aborted,
                         charge: Some(self.budget.charge(t.payload.len() as u64)),
+                        priority: *priority,
                     });
                 }
             }
@@ -251,6 +256,7 @@ impl Links {
                 from: self.hop(),
                 payload: payload.clone(),
                 attempts: 1,
+                priority: fields.priority,
             });
             let wait = multicast && self.mesh.peer().is_some();
             for (i, (conn, link, to_router)) in targets.iter().enumerate() {
@@ -276,12 +282,19 @@ impl Links {
                         charge,
                         retry: retry.clone(),
                         wait,
+                        priority: fields.priority,
                     },
                 });
             }
             if more {
-                self.inbound
-                    .insert((t.link, t.delivery), Inbound::Streaming { key, targets });
+                self.inbound.insert(
+                    (t.link, t.delivery),
+                    Inbound::Streaming {
+                        key,
+                        targets,
+                        priority: fields.priority,
+                    },
+                );
             }
         }
         if credited
