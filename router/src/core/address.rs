@@ -779,11 +779,6 @@ impl Part {
     }
 }
 
-/// Multicast credit for producer `p`: every consumer its deliveries reach
-/// must take each one, so its part is the smallest of its parts of those
-/// consumers' credit (none while the tree's links are not all there). A
-/// local consumer is shared by every producer; a tree's data link only by
-/// the producers of that tree.
 /// Whether `origin`'s tree for `address` has its data link to every
 /// child router that leads to consumers.
 fn tree_complete(
@@ -799,6 +794,11 @@ fn tree_complete(
     })
 }
 
+/// Multicast credit for producer `p`: every consumer its deliveries reach
+/// must take each one, so its part is the smallest of its parts of those
+/// consumers' credit (none while the tree's links are not all there). A
+/// local consumer is shared by every producer; a tree's data link only by
+/// the producers of that tree.
 fn multicast_part(table: &RoutingTable, address: &str, s: &State, p: &Producer) -> Part {
     let me = table.me();
     let origin = p.tree.as_ref().unwrap_or(me);
