@@ -16,11 +16,11 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use ferry_router::quic::is_open;
 
 use crate::rng::SimRng;
 use crate::tap::WireEvent;
 
-use ferry_router::quic::is_open;
 /// The stream a frame travels on over QUIC, and the stream of one whole
 /// unit (a protocol header or a frame): the router's own rule
 /// (`ferry_router::quic::dest`).

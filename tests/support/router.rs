@@ -59,39 +59,35 @@ impl Router {
     }
 }
 
-/// `ferry stat ARGS --json` against `router`: the entities it printed.
-pub fn stat(router: &Router, args: &[&str]) -> Vec<Value> {
-    stat_at(router.addr, args)
-}
-
-/// [`stat`] against the router whose client listener is `addr`.
-pub fn stat_at(addr: SocketAddr, args: &[&str]) -> Vec<Value> {
+/// `ferry COMMAND --url amqp://ADDR ARGS` run to completion against the
+/// router whose client listener is `addr`: what it printed (it must
+/// succeed).
+pub fn ferry_at(addr: SocketAddr, command: &[&str], args: &[&str]) -> String {
     let url = format!("amqp://{addr}");
-    let mut all = vec!["stat", "--json", "--url", url.as_str()];
+    let mut all = command.to_vec();
+    all.extend_from_slice(&["--url", url.as_str()]);
     all.extend_from_slice(args);
     let out = run_ferry(all, &[], Duration::from_secs(30));
     assert!(
         out.status.success(),
-        "ferry stat {args:?} failed: {}",
+        "ferry {command:?} {args:?} failed: {}",
         out.stderr
     );
-    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", out.stdout))
+    out.stdout
 }
 
-/// Polls `ferry stat` until `done` holds, or panics after 20 s.
-pub fn stat_until(router: &Router, args: &[&str], done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-    stat_at_until(router.addr, args, done)
+/// `ferry stat --json ARGS` against the router at `addr`: the entities it
+/// printed.
+pub fn stat(addr: SocketAddr, args: &[&str]) -> Vec<Value> {
+    let out = ferry_at(addr, &["stat", "--json"], args);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
 }
 
-/// [`stat_until`] against the router whose client listener is `addr`.
-pub fn stat_at_until(
-    addr: SocketAddr,
-    args: &[&str],
-    done: impl Fn(&[Value]) -> bool,
-) -> Vec<Value> {
+/// Polls [`stat`] until `done` holds, or panics after 20 s.
+pub fn stat_until(addr: SocketAddr, args: &[&str], done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let got = stat_at(addr, args);
+        let got = stat(addr, args);
         if done(&got) {
             return got;
         }
@@ -109,7 +105,7 @@ pub fn stat_at_until(
 pub async fn wait_remote_consumers(addr: SocketAddr, address: &str, remote: u64) {
     let address = address.to_owned();
     tokio::task::spawn_blocking(move || {
-        stat_at_until(addr, &["-a"], |rows| {
+        stat_until(addr, &["-a"], |rows| {
             rows.iter()
                 .any(|r| r["address"] == address.as_str() && r["remoteCount"] == remote)
         })

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use ferry_proto::client::ClientError;
 use ferry_proto::message::{Body, Message};
 use ferry_tests::{free_port, run_ferry};
-use router::{Router, line, mesh_router, stat, stat_until};
+use router::{Router, ferry_at, line, mesh_router, stat, stat_until};
 use serde_json::{Value, json};
 
 /// Time for a mesh to converge, generously.
@@ -39,7 +39,7 @@ fn msg(body: &str) -> Bytes {
 #[tokio::test]
 async fn qpid_proton_queries_reads_creates_and_deletes_through_management() {
     let (a, _b, _c) = line();
-    stat_until(&a, &["-n"], |n| n.len() == 3);
+    stat_until(a.addr, &["-n"], |n| n.len() == 3);
     // A fourth router, with an inter-router listener nobody dials yet.
     let d_port = free_port();
     let d = mesh_router("D", Some(d_port), &[], "");
@@ -88,7 +88,7 @@ async fn qpid_proton_queries_reads_creates_and_deletes_through_management() {
     // Routers are not deleted through management.
     assert_eq!(summary["delete_node"], json!(501));
     // The deleted connector's connection goes: D leaves the mesh.
-    stat_until(&a, &["-n"], |n| field(n, "id") == ["A", "B", "C"]);
+    stat_until(a.addr, &["-n"], |n| field(n, "id") == ["A", "B", "C"]);
 }
 
 #[tokio::test]
@@ -142,18 +142,7 @@ async fn qpid_proton_creates_updates_and_deletes_listeners_and_prefixes() {
     assert_eq!(summary["balanced_copies"], 1, "news.weather is balanced");
     assert_eq!(summary["prefix_delete_configured"], 403);
     // `ferry manage` does the same from the command line.
-    let manage = |args: &[&str]| {
-        let url = router.url();
-        let mut all = vec!["manage", "--url", url.as_str()];
-        all.extend_from_slice(args);
-        let out = run_ferry(all, &[], Duration::from_secs(30));
-        assert!(
-            out.status.success(),
-            "ferry manage {args:?}: {}",
-            out.stderr
-        );
-        out.stdout
-    };
+    let manage = |args: &[&str]| ferry_at(router.addr, &["manage"], args);
     let t = "router.config.address";
     manage(&[
         "create",
@@ -207,7 +196,7 @@ async fn qpid_proton_creates_updates_and_deletes_listeners_and_prefixes() {
 #[tokio::test]
 async fn ferry_stat_reads_the_whole_mesh_from_one_router() {
     let (a, _b, c) = line();
-    let nodes = stat_until(&a, &["-n"], |n| n.len() == 3);
+    let nodes = stat_until(a.addr, &["-n"], |n| n.len() == 3);
     assert_eq!(field(&nodes, "id"), ["A", "B", "C"]);
     let c_row = nodes.iter().find(|n| n["id"] == "C").unwrap();
     assert_eq!(c_row["nextHop"], "B", "A reaches C through B: {nodes:?}");
@@ -244,7 +233,7 @@ async fn ferry_stat_reads_the_whole_mesh_from_one_router() {
     }
     let _consumer = consumed.await.unwrap();
 
-    let addresses = stat(&a, &["-a"]);
+    let addresses = stat(a.addr, &["-a"]);
     let orders = addresses
         .iter()
         .find(|x| x["address"] == "orders")
@@ -253,7 +242,7 @@ async fn ferry_stat_reads_the_whole_mesh_from_one_router() {
     assert_eq!(orders["deliveriesIngress"], 10, "{orders}");
     assert_eq!(orders["producerCount"], 1);
 
-    let links = stat(&a, &["-l"]);
+    let links = stat(a.addr, &["-l"]);
     let ours = links
         .iter()
         .find(|l| l["address"] == "orders" && l["linkType"] == "endpoint")
@@ -265,13 +254,13 @@ async fn ferry_stat_reads_the_whole_mesh_from_one_router() {
     assert_eq!(ours["acceptedCount"], 10, "{ours}");
 
     // C, asked through A: its connections include the consumer's.
-    let remote = stat(&a, &["-c", "--router", "C"]);
+    let remote = stat(a.addr, &["-c", "--router", "C"]);
     assert!(
         remote.iter().any(|c| c["role"] == "normal"),
         "C's client connection, read through A: {remote:?}"
     );
     assert!(remote.iter().any(|c| c["role"] == "inter-router"));
-    let remote_links = stat(&a, &["-l", "--router", "C"]);
+    let remote_links = stat(a.addr, &["-l", "--router", "C"]);
     let delivered: u64 = remote_links
         .iter()
         .filter(|l| {
@@ -284,7 +273,7 @@ async fn ferry_stat_reads_the_whole_mesh_from_one_router() {
         "C delivered 10 to its consumer: {remote_links:?}"
     );
 
-    let memory = stat(&a, &["-m"]);
+    let memory = stat(a.addr, &["-m"]);
     assert_eq!(memory[0]["nodeCount"], 3, "{memory:?}");
     assert!(memory[0]["memoryUsage"].as_u64().unwrap() > 1 << 20);
 
@@ -314,7 +303,7 @@ async fn a_delivery_left_unsettled_is_reported_stuck() {
     producer.flush().await.unwrap();
     // Received, never settled.
     let _held = consumer.receive(rx).await.unwrap();
-    let links = stat_until(&router, &["-l"], |links| {
+    let links = stat_until(router.addr, &["-l"], |links| {
         links.iter().any(|l| l["deliveriesStuck"] == 1)
     });
     let stuck = links.iter().find(|l| l["deliveriesStuck"] == 1).unwrap();
@@ -326,7 +315,7 @@ async fn a_delivery_left_unsettled_is_reported_stuck() {
         ),
         (Some("slow"), Some("out"), Some(1))
     );
-    let memory = stat(&router, &["-m"]);
+    let memory = stat(router.addr, &["-m"]);
     assert_eq!(memory[0]["deliveriesStuck"], 1);
     let log = router.ferry.stderr();
     let lines: Vec<&str> = log
@@ -399,7 +388,7 @@ async fn a_reply_address_without_a_consumer_holds_up_no_other_request() {
         Some(ferry_proto::definitions::DeliveryState::Accepted)
     );
     let started = Instant::now();
-    let nodes = stat(&router, &["-n"]);
+    let nodes = stat(router.addr, &["-n"]);
     assert_eq!(field(&nodes, "id"), ["test"]);
     assert!(
         started.elapsed() < Duration::from_secs(2),

@@ -45,9 +45,17 @@ struct Lanes {
     sessions: Vec<SessionId>,
     links: Vec<usize>,
     lane_of: HashMap<LinkId, usize>,
-    /// The lane of each data link key used on this connection.
+    /// The lane of each data link key used on this connection (more than
+    /// one lane only), kept after its link is gone so that a re-attach
+    /// follows the detach; bounded by [`forget_unused`](Self::forget_unused).
     by_key: HashMap<DataKey, usize>,
 }
+
+/// Keys of links gone that [`Lanes`] remembers beyond the live ones before
+/// it forgets them (addresses come and go: reply addresses, a tenant's
+/// queues). A forgotten key's detach was sent at least this many new keys
+/// ago, far longer than its answer takes.
+const LANE_MEMORY: usize = 1024;
 
 impl Lanes {
     fn add(&mut self, session: SessionId) {
@@ -62,6 +70,9 @@ impl Lanes {
     /// The lane of data link `key`: the one it had on this connection,
     /// else the one with the fewest data links (the first of equals).
     fn lane_for(&mut self, key: &DataKey) -> (usize, SessionId) {
+        if self.sessions.len() == 1 {
+            return (0, self.sessions[0]); // one stream: nothing to overtake
+        }
         let links = &self.links;
         let lane = *self.by_key.entry(key.clone()).or_insert_with(|| {
             (0..links.len())
@@ -74,6 +85,14 @@ impl Lanes {
     fn carry(&mut self, lane: usize, link: LinkId) {
         self.links[lane] += 1;
         self.lane_of.insert(link, lane);
+    }
+
+    /// Forgets the lanes of keys no live link has (`live`: the data links
+    /// by key) once more than [`LANE_MEMORY`] of them are remembered.
+    fn forget_unused(&mut self, live: &HashMap<DataKey, LinkId>) {
+        if self.by_key.len() > live.len() + LANE_MEMORY {
+            self.by_key.retain(|key, _| live.contains_key(key));
+        }
     }
 
     fn drop_link(&mut self, link: LinkId) {
@@ -634,6 +653,7 @@ impl Links {
     pub(super) fn data_link_gone(&mut self, link: LinkId) {
         self.mesh.data.retain(|_, l| *l != link);
         self.mesh.lanes.drop_link(link);
+        self.mesh.lanes.forget_unused(&self.mesh.data);
     }
 
     /// Whether `link` is a data link waiting for its outcomes before it
