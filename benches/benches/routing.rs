@@ -134,6 +134,7 @@ impl Mesh {
                 .filter(|&&(w, _)| Some(w) != drop)
                 .map(|&(w, c)| (self.ids[w].clone(), c))
                 .collect(),
+            sig: None,
         }
     }
 }

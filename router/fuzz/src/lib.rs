@@ -642,6 +642,7 @@ impl Control {
                 instance: instance.value(),
                 seq: seq.value(),
                 neighbors: n.iter().map(|(r, c)| (r.id(), u32::from(*c))).collect(),
+                sig: None,
             },
             Control::LinkStateRequest(id) => ControlMessage::LinkStateRequest { id: id.id() },
             Control::Mobile(id, instance, seq, added, removed, full) => {
@@ -652,6 +653,7 @@ impl Control {
                     added: added.iter().map(Addr::text).collect(),
                     removed: removed.iter().map(Addr::text).collect(),
                     full: *full,
+                    sig: None,
                 }
             }
             Control::MobileRequest(id) => ControlMessage::MobileAddressRequest { id: id.id() },

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use super::id::Version;
+use super::signature::Signature;
 use super::{ControlMessage, RouterId};
 
 /// One router's link-state record.
@@ -14,6 +15,8 @@ pub(crate) struct LsRecord {
     pub version: Version,
     /// The router's two-way neighbours and the cost it gives each link.
     pub neighbors: BTreeMap<RouterId, u32>,
+    /// The originator's signature, in a mesh that signs.
+    pub sig: Option<Signature>,
 }
 
 /// What [`LinkStateDb::offer`] did with a record.
@@ -78,6 +81,7 @@ impl LinkStateDb {
             instance: r.version.instance,
             seq: r.version.seq,
             neighbors: r.neighbors.iter().map(|(n, c)| (n.clone(), *c)).collect(),
+            sig: r.sig.clone(),
         })
     }
 }

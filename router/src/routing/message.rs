@@ -8,6 +8,7 @@ use ferry_proto::codec::{DecodeError, Described, Descriptor, Encode, Map, Str, V
 use ferry_proto::message::{Body, Message};
 
 use super::RouterId;
+use super::signature::Signature;
 
 /// The descriptor code of the `amqp-value` section (AMQP 1.0 §3.2.8).
 const AMQP_VALUE: u64 = 0x77;
@@ -80,6 +81,9 @@ pub enum ControlMessage {
         seq: u64,
         /// Its two-way neighbours with its link costs.
         neighbors: Vec<(RouterId, u32)>,
+        /// Router `id`'s signature of the record (absent in a mesh that
+        /// does not sign: `signature.rs`).
+        sig: Option<Signature>,
     },
     /// "Send me your copy of router `id`'s link-state record."
     LinkStateRequest {
@@ -102,6 +106,9 @@ pub enum ControlMessage {
         removed: Vec<String>,
         /// Whether `added` is the complete list.
         full: bool,
+        /// Router `id`'s signature of the record as it stands after this
+        /// update (absent in a mesh that does not sign).
+        sig: Option<Signature>,
     },
     /// "Send me your copy of router `id`'s addresses, in full."
     MobileAddressRequest {
@@ -123,6 +130,7 @@ mod key {
     pub const ADDED: &str = "added";
     pub const REMOVED: &str = "removed";
     pub const FULL: &str = "full";
+    pub const SIG: &str = "sig";
 }
 
 /// Opcodes, the value under `opcode`.
@@ -186,6 +194,7 @@ impl ControlMessage {
                 instance,
                 seq,
                 neighbors,
+                sig,
                 ..
             } => {
                 m.put(key::INSTANCE, Value::Ulong(*instance));
@@ -195,6 +204,7 @@ impl ControlMessage {
                     .map(|(id, cost)| (string(id.as_str()), Value::Uint(*cost)))
                     .collect();
                 m.put(key::NEIGHBORS, Value::Map(Map(links)));
+                put_sig(&mut m, sig.as_ref());
             }
             ControlMessage::MobileAddresses {
                 instance,
@@ -202,6 +212,7 @@ impl ControlMessage {
                 added,
                 removed,
                 full,
+                sig,
                 ..
             } => {
                 m.put(key::INSTANCE, Value::Ulong(*instance));
@@ -209,6 +220,7 @@ impl ControlMessage {
                 m.put(key::ADDED, text_list(added.iter().map(String::as_str)));
                 m.put(key::REMOVED, text_list(removed.iter().map(String::as_str)));
                 m.put(key::FULL, Value::Bool(*full));
+                put_sig(&mut m, sig.as_ref());
             }
             ControlMessage::LinkStateRequest { .. }
             | ControlMessage::MobileAddressRequest { .. } => {}
@@ -279,6 +291,7 @@ impl ControlMessage {
                     instance: f.u64(key::INSTANCE)?,
                     seq: f.u64(key::LS_SEQ)?,
                     neighbors,
+                    sig: f.sig()?,
                 }
             }
             op::LSR => ControlMessage::LinkStateRequest { id },
@@ -292,6 +305,7 @@ impl ControlMessage {
                     Value::Bool(b) => *b,
                     _ => return Err(invalid(key::FULL, "a boolean")),
                 },
+                sig: f.sig()?,
             },
             op::MAR => ControlMessage::MobileAddressRequest { id },
             other => return Err(RoutingError::UnknownOpcode(other.to_owned())),
@@ -322,6 +336,21 @@ fn text_list<'a>(items: impl Iterator<Item = &'a str>) -> Value {
 
 fn invalid(field: &'static str, expected: &'static str) -> RoutingError {
     RoutingError::InvalidField { field, expected }
+}
+
+/// A signature, as `[scheme, signature, [certificate, ...]]` (a ushort,
+/// binaries). Nothing when absent.
+fn put_sig(m: &mut MapBuilder, sig: Option<&Signature>) {
+    let Some(sig) = sig else { return };
+    let certs = sig.certs.iter().cloned().map(Value::Binary).collect();
+    m.put(
+        key::SIG,
+        Value::List(vec![
+            Value::Ushort(sig.scheme),
+            Value::Binary(sig.value.clone()),
+            Value::List(certs),
+        ]),
+    );
 }
 
 /// A router id: a non-empty string (or symbol).
@@ -360,6 +389,28 @@ impl Fields<'_> {
             Some(Value::List(items)) => Ok(items),
             Some(Value::Array(a)) => Ok(a.elements()),
             Some(_) => Err(invalid(key, "a list")),
+        }
+    }
+    /// The signature under [`key::SIG`], if any.
+    fn sig(&self) -> Result<Option<Signature>, RoutingError> {
+        const SHAPE: &str = "[scheme (ushort), signature (binary), [certificate (binary)]]";
+        let Some(v) = self.opt(key::SIG) else {
+            return Ok(None);
+        };
+        let binary = |v: &Value| match v {
+            Value::Binary(b) => Ok(b.clone()),
+            _ => Err(invalid(key::SIG, SHAPE)),
+        };
+        match v {
+            Value::List(items) => match items.as_slice() {
+                [Value::Ushort(scheme), value, Value::List(certs)] => Ok(Some(Signature {
+                    scheme: *scheme,
+                    value: binary(value)?,
+                    certs: certs.iter().map(binary).collect::<Result<_, _>>()?,
+                })),
+                _ => Err(invalid(key::SIG, SHAPE)),
+            },
+            _ => Err(invalid(key::SIG, SHAPE)),
         }
     }
     fn strings(&self, key: &'static str) -> Result<Vec<String>, RoutingError> {

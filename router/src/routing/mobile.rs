@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use super::id::Version;
+use super::signature::{Signature, SignatureError};
 use super::{ControlMessage, RouterId};
 
 /// One router's addresses with consumers.
@@ -20,10 +21,12 @@ pub(crate) struct MaRecord {
     pub version: Version,
     /// The addresses.
     pub addresses: BTreeSet<Arc<str>>,
+    /// The originator's signature of this state, in a mesh that signs.
+    pub sig: Option<Signature>,
 }
 
 /// What [`MobileDb::apply`] did with an update.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Update {
     /// The update was new and is applied: flood it on.
     Applied,
@@ -32,7 +35,12 @@ pub(crate) enum Update {
     /// A delta that does not follow what we have (a sequence gap, or a new
     /// instance past its first update): ask for the full list.
     Gap,
+    /// The record it would make is not signed by its router: dropped.
+    Refused(SignatureError),
 }
+
+/// Checks the signature of the set an update would make.
+pub(crate) type Check<'a> = &'a dyn Fn(&BTreeSet<Arc<str>>) -> Result<(), SignatureError>;
 
 /// Remote routers' mobile address records.
 #[derive(Debug, Default)]
@@ -51,7 +59,10 @@ impl MobileDb {
         self.records.iter()
     }
 
-    /// Applies an update from the wire.
+    /// Applies an update from the wire, signed by `sig`. With `check`, the
+    /// set the update would make is checked first (and built aside, so a
+    /// refused update leaves the record as it was).
+    #[allow(clippy::too_many_arguments)]
     pub fn apply(
         &mut self,
         id: &RouterId,
@@ -59,15 +70,28 @@ impl MobileDb {
         added: &[String],
         removed: &[String],
         full: bool,
+        sig: Option<&Signature>,
+        check: Option<Check<'_>>,
     ) -> Update {
         let ours = self.records.get(id).map(|r| r.version);
         if ours.is_some_and(|v| v >= version) {
             return Update::Stale;
         }
+        let new = |a: &String| Arc::from(a.as_str());
         if full {
-            let addresses = added.iter().map(|a| Arc::from(a.as_str())).collect();
-            self.records
-                .insert(id.clone(), MaRecord { version, addresses });
+            let addresses = added.iter().map(new).collect();
+            if let Some(Err(e)) = check.map(|c| c(&addresses)) {
+                return Update::Refused(e);
+            }
+            let sig = sig.cloned();
+            self.records.insert(
+                id.clone(),
+                MaRecord {
+                    version,
+                    addresses,
+                    sig,
+                },
+            );
             return Update::Applied;
         }
         let follows = match ours {
@@ -78,17 +102,28 @@ impl MobileDb {
         if !follows {
             return Update::Gap;
         }
+        let edit = |addresses: &mut BTreeSet<Arc<str>>| {
+            for a in removed {
+                addresses.remove(a.as_str());
+            }
+            addresses.extend(added.iter().map(new));
+        };
         let record = self.records.entry(id.clone()).or_default();
         if record.version.instance != version.instance {
             record.addresses.clear();
         }
+        if let Some(check) = check {
+            let mut addresses = record.addresses.clone();
+            edit(&mut addresses);
+            if let Err(e) = check(&addresses) {
+                return Update::Refused(e);
+            }
+            record.addresses = addresses;
+        } else {
+            edit(&mut record.addresses);
+        }
         record.version = version;
-        for a in removed {
-            record.addresses.remove(a.as_str());
-        }
-        for a in added {
-            record.addresses.insert(Arc::from(a.as_str()));
-        }
+        record.sig = sig.cloned();
         Update::Applied
     }
 
@@ -102,7 +137,7 @@ impl MobileDb {
                 let had = !r.addresses.is_empty();
                 *r = MaRecord {
                     version: Version::new(instance, 0),
-                    addresses: BTreeSet::new(),
+                    ..MaRecord::default()
                 };
                 had
             }
@@ -119,7 +154,7 @@ impl MobileDb {
     pub fn message(&self, id: &RouterId) -> Option<ControlMessage> {
         self.records
             .get(id)
-            .map(|r| full_message(id, r.version, &r.addresses))
+            .map(|r| full_message(id, r.version, &r.addresses, r.sig.clone()))
     }
 }
 
@@ -128,6 +163,7 @@ pub(crate) fn full_message(
     id: &RouterId,
     version: Version,
     addresses: &BTreeSet<Arc<str>>,
+    sig: Option<Signature>,
 ) -> ControlMessage {
     ControlMessage::MobileAddresses {
         id: id.clone(),
@@ -136,6 +172,7 @@ pub(crate) fn full_message(
         added: addresses.iter().map(|a| a.to_string()).collect(),
         removed: Vec::new(),
         full: true,
+        sig,
     }
 }
 

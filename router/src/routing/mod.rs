@@ -37,6 +37,7 @@ mod linkstate;
 mod message;
 mod mobile;
 mod neighbor;
+mod signature;
 mod table;
 
 #[cfg(test)]
@@ -50,12 +51,14 @@ use crate::ratelog::RateLimited;
 
 pub use id::RouterId;
 pub use message::{ControlMessage, PROTOCOL_VERSION, RoutingError};
+pub use signature::{Auth, RecordAuth, Signature, SignatureError};
 pub use table::RoutingTable;
 
 use id::Version;
 use linkstate::{LinkStateDb, LsRecord, Offer};
 use mobile::{LocalAddresses, MobileDb, Update, full_message};
 use neighbor::Neighbor;
+use signature::{addresses_payload, link_state_payload};
 
 /// Timers of the routing protocol.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -171,6 +174,11 @@ pub struct Routing {
     origin: (u64, Instant),
     table: Arc<RoutingTable>,
     table_fresh: bool,
+    /// Signs our records and checks others' (a mesh that signs); `None`:
+    /// records are neither signed nor checked.
+    auth: Option<Auth>,
+    /// Our address record's signature, and the version it signs.
+    local_sig: Option<(Version, Signature)>,
 }
 
 impl Routing {
@@ -186,6 +194,7 @@ impl Routing {
             LsRecord {
                 version: Version::new(instance, 0),
                 neighbors: BTreeMap::new(),
+                sig: None,
             },
         );
         Self {
@@ -209,6 +218,8 @@ impl Routing {
             clock: now,
             origin: (instance, now),
             table_fresh: true,
+            auth: None,
+            local_sig: None,
             refused: RateLimited::new("refused routing records", 5, Duration::from_secs(10)),
             moved_past: RateLimited::new(
                 "records of this router moved past",
@@ -216,6 +227,20 @@ impl Routing {
                 Duration::from_secs(10),
             ),
         }
+    }
+
+    /// This router signs the records it originates with `auth`, and
+    /// believes another router's record only if `auth` verifies its
+    /// signature as that router's (`signature.rs`). Call it before any
+    /// input.
+    #[must_use]
+    pub fn with_auth(mut self, auth: Auth) -> Self {
+        self.auth = Some(auth);
+        if let Some(mut own) = self.ls.get(&self.me).cloned() {
+            own.sig = self.sign(&link_state_payload(&self.me, own.version, &own.neighbors));
+            self.ls.set(&self.me, own);
+        }
+        self
     }
 
     // ----- getters -----
@@ -327,7 +352,8 @@ impl Routing {
                 instance,
                 seq,
                 neighbors,
-            } => self.on_link_state(from, id, Version::new(*instance, *seq), neighbors),
+                sig,
+            } => self.on_link_state(from, id, Version::new(*instance, *seq), neighbors, sig),
             ControlMessage::LinkStateRequest { id } => {
                 if let Some(m) = self.ls.message(id) {
                     self.out.push_back((from.clone(), m));
@@ -341,9 +367,11 @@ impl Routing {
                 added,
                 removed,
                 full,
+                sig,
             } => {
                 let version = Version::new(*instance, *seq);
-                self.on_mobile(from, id, version, added, removed, *full, now)
+                let update = (added.as_slice(), removed.as_slice(), *full);
+                self.on_mobile(from, id, version, update, sig.as_ref(), now)
             }
             ControlMessage::MobileAddressRequest { id } => {
                 let answer = if *id == self.me {
@@ -506,11 +534,25 @@ impl Routing {
         now: Instant,
     ) {
         if *id == self.me {
+            if self.auth.is_some() {
+                // An advertisement is not signed: ask for the records it
+                // claims, and move past them only if they prove ours.
+                if Version::new(instance, ls_seq) > self.ls.version(id).unwrap_or_default() {
+                    self.request(Request::LinkState, from, id, now);
+                }
+                if Version::new(instance, ma_seq) > Version::new(self.instance, self.local.seq) {
+                    self.request(Request::Mobile, from, id, now);
+                }
+                return;
+            }
             self.check_self_ls(Version::new(instance, ls_seq));
             self.check_self_ma(Version::new(instance, ma_seq));
             return;
         }
-        self.saw_instance(id, instance);
+        if self.auth.is_none() {
+            // Signed, only a record proves a new instance.
+            self.saw_instance(id, instance);
+        }
         if Some(Version::new(instance, ls_seq)) > self.ls.version(id) {
             self.request(Request::LinkState, from, id, now);
         }
@@ -528,7 +570,19 @@ impl Routing {
         id: &RouterId,
         version: Version,
         neighbors: &[(RouterId, u32)],
+        sig: &Option<Signature>,
     ) -> bool {
+        let neighbors: BTreeMap<RouterId, u32> = neighbors
+            .iter()
+            .filter(|(n, _)| n != id)
+            .map(|(n, c)| (n.clone(), *c))
+            .collect();
+        // Only a record newer than ours changes anything: only such a
+        // record's signature is checked.
+        let newer = Some(version) > self.ls.version(id);
+        if newer && !self.verified(from, id, &link_state_payload(id, version, &neighbors), sig) {
+            return false;
+        }
         if *id == self.me {
             self.check_self_ls(version);
             if Some(version) < self.ls.version(id)
@@ -541,11 +595,8 @@ impl Routing {
         self.saw_instance(id, version.instance);
         let record = LsRecord {
             version,
-            neighbors: neighbors
-                .iter()
-                .filter(|(n, _)| n != id)
-                .map(|(n, c)| (n.clone(), *c))
-                .collect(),
+            neighbors,
+            sig: sig.clone(),
         };
         match self.ls.offer(id, record) {
             Offer::Stored => {
@@ -564,25 +615,47 @@ impl Routing {
         }
     }
 
-    /// Returns whether to flood the message on.
-    #[allow(clippy::too_many_arguments)]
+    /// Returns whether to flood the message on. `update` is the added
+    /// and removed addresses and whether it is the full list.
     fn on_mobile(
         &mut self,
         from: &RouterId,
         id: &RouterId,
         version: Version,
-        added: &[String],
-        removed: &[String],
-        full: bool,
+        (added, removed, full): (&[String], &[String], bool),
+        sig: Option<&Signature>,
         now: Instant,
     ) -> bool {
         if *id == self.me {
-            self.check_self_ma(version);
+            if self.auth.is_none() {
+                self.check_self_ma(version);
+            } else if version > Version::new(self.instance, self.local.seq) {
+                // Only a full list can prove ours: ask for one.
+                let set: BTreeSet<&str> = added.iter().map(String::as_str).collect();
+                let payload = addresses_payload(id, version, set.into_iter());
+                if !full {
+                    self.request(Request::Mobile, from, id, now);
+                } else if self.verified(from, id, &payload, &sig.cloned()) {
+                    self.check_self_ma(version);
+                }
+            }
             return false;
         }
-        self.saw_instance(id, version.instance);
-        match self.mobile.apply(id, version, added, removed, full) {
+        let auth = self.auth.clone();
+        let check = |set: &BTreeSet<Arc<str>>| match &auth {
+            Some(auth) => {
+                let payload = addresses_payload(id, version, set.iter().map(|a| &**a));
+                auth.verify(id, &payload, sig.ok_or(SignatureError::Missing)?)
+            }
+            None => Ok(()),
+        };
+        let check: Option<mobile::Check<'_>> = auth.is_some().then_some(&check);
+        match self
+            .mobile
+            .apply(id, version, added, removed, full, sig, check)
+        {
             Update::Applied => {
+                self.saw_instance(id, version.instance);
                 if full {
                     self.requested.remove(&(Request::Mobile, id.clone()));
                 }
@@ -593,7 +666,57 @@ impl Routing {
                 self.request(Request::Mobile, from, id, now);
                 false
             }
+            Update::Refused(why) => {
+                self.refuse(from, id, &why);
+                false
+            }
             Update::Stale => false,
+        }
+    }
+
+    /// Whether `sig` proves `payload` is router `id`'s (always, in a mesh
+    /// that does not sign). A record that is not is logged (rate-limited)
+    /// and dropped.
+    fn verified(
+        &mut self,
+        from: &RouterId,
+        id: &RouterId,
+        payload: &[u8],
+        sig: &Option<Signature>,
+    ) -> bool {
+        let Some(auth) = &self.auth else { return true };
+        let result = match sig {
+            Some(sig) => auth.verify(id, payload, sig),
+            None => Err(SignatureError::Missing),
+        };
+        match result {
+            Ok(()) => true,
+            Err(why) => {
+                self.refuse(from, id, &why);
+                false
+            }
+        }
+    }
+
+    fn refuse(&mut self, from: &RouterId, id: &RouterId, why: &SignatureError) {
+        self.refused.note(|| {
+            tracing::warn!(
+                "refused a record of router {id} relayed by neighbour {from}: {why} (forged, corrupt, or from a router outside this mesh's ca)"
+            );
+        });
+    }
+
+    /// `payload` signed by this router, if the mesh signs. A key that
+    /// cannot sign is logged: the record goes out unsigned, and the other
+    /// routers refuse it.
+    fn sign(&self, payload: &[u8]) -> Option<Signature> {
+        let auth = self.auth.as_ref()?;
+        match auth.sign(payload) {
+            Ok(sig) => Some(sig),
+            Err(e) => {
+                tracing::error!("cannot sign this router's routing record: {e}");
+                None
+            }
         }
     }
 
@@ -614,12 +737,24 @@ impl Routing {
     }
 
     /// Our full address list.
-    fn local_full(&self) -> ControlMessage {
-        full_message(
-            &self.me,
-            Version::new(self.instance, self.local.seq),
-            self.local.current(),
-        )
+    fn local_full(&mut self) -> ControlMessage {
+        let version = Version::new(self.instance, self.local.seq);
+        let sig = self.local_sig(version);
+        full_message(&self.me, version, self.local.current(), sig)
+    }
+
+    /// The signature of our address record as it is, at `version`.
+    fn local_sig(&mut self, version: Version) -> Option<Signature> {
+        self.auth.as_ref()?;
+        match &self.local_sig {
+            Some((v, sig)) if *v == version => Some(sig.clone()),
+            _ => {
+                let current = self.local.current().iter().map(|a| &**a);
+                let sig = self.sign(&addresses_payload(&self.me, version, current))?;
+                self.local_sig = Some((version, sig.clone()));
+                Some(sig)
+            }
+        }
     }
 
     /// Sends `msg` to every two-way neighbour but `except`.
@@ -765,6 +900,7 @@ impl Routing {
             let full = self.local_full();
             self.flood(&full, None);
         } else if let Some((added, removed)) = self.local.take_delta() {
+            let sig = self.local_sig(Version::new(self.instance, self.local.seq));
             let delta = ControlMessage::MobileAddresses {
                 id: self.me.clone(),
                 instance: self.instance,
@@ -772,6 +908,7 @@ impl Routing {
                 added,
                 removed,
                 full: false,
+                sig,
             };
             self.flood(&delta, None);
         }
@@ -801,11 +938,14 @@ impl Routing {
                 Some(r) if r.version.instance == self.instance => r.version.seq + 1,
                 _ => 1,
             };
+            let version = Version::new(self.instance, seq);
+            let sig = self.sign(&link_state_payload(&self.me, version, &two_way));
             self.ls.set(
                 &self.me,
                 LsRecord {
-                    version: Version::new(self.instance, seq),
+                    version,
                     neighbors: two_way,
+                    sig,
                 },
             );
             if let Some(m) = self.ls.message(&self.me) {

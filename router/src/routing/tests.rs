@@ -768,6 +768,7 @@ fn a_forged_record_beyond_the_version_limit_is_refused() {
         instance: u64::MAX,
         seq: u64::MAX,
         neighbors: Vec::new(),
+        sig: None,
     };
     let now = net.now;
     net.nodes
@@ -808,6 +809,7 @@ fn a_record_claiming_an_instance_far_ahead_of_the_clock_is_refused() {
             instance: forged,
             seq: super::VERSION_LIMIT - 1,
             neighbors: Vec::new(),
+            sig: None,
         };
         let now = net.now;
         net.nodes
@@ -842,6 +844,7 @@ fn a_router_moves_past_a_forged_record_of_itself_even_at_the_last_sequence_numbe
         instance,
         seq: super::VERSION_LIMIT - 1,
         neighbors: Vec::new(),
+        sig: None,
     };
     let now = net.now;
     net.nodes

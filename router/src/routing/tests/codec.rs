@@ -6,7 +6,7 @@ use ferry_proto::codec::{Map, Str, Value};
 use ferry_proto::message::{Body, Message};
 
 use super::harness::{Rng, id};
-use crate::routing::{ControlMessage, RoutingError};
+use crate::routing::{ControlMessage, RoutingError, Signature};
 
 fn samples() -> Vec<ControlMessage> {
     vec![
@@ -31,12 +31,18 @@ fn samples() -> Vec<ControlMessage> {
             instance: 3,
             seq: 42,
             neighbors: vec![(id("A"), 1), (id("B"), u32::MAX), (id("D"), 0)],
+            sig: Some(Signature {
+                certs: vec![Bytes::from_static(b"cert"), Bytes::new()],
+                scheme: 0x0403,
+                value: Bytes::from_static(&[7; 72]),
+            }),
         },
         ControlMessage::LinkState {
             id: id("C"),
             instance: 3,
             seq: 1,
             neighbors: vec![],
+            sig: None,
         },
         ControlMessage::LinkStateRequest { id: id("D") },
         ControlMessage::MobileAddresses {
@@ -46,6 +52,7 @@ fn samples() -> Vec<ControlMessage> {
             added: vec!["orders".into(), "a/b/c".into(), "x".repeat(300)],
             removed: vec!["gone".into()],
             full: false,
+            sig: None,
         },
         ControlMessage::MobileAddresses {
             id: id("E"),
@@ -54,6 +61,11 @@ fn samples() -> Vec<ControlMessage> {
             added: vec![],
             removed: vec![],
             full: true,
+            sig: Some(Signature {
+                certs: vec![],
+                scheme: 0x0807,
+                value: Bytes::from_static(b"sig"),
+            }),
         },
         ControlMessage::MobileAddressRequest { id: id("F") },
     ]
