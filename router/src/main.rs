@@ -595,6 +595,11 @@ async fn serve(
         let signal = signals.recv().await;
         info!("{signal} received; shutting down");
     };
+    if let Some(profile) = ferry_router::security::record_profile(&config) {
+        info!(
+            "routing records are signed with tls profile {profile:?}; records not signed by their router are refused"
+        );
+    }
     let reloader = ferry_router::reload::Reloader {
         security: security.clone(),
         core: core.clone(),
@@ -605,6 +610,10 @@ async fn serve(
         ferry_router::mesh::control::run(
             core.clone(),
             RoutingConfig::default(),
+            security
+                .records
+                .clone()
+                .map(|keys| keys as ferry_router::routing::Auth),
             mesh_shutdown.clone(),
         )
         .in_current_span(),

@@ -14,9 +14,9 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::Semaphore;
 
 use crate::auth::{UserStore, UsersError};
-use crate::config::Config;
+use crate::config::{Config, Role};
 use crate::ratelog::RateLimited;
-use crate::tls::{MaterialError, TlsProfiles};
+use crate::tls::{MaterialError, RecordKeys, TlsProfiles};
 
 /// Why the security material could not be loaded at start-up.
 #[derive(Debug, thiserror::Error)]
@@ -27,13 +27,21 @@ pub enum SecurityError {
     /// The users file.
     #[error("auth.users: {0}")]
     Users(#[from] UsersError),
+    /// The inter-router profile cannot sign routing records.
+    #[error(
+        "tls profile {0:?}: routing records are signed with the inter-router profile's cert and key and checked against its ca: it needs all three"
+    )]
+    Records(String),
 }
 
 /// The router's security material and the state shared by every
 /// connection's authentication.
 pub struct Security {
     /// The TLS profiles.
-    pub tls: TlsProfiles,
+    pub tls: Arc<TlsProfiles>,
+    /// Signs and checks routing records, if inter-router connections use
+    /// TLS ([`record_profile`]).
+    pub records: Option<Arc<RecordKeys>>,
     users: Option<UsersFile>,
     /// Log lines about refused connections (bad handshakes, intruders).
     pub refusals: RateLimited,
@@ -49,6 +57,24 @@ impl fmt::Debug for Security {
             .field("users", &self.users.as_ref().map(|u| &u.path))
             .finish_non_exhaustive()
     }
+}
+
+/// The TLS profile routing records are signed with: that of the first
+/// inter-router listener with TLS, else of the first such connector.
+/// `None` when no inter-router connection uses TLS: the records are then
+/// neither signed nor checked.
+pub fn record_profile(config: &Config) -> Option<&str> {
+    let listeners = config
+        .listeners
+        .iter()
+        .filter(|l| l.role == Role::InterRouter)
+        .filter_map(|l| l.tls.as_deref());
+    let connectors = config
+        .connectors
+        .iter()
+        .filter(|c| c.role == Role::InterRouter)
+        .filter_map(|c| c.tls.as_deref());
+    listeners.chain(connectors).next()
 }
 
 /// The users file and the store last read from it.
@@ -79,7 +105,13 @@ impl Security {
             }),
             None => None,
         };
-        Ok(Self::with(tls, users))
+        let mut security = Self::with(tls, users);
+        if let Some(profile) = record_profile(config) {
+            let keys = RecordKeys::new(security.tls.clone(), profile)
+                .ok_or_else(|| SecurityError::Records(profile.to_string()))?;
+            security.records = Some(Arc::new(keys));
+        }
+        Ok(security)
     }
 
     /// No TLS profiles, no users (the simulator; tests).
@@ -89,7 +121,8 @@ impl Security {
 
     fn with(tls: TlsProfiles, users: Option<UsersFile>) -> Self {
         Self {
-            tls,
+            tls: Arc::new(tls),
+            records: None,
             users,
             refusals: RateLimited::new("refused connections", 20, Duration::from_secs(10)),
             failed_logins: RateLimited::new("failed logins", 20, Duration::from_secs(10)),

@@ -367,11 +367,14 @@ const AFTER_FORGERY: Duration = Duration::from_secs(10);
 
 /// A hostile router (Qpid Proton, `tests/interop/fake_router.py`) joins
 /// the line A - B - C at B with a valid certificate, sends forged records
-/// and leaves: one about C at the largest version a record may claim, one
-/// beyond any valid version, and one claiming to be B itself. The mesh
-/// loses C for a few seconds at most, carries no storm of control
-/// messages (the C - B link is counted through a proxy) and logs no
-/// flood; then messages from A reach C's consumer again.
+/// and leaves: records of C just above C's own, with no links, unsigned,
+/// signed with its own certificate, and bearing C's genuine signature of
+/// another record; one about C at the largest version a record may claim,
+/// one beyond any valid version, and one claiming to be B itself. B
+/// refuses the first three for their signatures (each said in its log),
+/// C stays in reach (a probe failing in the last 5 s at most: under load a
+/// probe may miss its 500 ms); the mesh carries no storm of control messages (the C - B link
+/// is counted through a proxy) and logs no flood.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_records_cost_seconds_not_a_storm() {
     let b_port = free_port();
@@ -429,8 +432,12 @@ async fn forged_records_cost_seconds_not_a_storm() {
     assert_eq!(summary["peer"], "B", "{summary}");
     assert_eq!(
         summary["sent"].as_array().map(Vec::len),
-        Some(3),
+        Some(6),
         "{summary}"
+    );
+    assert_eq!(
+        summary["genuine"][2], true,
+        "C's record is signed: {summary}"
     );
     let forged = tokio::time::Instant::now();
     let bytes_before = [0, 1].map(|d| counts[d].load(Ordering::Relaxed));
@@ -472,6 +479,20 @@ async fn forged_records_cost_seconds_not_a_storm() {
         "C out of reach for {lost_until:?}\n{}",
         logs()
     );
+    let b_log = b.ferry.stderr();
+    for why in [
+        "the record is not signed",
+        "the signer's certificate does not name router C",
+        "the signature does not match the record",
+    ] {
+        assert!(
+            b_log.contains(&format!(
+                "refused a record of router C relayed by neighbour Z: {why}"
+            )),
+            "B did not refuse a forgery with {why:?}\n{}",
+            logs()
+        );
+    }
     // An idle link costs a few hundred bytes a second; a storm, megabytes.
     for (way, n) in ["C -> B", "B -> C"].iter().zip(bytes) {
         assert!(

@@ -8,18 +8,22 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::core::{Core, ToConn};
-use crate::routing::{Routing, RoutingConfig};
+use crate::routing::{Auth, Routing, RoutingConfig};
 use crate::shutdown::Shutdown;
 
 use super::RoutingInput;
 
-/// Runs until shutdown. Call once per router.
-pub async fn run(core: Arc<Core>, config: RoutingConfig, shutdown: Shutdown) {
+/// Runs until shutdown. Call once per router. With `auth`, the router
+/// signs its records and believes only signed ones.
+pub async fn run(core: Arc<Core>, config: RoutingConfig, auth: Option<Auth>, shutdown: Shutdown) {
     let mesh = core.mesh();
     let Some(mut input) = mesh.take_input() else {
         return;
     };
     let mut routing = Routing::new(mesh.id().clone(), mesh.instance(), config, Instant::now());
+    if let Some(auth) = auth {
+        routing = routing.with_auth(auth);
+    }
     // Neighbour changes handled since the last table was published.
     let mut topology = 0;
     loop {

@@ -3,6 +3,7 @@
 
 mod codec;
 mod harness;
+mod signed;
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};

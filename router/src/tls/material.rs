@@ -13,6 +13,7 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, RootCertStore, ServerConfig, SupportedProtocolVersion};
 
+use super::records::RecordMaterial;
 use crate::config::{TlsProfileConfig, TlsVersion};
 
 /// ALPN protocol id offered and accepted (RFC 7301); a client that offers
@@ -62,6 +63,9 @@ pub struct Material {
     pub quic_server: Option<Arc<QuicServerConfig>>,
     /// QUIC client side, presenting `cert` (needs `cert` and `ca`).
     pub quic_client: Option<Arc<QuicClientConfig>>,
+    /// Signing routing records and checking other routers' (needs `cert`,
+    /// `key` and `ca`).
+    pub records: Option<RecordMaterial>,
 }
 
 impl std::fmt::Debug for Material {
@@ -73,6 +77,7 @@ impl std::fmt::Debug for Material {
             .field("client", &self.client.is_some())
             .field("quic_server", &self.quic_server.is_some())
             .field("quic_client", &self.quic_client.is_some())
+            .field("records", &self.records.is_some())
             .finish()
     }
 }
@@ -182,7 +187,18 @@ impl Material {
             }),
             None => None,
         };
+        let records = match (&identity, &required) {
+            (Some((chain, key)), Some(verifier)) => {
+                let key = provider
+                    .key_provider
+                    .load_private_key(key.clone_key())
+                    .expect("checked by CertifiedKey::from_der");
+                Some(RecordMaterial::new(key, chain, verifier.clone()))
+            }
+            _ => None,
+        };
         Ok(Self {
+            records,
             server_none: server(None),
             server_optional: optional.and_then(|v| server(Some(v))),
             server_required: required.and_then(|v| server(Some(v))),

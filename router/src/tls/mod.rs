@@ -10,6 +10,7 @@
 
 mod material;
 mod names;
+mod records;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -23,6 +24,7 @@ use tokio::net::TcpStream;
 
 pub use material::{ALPN_AMQP, ALPN_QUIC, MaterialError, provider};
 pub use names::CertNames;
+pub use records::RecordKeys;
 
 use crate::config::{ClientCert, Config, TlsProfileConfig};
 use crate::transport::Transport;
@@ -81,7 +83,8 @@ impl TlsProfiles {
         Ok(Self { profiles })
     }
 
-    fn material(&self, name: &str) -> Option<Arc<Material>> {
+    /// Profile `name`'s material as currently loaded.
+    pub(crate) fn material(&self, name: &str) -> Option<Arc<Material>> {
         let profile = self.profiles.get(name)?;
         Some(profile.current.read().expect("not poisoned").clone())
     }

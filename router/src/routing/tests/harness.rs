@@ -7,7 +7,13 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::routing::{ControlMessage, RouterId, Routing, RoutingConfig, RoutingTable};
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+
+use crate::routing::{
+    ControlMessage, RecordAuth, RouterId, Routing, RoutingConfig, RoutingTable, Signature,
+    SignatureError,
+};
 
 /// A link between two routers, with its cost.
 pub type Edge = (RouterId, RouterId, u32);
@@ -53,6 +59,49 @@ pub struct Net {
     pub reorder: bool,
     pub rng: Rng,
     pub delivered: u64,
+    /// Routers sign their records ([`TestAuth`]) and check others'.
+    pub signed: bool,
+}
+
+/// A test PKI: a router's "certificate" is its id, its signature a hash
+/// of a secret of its id and the payload, so a router signs only as
+/// itself.
+#[derive(Debug)]
+pub struct TestAuth(pub RouterId);
+
+impl TestAuth {
+    fn mac(id: &RouterId, payload: &[u8]) -> Bytes {
+        let mut h = Sha256::new();
+        h.update(b"secret of ");
+        h.update(id.as_str());
+        h.update(payload);
+        Bytes::copy_from_slice(&h.finalize())
+    }
+}
+
+impl RecordAuth for TestAuth {
+    fn sign(&self, payload: &[u8]) -> Result<Signature, SignatureError> {
+        Ok(Signature {
+            certs: vec![Bytes::copy_from_slice(self.0.as_str().as_bytes())],
+            scheme: 0,
+            value: Self::mac(&self.0, payload),
+        })
+    }
+
+    fn verify(
+        &self,
+        origin: &RouterId,
+        payload: &[u8],
+        sig: &Signature,
+    ) -> Result<(), SignatureError> {
+        if sig.certs.first().map(|c| &c[..]) != Some(origin.as_str().as_bytes()) {
+            return Err(SignatureError::NotNamed(origin.clone()));
+        }
+        if sig.value != Self::mac(origin, payload) {
+            return Err(SignatureError::Mismatch);
+        }
+        Ok(())
+    }
 }
 
 pub fn id(name: &str) -> RouterId {
@@ -85,10 +134,26 @@ impl Net {
             reorder: false,
             rng: Rng::new(0x5eed),
             delivered: 0,
+            signed: false,
         };
         for n in names {
             net.start(n, 1);
         }
+        net
+    }
+
+    /// As [`with_topology`](Self::with_topology), every router signing
+    /// its records and checking others' ([`TestAuth`]).
+    pub fn signed(names: &[RouterId], edges: &[Edge]) -> Self {
+        let mut net = Self::new(&[]);
+        net.signed = true;
+        for n in names {
+            net.start(n, 1);
+        }
+        for (a, b, c) in edges {
+            net.connect(a, b, *c);
+        }
+        net.pump();
         net
     }
 
@@ -104,7 +169,10 @@ impl Net {
 
     /// (Re)starts router `n` with `instance`, with no connection.
     pub fn start(&mut self, n: &RouterId, instance: u64) {
-        let r = Routing::new(n.clone(), instance, self.config.clone(), self.now);
+        let mut r = Routing::new(n.clone(), instance, self.config.clone(), self.now);
+        if self.signed {
+            r = r.with_auth(Arc::new(TestAuth(n.clone())));
+        }
         self.nodes.insert(n.clone(), r);
         self.tables.remove(n);
         self.drain(n);
