@@ -41,7 +41,7 @@ use ferry_router::driver::{Endpoint, Peer};
 use ferry_router::mesh::RoutingInput;
 use ferry_router::mesh::control::{apply, publish};
 use ferry_router::mesh::identity;
-use ferry_router::routing::{ControlMessage, RouterId, Routing, RoutingConfig};
+use ferry_router::routing::{Advert, ControlMessage, RouterId, Routing, RoutingConfig};
 use ferry_router::security::Security;
 
 /// The router under test.
@@ -612,7 +612,7 @@ pub enum Control {
     /// HELLO.
     Hello(RouterName, N64, Vec<RouterName>),
     /// RA.
-    Advert(RouterName, N64, N64, N64),
+    Advert(RouterName, RouterName, N64, N64, N64),
     /// LSU.
     LinkState(RouterName, N64, N64, Vec<(RouterName, u8)>),
     /// LSR.
@@ -631,11 +631,14 @@ impl Control {
                 instance: instance.value(),
                 seen: seen.iter().map(|r| r.id()).collect(),
             },
-            Control::Advert(id, instance, ls, ma) => ControlMessage::RouterAdvert {
-                id: id.id(),
-                instance: instance.value(),
-                ls_seq: ls.value(),
-                ma_seq: ma.value(),
+            Control::Advert(from, id, instance, ls, ma) => ControlMessage::RouterAdvert {
+                id: from.id(),
+                adverts: vec![Advert {
+                    id: id.id(),
+                    instance: instance.value(),
+                    ls_seq: ls.value(),
+                    ma_seq: ma.value(),
+                }],
             },
             Control::LinkState(id, instance, seq, n) => ControlMessage::LinkState {
                 id: id.id(),

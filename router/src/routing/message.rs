@@ -57,18 +57,15 @@ pub enum ControlMessage {
         /// The neighbours the sender has heard a HELLO from lately.
         seen: Vec<RouterId>,
     },
-    /// "I hold router `id`'s records at these versions": sent to every
-    /// two-way neighbour each `ra_interval`, one per reachable router (the
-    /// sender included), and when a neighbour becomes two-way.
+    /// "I hold these routers' records at these versions": sent by router
+    /// `id` to every two-way neighbour each `ra_interval`, one entry per
+    /// reachable router (the sender included), and when a neighbour
+    /// becomes two-way; at most [`ADVERTS_PER_MESSAGE`] entries a message.
     RouterAdvert {
-        /// The router the versions are about.
+        /// The sender.
         id: RouterId,
-        /// That router's instance number.
-        instance: u64,
-        /// The sequence number of its link-state record.
-        ls_seq: u64,
-        /// The sequence number of its mobile address record (0: none).
-        ma_seq: u64,
+        /// The versions it holds.
+        adverts: Vec<Advert>,
     },
     /// Router `id`'s link-state record: its two-way neighbours and the cost
     /// it configured for each link. Flooded when newer than what a router has.
@@ -117,6 +114,24 @@ pub enum ControlMessage {
     },
 }
 
+/// The versions of one router's records, as a neighbour holds them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Advert {
+    /// The router the versions are about.
+    pub id: RouterId,
+    /// Its instance number.
+    pub instance: u64,
+    /// The sequence number of its link-state record.
+    pub ls_seq: u64,
+    /// The sequence number of its mobile address record (0: none).
+    pub ma_seq: u64,
+}
+
+/// The most entries one RA carries (about 40 bytes each): a mesh of a
+/// thousand routers advertises in four messages per neighbour, not a
+/// thousand.
+pub const ADVERTS_PER_MESSAGE: usize = 256;
+
 /// Map keys.
 mod key {
     pub const OPCODE: &str = "opcode";
@@ -131,6 +146,7 @@ mod key {
     pub const REMOVED: &str = "removed";
     pub const FULL: &str = "full";
     pub const SIG: &str = "sig";
+    pub const ADVERTS: &str = "adverts";
 }
 
 /// Opcodes, the value under `opcode`.
@@ -180,15 +196,19 @@ impl ControlMessage {
                 m.put(key::INSTANCE, Value::Ulong(*instance));
                 m.put(key::SEEN, text_list(seen.iter().map(RouterId::as_str)));
             }
-            ControlMessage::RouterAdvert {
-                instance,
-                ls_seq,
-                ma_seq,
-                ..
-            } => {
-                m.put(key::INSTANCE, Value::Ulong(*instance));
-                m.put(key::LS_SEQ, Value::Ulong(*ls_seq));
-                m.put(key::MA_SEQ, Value::Ulong(*ma_seq));
+            ControlMessage::RouterAdvert { adverts, .. } => {
+                let entries = adverts
+                    .iter()
+                    .map(|a| {
+                        Value::List(vec![
+                            string(a.id.as_str()),
+                            Value::Ulong(a.instance),
+                            Value::Ulong(a.ls_seq),
+                            Value::Ulong(a.ma_seq),
+                        ])
+                    })
+                    .collect();
+                m.put(key::ADVERTS, Value::List(entries));
             }
             ControlMessage::LinkState {
                 instance,
@@ -267,9 +287,11 @@ impl ControlMessage {
             },
             op::RA => ControlMessage::RouterAdvert {
                 id,
-                instance: f.u64(key::INSTANCE)?,
-                ls_seq: f.u64(key::LS_SEQ)?,
-                ma_seq: f.u64(key::MA_SEQ)?,
+                adverts: f
+                    .list(key::ADVERTS)?
+                    .iter()
+                    .map(as_advert)
+                    .collect::<Result<_, _>>()?,
             },
             op::LSU => {
                 let Value::Map(links) = f.get(key::NEIGHBORS)? else {
@@ -351,6 +373,24 @@ fn put_sig(m: &mut MapBuilder, sig: Option<&Signature>) {
             Value::List(certs),
         ]),
     );
+}
+
+/// An RA entry: `[id, instance, ls_seq, ma_seq]`.
+fn as_advert(v: &Value) -> Result<Advert, RoutingError> {
+    const SHAPE: &str = "a list of [id, instance, ls_seq, ma_seq]";
+    let Value::List(items) = v else {
+        return Err(invalid(key::ADVERTS, SHAPE));
+    };
+    let [id, instance, ls_seq, ma_seq] = items.as_slice() else {
+        return Err(invalid(key::ADVERTS, SHAPE));
+    };
+    let n = |v: &Value| v.as_u64().ok_or(invalid(key::ADVERTS, SHAPE));
+    Ok(Advert {
+        id: as_router_id(id, key::ADVERTS)?,
+        instance: n(instance)?,
+        ls_seq: n(ls_seq)?,
+        ma_seq: n(ma_seq)?,
+    })
 }
 
 /// A router id: a non-empty string (or symbol).

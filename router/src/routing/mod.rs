@@ -50,7 +50,7 @@ use std::time::{Duration, Instant};
 use crate::ratelog::RateLimited;
 
 pub use id::RouterId;
-pub use message::{ControlMessage, PROTOCOL_VERSION, RoutingError};
+pub use message::{ADVERTS_PER_MESSAGE, Advert, ControlMessage, PROTOCOL_VERSION, RoutingError};
 pub use signature::{Auth, RecordAuth, Signature, SignatureError};
 pub use table::RoutingTable;
 
@@ -110,21 +110,20 @@ impl Default for RoutingConfig {
 /// The instance and sequence numbers of `msg`, if the instance reaches
 /// `instances` or the sequence number [`VERSION_LIMIT`].
 fn out_of_bounds(msg: &ControlMessage, instances: u64) -> Option<(u64, u64)> {
-    let (instance, seq) = match msg {
-        ControlMessage::Hello { instance, .. } => (*instance, 0),
-        ControlMessage::RouterAdvert {
-            instance,
-            ls_seq,
-            ma_seq,
-            ..
-        } => (*instance, (*ls_seq).max(*ma_seq)),
-        ControlMessage::LinkState { instance, seq, .. }
-        | ControlMessage::MobileAddresses { instance, seq, .. } => (*instance, *seq),
-        ControlMessage::LinkStateRequest { .. } | ControlMessage::MobileAddressRequest { .. } => {
-            return None;
-        }
+    let beyond = |instance: u64, seq: u64| {
+        (instance >= instances || seq >= VERSION_LIMIT).then_some((instance, seq))
     };
-    (instance >= instances || seq >= VERSION_LIMIT).then_some((instance, seq))
+    match msg {
+        ControlMessage::Hello { instance, .. } => beyond(*instance, 0),
+        ControlMessage::RouterAdvert { adverts, .. } => adverts
+            .iter()
+            .find_map(|a| beyond(a.instance, a.ls_seq.max(a.ma_seq))),
+        ControlMessage::LinkState { instance, seq, .. }
+        | ControlMessage::MobileAddresses { instance, seq, .. } => beyond(*instance, *seq),
+        ControlMessage::LinkStateRequest { .. } | ControlMessage::MobileAddressRequest { .. } => {
+            None
+        }
+    }
 }
 
 /// Which record a request is for.
@@ -338,13 +337,14 @@ impl Routing {
                 self.on_hello(from, id, *instance, seen, now);
                 false
             }
-            ControlMessage::RouterAdvert {
-                id,
-                instance,
-                ls_seq,
-                ma_seq,
-            } => {
-                self.on_advert(from, id, *instance, *ls_seq, *ma_seq, now);
+            ControlMessage::RouterAdvert { id, adverts } => {
+                if id == from {
+                    for a in adverts {
+                        self.on_advert(from, &a.id, a.instance, a.ls_seq, a.ma_seq, now);
+                    }
+                } else {
+                    tracing::warn!("RA from neighbour {from} claiming to be {id} ignored");
+                }
                 false
             }
             ControlMessage::LinkState {
@@ -650,11 +650,16 @@ impl Routing {
             None => Ok(()),
         };
         let check: Option<mobile::Check<'_>> = auth.is_some().then_some(&check);
+        if auth.is_none() {
+            // Unsigned, any update shows the instance (a gap too).
+            self.saw_instance(id, version.instance);
+        }
         match self
             .mobile
             .apply(id, version, added, removed, full, sig, check)
         {
             Update::Applied => {
+                // Signed: once the record is proven.
                 self.saw_instance(id, version.instance);
                 if full {
                     self.requested.remove(&(Request::Mobile, id.clone()));
@@ -967,35 +972,40 @@ impl Routing {
     }
 
     /// Tells neighbour `to` the versions of every record we hold of a
-    /// reachable router (ourselves included).
+    /// reachable router (ourselves included), [`ADVERTS_PER_MESSAGE`] to
+    /// a message.
     fn advertise(&mut self, to: &RouterId) {
         let table = self.table.clone();
-        for id in table.routers() {
-            let advert = if *id == self.me {
+        let adverts = table.routers().filter_map(|id| {
+            if *id == self.me {
                 let own = self.ls.version(id).unwrap_or_default();
-                ControlMessage::RouterAdvert {
+                return Some(Advert {
                     id: id.clone(),
                     instance: self.instance,
                     ls_seq: own.seq,
                     ma_seq: self.local.seq,
-                }
-            } else {
-                let Some(ls) = self.ls.version(id) else {
-                    continue;
-                };
-                let ma_seq = self
-                    .mobile
-                    .get(id)
-                    .filter(|m| m.version.instance == ls.instance)
-                    .map_or(0, |m| m.version.seq);
-                ControlMessage::RouterAdvert {
-                    id: id.clone(),
-                    instance: ls.instance,
-                    ls_seq: ls.seq,
-                    ma_seq,
-                }
+                });
+            }
+            let ls = self.ls.version(id)?;
+            let ma_seq = self
+                .mobile
+                .get(id)
+                .filter(|m| m.version.instance == ls.instance)
+                .map_or(0, |m| m.version.seq);
+            Some(Advert {
+                id: id.clone(),
+                instance: ls.instance,
+                ls_seq: ls.seq,
+                ma_seq,
+            })
+        });
+        let adverts: Vec<Advert> = adverts.collect();
+        for chunk in adverts.chunks(ADVERTS_PER_MESSAGE) {
+            let msg = ControlMessage::RouterAdvert {
+                id: self.me.clone(),
+                adverts: chunk.to_vec(),
             };
-            self.out.push_back((to.clone(), advert));
+            self.out.push_back((to.clone(), msg));
         }
     }
 

@@ -6,7 +6,7 @@ use ferry_proto::codec::{Map, Str, Value};
 use ferry_proto::message::{Body, Message};
 
 use super::harness::{Rng, id};
-use crate::routing::{ControlMessage, RoutingError, Signature};
+use crate::routing::{Advert, ControlMessage, RoutingError, Signature};
 
 fn samples() -> Vec<ControlMessage> {
     vec![
@@ -22,9 +22,20 @@ fn samples() -> Vec<ControlMessage> {
         },
         ControlMessage::RouterAdvert {
             id: id("B"),
-            instance: 1_700_000_000_000,
-            ls_seq: 0,
-            ma_seq: u64::MAX,
+            adverts: vec![
+                Advert {
+                    id: id("B"),
+                    instance: 1_700_000_000_000,
+                    ls_seq: 0,
+                    ma_seq: u64::MAX,
+                },
+                Advert {
+                    id: id("C"),
+                    instance: 3,
+                    ls_seq: 42,
+                    ma_seq: 0,
+                },
+            ],
         },
         ControlMessage::LinkState {
             id: id("C"),
@@ -68,6 +79,10 @@ fn samples() -> Vec<ControlMessage> {
             }),
         },
         ControlMessage::MobileAddressRequest { id: id("F") },
+        ControlMessage::RouterAdvert {
+            id: id("B"),
+            adverts: vec![],
+        },
     ]
 }
 

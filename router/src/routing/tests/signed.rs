@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::harness::{Net, TestAuth};
 use super::{check_forwarding, edge, id, ids, line3};
-use crate::routing::{ControlMessage, RecordAuth, RouterId, Signature};
+use crate::routing::{Advert, ControlMessage, RecordAuth, RouterId, Signature};
 
 /// Deltas, full lists assembled by relays, restarts (a new instance and a
 /// reused one) and a partition healed: every router's table is right.
@@ -129,10 +129,13 @@ fn an_advertisement_neither_drops_a_router_nor_moves_one_past_itself() {
     let ls = net.nodes[&a].ls.version(&c).unwrap();
     let instance = net.nodes[&a].instance();
     let advert = |id: &RouterId, instance: u64| ControlMessage::RouterAdvert {
-        id: id.clone(),
-        instance: instance + 1,
-        ls_seq: 7,
-        ma_seq: 7,
+        id: b.clone(),
+        adverts: vec![Advert {
+            id: id.clone(),
+            instance: instance + 1,
+            ls_seq: 7,
+            ma_seq: 7,
+        }],
     };
     for forged in [advert(&c, ls.instance), advert(&a, instance)] {
         let now = net.now;
