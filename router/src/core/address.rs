@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 use ferry_proto::engine::LinkId;
 use smallvec::{SmallVec, smallvec};
 
+use super::budget::ByteBudget;
 use super::message::{ConnHandle, ConnId, ToConn};
 use super::report::AddressReport;
 use crate::config::Distribution;
@@ -120,6 +121,18 @@ struct Producer {
     short: bool,
     /// Its credit is to be taken back at its next grant (idle lease).
     reclaim: bool,
+    /// Its connection's byte budget: while it is exhausted the router is
+    /// not reading the producer's transfers, so it is not idle (what it
+    /// sent waits in its socket; see [`IDLE_LEASE`]).
+    budget: Option<Arc<ByteBudget>>,
+}
+
+impl Producer {
+    /// Whether the router holds back reading its transfers (over its byte
+    /// budget, or the router's).
+    fn held_back(&self) -> bool {
+        self.budget.as_ref().is_some_and(|b| b.exhausted())
+    }
 }
 
 /// Which consumers a multicast delivery may reach on this router.
@@ -374,6 +387,7 @@ impl Address {
         link: LinkId,
         from: Hop,
         tree: Option<RouterId>,
+        budget: Option<Arc<ByteBudget>>,
         now: Instant,
     ) -> bool {
         let mut s = self.lock();
@@ -386,6 +400,7 @@ impl Address {
             link,
             from,
             tree,
+            budget,
             granted: 0,
             used: false,
             active: now,
@@ -510,7 +525,13 @@ impl Address {
         if self.distribution != Distribution::Multicast {
             credit = credit.max(keep.left.clamp(0, window).min(i64::from(before)));
         }
-        if std::mem::take(&mut p.reclaim) && !used {
+        if std::mem::take(&mut p.reclaim) && !used && !p.held_back() {
+            if before > 0 {
+                tracing::debug!(
+                    "{}: credit {before} of a producer idle for a lease taken back",
+                    self.name
+                );
+            }
             credit = 0;
             p.quiet_for = (p.quiet_for * 2).clamp(IDLE_LEASE, MAX_QUIET);
             p.quiet_until = now + p.quiet_for;
@@ -867,8 +888,10 @@ fn reclaim_idle(s: &mut State, i: usize, mut wanted: i64, now: Instant) -> Optio
         if j == i || q.granted == 0 || q.reclaim {
             continue;
         }
-        if std::mem::take(&mut q.used) {
-            q.active = now; // it is sending: its lease goes on
+        if std::mem::take(&mut q.used) || q.held_back() {
+            // It is sending, or would be were the router reading it: its
+            // lease goes on.
+            q.active = now;
         }
         let due = q.active + IDLE_LEASE;
         if due <= now {
@@ -931,8 +954,8 @@ mod tests {
         let (c, _crx) = conn(1);
         let (p, _prx) = conn(2);
         a.add_consumer(c, link(1), Hop::Local, None);
-        a.add_producer(p.clone(), link(2), Hop::Local, None, now());
-        a.add_producer(p, link(3), Hop::Local, None, now());
+        a.add_producer(p.clone(), link(2), Hop::Local, None, None, now());
+        a.add_producer(p, link(3), Hop::Local, None, None, now());
         assert_eq!(
             a.grant(&table(), ConnId(2), link(2), 10, now()).credit,
             0,
@@ -952,12 +975,12 @@ mod tests {
         let t0 = now();
         a.add_consumer(c, link(1), Hop::Local, None);
         a.adjust_consumer_credit(ConnId(1), link(1), 10);
-        a.add_producer(p.clone(), link(2), Hop::Local, None, t0);
+        a.add_producer(p.clone(), link(2), Hop::Local, None, None, t0);
         assert_eq!(a.grant(&table(), ConnId(2), link(2), 250, t0).credit, 10);
         while prx.try_recv().is_some() {}
         // A second producer arrives: the first is told to recompute, and
         // keeps what it holds (it may have sent on it already).
-        a.add_producer(p, link(3), Hop::Local, None, t0);
+        a.add_producer(p, link(3), Hop::Local, None, None, t0);
         assert!(matches!(prx.try_recv(), Some(ToConn::Recredit { link: l }) if l == link(2)));
         let g = a.grant(&table(), ConnId(2), link(3), 250, t0);
         assert_eq!(g.credit, 0);
@@ -973,6 +996,57 @@ mod tests {
         assert_eq!(a.grant(&table(), ConnId(2), link(3), 250, later).credit, 5);
     }
 
+    /// A producer the router is not reading (over its byte budget) sends
+    /// nothing the router sees, yet is not idle: what it sent waits in its
+    /// socket, on the credit it holds. Taking that credit back released
+    /// those messages on arrival (`mesh_control`'s busy loopback test, now
+    /// and then under load). Once read again and unused, it is idle.
+    #[test]
+    fn a_producer_held_back_by_its_byte_budget_keeps_its_credit() {
+        let a = Address::new("q".into(), Distribution::Balanced);
+        let (c, _crx) = conn(1);
+        let (p, _prx) = conn(2);
+        let t0 = now();
+        let budget = ByteBudget::new(1000);
+        a.add_consumer(c, link(1), Hop::Local, None);
+        a.adjust_consumer_credit(ConnId(1), link(1), 10);
+        a.add_producer(
+            p.clone(),
+            link(2),
+            Hop::Local,
+            None,
+            Some(budget.clone()),
+            t0,
+        );
+        assert_eq!(a.grant(&table(), ConnId(2), link(2), 250, t0).credit, 10);
+        let charge = budget.charge(1000);
+        a.add_producer(p, link(3), Hop::Local, None, None, t0);
+        let later = t0 + IDLE_LEASE;
+        assert_eq!(a.grant(&table(), ConnId(2), link(3), 250, later).credit, 0);
+        assert_eq!(
+            a.grant(&table(), ConnId(2), link(2), 250, later).credit,
+            10,
+            "held back, not idle"
+        );
+        drop(charge);
+        let much_later = later + IDLE_LEASE;
+        assert_eq!(
+            a.grant(&table(), ConnId(2), link(3), 250, much_later)
+                .credit,
+            0
+        );
+        assert_eq!(
+            a.grant(&table(), ConnId(2), link(2), 250, much_later)
+                .credit,
+            0
+        );
+        assert_eq!(
+            a.grant(&table(), ConnId(2), link(3), 250, much_later)
+                .credit,
+            5
+        );
+    }
+
     #[test]
     fn credit_a_producer_holds_is_not_taken_back_for_others() {
         let a = Address::new("q".into(), Distribution::Balanced);
@@ -981,7 +1055,7 @@ mod tests {
         let t0 = now();
         a.add_consumer(c, link(1), Hop::Local, None);
         a.adjust_consumer_credit(ConnId(1), link(1), 10);
-        a.add_producer(p.clone(), link(2), Hop::Local, None, t0);
+        a.add_producer(p.clone(), link(2), Hop::Local, None, None, t0);
         assert_eq!(a.grant(&table(), ConnId(2), link(2), 250, t0).credit, 10);
         // Its consumer's connection is congested: nothing more is
         // promised, nothing it holds is taken back.
@@ -990,7 +1064,7 @@ mod tests {
         // Another producer arrives: the first keeps what it holds, and is
         // topped up only once back within its share.
         a.set_congested(ConnId(1), link(1), false);
-        a.add_producer(p, link(3), Hop::Local, None, t0);
+        a.add_producer(p, link(3), Hop::Local, None, None, t0);
         assert_eq!(a.grant(&table(), ConnId(2), link(2), 250, t0).credit, 10);
         for _ in 0..6 {
             a.route(
@@ -1015,7 +1089,7 @@ mod tests {
         let (c, _crx) = conn(1);
         let (p, mut prx) = conn(2);
         a.add_consumer(c, link(1), Hop::Local, None);
-        a.add_producer(p, link(2), Hop::Local, None, now());
+        a.add_producer(p, link(2), Hop::Local, None, None, now());
         a.adjust_consumer_credit(ConnId(1), link(1), 5);
         assert_eq!(a.grant(&table(), ConnId(2), link(2), 10, now()).credit, 5);
         a.remove_consumer(ConnId(1), link(1));
@@ -1054,7 +1128,7 @@ mod tests {
         let (p, _prx) = conn(2);
         a.add_consumer(c.clone(), link(1), Hop::Local, None);
         a.add_consumer(c, link(2), Hop::Local, None);
-        a.add_producer(p, link(3), Hop::Local, None, now());
+        a.add_producer(p, link(3), Hop::Local, None, None, now());
         a.adjust_consumer_credit(ConnId(1), link(1), 10);
         a.adjust_consumer_credit(ConnId(1), link(2), 3);
         assert_eq!(a.grant(&table(), ConnId(2), link(3), 100, now()).credit, 3);
@@ -1080,7 +1154,7 @@ mod tests {
         a.adjust_consumer_credit(ConnId(1), link(1), 1);
         // A client's message needs credit at every consumer, or is
         // refused whole.
-        a.add_producer(p.clone(), link(3), Hop::Local, None, now());
+        a.add_producer(p.clone(), link(3), Hop::Local, None, None, now());
         assert!(
             a.route(
                 &table(),
@@ -1094,7 +1168,14 @@ mod tests {
         // consumer gets it, one without credit owes it. (Local reach: the
         // standalone table knows no tree of `n`.)
         let n = Hop::Neighbor(RouterId::from("n"));
-        a.add_producer(p, link(4), n.clone(), Some(RouterId::from("n")), now());
+        a.add_producer(
+            p,
+            link(4),
+            n.clone(),
+            Some(RouterId::from("n")),
+            None,
+            now(),
+        );
         let targets = a.route(&table(), &n, Some((ConnId(2), link(4))), Reach::Local);
         assert_eq!(targets.len(), 2);
         // The debt is paid before anything more is promised.
@@ -1112,7 +1193,7 @@ mod tests {
         let (p, _prx) = conn(2);
         a.add_consumer(c.clone(), link(1), Hop::Local, None);
         a.adjust_consumer_credit(ConnId(1), link(1), 5);
-        a.add_producer(p.clone(), link(3), Hop::Local, None, now());
+        a.add_producer(p.clone(), link(3), Hop::Local, None, None, now());
         assert_eq!(a.grant(&table(), ConnId(2), link(3), 10, now()).credit, 5);
         // A consumer attaches after the grant, with no credit yet (in a
         // mesh: a tree link to a router that just joined the tree). The
@@ -1142,9 +1223,9 @@ mod tests {
         let t0 = now();
         a.add_consumer(c, link(1), Hop::Local, None);
         a.adjust_consumer_credit(ConnId(1), link(1), 4);
-        a.add_producer(p.clone(), link(2), Hop::Local, None, t0);
-        a.add_producer(p.clone(), link(3), Hop::Local, None, t0);
-        a.add_producer(p, link(4), Hop::Local, None, t0);
+        a.add_producer(p.clone(), link(2), Hop::Local, None, None, t0);
+        a.add_producer(p.clone(), link(3), Hop::Local, None, None, t0);
+        a.add_producer(p, link(4), Hop::Local, None, None, t0);
         // Two producers take their share (2 of 4 each) and send nothing.
         assert_eq!(a.grant(&table(), ConnId(2), link(2), 10, t0).credit, 2);
         assert_eq!(a.grant(&table(), ConnId(2), link(3), 10, t0).credit, 2);
@@ -1186,8 +1267,8 @@ mod tests {
         let t0 = now();
         a.add_consumer(c, link(1), Hop::Local, None);
         a.adjust_consumer_credit(ConnId(1), link(1), 2);
-        a.add_producer(p.clone(), link(2), Hop::Local, None, t0);
-        a.add_producer(p, link(3), Hop::Local, None, t0);
+        a.add_producer(p.clone(), link(2), Hop::Local, None, None, t0);
+        a.add_producer(p, link(3), Hop::Local, None, None, t0);
         assert_eq!(a.grant(&table(), ConnId(2), link(2), 10, t0).credit, 1);
         assert_eq!(a.grant(&table(), ConnId(2), link(3), 10, t0).credit, 1);
         // Link 2 sends one, and its credit comes back at once.

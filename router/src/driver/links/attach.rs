@@ -85,7 +85,15 @@ impl Links {
             .map_err(|e| refusal(condition::INTERNAL_ERROR, &e.to_string()))?;
         match &address {
             Some(a) => {
-                if a.add_producer(self.me.clone(), link, self.hop(), tree.clone(), self.now) {
+                let budget = Some(self.budget.clone());
+                if a.add_producer(
+                    self.me.clone(),
+                    link,
+                    self.hop(),
+                    tree.clone(),
+                    budget,
+                    self.now,
+                ) {
                     self.core.tree_producers_changed(a);
                 }
             }
