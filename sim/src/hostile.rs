@@ -110,9 +110,9 @@ pub(crate) struct HostileState {
     pub captured: Vec<ControlMessage>,
     /// The next captured record to replay.
     pub cursor: usize,
-    /// The newest link-state version seen of each other router, with its
-    /// neighbours; and the newest address-record version.
-    pub latest_ls: BTreeMap<RouterId, (u64, u64, Vec<(RouterId, u32)>)>,
+    /// The newest link-state version seen of each other router, and the
+    /// newest address-record version.
+    pub latest_ls: BTreeMap<RouterId, (u64, u64)>,
     pub latest_ma: BTreeMap<RouterId, (u64, u64)>,
     /// The next victim, by index.
     pub round: usize,
@@ -155,14 +155,8 @@ impl HostileState {
                     neighbors,
                     sig,
                 } => {
-                    let newer = self
-                        .latest_ls
-                        .get(id)
-                        .is_none_or(|(i, s, _)| (*i, *s) < (*instance, *seq));
-                    if newer {
-                        self.latest_ls
-                            .insert(id.clone(), (*instance, *seq, neighbors.clone()));
-                    }
+                    let v = self.latest_ls.entry(id.clone()).or_default();
+                    *v = (*v).max((*instance, *seq));
                     sig_ok(
                         sig,
                         link_state_payload(id.as_str(), *instance, *seq, neighbors),
@@ -212,7 +206,8 @@ impl HostileState {
         let (ls_instance, ls_seq) = self
             .latest_ls
             .get(victim)
-            .map_or((instance, 1000), |(i, s, _)| (*i, *s));
+            .copied()
+            .unwrap_or((instance, 1000));
         let (ma_instance, ma_seq) = self
             .latest_ma
             .get(victim)
@@ -323,7 +318,7 @@ impl Mesh {
             return;
         };
         self.hostile_ended
-            .push((router.to_string(), state.report.clone()));
+            .push((router.to_string(), state.how, state.report.clone()));
         if let Some(node) = self.routers[i].node.as_mut() {
             node.capture = None;
             // The addresses it has a consumer of stay (the core's own
@@ -351,8 +346,20 @@ impl Mesh {
         self.hostile_ended
             .iter()
             .rev()
-            .find(|(r, _)| r == router)
-            .map(|(_, r)| r.clone())
+            .find(|(r, _, _)| r == router)
+            .map(|(_, _, r)| r.clone())
+    }
+
+    /// Every hostile router of the run so far, in the order they were
+    /// healed, then those still hostile.
+    pub(crate) fn hostile_reports(&self) -> Vec<(String, Hostile, HostileReport)> {
+        let mut all = self.hostile_ended.clone();
+        all.extend(
+            self.hostile
+                .iter()
+                .map(|(i, s)| (self.routers[*i].id.clone(), s.how, s.report.clone())),
+        );
+        all
     }
 
     /// How many deliveries router `id`'s core has routed, and released for
@@ -417,7 +424,7 @@ impl Mesh {
         };
         let mut sends: Vec<ControlMessage> = Vec::new();
         if let Some(node) = self.routers[i].node.as_mut() {
-            let taken = std::mem::replace(&mut node.capture, Some(Vec::new())).unwrap_or_default();
+            let taken = node.capture.replace(Vec::new()).unwrap_or_default();
             state.absorb(taken);
             match state.how {
                 Hostile::Forge if n > 1 => {

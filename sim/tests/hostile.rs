@@ -92,6 +92,10 @@ fn forged_records_change_nothing_when_records_are_signed() {
         refused - refused0 >= report.forged / 2,
         "{refused} {report:?}"
     );
+    println!(
+        "control messages: {baseline} in the second before the fault, {during} in its two seconds, of which {} forged",
+        report.forged
+    );
     assert!(
         during <= 2 * baseline + report.forged + report.forged / 8,
         "control messages: {baseline} in a second before, {during} in two under the fault, {} forged",

@@ -79,7 +79,7 @@ impl Default for Options {
             echo: false,
             log_frames: std::env::var_os("FERRY_SIM_FRAMES").is_some_and(|v| v == "1"),
             vhosts: Vec::new(),
-            signing: true,
+            signing: crate::scenario::signing_default(),
         }
     }
 }
@@ -174,7 +174,11 @@ pub struct Mesh {
     /// Injections of the hostile fault so far.
     pub(crate) hostile_generation: u64,
     /// What healed hostile routers did, in order.
-    pub(crate) hostile_ended: Vec<(String, crate::hostile::HostileReport)>,
+    pub(crate) hostile_ended: Vec<(
+        String,
+        crate::hostile::Hostile,
+        crate::hostile::HostileReport,
+    )>,
     logged_violations: usize,
     next_conn: u64,
     next_action: u64,
@@ -368,6 +372,8 @@ impl Mesh {
                 self.links.iter().filter(|l| l.quic).count(),
                 self.quic_overtakes,
             ),
+            signatures: self.signatures(),
+            hostile: self.hostile_reports(),
             steps: (self.sched.steps, self.sched.rounds),
             log_lines: self.log.lines().len(),
             digest: self.log.digest(),
