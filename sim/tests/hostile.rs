@@ -97,7 +97,7 @@ fn forged_records_change_nothing_when_records_are_signed() {
         report.forged
     );
     assert!(
-        during <= 2 * baseline + report.forged + report.forged / 8,
+        during <= 2 * baseline + report.forged + report.forged / 20,
         "control messages: {baseline} in a second before, {during} in two under the fault, {} forged",
         report.forged
     );
@@ -186,6 +186,7 @@ fn replayed_records_change_nothing() {
     assert_eq!(report.captured_verified.1, 0, "{report:?}");
     // Replays are stale: received, not flooded on.
     let during = control(&m) - c1;
+    println!("control messages: {during} in two seconds of replays, of which {replayed} replayed");
     assert!(
         during < replayed + replayed / 2 + 400,
         "{during} control messages, {replayed} replayed"
