@@ -220,7 +220,7 @@ impl fmt::Display for Summary {
         match self.signatures {
             Some((made, checked, refused)) => writeln!(
                 f,
-                "signed records: {made} signatures made, {checked} checked, {refused} refused"
+                "signed records: {made} signatures made (a hostile router's included), {checked} checked, {refused} refused"
             )?,
             None => writeln!(f, "signed records: off")?,
         }

@@ -33,9 +33,10 @@ fn control(mesh: &Mesh) -> u64 {
     mesh.summary().control.messages
 }
 
-/// Runs `d` in steps of 10 ms; returns after how many steps some honest
-/// router's table lacked a route to another running router, or had a
-/// route the true topology does not (`check_tables`), if any did.
+/// Runs `d` in steps of 10 ms; returns when and how some router's table
+/// first disagreed with the true topology (`check_tables`: a route
+/// missing, or one the topology does not have) or with where consumers
+/// are (`check_addresses`), if one did.
 fn watch_tables(mesh: &mut Mesh, d: Duration) -> Option<String> {
     let mut first = None;
     let end = mesh.now() + d;
@@ -43,7 +44,7 @@ fn watch_tables(mesh: &mut Mesh, d: Duration) -> Option<String> {
         mesh.run_for(Duration::from_millis(10));
         assert_ok(mesh);
         if first.is_none()
-            && let Err(e) = mesh.check_tables()
+            && let Err(e) = mesh.check_tables().and_then(|()| mesh.check_addresses())
         {
             first = Some(format!("at {:?}: {e}", mesh.now()));
         }
@@ -140,6 +141,8 @@ fn replayed_records_change_nothing() {
         router: "H".into(),
         how: Hostile::Replay,
     };
+    // The records H captures from now on: D's consumer reattaching after
+    // D's restart adds address records to them.
     m.inject(hostile.clone());
     m.run_for(Duration::from_millis(500));
     // Make what H captured old: D restarts (a new instance), A-B is cut
@@ -169,6 +172,8 @@ fn replayed_records_change_nothing() {
             );
         }
     }
+    // D's consumer is back and known everywhere.
+    m.run_for(Duration::from_secs(1));
     let c1 = control(&m);
     let r1 = m.hostile_report("H").unwrap().replayed;
     // Two seconds of replays of old records: the tables stay right.
