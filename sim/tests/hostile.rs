@@ -257,7 +257,7 @@ fn a_router_advertising_every_address_loses_no_message() {
     assert_eq!(
         m.client(orphan).credit(),
         0,
-        "the lure's credit is taken back"
+        "no credit for an address no one consumes"
     );
     println!("after: {s}");
 }
