@@ -12,7 +12,8 @@
 //!   and no neighbours, address records claiming the victim has every
 //!   address in use or none, each signed with the hostile router's own
 //!   certificate, with its own key under a certificate naming the victim,
-//!   or not at all, and records at the highest versions.
+//!   or not at all, records at the highest versions, and advertisements
+//!   (RA) of versions the victim never had.
 //! - [`Hostile::Replay`]: genuine records of other routers it received
 //!   since the fault began (their genuine signatures included), sent
 //!   again later, when they are old.
@@ -28,7 +29,9 @@ use std::fmt;
 use std::time::Duration;
 
 use ferry_router::core::ToConn;
-use ferry_router::routing::{ControlMessage, RecordAuth, RouterId, Signature, VERSION_LIMIT};
+use ferry_router::routing::{
+    Advert, ControlMessage, RecordAuth, RouterId, Signature, VERSION_LIMIT,
+};
 
 use crate::fault::{Action, Fault};
 use crate::mesh::Mesh;
@@ -104,6 +107,8 @@ pub struct HostileReport {
 #[derive(Debug)]
 pub(crate) struct HostileState {
     pub how: Hostile,
+    /// Its id.
+    pub me: RouterId,
     /// Its signer (its own key only); `None` in a mesh that does not sign.
     pub auth: Option<std::sync::Arc<SimAuth>>,
     /// Captured genuine records, oldest first.
@@ -266,6 +271,22 @@ impl HostileState {
                 });
             }
         }
+        // Advertisements of versions the victim never had: in its own
+        // name (the sender it names must be the neighbour it came from,
+        // so it is dropped) and in the hostile router's, which, in a
+        // mesh that signs, proves nothing: the receiver asks for the
+        // records and gets the genuine ones.
+        for sender in [victim.clone(), self.me.clone()] {
+            out.push(ControlMessage::RouterAdvert {
+                id: sender,
+                adverts: vec![Advert {
+                    id: victim.clone(),
+                    instance: ls_instance.max(ma_instance),
+                    ls_seq: ls_seq + 1,
+                    ma_seq: ma_seq + 1,
+                }],
+            });
+        }
         // A delta that follows the victim's record, adding the ghost.
         out.push(ControlMessage::MobileAddresses {
             id: victim.clone(),
@@ -295,6 +316,7 @@ impl Mesh {
             i,
             HostileState {
                 how,
+                me: self.ids[i].clone(),
                 auth,
                 captured: Vec::new(),
                 cursor: 0,

@@ -86,19 +86,23 @@ fn forged_records_change_nothing_when_records_are_signed() {
     let during = control(&m) - c1;
     // Every forged record was refused, and none was flooded on: the
     // neighbours received the forgeries and the protocol's usual traffic
-    // (a request at most per forged delta, and its answer), no storm.
+    // (at most a request per forged delta or advertisement, and its
+    // answer), no storm.
     let (_, _, refused) = m.signatures().unwrap();
     assert!(report.forged >= 20 * 2 * 15, "{report:?}");
-    assert!(
-        refused - refused0 >= report.forged / 2,
-        "{refused} {report:?}"
-    );
+    // Signed forgeries reach the signature check and fail it (unsigned
+    // ones, and those past the version limit, are dropped before it):
+    // several a round per neighbour.
+    assert!(refused - refused0 >= 20 * 2 * 4, "{refused} {report:?}");
     println!(
         "control messages: {baseline} in the second before the fault, {during} in its two seconds, of which {} forged",
         report.forged
     );
+    // Besides the forgeries, the protocol's own rate and at most a
+    // request and its answer per round and neighbour: no amplification.
+    let rounds = 21;
     assert!(
-        during <= 2 * baseline + report.forged + report.forged / 20,
+        during - report.forged <= 2 * baseline + 2 * rounds * 2,
         "control messages: {baseline} in a second before, {during} in two under the fault, {} forged",
         report.forged
     );
