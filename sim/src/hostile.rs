@@ -106,6 +106,7 @@ pub struct HostileReport {
 /// A hostile router's state, kept by the mesh while the fault lasts.
 #[derive(Debug)]
 pub(crate) struct HostileState {
+    /// What it does.
     pub how: Hostile,
     /// Its id.
     pub me: RouterId,
@@ -115,15 +116,17 @@ pub(crate) struct HostileState {
     pub captured: Vec<ControlMessage>,
     /// The next captured record to replay.
     pub cursor: usize,
-    /// The newest link-state version seen of each other router, and the
-    /// newest address-record version.
+    /// The newest link-state version (instance, sequence) seen of each
+    /// other router: forgeries go one ahead of it.
     pub latest_ls: BTreeMap<RouterId, (u64, u64)>,
+    /// The same for address records.
     pub latest_ma: BTreeMap<RouterId, (u64, u64)>,
     /// The next victim, by index.
     pub round: usize,
     /// Which injection of the fault this is (its ticks carry it: a tick
     /// of an earlier, healed one does nothing).
     pub generation: u64,
+    /// What it has done.
     pub report: HostileReport,
 }
 

@@ -265,3 +265,39 @@ fn a_router_advertising_every_address_loses_no_message() {
     );
     println!("after: {s}");
 }
+
+#[test]
+fn a_nearer_router_advertising_a_closest_address_attracts_nothing() {
+    // H next to A (cost 1), the only consumer of a closest address two
+    // and four away: if the lure drew traffic, the producer on A would
+    // send it to H, which has nowhere to put it.
+    let mut m = converged(
+        Mesh::builder()
+            .routers(["A", "B", "C", "H"])
+            .link("A", "B", 2)
+            .link("B", "C", 2)
+            .link("A", "H", 1)
+            .build(11),
+    );
+    m.add_consumer("C", consumer("closest.x", 50));
+    m.run_for(Duration::from_millis(200));
+    let hostile = Fault::Hostile {
+        router: "H".into(),
+        how: Hostile::AdvertiseAll,
+    };
+    m.inject(hostile.clone());
+    m.run_for(Duration::from_millis(500));
+    let t = m.table("A").unwrap();
+    assert!(t.routers_for("closest.x").any(|r| r.as_str() == "H"));
+    m.add_producer("A", producer("closest.x", 100));
+    m.add_producer("B", producer("closest.x", 100));
+    m.run_for(Duration::from_secs(3));
+    assert_ok(&m);
+    // Under the lure every message reached the real consumer: H got none.
+    let s = m.summary();
+    assert_eq!((s.counts.sent, s.counts.accepted), (200, 200), "{s}");
+    assert_eq!(m.routed_by("H"), Some((0, 0)));
+    m.heal(hostile);
+    m.run_for(Duration::from_secs(5));
+    assert_settled(&mut m);
+}
