@@ -3,6 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::hostile::Hostile;
 use crate::tap::Tamper;
 
 /// A fault. Injecting one and healing it are separate steps, so that a
@@ -63,6 +64,17 @@ pub enum Fault {
         client: usize,
         /// Added processing time.
         delay: Duration,
+    },
+    /// The router, a member of the mesh with a valid key of its own, lies
+    /// in the routing protocol (see [`Hostile`] and `crate::hostile`):
+    /// forges other routers' records, replays old genuine ones, or
+    /// advertises every address in use as its own. Healing stops it (and
+    /// withdraws the addresses it advertised without a consumer).
+    Hostile {
+        /// The hostile router.
+        router: String,
+        /// What it does.
+        how: Hostile,
     },
     /// A deliberately injected bug: frames from `from` to `to` are
     /// rewritten (see [`Tamper`]). Only for showing that invariants catch
@@ -159,6 +171,7 @@ impl fmt::Display for Fault {
             Fault::Delay { a, b, extra } => write!(f, "delay {a}-{b} +{extra:?}"),
             Fault::SlowConsumer { client, delay } => write!(f, "slow c{client} +{delay:?}"),
             Fault::Tamper { from, to, how } => write!(f, "tamper {from}->{to} {how:?}"),
+            Fault::Hostile { router, how } => write!(f, "hostile {router} ({how})"),
         }
     }
 }
@@ -176,6 +189,14 @@ pub enum Action {
         /// The topology epoch the check is for.
         epoch: u64,
     },
+    /// The next round of a hostile router's misbehaviour
+    /// ([`Fault::Hostile`]).
+    HostileTick {
+        /// The hostile router.
+        router: String,
+        /// Which injection of the fault it belongs to.
+        generation: u64,
+    },
 }
 
 impl fmt::Display for Action {
@@ -184,6 +205,9 @@ impl fmt::Display for Action {
             Action::Inject(fault) => write!(f, "inject {fault}"),
             Action::Heal(fault) => write!(f, "heal {fault}"),
             Action::CheckCredit { epoch } => write!(f, "check credit (epoch {epoch})"),
+            Action::HostileTick { router, generation } => {
+                write!(f, "hostile tick {router} ({generation})")
+            }
         }
     }
 }

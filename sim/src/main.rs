@@ -52,6 +52,19 @@ struct Args {
     /// independently of each other.
     #[arg(long, default_value_t = 0)]
     quic: u64,
+    /// The chance, in percent, that one router turns hostile for a while
+    /// (forges other routers' records, replays old ones, or advertises
+    /// every address; sim/README.md, "The hostile-router fault").
+    #[arg(long, default_value_t = 0)]
+    hostile: u64,
+    /// What the hostile router does: forge, replay or advertise-all
+    /// (drawn from the seed if not given).
+    #[arg(long)]
+    hostile_how: Option<ferry_sim::Hostile>,
+    /// Routers do not sign their routing records (as FERRY_SIM_SIGNING=0);
+    /// no run then has a hostile router.
+    #[arg(long)]
+    no_signing: bool,
     /// Messages per producer: the most (the least is a quarter of it).
     #[arg(long, default_value_t = 50)]
     messages: u32,
@@ -72,6 +85,9 @@ fn scenario(args: &Args, seed: u64) -> Scenario {
     s.multicast = args.multicast.min(100);
     s.tenants = args.tenants.min(100);
     s.quic = args.quic.min(100);
+    s.hostile = args.hostile.min(100);
+    s.hostile_how = args.hostile_how;
+    s.signing &= !args.no_signing;
     s.messages = ((args.messages / 4).max(1), args.messages.max(1));
     if let Some(w) = args.fault_window {
         s.fault_window = Duration::from_secs(w);
@@ -130,7 +146,17 @@ fn replay_args(a: &Args) -> String {
         a.quic,
         a.messages,
         a.fault_window
-            .map_or(String::new(), |w| format!(" --fault-window {w}"))
+            .map_or(String::new(), |w| format!(" --fault-window {w}")),
+    ) + &format!(
+        "{}{}{}",
+        if a.hostile > 0 {
+            format!(" --hostile {}", a.hostile)
+        } else {
+            String::new()
+        },
+        a.hostile_how
+            .map_or(String::new(), |h| format!(" --hostile-how {h}")),
+        if a.no_signing { " --no-signing" } else { "" }
     )
 }
 

@@ -126,6 +126,15 @@ pub struct Summary {
     /// QUIC-style links, and the frames their pipes delivered before a
     /// frame of another stream sent earlier (cross-stream reordering).
     pub quic: (usize, u64),
+    /// Signatures of routing records made, checked and refused by every
+    /// router (`None`: the mesh does not sign; [`crate::pki`]).
+    pub signatures: Option<(u64, u64, u64)>,
+    /// Hostile routers of the run ([`crate::hostile`]), and what each did.
+    pub hostile: Vec<(
+        String,
+        crate::hostile::Hostile,
+        crate::hostile::HostileReport,
+    )>,
     /// Steps and rounds the simulator ran.
     pub steps: (u64, u64),
     /// Lines in the event log.
@@ -208,6 +217,23 @@ impl fmt::Display for Summary {
             )?;
         }
         self.fmt_routing(f)?;
+        match self.signatures {
+            Some((made, checked, refused)) => writeln!(
+                f,
+                "signed records: {made} signatures made (a hostile router's included), {checked} checked, {refused} refused"
+            )?,
+            None => writeln!(f, "signed records: off")?,
+        }
+        for (router, how, r) in &self.hostile {
+            writeln!(
+                f,
+                "hostile {router} ({how}): {} forged and {} replayed records sent, {} captured, {} addresses advertised",
+                r.forged,
+                r.replayed,
+                r.captured,
+                r.lures.len()
+            )?;
+        }
         writeln!(
             f,
             "simulator: {} steps, {} rounds",
@@ -531,6 +557,8 @@ mod tests {
             control: ControlCost::default(),
             memory: None,
             quic: (0, 0),
+            signatures: None,
+            hostile: Vec::new(),
             steps: (0, 0),
             log_lines: 3,
             digest: 1,

@@ -16,7 +16,7 @@ use ferry_router::core::Core;
 use ferry_router::driver::Endpoint;
 use ferry_router::mesh::RoutingInput;
 use ferry_router::mesh::control::{apply, publish};
-use ferry_router::routing::{RouterId, Routing, RoutingConfig, RoutingTable};
+use ferry_router::routing::{Auth, ControlMessage, RouterId, Routing, RoutingConfig, RoutingTable};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 /// The address prefix the simulator configures as multicast.
@@ -98,6 +98,10 @@ pub struct Node {
     /// real router runs in it: log lines of the router code say which
     /// router they are about.
     pub span: tracing::Span,
+    /// Under the hostile-router fault: the link-state and address records
+    /// of other routers this router received, as they came (genuine
+    /// signatures included), for the fault to replay. `None`: not kept.
+    pub capture: Option<Vec<ControlMessage>>,
 }
 
 /// What one [`Node::pump_routing`] did.
@@ -128,8 +132,17 @@ pub fn control_kind(msg: &ferry_router::routing::ControlMessage) -> &'static str
 }
 
 impl Node {
-    /// Starts router `config` as instance `instance` at `now`.
-    pub fn start(config: &Config, instance: u64, routing: RoutingConfig, now: Instant) -> Self {
+    /// Starts router `config` as instance `instance` at `now`. With
+    /// `auth` (a mesh that signs: [`crate::pki`]) its routing signs the
+    /// records it originates and believes only records their originator
+    /// signed.
+    pub fn start(
+        config: &Config,
+        instance: u64,
+        routing: RoutingConfig,
+        auth: Option<Auth>,
+        now: Instant,
+    ) -> Self {
         let span = ferry_router::router_span(&config.router.id);
         let _in = span.clone().entered();
         let core = Arc::new(Core::with_instance(config, instance));
@@ -138,6 +151,9 @@ impl Node {
             .take_input()
             .expect("a fresh core's routing input is there to take");
         let mut routing = Routing::new(core.mesh().id().clone(), instance, routing, now);
+        if let Some(auth) = auth {
+            routing = routing.with_auth(auth);
+        }
         publish(&mut routing, &core);
         let table = core.mesh().table();
         Self {
@@ -147,6 +163,7 @@ impl Node {
             endpoints: BTreeMap::new(),
             table,
             span,
+            capture: None,
         }
     }
 
@@ -167,6 +184,9 @@ impl Node {
                 }
                 RoutingInput::Message { msg, .. } => {
                     report.control.push((control_kind(msg), msg.encode().len()));
+                    if let Some(capture) = &mut self.capture {
+                        crate::hostile::capture(capture, self.core.mesh().id(), msg);
+                    }
                 }
                 RoutingInput::LocalAddress { .. } => {}
             }

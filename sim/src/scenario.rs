@@ -45,8 +45,22 @@ pub struct Scenario {
     /// The chance, in percent, that an inter-router link is QUIC-style
     /// (`Options::quic`; 0: none, 100: every link).
     pub quic: u64,
+    /// Routers sign their routing records ([`crate::pki`]). On by
+    /// default; `FERRY_SIM_SIGNING=0` turns it off.
+    pub signing: bool,
+    /// The chance, in percent, that one router of the run turns hostile
+    /// for a while ([`Fault::Hostile`], of a kind drawn with it), drawn
+    /// apart from the run's other choices. Only in a mesh that signs.
+    pub hostile: u64,
+    /// The kind of the hostile router's misbehaviour (`None`: drawn).
+    pub hostile_how: Option<crate::hostile::Hostile>,
     /// Print the event log as it happens.
     pub echo: bool,
+}
+
+/// Whether routers sign by default: yes, unless `FERRY_SIM_SIGNING=0`.
+pub fn signing_default() -> bool {
+    std::env::var_os("FERRY_SIM_SIGNING").is_none_or(|v| v != "0")
 }
 
 /// A failed run: its seed, the failed invariant and the event log.
@@ -111,6 +125,9 @@ impl Scenario {
             credit_window: 4,
             consumer_credit: (30, 60),
             quic: 0,
+            signing: signing_default(),
+            hostile: 0,
+            hostile_how: None,
             echo: false,
         }
     }
@@ -131,6 +148,9 @@ impl Scenario {
             credit_window: 4,
             consumer_credit: (30, 60),
             quic: 0,
+            signing: signing_default(),
+            hostile: 0,
+            hostile_how: None,
             echo: false,
         }
     }
@@ -159,6 +179,7 @@ impl Scenario {
             .limits(limits)
             .vhosts(tenants.iter().copied())
             .quic(self.quic)
+            .signing(self.signing)
             .echo(self.echo)
             .build(rng.next_u64());
         // The mesh's own seed is drawn from the scenario's: the summary
@@ -176,7 +197,27 @@ impl Scenario {
             }
         }
         self.schedule_faults(&mut mesh, &mut fault_rng);
+        self.schedule_hostile(&mut mesh);
         mesh
+    }
+
+    /// With the chance [`hostile`](Self::hostile), one router turns
+    /// hostile in the fault window for 1 to 12 s: drawn from a source of
+    /// its own, so the run's other choices stay as they were.
+    fn schedule_hostile(&self, mesh: &mut Mesh) {
+        let mut rng = SimRng::new(self.seed ^ 0x4057_11e5);
+        if !self.signing || !rng.percent(self.hostile) {
+            return;
+        }
+        let ids = mesh.router_ids();
+        let router = ids[rng.index(ids.len())].clone();
+        let drawn = crate::hostile::Hostile::ALL[rng.index(3)];
+        let how = self.hostile_how.unwrap_or(drawn);
+        let at = Duration::from_secs(3) + rng.duration(Duration::ZERO, self.fault_window);
+        let lasts = rng.duration(Duration::from_secs(1), Duration::from_secs(12));
+        let fault = Fault::Hostile { router, how };
+        mesh.schedule(at, Action::Inject(fault.clone()));
+        mesh.schedule(at + lasts, Action::Heal(fault));
     }
 
     fn add_traffic(&self, mesh: &mut Mesh, rng: &mut SimRng) {

@@ -53,3 +53,18 @@ fn the_seed_a_run_prints_replays_it() {
     let _ = again.drive(&mut replay);
     assert_eq!(replay.summary().digest, printed.digest);
 }
+
+#[test]
+fn a_run_with_a_hostile_router_replays_too() {
+    let mut s = Scenario::sized(5, 5, Shape::Ring, 2);
+    s.hostile = 100;
+    s.hostile_how = Some(ferry_sim::Hostile::Replay);
+    let mut mesh = s.build();
+    let _ = s.drive(&mut mesh);
+    let first = mesh.summary();
+    assert_eq!(first.hostile.len(), 1, "{first}");
+    assert!(first.hostile[0].2.replayed > 0, "{first}");
+    let mut again = s.build();
+    let _ = s.drive(&mut again);
+    assert_eq!(again.summary().digest, first.digest);
+}

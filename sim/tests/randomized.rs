@@ -7,6 +7,10 @@
 //!
 //! - `FERRY_SIM_SEEDS=<n>`: how many seeds (default 200);
 //!   `FERRY_SIM_FIRST_SEED=<s>`: the first (default 1).
+//! - `FERRY_SIM_HOSTILE=<percent>`: the chance a run has a hostile
+//!   router for a while (default 25; see sim/README.md, *The
+//!   hostile-router fault*); `FERRY_SIM_SIGNING=0`: routers do not sign
+//!   their records (and no run has a hostile router).
 //! - `FERRY_SIM_SEED=<seed>`: replay that one seed, printing its whole
 //!   event log as it runs.
 //!
@@ -28,6 +32,14 @@ fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
 }
 
+/// A seed's scenario: [`Scenario::random`], with a hostile router in
+/// `FERRY_SIM_HOSTILE` percent of the runs (25 by default).
+fn scenario(seed: u64) -> Scenario {
+    let mut s = Scenario::random(seed);
+    s.hostile = env_u64("FERRY_SIM_HOSTILE").unwrap_or(25);
+    s
+}
+
 fn save_log(seed: u64, log: &[String]) -> String {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/ferry-sim");
     let _ = std::fs::create_dir_all(&dir);
@@ -39,7 +51,7 @@ fn save_log(seed: u64, log: &[String]) -> String {
 #[test]
 fn random_seeds_keep_every_invariant() {
     if let Some(seed) = env_u64("FERRY_SIM_SEED") {
-        let mut s = Scenario::random(seed);
+        let mut s = scenario(seed);
         s.echo = true;
         match s.run() {
             Ok(summary) => println!("{summary}"),
@@ -64,7 +76,7 @@ fn random_seeds_keep_every_invariant() {
                     if seed >= first + count {
                         return;
                     }
-                    match Scenario::random(seed).run() {
+                    match scenario(seed).run() {
                         Ok(summary) => report.lock().unwrap().add(&summary.convergence),
                         Err(f) => {
                             let path = save_log(seed, &f.log);

@@ -84,6 +84,13 @@ impl MeshBuilder {
         self
     }
 
+    /// Whether routers sign their routing records and check others'
+    /// (on by default: see [`Options::signing`](super::Options::signing)).
+    pub fn signing(mut self, on: bool) -> Self {
+        self.options.signing = on;
+        self
+    }
+
     /// Prints the event log as it happens.
     pub fn echo(mut self, echo: bool) -> Self {
         self.options.echo = echo;
@@ -164,6 +171,7 @@ impl MeshBuilder {
             })
             .collect();
         let n = routers.len();
+        let pki = options.signing.then(|| crate::pki::SimPki::new(seed));
         let mut mesh = Mesh {
             security: std::sync::Arc::new(ferry_router::security::Security::none()),
             seed,
@@ -189,6 +197,10 @@ impl MeshBuilder {
             checks: Default::default(),
             sched: Default::default(),
             control: Default::default(),
+            pki,
+            hostile: BTreeMap::new(),
+            hostile_generation: 0,
+            hostile_ended: Vec::new(),
             logged_violations: 0,
             next_conn: 0,
             next_action: 0,

@@ -330,12 +330,20 @@ impl Mesh {
                 let table = node.core.mesh().table();
                 let got: BTreeSet<&str> =
                     table.routers_for(&address).map(RouterId::as_str).collect();
+                let lures = self.lures();
+                let hostile = lures
+                    .iter()
+                    .filter(|(_, a)| *a == address)
+                    .map(|(h, _)| *h)
+                    .filter(|h| self.routers[*h].is_up());
                 let want: BTreeSet<&str> = self
                     .clients
                     .iter()
                     .filter(|c| c.routed_address() == address && self.present(c))
-                    .filter(|c| c.router != u && expected.dist(u, c.router).is_some())
-                    .map(|c| self.routers[c.router].id.as_str())
+                    .map(|c| c.router)
+                    .chain(hostile)
+                    .filter(|r| *r != u && expected.dist(u, *r).is_some())
+                    .map(|r| self.routers[r].id.as_str())
                     .collect();
                 if got != want {
                     return Err(format!(
@@ -349,7 +357,9 @@ impl Mesh {
     }
 
     /// Producers hold credit only where a consumer of their address is
-    /// reachable.
+    /// reachable. It holds under the hostile fault too: a router
+    /// advertising an address it has no consumer of grants no credit for
+    /// it (credit comes from consumers, not from address records).
     pub fn check_credit(&self) -> Result<(), String> {
         let expected = self.expected_paths();
         for p in &self.clients {

@@ -13,10 +13,15 @@ impl Mesh {
         let now = self.clock.now();
         let r = &mut self.routers[i];
         r.instance += 1;
+        let auth = self
+            .pki
+            .as_ref()
+            .map(|pki| pki.auth_for(&r.id) as ferry_router::routing::Auth);
         r.node = Some(Node::start(
             &r.config,
             r.instance,
             self.options.routing.clone(),
+            auth,
             now,
         ));
         let (id, instance) = (r.id.clone(), r.instance);
@@ -117,6 +122,7 @@ impl Mesh {
                     self.links[l].tamper[dir] = Some(*how);
                 }
             }
+            Fault::Hostile { router, how } => self.hostile_begin(router, *how),
         }
         if let Some(kind) = fault.kind() {
             self.topology_changed(&fault.to_string(), kind);
@@ -170,6 +176,7 @@ impl Mesh {
                     self.links[l].tamper = [None, None];
                 }
             }
+            Fault::Hostile { router, .. } => self.hostile_end(router),
         }
         if let Some(kind) = fault.heal_kind() {
             self.topology_changed(&format!("heal {fault}"), kind);
@@ -180,6 +187,14 @@ impl Mesh {
     /// partitions, delays and slow consumers.
     pub fn heal_all(&mut self) {
         self.note("FAULT", "heal everything");
+        let hostile: Vec<String> = self
+            .hostile
+            .keys()
+            .map(|&i| self.routers[i].id.clone())
+            .collect();
+        for router in hostile {
+            self.hostile_end(&router);
+        }
         let mut changed = false;
         for i in 0..self.routers.len() {
             if !self.routers[i].is_up() {

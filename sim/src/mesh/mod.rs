@@ -59,6 +59,9 @@ pub struct Options {
     pub echo: bool,
     /// Log every AMQP frame (with `FERRY_SIM_FRAMES=1`).
     pub log_frames: bool,
+    /// Routers sign their routing records and check others'
+    /// ([`crate::pki`]: a simulated PKI, one key per router).
+    pub signing: bool,
     /// Virtual hosts every router has (`[[vhost]]`, anonymous clients may
     /// do anything in each); empty: no policy.
     pub vhosts: Vec<String>,
@@ -76,6 +79,7 @@ impl Default for Options {
             echo: false,
             log_frames: std::env::var_os("FERRY_SIM_FRAMES").is_some_and(|v| v == "1"),
             vhosts: Vec::new(),
+            signing: crate::scenario::signing_default(),
         }
     }
 }
@@ -163,6 +167,18 @@ pub struct Mesh {
     pub(crate) sched: sched::Sched,
     /// Control messages the routers received.
     pub(crate) control: crate::report::ControlCost,
+    /// The mesh's PKI, if routers sign their records.
+    pub(crate) pki: Option<Arc<crate::pki::SimPki>>,
+    /// Routers under the hostile fault, by index.
+    pub(crate) hostile: BTreeMap<usize, crate::hostile::HostileState>,
+    /// Injections of the hostile fault so far.
+    pub(crate) hostile_generation: u64,
+    /// What healed hostile routers did, in order.
+    pub(crate) hostile_ended: Vec<(
+        String,
+        crate::hostile::Hostile,
+        crate::hostile::HostileReport,
+    )>,
     logged_violations: usize,
     next_conn: u64,
     next_action: u64,
@@ -356,6 +372,8 @@ impl Mesh {
                 self.links.iter().filter(|l| l.quic).count(),
                 self.quic_overtakes,
             ),
+            signatures: self.signatures(),
+            hostile: self.hostile_reports(),
             steps: (self.sched.steps, self.sched.rounds),
             log_lines: self.log.lines().len(),
             digest: self.log.digest(),

@@ -338,6 +338,9 @@ impl Mesh {
     fn perform(&mut self, action: Action) {
         match action {
             Action::Inject(f) => self.inject(f),
+            Action::HostileTick { router, generation } => {
+                self.hostile_scheduled_tick(&router, generation);
+            }
             Action::Heal(f) => self.heal(f),
             Action::CheckCredit { epoch } => {
                 if epoch == self.monitor.epoch
