@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
-use ferry_router::routing::{RecordAuth, RouterId, Signature, SignatureError};
+use ferry_router::routing::{self, RecordAuth, RouterId, Signature, SignatureError};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 
@@ -176,63 +176,31 @@ impl RecordAuth for SimAuth {
     }
 }
 
-/// The payload router `id`'s signature of its link-state record covers.
-///
-/// A copy of `ferry_router::routing::signature::link_state_payload`,
-/// which the router keeps crate-private: the hostile-router fault needs
-/// it to sign forged records as a real attacker would (over the right
-/// bytes, with the wrong key). The hostile fault checks the copy against
-/// the genuine records it captures ([`crate::hostile`]), so a change on
-/// the router's side shows as captured records that do not verify.
+/// The payload router `id`'s signature of its link-state record covers,
+/// from the neighbours as an LSU carries them: the router's own
+/// [`ferry_router::routing::link_state_payload`] over them as a receiving
+/// router keeps them (by id, without `id`, the last cost of an id
+/// winning). The hostile-router fault signs forged records over it, as a
+/// real attacker would (the right bytes, the wrong key).
 pub fn link_state_payload(
     id: &str,
     instance: u64,
     seq: u64,
     neighbors: &[(RouterId, u32)],
 ) -> Vec<u8> {
-    // As the router keeps them: by id, the last cost of an id winning.
-    let sorted: std::collections::BTreeMap<&str, u32> = neighbors
+    let kept: std::collections::BTreeMap<RouterId, u32> = neighbors
         .iter()
         .filter(|(n, _)| n.as_str() != id)
-        .map(|(n, c)| (n.as_str(), *c))
+        .cloned()
         .collect();
-    let mut h = Sha256::new();
-    for (n, cost) in sorted {
-        put_str(&mut h, n);
-        h.update(cost.to_be_bytes());
-    }
-    payload(b'L', id, instance, seq, h.finalize().into())
+    routing::link_state_payload(&RouterId::from(id), instance, seq, &kept)
 }
 
 /// The payload router `id`'s signature of its address record covers:
 /// `addresses` is the whole set (any order; duplicates count once).
-/// A copy of the router's `addresses_payload`, as above.
 pub fn addresses_payload(id: &str, instance: u64, seq: u64, addresses: &[String]) -> Vec<u8> {
-    let mut set: Vec<&str> = addresses.iter().map(String::as_str).collect();
-    set.sort_unstable();
-    set.dedup();
-    let mut h = Sha256::new();
-    for a in set {
-        put_str(&mut h, a);
-    }
-    payload(b'M', id, instance, seq, h.finalize().into())
-}
-
-fn payload(kind: u8, id: &str, instance: u64, seq: u64, content: [u8; 32]) -> Vec<u8> {
-    let mut p = Vec::with_capacity(64 + id.len());
-    p.extend_from_slice(b"ferry routing record v1\0");
-    p.push(kind);
-    p.extend_from_slice(&(id.len() as u32).to_be_bytes());
-    p.extend_from_slice(id.as_bytes());
-    p.extend_from_slice(&instance.to_be_bytes());
-    p.extend_from_slice(&seq.to_be_bytes());
-    p.extend_from_slice(&content);
-    p
-}
-
-fn put_str(h: &mut Sha256, s: &str) {
-    h.update((s.len() as u32).to_be_bytes());
-    h.update(s.as_bytes());
+    let set: std::collections::BTreeSet<&str> = addresses.iter().map(String::as_str).collect();
+    routing::addresses_payload(&RouterId::from(id), instance, seq, set)
 }
 
 #[cfg(test)]

@@ -51,14 +51,15 @@ use crate::ratelog::RateLimited;
 
 pub use id::RouterId;
 pub use message::{ADVERTS_PER_MESSAGE, Advert, ControlMessage, PROTOCOL_VERSION, RoutingError};
-pub use signature::{Auth, RecordAuth, Signature, SignatureError};
+pub use signature::{
+    Auth, RecordAuth, Signature, SignatureError, addresses_payload, link_state_payload,
+};
 pub use table::RoutingTable;
 
 use id::Version;
 use linkstate::{LinkStateDb, LsRecord, Offer};
 use mobile::{LocalAddresses, MobileDb, Update, full_message};
 use neighbor::Neighbor;
-use signature::{addresses_payload, link_state_payload};
 
 /// Timers of the routing protocol.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -236,7 +237,12 @@ impl Routing {
     pub fn with_auth(mut self, auth: Auth) -> Self {
         self.auth = Some(auth);
         if let Some(mut own) = self.ls.get(&self.me).cloned() {
-            own.sig = self.sign(&link_state_payload(&self.me, own.version, &own.neighbors));
+            own.sig = self.sign(&link_state_payload(
+                &self.me,
+                own.version.instance,
+                own.version.seq,
+                &own.neighbors,
+            ));
             self.ls.set(&self.me, own);
         }
         self
@@ -580,7 +586,14 @@ impl Routing {
         // Only a record newer than ours changes anything: only such a
         // record's signature is checked.
         let newer = Some(version) > self.ls.version(id);
-        if newer && !self.verified(from, id, &link_state_payload(id, version, &neighbors), sig) {
+        if newer
+            && !self.verified(
+                from,
+                id,
+                &link_state_payload(id, version.instance, version.seq, &neighbors),
+                sig,
+            )
+        {
             return false;
         }
         if *id == self.me {
@@ -632,7 +645,7 @@ impl Routing {
             } else if version > Version::new(self.instance, self.local.seq) {
                 // Only a full list can prove ours: ask for one.
                 let set: BTreeSet<&str> = added.iter().map(String::as_str).collect();
-                let payload = addresses_payload(id, version, set.into_iter());
+                let payload = addresses_payload(id, version.instance, version.seq, set);
                 if !full {
                     self.request(Request::Mobile, from, id, now);
                 } else if self.verified(from, id, &payload, &sig.cloned()) {
@@ -644,7 +657,8 @@ impl Routing {
         let auth = self.auth.clone();
         let check = |set: &BTreeSet<Arc<str>>| match &auth {
             Some(auth) => {
-                let payload = addresses_payload(id, version, set.iter().map(|a| &**a));
+                let payload =
+                    addresses_payload(id, version.instance, version.seq, set.iter().map(|a| &**a));
                 auth.verify(id, &payload, sig.ok_or(SignatureError::Missing)?)
             }
             None => Ok(()),
@@ -755,7 +769,12 @@ impl Routing {
             Some((v, sig)) if *v == version => Some(sig.clone()),
             _ => {
                 let current = self.local.current().iter().map(|a| &**a);
-                let sig = self.sign(&addresses_payload(&self.me, version, current))?;
+                let sig = self.sign(&addresses_payload(
+                    &self.me,
+                    version.instance,
+                    version.seq,
+                    current,
+                ))?;
                 self.local_sig = Some((version, sig.clone()));
                 Some(sig)
             }
@@ -944,7 +963,12 @@ impl Routing {
                 _ => 1,
             };
             let version = Version::new(self.instance, seq);
-            let sig = self.sign(&link_state_payload(&self.me, version, &two_way));
+            let sig = self.sign(&link_state_payload(
+                &self.me,
+                version.instance,
+                version.seq,
+                &two_way,
+            ));
             self.ls.set(
                 &self.me,
                 LsRecord {

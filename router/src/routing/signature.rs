@@ -14,7 +14,6 @@
 //! router's implementation uses the inter-router TLS profile's key and ca;
 //! the simulator models a PKI).
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -22,7 +21,6 @@ use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
 use super::RouterId;
-use super::id::Version;
 
 /// A record's proof of origin.
 #[derive(Clone, PartialEq, Eq)]
@@ -97,14 +95,14 @@ pub type Auth = Arc<dyn RecordAuth>;
 
 /// What a signature covers: the domain, the kind of record, the router,
 /// its version, and the digest of the record's content.
-fn payload(kind: u8, id: &RouterId, version: Version, content: [u8; 32]) -> Vec<u8> {
+fn payload(kind: u8, id: &RouterId, instance: u64, seq: u64, content: [u8; 32]) -> Vec<u8> {
     let mut p = Vec::with_capacity(64 + id.as_str().len());
     p.extend_from_slice(b"ferry routing record v1\0");
     p.push(kind);
     p.extend_from_slice(&(id.as_str().len() as u32).to_be_bytes());
     p.extend_from_slice(id.as_str().as_bytes());
-    p.extend_from_slice(&version.instance.to_be_bytes());
-    p.extend_from_slice(&version.seq.to_be_bytes());
+    p.extend_from_slice(&instance.to_be_bytes());
+    p.extend_from_slice(&seq.to_be_bytes());
     p.extend_from_slice(&content);
     p
 }
@@ -116,31 +114,36 @@ fn put_str(h: &mut Sha256, s: &str) {
     h.update(s.as_bytes());
 }
 
-/// The signed payload of router `id`'s link-state record.
-pub(crate) fn link_state_payload(
+/// What router `id` signs for its link-state record at `instance` and
+/// `seq`: `neighbors` in order of id, without `id` itself (as a router
+/// keeps a record it received).
+pub fn link_state_payload<'a>(
     id: &RouterId,
-    version: Version,
-    neighbors: &BTreeMap<RouterId, u32>,
+    instance: u64,
+    seq: u64,
+    neighbors: impl IntoIterator<Item = (&'a RouterId, &'a u32)>,
 ) -> Vec<u8> {
     let mut h = Sha256::new();
     for (n, cost) in neighbors {
         put_str(&mut h, n.as_str());
         h.update(cost.to_be_bytes());
     }
-    payload(b'L', id, version, h.finalize().into())
+    payload(b'L', id, instance, seq, h.finalize().into())
 }
 
-/// The signed payload of router `id`'s address record: `addresses` is
-/// the whole set, in order. Costs one SHA-256 pass over the set per
-/// update (a few hundred microseconds at 10,000 addresses).
-pub(crate) fn addresses_payload<'a>(
+/// What router `id` signs for its address record at `instance` and
+/// `seq`: `addresses` is the whole set, in order, each once. Costs one
+/// SHA-256 pass over the set per update (a few hundred microseconds at
+/// 10,000 addresses).
+pub fn addresses_payload<'a>(
     id: &RouterId,
-    version: Version,
-    addresses: impl Iterator<Item = &'a str>,
+    instance: u64,
+    seq: u64,
+    addresses: impl IntoIterator<Item = &'a str>,
 ) -> Vec<u8> {
     let mut h = Sha256::new();
     for a in addresses {
         put_str(&mut h, a);
     }
-    payload(b'M', id, version, h.finalize().into())
+    payload(b'M', id, instance, seq, h.finalize().into())
 }
