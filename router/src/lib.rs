@@ -13,6 +13,7 @@ pub mod driver;
 pub mod http;
 pub mod listener;
 pub mod manage;
+pub mod memory_release;
 pub mod mesh;
 pub mod metrics;
 pub mod policy;

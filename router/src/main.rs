@@ -625,6 +625,8 @@ async fn serve(
         server.listeners(),
     );
     tokio::spawn(agent.run(mesh_shutdown.clone()).in_current_span());
+    // Freed memory goes back to the system after bursts.
+    tokio::spawn(ferry_router::memory_release::run(mesh_shutdown.clone()).in_current_span());
     let connectors: Vec<_> = config
         .connectors
         .iter()

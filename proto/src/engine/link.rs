@@ -9,7 +9,7 @@
 
 use bytes::Bytes;
 
-use super::connection::Connection;
+use super::connection::{Connection, shrink_sparse};
 use super::error::EngineError;
 use super::event::{Event, IncomingTransfer, LinkSpec};
 use super::ids::{LinkId, SessionId};
@@ -276,6 +276,8 @@ impl Connection {
         if let Some(s) = self.sessions.get_mut(&session) {
             s.outgoing_unsettled.retain(|_, l| *l != link);
             s.incoming_unsettled.retain(|_, l| *l != link);
+            shrink_sparse(&mut s.outgoing_unsettled);
+            shrink_sparse(&mut s.incoming_unsettled);
             s.pending.retain(|p| p.transfer.handle != handle);
         }
     }
@@ -509,6 +511,7 @@ impl Connection {
         }
         if settled {
             map.remove(&delivery.0);
+            shrink_sparse(map);
         }
         let channel = s.local_channel;
         let d = Disposition {
@@ -686,15 +689,20 @@ impl Connection {
             let _ = self.attach_null(id);
         }
         let l = self.links.remove(&id).expect("handle maps to a link");
+        shrink_sparse(&mut self.links);
         let s = self.sessions.get_mut(&session).expect("exists");
         s.remote_handles.remove(&detach.handle);
         if l.state != LinkState::AttachReceived {
             s.local_handles.remove(&l.local_handle);
         }
+        shrink_sparse(&mut s.remote_handles);
+        shrink_sparse(&mut s.local_handles);
         let local_channel = s.local_channel;
         if l.state != LinkState::DetachSent {
             s.outgoing_unsettled.retain(|_, v| *v != id);
             s.incoming_unsettled.retain(|_, v| *v != id);
+            shrink_sparse(&mut s.outgoing_unsettled);
+            shrink_sparse(&mut s.incoming_unsettled);
             if l.state != LinkState::AttachReceived {
                 let answer = Detach {
                     handle: l.local_handle,
@@ -943,6 +951,7 @@ impl Connection {
             for (id, _) in &hits {
                 map.remove(id);
             }
+            shrink_sparse(map);
         }
         for (id, link) in hits {
             self.events.push_back(Event::Disposition {

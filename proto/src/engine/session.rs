@@ -369,6 +369,7 @@ impl Connection {
                 });
             }
         }
+        super::connection::shrink_sparse(&mut self.links);
     }
 
     /// Updates the session's view of the peer's window from a flow, then

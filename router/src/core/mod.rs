@@ -242,6 +242,7 @@ impl Core {
                 .is_some_and(|a| Arc::ptr_eq(a, address))
         {
             table.remove(address.name());
+            crate::memory_release::shrink_sparse(&mut table);
         }
     }
 

@@ -11,7 +11,7 @@
 //! [`Address`]: crate::core::Address
 
 mod deliveries;
-mod process;
+pub(crate) mod process;
 mod routing;
 
 use prometheus_client::encoding::EncodeLabelSet;

@@ -288,6 +288,7 @@ impl Links {
 
     pub(super) fn detached(&mut self, link: LinkId) {
         if let Some(p) = self.producers.remove(&link) {
+            crate::memory_release::shrink_sparse(&mut self.producers);
             if p.address.is_none() {
                 self.anonymous_outcomes.retain(|(l, _), _| *l != link);
             }
@@ -328,6 +329,7 @@ impl Links {
             }
         }
         if let Some(c) = self.consumers.remove(&link) {
+            crate::memory_release::shrink_sparse(&mut self.consumers);
             self.data_link_gone(link);
             if c.address.remove_consumer(self.me.id, link) && c.to == Hop::Local {
                 self.core.local_consumers(&c.address, false);
