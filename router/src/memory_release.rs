@@ -86,23 +86,7 @@ impl Release {
     }
 }
 
-/// Gives back the room of a map left mostly empty: a hash map never
-/// shrinks by itself, so the address table after 20,000 addresses came
-/// and went, or a connection's link maps after 1,000 links detached, kept
-/// room for them all (1 MiB, 35 KiB per map). Only maps with room for more
-/// than 128 entries, at most a quarter used, are shrunk, to twice what
-/// they hold: a map that fills and empties again is rehashed a bounded
-/// number of times per doubling, as when it grew. (The engine's maps have
-/// the same rule, `ferry_proto`'s `shrink_sparse`.)
-pub fn shrink_sparse<K, V, S>(map: &mut std::collections::HashMap<K, V, S>)
-where
-    K: Eq + std::hash::Hash,
-    S: std::hash::BuildHasher,
-{
-    if map.capacity() > 128 && map.len() < map.capacity() / 4 {
-        map.shrink_to(map.len() * 2);
-    }
-}
+pub use ferry_proto::engine::shrink_sparse;
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 mod glibc {

@@ -34,7 +34,7 @@ mod sasl;
 mod session;
 
 pub use config::{ConnectionConfig, SaslClientConfig, SaslServerConfig};
-pub use connection::Connection;
+pub use connection::{Connection, shrink_sparse};
 pub use error::EngineError;
 pub use event::{Event, IncomingTransfer, LinkSpec};
 pub use ids::{LinkId, SessionId};
