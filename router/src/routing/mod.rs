@@ -152,8 +152,9 @@ pub struct Routing {
     next_ra: Instant,
     /// When each record was last asked for.
     requested: HashMap<(Request, RouterId), Instant>,
-    /// Log lines a neighbour can cause, rate-limited: records refused as
-    /// out of bounds, and records of this router it has to move past.
+    /// Log lines a neighbour can cause, rate-limited: records refused (out
+    /// of bounds, not signed by their router), messages claiming another
+    /// sender, and records of this router it has to move past.
     refused: RateLimited,
     moved_past: RateLimited,
     /// Routers with records that are not reachable, and since when.
@@ -349,7 +350,9 @@ impl Routing {
                         self.on_advert(from, &a.id, a.instance, a.ls_seq, a.ma_seq, now);
                     }
                 } else {
-                    tracing::warn!("RA from neighbour {from} claiming to be {id} ignored");
+                    self.refused.note(|| {
+                        tracing::warn!("RA from neighbour {from} claiming to be {id} ignored");
+                    });
                 }
                 false
             }
@@ -506,7 +509,9 @@ impl Routing {
         now: Instant,
     ) {
         if id != from {
-            tracing::warn!("HELLO from neighbour {from} claiming to be {id} ignored");
+            self.refused.note(|| {
+                tracing::warn!("HELLO from neighbour {from} claiming to be {id} ignored");
+            });
             return;
         }
         let lists_us = seen.contains(&self.me);
@@ -644,12 +649,14 @@ impl Routing {
                 self.check_self_ma(version);
             } else if version > Version::new(self.instance, self.local.seq) {
                 // Only a full list can prove ours: ask for one.
-                let set: BTreeSet<&str> = added.iter().map(String::as_str).collect();
-                let payload = addresses_payload(id, version.instance, version.seq, set);
                 if !full {
                     self.request(Request::Mobile, from, id, now);
-                } else if self.verified(from, id, &payload, &sig.cloned()) {
-                    self.check_self_ma(version);
+                } else {
+                    let set: BTreeSet<&str> = added.iter().map(String::as_str).collect();
+                    let payload = addresses_payload(id, version.instance, version.seq, set);
+                    if self.verified(from, id, &payload, &sig.cloned()) {
+                        self.check_self_ma(version);
+                    }
                 }
             }
             return false;
