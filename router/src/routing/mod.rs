@@ -427,6 +427,11 @@ impl Routing {
             self.pending_adverts.extend(adjacent);
         }
         self.refresh();
+        // A request's time matters for a `hello_interval` only; kept, the
+        // stamps of records asked for and never received (routers an RA
+        // named that nobody has) would pile up.
+        let interval = self.config.hello_interval;
+        self.requested.retain(|_, &mut at| now < at + interval);
         let purge_after = self.config.purge_after;
         let due: Vec<RouterId> = self
             .unreachable_since

@@ -149,3 +149,39 @@ fn an_advertisement_neither_drops_a_router_nor_moves_one_past_itself() {
     assert_eq!(net.nodes[&a].instance(), instance);
     assert_eq!(net.table(&a).routers_for("q").collect::<Vec<_>>(), [&c]);
 }
+
+/// An RA naming routers nobody has (256 of them, as a hostile neighbour
+/// may send every round) costs a request each, not memory for good: the
+/// stamps that keep requests apart are forgotten after a
+/// `hello_interval`.
+#[test]
+fn requests_for_routers_nobody_has_are_not_remembered_for_good() {
+    let (names, edges) = line3();
+    let mut net = Net::signed(&names, &edges);
+    let (a, b) = (id("A"), id("B"));
+    net.run_for(Duration::from_secs(10));
+    let adverts = (0..256)
+        .map(|i| Advert {
+            id: id(&format!("ghost-{i}")),
+            instance: 1,
+            ls_seq: 1,
+            ma_seq: 1,
+        })
+        .collect();
+    let now = net.now;
+    net.nodes.get_mut(&a).unwrap().handle_message(
+        &b,
+        ControlMessage::RouterAdvert {
+            id: b.clone(),
+            adverts,
+        },
+        now,
+    );
+    assert!(net.nodes[&a].requested.len() >= 256);
+    net.run_for(Duration::from_secs(3));
+    assert!(
+        net.nodes[&a].requested.len() < 8,
+        "{} request stamps kept",
+        net.nodes[&a].requested.len()
+    );
+}
