@@ -18,19 +18,14 @@ NAME=ab.sh
 # shellcheck source=benches/lib.sh
 source benches/lib.sh
 
-OLD_SRC=$(mktemp -d)
-git worktree add -q --detach "$OLD_SRC" "$REV"
-trap 'git worktree remove --force "$OLD_SRC"; cleanup' EXIT
-OLD_TARGET=${AB_TARGET:-${TMPDIR:-/tmp}/ferry-ab-target}
-echo "$NAME: building $REV" >&2
-(cd "$OLD_SRC" && CARGO_TARGET_DIR=$OLD_TARGET cargo build --release --locked -p ferry-router >&2)
+build_old "$REV"
 
 NEW_PORT=$(free_port)
 OLD_PORT=$(free_port)
 printf '[router]\nid = "new"\n[[listener]]\nhost = "127.0.0.1"\nport = %s\n' "$NEW_PORT" >"$OUT/new.toml"
 printf '[router]\nid = "old"\n[[listener]]\nhost = "127.0.0.1"\nport = %s\n' "$OLD_PORT" >"$OUT/old.toml"
 start_ferry "$OUT/new.toml" "$NEW_PORT"
-FERRY=$OLD_TARGET/release/ferry start_ferry "$OUT/old.toml" "$OLD_PORT"
+FERRY=$OLD_FERRY start_ferry "$OUT/old.toml" "$OLD_PORT"
 
 for k in $(seq "$REPS"); do
     for r in old new; do

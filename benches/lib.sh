@@ -63,3 +63,16 @@ _, tail = rest.split(end, 1)
 open(path, "w").write(head + begin + "\n" + text + end + tail)
 PY
 }
+
+# build_old REV: builds the router of revision REV in a scratch worktree
+# (removed on exit) with its own target directory (AB_TARGET, kept between
+# runs: a few minutes the first time); sets OLD_FERRY to the binary.
+build_old() {
+    OLD_SRC=$(mktemp -d)
+    git worktree add -q --detach "$OLD_SRC" "$1"
+    trap 'git worktree remove --force "$OLD_SRC"; cleanup' EXIT
+    local target=${AB_TARGET:-${TMPDIR:-/tmp}/ferry-ab-target}
+    echo "$NAME: building $1" >&2
+    (cd "$OLD_SRC" && CARGO_TARGET_DIR=$target cargo build --release --locked -p ferry-router >&2)
+    OLD_FERRY=$target/release/ferry
+}

@@ -102,6 +102,10 @@ pub enum Event {
         link: LinkId,
         /// Credit now available to send.
         credit: u32,
+        /// The link-credit the flow stated: the receiver's window, which
+        /// counts deliveries on their way to it as credit still (`credit`
+        /// does not).
+        granted: u32,
         /// Whether the peer asked us to drain (use up the credit or give it
         /// back with [`drained`](super::Connection::drained)).
         drain: bool,
@@ -157,6 +161,9 @@ pub struct IncomingTransfer {
     pub aborted: bool,
     /// The message format (0: AMQP message).
     pub message_format: u32,
+    /// First frame only: the delivery came on credit we had taken back
+    /// (sent before our lower grant reached the sender, AMQP 1.0 §2.6.7).
+    pub revoked: bool,
     /// The bytes in this frame (a slice of the input buffer).
     pub payload: Bytes,
 }

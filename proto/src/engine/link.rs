@@ -311,13 +311,20 @@ impl Connection {
             return Err(EngineError::WrongRole);
         }
         // Transfers already on the wire under the credit we take back are
-        // still welcome: count them.
-        l.in_flight_allowance = l
-            .in_flight_allowance
-            .saturating_add(l.credit.saturating_sub(credit));
+        // still welcome: count them. Credit granted again covers them first
+        // (the sender's limit is absolute, §2.6.7: a new grant below its
+        // old limit gives it nothing new to send). While some are owed, the
+        // flow asks the sender for its state (echo): its answer, sent once
+        // it has our flow, shows every transfer under the old credit in.
+        l.in_flight_allowance = if credit < l.credit {
+            l.in_flight_allowance.saturating_add(l.credit - credit)
+        } else {
+            l.in_flight_allowance.saturating_sub(credit - l.credit)
+        };
         l.credit = credit;
         l.drain = drain;
-        self.send_link_flow(link, false);
+        let echo = l.in_flight_allowance > 0;
+        self.send_link_flow(link, echo);
         Ok(())
     }
 
@@ -737,6 +744,12 @@ impl Connection {
         };
         self.apply_session_flow(session, &flow);
         let l = self.links.get_mut(&id).expect("exists");
+        if l.state == LinkState::DetachSent {
+            // In flight when we detached: the link's credit is moot, and
+            // no flow may follow our detach (an echo answered now would
+            // reach a peer that has forgotten the handle).
+            return;
+        }
         match l.role {
             Role::Sender => {
                 // AMQP 1.0 §2.6.7: credit = delivery-count(rcv) + link-credit(rcv)
@@ -756,6 +769,7 @@ impl Connection {
                 self.events.push_back(Event::Credit {
                     link: id,
                     credit: l.credit,
+                    granted: credit,
                     drain: l.drain,
                 });
             }
@@ -770,6 +784,17 @@ impl Connection {
                     let unused = dc.distance_from(l.delivery_count).min(l.credit);
                     l.credit -= unused;
                     l.delivery_count = dc;
+                }
+                if let Some(credit) = flow.link_credit {
+                    // The sender's limit (its count plus its credit) within
+                    // ours: it has seen our latest grant, and what it sent
+                    // before is in. Nothing more is owed.
+                    let theirs = flow.delivery_count.unwrap_or(l.delivery_count);
+                    let ours = l.delivery_count.wrapping_add(l.credit);
+                    let theirs = theirs.wrapping_add(credit);
+                    if theirs == ours || theirs.precedes(ours) {
+                        l.in_flight_allowance = 0;
+                    }
                 }
                 if l.drain && l.credit == 0 {
                     l.drain = false;
@@ -826,7 +851,7 @@ impl Connection {
         let l = self.links.get_mut(&id).expect("exists");
         let more = t.more.unwrap_or(false);
         let aborted = t.aborted.unwrap_or(false);
-        let (first, mut partial) = match l.incoming_partial.take() {
+        let (first, mut partial, revoked) = match l.incoming_partial.take() {
             Some(p) => {
                 if t.delivery_id.is_some_and(|d| d != p.id) {
                     return self.fail_session(
@@ -835,7 +860,7 @@ impl Connection {
                         "new delivery before the previous one finished",
                     );
                 }
-                (false, p)
+                (false, p, false)
             }
             None => {
                 let (Some(delivery), Some(tag)) = (t.delivery_id, t.delivery_tag.clone()) else {
@@ -856,7 +881,8 @@ impl Connection {
                     let _ = self.detach(id, true, Some(error));
                     return;
                 }
-                if l.credit == 0 && l.in_flight_allowance > 0 {
+                let revoked = l.credit == 0 && l.in_flight_allowance > 0;
+                if revoked {
                     l.in_flight_allowance -= 1;
                     l.credit += 1;
                 }
@@ -877,7 +903,7 @@ impl Connection {
                     size: 0,
                     message_format: t.message_format.unwrap_or(0),
                 };
-                (true, p)
+                (true, p, revoked)
             }
         };
         partial.settled |= t.settled.unwrap_or(false);
@@ -910,6 +936,7 @@ impl Connection {
             settled: partial.settled,
             aborted,
             message_format: partial.message_format,
+            revoked,
             payload,
         }));
     }

@@ -464,9 +464,9 @@ fn drain_returns_unused_credit() {
     p.server.flow(rcv, 5, true).unwrap();
     p.drive();
     assert!(
-        p.client_events
-            .iter()
-            .any(|e| matches!(e, Event::Credit { link, credit: 5, drain: true } if *link == snd))
+        p.client_events.iter().any(
+            |e| matches!(e, Event::Credit { link, credit: 5, drain: true, .. } if *link == snd)
+        )
     );
     p.client.drained(snd).unwrap();
     p.drive();
@@ -711,6 +711,58 @@ fn a_stale_flow_gives_the_sender_no_credit() {
             .any(|e| matches!(e, Event::Detached { .. }))
     );
     assert_eq!(p.server_transfers().len(), 3);
+}
+
+/// Credit the receiver takes back (AMQP 1.0 §2.6.7) may have been sent on
+/// already: those transfers are welcome and marked `revoked`. The lower
+/// grant asks the sender for its state (echo); once its answer shows it
+/// has seen the grant, nothing more is owed, and a transfer beyond credit
+/// ends the link.
+#[test]
+fn credit_taken_back_is_honoured_until_the_sender_has_seen_it() {
+    let mut p = Pair::default_pair();
+    let (snd, rcv) = p.sender_link(4);
+    p.send_small(snd, 3, true);
+    // The server takes the credit back before the transfers reach it.
+    p.server.flow(rcv, 1, false).unwrap();
+    p.drive();
+    let revoked: Vec<bool> = p.server_transfers().iter().map(|t| t.revoked).collect();
+    assert_eq!(revoked, [false, true, true]);
+    assert_eq!(p.client.credit(snd), 0);
+    // The client answered the echo: it has seen the grant, so a transfer
+    // beyond it is a transfer without credit.
+    p.client.links.get_mut(&snd).unwrap().credit = 1;
+    p.send_small(snd, 1, true);
+    p.drive();
+    assert!(p.client_events.iter().any(|e| matches!(
+        e,
+        Event::Detached { link, error: Some(err), .. } if *link == snd && err.condition == condition::TRANSFER_LIMIT_EXCEEDED
+    )));
+    assert!(p.server_transfers().is_empty());
+}
+
+/// A flow asking for our state (echo) that crossed our detach is not
+/// answered: the peer has forgotten the handle by the time an answer would
+/// reach it (AMQP 1.0 §2.6.5), and would end the session over it.
+#[test]
+fn no_flow_follows_our_detach() {
+    let mut p = Pair::default_pair();
+    let (snd, rcv) = p.sender_link(4);
+    // Lowering credit asks the sender for its state.
+    p.server.flow(rcv, 1, false).unwrap();
+    p.client.detach(snd, true, None).unwrap();
+    p.drive();
+    let ended = |events: &[Event]| {
+        events
+            .iter()
+            .any(|e| matches!(e, Event::SessionEnded { error: Some(_), .. }))
+    };
+    assert!(!ended(&p.server_events) && !ended(&p.client_events));
+    assert!(
+        p.server_events
+            .iter()
+            .any(|e| matches!(e, Event::Detached { link, .. } if *link == rcv))
+    );
 }
 
 #[test]

@@ -142,8 +142,9 @@ pub struct Forwarded {
     /// How to send it elsewhere if it cannot be delivered here.
     pub retry: Option<Retry>,
     /// If the consumer's link has no credit, wait for it rather than give
-    /// the delivery back: a multicast copy from a neighbour, routed here
-    /// against credit promised upstream (see `Address::route`).
+    /// the delivery back: it was promised credit (a multicast copy; an
+    /// anycast delivery sent on credit the router granted, see
+    /// `Address::route`).
     pub wait: bool,
     /// `header.priority` (AMQP 1.0 §3.2.1, 0 to 9): where deliveries wait
     /// in the router, a higher one goes first (see `core::priority`).

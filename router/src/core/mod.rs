@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-pub use address::{Address, Grant, Hop, IDLE_LEASE, Reach, Targets, serves};
+pub use address::{Address, Credited, Grant, Hop, IDLE_LEASE, Reach, Routed, Targets, serves};
 pub use budget::{ByteBudget, Charge};
 pub use fields::{MAX_PRIORITY, RoutingFields, routing_fields};
 pub use inbox::{Inbox, Outbox, inbox};

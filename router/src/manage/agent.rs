@@ -245,7 +245,9 @@ impl Replier {
             return false;
         };
         let table = self.core.mesh().table();
-        let targets = address.route(&table, &Hop::Local, None, Reach::Tree);
+        let targets = address
+            .route(&table, &Hop::Local, None, Reach::Tree)
+            .targets;
         if targets.is_empty() {
             return false;
         }

@@ -114,6 +114,7 @@ impl Links {
                 address,
                 tree,
                 counts: Default::default(),
+                grant: 0,
                 _open,
             },
         );

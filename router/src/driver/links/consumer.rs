@@ -162,7 +162,7 @@ impl Links {
             Some((self.me.id, not)),
             Reach::Tree,
         );
-        let Some((conn, link, to_router)) = targets.into_iter().next() else {
+        let Some((conn, link, to_router)) = targets.targets.into_iter().next() else {
             tracing::debug!("a delivery not taken by link {not:?} has no other consumer: released");
             return origin.settle(DeliveryState::Released);
         };

@@ -5,9 +5,12 @@ use super::*;
 impl Links {
     /// Sets a producer link's credit to what its address's budget allows.
     pub(super) fn recredit(&mut self, engine: &mut Connection, link: LinkId) {
+        let window = self.credit_window();
         let Some(Producer {
-            address: Some(a), ..
-        }) = self.producers.get(&link)
+            address: Some(a),
+            grant: last,
+            ..
+        }) = self.producers.get_mut(&link)
         else {
             return;
         };
@@ -15,9 +18,10 @@ impl Links {
             &self.core.mesh().table(),
             self.me.id,
             link,
-            self.window(),
+            window,
             self.now,
         );
+        *last = grant.credit;
         if grant.credit != engine.credit(link) {
             let _ = engine.flow(link, grant.credit, false);
         }
@@ -58,6 +62,7 @@ impl Links {
         engine: &mut Connection,
         link: LinkId,
         credit: u32,
+        granted: u32,
         drain: bool,
     ) {
         let Some(c) = self.consumers.get_mut(&link) else {
@@ -74,7 +79,7 @@ impl Links {
         }
         let delta = credit as i64 - c.reported as i64;
         c.reported = credit;
-        c.address.adjust_consumer_credit(self.me.id, link, delta);
+        c.address.consumer_flow(self.me.id, link, delta, granted);
         self.send_held(engine, link);
         let Some(c) = self.consumers.get_mut(&link) else {
             return;

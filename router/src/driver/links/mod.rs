@@ -38,9 +38,9 @@ use ferry_proto::definitions::{
 use ferry_proto::engine::{Connection, Event, IncomingTransfer, LinkId, LinkSpec};
 
 use crate::core::{
-    Address, ByteBudget, Charge, ConnHandle, Core, Fanout, Forwarded, Hop, MAX_OVERTAKES, Origin,
-    Reach, Retry, RoutingFields, StreamKey, Targets, ToConn, delivery_failed, routing_fields,
-    trace,
+    Address, ByteBudget, Charge, ConnHandle, Core, Credited, Fanout, Forwarded, Hop, MAX_OVERTAKES,
+    Origin, Reach, Retry, Routed, RoutingFields, StreamKey, Targets, ToConn, delivery_failed,
+    routing_fields, trace,
 };
 use crate::metrics::{ConnRole, LinkDirection, Open};
 use crate::routing::RouterId;
@@ -57,6 +57,9 @@ struct Producer {
     tree: Option<RouterId>,
     /// What crossed the link, for management.
     counts: report::Counts,
+    /// The credit last granted (a neighbour's data link asks again when it
+    /// has used half: see `Links::credit_window`).
+    grant: u32,
     /// Counted in `ferry_links_open` while it lives.
     _open: Open,
 }
@@ -248,6 +251,19 @@ impl Links {
         self.core.limits().link_credit_window
     }
 
+    /// The most credit a producer link on this connection may hold: a
+    /// client's, `link_credit_window`; a neighbour's data link carries
+    /// what every producer behind it sends, so it may hold all the credit
+    /// its address's consumers grant it (its budget bounds it). Capped at
+    /// the window, a mesh gave a thousand producers behind one hop a
+    /// quarter of the consumer's credit to share.
+    fn credit_window(&self) -> u32 {
+        match self.mesh.peer() {
+            Some(_) => u32::MAX,
+            None => self.window(),
+        }
+    }
+
     /// Handles every event the engine has queued.
     pub(crate) fn handle_events(&mut self, engine: &mut Connection, now: Instant) {
         self.now = now;
@@ -270,8 +286,9 @@ impl Links {
                 Event::Credit {
                     link,
                     credit,
+                    granted,
                     drain,
-                } => self.consumer_credit(engine, link, credit, drain),
+                } => self.consumer_credit(engine, link, credit, granted, drain),
                 Event::Transfer(t) if self.mesh.is_control_in(t.link) => {
                     self.control_transfer(engine, t)
                 }

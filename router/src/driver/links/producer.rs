@@ -221,8 +221,12 @@ impl Links {
                 return self.refuse_delivery(engine, t, settled, released, more, counters);
             }
         };
-        let from = credited.then_some((self.me.id, t.link));
-        let targets = address.route(&table, &self.hop(), from, reach);
+        let from = credited.then_some(Credited {
+            conn: self.me.id,
+            link: t.link,
+            revoked: t.revoked,
+        });
+        let Routed { targets, wait } = address.route(&table, &self.hop(), from, reach);
         if targets.is_empty() {
             tracing::debug!(
                 "delivery to {}: no consumer can take it now; released",
@@ -258,7 +262,6 @@ impl Links {
                 attempts: 1,
                 priority: fields.priority,
             });
-            let wait = multicast && self.mesh.peer().is_some();
             for (i, (conn, link, to_router)) in targets.iter().enumerate() {
                 // The first frame of a streamed message is shaped too: the
                 // message annotations come first (see `trace`).
@@ -297,10 +300,13 @@ impl Links {
                 );
             }
         }
-        if credited
-            && engine.credit(t.link) <= self.window() / 2
-            && !self.recredit_pending.contains(&t.link)
-        {
+        // Asked again once half is used: a client's link at half its
+        // window, a neighbour's at half its last grant.
+        let low = match self.mesh.peer() {
+            Some(_) => self.producers.get(&t.link).map_or(0, |p| p.grant),
+            None => self.window(),
+        } / 2;
+        if credited && engine.credit(t.link) <= low && !self.recredit_pending.contains(&t.link) {
             self.recredit_pending.push(t.link);
         }
     }
