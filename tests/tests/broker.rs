@@ -180,3 +180,33 @@ async fn a_broker_restarted_mid_stream_loses_nothing_accepted() {
     );
     drop(restarted);
 }
+
+/// A brokered address naming no `[[broker]]` stops start-up with one
+/// line naming the key and the problem.
+#[test]
+fn an_unknown_broker_stops_start_up_with_one_line() {
+    let dir = ferry_tests::TempDir::new();
+    let path = dir.write(
+        "ferry.toml",
+        "[[listener]]\nhost = \"127.0.0.1\"\nport = 0\n\n\
+         [[address]]\nprefix = \"queue.orders\"\ndistribution = \"queue\"\nbroker = \"rabbit\"\n",
+    );
+    let done = ferry_tests::run_ferry(
+        ["run".as_ref(), "--config".as_ref(), path.as_os_str()],
+        &[],
+        ferry_tests::WAIT,
+    );
+    assert!(!done.status.success(), "start-up must fail: {done:?}");
+    let lines: Vec<&str> = done
+        .stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    assert_eq!(lines.len(), 1, "one line: {}", done.stderr);
+    assert!(
+        lines[0].contains("address[0].broker")
+            && lines[0].contains("no [[broker]] is named \"rabbit\""),
+        "{}",
+        lines[0]
+    );
+}
