@@ -210,3 +210,53 @@ fn an_unknown_broker_stops_start_up_with_one_line() {
         lines[0]
     );
 }
+
+/// A topic (`distribution = "topic"`): the router dialing the broker (B)
+/// subscribes once; consumers on A and on C each get every message
+/// published on B's neighbour A, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_reaches_every_consumer_in_the_mesh_once() {
+    let rabbit = Rabbit::start();
+    let extra = format!(
+        "{}[[address]]\nprefix = \"prices\"\ndistribution = \"topic\"\nbroker = \"rabbit\"\n\n",
+        rabbit.toml("rabbit", &["B"])
+    );
+    let b_port = free_port();
+    let b = mesh_router("B", Some(b_port), &[], &extra);
+    let a = mesh_router("A", None, &[(b_port, 1)], &extra);
+    let c = mesh_router("C", None, &[(b_port, 1)], &extra);
+    wait_broker_connected(&b, 1, Duration::from_secs(30));
+    let logs = || {
+        format!(
+            "A:\n{}\nB:\n{}\nC:\n{}",
+            a.ferry.stderr(),
+            b.ferry.stderr(),
+            c.ferry.stderr()
+        )
+    };
+    const N: usize = 20;
+    let n = N.to_string();
+    let on_a = ["receive", "prices", n.as_str(), "60", "2"];
+    let on_c = on_a;
+    let (a_url, c_url) = (a.url(), c.url());
+    let receive_a = proton::script("broker_clients.py", &a_url, &on_a, &logs);
+    let receive_c = proton::script("broker_clients.py", &c_url, &on_c, &logs);
+    let send = async {
+        // Both consumers known at B (the topic's feed) before publishing.
+        router::wait_remote_consumers(b.addr, "_brokered/prices", 2).await;
+        proton::script(
+            "broker_clients.py",
+            &a_url,
+            &["send", "prices", n.as_str(), "60"],
+            &logs,
+        )
+        .await
+    };
+    let (got_a, got_c, sent) = tokio::join!(receive_a, receive_c, send);
+    assert_eq!(sent["outcomes"]["accepted"], N, "{sent}");
+    for got in [got_a, got_c] {
+        let got = ids(&got, "ids");
+        assert_eq!(got.len(), N, "each message once: {got:?}");
+        assert_eq!(got.into_iter().collect::<BTreeSet<_>>(), expected(N));
+    }
+}
