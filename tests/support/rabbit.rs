@@ -158,6 +158,27 @@ impl Rabbit {
         self.stop();
         self.run();
     }
+
+    /// Kills the broker's Erlang VM at once (SIGKILL, by the pid it
+    /// wrote: a crash, nothing flushed), waits for its script to exit,
+    /// and starts it again on the same node, ports and data.
+    pub fn crash_and_restart(&mut self) {
+        let pid = std::fs::read_to_string(self.dir.path().join("pid")).unwrap_or_default();
+        let pid: u32 = pid.trim().parse().expect("the broker wrote its pid");
+        signal(pid, "KILL");
+        if let Some(mut child) = self.broker.take() {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.run();
+    }
 }
 
 fn signal(pid: u32, name: &str) {
