@@ -1,0 +1,175 @@
+#!/usr/bin/env bash
+# A brokered queue through one router against the broker directly, in one
+# run: ferry-load (one producer, one consumer, 100 B, unsettled) on the
+# same durable RabbitMQ queue, once straight to RabbitMQ's AMQP 1.0 port
+# (`/queue/queue.bench`) and once through a router whose
+# `[[address]] queue.bench` is `distribution = "queue"` on that broker.
+# Rounds interleaved, medians shown. Writes the figures into
+# benches/RESULTS.md between the `broker` markers.
+#
+#   bash benches/broker.sh            full run (about 2 minutes on 2 cores)
+#   bash benches/broker.sh --quick    one round of fewer messages
+#
+# Needs cargo, python3 and rabbitmq-server (Debian's, with its
+# rabbitmq_amqp1_0 plugin); starts its own broker and epmd on free ports
+# and stops them by pid. KEEP_OUT=1 keeps the raw JSON and logs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+COUNT=50000
+REPS=3
+if [[ ${1:-} == --quick ]]; then
+    COUNT=10000 REPS=1
+fi
+NAME=broker.sh
+# shellcheck source=benches/lib.sh
+source benches/lib.sh
+
+SERVER=/usr/lib/rabbitmq/bin/rabbitmq-server
+[[ -x $SERVER ]] || {
+    echo "$NAME: $SERVER missing (apt-get install rabbitmq-server)" >&2
+    exit 1
+}
+AMQP=$(free_port)
+DIST=$(free_port)
+EPMD=$(free_port)
+ROUTER_PORT=$(free_port)
+mkdir -p "$OUT/rabbit"
+echo '[rabbitmq_amqp1_0].' >"$OUT/rabbit/enabled_plugins"
+cat >"$OUT/rabbit/rabbitmq.conf" <<CONF
+listeners.tcp.1 = 127.0.0.1:$AMQP
+loopback_users = none
+default_user = bench
+default_pass = bench
+CONF
+epmd -port "$EPMD" -address 127.0.0.1 &
+PIDS+=($!)
+HOME="$OUT/rabbit" RABBITMQ_NODENAME="bench$AMQP@localhost" RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 \
+    RABBITMQ_NODE_PORT=$AMQP RABBITMQ_DIST_PORT=$DIST ERL_EPMD_PORT=$EPMD \
+    RABBITMQ_MNESIA_BASE="$OUT/rabbit/mnesia" RABBITMQ_LOG_BASE="$OUT/rabbit/log" \
+    RABBITMQ_PID_FILE="$OUT/rabbit/pid" RABBITMQ_ENABLED_PLUGINS_FILE="$OUT/rabbit/enabled_plugins" \
+    RABBITMQ_CONFIG_FILE="$OUT/rabbit/rabbitmq" RABBITMQ_CONF_ENV_FILE="$OUT/rabbit/env.conf" \
+    RABBITMQ_ADVANCED_CONFIG_FILE="$OUT/rabbit/advanced.config" \
+    "$SERVER" >"$OUT/rabbit/server.out" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 600); do
+    (echo >"/dev/tcp/127.0.0.1/$AMQP") 2>/dev/null && break
+    sleep 0.1
+done
+(echo >"/dev/tcp/127.0.0.1/$AMQP") 2>/dev/null || {
+    echo "$NAME: rabbitmq-server did not start" >&2
+    cat "$OUT/rabbit/server.out" >&2
+    exit 1
+}
+
+cat >"$OUT/ferry.toml" <<TOML
+[router]
+id = "bench"
+
+[[listener]]
+host = "127.0.0.1"
+port = $ROUTER_PORT
+
+[[broker]]
+name = "rabbit"
+host = "127.0.0.1"
+port = $AMQP
+user = "bench"
+password = "bench"
+
+[[address]]
+prefix = "queue.bench"
+distribution = "queue"
+broker = "rabbit"
+TOML
+start_ferry "$OUT/ferry.toml" "$ROUTER_PORT"
+ROUTER=$FERRY_PID
+for _ in $(seq 100); do
+    grep -q 'broker rabbit connected' "$OUT/ferry.log" && break
+    sleep 0.1
+done
+grep -q 'broker rabbit connected' "$OUT/ferry.log" || {
+    echo "$NAME: the router did not connect to the broker" >&2
+    cat "$OUT/ferry.log" >&2
+    exit 1
+}
+
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+BEAM=$(cat "$OUT/rabbit/pid")
+
+# load NAME URL ADDRESS: one ferry-load run; its report to NAME.json, the
+# router's and the broker's CPU ticks over it to NAME.cpu.
+load() {
+    local name=$1 url=$2 address=$3 r0 b0
+    local cmd=("$LOAD" --url "$url" --address "$address" --size 100 --count "$COUNT"
+        --progress 0 --json)
+    printf '%s\n' "${cmd[*]}" >"$OUT/$name.cmd"
+    r0=$(ticks "$ROUTER")
+    b0=$(ticks "$BEAM")
+    "${cmd[@]}" >"$OUT/$name.json" 2>"$OUT/$name.log" || echo "$NAME: $name failed" >&2
+    echo "$(($(ticks "$ROUTER") - r0)) $(($(ticks "$BEAM") - b0))" >"$OUT/$name.cpu"
+}
+
+for k in $(seq "$REPS"); do
+    echo "$NAME: round $k" >&2
+    load "direct.$k" "amqp://bench:bench@127.0.0.1:$AMQP" /queue/queue.bench
+    load "router.$k" "amqp://127.0.0.1:$ROUTER_PORT" queue.bench
+done
+
+TABLE=$(python3 - "$OUT" "$REPS" "$COUNT" "$(getconf CLK_TCK)" "$(nproc)" <<'PY'
+import json, statistics, sys
+out, reps, count, hz, cores = sys.argv[1], int(sys.argv[2]), *map(int, sys.argv[3:])
+def report(name):
+    try:
+        return json.load(open(f"{out}/{name}.json"))
+    except (OSError, ValueError):
+        return None
+def cmd(name): return open(f"{out}/{name}.cmd").read().strip().replace(out, "$OUT")
+def cpu(name):
+    r, b = map(int, open(f"{out}/{name}.cpu").read().split())
+    return r / hz * 1e6 / count, b / hz * 1e6 / count
+lines = []
+def row(*cells): lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+lines.append(f"RabbitMQ 3.10.8 (Debian, `rabbitmq_amqp1_0`) and one router on the same {cores} cores; "
+             f"ferry-load with one producer and one consumer, {count:,} messages of 100 B, unsettled "
+             f"(window 1,000, credit 1,000), on one durable queue: straight to the broker, then through "
+             f"the router (`distribution = \"queue\"`); {reps} interleaved rounds, the median msg/s shown "
+             f"with the range. Every message goes producer → broker → consumer both ways; through the "
+             f"router it crosses the router twice (in to the broker, out to the consumer).")
+lines.append("")
+row("path", "msg/s", "p50 µs", "p99 µs", "router CPU µs/msg", "broker CPU µs/msg", "lost")
+row("---", "---:", "---:", "---:", "---:", "---:", "---")
+for kind, label in (("direct", "ferry-load → RabbitMQ directly"), ("router", "ferry-load → ferry → RabbitMQ")):
+    runs = [(k, report(f"{kind}.{k}")) for k in range(1, reps + 1)]
+    ok = [(k, r) for k, r in runs if r]
+    if not ok:
+        row(label, "failed", "", "", "", "", "")
+        continue
+    ok.sort(key=lambda kr: kr[1]["msgs_per_s"])
+    k, r = ok[len(ok) // 2]
+    lo, hi = ok[0][1]["msgs_per_s"], ok[-1][1]["msgs_per_s"]
+    rc, bc = cpu(f"{kind}.{k}")
+    lost = r.get("lost")
+    lost = "?" if lost is None else lost
+    if r.get("error"):
+        lost = f"{lost} (error: {r['error']})"
+    rng = f" ({lo:,.0f}–{hi:,.0f})" if len(ok) > 1 else ""
+    row(label, f"{r['msgs_per_s']:,.0f}{rng}", r["latency"]["p50_us"], r["latency"]["p99_us"],
+        "–" if kind == "direct" else f"{rc:.2f}", f"{bc:.2f}", lost)
+lines.append("")
+lines.append("Commands (`$OUT` is the run's scratch directory; ports vary from run to run):")
+lines.append("")
+lines.append("```")
+lines.append("bash benches/broker.sh" + ("" if reps > 1 else " --quick"))
+lines.append(cmd("direct.1"))
+lines.append(cmd("router.1"))
+lines.append("```")
+print("\n".join(lines))
+PY
+)
+{
+    echo "Produced by \`bash benches/broker.sh\` ($(date -u +%Y-%m-%dT%H:%MZ))."
+    echo
+    echo "$TABLE"
+} | write_section broker "Brokered queue through one router against the broker directly (issue #16 part 3)"
+echo "$TABLE"
