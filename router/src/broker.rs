@@ -78,14 +78,25 @@ pub async fn run(
             return;
         }
         match result {
-            Ok(why) => {
+            Ok(why) if begun.elapsed() >= STABLE => {
                 tracing::warn!(
                     "broker {} disconnected ({why}); what was in flight to it goes back to its producers, reconnecting",
                     broker.name
                 );
                 failing = None;
-                if begun.elapsed() >= STABLE {
-                    backoff = MIN_BACKOFF;
+                backoff = MIN_BACKOFF;
+            }
+            // Opened and ended at once (a link refused, say): logged like
+            // a failure, once while it goes on the same way.
+            Ok(why) => {
+                let line = format!("the connection ended within a second of opening ({why})");
+                if failing.as_deref() != Some(line.as_str()) {
+                    tracing::warn!(
+                        "broker {}: {line}; retrying, at most {} s apart",
+                        broker.name,
+                        MAX_BACKOFF.as_secs()
+                    );
+                    failing = Some(line);
                 }
             }
             Err(e) => {

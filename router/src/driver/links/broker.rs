@@ -257,7 +257,14 @@ impl Links {
             // dialer.
             return;
         }
-        tracing::warn!("broker {name} detached the link for {address}: {why}; reconnecting");
+        // Said once at `warn`: a broker refusing a link does so at every
+        // redial.
+        let line = format!("broker {name} detached the link for {address}: {why}; reconnecting");
+        if self.core.mesh().first_time(&line) {
+            tracing::warn!("{line}");
+        } else {
+            tracing::debug!("{line}");
+        }
         engine.close(Some(Error::new(
             condition::INTERNAL_ERROR,
             "a link to the broker was detached",
