@@ -128,10 +128,16 @@ async fn a_broker_restarted_mid_stream_loses_nothing_accepted() {
     let count = N.to_string();
     let args = ["send", QUEUE, count.as_str(), "150", "40"];
     let producer = proton::script("broker_clients.py", &url, &args, &log);
-    // About 80 messages in, restart the broker.
+    // Mid-stream: once the router has taken 40 of the producer's 300
+    // messages (management's count), restart the broker.
+    let addr = r.addr;
     let restart = async {
-        tokio::time::sleep(Duration::from_secs(2)).await;
         tokio::task::spawn_blocking(move || {
+            router::stat_until(addr, &["-a"], |rows| {
+                rows.iter().any(|x| {
+                    x["address"] == QUEUE && x["deliveriesIngress"].as_u64().unwrap_or(0) >= 40
+                })
+            });
             rabbit.restart();
             rabbit
         })
@@ -278,9 +284,16 @@ async fn a_broker_killed_mid_stream_loses_nothing_accepted_and_in_flight_comes_b
     let count = N.to_string();
     let args = ["send", QUEUE, count.as_str(), "150"];
     let producer = proton::script("broker_clients.py", &url, &args, &log);
+    // Mid-stream: once the router has taken 1,000 of the producer's
+    // messages (management's count), whatever the machine's speed.
+    let addr = r.addr;
     let crash = async {
-        tokio::time::sleep(Duration::from_millis(1000)).await;
         tokio::task::spawn_blocking(move || {
+            router::stat_until(addr, &["-a"], |rows| {
+                rows.iter().any(|x| {
+                    x["address"] == QUEUE && x["deliveriesIngress"].as_u64().unwrap_or(0) >= 1000
+                })
+            });
             rabbit.crash_and_restart();
             rabbit
         })
