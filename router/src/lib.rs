@@ -7,6 +7,7 @@
 //! [`listener::ConnectionHandler`] seam, where the AMQP engine plugs in.
 
 pub mod auth;
+pub mod broker;
 pub mod config;
 pub mod core;
 pub mod driver;

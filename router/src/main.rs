@@ -644,6 +644,23 @@ async fn serve(
             )
         })
         .collect();
+    // Brokers this router dials (`[[broker]]`, `routers`).
+    let brokers: Vec<_> = config
+        .brokers
+        .iter()
+        .filter(|b| b.dialed_by(core.router_id()))
+        .map(|b| {
+            tokio::spawn(
+                ferry_router::broker::run(
+                    core.clone(),
+                    security.clone(),
+                    b.clone(),
+                    mesh_shutdown.clone(),
+                )
+                .in_current_span(),
+            )
+        })
+        .collect();
     let handler = connection_handler(move |accepted: Accepted| {
         driver::serve(accepted, core.clone(), security.clone())
     });
@@ -655,6 +672,8 @@ async fn serve(
         futures_join_all(connectors),
     )
     .await;
+    let _ =
+        tokio::time::timeout(std::time::Duration::from_secs(5), futures_join_all(brokers)).await;
     match drained.aborted {
         0 => info!("stopped"),
         n => info!("stopped ({n} connections aborted)"),

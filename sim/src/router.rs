@@ -62,14 +62,19 @@ pub fn router_config(
             listener(5673, Role::InterRouter),
         ],
         connectors,
+        brokers: Vec::new(),
         addresses: vec![
             AddressConfig {
                 prefix: MULTICAST_PREFIX.into(),
                 distribution: Distribution::Multicast,
+                brokered: None,
+                broker: None,
             },
             AddressConfig {
                 prefix: CLOSEST_PREFIX.into(),
                 distribution: Distribution::Closest,
+                brokered: None,
+                broker: None,
             },
         ],
         limits: limits.clone(),

@@ -182,7 +182,7 @@ fn common_mistakes_are_explained() {
         (
             "[[listner]]\nhost = \"127.0.0.1\"\nport = 0\n",
             "unknown key 'listner' in {} (did you mean 'listener'? valid keys: router, listener, \
-             connector, address, limits, log, tls, auth, vhost, management, http)",
+             connector, address, broker, limits, log, tls, auth, vhost, management, http)",
         ),
     ] {
         let path = dir.write("x.toml", toml);

@@ -191,4 +191,11 @@ pub struct LinkSpec {
     pub offered_capabilities: Option<Symbols>,
     /// Capabilities desired.
     pub desired_capabilities: Option<Symbols>,
+    /// Receiver: take transfers beyond the credit granted instead of
+    /// detaching the link with `transfer-limit-exceeded` (AMQP 1.0
+    /// §2.6.7 forbids them). For peers known to overshoot: RabbitMQ
+    /// 3.x's AMQP 1.0 plugin computes its credit from a delivery count
+    /// that lags what its queue has already handed it, so it sends a few
+    /// more than granted now and then.
+    pub tolerate_overshoot: bool,
 }

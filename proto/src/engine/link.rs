@@ -63,6 +63,9 @@ pub(crate) struct Link {
     /// Receiver: transfers the peer may still send under credit we took
     /// back by lowering it (AMQP 1.0 §2.6.7 lets us accept those).
     pub in_flight_allowance: u32,
+    /// Transfers beyond credit are taken (see
+    /// [`LinkSpec::tolerate_overshoot`]).
+    pub tolerate_overshoot: bool,
     /// The peer's max-message-size (sender) or ours (receiver); 0 = none.
     pub max_message_size: u64,
     /// Sender: the delivery still being sent with `more`.
@@ -170,6 +173,7 @@ impl Connection {
             credit: 0,
             drain: false,
             in_flight_allowance: 0,
+            tolerate_overshoot: spec.tolerate_overshoot && spec.role == Role::Receiver,
             max_message_size: if spec.role == Role::Receiver {
                 spec.max_message_size.unwrap_or(0)
             } else {
@@ -654,6 +658,7 @@ impl Connection {
                 credit: 0,
                 drain: false,
                 in_flight_allowance: 0,
+                tolerate_overshoot: false,
                 max_message_size: if our_role == Role::Sender {
                     attach.max_message_size.unwrap_or(0)
                 } else {
@@ -886,7 +891,7 @@ impl Connection {
                     l.in_flight_allowance -= 1;
                     l.credit += 1;
                 }
-                if l.credit == 0 {
+                if l.credit == 0 && !l.tolerate_overshoot {
                     let error = Error::new(
                         condition::TRANSFER_LIMIT_EXCEEDED,
                         "transfer without link credit",
@@ -894,7 +899,7 @@ impl Connection {
                     let _ = self.detach(id, true, Some(error));
                     return;
                 }
-                l.credit -= 1;
+                l.credit = l.credit.saturating_sub(1);
                 l.delivery_count = l.delivery_count.wrapping_add(1);
                 let p = IncomingPartial {
                     id: delivery,

@@ -27,7 +27,11 @@ pub fn distribution_in(entries: &[AddressConfig], address: &str) -> Distribution
 fn longest_match<'a>(entries: &'a [AddressConfig], address: &str) -> Option<&'a AddressConfig> {
     entries
         .iter()
-        .filter(|entry| prefix_matches(&entry.prefix, address))
+        // A brokered entry governs its one address only.
+        .filter(|entry| {
+            prefix_matches(&entry.prefix, address)
+                && (entry.brokered.is_none() || entry.prefix == address)
+        })
         .max_by_key(|entry| entry.prefix.len())
 }
 
@@ -50,6 +54,8 @@ mod tests {
             .map(|&(prefix, distribution)| AddressConfig {
                 prefix: prefix.to_owned(),
                 distribution,
+                brokered: None,
+                broker: None,
             })
             .collect();
         config

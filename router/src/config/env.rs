@@ -28,8 +28,9 @@ pub const PREFIX: &str = "FERRY_";
 /// Separator between key path segments in a variable name.
 pub const SEPARATOR: &str = "__";
 /// Top-level sections of the configuration.
-const SECTIONS: [&str; 11] = [
+const SECTIONS: [&str; 12] = [
     "router",
+    "broker",
     "listener",
     "connector",
     "address",
@@ -44,7 +45,7 @@ const SECTIONS: [&str; 11] = [
 /// Largest array index accepted (guards against allocating a huge array).
 const MAX_INDEX: usize = 9_999;
 /// Keys whose value is a list, given comma-separated.
-const LIST_KEYS: [&str; 1] = ["sasl_mechanisms"];
+const LIST_KEYS: [&str; 2] = ["sasl_mechanisms", "routers"];
 /// Keys of a `[[vhost.group]]` whose value is a list (`auth.users` is a
 /// path).
 const GROUP_LIST_KEYS: [&str; 3] = ["users", "send", "receive"];

@@ -6,6 +6,7 @@
 //! [`mod@env`]). The user-facing reference is `router/CONFIG.md`.
 
 mod address;
+pub mod broker;
 pub mod env;
 mod error;
 mod load;
@@ -17,6 +18,7 @@ mod validate;
 
 pub use address::distribution_in;
 pub(crate) use address::prefix_matches;
+pub use broker::{BROKERED_PREFIX, BrokerConfig, Brokered, brokered_entry};
 pub use error::{ConfigError, Origin};
 pub use load::DEFAULT_TOML;
 pub use logging::{LOG_LEVELS, RUST_LOG, effective_log_filter, log_filter};

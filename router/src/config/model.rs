@@ -86,6 +86,10 @@ pub struct Config {
     /// `[[address]]`: distribution per address prefix.
     #[serde(default, rename = "address")]
     pub addresses: Vec<AddressConfig>,
+    /// `[[broker]]`: message brokers that store the messages of
+    /// `distribution = "queue"` and `"topic"` addresses.
+    #[serde(default, rename = "broker")]
+    pub brokers: Vec<super::broker::BrokerConfig>,
     /// `[limits]`: resource limits, all with safe defaults.
     #[serde(default)]
     pub limits: Limits,
@@ -510,13 +514,20 @@ fn default_cost() -> u32 {
 
 /// `[[address]]`: how messages to addresses under a prefix are distributed.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(from = "super::broker::AddressEntry")]
 pub struct AddressConfig {
     /// Address prefix, matched on `.` and `/` boundaries (see
-    /// [`Config::distribution_for`]).
+    /// [`Config::distribution_for`]); a brokered entry's is the whole
+    /// address, matched exactly.
     pub prefix: String,
-    /// Distribution for matching addresses.
+    /// Distribution for matching addresses (a brokered address's: the
+    /// closest link to its broker).
     pub distribution: Distribution,
+    /// `distribution = "queue"` or `"topic"`: the broker stores the
+    /// messages (see `config::broker`).
+    pub brokered: Option<super::broker::Brokered>,
+    /// The `[[broker]]` (its `name`) that stores them.
+    pub broker: Option<String>,
 }
 
 /// How a message to an address is distributed among its consumers.

@@ -113,7 +113,35 @@ impl Display for Config {
         for address in &self.addresses {
             writeln!(f, "\n[[address]]")?;
             writeln!(f, "prefix = {}", quote(&address.prefix))?;
-            writeln!(f, "distribution = {}", quote(address.distribution.as_str()))?;
+            writeln!(f, "distribution = {}", quote(address.distribution_name()))?;
+            if let Some(broker) = &address.broker {
+                writeln!(f, "broker = {}", quote(broker))?;
+            }
+        }
+        for b in &self.brokers {
+            writeln!(f, "\n[[broker]]")?;
+            writeln!(f, "name = {}", quote(&b.name))?;
+            writeln!(f, "host = {}", quote(&b.host))?;
+            writeln!(f, "port = {}", b.port)?;
+            for (key, value) in [
+                ("tls", &b.tls),
+                ("server_name", &b.server_name),
+                ("user", &b.user),
+            ] {
+                if let Some(v) = value {
+                    writeln!(f, "{key} = {}", quote(v))?;
+                }
+            }
+            if b.password.is_some() {
+                // Never printed: `ferry check-config` output is shared.
+                writeln!(f, "password = \"(hidden)\"")?;
+            }
+            if let Some(path) = &b.password_file {
+                writeln!(f, "password_file = {}", quote(&path.to_string_lossy()))?;
+            }
+            writeln!(f, "routers = {}", list(&b.routers))?;
+            writeln!(f, "queue_prefix = {}", quote(&b.queue_prefix))?;
+            writeln!(f, "topic_prefix = {}", quote(&b.topic_prefix))?;
         }
         if let Some(http) = &self.http {
             writeln!(f, "\n[http]")?;
@@ -228,6 +256,8 @@ mod tests {
         config.addresses.push(AddressConfig {
             prefix: "we\"ird\\\n".into(),
             distribution: Distribution::Multicast,
+            brokered: None,
+            broker: None,
         });
         config.limits.max_frame_size = 4096;
 

@@ -95,6 +95,7 @@ pub(crate) fn validate(config: &Config) -> Result<(), Invalid> {
     validate_listeners(config)?;
     validate_connectors(config)?;
     validate_addresses(config)?;
+    validate_brokers(config)?;
     validate_vhosts(config)?;
     validate_limits(&config.limits)?;
     validate_http(config)?;
@@ -409,6 +410,97 @@ fn validate_addresses(config: &Config) -> Result<(), Invalid> {
                     "{:?} is already the prefix of address[{first}]",
                     address.prefix
                 ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `[[broker]]` entries, and the brokered `[[address]]` entries naming
+/// them.
+fn validate_brokers(config: &Config) -> Result<(), Invalid> {
+    let mut seen = HashMap::new();
+    for (i, broker) in config.brokers.iter().enumerate() {
+        let key = |field: &str| format!("broker[{i}].{field}");
+        if broker.name.trim().is_empty() {
+            return Err(invalid(key("name"), "must not be empty"));
+        }
+        if let Some(first) = seen.insert(broker.name.as_str(), i) {
+            return Err(invalid(
+                key("name"),
+                format!("{:?} is already the name of broker[{first}]", broker.name),
+            ));
+        }
+        if broker.host.trim().is_empty() {
+            return Err(invalid(key("host"), "must not be empty"));
+        }
+        if broker.port == 0 {
+            return Err(invalid(key("port"), "must be 1 to 65535"));
+        }
+        if let Some(name) = &broker.tls {
+            let profile = profile(config, name).ok_or_else(|| unknown_profile(key("tls"), name))?;
+            if profile.ca.is_none() {
+                return Err(invalid(
+                    key("tls"),
+                    format!("profile {name:?} has no ca to verify the broker dialed"),
+                ));
+            }
+        }
+        if broker.server_name.is_some() && broker.tls.is_none() {
+            return Err(invalid(key("server_name"), "needs tls"));
+        }
+        if broker.password.is_some() && broker.password_file.is_some() {
+            return Err(invalid(
+                key("password_file"),
+                "give password or password_file, not both",
+            ));
+        }
+        if (broker.password.is_some() || broker.password_file.is_some()) && broker.user.is_none() {
+            return Err(invalid(key("user"), "a password needs a user"));
+        }
+        if broker.user.is_some() && broker.password.is_none() && broker.password_file.is_none() {
+            return Err(invalid(
+                key("password"),
+                "user needs password or password_file",
+            ));
+        }
+        if let Some(bad) = broker.routers.iter().find(|r| !is_valid_router_id(r)) {
+            return Err(invalid(
+                key("routers"),
+                format!("{bad:?} is not a router id"),
+            ));
+        }
+    }
+    for (i, address) in config.addresses.iter().enumerate() {
+        let key = format!("address[{i}].broker");
+        match (address.brokered, &address.broker) {
+            (Some(kind), None) => {
+                return Err(invalid(
+                    key,
+                    format!(
+                        "distribution \"{kind}\" needs broker, the name of a [[broker]] that stores its messages"
+                    ),
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    key,
+                    format!(
+                        "only a \"queue\" or \"topic\" address has a broker (distribution is \"{}\")",
+                        address.distribution.as_str()
+                    ),
+                ));
+            }
+            (Some(_), Some(name)) if !config.brokers.iter().any(|b| &b.name == name) => {
+                return Err(invalid(key, format!("no [[broker]] is named {name:?}")));
+            }
+            _ => {}
+        }
+        if address.brokered.is_some() && address.prefix.starts_with(crate::config::BROKERED_PREFIX)
+        {
+            return Err(invalid(
+                format!("address[{i}].prefix"),
+                format!("{:?} is reserved", crate::config::BROKERED_PREFIX),
             ));
         }
     }
@@ -834,6 +926,8 @@ mod tests {
             config.addresses.push(AddressConfig {
                 prefix: "m".into(),
                 distribution: Distribution::Multicast,
+                brokered: None,
+                broker: None,
             });
         }
         assert_eq!(key_of(&config), "address[1].prefix");

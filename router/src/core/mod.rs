@@ -5,6 +5,7 @@
 //! The only shared state is the per-address lock of [`Address`].
 
 mod address;
+mod brokered;
 mod budget;
 mod fields;
 mod inbox;
@@ -137,6 +138,9 @@ impl Core {
     /// the client's part of a scoped address). An address keeps the
     /// distribution it was created with while it is in use.
     pub fn distribution(&self, address: &str) -> Distribution {
+        if let Some(d) = self.fed_by_broker(address) {
+            return d;
+        }
         let prefixes = self.prefixes.read().expect("prefixes lock").clone();
         crate::config::distribution_in(&prefixes, self.unscoped(address))
     }

@@ -62,6 +62,10 @@ impl std::fmt::Debug for Endpoint {
     }
 }
 
+/// How long a broker may stay silent before its connection is dropped
+/// (and redialed).
+const BROKER_SILENCE: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl Endpoint {
     fn new(
         core: Arc<Core>,
@@ -159,6 +163,48 @@ impl Endpoint {
             authenticated: peer.tls,
         };
         Self::new(core, Connection::client(config, now), kind, peer, None)
+    }
+
+    /// A connection this router dialed to the broker `broker` (`password`:
+    /// its SASL PLAIN password, read at each dial): its protocol header
+    /// and open are queued at once; the links follow the broker's open.
+    pub fn broker(
+        core: Arc<Core>,
+        broker: &crate::config::BrokerConfig,
+        password: Option<String>,
+        peer: Peer,
+        now: Instant,
+    ) -> Self {
+        let limits = core.limits();
+        let sasl = match (&broker.user, password) {
+            (Some(user), Some(password)) => SaslClientConfig::Plain {
+                username: user.clone(),
+                password,
+            },
+            _ => SaslClientConfig::Anonymous,
+        };
+        let config = ConnectionConfig {
+            container_id: core.router_id().to_string(),
+            hostname: Some(broker.host.clone()),
+            max_frame_size: limits.max_frame_size,
+            channel_max: limits.max_sessions_per_connection.saturating_sub(1),
+            max_sessions: limits.max_sessions_per_connection.into(),
+            max_links_per_session: u32::MAX,
+            sasl_client: Some(sasl),
+            // Brokers heartbeat in whole seconds (RabbitMQ: at half the
+            // idle time-out we offer, rounded down; under 2 s, never).
+            idle_timeout: Some(BROKER_SILENCE),
+            ..ConnectionConfig::default()
+        };
+        let mut endpoint = Self::new(
+            core,
+            Connection::client(config, now),
+            ConnKind::Broker,
+            peer,
+            None,
+        );
+        endpoint.links.set_broker(broker.clone());
+        endpoint
     }
 
     /// This connection's id in the router.

@@ -215,6 +215,36 @@ pub async fn dial(
     }
 }
 
+/// Runs a connection this router dialed to `broker` over `transport`
+/// (TLS done if the broker has a profile) until it closes or the router
+/// shuts down. Returns whether the broker opened it, and why it ended.
+pub async fn dial_broker(
+    transport: Transport,
+    core: Arc<Core>,
+    security: Arc<Security>,
+    broker: &crate::config::BrokerConfig,
+    password: Option<String>,
+    deadline: Instant,
+    shutdown: Shutdown,
+) -> (bool, &'static str) {
+    let who = Peer {
+        addr: transport.peer_addr(),
+        local: transport.local_addr(),
+        tls: !matches!(transport, Transport::Tcp(_)),
+        quic: false,
+        cert: None,
+    };
+    let endpoint = Box::new(Endpoint::broker(
+        core,
+        broker,
+        password,
+        who,
+        Instant::now(),
+    ));
+    let (endpoint, reason) = Task::run(transport, endpoint, security, deadline, shutdown).await;
+    (endpoint.peer_opened(), reason)
+}
+
 struct Task {
     transport: Transport,
     endpoint: Box<Endpoint>,

@@ -516,6 +516,8 @@ fn prefix_from(a: &Attributes, old: Option<&AddressConfig>) -> Result<AddressCon
         None => AddressConfig {
             prefix: a.text("prefix").ok_or("prefix is required")?,
             distribution: Default::default(),
+            brokered: None,
+            broker: None,
         },
     };
     if let Some(prefix) = a.text("prefix") {

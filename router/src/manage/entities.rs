@@ -616,6 +616,6 @@ impl Configured for AddressConfig {
     }
 
     fn values(&self) -> Vec<Value> {
-        vec![s(self.prefix.clone()), s(self.distribution.as_str())]
+        vec![s(self.prefix.clone()), s(self.distribution_name())]
     }
 }

@@ -266,7 +266,7 @@ fn unknown_keys_are_named_with_the_valid_ones() {
     assert_eq!(
         error("[[listner]]\nhost = \"h\"\nport = 1\n", &[]),
         "unknown key 'listner' in F (did you mean 'listener'? valid keys: \
-         router, listener, connector, address, limits, log, tls, auth, vhost, management, http)"
+         router, listener, connector, address, broker, limits, log, tls, auth, vhost, management, http)"
     );
 }
 
@@ -406,4 +406,80 @@ fn edit_distance_counts_edits() {
     assert_eq!(edit_distance("role", "role"), 0);
     assert_eq!(edit_distance("mdoe", "mode"), 1);
     assert_eq!(edit_distance("listner", "listener"), 1);
+}
+
+const BROKER: &str = "[[broker]]\nname = \"rabbit\"\nhost = \"127.0.0.1\"\nport = 5672\n";
+
+#[test]
+fn a_brokered_address_names_its_broker() {
+    let config = load(
+        &format!(
+            "{MINIMAL}{BROKER}user = \"u\"\npassword = \"p\"\nrouters = [\"A\"]\n\n\
+             [[address]]\nprefix = \"queue.orders\"\ndistribution = \"queue\"\nbroker = \"rabbit\"\n"
+        ),
+        &[],
+    )
+    .unwrap();
+    let a = &config.addresses[0];
+    assert_eq!(a.brokered, Some(crate::config::Brokered::Queue));
+    assert_eq!(a.broker.as_deref(), Some("rabbit"));
+    // Producers go to the closest link to the broker; the entry governs
+    // its one address only.
+    assert_eq!(
+        config.distribution_for("queue.orders"),
+        Distribution::Closest
+    );
+    assert_eq!(
+        config.distribution_for("queue.orders.x"),
+        Distribution::Balanced
+    );
+    assert!(config.brokers[0].dialed_by("A"));
+    assert!(!config.brokers[0].dialed_by("B"));
+    assert_eq!(
+        config.brokers[0].node(crate::config::Brokered::Queue, "queue.orders"),
+        "/queue/queue.orders"
+    );
+    // What check-config prints loads back (the password is not printed).
+    let printed = config.to_string();
+    assert!(printed.contains("distribution = \"queue\"\nbroker = \"rabbit\""));
+    assert!(!printed.contains("password = \"p\""));
+}
+
+#[test]
+fn a_bad_brokered_address_stops_start_up_with_one_line() {
+    assert_eq!(
+        error(
+            &format!("{MINIMAL}[[address]]\nprefix = \"q\"\ndistribution = \"queue\"\n"),
+            &[]
+        ),
+        "invalid value for 'address[0].broker' in F: distribution \"queue\" needs broker, \
+         the name of a [[broker]] that stores its messages"
+    );
+    assert_eq!(
+        error(
+            &format!(
+                "{MINIMAL}{BROKER}[[address]]\nprefix = \"t\"\ndistribution = \"topic\"\nbroker = \"rabit\"\n"
+            ),
+            &[]
+        ),
+        "invalid value for 'address[0].broker' in F: no [[broker]] is named \"rabit\""
+    );
+    assert_eq!(
+        error(
+            &format!(
+                "{MINIMAL}{BROKER}[[address]]\nprefix = \"q\"\ndistribution = \"closest\"\nbroker = \"rabbit\"\n"
+            ),
+            &[]
+        ),
+        "invalid value for 'address[0].broker' in F: only a \"queue\" or \"topic\" address \
+         has a broker (distribution is \"closest\")"
+    );
+    assert_eq!(
+        error(&format!("{MINIMAL}{BROKER}tls = \"nope\"\n"), &[]),
+        "invalid value for 'broker[0].tls' in F: no [[tls]] profile is named \"nope\""
+    );
+    assert_eq!(
+        error(&format!("{MINIMAL}{BROKER}password = \"p\"\n"), &[]),
+        "invalid value for 'broker[0].user' in F: a password needs a user"
+    );
 }

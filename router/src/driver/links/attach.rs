@@ -171,7 +171,10 @@ impl Links {
         engine
             .accept_attach(link, spec)
             .map_err(|e| refusal(condition::INTERNAL_ERROR, &e.to_string()))?;
-        let address = self.core.address(&self.scoped(&name));
+        // A brokered address's consumers are fed by the broker only.
+        let address = self
+            .core
+            .address(&self.core.consumer_address(self.scoped(&name)));
         if address.add_consumer(self.me.clone(), link, Hop::Local, None) {
             self.core.local_consumers(&address, true);
         }

@@ -125,13 +125,16 @@ pub(crate) enum ConnKind {
     /// `authenticated`: over TLS, and the server's certificate must name
     /// the router.
     Connector { cost: u32, authenticated: bool },
+    /// Dialed for a `[[broker]]`: a message broker, whose links this
+    /// router attaches (see `links::broker`).
+    Broker,
 }
 
 impl ConnKind {
     /// Whether the peer's certificate must name the router it claims to be.
     fn authenticated(self) -> bool {
         match self {
-            Self::Client => false,
+            Self::Client | Self::Broker => false,
             Self::InterRouterListener { authenticated } | Self::Connector { authenticated, .. } => {
                 authenticated
             }
@@ -291,6 +294,7 @@ impl Links {
             condition::NOT_ALLOWED
         };
         let cost = match (self.mesh.kind, &peer) {
+            (ConnKind::Broker, _) => return self.broker_opened(engine),
             (ConnKind::Client, None) => return self.admit_client(engine, hostname),
             (ConnKind::Client, Some(p)) => {
                 return self.refuse(

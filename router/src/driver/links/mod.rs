@@ -4,6 +4,7 @@
 //! them and pass the outcome back.
 
 mod attach;
+mod broker;
 mod consumer;
 mod credit;
 mod expiry;
@@ -179,6 +180,8 @@ pub(crate) struct Links {
     anonymous_outcomes: HashMap<(LinkId, SequenceNo), Arc<crate::metrics::DeliveryCounters>>,
     /// Whose connection this is, for the metrics' `role` label.
     role: ConnRole,
+    /// On a connection to a broker: its links.
+    broker: Option<Box<broker::BrokerLinks>>,
     /// Counted in `ferry_connections_open` while it lives.
     _open: Open,
 }
@@ -202,13 +205,14 @@ impl Links {
     ) -> Self {
         core.register(me.clone());
         let role = match kind {
-            ConnKind::Client => ConnRole::Normal,
+            ConnKind::Client | ConnKind::Broker => ConnRole::Normal,
             ConnKind::InterRouterListener { .. } | ConnKind::Connector { .. } => {
                 ConnRole::InterRouter
             }
         };
         Self {
             role,
+            broker: None,
             _open: core.metrics().connection_opened(role),
             mesh: MeshState::new(kind, cert, ends),
             login: login.map(Box::new),
@@ -307,6 +311,9 @@ impl Links {
                 Event::SessionEnded { .. } if self.is_inter_router() => {
                     self.mesh_broken(engine, "a session of the inter-router connection ended")
                 }
+                Event::Detached { link, error, .. } if self.is_broker_link(link) => {
+                    self.broker_detached(engine, link, error.as_ref())
+                }
                 Event::Detached { link, .. } => self.detached(link),
                 Event::Opened {
                     properties,
@@ -316,6 +323,9 @@ impl Links {
                 } => {
                     self.about.container = container_id.to_string();
                     self.opened(engine, properties.as_ref(), hostname.as_deref())
+                }
+                Event::Attached { link, attach } if self.is_broker_link(link) => {
+                    self.broker_attached(engine, link, &attach)
                 }
                 Event::Attached { .. } => {}
                 Event::SaslInit {
