@@ -199,6 +199,7 @@ impl Links {
                 address: Some(a),
                 tree: None,
                 counts: Default::default(),
+                grant: 0,
                 _open: self.core.metrics().link_opened(LinkDirection::In),
             },
         );
