@@ -393,7 +393,8 @@ impl Address {
     }
 
     /// Adds `delta` to a consumer's credit, and sets its level (`None`:
-    /// its credit now, unless that is below its level).
+    /// lowered to its credit if that was lowered, raised to it if it rose
+    /// above).
     fn add_consumer_credit(&self, conn: ConnId, link: LinkId, delta: i64, level: Option<u32>) {
         let mut s = self.lock();
         if let Some(c) = s
