@@ -42,7 +42,7 @@ stop() {
 cpu() {
     local t=0 p
     for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$(cat "$OUT/$p.pid")/stat"))); done
-    echo "scale=3; $t / $(getconf CLK_TCK)" | bc
+    awk -v t="$t" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.3f\n", t / hz }'
 }
 
 LOAD_ARGS=(--size 100 --producers 1000 --rate 10000 --duration "$SECS" --progress 0 --json)

@@ -86,21 +86,13 @@ pub async fn run(
                 failing = None;
                 backoff = MIN_BACKOFF;
             }
-            // Opened and ended at once (a link refused, say): logged like
-            // a failure, once while it goes on the same way.
-            Ok(why) => {
-                let line = format!("the connection ended within a second of opening ({why})");
-                if failing.as_deref() != Some(line.as_str()) {
-                    tracing::warn!(
-                        "broker {}: {line}; retrying, at most {} s apart",
-                        broker.name,
-                        MAX_BACKOFF.as_secs()
-                    );
-                    failing = Some(line);
-                }
-            }
-            Err(e) => {
-                let line = e.to_string();
+            // Opened and ended at once (a link refused, say), or not
+            // opened: logged once while it goes on the same way.
+            failed => {
+                let line = match failed {
+                    Ok(why) => format!("the connection ended within a second of opening ({why})"),
+                    Err(e) => e.to_string(),
+                };
                 if failing.as_deref() != Some(line.as_str()) {
                     tracing::warn!(
                         "broker {}: {line}; retrying, at most {} s apart",

@@ -118,33 +118,15 @@ async fn a_queue_keeps_messages_for_a_consumer_that_attaches_later_on_another_ro
 /// (an accepted message is never lost; a resent one may come twice).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_restarted_mid_stream_loses_nothing_accepted() {
-    let mut rabbit = Rabbit::start();
+    let rabbit = Rabbit::start();
     let extra = format!("{}{}", rabbit.toml("rabbit", &[]), orders());
     let r = Router::start_with_env(&extra, &[("RUST_LOG", "info,ferry_router=debug")]);
     wait_broker_connected(&r, 1, Duration::from_secs(30));
     const N: usize = 300;
-    let url = r.url();
-    let log = || r.ferry.stderr();
-    let count = N.to_string();
-    let args = ["send", QUEUE, count.as_str(), "150", "40"];
-    let producer = proton::script("broker_clients.py", &url, &args, &log);
     // Mid-stream: once the router has taken 40 of the producer's 300
     // messages (management's count), restart the broker.
-    let addr = r.addr;
-    let restart = async {
-        tokio::task::spawn_blocking(move || {
-            router::stat_until(addr, &["-a"], |rows| {
-                rows.iter().any(|x| {
-                    x["address"] == QUEUE && x["deliveriesIngress"].as_u64().unwrap_or(0) >= 40
-                })
-            });
-            rabbit.restart();
-            rabbit
-        })
-        .await
-        .expect("restart the broker")
-    };
-    let (sent, restarted) = tokio::join!(producer, restart);
+    let (sent, restarted) =
+        send_interrupted(&r, rabbit, N, &["150", "40"], 40, Rabbit::restart).await;
     wait_broker_connected(&r, 2, Duration::from_secs(60));
     let accepted: BTreeSet<String> = ids(&sent, "accepted").into_iter().collect();
     assert_eq!(
@@ -274,33 +256,15 @@ async fn a_topic_reaches_every_consumer_in_the_mesh_once() {
 /// by the broker, so on its disk) is received afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_killed_mid_stream_loses_nothing_accepted_and_in_flight_comes_back() {
-    let mut rabbit = Rabbit::start();
+    let rabbit = Rabbit::start();
     let extra = format!("{}{}", rabbit.toml("rabbit", &[]), orders());
     let r = Router::start_with_env(&extra, &[("RUST_LOG", "info,ferry_router=debug")]);
     wait_broker_connected(&r, 1, Duration::from_secs(30));
     const N: usize = 10_000;
-    let url = r.url();
-    let log = || r.ferry.stderr();
-    let count = N.to_string();
-    let args = ["send", QUEUE, count.as_str(), "150"];
-    let producer = proton::script("broker_clients.py", &url, &args, &log);
     // Mid-stream: once the router has taken 1,000 of the producer's
     // messages (management's count), whatever the machine's speed.
-    let addr = r.addr;
-    let crash = async {
-        tokio::task::spawn_blocking(move || {
-            router::stat_until(addr, &["-a"], |rows| {
-                rows.iter().any(|x| {
-                    x["address"] == QUEUE && x["deliveriesIngress"].as_u64().unwrap_or(0) >= 1000
-                })
-            });
-            rabbit.crash_and_restart();
-            rabbit
-        })
-        .await
-        .expect("crash and restart the broker")
-    };
-    let (sent, restarted) = tokio::join!(producer, crash);
+    let (sent, restarted) =
+        send_interrupted(&r, rabbit, N, &["150"], 1000, Rabbit::crash_and_restart).await;
     wait_broker_connected(&r, 2, Duration::from_secs(60));
     let accepted: BTreeSet<String> = ids(&sent, "accepted").into_iter().collect();
     assert_eq!(
@@ -337,4 +301,39 @@ async fn a_broker_killed_mid_stream_loses_nothing_accepted_and_in_flight_comes_b
         received.len()
     );
     drop(restarted);
+}
+
+/// Sends `n` messages to [`QUEUE`] through `r` (`pacing`: the send
+/// script's arguments after the count) and, once the router has taken
+/// `after` of them (management's ingress count), does `to_broker` to the
+/// broker. Returns the producer's report, and the broker.
+async fn send_interrupted(
+    r: &Router,
+    mut rabbit: Rabbit,
+    n: usize,
+    pacing: &[&str],
+    after: u64,
+    to_broker: fn(&mut Rabbit),
+) -> (Value, Rabbit) {
+    let url = r.url();
+    let log = || r.ferry.stderr();
+    let count = n.to_string();
+    let mut args = vec!["send", QUEUE, count.as_str()];
+    args.extend_from_slice(pacing);
+    let producer = proton::script("broker_clients.py", &url, &args, &log);
+    let addr = r.addr;
+    let interrupt = async {
+        tokio::task::spawn_blocking(move || {
+            router::stat_until(addr, &["-a"], |rows| {
+                rows.iter().any(|x| {
+                    x["address"] == QUEUE && x["deliveriesIngress"].as_u64().unwrap_or(0) >= after
+                })
+            });
+            to_broker(&mut rabbit);
+            rabbit
+        })
+        .await
+        .expect("interrupt the broker")
+    };
+    tokio::join!(producer, interrupt)
 }
