@@ -65,6 +65,11 @@ struct Args {
     /// no run then has a hostile router.
     #[arg(long)]
     no_signing: bool,
+    /// Edge routers: each has edge connectors to two interior routers
+    /// drawn from the seed, keeps one uplink and fails over to the other;
+    /// clients attach to edge routers too.
+    #[arg(long, default_value_t = 0)]
+    edges: usize,
     /// Messages per producer: the most (the least is a quarter of it).
     #[arg(long, default_value_t = 50)]
     messages: u32,
@@ -88,6 +93,7 @@ fn scenario(args: &Args, seed: u64) -> Scenario {
     s.hostile = args.hostile.min(100);
     s.hostile_how = args.hostile_how;
     s.signing &= !args.no_signing;
+    s.edges = args.edges;
     s.messages = ((args.messages / 4).max(1), args.messages.max(1));
     if let Some(w) = args.fault_window {
         s.fault_window = Duration::from_secs(w);
@@ -148,7 +154,12 @@ fn replay_args(a: &Args) -> String {
         a.fault_window
             .map_or(String::new(), |w| format!(" --fault-window {w}")),
     ) + &format!(
-        "{}{}{}",
+        "{}{}{}{}",
+        if a.edges > 0 {
+            format!(" --edges {}", a.edges)
+        } else {
+            String::new()
+        },
         if a.hostile > 0 {
             format!(" --hostile {}", a.hostile)
         } else {

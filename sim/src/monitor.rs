@@ -44,6 +44,12 @@ pub struct Sides {
     pub from: Option<usize>,
     /// The router receiving, if a router.
     pub to: Option<usize>,
+    /// An inter-router connection of the mesh, whose messages carry the
+    /// routers' trace (an edge router's uplink does not: messages cross
+    /// it as to and from a client, and cannot loop through it, as an
+    /// edge router has one uplink and never sends a delivery back on the
+    /// connection it came on).
+    pub traced: bool,
 }
 
 /// A held delivery: where it came in (connection, direction, and the
@@ -175,7 +181,7 @@ impl Monitor {
                     {
                         self.held[r].remove(&slot);
                     }
-                    if s.to.is_some() {
+                    if s.traced {
                         let mut sorted = trace.clone();
                         sorted.sort();
                         sorted.dedup();
@@ -230,7 +236,7 @@ impl Monitor {
                     {
                         self.held[r].insert((s.conn, *dir, *slot), (*k, *handle));
                     }
-                    if s.from.is_some() && trace.iter().any(|t| *t == names[r]) {
+                    if s.traced && trace.iter().any(|t| *t == names[r]) {
                         self.loops_caught += 1;
                         let k = key.map_or("?".into(), |k| k.to_string());
                         notes.push(format!("{k} came back (trace {trace:?}): loop caught"));

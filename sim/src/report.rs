@@ -135,6 +135,10 @@ pub struct Summary {
         crate::hostile::Hostile,
         crate::hostile::HostileReport,
     )>,
+    /// The edge routers, their failovers and the longest one went
+    /// without an uplink while it could have had one (`None`: no edge
+    /// router).
+    pub edges: Option<crate::mesh::EdgeReport>,
     /// Steps and rounds the simulator ran.
     pub steps: (u64, u64),
     /// Lines in the event log.
@@ -156,6 +160,15 @@ impl fmt::Display for Summary {
             self.faults,
             seconds(self.virtual_time)
         )?;
+        if let Some(e) = &self.edges {
+            writeln!(
+                f,
+                "edge routers: {}; {} after an uplink ended; longest without an uplink while an interior router could be reached: {} ms",
+                e.edges,
+                plural(e.failovers, "uplink came up", "uplinks came up"),
+                e.longest_detached.as_millis()
+            )?;
+        }
         if self.quic.0 > 0 {
             writeln!(
                 f,
@@ -559,6 +572,7 @@ mod tests {
             quic: (0, 0),
             signatures: None,
             hostile: Vec::new(),
+            edges: None,
             steps: (0, 0),
             log_lines: 3,
             digest: 1,

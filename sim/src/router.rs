@@ -87,6 +87,24 @@ pub fn router_config(
     }
 }
 
+/// The configuration of simulated edge router `id`: `[router] mode =
+/// "edge"`, a client listener only, and `connectors` (each `role =
+/// "edge"`, in order of preference) for its uplink.
+pub fn edge_config(
+    id: &str,
+    limits: &Limits,
+    connectors: Vec<ConnectorConfig>,
+    vhosts: &[String],
+) -> Config {
+    let mut config = router_config(id, limits, connectors, vhosts);
+    config.router.mode = RouterMode::Edge;
+    config.listeners.retain(|l| l.role == Role::Normal);
+    config
+}
+
+/// The port of an interior router's edge listener (`role = "edge"`).
+pub const EDGE_PORT: u16 = 5674;
+
 /// A running router.
 #[derive(Debug)]
 pub struct Node {

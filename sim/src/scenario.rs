@@ -54,6 +54,19 @@ pub struct Scenario {
     pub hostile: u64,
     /// The kind of the hostile router's misbehaviour (`None`: drawn).
     pub hostile_how: Option<crate::hostile::Hostile>,
+    /// Edge routers (`E1`, `E2`, …), each with edge connectors to two
+    /// interior routers drawn from the seed (one if the mesh has one
+    /// router), in order of preference; clients attach to them as to
+    /// interior routers, and the kills may hit them. With any, one more
+    /// fault kills the preferred interior router of one of them.
+    pub edges: usize,
+    /// Producers are placed on edge routers wherever they are drawn. By
+    /// default (false) an anonymous producer drawn on an edge router gets
+    /// a target, and a multicast producer drawn on an edge router with a
+    /// multicast consumer goes to the edge's first interior router
+    /// instead: both starve on an edge router today (sim/README.md, *Edge
+    /// routers*).
+    pub edge_strict: bool,
     /// Print the event log as it happens.
     pub echo: bool,
 }
@@ -89,6 +102,13 @@ impl std::fmt::Display for Failure {
         )?;
         for line in &self.log[tail_start..] {
             writeln!(f, "{line}")?;
+        }
+        if self.scenario.edges > 0 {
+            return write!(
+                f,
+                "replay with: FERRY_SIM_SEED={} cargo test -p ferry-sim --test edge -- --nocapture",
+                self.scenario.seed
+            );
         }
         if self.scenario.quic > 0 {
             return write!(
@@ -128,6 +148,8 @@ impl Scenario {
             signing: signing_default(),
             hostile: 0,
             hostile_how: None,
+            edges: 0,
+            edge_strict: false,
             echo: false,
         }
     }
@@ -151,6 +173,8 @@ impl Scenario {
             signing: signing_default(),
             hostile: 0,
             hostile_how: None,
+            edges: 0,
+            edge_strict: false,
             echo: false,
         }
     }
@@ -174,7 +198,16 @@ impl Scenario {
         } else {
             &[]
         };
-        let mut mesh = Mesh::builder()
+        // Drawn apart, so that a run without edge routers is as before.
+        let mut edge_rng = SimRng::new(self.seed ^ 0xed6e_5eed);
+        let mut builder = Mesh::builder();
+        for e in 0..self.edges {
+            let mut interiors = topology.routers.clone();
+            edge_rng.shuffle(&mut interiors);
+            interiors.truncate(2);
+            builder = builder.edge(&format!("E{}", e + 1), interiors);
+        }
+        let mut mesh = builder
             .topology(topology)
             .limits(limits)
             .vhosts(tenants.iter().copied())
@@ -209,7 +242,7 @@ impl Scenario {
         if !self.signing || !rng.percent(self.hostile) {
             return;
         }
-        let ids = mesh.router_ids();
+        let ids = mesh.interior_ids();
         let router = ids[rng.index(ids.len())].clone();
         let drawn = crate::hostile::Hostile::ALL[rng.index(3)];
         let how = self.hostile_how.unwrap_or(drawn);
@@ -238,20 +271,33 @@ impl Scenario {
             for _ in 0..rng.range_usize(1, 3) {
                 let spec = self.producer(&address, rng.percent(25), rng);
                 let at = pick(rng);
-                mesh.add_producer(&at, spec);
+                self.add_producer(mesh, &at, spec);
             }
         }
         if rng.percent(self.multicast) {
             // Multicast across the mesh: consumers and producers anywhere
             // (now and then several on one router).
+            let mut consumed = Vec::new();
             for _ in 0..rng.range_usize(1, 4) {
                 let spec = self.consumer("multicast/m", careful, rng);
                 let at = pick(rng);
                 mesh.add_consumer(&at, spec);
+                consumed.push(at);
             }
             for _ in 0..rng.range_usize(1, 2) {
                 let spec = self.producer("multicast/m", rng.percent(30), rng);
-                let at = pick(rng);
+                let mut at = pick(rng);
+                if !self.edge_strict && mesh.is_edge(&at) && consumed.contains(&at) {
+                    // Not beside a multicast consumer on an edge router
+                    // (it starves there: sim/README.md, *Edge routers*):
+                    // on the edge's first interior router instead.
+                    at = mesh
+                        .edge_uplinks()
+                        .into_iter()
+                        .find(|(e, _)| *e == at)
+                        .map(|(_, via)| via[0].clone())
+                        .expect("an edge router's connectors");
+                }
                 mesh.add_producer(&at, spec);
             }
         }
@@ -260,6 +306,20 @@ impl Scenario {
             let spec = self.producer("nobody", false, rng);
             mesh.add_producer(&at, spec);
         }
+    }
+
+    /// Adds producer `spec` on router `at`. An anonymous producer on an
+    /// edge router sends with a target instead, unless
+    /// [`edge_strict`](Self::edge_strict): an edge router attaches
+    /// its uplink's sending links for the addresses its clients' links
+    /// name, so an anonymous sender's messages to an address with no
+    /// consumer on the edge itself are released for ever (sim/README.md,
+    /// *Edge routers*).
+    fn add_producer(&self, mesh: &mut Mesh, at: &str, mut spec: ProducerSpec) {
+        if spec.anonymous && !self.edge_strict && mesh.is_edge(at) {
+            spec.anonymous = false;
+        }
+        mesh.add_producer(at, spec);
     }
 
     fn consumer(&self, address: &str, careful: bool, rng: &mut SimRng) -> ConsumerSpec {
@@ -376,6 +436,31 @@ impl Scenario {
             mesh.schedule(at, Action::Inject(fault.clone()));
             mesh.schedule(end, Action::Heal(fault));
         }
+        self.schedule_edge_fault(mesh, &busy);
+    }
+
+    /// With edge routers: one more fault, the kill of the preferred
+    /// interior router of one of them (where its uplink most likely is),
+    /// so that it fails over. Drawn from a source of its own.
+    fn schedule_edge_fault(&self, mesh: &mut Mesh, busy: &[(String, Duration, Duration)]) {
+        let edges = mesh.edge_uplinks();
+        if edges.is_empty() {
+            return;
+        }
+        let mut rng = SimRng::new(self.seed ^ 0xed6e_fa17);
+        let (_, interiors) = &edges[rng.index(edges.len())];
+        let router = interiors[0].clone();
+        let at = Duration::from_secs(3) + rng.duration(Duration::ZERO, self.fault_window);
+        let end = at + rng.duration(Duration::from_secs(1), Duration::from_secs(12));
+        if busy
+            .iter()
+            .any(|(t, s, e)| *t == router && at < *e && *s < end)
+        {
+            return;
+        }
+        let fault = Fault::Kill { router };
+        mesh.schedule(at, Action::Inject(fault.clone()));
+        mesh.schedule(end, Action::Heal(fault));
     }
 
     /// When the last scheduled fault is healed, at the latest.

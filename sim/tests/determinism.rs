@@ -68,3 +68,10 @@ fn a_run_with_a_hostile_router_replays_too() {
     let _ = s.drive(&mut again);
     assert_eq!(again.summary().digest, first.digest);
 }
+
+#[test]
+fn a_run_with_edge_routers_replays_too() {
+    let mut s = Scenario::sized(11, 4, Shape::Ring, 3);
+    s.edges = 2;
+    assert_eq!(log_of(&s), log_of(&s));
+}

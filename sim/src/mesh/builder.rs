@@ -3,17 +3,17 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use ferry_router::config::{ConnectorConfig, Limits};
+use ferry_router::config::{ConnectorConfig, Limits, ListenerConfig, Role};
 use ferry_router::routing::RoutingConfig;
 
-use super::{Mesh, Options, SimLink};
+use super::{Mesh, Options, SimEdge, SimLink, Uplink};
 use crate::clock::Clock;
 use crate::ledger::Ledger;
 use crate::log::EventLog;
 use crate::monitor::Monitor;
 use crate::report::RouterTotals;
 use crate::rng::SimRng;
-use crate::router::{SimRouter, router_config};
+use crate::router::{EDGE_PORT, SimRouter, edge_config, router_config};
 use crate::topology::Topology;
 
 /// Describes a mesh to build.
@@ -21,6 +21,9 @@ use crate::topology::Topology;
 pub struct MeshBuilder {
     topology: Topology,
     options: Options,
+    /// Edge routers: id, and the interior routers of its edge connectors
+    /// in order of preference.
+    edges: Vec<(String, Vec<String>)>,
 }
 
 impl MeshBuilder {
@@ -41,6 +44,20 @@ impl MeshBuilder {
     /// Uses a whole topology (e.g. a generated one).
     pub fn topology(mut self, topology: Topology) -> Self {
         self.topology = topology;
+        self
+    }
+
+    /// Adds edge router `id` (`mode = "edge"`), whose edge connectors
+    /// dial `interiors` (interior routers of the topology) in this order
+    /// of preference: one uplink at a time, failing over to the next
+    /// (see `mesh/edges.rs`).
+    pub fn edge<S: Into<String>>(
+        mut self,
+        id: &str,
+        interiors: impl IntoIterator<Item = S>,
+    ) -> Self {
+        self.edges
+            .push((id.to_string(), interiors.into_iter().map(Into::into).collect()));
         self
     }
 
@@ -105,8 +122,13 @@ impl MeshBuilder {
     /// If a link names an unknown router, links a router to itself, or two
     /// routers share an id.
     pub fn build(self, seed: u64) -> Mesh {
-        let Self { topology, options } = self;
+        let Self {
+            topology,
+            options,
+            edges,
+        } = self;
         let mut ids = topology.routers.clone();
+        ids.extend(edges.iter().map(|(id, _)| id.clone()));
         ids.sort();
         let before = ids.len();
         ids.dedup();
@@ -155,19 +177,67 @@ impl MeshBuilder {
                 }
             })
             .collect();
+        // Drawn apart, so that a mesh without edge routers is as before.
+        let mut edge_rng = SimRng::new(seed ^ 0xed6e_0000_ed6e);
+        let edges: Vec<SimEdge> = edges
+            .iter()
+            .map(|(id, interiors)| {
+                assert!(!interiors.is_empty(), "edge router {id} has no connector");
+                let uplinks = interiors
+                    .iter()
+                    .map(|i| {
+                        let interior = *index
+                            .get(i.as_str())
+                            .unwrap_or_else(|| panic!("no router {i}"));
+                        let (lo, hi) = options.link_latency;
+                        Uplink {
+                            interior,
+                            latency: edge_rng.duration(lo, hi),
+                        }
+                    })
+                    .collect();
+                SimEdge::new(index[id.as_str()], uplinks)
+            })
+            .collect();
+        for e in &edges {
+            for u in &e.uplinks {
+                assert!(
+                    !edges.iter().any(|x| x.router == u.interior),
+                    "edge router {} dials edge router {}",
+                    ids[e.router],
+                    ids[u.interior]
+                );
+            }
+        }
         let routers: Vec<SimRouter> = ids
             .iter()
             .enumerate()
             .map(|(i, id)| {
+                if let Some(e) = edges.iter().find(|e| e.router == i) {
+                    let connectors = e
+                        .uplinks
+                        .iter()
+                        .map(|u| {
+                            let mut c = ConnectorConfig::new(ids[u.interior].clone(), EDGE_PORT, 1);
+                            c.role = Role::Edge;
+                            c
+                        })
+                        .collect();
+                    let config = edge_config(id, &options.limits, connectors, &options.vhosts);
+                    return SimRouter::new(id.clone(), config);
+                }
                 let connectors = links
                     .iter()
                     .filter(|l| l.a == i)
                     .map(|l| ConnectorConfig::new(ids[l.b].clone(), 5673, l.cost))
                     .collect();
-                SimRouter::new(
-                    id.clone(),
-                    router_config(id, &options.limits, connectors, &options.vhosts),
-                )
+                let mut config = router_config(id, &options.limits, connectors, &options.vhosts);
+                if !edges.is_empty() {
+                    config
+                        .listeners
+                        .push(ListenerConfig::new("sim", EDGE_PORT, Role::Edge));
+                }
+                SimRouter::new(id.clone(), config)
             })
             .collect();
         let n = routers.len();
@@ -184,6 +254,7 @@ impl MeshBuilder {
             names: ids.clone(),
             routers,
             links,
+            edges,
             group: vec![0; n],
             conns: BTreeMap::new(),
             clients: Vec::new(),
@@ -209,10 +280,23 @@ impl MeshBuilder {
             "SIM",
             format_args!(
                 "seed {seed}: {} routers, {} links",
-                mesh.routers.len(),
+                mesh.routers.len() - mesh.edges.len(),
                 mesh.links.len()
             ),
         );
+        for e in 0..mesh.edges.len() {
+            let via: Vec<&str> = mesh.edges[e]
+                .uplinks
+                .iter()
+                .map(|u| mesh.names[u.interior].as_str())
+                .collect();
+            let line = format!(
+                "edge router {}: uplink through {}",
+                mesh.names[mesh.edges[e].router],
+                via.join(", ")
+            );
+            mesh.note("SIM", line);
+        }
         for i in 0..n {
             mesh.start_router(i);
         }

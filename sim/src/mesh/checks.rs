@@ -68,6 +68,7 @@ impl Mesh {
             conn: conn.id,
             from: conn.router_at(dir.from_side()),
             to: conn.router_at(dir.to_side()),
+            traced: matches!(conn.kind, super::conns::ConnKind::Router { .. }),
         }
     }
 
@@ -104,6 +105,12 @@ impl Mesh {
         if let Err(e) = self.check_orphan_credit() {
             return self.fail(Violation::new(self.clock.elapsed(), Invariant::Credit, e));
         }
+        if !self.edges.is_empty() {
+            self.watch_edges();
+            if self.failure().is_some() {
+                return;
+            }
+        }
         if self.monitor.pending.is_some() && (tables_changed || self.monitor.dirty) {
             self.monitor.dirty = false;
             if self.check_tables().is_ok() {
@@ -120,7 +127,7 @@ impl Mesh {
                     kind,
                     overlapped,
                     delayed,
-                    routers: self.routers.len(),
+                    routers: self.routers.len() - self.edges.len(),
                     took,
                     control: (self.control.messages - m0, self.control.bytes - b0),
                 });
@@ -336,11 +343,13 @@ impl Mesh {
                     .filter(|(_, a)| *a == address)
                     .map(|(h, _)| *h)
                     .filter(|h| self.routers[*h].is_up());
+                // A consumer on an edge router counts at the interior
+                // router its uplink is attached to, which advertises it.
                 let want: BTreeSet<&str> = self
                     .clients
                     .iter()
                     .filter(|c| c.routed_address() == address && self.present(c))
-                    .map(|c| c.router)
+                    .filter_map(|c| self.host(c.router))
                     .chain(hostile)
                     .filter(|r| *r != u && expected.dist(u, *r).is_some())
                     .map(|r| self.routers[r].id.as_str())
@@ -369,7 +378,7 @@ impl Mesh {
             let reachable = self.clients.iter().any(|c| {
                 c.routed_address() == p.routed_address()
                     && self.present(c)
-                    && expected.dist(p.router, c.router).is_some()
+                    && self.reaches(&expected, p.router, c.router)
             });
             if !reachable {
                 return Err(format!(
@@ -382,6 +391,17 @@ impl Mesh {
             }
         }
         Ok(())
+    }
+
+    /// Whether a client of router `from` reaches a client of router `to`
+    /// in the true topology: on the same router, or through the
+    /// interior routers their edge routers' uplinks are attached to.
+    fn reaches(&self, expected: &ExpectedPaths, from: usize, to: usize) -> bool {
+        from == to
+            || self
+                .host(from)
+                .zip(self.host(to))
+                .is_some_and(|(a, b)| expected.dist(a, b).is_some())
     }
 
     /// Credit for `address` parked where it cannot be used: by producers

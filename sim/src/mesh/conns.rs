@@ -30,6 +30,14 @@ pub enum ConnKind {
         /// The link's index.
         link: usize,
     },
+    /// An edge router's uplink (side 0, the edge) to an interior router's
+    /// edge listener (side 1).
+    Uplink {
+        /// The edge's index among the mesh's edge routers.
+        edge: usize,
+        /// Its connector's index in the edge's connectors.
+        slot: usize,
+    },
     /// A client (side 0) and its router (side 1).
     Client {
         /// The client's index.
@@ -227,7 +235,7 @@ impl Mesh {
         self.note(&name, format_args!("conn {id}: connected to {rid}"));
     }
 
-    fn new_tap(&self) -> ConnTap {
+    pub(crate) fn new_tap(&self) -> ConnTap {
         let mut tap = ConnTap::default();
         if self.options.log_frames {
             tap.log_frames();
@@ -239,6 +247,7 @@ impl Mesh {
     fn latency(&self, conn: &SimConn) -> Duration {
         match conn.kind {
             ConnKind::Router { link } => self.links[link].latency + self.links[link].extra,
+            ConnKind::Uplink { edge, slot } => self.edges[edge].uplinks[slot].latency,
             ConnKind::Client { .. } => self.options.client_latency,
         }
     }
@@ -246,7 +255,7 @@ impl Mesh {
     fn tamper(&self, conn: &SimConn, dir: Dir) -> Option<Tamper> {
         match conn.kind {
             ConnKind::Router { link } => self.links[link].tamper[dir.index()],
-            ConnKind::Client { .. } => None,
+            ConnKind::Uplink { .. } | ConnKind::Client { .. } => None,
         }
     }
 
@@ -532,14 +541,22 @@ impl Mesh {
             End::Router(r) => {
                 self.touch(r);
                 let who = self.routers[r].id.clone();
+                let mut came_up = false;
                 if let Some(node) = self.routers[r].node.as_mut()
                     && let Some(mut ep) = node.endpoints.remove(&conn.id)
-                    && teardown
                 {
-                    let _in = node.span.enter();
-                    ep.teardown(now);
+                    came_up = ep.edge_peer().is_some();
+                    if teardown {
+                        let _in = node.span.enter();
+                        ep.teardown(now);
+                    }
                 }
                 self.note(&who, format_args!("conn {}: closed", conn.id));
+                if let ConnKind::Uplink { edge, .. } = conn.kind
+                    && side == 0
+                {
+                    self.uplink_ended(edge, came_up, teardown);
+                }
                 if let super::conns::ConnKind::Router { link } = conn.kind
                     && side == 0
                 {

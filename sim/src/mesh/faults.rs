@@ -33,6 +33,7 @@ impl Mesh {
                 l.backoff = super::conns::MIN_BACKOFF;
             }
         }
+        self.edge_started(i);
     }
 
     /// Router `i`'s process dies: its connections drop (peers read what it
@@ -63,6 +64,7 @@ impl Mesh {
             }
         }
         self.monitor.router_down(i);
+        self.edge_killed(i);
         let id = self.routers[i].id.clone();
         self.note(&id, "killed");
     }
@@ -124,7 +126,9 @@ impl Mesh {
             }
             Fault::Hostile { router, how } => self.hostile_begin(router, *how),
         }
-        if let Some(kind) = fault.kind() {
+        if self.edge_fault(&fault) {
+            self.edge_changed();
+        } else if let Some(kind) = fault.kind() {
             self.topology_changed(&fault.to_string(), kind);
         }
     }
@@ -178,9 +182,35 @@ impl Mesh {
             }
             Fault::Hostile { router, .. } => self.hostile_end(router),
         }
-        if let Some(kind) = fault.heal_kind() {
+        if self.edge_fault(&fault) {
+            self.edge_changed();
+        } else if let Some(kind) = fault.heal_kind() {
             self.topology_changed(&format!("heal {fault}"), kind);
         }
+    }
+
+    /// Whether `fault` is the kill of an edge router: it changes no
+    /// table (an edge router is no member of the routing protocol), so
+    /// it is no topology change to converge from.
+    fn edge_fault(&self, fault: &Fault) -> bool {
+        matches!(fault, Fault::Kill { router }
+            if self.router_index(router).is_some_and(|i| self.edge_of(i).is_some()))
+    }
+
+    /// An edge router was killed or restarted: a failure in the mesh for
+    /// the false-outcome check (its uplink's deliveries in flight are
+    /// lost), though no table changes.
+    fn edge_changed(&mut self) {
+        self.monitor.epoch += 1;
+        self.ledger.epoch = self.monitor.epoch;
+        self.ledger.faulted = self.faulted();
+    }
+
+    /// Whether a failure is in effect somewhere in the mesh.
+    fn faulted(&self) -> bool {
+        self.routers.iter().any(|r| !r.is_up())
+            || self.links.iter().any(|l| l.cut || l.is_silent())
+            || self.group.iter().any(|g| *g != 0)
     }
 
     /// Heals every fault: restarts dead routers, restores links, ends
@@ -261,6 +291,18 @@ impl Mesh {
                 self.conns.insert(c, conn);
             }
         }
+        for e in 0..self.edges.len() {
+            if let Some((c, slot)) = self.edges[e].conn
+                && self.uplink_silent(e, slot)
+                && let Some(mut conn) = self.conns.remove(&c)
+            {
+                for p in &mut conn.pipes {
+                    p.blackhole();
+                }
+                self.index_arrival(&conn);
+                self.conns.insert(c, conn);
+            }
+        }
     }
 
     /// Resets the connections that fell silent on links that no longer
@@ -272,6 +314,9 @@ impl Mesh {
             .filter(|c| match c.kind {
                 ConnKind::Router { link } => {
                     !self.silent(link) && c.pipes.iter().any(|p| p.is_blackholed())
+                }
+                ConnKind::Uplink { edge, slot } => {
+                    !self.uplink_silent(edge, slot) && c.pipes.iter().any(|p| p.is_blackholed())
                 }
                 ConnKind::Client { .. } => false,
             })
@@ -295,8 +340,6 @@ impl Mesh {
         self.monitor
             .topology_changed(why, kind, delayed, now, expected);
         self.ledger.epoch = self.monitor.epoch;
-        self.ledger.faulted = self.routers.iter().any(|r| !r.is_up())
-            || self.links.iter().any(|l| l.cut || l.is_silent())
-            || self.group.iter().any(|g| *g != 0);
+        self.ledger.faulted = self.faulted();
     }
 }

@@ -6,6 +6,7 @@
 mod builder;
 mod checks;
 mod conns;
+mod edges;
 mod faults;
 mod sched;
 mod step;
@@ -13,6 +14,7 @@ mod step;
 pub use builder::MeshBuilder;
 pub use checks::{CREDIT_GRACE, MULTICAST_PARKED, PARKED, STREAMED};
 pub use conns::SimConn;
+pub use edges::{EdgeReport, FAILOVER_BOUND, REATTACH_BOUND, SimEdge, Uplink};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -149,6 +151,8 @@ pub struct Mesh {
     /// The router ids, by index.
     pub(crate) names: Vec<String>,
     pub(crate) links: Vec<SimLink>,
+    /// The edge routers and their uplink dialers.
+    pub(crate) edges: Vec<SimEdge>,
     /// Partition group of each router (0: the main one).
     pub(crate) group: Vec<u32>,
     pub(crate) conns: BTreeMap<u64, Box<SimConn>>,
@@ -229,6 +233,39 @@ impl Mesh {
     /// The router ids, in id order.
     pub fn router_ids(&self) -> Vec<String> {
         self.names.clone()
+    }
+
+    /// The interior routers' ids (not the edge routers'), in id order.
+    pub fn interior_ids(&self) -> Vec<String> {
+        (0..self.routers.len())
+            .filter(|&r| self.edge_of(r).is_none())
+            .map(|r| self.names[r].clone())
+            .collect()
+    }
+
+    /// Whether router `id` is an edge router.
+    pub fn is_edge(&self, id: &str) -> bool {
+        self.router_index(id)
+            .is_some_and(|r| self.edge_of(r).is_some())
+    }
+
+    /// The edge routers, each with the interior routers its edge
+    /// connectors dial, in order of preference.
+    pub fn edge_uplinks(&self) -> Vec<(String, Vec<String>)> {
+        self.edges
+            .iter()
+            .map(|e| {
+                let via = e.uplinks.iter().map(|u| self.names[u.interior].clone());
+                (self.names[e.router].clone(), via.collect())
+            })
+            .collect()
+    }
+
+    /// The interior router edge router `id`'s uplink is attached to now
+    /// (`None`: no uplink, or `id` is not an edge router).
+    pub fn uplink_of(&self, id: &str) -> Option<String> {
+        let e = self.edge_of(self.router_index(id)?)?;
+        self.edges[e].attached.map(|i| self.names[i].clone())
     }
 
     /// The index of router `id`.
@@ -357,7 +394,7 @@ impl Mesh {
         }
         Summary {
             seed: self.seed,
-            routers: self.routers.len(),
+            routers: self.routers.len() - self.edges.len(),
             links: self.links.len(),
             clients: self.clients.len(),
             faults: self.faults_injected,
@@ -374,6 +411,7 @@ impl Mesh {
             ),
             signatures: self.signatures(),
             hostile: self.hostile_reports(),
+            edges: self.edge_report(),
             steps: (self.sched.steps, self.sched.rounds),
             log_lines: self.log.lines().len(),
             digest: self.log.digest(),

@@ -284,12 +284,18 @@ impl Mesh {
             .iter()
             .filter(|l| self.routers[l.a].is_up())
             .filter_map(|l| l.next_dial);
+        let uplinks = self
+            .edges
+            .iter()
+            .filter(|e| self.routers[e.router].is_up())
+            .filter_map(|e| e.next_dial);
         let actions = self.actions.keys().next().map(|(at, _)| self.clock.at(*at));
         self.sched
             .next_timer()
             .into_iter()
             .chain(clients)
             .chain(dials)
+            .chain(uplinks)
             .chain(actions)
             .chain(self.sched.next_arrival())
             .min()
@@ -310,6 +316,11 @@ impl Mesh {
         for l in 0..self.links.len() {
             if self.links[l].next_dial.is_some_and(|t| t <= now) {
                 self.dial(l);
+            }
+        }
+        for e in 0..self.edges.len() {
+            if self.edges[e].next_dial.is_some_and(|t| t <= now) {
+                self.dial_uplink(e);
             }
         }
         for c in 0..self.clients.len() {
