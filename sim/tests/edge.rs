@@ -13,6 +13,8 @@
 //!
 //! - `FERRY_SIM_EDGE_SEEDS=<n>`: how many seeds (default 40);
 //!   `FERRY_SIM_FIRST_SEED=<s>`: the first (default 1).
+//! - `FERRY_SIM_HOSTILE=<percent>`: the chance a run has a hostile
+//!   interior router for a while (default 25, as in the randomized test).
 //! - `FERRY_SIM_SEED=<seed>`: replay that one seed, printing its whole
 //!   event log as it runs.
 //! - `FERRY_SIM_EDGE_STRICT=1`: producers stay on the edge routers they
@@ -42,13 +44,16 @@ fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
 }
 
-/// A seed's scenario: [`Scenario::random`] with 1 to 3 edge routers;
+/// A seed's scenario: [`Scenario::random`] with 1 to 3 edge routers, a
+/// hostile interior router in `FERRY_SIM_HOSTILE` percent of the runs
+/// (25 by default, as in the randomized test);
 /// the producers that starve on an edge router today only with
 /// `FERRY_SIM_EDGE_STRICT=1` (see [`Scenario::edge_strict`]).
 fn scenario(seed: u64) -> Scenario {
     let mut s = Scenario::random(seed);
     s.edges = 1 + (seed % 3) as usize;
     s.edge_strict = env_u64("FERRY_SIM_EDGE_STRICT") == Some(1);
+    s.hostile = env_u64("FERRY_SIM_HOSTILE").unwrap_or(25);
     s
 }
 
@@ -142,7 +147,12 @@ fn an_edge_router_fails_over_when_its_interior_router_dies_and_stays() {
     mesh.inject(Fault::Kill { router: "A".into() });
     mesh.run_for(FAILOVER_BOUND);
     assert_ok(&mesh);
-    assert_eq!(mesh.uplink_of("E").as_deref(), Some("B"), "{}", mesh.log().tail(40));
+    assert_eq!(
+        mesh.uplink_of("E").as_deref(),
+        Some("B"),
+        "{}",
+        mesh.log().tail(40)
+    );
     mesh.heal(Fault::Kill { router: "A".into() });
     mesh.run_for(Duration::from_secs(3));
     // No fail-back.
@@ -166,7 +176,12 @@ fn an_edge_router_whose_interior_routers_are_all_down_attaches_when_one_returns(
     mesh.heal(Fault::Kill { router: "B".into() });
     mesh.run_for(REATTACH_BOUND);
     assert_ok(&mesh);
-    assert_eq!(mesh.uplink_of("E").as_deref(), Some("B"), "{}", mesh.log().tail(40));
+    assert_eq!(
+        mesh.uplink_of("E").as_deref(),
+        Some("B"),
+        "{}",
+        mesh.log().tail(40)
+    );
     mesh.heal(Fault::Kill { router: "A".into() });
     mesh.run_for(Duration::from_secs(15));
     assert_settled(&mut mesh);

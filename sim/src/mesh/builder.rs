@@ -56,8 +56,10 @@ impl MeshBuilder {
         id: &str,
         interiors: impl IntoIterator<Item = S>,
     ) -> Self {
-        self.edges
-            .push((id.to_string(), interiors.into_iter().map(Into::into).collect()));
+        self.edges.push((
+            id.to_string(),
+            interiors.into_iter().map(Into::into).collect(),
+        ));
         self
     }
 

@@ -251,8 +251,12 @@ impl Mesh {
         let r = self.edges[e].router;
         let edge = &mut self.edges[e];
         edge.conn = None;
-        if edge.attached.take().is_some() && running {
+        if let Some(i) = edge.attached.take()
+            && running
+        {
             edge.detached_since = Some(now);
+            let (ide, idi) = (self.routers[r].id.clone(), self.routers[i].id.clone());
+            self.note(&ide, format_args!("uplink to {idi} lost"));
         }
         if !running || !self.routers[r].is_up() {
             return;
