@@ -441,7 +441,10 @@ impl Scenario {
 
     /// With edge routers: one more fault, the kill of the preferred
     /// interior router of one of them (where its uplink most likely is),
-    /// so that it fails over. Drawn from a source of its own.
+    /// so that it fails over; and in half the runs the cut of an edge
+    /// router's uplink to its preferred interior router (the connection
+    /// resets, the interior router stays). Drawn from a source of its
+    /// own.
     fn schedule_edge_fault(&self, mesh: &mut Mesh, busy: &[(String, Duration, Duration)]) {
         let edges = mesh.edge_uplinks();
         if edges.is_empty() {
@@ -452,15 +455,25 @@ impl Scenario {
         let router = interiors[0].clone();
         let at = Duration::from_secs(3) + rng.duration(Duration::ZERO, self.fault_window);
         let end = at + rng.duration(Duration::from_secs(1), Duration::from_secs(12));
-        if busy
+        if !busy
             .iter()
             .any(|(t, s, e)| *t == router && at < *e && *s < end)
         {
-            return;
+            let fault = Fault::Kill { router };
+            mesh.schedule(at, Action::Inject(fault.clone()));
+            mesh.schedule(end, Action::Heal(fault));
         }
-        let fault = Fault::Kill { router };
-        mesh.schedule(at, Action::Inject(fault.clone()));
-        mesh.schedule(end, Action::Heal(fault));
+        if rng.percent(50) {
+            let (edge, interiors) = &edges[rng.index(edges.len())];
+            let at = Duration::from_secs(3) + rng.duration(Duration::ZERO, self.fault_window);
+            let end = at + rng.duration(Duration::from_secs(1), Duration::from_secs(12));
+            let fault = Fault::Cut {
+                a: edge.clone(),
+                b: interiors[0].clone(),
+            };
+            mesh.schedule(at, Action::Inject(fault.clone()));
+            mesh.schedule(end, Action::Heal(fault));
+        }
     }
 
     /// When the last scheduled fault is healed, at the latest.

@@ -2,8 +2,10 @@
 //! (2 to 8 interior routers, any shape, 1 to 6 faults) with 1 to 3 edge
 //! routers (`E1`…), each with edge connectors to two interior routers
 //! drawn from the seed. Clients attach to edge routers as to interior
-//! ones; the kills hit edge routers too, and one more kills the
-//! preferred interior router of an edge router, so that it fails over.
+//! ones; the kills and partitions hit edge routers too, one more fault
+//! kills the preferred interior router of an edge router, so that it
+//! fails over, and in half the runs another cuts an edge router's uplink
+//! to its preferred interior router.
 //! Every invariant of the randomized test is checked, and besides: an
 //! edge router that lost its uplink is attached again within
 //! [`FAILOVER_BOUND`] when another of its interior routers can be
@@ -83,7 +85,7 @@ fn random_seeds_with_edge_routers_keep_every_invariant() {
         .min(8) as u64;
     let next = AtomicU64::new(first);
     let failures = Mutex::new(Vec::new());
-    let totals = Mutex::new((0u64, 0u64, Duration::ZERO));
+    let totals = Mutex::new((0u64, 0u64, Duration::ZERO, 0u64));
     let started = Instant::now();
     std::thread::scope(|scope| {
         for _ in 0..workers {
@@ -99,7 +101,9 @@ fn random_seeds_with_edge_routers_keep_every_invariant() {
                             let mut t = totals.lock().unwrap();
                             t.0 += e.edges as u64;
                             t.1 += e.failovers;
-                            t.2 = t.2.max(e.longest_detached);
+                            if e.longest_detached > t.2 {
+                                (t.2, t.3) = (e.longest_detached, seed);
+                            }
                         }
                         Err(f) => {
                             let path = save_log(seed, &f.log);
@@ -112,11 +116,11 @@ fn random_seeds_with_edge_routers_keep_every_invariant() {
         }
     });
     let took = started.elapsed();
-    let (edges, failovers, longest) = *totals.lock().unwrap();
+    let (edges, failovers, longest, longest_seed) = *totals.lock().unwrap();
     println!(
         "{count} seeds in {:.1}s ({:.1} seeds/s on {workers} threads): {edges} edge routers, \
          {failovers} uplinks came up after one ended, longest without an uplink while one \
-         could be had {} ms",
+         could be had {} ms (seed {longest_seed})",
         took.as_secs_f64(),
         count as f64 / took.as_secs_f64(),
         longest.as_millis()
@@ -286,4 +290,29 @@ fn an_anonymous_sender_on_an_edge_router_reaches_the_mesh() {
     mesh.run_for(Duration::from_secs(5));
     assert_settled(&mut mesh);
     assert_eq!(mesh.ledger().counts.accepted, 50);
+}
+
+#[test]
+fn an_edge_router_whose_uplink_is_cut_fails_over_and_the_interior_forgets_its_consumers() {
+    let mut mesh = converged(line_with_edge(21));
+    mesh.add_consumer("E", consumer("q", 20));
+    mesh.add_producer("C", producer("q", 300));
+    mesh.run_for(Duration::from_millis(500));
+    assert_eq!(mesh.uplink_of("E").as_deref(), Some("A"));
+    let cut = Fault::Cut {
+        a: "E".into(),
+        b: "A".into(),
+    };
+    mesh.inject(cut.clone());
+    mesh.run_for(FAILOVER_BOUND);
+    assert_ok(&mesh);
+    assert_eq!(mesh.uplink_of("E").as_deref(), Some("B"));
+    // A no longer advertises E's consumer; B does.
+    mesh.run_for(Duration::from_secs(1));
+    mesh.check_addresses()
+        .unwrap_or_else(|e| panic!("{e}\n{}", mesh.log().tail(40)));
+    mesh.heal(cut);
+    mesh.run_for(Duration::from_secs(15));
+    assert_settled(&mut mesh);
+    assert_eq!(mesh.ledger().counts.accepted, 300, "{}", mesh.summary());
 }

@@ -195,6 +195,7 @@ impl MeshBuilder {
                         Uplink {
                             interior,
                             latency: edge_rng.duration(lo, hi),
+                            cut: false,
                         }
                     })
                     .collect();

@@ -44,6 +44,9 @@ pub struct Uplink {
     pub interior: usize,
     /// One-way latency.
     pub latency: Duration,
+    /// Cut (the cut fault between the edge and the interior router): its
+    /// connection is reset, none can be made until healed.
+    pub cut: bool,
 }
 
 /// An edge router of the mesh and its uplink dialer's state.
@@ -176,7 +179,7 @@ impl Mesh {
         self.edges[e].next = (slot + 1) % self.edges[e].uplinks.len();
         let i = self.edges[e].uplinks[slot].interior;
         let (ide, idi) = (self.routers[r].id.clone(), self.routers[i].id.clone());
-        if !self.routers[i].is_up() {
+        if !self.routers[i].is_up() || self.edges[e].uplinks[slot].cut {
             self.note(&ide, format_args!("uplink to {idi}: refused"));
             return self.uplink_failed(e, Duration::ZERO);
         }
@@ -311,8 +314,8 @@ impl Mesh {
             }
             let (mut reachable, mut silent) = (false, 0u32);
             for slot in 0..self.edges[e].uplinks.len() {
-                let i = self.edges[e].uplinks[slot].interior;
-                if self.routers[i].is_up() {
+                let u = &self.edges[e].uplinks[slot];
+                if self.routers[u.interior].is_up() && !u.cut {
                     if self.uplink_silent(e, slot) {
                         silent += 1;
                     } else {
@@ -341,7 +344,9 @@ impl Mesh {
                     .uplinks
                     .iter()
                     .enumerate()
-                    .filter(|(s, u)| self.routers[u.interior].is_up() && !self.uplink_silent(e, *s))
+                    .filter(|(s, u)| {
+                        self.routers[u.interior].is_up() && !u.cut && !self.uplink_silent(e, *s)
+                    })
                     .map(|(_, u)| self.routers[u.interior].id.as_str())
                     .collect();
                 let v = Violation::new(

@@ -86,6 +86,14 @@ impl Mesh {
                         self.reset_conn(c);
                     }
                 }
+                for (e, slot) in self.uplinks_between(a, b) {
+                    self.edges[e].uplinks[slot].cut = true;
+                    if let Some((c, through)) = self.edges[e].conn
+                        && through == slot
+                    {
+                        self.reset_conn(c);
+                    }
+                }
             }
             Fault::Partition { routers } => {
                 for r in routers {
@@ -148,6 +156,9 @@ impl Mesh {
                 for l in self.links_between(a, b) {
                     self.links[l].cut = false;
                 }
+                for (e, slot) in self.uplinks_between(a, b) {
+                    self.edges[e].uplinks[slot].cut = false;
+                }
             }
             Fault::Partition { .. } => {
                 self.group.iter_mut().for_each(|g| *g = 0);
@@ -189,12 +200,34 @@ impl Mesh {
         }
     }
 
-    /// Whether `fault` is the kill of an edge router: it changes no
-    /// table (an edge router is no member of the routing protocol), so
-    /// it is no topology change to converge from.
+    /// Whether `fault` is the kill of an edge router or the cut of an
+    /// edge router's uplink: it changes no table (an edge router is no
+    /// member of the routing protocol), so it is no topology change to
+    /// converge from.
     fn edge_fault(&self, fault: &Fault) -> bool {
-        matches!(fault, Fault::Kill { router }
-            if self.router_index(router).is_some_and(|i| self.edge_of(i).is_some()))
+        match fault {
+            Fault::Kill { router } => self.is_edge(router),
+            Fault::Cut { a, b } => self.is_edge(a) || self.is_edge(b),
+            _ => false,
+        }
+    }
+
+    /// The uplinks (edge, connector) between routers `a` and `b`, either
+    /// way round.
+    fn uplinks_between(&self, a: &str, b: &str) -> Vec<(usize, usize)> {
+        let (Some(a), Some(b)) = (self.router_index(a), self.router_index(b)) else {
+            return Vec::new();
+        };
+        let mut found = Vec::new();
+        for (e, edge) in self.edges.iter().enumerate() {
+            for (slot, u) in edge.uplinks.iter().enumerate() {
+                let ends = (edge.router, u.interior);
+                if ends == (a, b) || ends == (b, a) {
+                    found.push((e, slot));
+                }
+            }
+        }
+        found
     }
 
     /// An edge router was killed or restarted: a failure in the mesh for
@@ -211,6 +244,7 @@ impl Mesh {
         self.routers.iter().any(|r| !r.is_up())
             || self.links.iter().any(|l| l.cut || l.is_silent())
             || self.group.iter().any(|g| *g != 0)
+            || self.edges.iter().flat_map(|e| &e.uplinks).any(|u| u.cut)
     }
 
     /// Heals every fault: restarts dead routers, restores links, ends
@@ -231,6 +265,9 @@ impl Mesh {
                 self.start_router(i);
                 changed = true;
             }
+        }
+        for u in self.edges.iter_mut().flat_map(|e| &mut e.uplinks) {
+            u.cut = false;
         }
         for l in &mut self.links {
             changed |= l.cut || l.is_silent();
