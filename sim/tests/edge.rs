@@ -13,7 +13,8 @@
 //! from it), within [`REATTACH_BOUND`] of one becoming reachable
 //! otherwise.
 //!
-//! - `FERRY_SIM_EDGE_SEEDS=<n>`: how many seeds (default 40);
+//! - `FERRY_SIM_EDGE_SEEDS=<n>`: how many seeds (default 40 in release,
+//!   10 in a debug build);
 //!   `FERRY_SIM_FIRST_SEED=<s>`: the first (default 1).
 //! - `FERRY_SIM_HOSTILE=<percent>`: the chance a run has a hostile
 //!   interior router for a while (default 25, as in the randomized test).
@@ -78,7 +79,9 @@ fn random_seeds_with_edge_routers_keep_every_invariant() {
         }
         return;
     }
-    let count = env_u64("FERRY_SIM_EDGE_SEEDS").unwrap_or(40);
+    // A debug build is about ten times slower.
+    let default = if cfg!(debug_assertions) { 10 } else { 40 };
+    let count = env_u64("FERRY_SIM_EDGE_SEEDS").unwrap_or(default);
     let first = env_u64("FERRY_SIM_FIRST_SEED").unwrap_or(1);
     let workers = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
