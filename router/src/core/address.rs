@@ -651,13 +651,15 @@ impl Address {
         if spared {
             credit = i64::from(before);
         }
-        // A router's link (a neighbour's data link, an edge connection's)
-        // carries what the producers behind it send: it is topped up only
-        // as it uses its credit, from one credit that lets a first message
-        // through. Idle, it held a fair part that this router's busy
-        // producers needed: a producer and a consumer on one router with a
-        // neighbour went at a tenth of their speed alone.
-        if p.from != Hop::Local && !used {
+        // Anycast: a router's link (a neighbour's data link, an edge
+        // connection's) carries what the producers behind it send: it is
+        // topped up only as it uses its credit, from one credit that lets
+        // a first message through. Idle, it held a fair part that this
+        // router's busy producers needed: a producer and a consumer on one
+        // router with a neighbour went at a tenth of their speed alone.
+        // (A multicast tree's links exist only where the tree has
+        // producers, and its shares are cut as they come.)
+        if anycast && p.from != Hop::Local && !used {
             credit = credit.min(i64::from(before).max(1));
         }
         if std::mem::take(&mut p.reclaim) && !used && !p.held_back() {

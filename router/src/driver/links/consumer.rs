@@ -15,6 +15,7 @@ impl Links {
         if f.wait && (engine.credit(link) == 0 || !c.held.is_empty()) {
             self.core.stats.held.fetch_add(1, Ordering::Relaxed);
             c.held.push_back(Held::Start(f));
+            self.watch_starved(engine, link);
             return;
         }
         if !c.held.is_empty() || engine.is_sending(link) {

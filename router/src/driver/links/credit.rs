@@ -33,11 +33,14 @@ impl Links {
 
     /// When a producer short of credit should ask its address again.
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
-        let recheck = self.rechecks.values().min().copied();
-        match (recheck, self.poll_stuck()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            self.rechecks.values().min().copied(),
+            self.poll_stuck(),
+            self.poll_starved(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Asks again for the producers whose recheck time has come.
@@ -55,6 +58,7 @@ impl Links {
             self.recredit(engine, link);
         }
         self.check_stuck();
+        self.release_starved(engine, now);
     }
 
     pub(super) fn consumer_credit(
@@ -81,6 +85,7 @@ impl Links {
         c.reported = credit;
         c.address.consumer_flow(self.me.id, link, delta, granted);
         self.send_held(engine, link);
+        self.watch_starved(engine, link);
         let Some(c) = self.consumers.get_mut(&link) else {
             return;
         };

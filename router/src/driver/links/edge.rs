@@ -28,6 +28,10 @@ use super::mesh::DataKey;
 use super::*;
 use crate::mesh::identity::PeerRouter;
 
+/// How long deliveries may wait on an uplink's sending link that has no
+/// credit before they are released (see [`Links::watch_starved`]).
+const STARVED: Duration = Duration::from_secs(1);
+
 /// Addresses that never cross an uplink: the router's own management node
 /// and the mesh's internal addresses.
 fn stays_on_the_edge(address: &str) -> bool {
@@ -85,33 +89,56 @@ impl Links {
         if !self.proven(engine, &peer) {
             return;
         }
-        let ends = self.mesh.ends();
-        let at = ends.peer.map_or_else(|| "?".to_owned(), |a| a.to_string());
+        if uplink {
+            // Up once the interior keeps it open (see `announce_uplink`).
+            self.mesh.uplink_opened = Some(peer.id);
+            return;
+        }
+        if let Err(e) = self.core.mesh().edges().attach(peer.id.clone(), self.me.id) {
+            return self.refuse(engine, condition::NOT_ALLOWED, e.to_string());
+        }
+        let (at, tls) = self.described();
+        tracing::info!("edge router {} connected (from {at}{tls})", peer.id);
+        self.mesh.edge = Some(peer.id);
+    }
+
+    /// Edge router's uplink, after the events of one input: the interior
+    /// router opened the connection and has not closed it at once (as it
+    /// does to refuse us, its close following its open): the uplink is up.
+    pub(super) fn announce_uplink(&mut self, engine: &mut Connection) {
+        let Some(interior) = self.mesh.uplink_opened.take() else {
+            return;
+        };
+        if !engine.is_open() {
+            return;
+        }
+        let (at, tls) = self.described();
+        tracing::info!("uplink to interior router {interior} connected (to {at}{tls})");
+        self.core
+            .mesh()
+            .edges()
+            .uplink_up(interior.clone(), self.me.clone());
+        self.mesh.edge = Some(interior);
+        let Ok(session) = engine.begin_session() else {
+            return;
+        };
+        self.mesh.lanes.add(session);
+        self.sync_uplink(engine);
+    }
+
+    /// The peer's address, and `", TLS"` if it proved who it is over TLS.
+    fn described(&self) -> (String, &'static str) {
+        let at = self
+            .mesh
+            .ends()
+            .peer
+            .map_or_else(|| "?".to_owned(), |a| a.to_string());
         let tls = if self.mesh.kind().authenticated() {
             ", TLS"
         } else {
             ""
         };
-        let edges = self.core.mesh().edges();
-        if uplink {
-            tracing::info!(
-                "uplink to interior router {} connected (to {at}{tls})",
-                peer.id
-            );
-            edges.uplink_up(peer.id.clone(), self.me.clone());
-            self.mesh.edge = Some(peer.id);
-            let Ok(session) = engine.begin_session() else {
-                return;
-            };
-            self.mesh.lanes.add(session);
-            self.sync_uplink(engine);
-        } else {
-            if let Err(e) = edges.attach(peer.id.clone(), self.me.id) {
-                return self.refuse(engine, condition::NOT_ALLOWED, e.to_string());
-            }
-            tracing::info!("edge router {} connected (from {at}{tls})", peer.id);
-            self.mesh.edge = Some(peer.id);
-        }
+        (at, tls)
     }
 
     /// Edge router's uplink: brings the links of every address up to date.
@@ -182,6 +209,78 @@ impl Links {
         let a = self.core.address(address);
         self.add_producer_link(link, a, Hop::Edge(interior));
         self.mesh.edge_in.insert(address.to_owned(), link);
+    }
+
+    /// Edge router's uplink, after deliveries were held on sending link
+    /// `link` or its credit changed: while deliveries wait on it with no
+    /// credit, they are released after [`STARVED`]. In the mesh a data link
+    /// whose address lost its last consumer retires and releases what waits
+    /// on it; an edge runs no routing protocol, and its sending link stays
+    /// while its clients produce to the address: with nothing else telling
+    /// it that the mesh has no consumer left, what was routed to the link
+    /// just before the interior took its credit back would wait for ever.
+    pub(super) fn watch_starved(&mut self, engine: &Connection, link: LinkId) {
+        if !self.mesh.is_uplink() {
+            return;
+        }
+        let waiting = self
+            .consumers
+            .get(&link)
+            .is_some_and(|c| c.held.iter().any(|h| matches!(h, Held::Start(_))));
+        if waiting && engine.credit(link) == 0 {
+            self.starved.entry(link).or_insert(self.now + STARVED);
+        } else {
+            self.starved.remove(&link);
+        }
+    }
+
+    /// When the first starved uplink link is due (see
+    /// [`watch_starved`](Self::watch_starved)).
+    pub(super) fn poll_starved(&self) -> Option<Instant> {
+        self.starved.values().min().copied()
+    }
+
+    /// Releases what waits on the uplink links starved for [`STARVED`]:
+    /// never sent, so nobody has it (a delivery being streamed waits on).
+    pub(super) fn release_starved(&mut self, engine: &Connection, now: Instant) {
+        let mut due: Vec<LinkId> = self
+            .starved
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(l, _)| *l)
+            .collect();
+        due.sort();
+        for link in due {
+            self.starved.remove(&link);
+            let Some(c) = self.consumers.get_mut(&link) else {
+                continue;
+            };
+            if engine.credit(link) > 0 {
+                continue;
+            }
+            let mut released = 0;
+            let held = std::mem::take(&mut c.held);
+            for h in held {
+                match h {
+                    Held::Start(f) if !f.more => {
+                        c.address.refund(self.me.id, link);
+                        if let Some(o) = f.origin {
+                            o.settle(DeliveryState::Released);
+                        }
+                        released += 1;
+                    }
+                    other => c.held.push_back(other),
+                }
+            }
+            if released > 0 {
+                tracing::debug!(
+                    "{released} deliveries to {} waited {} ms on the uplink without credit \
+                     (no consumer in the mesh): released",
+                    c.address.name(),
+                    STARVED.as_millis()
+                );
+            }
+        }
     }
 
     /// Whether `link` is an uplink's receiving link.

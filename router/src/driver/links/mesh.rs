@@ -202,6 +202,9 @@ pub(crate) struct MeshState {
     /// An edge router's uplink: its links from the interior router, by
     /// address.
     pub(super) edge_in: HashMap<String, LinkId>,
+    /// An edge router's uplink: the interior router that opened it, until
+    /// it is seen to keep it open.
+    pub(super) uplink_opened: Option<RouterId>,
 }
 
 impl MeshState {
@@ -220,6 +223,7 @@ impl MeshState {
             silent: false,
             edge: None,
             edge_in: HashMap::new(),
+            uplink_opened: None,
         }
     }
 

@@ -160,6 +160,9 @@ pub(crate) struct Links {
     now: Instant,
     /// Producer links short of credit, and when to ask for it again.
     rechecks: HashMap<LinkId, Instant>,
+    /// An edge router's uplink: its sending links where deliveries wait
+    /// without credit, and when they are released (`Links::watch_starved`).
+    starved: HashMap<LinkId, Instant>,
     /// The login in progress (a listener offering more than ANONYMOUS),
     /// dropped once the peer is in.
     login: Option<Box<Login>>,
@@ -234,6 +237,7 @@ impl Links {
             tags: BytesMut::new(),
             recredit_pending: Vec::new(),
             rechecks: HashMap::new(),
+            starved: HashMap::new(),
             budget: ByteBudget::within(
                 core.limits().max_in_flight_bytes_per_producer,
                 Some(core.buffered().clone()),
@@ -372,6 +376,7 @@ impl Links {
         for link in std::mem::take(&mut self.recredit_pending) {
             self.recredit(engine, link);
         }
+        self.announce_uplink(engine);
     }
 
     /// Handles a message from another connection task.
