@@ -146,13 +146,26 @@ pub fn interior_toml(
     mesh_tls: bool,
     edge_tls: bool,
 ) -> String {
+    interior_toml_at(id, inter_port, connect, mesh_tls, edge_tls, 0)
+}
+
+/// [`interior_toml`] with the edge listener on `edge_port` (a router
+/// restarted on the same file is found by its edge routers again).
+pub fn interior_toml_at(
+    id: &str,
+    inter_port: Option<u16>,
+    connect: &[(u16, u32)],
+    mesh_tls: bool,
+    edge_tls: bool,
+    edge_port: u16,
+) -> String {
     let mut toml = mesh_toml(id, inter_port, connect, mesh_tls);
     if edge_tls && !mesh_tls {
         // mesh_toml wrote no profile: add the one the edge listener uses.
         let pki = Pki::mesh();
         toml = pki.profile("mesh", &pki.router_files(id)) + &toml;
     }
-    toml += "[[listener]]\nhost = \"127.0.0.1\"\nport = 0\nrole = \"edge\"\n";
+    toml += &format!("[[listener]]\nhost = \"127.0.0.1\"\nport = {edge_port}\nrole = \"edge\"\n");
     if edge_tls {
         toml += "tls = \"mesh\"\nclient_cert = \"required\"\n";
     }

@@ -129,6 +129,13 @@ async fn clients_on_two_edges_reach_each_other_through_the_interior() {
         i.wait_log(&edge_connected(&e.id), UPLINK_WAIT).await;
     }
 
+    // Edge routers are not neighbours: they run no routing protocol.
+    let log = i.log();
+    assert!(
+        !log.contains("neighbour E1") && !log.contains("neighbour E2"),
+        "I took an edge router for a neighbour: {log}"
+    );
+
     let mut producer = e1.client().await;
     let tx = producer.open_sender(Some("telemetry")).await.unwrap();
     // No consumer anywhere: no credit.
@@ -251,6 +258,77 @@ async fn producer_and_consumer_on_one_edge_never_need_the_uplink() {
         ["I"],
         "E1's uplinks (I is dead: it cannot have connected again)"
     );
+}
+
+/// An edge goes round its list: from I1 (first) to I2 when I1 dies,
+/// stays on I2 when I1 comes back (one uplink, no fail-back), and returns
+/// to I1 when I2 dies. Its consumer follows it: a producer on whichever
+/// interior router it is attached to reaches it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_goes_round_its_list_of_interior_routers() {
+    let (p1, p2) = (free_port(), free_port());
+    let toml1 = edge::interior_toml_at("I1", None, &[], false, false, p1);
+    let toml2 = edge::interior_toml_at("I2", None, &[], false, false, p2);
+    let mut i1 = edge::start("I1", &toml1);
+    let mut i2 = edge::start("I2", &toml2);
+    let e = edge::start("E1", &edge_toml("E1", &[p1, p2], false));
+    e.wait_uplink("I1").await;
+
+    let mut consumer = e.client().await;
+    let rx = consumer.open_receiver("round", 20).await.unwrap();
+    // Through I1…
+    let mut producer = i1.client().await;
+    let tx = producer.open_sender(Some("round")).await.unwrap();
+    wait_credit(&mut producer, tx, "credit on I1 for E1's consumer").await;
+    exchange(&mut producer, tx, &mut consumer, rx, "via I1", 20).await;
+    drop(producer);
+
+    // …then I2…
+    let (killed, _) = i1.kill();
+    e.wait_uplink("I2").await;
+    eprintln!("E1 on I2 {:?} after I1's SIGKILL", killed.elapsed());
+    let mut producer = i2.client().await;
+    let tx = producer.open_sender(Some("round")).await.unwrap();
+    wait_credit(&mut producer, tx, "credit on I2 for E1's consumer").await;
+    exchange(&mut producer, tx, &mut consumer, rx, "via I2", 20).await;
+    drop(producer);
+
+    // …where it stays when I1 is back…
+    let i1 = edge::start("I1", &toml1);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        uplinks_connected(&e.log()),
+        ["I1", "I2"],
+        "E1's uplinks once I1 is back (one uplink: it stays on I2)"
+    );
+    assert!(
+        !i1.log().contains(&edge_connected("E1")),
+        "E1 connected to I1 again while its uplink to I2 was up"
+    );
+
+    // …and back to I1 when I2 dies.
+    let (killed, _) = i2.kill();
+    e.wait_log(&uplink_lost("I2"), UPLINK_WAIT).await;
+    let deadline = Instant::now() + UPLINK_WAIT;
+    while uplinks_connected(&e.log()).len() < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "E1 did not go back to I1 after I2 died: {}",
+            e.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eprintln!("E1 back on I1 {:?} after I2's SIGKILL", killed.elapsed());
+    assert_eq!(uplinks_connected(&e.log()), ["I1", "I2", "I1"]);
+    let mut producer = i1.client().await;
+    let tx = producer.open_sender(Some("round")).await.unwrap();
+    wait_credit(
+        &mut producer,
+        tx,
+        "credit on the restarted I1 for E1's consumer",
+    )
+    .await;
+    exchange(&mut producer, tx, &mut consumer, rx, "via I1 again", 20).await;
 }
 
 /// What the failover test's producers share with it.
@@ -519,12 +597,14 @@ async fn an_edge_fails_over_when_its_interior_router_dies_under_load_and_nothing
         }));
     }
 
-    // Under load…
+    // Under load (for a second at least)…
+    let started = Instant::now();
     let loaded = until(Duration::from_secs(60), || {
-        shared
-            .accepted
-            .iter()
-            .all(|a| a.load(Ordering::SeqCst) >= LOAD)
+        started.elapsed() >= Duration::from_secs(1)
+            && shared
+                .accepted
+                .iter()
+                .all(|a| a.load(Ordering::SeqCst) >= LOAD)
     })
     .await;
     assert!(
@@ -540,11 +620,13 @@ async fn an_edge_fails_over_when_its_interior_router_dies_under_load_and_nothing
         .collect();
     let (killed, killed_wall) = i1.kill();
     *shared.killed_at.lock().unwrap() = Some(killed);
+    // Sending goes on, for two seconds at least.
     let resumed = until(Duration::from_secs(60), || {
-        shared
-            .accepted_after_kill
-            .iter()
-            .all(|a| a.load(Ordering::SeqCst) >= LOAD)
+        killed.elapsed() >= Duration::from_secs(2)
+            && shared
+                .accepted_after_kill
+                .iter()
+                .all(|a| a.load(Ordering::SeqCst) >= LOAD)
     })
     .await;
     shared.stop_new.store(true, Ordering::SeqCst);
