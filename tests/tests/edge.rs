@@ -23,7 +23,7 @@ use ferry_proto::client::Client;
 use ferry_proto::definitions::{DeliveryState, SequenceNo};
 use ferry_proto::engine::LinkId;
 use ferry_proto::message::{Body, Message};
-use ferry_tests::{TempDir, free_port, run_ferry, send_all_accepted, within};
+use ferry_tests::{TempDir, free_port, run_ferry, within};
 
 use edge::{
     Node, UPLINK_WAIT, edge_connected, edge_toml, interior_toml, logged_after, uplink_connected,
@@ -57,6 +57,62 @@ async fn wait_credit(client: &mut Client, link: LinkId, what: &str) -> u32 {
     within(what, CONVERGE, client.wait_credit(link))
         .await
         .unwrap_or_else(|e| panic!("{what}: {e}"))
+}
+
+/// Sends `n` unsettled messages (`body(i)` for the i-th) on `tx` as fast
+/// as its credit allows, asserting each outcome is `accepted`; returns how
+/// many were accepted (all of them) once every outcome is in. Unlike
+/// `ferry_tests::send_all_accepted`, waits for credit, not for an outcome,
+/// when nothing is in flight.
+async fn send_all_accepted(
+    producer: &mut Client,
+    tx: LinkId,
+    n: usize,
+    body: impl Fn(usize) -> Bytes,
+) -> usize {
+    let mut in_flight = HashMap::new();
+    let (mut sent, mut accepted) = (0, 0);
+    while accepted < n {
+        while sent < n && producer.credit(tx) > 0 {
+            let id = producer.send_nowait(tx, body(sent), false).unwrap();
+            in_flight.insert(id, sent);
+            sent += 1;
+        }
+        producer.flush().await.unwrap();
+        if in_flight.is_empty() {
+            within(
+                &format!("credit for message {sent} of {n}"),
+                CONVERGE,
+                producer.wait_credit(tx),
+            )
+            .await
+            .unwrap();
+            continue;
+        }
+        let first = within(
+            &format!("an outcome ({} in flight)", in_flight.len()),
+            CONVERGE,
+            producer.next_outcome(),
+        )
+        .await
+        .unwrap();
+        let outcomes: Vec<_> = std::iter::once(first)
+            .chain(producer.take_outcomes())
+            .collect();
+        for o in outcomes {
+            let i = in_flight
+                .remove(&o.id)
+                .unwrap_or_else(|| panic!("an outcome for unknown delivery {:?}", o.id));
+            assert_eq!(
+                o.state,
+                Some(DeliveryState::Accepted),
+                "outcome of message {i} ({:?})",
+                text(&body(i))
+            );
+            accepted += 1;
+        }
+    }
+    accepted
 }
 
 /// Receives `n` messages on `rx`, accepting each and keeping the credit
