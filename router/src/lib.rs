@@ -11,6 +11,7 @@ pub mod broker;
 pub mod config;
 pub mod core;
 pub mod driver;
+pub mod edge;
 pub mod http;
 pub mod listener;
 pub mod manage;

@@ -627,10 +627,25 @@ async fn serve(
     tokio::spawn(agent.run(mesh_shutdown.clone()).in_current_span());
     // Freed memory goes back to the system after bursts.
     tokio::spawn(ferry_router::memory_release::run(mesh_shutdown.clone()).in_current_span());
+    // An edge router keeps one uplink through its edge connectors; an
+    // interior router dials each of its inter-router connectors.
+    let edge = config.router.mode == ferry_router::config::RouterMode::Edge;
+    let uplink = edge.then(|| {
+        tokio::spawn(
+            ferry_router::edge::run(
+                core.clone(),
+                security.clone(),
+                config.connectors.clone(),
+                mesh_shutdown.clone(),
+            )
+            .in_current_span(),
+        )
+    });
     let connectors: Vec<_> = config
         .connectors
         .iter()
         .enumerate()
+        .filter(|_| !edge)
         .map(|(index, c)| {
             tokio::spawn(
                 ferry_router::mesh::connector::run(
@@ -643,6 +658,7 @@ async fn serve(
                 .in_current_span(),
             )
         })
+        .chain(uplink)
         .collect();
     // Brokers this router dials (`[[broker]]`, `routers`).
     let brokers: Vec<_> = config
@@ -711,6 +727,19 @@ fn started(config: &Config, bound: &[std::net::SocketAddr]) -> String {
         env!("CARGO_PKG_VERSION"),
         config.router.mode
     );
+    if config.router.mode == RouterMode::Edge {
+        let uplinks: Vec<String> = config
+            .connectors
+            .iter()
+            .map(|c| format!("{}:{}", c.host, c.port))
+            .collect();
+        if uplinks.is_empty() {
+            line += "; no edge connector: it will have no uplink";
+        } else {
+            line += &format!("; uplink through {}", uplinks.join(", "));
+        }
+        return line;
+    }
     if config.router.mode != RouterMode::Interior {
         return line;
     }
@@ -733,10 +762,20 @@ fn started(config: &Config, bound: &[std::net::SocketAddr]) -> String {
     if !listening.is_empty() {
         waits.push(format!("routers may dial {}", listening.join(", ")));
     }
+    let edges: Vec<String> = config
+        .listeners
+        .iter()
+        .zip(bound)
+        .filter(|(l, _)| l.role == Role::Edge)
+        .map(|(_, addr)| addr.to_string())
+        .collect();
     if waits.is_empty() {
         line += "; no connector and no inter-router listener: it will have no neighbour";
     } else {
         line += &format!("; waiting for neighbours ({})", waits.join("; "));
+    }
+    if !edges.is_empty() {
+        line += &format!("; edge routers may dial {}", edges.join(", "));
     }
     line
 }

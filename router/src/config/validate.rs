@@ -374,11 +374,14 @@ fn validate_listener_security(config: &Config, i: usize) -> Result<(), Invalid> 
             "PLAIN and SCRAM-SHA-256 check passwords against the users file: set [auth] users",
         ));
     }
-    if listener.role == Role::InterRouter {
+    if listener.role != Role::Normal {
+        let what = listener.role;
         if profile.is_some() && listener.client_cert != ClientCert::Required {
             return Err(invalid(
                 key("client_cert"),
-                "routers prove who they are with their certificate: an inter-router listener with tls needs client_cert = \"required\"",
+                format!(
+                    "routers prove who they are with their certificate: an {what} listener with tls needs client_cert = \"required\""
+                ),
             ));
         }
         if profile.is_none()
@@ -388,7 +391,7 @@ fn validate_listener_security(config: &Config, i: usize) -> Result<(), Invalid> 
             return Err(invalid(
                 key("tls"),
                 format!(
-                    "an inter-router listener on {} without TLS lets anyone who reaches it join the mesh; set tls and client_cert = \"required\" (or allow_unauthenticated_routers = true)",
+                    "an {what} listener on {} without TLS lets anyone who reaches it join the mesh; set tls and client_cert = \"required\" (or allow_unauthenticated_routers = true)",
                     listener.host
                 ),
             ));

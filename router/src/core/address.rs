@@ -45,7 +45,33 @@ pub enum Hop {
     Local,
     /// A neighbour router.
     Neighbor(RouterId),
+    /// The router at the other end of an edge connection: on an interior
+    /// router, an edge router attached to it; on an edge router, its
+    /// interior uplink. Its links carry that router's clients' traffic
+    /// (the interior advertises an edge's consumers as its own), so they
+    /// count as this router's own, except that a delivery never goes back
+    /// across the edge connection it came on.
+    Edge(RouterId),
 }
+
+impl Hop {
+    /// Whether the link serves clients of this router, directly or through
+    /// an edge connection: what the mesh sees as this router's own.
+    pub fn is_own(&self) -> bool {
+        !matches!(self, Self::Neighbor(_))
+    }
+
+    /// Whether the link leads to a neighbour in the mesh (deliveries to it
+    /// carry the trace; see `core::trace`).
+    pub fn is_neighbour(&self) -> bool {
+        matches!(self, Self::Neighbor(_))
+    }
+}
+
+/// The path cost of an edge connection: an edge router prefers its own
+/// clients (cost 0) to its uplink, and an interior its own clients to an
+/// edge's.
+const EDGE_COST: u32 = 1;
 
 #[derive(Debug)]
 struct Consumer {
@@ -140,6 +166,12 @@ impl Producer {
     }
 }
 
+/// Whether `p` produces for `tree` and comes across an edge connection as
+/// `from` does (see [`Address::add_producer`]).
+fn same_source(p: &Producer, tree: &Option<RouterId>, from: &Hop) -> bool {
+    p.tree == *tree && matches!(p.from, Hop::Edge(_)) == matches!(from, Hop::Edge(_))
+}
+
 /// Which consumers a multicast delivery may reach on this router.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reach {
@@ -165,13 +197,12 @@ pub fn serves(table: &RoutingTable, address: &str, from: &Hop, to: &Hop) -> bool
 /// consumer); `None` if it may not go that way (back where it came from,
 /// or off the shortest paths; see `RoutingTable::via`).
 fn path_cost(table: &RoutingTable, address: &str, from: &Hop, to: &Hop) -> Option<u32> {
-    let Hop::Neighbor(n) = to else {
-        return Some(0);
-    };
-    match from {
-        Hop::Neighbor(p) if p == n => None,
-        Hop::Neighbor(p) => table.via(address, Some(p), n),
-        Hop::Local => table.via(address, None, n),
+    match (to, from) {
+        (Hop::Local, _) => Some(0),
+        (Hop::Edge(_), _) | (Hop::Neighbor(_), Hop::Neighbor(_)) if from == to => None,
+        (Hop::Edge(_), _) => Some(EDGE_COST),
+        (Hop::Neighbor(n), Hop::Neighbor(p)) => table.via(address, Some(p), n),
+        (Hop::Neighbor(n), Hop::Local | Hop::Edge(_)) => table.via(address, None, n),
     }
 }
 
@@ -190,7 +221,7 @@ fn serves_tree(
     reach: Reach,
 ) -> bool {
     if reach == Reach::Local {
-        return c.to == Hop::Local;
+        return c.to.is_own() && from != &c.to;
     }
     if let Hop::Neighbor(p) = from
         && table.next_hop(origin) != Some(p)
@@ -199,6 +230,7 @@ fn serves_tree(
     }
     match &c.to {
         Hop::Local => true,
+        Hop::Edge(_) => from != &c.to,
         Hop::Neighbor(n) => c.tree.as_ref() == Some(origin) && from != &c.to && n != origin,
     }
 }
@@ -333,7 +365,7 @@ impl Address {
         tree: Option<RouterId>,
     ) -> bool {
         let mut s = self.lock();
-        let first_local = to == Hop::Local && !s.consumers.iter().any(|c| c.to == Hop::Local);
+        let first_local = to.is_own() && !s.consumers.iter().any(|c| c.to.is_own());
         s.consumers.push(Consumer {
             conn,
             link,
@@ -350,11 +382,11 @@ impl Address {
     /// Returns whether it was the last local consumer.
     pub fn remove_consumer(&self, conn: ConnId, link: LinkId) -> bool {
         let mut s = self.lock();
-        let before = s.consumers.iter().any(|c| c.to == Hop::Local);
+        let before = s.consumers.iter().any(|c| c.to.is_own());
         s.consumers
             .retain(|c| !(c.conn.id == conn && c.link == link));
         notify_producers(&mut s);
-        before && !s.consumers.iter().any(|c| c.to == Hop::Local)
+        before && !s.consumers.iter().any(|c| c.to.is_own())
     }
 
     /// Tells every producer to recompute its credit (the paths changed).
@@ -433,7 +465,9 @@ impl Address {
 
     /// Adds a producer holding no credit (`tree`: for a producer link from
     /// a neighbour, the router where its deliveries entered the mesh).
-    /// Returns whether it is the first producer of its tree.
+    /// Returns whether it is the first producer of its tree (producers
+    /// across an edge connection counted apart from the others: an edge
+    /// router's uplink follows its own clients' producers).
     pub fn add_producer(
         &self,
         conn: ConnHandle,
@@ -444,7 +478,7 @@ impl Address {
         now: Instant,
     ) -> bool {
         let mut s = self.lock();
-        let first = !s.producers.iter().any(|p| p.tree == tree);
+        let first = !s.producers.iter().any(|p| same_source(p, &tree, &from));
         // The others' shares shrink: they are told to recompute (they are
         // not topped up past their new share).
         notify_producers(&mut s);
@@ -476,7 +510,8 @@ impl Address {
     }
 
     /// Removes a producer, returning its unused credit to the budget.
-    /// Returns whether it was the last producer of its tree.
+    /// Returns whether it was the last producer of its tree (see
+    /// [`add_producer`](Self::add_producer)).
     pub fn remove_producer(&self, conn: ConnId, link: LinkId) -> bool {
         let mut s = self.lock();
         let Some(i) = s
@@ -496,7 +531,20 @@ impl Address {
         if held > 0 {
             notify_producers(&mut s);
         }
-        !s.producers.iter().any(|p| p.tree == gone.tree)
+        !s.producers
+            .iter()
+            .any(|p| same_source(p, &gone.tree, &gone.from))
+    }
+
+    /// Whether this router's own clients (not an edge connection's, not a
+    /// neighbour's) produce to the address, and whether they consume from
+    /// it: what an edge router's uplink carries (see `links::edge`).
+    pub fn client_links(&self) -> (bool, bool) {
+        let s = self.lock();
+        (
+            s.producers.iter().any(|p| p.from == Hop::Local),
+            s.consumers.iter().any(|c| c.to == Hop::Local),
+        )
     }
 
     /// The credit a producer link should now hold, and when to ask again
@@ -596,12 +644,21 @@ impl Address {
         // randomized seeds 91 and 396). What it keeps beyond its part is at
         // most an eighth of it; deliveries sent on it wait for a
         // consumer's credit (`route`).
-        let spared = matches!(p.from, Hop::Neighbor(_))
+        let spared = p.from != Hop::Local
             && credit > 0
             && credit < i64::from(before)
             && i64::from(before) - credit <= (i64::from(before) / 8).max(1);
         if spared {
             credit = i64::from(before);
+        }
+        // A router's link (a neighbour's data link, an edge connection's)
+        // carries what the producers behind it send: it is topped up only
+        // as it uses its credit, from one credit that lets a first message
+        // through. Idle, it held a fair part that this router's busy
+        // producers needed: a producer and a consumer on one router with a
+        // neighbour went at a tenth of their speed alone.
+        if p.from != Hop::Local && !used {
+            credit = credit.min(i64::from(before).max(1));
         }
         if std::mem::take(&mut p.reclaim) && !used && !p.held_back() {
             // Taken back down to what every producer can hold at once of
@@ -754,7 +811,9 @@ impl Address {
                 // behind it, or while the tree lacks a link to a router
                 // with consumers, is refused: it could not go everywhere.
                 let reaches = |c: &Consumer| serves_tree(table, origin, from, c, reach);
-                let neighbour = matches!(from, Hop::Neighbor(_));
+                // A copy from a neighbour or an edge connection: its
+                // siblings went elsewhere already.
+                let neighbour = from != &Hop::Local;
                 if !neighbour
                     && (!tree_complete(table, &self.name, &s.consumers, origin)
                         || (!covered && s.consumers.iter().any(|c| reaches(c) && c.credit <= 0)))
@@ -769,7 +828,7 @@ impl Address {
                     .filter(|c| reaches(c))
                     .map(|c| {
                         c.credit -= 1;
-                        (c.conn.clone(), c.link, c.to != Hop::Local)
+                        (c.conn.clone(), c.link, c.to.is_neighbour())
                     })
                     .collect()
             }
@@ -796,7 +855,7 @@ impl Address {
                 let c = &mut s.consumers[i];
                 c.credit -= 1;
                 wait = true;
-                smallvec![(c.conn.clone(), c.link, c.to != Hop::Local)]
+                smallvec![(c.conn.clone(), c.link, c.to.is_neighbour())]
             }
             Distribution::Closest => {
                 // Local consumers first, then the nearest router; among
@@ -809,7 +868,7 @@ impl Address {
                 };
                 let c = &mut s.consumers[i];
                 c.credit -= 1;
-                smallvec![(c.conn.clone(), c.link, c.to != Hop::Local)]
+                smallvec![(c.conn.clone(), c.link, c.to.is_neighbour())]
             }
             Distribution::Balanced => {
                 // The consumer with the most credit, weighted down by its
@@ -830,12 +889,12 @@ impl Address {
                 s.next = (i + 1) % n;
                 let c = &mut s.consumers[i];
                 c.credit -= 1;
-                smallvec![(c.conn.clone(), c.link, c.to != Hop::Local)]
+                smallvec![(c.conn.clone(), c.link, c.to.is_neighbour())]
             }
         };
         if !targets.is_empty() {
             match from {
-                Hop::Local => s.ingress += 1,
+                Hop::Local | Hop::Edge(_) => s.ingress += 1,
                 Hop::Neighbor(_) => s.transit += 1,
             }
             s.egress += targets.iter().filter(|(_, _, remote)| !remote).count() as u64;
@@ -849,8 +908,8 @@ impl Address {
         AddressReport {
             name: self.name.clone(),
             distribution: crate::config::Named::as_str(self.distribution),
-            local_consumers: s.consumers.iter().filter(|c| c.to == Hop::Local).count() as u32,
-            local_producers: s.producers.iter().filter(|p| p.from == Hop::Local).count() as u32,
+            local_consumers: s.consumers.iter().filter(|c| c.to.is_own()).count() as u32,
+            local_producers: s.producers.iter().filter(|p| p.from.is_own()).count() as u32,
             remote_routers: table.routers_for(&self.name).count() as u32,
             ingress: s.ingress,
             egress: s.egress,
@@ -1001,9 +1060,7 @@ fn multicast_part(table: &RoutingTable, address: &str, s: &State, p: &Producer) 
         let (sharing, held) = s
             .producers
             .iter()
-            .filter(|q| {
-                c.to == Hop::Local || c.tree.as_ref() == Some(q.tree.as_ref().unwrap_or(me))
-            })
+            .filter(|q| c.to.is_own() || c.tree.as_ref() == Some(q.tree.as_ref().unwrap_or(me)))
             .fold((0, 0), |(n, h), q| (n + 1, h + i64::from(q.granted)));
         let of_c = Part::of(
             i64::from(c.available()),

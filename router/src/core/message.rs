@@ -102,6 +102,12 @@ pub enum ToConn {
     Control(crate::routing::ControlMessage),
     /// The routing table changed: bring your data links up to date.
     PathsChanged,
+    /// Edge router's uplink: this router's clients' links on `address`
+    /// changed; bring the uplink's links for it up to date.
+    UplinkAddress {
+        /// The address.
+        address: String,
+    },
     /// The tenants' policy was reloaded: detach the links your client may
     /// no longer use.
     PolicyChanged,

@@ -360,6 +360,13 @@ impl Core {
         self.mesh.local_address(address.name(), present);
     }
 
+    /// A client's link on `address` came or went: an edge router's uplink
+    /// follows its clients' producers and consumers (nothing to do on
+    /// other routers).
+    pub fn client_links_changed(&self, address: &Address) {
+        self.mesh.edges().address_changed(address.name());
+    }
+
     /// The address gained its first or lost its last producer of some
     /// tree: for a multicast address, the connections to neighbours make
     /// or drop that tree's data links (trees have links only where they

@@ -132,6 +132,7 @@ fn priority(msg: &ToConn) -> Option<u8> {
         | ToConn::Recredit { .. }
         | ToConn::Control(_)
         | ToConn::PathsChanged
+        | ToConn::UplinkAddress { .. }
         | ToConn::PolicyChanged
         | ToConn::Report(_) => None,
     }

@@ -108,16 +108,19 @@ impl Endpoint {
             Role::InterRouter => ConnKind::InterRouterListener {
                 authenticated: peer.tls && listener.client_cert == ClientCert::Required,
             },
-            // Edge uplinks are not implemented yet; an edge listener serves
-            // clients.
-            Role::Normal | Role::Edge => ConnKind::Client,
+            Role::Edge => ConnKind::EdgeListener {
+                authenticated: peer.tls && listener.client_cert == ClientCert::Required,
+            },
+            Role::Normal => ConnKind::Client,
         };
         let mut config = engine_config(core.router_id(), core.limits(), listener, peer.tls);
-        if matches!(kind, ConnKind::InterRouterListener { .. }) {
+        if listener.role != Role::Normal {
             config.properties =
                 identity::properties(core.mesh().id(), core.mesh().instance(), None);
-            mesh_sessions(&mut config, peer.quic);
             config.idle_timeout = Some(crate::mesh::NEIGHBOUR_SILENCE);
+        }
+        if listener.role == Role::InterRouter {
+            mesh_sessions(&mut config, peer.quic);
         }
         let login = config.sasl_server.as_ref().is_some_and(|s| {
             s.mechanisms
@@ -157,10 +160,17 @@ impl Endpoint {
             idle_timeout: Some(crate::mesh::NEIGHBOUR_SILENCE),
             ..ConnectionConfig::default()
         };
-        mesh_sessions(&mut config, peer.quic);
-        let kind = ConnKind::Connector {
-            cost: connector.cost,
-            authenticated: peer.tls,
+        let kind = if connector.role == Role::Edge {
+            config.properties = identity::edge_properties(core.mesh().id(), core.mesh().instance());
+            ConnKind::Uplink {
+                authenticated: peer.tls,
+            }
+        } else {
+            mesh_sessions(&mut config, peer.quic);
+            ConnKind::Connector {
+                cost: connector.cost,
+                authenticated: peer.tls,
+            }
         };
         Self::new(core, Connection::client(config, now), kind, peer, None)
     }
@@ -216,6 +226,12 @@ impl Endpoint {
     /// inter-router connection.
     pub fn neighbour(&self) -> Option<&crate::routing::RouterId> {
         self.links.neighbour()
+    }
+
+    /// The router at the other end, if it came up as an edge connection
+    /// (an edge router's uplink, an interior's edge router).
+    pub fn edge_peer(&self) -> Option<&crate::routing::RouterId> {
+        self.links.edge_peer()
     }
 
     /// Why the inter-router connection was refused (by this router or by
@@ -346,16 +362,16 @@ impl Endpoint {
     }
 
     /// The producers' byte budget: while it is exhausted, do not read —
-    /// except on an inter-router connection, where not reading would also
-    /// hold back the routing protocol's HELLOs and lose the neighbour; there
-    /// deliveries stay bounded by link credit.
+    /// except on a connection to another router (inter-router or edge),
+    /// where not reading would also hold back its heartbeats and HELLOs
+    /// and lose the peer; there deliveries stay bounded by link credit.
     pub fn budget(&self) -> &Arc<ByteBudget> {
         &self.links.budget
     }
 
     /// Whether reading should pause for the byte budget now.
     pub fn should_pause(&self) -> bool {
-        self.links.budget.exhausted() && !self.links.is_inter_router()
+        self.links.budget.exhausted() && !self.links.is_router_peer()
     }
 
     /// A PLAIN login's password check to run off this thread (see

@@ -76,7 +76,7 @@ pub async fn serve(accepted: Accepted, core: Arc<Core>, security: Arc<Security>)
             () = shutdown.triggered() => return,
         },
         Socket::Tcp(stream) => {
-            if listener.role == crate::config::Role::InterRouter {
+            if listener.role != crate::config::Role::Normal {
                 limit_unsent(&stream);
             }
             match &listener.tls {
@@ -169,7 +169,8 @@ async fn accept_quic(
 /// How an inter-router connection this router dialed went.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Dialed {
-    /// It came up: the neighbour it served (now gone).
+    /// It came up: the neighbour it served (now gone), or for an edge
+    /// router's uplink, the interior router.
     Neighbour(crate::routing::RouterId),
     /// It was refused, by this router or by the router dialed.
     Refused(Failure),
@@ -208,7 +209,10 @@ pub async fn dial(
         connector.host,
         connector.port
     );
-    match (endpoint.neighbour(), endpoint.failure()) {
+    match (
+        endpoint.neighbour().or(endpoint.edge_peer()),
+        endpoint.failure(),
+    ) {
         (Some(neighbour), _) => Dialed::Neighbour(neighbour.clone()),
         (None, Some(failure)) => Dialed::Refused(failure.clone()),
         (None, None) => Dialed::Ended(reason),

@@ -215,7 +215,7 @@ fn minutes(d: Duration) -> String {
 /// a profile: the server's certificate must verify against the profile's
 /// `ca` for `server_name`, default `host`), or QUIC. Says why not in the
 /// words of the log line.
-async fn connect(
+pub(crate) async fn connect(
     connector: &ConnectorConfig,
     security: &Security,
     limits: &Limits,
@@ -272,7 +272,7 @@ async fn connect(
 
 /// `d` scaled by a random factor in [0.5, 1): never more than `d`, so the
 /// cap on the back-off is a cap on the wait.
-fn jitter(d: Duration) -> Duration {
+pub(crate) fn jitter(d: Duration) -> Duration {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u64(d.as_nanos() as u64);
     let unit = (h.finish() % 1000) as f64 / 1000.0;

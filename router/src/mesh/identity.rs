@@ -24,6 +24,10 @@ pub const ROUTER_ID: &str = "ferry:router-id";
 pub const INSTANCE: &str = "ferry:instance";
 /// Property: the cost of the link, set by the dialing router (decimal).
 pub const COST: &str = "ferry:cost";
+/// Property: `"edge"` from an edge router dialing its uplink (an edge
+/// router is no mesh neighbour: an inter-router listener refuses it, and
+/// an edge listener takes nothing else).
+pub const MODE: &str = "ferry:mode";
 
 /// A router's identity as read from its open.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +38,8 @@ pub struct PeerRouter {
     pub instance: u64,
     /// The link cost it proposes, if it dialed.
     pub cost: Option<u32>,
+    /// It is an edge router dialing its uplink.
+    pub edge: bool,
 }
 
 /// The open properties every connection gets: what this is.
@@ -58,6 +64,14 @@ pub fn properties(id: &RouterId, instance: u64, cost: Option<u32>) -> Vec<(Strin
     p
 }
 
+/// The open properties of an edge router dialing its uplink: its id and
+/// instance, and [`MODE`] `"edge"`.
+pub fn edge_properties(id: &RouterId, instance: u64) -> Vec<(String, String)> {
+    let mut p = properties(id, instance, None);
+    p.push((MODE.to_string(), "edge".to_string()));
+    p
+}
+
 /// The peer router in `properties`, if the peer is one.
 pub fn peer(properties: Option<&Fields>) -> Option<PeerRouter> {
     let p = properties?;
@@ -67,5 +81,6 @@ pub fn peer(properties: Option<&Fields>) -> Option<PeerRouter> {
         id: RouterId::from(id.as_str()),
         instance: text(INSTANCE).and_then(|s| s.parse().ok()).unwrap_or(0),
         cost: text(COST).and_then(|s| s.parse().ok()),
+        edge: text(MODE).as_deref() == Some("edge"),
     })
 }

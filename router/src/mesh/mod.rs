@@ -9,10 +9,12 @@
 //!   connection tasks;
 //! - [`connector`] dials `[[connector]]`s, redialing with capped
 //!   exponential backoff and jitter;
-//! - [`identity`] is how routers recognise each other in `open`.
+//! - [`identity`] is how routers recognise each other in `open`;
+//! - [`edge`] knows who is connected across edge connections.
 
 pub mod connector;
 pub mod control;
+pub mod edge;
 pub mod identity;
 
 use std::collections::{HashMap, HashSet};
@@ -93,6 +95,8 @@ pub struct Mesh {
     /// is up to date with every neighbour change.
     topology_reported: AtomicU64,
     topology_applied: AtomicU64,
+    /// Edge connections: an edge router's uplink, an interior's edges.
+    edges: edge::Edges,
 }
 
 /// Problems [`Mesh::first_time`] remembers at most; past it, it forgets
@@ -113,6 +117,7 @@ impl Mesh {
             reported: Mutex::default(),
             topology_reported: AtomicU64::new(0),
             topology_applied: AtomicU64::new(0),
+            edges: edge::Edges::default(),
         }
     }
 
@@ -146,6 +151,11 @@ impl Mesh {
     /// How many neighbours are connected.
     pub fn neighbour_count(&self) -> usize {
         self.neighbors.lock().expect("neighbors lock").len()
+    }
+
+    /// Edge connections (see [`edge`]).
+    pub fn edges(&self) -> &edge::Edges {
+        &self.edges
     }
 
     /// This router's id.

@@ -38,9 +38,11 @@ pub type Counter = prometheus_client::metrics::counter::Counter<u64, PaddedU64>;
 /// The role of the connection a link belongs to, as a label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ConnRole {
-    /// A client (accepted on a `normal` or `edge` listener).
+    /// A client (accepted on a `normal` listener), or an edge router
+    /// (on an `edge` listener: its traffic is its clients').
     Normal,
-    /// Another router (an `inter-router` listener or a `[[connector]]`).
+    /// Another router (an `inter-router` listener or a `[[connector]]`,
+    /// an edge router's uplink included).
     InterRouter,
 }
 

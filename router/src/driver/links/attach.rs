@@ -9,8 +9,13 @@ impl Links {
         }
         let count = self.producers.len() + self.consumers.len();
         let max = self.max_links();
-        let inter_router = self.mesh.peer().is_some();
-        let result = if inter_router && attach.role == Role::Receiver {
+        let inter_router = self.mesh.peer().is_some() || self.mesh.edge().is_some();
+        let result = if self.mesh.is_uplink() {
+            Err(refusal(
+                condition::NOT_ALLOWED,
+                "an interior router attaches nothing on an edge router's uplink",
+            ))
+        } else if self.mesh.peer().is_some() && attach.role == Role::Receiver {
             Err(refusal(
                 condition::NOT_ALLOWED,
                 "routers send to each other on links they attach as senders",
@@ -96,6 +101,9 @@ impl Links {
                 ) {
                     self.core.tree_producers_changed(a);
                 }
+                if self.hop() == Hop::Local {
+                    self.core.client_links_changed(a);
+                }
             }
             // Anonymous senders get a fixed window: their messages' addresses
             // are unknown until they arrive (unroutable ones are released).
@@ -175,29 +183,14 @@ impl Links {
         let address = self
             .core
             .address(&self.core.consumer_address(self.scoped(&name)));
-        if address.add_consumer(self.me.clone(), link, Hop::Local, None) {
+        let to = self.hop();
+        tracing::debug!("consumer {} attached to {name}", attach.name);
+        if self.add_consumer_link(link, address.clone(), to.clone(), None) {
             self.core.local_consumers(&address, true);
         }
-        if self.congested {
-            address.set_congested(self.me.id, link, true);
+        if to == Hop::Local {
+            self.core.client_links_changed(&address);
         }
-        tracing::debug!("consumer {} attached to {name}", attach.name);
-        self.consumers.insert(
-            link,
-            Box::new(Consumer {
-                address,
-                to: Hop::Local,
-                reported: 0,
-                outstanding: Default::default(),
-                streams: Default::default(),
-                held: VecDeque::new(),
-                overtakes: 0,
-                retiring: false,
-                counts: Default::default(),
-                stuck: Default::default(),
-                _open: self.core.metrics().link_opened(LinkDirection::Out),
-            }),
-        );
         Ok(())
     }
 }

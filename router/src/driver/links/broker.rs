@@ -130,25 +130,9 @@ impl Links {
             return;
         };
         let a = self.core.address(address);
-        if a.add_consumer(self.me.clone(), link, Hop::Local, None) {
+        if self.add_consumer_link(link, a.clone(), Hop::Local, None) {
             self.core.local_consumers(&a, true);
         }
-        self.consumers.insert(
-            link,
-            Box::new(Consumer {
-                address: a,
-                to: Hop::Local,
-                reported: 0,
-                outstanding: Default::default(),
-                streams: Default::default(),
-                held: VecDeque::new(),
-                overtakes: 0,
-                retiring: false,
-                counts: Default::default(),
-                stuck: Default::default(),
-                _open: self.core.metrics().link_opened(LinkDirection::Out),
-            }),
-        );
         if let Some(b) = self.broker.as_mut() {
             b.links.insert(link, address.to_string());
         }
@@ -183,26 +167,7 @@ impl Links {
         let fed = self.core.consumer_address(address.to_string());
         debug_assert!(fed != address || kind == Brokered::Queue);
         let a = self.core.address(&fed);
-        if a.add_producer(
-            self.me.clone(),
-            link,
-            Hop::Local,
-            None,
-            Some(self.budget.clone()),
-            self.now,
-        ) {
-            self.core.tree_producers_changed(&a);
-        }
-        self.producers.insert(
-            link,
-            Producer {
-                address: Some(a),
-                tree: None,
-                counts: Default::default(),
-                grant: 0,
-                _open: self.core.metrics().link_opened(LinkDirection::In),
-            },
-        );
+        self.add_producer_link(link, a, Hop::Local);
         if let Some(b) = self.broker.as_mut() {
             b.links.insert(link, address.to_string());
         }

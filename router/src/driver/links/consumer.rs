@@ -289,12 +289,16 @@ impl Links {
     pub(super) fn detached(&mut self, link: LinkId) {
         if let Some(p) = self.producers.remove(&link) {
             crate::memory_release::shrink_sparse(&mut self.producers);
+            self.edge_link_gone(link);
             if p.address.is_none() {
                 self.anonymous_outcomes.retain(|(l, _), _| *l != link);
             }
             if let Some(a) = &p.address {
                 if a.remove_producer(self.me.id, link) {
                     self.core.tree_producers_changed(a);
+                }
+                if self.hop() == Hop::Local {
+                    self.core.client_links_changed(a);
                 }
                 self.core.release(a);
             }
@@ -331,8 +335,11 @@ impl Links {
         if let Some(c) = self.consumers.remove(&link) {
             crate::memory_release::shrink_sparse(&mut self.consumers);
             self.data_link_gone(link);
-            if c.address.remove_consumer(self.me.id, link) && c.to == Hop::Local {
+            if c.address.remove_consumer(self.me.id, link) && c.to.is_own() {
                 self.core.local_consumers(&c.address, false);
+            }
+            if c.to == Hop::Local {
+                self.core.client_links_changed(&c.address);
             }
             self.core.release(&c.address);
             // Never sent: nobody has it.

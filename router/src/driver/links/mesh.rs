@@ -41,7 +41,7 @@ pub(crate) const QUIC_LANES: usize = 8;
 /// peer before the detach of the link of that name (§2.6.1: names are
 /// unique per connection and direction), which the peer refuses.
 #[derive(Debug, Default)]
-struct Lanes {
+pub(super) struct Lanes {
     sessions: Vec<SessionId>,
     links: Vec<usize>,
     lane_of: HashMap<LinkId, usize>,
@@ -58,12 +58,12 @@ struct Lanes {
 const LANE_MEMORY: usize = 1024;
 
 impl Lanes {
-    fn add(&mut self, session: SessionId) {
+    pub(super) fn add(&mut self, session: SessionId) {
         self.sessions.push(session);
         self.links.push(0);
     }
 
-    fn first(&self) -> Option<SessionId> {
+    pub(super) fn first(&self) -> Option<SessionId> {
         self.sessions.first().copied()
     }
 
@@ -103,7 +103,7 @@ impl Lanes {
 }
 
 /// Which data link: its address and, for multicast, its tree.
-type DataKey = (String, Option<RouterId>);
+pub(super) type DataKey = (String, Option<RouterId>);
 
 /// The tree of the peer's multicast data link being attached, if it names
 /// one.
@@ -128,16 +128,24 @@ pub(crate) enum ConnKind {
     /// Dialed for a `[[broker]]`: a message broker, whose links this
     /// router attaches (see `links::broker`).
     Broker,
+    /// Accepted on an `edge` listener: must be an edge router;
+    /// `authenticated` as for an inter-router listener.
+    EdgeListener { authenticated: bool },
+    /// Dialed by an edge router's `role = "edge"` connector: its uplink,
+    /// which must reach an interior router's edge listener;
+    /// `authenticated` as for a connector (see `links::edge`).
+    Uplink { authenticated: bool },
 }
 
 impl ConnKind {
     /// Whether the peer's certificate must name the router it claims to be.
-    fn authenticated(self) -> bool {
+    pub(super) fn authenticated(self) -> bool {
         match self {
             Self::Client | Self::Broker => false,
-            Self::InterRouterListener { authenticated } | Self::Connector { authenticated, .. } => {
-                authenticated
-            }
+            Self::InterRouterListener { authenticated }
+            | Self::Connector { authenticated, .. }
+            | Self::EdgeListener { authenticated }
+            | Self::Uplink { authenticated } => authenticated,
         }
     }
 }
@@ -180,14 +188,20 @@ pub(crate) struct MeshState {
     peer: Option<RouterId>,
     /// The data sessions ("lanes"): one over TCP, [`QUIC_LANES`] over
     /// QUIC, where each session is a stream of its own.
-    lanes: Lanes,
+    pub(super) lanes: Lanes,
     control_out: Option<LinkId>,
     control_in: Option<LinkId>,
     backlog: VecDeque<ControlMessage>,
-    /// Our data links to the peer, by address and, for multicast, tree.
-    data: HashMap<DataKey, LinkId>,
+    /// Our data links to the peer, by address and, for multicast, tree
+    /// (an edge router's uplink: its links to the interior router).
+    pub(super) data: HashMap<DataKey, LinkId>,
     /// The connection ended because the peer fell silent.
     silent: bool,
+    /// The router at the other end of an edge connection, once it is up.
+    pub(super) edge: Option<RouterId>,
+    /// An edge router's uplink: its links from the interior router, by
+    /// address.
+    pub(super) edge_in: HashMap<String, LinkId>,
 }
 
 impl MeshState {
@@ -204,7 +218,29 @@ impl MeshState {
             backlog: VecDeque::new(),
             data: HashMap::new(),
             silent: false,
+            edge: None,
+            edge_in: HashMap::new(),
         }
+    }
+
+    /// The router at the other end of an edge connection, once it is up.
+    pub(crate) fn edge(&self) -> Option<&RouterId> {
+        self.edge.as_ref()
+    }
+
+    /// Whether this is an edge router's uplink (up or not).
+    pub(super) fn is_uplink(&self) -> bool {
+        matches!(self.kind, ConnKind::Uplink { .. })
+    }
+
+    /// The kind of connection.
+    pub(super) fn kind(&self) -> ConnKind {
+        self.kind
+    }
+
+    /// The socket's two addresses.
+    pub(super) fn ends(&self) -> Ends {
+        self.ends
     }
 
     /// The connection ended because nothing came from the peer for the
@@ -245,7 +281,10 @@ impl MeshState {
 
     /// Whether this router dialed the connection (a `[[connector]]`).
     pub(crate) fn dialed(&self) -> bool {
-        matches!(self.kind, ConnKind::Connector { .. })
+        matches!(
+            self.kind,
+            ConnKind::Connector { .. } | ConnKind::Uplink { .. }
+        )
     }
 
     /// The peer's address, if the socket told.
@@ -286,7 +325,6 @@ impl Links {
         hostname: Option<&str>,
     ) {
         let peer = identity::peer(properties);
-        let mesh = self.core.mesh();
         // Where routers authenticate, a stranger is refused as one.
         let unwelcome = if self.mesh.kind.authenticated() {
             condition::UNAUTHORIZED_ACCESS
@@ -295,6 +333,29 @@ impl Links {
         };
         let cost = match (self.mesh.kind, &peer) {
             (ConnKind::Broker, _) => return self.broker_opened(engine),
+            (ConnKind::EdgeListener { .. } | ConnKind::Uplink { .. }, _) => {
+                return self.edge_opened(engine, peer);
+            }
+            (ConnKind::Client, Some(p)) if p.edge => {
+                return self.refuse(
+                    engine,
+                    condition::NOT_ALLOWED,
+                    format!(
+                        "edge router {} connected to a normal listener; use an edge listener",
+                        p.id
+                    ),
+                );
+            }
+            (ConnKind::InterRouterListener { .. }, Some(p)) if p.edge => {
+                return self.refuse(
+                    engine,
+                    unwelcome,
+                    format!(
+                        "edge router {} connected to an inter-router listener; use an edge listener",
+                        p.id
+                    ),
+                );
+            }
             (ConnKind::Client, None) => return self.admit_client(engine, hostname),
             (ConnKind::Client, Some(p)) => {
                 return self.refuse(
@@ -326,32 +387,10 @@ impl Links {
             (ConnKind::InterRouterListener { .. }, Some(p)) => p.cost.unwrap_or(1),
         };
         let peer = peer.expect("matched above");
-        if self.mesh.kind.authenticated()
-            && !self
-                .mesh
-                .cert
-                .as_ref()
-                .is_some_and(|c| c.names(peer.id.as_str()))
-        {
-            let named = self
-                .mesh
-                .cert
-                .as_ref()
-                .and_then(|c| c.identity())
-                .unwrap_or("nothing")
-                .to_string();
-            return self.refuse(
-                engine,
-                condition::UNAUTHORIZED_ACCESS,
-                format!(
-                    "a peer claims to be router {} but its certificate names {named}",
-                    peer.id
-                ),
-            );
+        if !self.proven(engine, &peer) {
+            return;
         }
-        if &peer.id == mesh.id() {
-            return self.same_id(engine, &peer);
-        }
+        let mesh = self.core.mesh();
         if let Err(e) = mesh.connect(peer.id.clone(), cost, self.me.clone()) {
             return self.refuse(engine, condition::NOT_ALLOWED, e.to_string());
         }
@@ -402,19 +441,63 @@ impl Links {
         self.sync_data_links(engine);
     }
 
+    /// Whether the peer router is who its open says: on an authenticated
+    /// connection its certificate must name the id it claims, and it must
+    /// not have this router's id. If not, the connection is refused.
+    pub(super) fn proven(&mut self, engine: &mut Connection, peer: &identity::PeerRouter) -> bool {
+        if self.mesh.kind.authenticated()
+            && !self
+                .mesh
+                .cert
+                .as_ref()
+                .is_some_and(|c| c.names(peer.id.as_str()))
+        {
+            let named = self
+                .mesh
+                .cert
+                .as_ref()
+                .and_then(|c| c.identity())
+                .unwrap_or("nothing")
+                .to_string();
+            self.refuse(
+                engine,
+                condition::UNAUTHORIZED_ACCESS,
+                format!(
+                    "a peer claims to be router {} but its certificate names {named}",
+                    peer.id
+                ),
+            );
+            return false;
+        }
+        if &peer.id == self.core.mesh().id() {
+            self.same_id(engine, peer);
+            return false;
+        }
+        true
+    }
+
     /// Refuses the inter-router connection with `why`. A connector's
     /// refusals are told by the connector, once per change (see
     /// `mesh::connector`); a listener's once per peer address and reason,
     /// since the peer's connector retries every few seconds.
-    fn refuse(&mut self, engine: &mut Connection, condition: ErrorCondition, why: String) {
-        if !matches!(self.mesh.kind, ConnKind::Connector { .. }) {
+    pub(super) fn refuse(
+        &mut self,
+        engine: &mut Connection,
+        condition: ErrorCondition,
+        why: String,
+    ) {
+        if !self.mesh.dialed() {
             let from = addr(self.mesh.ends.peer);
             let ip = self.mesh.ends.peer.map(|a| a.ip().to_string());
             let key = format!("refused {}: {why}", ip.as_deref().unwrap_or("?"));
+            let what = match self.mesh.kind {
+                ConnKind::EdgeListener { .. } => "edge",
+                _ => "inter-router",
+            };
             if self.core.mesh().first_time(&key) {
-                tracing::warn!("inter-router connection from {from} refused: {why}");
+                tracing::warn!("{what} connection from {from} refused: {why}");
             } else {
-                tracing::debug!("inter-router connection from {from} refused again: {why}");
+                tracing::debug!("{what} connection from {from} refused again: {why}");
             }
         }
         engine.close(Some(Error::new(condition, why.as_str())));
@@ -427,7 +510,7 @@ impl Links {
     fn same_id(&mut self, engine: &mut Connection, peer: &identity::PeerRouter) {
         let mesh = self.core.mesh();
         let (local, remote) = (addr(self.mesh.ends.local), addr(self.mesh.ends.peer));
-        let dialed = matches!(self.mesh.kind, ConnKind::Connector { .. });
+        let dialed = self.mesh.dialed();
         let (key, why, told) = if peer.instance == mesh.instance() {
             (
                 format!("itself {}", peer.instance),
@@ -557,6 +640,9 @@ impl Links {
     /// next hop to; for multicast, one per address and tree (origin router)
     /// in which the peer is our child leading to consumers.
     pub(super) fn sync_data_links(&mut self, engine: &mut Connection) {
+        if self.mesh.is_uplink() {
+            return self.sync_uplink(engine);
+        }
         let (Some(peer), Some(_)) = (self.mesh.peer.clone(), self.mesh.lanes.first()) else {
             return;
         };
@@ -601,56 +687,42 @@ impl Links {
                 }
                 continue;
             }
-            let (address, tree) = &key;
-            let me = self.core.mesh().id();
-            let (name, properties) = match tree {
-                None => (format!("ferry:data:{me}:{address}"), None),
-                Some(origin) => (
-                    format!("ferry:tree:{origin}:{me}:{address}"),
-                    Some(Fields(vec![(
-                        Symbol::from_static(TREE),
-                        Value::String(origin.as_str().into()),
-                    )])),
-                ),
-            };
-            let spec = LinkSpec {
-                name,
-                role: Role::Sender,
-                source: Some(Source::new(address.as_str())),
-                target: Some(TargetTerminus::Target(Target::new(address.as_str()))),
-                snd_settle_mode: SenderSettleMode::Mixed,
-                properties,
-                ..LinkSpec::default()
-            };
-            let (lane, session) = self.mesh.lanes.lane_for(&key);
-            let Ok(link) = engine.attach(session, spec) else {
-                continue;
-            };
-            self.mesh.lanes.carry(lane, link);
-            let a = self.core.address(address);
-            let to = Hop::Neighbor(peer.clone());
-            a.add_consumer(self.me.clone(), link, to.clone(), tree.clone());
-            if self.congested {
-                a.set_congested(self.me.id, link, true);
-            }
-            self.consumers.insert(
-                link,
-                Box::new(Consumer {
-                    address: a,
-                    to,
-                    reported: 0,
-                    outstanding: Default::default(),
-                    streams: Default::default(),
-                    held: VecDeque::new(),
-                    overtakes: 0,
-                    retiring: false,
-                    counts: Default::default(),
-                    stuck: Default::default(),
-                    _open: self.core.metrics().link_opened(LinkDirection::Out),
-                }),
-            );
-            self.mesh.data.insert(key, link);
+            self.attach_data_link(engine, key, Hop::Neighbor(peer.clone()));
         }
+    }
+
+    /// Attaches our data link `key` to the peer, a consumer of its address
+    /// leading `to` the peer.
+    pub(super) fn attach_data_link(&mut self, engine: &mut Connection, key: DataKey, to: Hop) {
+        let (address, tree) = &key;
+        let me = self.core.mesh().id();
+        let (name, properties) = match tree {
+            None => (format!("ferry:data:{me}:{address}"), None),
+            Some(origin) => (
+                format!("ferry:tree:{origin}:{me}:{address}"),
+                Some(Fields(vec![(
+                    Symbol::from_static(TREE),
+                    Value::String(origin.as_str().into()),
+                )])),
+            ),
+        };
+        let spec = LinkSpec {
+            name,
+            role: Role::Sender,
+            source: Some(Source::new(address.as_str())),
+            target: Some(TargetTerminus::Target(Target::new(address.as_str()))),
+            snd_settle_mode: SenderSettleMode::Mixed,
+            properties,
+            ..LinkSpec::default()
+        };
+        let (lane, session) = self.mesh.lanes.lane_for(&key);
+        let Ok(link) = engine.attach(session, spec) else {
+            return;
+        };
+        self.mesh.lanes.carry(lane, link);
+        let a = self.core.address(address);
+        self.add_consumer_link(link, a, to, tree.clone());
+        self.mesh.data.insert(key, link);
     }
 
     /// Forgets a data link that went away.
@@ -718,7 +790,7 @@ impl Links {
     /// and came back at once, a route that flapped). Detaching it and
     /// attaching another would leave the address without a path
     /// meanwhile, and the messages routed then would be released.
-    fn unretire(&mut self, link: LinkId, tree: Option<RouterId>) {
+    pub(super) fn unretire(&mut self, link: LinkId, tree: Option<RouterId>) {
         let Some(c) = self.consumers.get_mut(&link) else {
             return;
         };
@@ -757,7 +829,20 @@ impl Links {
     /// nothing left in flight is detached, and the data links are synced
     /// again (its address may be wanted again by now).
     pub(super) fn check_retiring(&mut self, engine: &mut Connection, link: LinkId) {
-        if self.is_retiring(link) && self.finish_retiring(engine, link) {
+        let Some(address) = self
+            .consumers
+            .get(&link)
+            .filter(|c| c.retiring)
+            .map(|c| c.address.clone())
+        else {
+            return;
+        };
+        if !self.finish_retiring(engine, link) {
+            return;
+        }
+        if self.mesh.is_uplink() {
+            self.sync_uplink_address(engine, address.name());
+        } else {
             self.sync_data_links(engine);
         }
     }

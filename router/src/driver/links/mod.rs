@@ -7,6 +7,7 @@ mod attach;
 mod broker;
 mod consumer;
 mod credit;
+mod edge;
 mod expiry;
 mod login;
 mod mesh;
@@ -205,10 +206,11 @@ impl Links {
     ) -> Self {
         core.register(me.clone());
         let role = match kind {
-            ConnKind::Client | ConnKind::Broker => ConnRole::Normal,
-            ConnKind::InterRouterListener { .. } | ConnKind::Connector { .. } => {
-                ConnRole::InterRouter
-            }
+            // An edge router's traffic is its clients'.
+            ConnKind::Client | ConnKind::Broker | ConnKind::EdgeListener { .. } => ConnRole::Normal,
+            ConnKind::InterRouterListener { .. }
+            | ConnKind::Connector { .. }
+            | ConnKind::Uplink { .. } => ConnRole::InterRouter,
         };
         Self {
             role,
@@ -262,9 +264,9 @@ impl Links {
     /// the window, a mesh gave a thousand producers behind one hop a
     /// quarter of the consumer's credit to share.
     fn credit_window(&self) -> u32 {
-        match self.mesh.peer() {
-            Some(_) => u32::MAX,
-            None => self.window(),
+        match self.hop() {
+            Hop::Neighbor(_) | Hop::Edge(_) => u32::MAX,
+            Hop::Local => self.window(),
         }
     }
 
@@ -311,6 +313,9 @@ impl Links {
                 Event::SessionEnded { .. } if self.is_inter_router() => {
                     self.mesh_broken(engine, "a session of the inter-router connection ended")
                 }
+                Event::SessionEnded { .. } if self.mesh.is_uplink() => {
+                    self.mesh_broken(engine, "the interior router ended the uplink's session")
+                }
                 Event::Detached { link, error, .. } if self.is_broker_link(link) => {
                     self.broker_detached(engine, link, error.as_ref())
                 }
@@ -326,6 +331,11 @@ impl Links {
                 }
                 Event::Attached { link, attach } if self.is_broker_link(link) => {
                     self.broker_attached(engine, link, &attach)
+                }
+                // The interior answered an uplink's receiving link: it gets
+                // its credit now.
+                Event::Attached { link, .. } if self.is_from_interior(link) => {
+                    self.recredit(engine, link)
                 }
                 Event::Attached { .. } => {}
                 Event::SaslInit {
@@ -409,6 +419,7 @@ impl Links {
             ToConn::Recredit { link } => self.recredit(engine, link),
             ToConn::Control(msg) => self.send_control(engine, msg),
             ToConn::PathsChanged => self.sync_data_links(engine),
+            ToConn::UplinkAddress { address } => self.sync_uplink_address(engine, &address),
             ToConn::PolicyChanged => self.policy_changed(engine),
             ToConn::Report(reply) => {
                 let _ = reply.send(self.report(engine));
@@ -438,16 +449,82 @@ impl Links {
         self.mesh.peer()
     }
 
+    /// The router at the other end of an edge connection, if it came up.
+    pub(crate) fn edge_peer(&self) -> Option<&RouterId> {
+        self.mesh.edge()
+    }
+
     /// Whether the peer is another router.
     pub(crate) fn is_inter_router(&self) -> bool {
         self.mesh.peer().is_some()
     }
 
+    /// Whether the peer is another router, a neighbour or across an edge
+    /// connection.
+    pub(crate) fn is_router_peer(&self) -> bool {
+        self.mesh.peer().is_some() || self.mesh.edge().is_some()
+    }
+
+    /// Registers consumer link `link` of `address`, leading `to` (for a
+    /// multicast data link, of `tree`); returns whether it is the
+    /// address's first consumer of this router's own (see
+    /// `Address::add_consumer`).
+    fn add_consumer_link(
+        &mut self,
+        link: LinkId,
+        address: Arc<Address>,
+        to: Hop,
+        tree: Option<RouterId>,
+    ) -> bool {
+        let first = address.add_consumer(self.me.clone(), link, to.clone(), tree);
+        if self.congested {
+            address.set_congested(self.me.id, link, true);
+        }
+        self.consumers.insert(
+            link,
+            Box::new(Consumer {
+                address,
+                to,
+                reported: 0,
+                outstanding: Default::default(),
+                streams: Default::default(),
+                held: VecDeque::new(),
+                overtakes: 0,
+                retiring: false,
+                counts: Default::default(),
+                stuck: Default::default(),
+                _open: self.core.metrics().link_opened(LinkDirection::Out),
+            }),
+        );
+        first
+    }
+
+    /// Registers producer link `link` of `address`, a link this router
+    /// attached (to a broker, an edge router's uplink) whose deliveries
+    /// come `from` there and start their way through the mesh here.
+    fn add_producer_link(&mut self, link: LinkId, address: Arc<Address>, from: Hop) {
+        let budget = Some(self.budget.clone());
+        if address.add_producer(self.me.clone(), link, from, None, budget, self.now) {
+            self.core.tree_producers_changed(&address);
+        }
+        self.producers.insert(
+            link,
+            Producer {
+                address: Some(address),
+                tree: None,
+                counts: Default::default(),
+                grant: 0,
+                _open: self.core.metrics().link_opened(LinkDirection::In),
+            },
+        );
+    }
+
     /// Which side this connection's links lead to.
     fn hop(&self) -> Hop {
-        match self.mesh.peer() {
-            Some(p) => Hop::Neighbor(p.clone()),
-            None => Hop::Local,
+        match (self.mesh.peer(), self.mesh.edge()) {
+            (Some(p), _) => Hop::Neighbor(p.clone()),
+            (None, Some(e)) => Hop::Edge(e.clone()),
+            (None, None) => Hop::Local,
         }
     }
 
@@ -503,6 +580,7 @@ impl Links {
                 tracing::info!("neighbour {peer} disconnected");
             }
         }
+        self.edge_teardown();
         self.set_stuck_total(0);
     }
 }

@@ -1,0 +1,217 @@
+//! Edge connections: an edge router's uplink to an interior router, and
+//! an interior router's end of it.
+//!
+//! An edge router runs no routing protocol. Its uplink carries, per
+//! address, what its own clients need of the mesh, as links the edge
+//! attaches (as Qpid Dispatch Router's edge routers do):
+//!
+//! - for an address its clients produce to, a sending link: on the edge
+//!   a consumer of the address leading to the interior router (credit
+//!   from the interior, which grants it from every consumer in the mesh
+//!   but the edge's own); on the interior a producer, as a client's
+//!   would be;
+//! - for an address its clients consume from, a receiving link: on the
+//!   edge a producer of the address (credit from the edge's own consumers
+//!   only); on the interior a consumer, which the interior advertises
+//!   into the mesh as its own.
+//!
+//! Both ends mark these links [`Hop::Edge`]: a delivery never goes back
+//! across the edge connection it came on, so the credit of the two
+//! directions never feeds itself, and an edge's own producers and
+//! consumers meet on the edge (its clients first: the uplink costs more).
+//! Links follow the edge's clients: one comes when the address gets its
+//! first client link of that direction, and goes (a sending link once
+//! its deliveries have their outcomes, like a data link that retires)
+//! when it loses its last.
+
+use super::mesh::DataKey;
+use super::*;
+use crate::mesh::identity::PeerRouter;
+
+/// Addresses that never cross an uplink: the router's own management node
+/// and the mesh's internal addresses.
+fn stays_on_the_edge(address: &str) -> bool {
+    address.starts_with('$') || address.starts_with("_ferry/")
+}
+
+impl Links {
+    /// The peer's open arrived on an edge connection: an edge router on an
+    /// edge listener, an interior router's edge listener on an uplink.
+    pub(super) fn edge_opened(&mut self, engine: &mut Connection, peer: Option<PeerRouter>) {
+        let uplink = self.mesh.is_uplink();
+        let peer = match peer {
+            Some(p) if p.edge != uplink => p,
+            Some(p) if uplink => {
+                return self.refuse(
+                    engine,
+                    condition::NOT_ALLOWED,
+                    format!(
+                        "router {} is an edge router too: an edge router's connector dials an interior router's edge listener",
+                        p.id
+                    ),
+                );
+            }
+            Some(p) => {
+                return self.refuse(
+                    engine,
+                    condition::NOT_ALLOWED,
+                    format!(
+                        "router {} is not an edge router; interior routers connect to an inter-router listener",
+                        p.id
+                    ),
+                );
+            }
+            None if uplink => {
+                return self.refuse(
+                    engine,
+                    condition::NOT_ALLOWED,
+                    "what answered is not a Ferry router's edge listener (its open names no router)"
+                        .into(),
+                );
+            }
+            None => {
+                let unwelcome = if self.mesh.kind().authenticated() {
+                    condition::UNAUTHORIZED_ACCESS
+                } else {
+                    condition::NOT_ALLOWED
+                };
+                return self.refuse(
+                    engine,
+                    unwelcome,
+                    "only Ferry edge routers may use an edge listener".into(),
+                );
+            }
+        };
+        if !self.proven(engine, &peer) {
+            return;
+        }
+        let ends = self.mesh.ends();
+        let at = ends.peer.map_or_else(|| "?".to_owned(), |a| a.to_string());
+        let tls = if self.mesh.kind().authenticated() {
+            ", TLS"
+        } else {
+            ""
+        };
+        let edges = self.core.mesh().edges();
+        if uplink {
+            tracing::info!(
+                "uplink to interior router {} connected (to {at}{tls})",
+                peer.id
+            );
+            edges.uplink_up(peer.id.clone(), self.me.clone());
+            self.mesh.edge = Some(peer.id);
+            let Ok(session) = engine.begin_session() else {
+                return;
+            };
+            self.mesh.lanes.add(session);
+            self.sync_uplink(engine);
+        } else {
+            if let Err(e) = edges.attach(peer.id.clone(), self.me.id) {
+                return self.refuse(engine, condition::NOT_ALLOWED, e.to_string());
+            }
+            tracing::info!("edge router {} connected (from {at}{tls})", peer.id);
+            self.mesh.edge = Some(peer.id);
+        }
+    }
+
+    /// Edge router's uplink: brings the links of every address up to date.
+    pub(super) fn sync_uplink(&mut self, engine: &mut Connection) {
+        let mut names: std::collections::BTreeSet<String> =
+            self.core.address_names().into_iter().collect();
+        names.extend(self.mesh.data.keys().map(|(a, _)| a.clone()));
+        names.extend(self.mesh.edge_in.keys().cloned());
+        for name in names {
+            self.sync_uplink_address(engine, &name);
+        }
+    }
+
+    /// Edge router's uplink: a sending link for `address` while this
+    /// router's clients produce to it, a receiving link while they consume
+    /// from it.
+    pub(super) fn sync_uplink_address(&mut self, engine: &mut Connection, address: &str) {
+        let (Some(interior), Some(_)) = (self.mesh.edge.clone(), self.mesh.lanes.first()) else {
+            return;
+        };
+        if !self.mesh.is_uplink() || stays_on_the_edge(address) {
+            return;
+        }
+        let (produced, consumed) = self
+            .core
+            .lookup(address)
+            .map_or((false, false), |a| a.client_links());
+        let key: DataKey = (address.to_owned(), None);
+        match (produced, self.mesh.data.get(&key).copied()) {
+            (true, Some(link)) if self.is_retiring(link) => self.unretire(link, None),
+            (true, None) => self.attach_data_link(engine, key, Hop::Edge(interior.clone())),
+            (false, Some(link)) if !self.is_retiring(link) => self.retire(engine, link),
+            _ => {}
+        }
+        match (consumed, self.mesh.edge_in.get(address).copied()) {
+            (true, None) => self.attach_from_interior(engine, address, interior),
+            (false, Some(link)) => {
+                let _ = engine.detach(link, true, None);
+                self.detached(link);
+            }
+            _ => {}
+        }
+    }
+
+    /// Edge router's uplink: the link the mesh's messages for `address`
+    /// come in on, a producer of it that this router's consumers give
+    /// credit to (its credit is granted once the interior answers).
+    fn attach_from_interior(&mut self, engine: &mut Connection, address: &str, interior: RouterId) {
+        let Some(session) = self.mesh.lanes.first() else {
+            return;
+        };
+        let me = self.core.mesh().id();
+        let spec = LinkSpec {
+            name: format!("ferry:edge:{me}:{address}"),
+            role: Role::Receiver,
+            source: Some(ferry_proto::definitions::Source::new(address)),
+            target: Some(TargetTerminus::Target(
+                ferry_proto::definitions::Target::new(address),
+            )),
+            snd_settle_mode: SenderSettleMode::Mixed,
+            rcv_settle_mode: ReceiverSettleMode::First,
+            max_message_size: Some(self.max_message_size()),
+            ..LinkSpec::default()
+        };
+        let Ok(link) = engine.attach(session, spec) else {
+            return;
+        };
+        let a = self.core.address(address);
+        self.add_producer_link(link, a, Hop::Edge(interior));
+        self.mesh.edge_in.insert(address.to_owned(), link);
+    }
+
+    /// Whether `link` is an uplink's receiving link.
+    pub(super) fn is_from_interior(&self, link: LinkId) -> bool {
+        self.mesh.is_uplink() && self.producers.contains_key(&link)
+    }
+
+    /// An uplink's receiving link is gone.
+    pub(super) fn edge_link_gone(&mut self, link: LinkId) {
+        self.mesh.edge_in.retain(|_, l| *l != link);
+    }
+
+    /// The edge connection ended: an edge's uplink is down, an interior
+    /// forgets the edge router.
+    pub(super) fn edge_teardown(&mut self) {
+        let Some(peer) = self.mesh.edge.clone() else {
+            return;
+        };
+        let edges = self.core.mesh().edges();
+        if self.mesh.is_uplink() {
+            edges.uplink_down(self.me.id);
+        } else if edges.detach(&peer, self.me.id) {
+            if self.mesh.silent() {
+                tracing::warn!(
+                    "edge router {peer} disconnected: nothing heard from it for {} ms",
+                    crate::mesh::NEIGHBOUR_SILENCE.as_millis()
+                );
+            } else {
+                tracing::info!("edge router {peer} disconnected");
+            }
+        }
+    }
+}
