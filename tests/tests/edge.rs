@@ -867,14 +867,32 @@ async fn an_edge_uplink_over_tls_needs_a_certificate_naming_the_edge() {
         credit.is_err() && producer.credit(tx) == 0,
         "an edge with another router's certificate reached a consumer on TI"
     );
-    let log = impostor.log();
-    assert!(
-        uplinks_connected(&log).is_empty(),
-        "TX got an uplink with TE's certificate: {log}"
-    );
     assert!(
         !i.log().contains(&edge_connected("TX")),
         "TI took TX with TE's certificate"
+    );
+    // Refused, TX tries again with the connectors' back-off (100 ms
+    // doubling to 1 s: under ten attempts in these 4 s), and does not say
+    // its uplink is up.
+    let log = impostor.log();
+    let attempts = i
+        .log()
+        .lines()
+        .filter(|l| l.contains(" accepted on ") && l.contains(" (edge)"))
+        .count()
+        - 1; // TE's
+    let connected = uplinks_connected(&log).len();
+    let uplink_lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("uplink"))
+        .take(6)
+        .collect();
+    assert!(
+        attempts <= 20 && connected == 0,
+        "TX, refused by TI (its certificate names TE), dialed TI {attempts} times in 4 s \
+         (expected the connectors' back-off: at most 20) and logged its uplink connected \
+         {connected} times (expected none); its first uplink lines:\n{}",
+        uplink_lines.join("\n")
     );
 }
 
