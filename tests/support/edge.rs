@@ -75,6 +75,21 @@ impl Node {
         (at, wall)
     }
 
+    /// SIGSTOP (through `kill -STOP PID`): the router stops, its sockets
+    /// stay open and silent. `Ferry`'s drop SIGKILLs it. Returns the
+    /// moment, as [`kill`](Self::kill) does.
+    pub fn stop(&mut self) -> (Instant, SystemTime) {
+        let wall = SystemTime::now();
+        let at = Instant::now();
+        let status = Command::new("kill")
+            .arg("-STOP")
+            .arg(self.ferry.pid().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -STOP {} failed", self.ferry.pid());
+        (at, wall)
+    }
+
     /// Waits until the log has a line containing `needle` (polling), at
     /// most `limit`; returns the line. Panics with the log otherwise.
     pub async fn wait_log(&self, needle: &str, limit: Duration) -> String {

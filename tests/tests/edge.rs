@@ -600,13 +600,46 @@ async fn until(limit: Duration, done: impl Fn() -> bool) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_edge_fails_over_when_its_interior_router_dies_under_load_and_nothing_accepted_is_lost()
 {
+    fail_over_under_load(Death::Kill, "I1").await;
+}
+
+/// As the acceptance test, with the consumers' interior router (I2)
+/// killed: E3 and E4 fail over to I1, which advertises their consumers in
+/// I2's stead, and the producers on E1 and E2 (which stay on I1) resume.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_fails_over_when_the_consumers_interior_router_dies_under_load() {
+    fail_over_under_load(Death::Kill, "I2").await;
+}
+
+/// As the acceptance test, with I1 falling silent (SIGSTOP: its sockets
+/// stay open, nothing more comes from it) instead of dying: the edges
+/// notice by their uplink's idle timeout, fail over to I2, and settle
+/// what was in flight through I1 for their producers to send again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_fails_over_when_its_interior_router_falls_silent_under_load() {
+    fail_over_under_load(Death::Silence, "I1").await;
+}
+
+/// How the failover tests take I1 away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Death {
+    /// SIGKILL: its connections close at once.
+    Kill,
+    /// SIGSTOP: its connections stay open, silent (it is SIGKILLed when
+    /// the test ends).
+    Silence,
+}
+
+/// The failover test: `victim` (I1, the producers' interior router, or
+/// I2, the consumers') is taken away by `death` under load.
+async fn fail_over_under_load(death: Death, victim: &str) {
     const ADDRESS: &str = "work";
     /// Accepted messages per producer before the kill, and after it.
     const LOAD: u64 = 300;
 
     let i1_port = free_port();
     let mut i1 = edge::start("I1", &interior_toml("I1", Some(i1_port), &[], true, false));
-    let i2 = edge::start(
+    let mut i2 = edge::start(
         "I2",
         &interior_toml("I2", None, &[(i1_port, 1)], true, false),
     );
@@ -668,13 +701,26 @@ async fn an_edge_fails_over_when_its_interior_router_dies_under_load_and_nothing
         "the producers did not get {LOAD} messages each accepted in 60 s: {:?}",
         shared.accepted
     );
-    // …I1 dies.
+    // …the victim dies.
     let before: Vec<u64> = shared
         .accepted
         .iter()
         .map(|a| a.load(Ordering::SeqCst))
         .collect();
-    let (killed, killed_wall) = i1.kill();
+    let (killed, killed_wall) = {
+        let node = if victim == "I1" { &mut i1 } else { &mut i2 };
+        match death {
+            Death::Kill => node.kill(),
+            Death::Silence => node.stop(),
+        }
+    };
+    let survivor = if victim == "I1" { &i2 } else { &i1 };
+    // The edges that had the victim as their uplink, and the others.
+    let (moved, stayed) = if victim == "I1" {
+        ([&e1, &e2], [&e3, &e4])
+    } else {
+        ([&e3, &e4], [&e1, &e2])
+    };
     *shared.killed_at.lock().unwrap() = Some(killed);
     // Sending goes on, for two seconds at least.
     let resumed = until(Duration::from_secs(60), || {
@@ -725,20 +771,24 @@ async fn an_edge_fails_over_when_its_interior_router_dies_under_load_and_nothing
 
     // What the logs say about the uplinks.
     let e1_log = e1.log();
-    let reconnected = e1_log
+    let moved_log = moved[0].log();
+    let reconnected = moved_log
         .lines()
-        .find(|l| l.contains(&uplink_connected("I2")))
+        .find(|l| l.contains(&uplink_connected(&survivor.id)))
         .map(str::to_owned);
     let log_failover = reconnected
         .as_deref()
         .and_then(|l| logged_after(l, killed_wall));
     eprintln!(
-        "edge failover: I1 killed after {before:?} accepted (E1, E2); first accepted outcome of a message sent after the kill: E1 {:?}, E2 {:?}; E1's log has its uplink to I2 {log_failover:?} after the kill",
-        reports[0].first_accept_after_kill, reports[1].first_accept_after_kill,
+        "edge failover ({death:?} {victim}): {victim} taken away after {before:?} accepted (E1, E2); first accepted outcome of a message sent after that: E1 {:?}, E2 {:?}; {}'s log has its uplink to {} {log_failover:?} after it",
+        reports[0].first_accept_after_kill,
+        reports[1].first_accept_after_kill,
+        moved[0].id,
+        survivor.id,
     );
     for r in &reports {
         eprintln!(
-            "edge failover: {}: {} messages, {} transfers, {} accepted, {} released, {} modified, {} unexpected, {} without outcome, {} not resent",
+            "edge failover ({death:?} {victim}): {}: {} messages, {} transfers, {} accepted, {} released, {} modified, {} unexpected, {} without outcome, {} not resent",
             r.name,
             r.messages,
             r.sent,
@@ -751,7 +801,7 @@ async fn an_edge_fails_over_when_its_interior_router_dies_under_load_and_nothing
         );
     }
     eprintln!(
-        "edge failover: consumers on E3, E4: {deliveries} deliveries, {} distinct, {duplicates} duplicates; {} accepted but never received",
+        "edge failover ({death:?} {victim}): consumers on E3, E4: {deliveries} deliveries, {} distinct, {duplicates} duplicates; {} accepted but never received",
         received.len(),
         lost.len()
     );
@@ -787,13 +837,13 @@ async fn an_edge_fails_over_when_its_interior_router_dies_under_load_and_nothing
         // …and traffic resumed.
         let first = r.first_accept_after_kill.unwrap_or_else(|| {
             panic!(
-                "{}: no message sent after I1's death was accepted; E1's log:\n{e1_log}",
+                "{}: no message sent after {victim}'s death was accepted; E1's log:\n{e1_log}",
                 r.name
             )
         });
         assert!(
             first <= FAILOVER_LIMIT,
-            "{}: traffic resumed only {first:?} after I1's death",
+            "{}: traffic resumed only {first:?} after {victim}'s death",
             r.name
         );
     }
@@ -802,29 +852,36 @@ async fn an_edge_fails_over_when_its_interior_router_dies_under_load_and_nothing
         "the producers did not get {LOAD} more messages accepted within 60 s of the kill: {:?}",
         shared.accepted_after_kill
     );
-    // The edges of I1 moved to I2, E3 and E4 stayed where they were.
-    for e in [&e1, &e2] {
+    // The victim's edges moved to the survivor, the others stayed where
+    // they were.
+    for e in moved {
         let log = e.log();
         assert!(
-            log.contains(&uplink_lost("I1")),
-            "{} never logged its uplink to I1 lost",
+            log.contains(&uplink_lost(victim)),
+            "{} never logged its uplink to {victim} lost",
             e.id
         );
         assert_eq!(
             uplinks_connected(&log),
-            ["I1", "I2"],
+            [victim, survivor.id.as_str()],
             "{}'s uplinks, in order",
             e.id
         );
-        i2.wait_log(&edge_connected(&e.id), UPLINK_WAIT).await;
+        survivor.wait_log(&edge_connected(&e.id), UPLINK_WAIT).await;
     }
-    for e in [&e3, &e4] {
+    for e in stayed {
         let log = e.log();
-        assert_eq!(uplinks_connected(&log), ["I2"], "{}'s uplinks", e.id);
-        assert!(
-            !log.contains("uplink to interior router I2 lost"),
-            "{} lost its uplink to I2",
+        assert_eq!(
+            uplinks_connected(&log),
+            [survivor.id.as_str()],
+            "{}'s uplinks",
             e.id
+        );
+        assert!(
+            !log.contains(&uplink_lost(&survivor.id)),
+            "{} lost its uplink to {}",
+            e.id,
+            survivor.id
         );
     }
 }
