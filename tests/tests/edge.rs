@@ -115,6 +115,23 @@ async fn send_all_accepted(
     accepted
 }
 
+/// Sends one unsettled message once `tx` has credit (and still has it:
+/// credit the router takes back is waited for again), and waits for its
+/// outcome.
+async fn send_one(producer: &mut Client, tx: LinkId, message: Bytes) -> Option<DeliveryState> {
+    while producer.credit(tx) == 0 {
+        producer.wait_credit(tx).await.unwrap();
+    }
+    let id = producer.send_nowait(tx, message, false).unwrap();
+    producer.flush().await.unwrap();
+    loop {
+        let o = producer.next_outcome().await.unwrap();
+        if o.id == id {
+            return o.state;
+        }
+    }
+}
+
 /// Receives `n` messages on `rx`, accepting each and keeping the credit
 /// topped up; returns their payloads in arrival order.
 async fn receive_n(consumer: &mut Client, rx: LinkId, n: usize, credit: u32) -> Vec<Bytes> {
@@ -385,6 +402,211 @@ async fn an_edge_goes_round_its_list_of_interior_routers() {
     )
     .await;
     exchange(&mut producer, tx, &mut consumer, rx, "via I1 again", 20).await;
+}
+
+/// A producer's credit on E1 follows a consumer on E2 both ways: it comes
+/// when the consumer attaches and goes (to 0, and stays there) when it
+/// detaches; a message sent in the race is never `accepted`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_producers_credit_on_one_edge_follows_a_consumer_on_another() {
+    let i = edge::interior("I");
+    let e1 = edge::edge("E1", &[&i]);
+    let e2 = edge::edge("E2", &[&i]);
+    e1.wait_uplink("I").await;
+    e2.wait_uplink("I").await;
+    let mut producer = e1.client().await;
+    let mut consumer = e2.client().await;
+    let tx = producer.open_sender(Some("follow")).await.unwrap();
+    for round in 0..3 {
+        let t0 = Instant::now();
+        let rx = consumer.open_receiver("follow", 20).await.unwrap();
+        let credit = wait_credit(&mut producer, tx, &format!("round {round}: credit on E1")).await;
+        eprintln!(
+            "round {round}: credit {credit} on E1 {:?} after a consumer attached on E2",
+            t0.elapsed()
+        );
+        assert!(
+            (1..=20).contains(&credit),
+            "round {round}: {credit} credit for 20 granted"
+        );
+        exchange(
+            &mut producer,
+            tx,
+            &mut consumer,
+            rx,
+            &format!("r{round}"),
+            10,
+        )
+        .await;
+
+        consumer.close_link(rx).await.unwrap();
+        let t1 = Instant::now();
+        let raced = producer.send_nowait(tx, msg("raced"), false).ok();
+        producer.flush().await.unwrap();
+        let mut outcomes = Vec::new();
+        while producer.credit(tx) > 0 {
+            assert!(
+                t1.elapsed() < CONVERGE,
+                "round {round}: E1's producer still holds {} credit {CONVERGE:?} after the only consumer detached",
+                producer.credit(tx)
+            );
+            if let Ok(o) =
+                tokio::time::timeout(Duration::from_millis(5), producer.next_outcome()).await
+            {
+                outcomes.push(o.unwrap());
+            }
+        }
+        eprintln!(
+            "round {round}: E1's credit gone {:?} after the consumer's detach",
+            t1.elapsed()
+        );
+        // It stays gone.
+        let back = tokio::time::timeout(Duration::from_secs(1), async {
+            loop {
+                if producer.credit(tx) > 0 {
+                    return;
+                }
+                match producer.next_outcome().await {
+                    Ok(o) => outcomes.push(o),
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        })
+        .await;
+        assert!(
+            back.is_err(),
+            "round {round}: credit came back with no consumer"
+        );
+        if let Some(raced) = raced {
+            if !outcomes.iter().any(|o| o.id == raced) {
+                outcomes.push(
+                    within(
+                        "the raced message's outcome",
+                        CONVERGE,
+                        producer.next_outcome(),
+                    )
+                    .await
+                    .unwrap(),
+                );
+            }
+            let o = outcomes
+                .iter()
+                .find(|o| o.id == raced)
+                .expect("the raced outcome");
+            assert!(
+                matches!(
+                    o.state,
+                    Some(DeliveryState::Released) | Some(DeliveryState::Modified(_))
+                ),
+                "round {round}: the message raced with the consumer's detach: {:?}",
+                o.state
+            );
+        }
+    }
+}
+
+/// Multicast across edges: consumers of one multicast address on I, E1 and
+/// E2; producers on E1, on I and on E2 in turn. Every consumer gets every
+/// message once, and every producer's messages are accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multicast_reaches_every_consumer_on_every_edge_once() {
+    const MULTICAST: &str = "[[address]]\nprefix = \"multicast\"\ndistribution = \"multicast\"\n\n";
+    const N: usize = 20;
+    let i = edge::start(
+        "I",
+        &(interior_toml("I", None, &[], false, false) + MULTICAST),
+    );
+    let e1 = edge::start(
+        "E1",
+        &(edge_toml("E1", &[i.edge_port()], false) + MULTICAST),
+    );
+    let e2 = edge::start(
+        "E2",
+        &(edge_toml("E2", &[i.edge_port()], false) + MULTICAST),
+    );
+    e1.wait_uplink("I").await;
+    e2.wait_uplink("I").await;
+    let mut consumers = Vec::new();
+    for node in [&i, &e1, &e2] {
+        let mut c = node.client().await;
+        let rx = c.open_receiver("multicast.news", 50).await.unwrap();
+        consumers.push((node.id.clone(), c, rx));
+    }
+    // Time for the edges' consumers to be known across the uplinks (a
+    // multicast message goes to the consumers known when it is sent).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let receiving: Vec<_> = consumers
+        .into_iter()
+        .map(|(id, mut c, rx)| {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                // Until told to stop, and nothing came for 500 ms.
+                loop {
+                    match tokio::time::timeout(Duration::from_millis(500), c.receive(rx)).await {
+                        Ok(d) => {
+                            let d = d.unwrap();
+                            got.push(text(&d.payload));
+                            c.accept(&d).unwrap();
+                            if c.credit(rx) < 25 {
+                                c.flow(rx, 50).await.unwrap();
+                            } else {
+                                c.flush().await.unwrap();
+                            }
+                        }
+                        Err(_) if stop.load(Ordering::SeqCst) => return (id, got),
+                        Err(_) => {}
+                    }
+                }
+            })
+        })
+        .collect();
+    // Each producer in turn; the first message without `accepted` (or
+    // without an outcome in 10 s) ends the sending, and what the consumers
+    // got is told with it.
+    let mut failure = None;
+    'producers: for node in [&e1, &i, &e2] {
+        let mut p = node.client().await;
+        let tx = p.open_sender(Some("multicast.news")).await.unwrap();
+        wait_credit(&mut p, tx, &format!("credit on {} for multicast", node.id)).await;
+        for k in 0..N {
+            let outcome = tokio::time::timeout(
+                Duration::from_secs(10),
+                send_one(&mut p, tx, msg(&format!("from {} {k}", node.id))),
+            )
+            .await;
+            if outcome != Ok(Some(DeliveryState::Accepted)) {
+                failure = Some(format!(
+                    "message {k} from {}: {}",
+                    node.id,
+                    match outcome {
+                        Ok(state) => format!("outcome {state:?}"),
+                        Err(_) => "no outcome in 10 s".into(),
+                    }
+                ));
+                break 'producers;
+            }
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    let mut got_all = Vec::new();
+    for r in receiving {
+        let (id, mut got) = within("a consumer", CONVERGE, r).await.unwrap();
+        got.sort();
+        got_all.push((id, got));
+    }
+    if let Some(failure) = failure {
+        panic!("{failure}; the consumers got {got_all:?}");
+    }
+    let mut expected: Vec<String> = ["E1", "I", "E2"]
+        .iter()
+        .flat_map(|id| (0..N).map(move |k| format!("from {id} {k}")))
+        .collect();
+    expected.sort();
+    for (id, got) in got_all {
+        assert_eq!(got, expected, "what the consumer on {id} got");
+    }
 }
 
 /// What the failover test's producers share with it.
