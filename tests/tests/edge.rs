@@ -1256,6 +1256,19 @@ fn edge_connectors_and_listeners_need_the_right_mode() {
         "connector[0].role",
         "role \"inter-router\" needs router.mode = \"interior\" (mode is \"edge\")",
     );
+    // An uplink runs over TCP (QUIC is for links between interior routers).
+    let pki = router::Pki::mesh();
+    let toml = format!(
+        "{}[router]\nid = \"CE\"\nmode = \"edge\"\n\n{NORMAL}{connector}tls = \"mesh\"\ntransport = \"quic\"\n",
+        pki.profile("mesh", &pki.router_files("CE"))
+    );
+    for (line, prefix) in config_error(&toml) {
+        let expected = prefix.replace("{}", "connector[0].transport");
+        assert!(
+            line.starts_with(&expected) && line.contains("tcp"),
+            "expected {expected:?}… saying an uplink runs over tcp, got {line:?}"
+        );
+    }
 }
 
 /// As for inter-router listeners: an edge listener without TLS only on
