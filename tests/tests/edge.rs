@@ -1175,6 +1175,49 @@ async fn an_edge_uplink_over_tls_needs_a_certificate_naming_the_edge() {
     );
 }
 
+/// An interior router takes one edge router per id: a second edge router
+/// with the id of one connected is refused, and tries again with the
+/// connectors' back-off (not at once, forever), without saying its uplink
+/// is up. The first one carries on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_edge_router_with_the_same_id_is_refused_and_backs_off() {
+    let i = edge::interior("I");
+    let first = edge::edge("E1", &[&i]);
+    first.wait_uplink("I").await;
+    let second = edge::edge("E1", &[&i]);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The edge listener's connections after the first's.
+    let attempts = i
+        .log()
+        .lines()
+        .filter(|l| l.contains(" accepted on ") && l.contains(" (edge)"))
+        .count()
+        - 1;
+    let log = second.log();
+    let connected = uplinks_connected(&log).len();
+    let uplink_lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("uplink"))
+        .take(6)
+        .collect();
+    assert!(attempts >= 1, "the second E1 never dialed I: {log}");
+    assert!(
+        attempts <= 20 && connected == 0,
+        "the second E1, refused by I (E1 is connected), dialed I {attempts} times in 3 s \
+         (expected the connectors' back-off: at most 20) and logged its uplink connected \
+         {connected} times (expected none); its first uplink lines:\n{}",
+        uplink_lines.join("\n")
+    );
+    // The first is still I's E1.
+    let mut consumer = first.client().await;
+    let rx = consumer.open_receiver("still-first", 20).await.unwrap();
+    let mut producer = i.client().await;
+    let tx = producer.open_sender(Some("still-first")).await.unwrap();
+    wait_credit(&mut producer, tx, "credit on I for the first E1's consumer").await;
+    exchange(&mut producer, tx, &mut consumer, rx, "first", 10).await;
+    assert_eq!(uplinks_connected(&first.log()), ["I"]);
+}
+
 /// The one line `ferry run` and `ferry check-config` print for a
 /// configuration it refuses (exit status 2).
 fn config_error(toml: &str) -> Vec<(String, String)> {
