@@ -42,12 +42,20 @@ fn msg(body: &str) -> Bytes {
     Message::new(Body::data(body.as_bytes().to_vec())).encode()
 }
 
-/// The text of a message made by [`msg`], for error messages.
+/// A message with `body` followed by `padding` dots.
+fn padded(body: &str, padding: usize) -> Bytes {
+    let mut bytes = body.as_bytes().to_vec();
+    bytes.resize(bytes.len() + padding, b'.');
+    Message::new(Body::data(bytes)).encode()
+}
+
+/// The text of a message made by [`msg`] or [`padded`] (without its
+/// padding), for error messages.
 fn text(payload: &Bytes) -> String {
     match Message::decode(payload.clone()).map(|m| m.body) {
         Ok(Body::Data(sections)) => sections
             .iter()
-            .map(|s| String::from_utf8_lossy(s).into_owned())
+            .map(|s| String::from_utf8_lossy(s).trim_end_matches('.').to_owned())
             .collect(),
         _ => format!("{payload:?}"),
     }
@@ -620,6 +628,9 @@ struct Shared {
     accepted: [AtomicU64; 2],
     /// Accepted outcomes of messages sent after the kill, per producer.
     accepted_after_kill: [AtomicU64; 2],
+    /// Bytes of padding in each message (0: a few bytes each; over the
+    /// connections' 64 KiB frames: messages streamed in several frames).
+    padding: usize,
 }
 
 impl Shared {
@@ -688,7 +699,7 @@ async fn produce(
                     Some(body) => body,
                     None if !stop => {
                         report.messages += 1;
-                        msg(&format!("{name} {}", report.messages))
+                        padded(&format!("{name} {}", report.messages), shared.padding)
                     }
                     None => break,
                 };
@@ -822,7 +833,15 @@ async fn until(limit: Duration, done: impl Fn() -> bool) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_edge_fails_over_when_its_interior_router_dies_under_load_and_nothing_accepted_is_lost()
 {
-    fail_over_under_load(Death::Kill, "I1").await;
+    fail_over_under_load(Death::Kill, "I1", 0).await;
+}
+
+/// As the acceptance test, with messages of 200 KB: each is streamed over
+/// several frames on every connection, and some are cut off mid-way by the
+/// kill.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_fails_over_with_large_messages_in_flight_and_nothing_accepted_is_lost() {
+    fail_over_under_load(Death::Kill, "I1", 200_000).await;
 }
 
 /// As the acceptance test, with the consumers' interior router (I2)
@@ -830,7 +849,7 @@ async fn an_edge_fails_over_when_its_interior_router_dies_under_load_and_nothing
 /// I2's stead, and the producers on E1 and E2 (which stay on I1) resume.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_edge_fails_over_when_the_consumers_interior_router_dies_under_load() {
-    fail_over_under_load(Death::Kill, "I2").await;
+    fail_over_under_load(Death::Kill, "I2", 0).await;
 }
 
 /// As the acceptance test, with I1 falling silent (SIGSTOP: its sockets
@@ -839,7 +858,7 @@ async fn an_edge_fails_over_when_the_consumers_interior_router_dies_under_load()
 /// what was in flight through I1 for their producers to send again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_edge_fails_over_when_its_interior_router_falls_silent_under_load() {
-    fail_over_under_load(Death::Silence, "I1").await;
+    fail_over_under_load(Death::Silence, "I1", 0).await;
 }
 
 /// How the failover tests take I1 away.
@@ -854,10 +873,11 @@ enum Death {
 
 /// The failover test: `victim` (I1, the producers' interior router, or
 /// I2, the consumers') is taken away by `death` under load.
-async fn fail_over_under_load(death: Death, victim: &str) {
+/// Messages carry `padding` bytes more than their name.
+async fn fail_over_under_load(death: Death, victim: &str, padding: usize) {
     const ADDRESS: &str = "work";
-    /// Accepted messages per producer before the kill, and after it.
-    const LOAD: u64 = 300;
+    // Accepted messages per producer before the kill, and after it.
+    let load: u64 = if padding > 0 { 30 } else { 300 };
 
     let i1_port = free_port();
     let mut i1 = edge::start("I1", &interior_toml("I1", Some(i1_port), &[], true, false));
@@ -891,7 +911,10 @@ async fn fail_over_under_load(death: Death, victim: &str) {
     }
 
     // Producers on E1 and E2, once their credit shows the consumers.
-    let shared = Arc::new(Shared::default());
+    let shared = Arc::new(Shared {
+        padding,
+        ..Shared::default()
+    });
     let mut producers = Vec::new();
     for (index, e) in [&e1, &e2].into_iter().enumerate() {
         let mut client = e.client().await;
@@ -915,12 +938,12 @@ async fn fail_over_under_load(death: Death, victim: &str) {
             && shared
                 .accepted
                 .iter()
-                .all(|a| a.load(Ordering::SeqCst) >= LOAD)
+                .all(|a| a.load(Ordering::SeqCst) >= load)
     })
     .await;
     assert!(
         loaded,
-        "the producers did not get {LOAD} messages each accepted in 60 s: {:?}",
+        "the producers did not get {load} messages each accepted in 60 s: {:?}",
         shared.accepted
     );
     // …the victim dies.
@@ -950,7 +973,7 @@ async fn fail_over_under_load(death: Death, victim: &str) {
             && shared
                 .accepted_after_kill
                 .iter()
-                .all(|a| a.load(Ordering::SeqCst) >= LOAD)
+                .all(|a| a.load(Ordering::SeqCst) >= load)
     })
     .await;
     shared.stop_new.store(true, Ordering::SeqCst);
@@ -1002,7 +1025,7 @@ async fn fail_over_under_load(death: Death, victim: &str) {
         .as_deref()
         .and_then(|l| logged_after(l, killed_wall));
     eprintln!(
-        "edge failover ({death:?} {victim}): {victim} taken away after {before:?} accepted (E1, E2); first accepted outcome of a message sent after that: E1 {:?}, E2 {:?}; {}'s log has its uplink to {} {log_failover:?} after it",
+        "edge failover ({death:?} {victim}, +{padding} B): {victim} taken away after {before:?} accepted (E1, E2); first accepted outcome of a message sent after that: E1 {:?}, E2 {:?}; {}'s log has its uplink to {} {log_failover:?} after it",
         reports[0].first_accept_after_kill,
         reports[1].first_accept_after_kill,
         moved[0].id,
@@ -1010,7 +1033,7 @@ async fn fail_over_under_load(death: Death, victim: &str) {
     );
     for r in &reports {
         eprintln!(
-            "edge failover ({death:?} {victim}): {}: {} messages, {} transfers, {} accepted, {} released, {} modified, {} unexpected, {} without outcome, {} not resent",
+            "edge failover ({death:?} {victim}, +{padding} B): {}: {} messages, {} transfers, {} accepted, {} released, {} modified, {} unexpected, {} without outcome, {} not resent",
             r.name,
             r.messages,
             r.sent,
@@ -1023,7 +1046,7 @@ async fn fail_over_under_load(death: Death, victim: &str) {
         );
     }
     eprintln!(
-        "edge failover ({death:?} {victim}): consumers on E3, E4: {deliveries} deliveries, {} distinct, {duplicates} duplicates; {} accepted but never received",
+        "edge failover ({death:?} {victim}, +{padding} B): consumers on E3, E4: {deliveries} deliveries, {} distinct, {duplicates} duplicates; {} accepted but never received",
         received.len(),
         lost.len()
     );
@@ -1071,7 +1094,7 @@ async fn fail_over_under_load(death: Death, victim: &str) {
     }
     assert!(
         resumed,
-        "the producers did not get {LOAD} more messages accepted within 60 s of the kill: {:?}",
+        "the producers did not get {load} more messages accepted within 60 s of the kill: {:?}",
         shared.accepted_after_kill
     );
     // The victim's edges moved to the survivor, the others stayed where
