@@ -375,6 +375,9 @@ impl Address {
             level: 0,
             congested: false,
         });
+        // Nothing to hand out yet, but producers across an edge connection
+        // learn that there is a consumer to reach (`links::edge`).
+        notify_producers(&mut s);
         first_local
     }
 
@@ -534,6 +537,13 @@ impl Address {
         !s.producers
             .iter()
             .any(|p| same_source(p, &gone.tree, &gone.from))
+    }
+
+    /// Whether a consumer link leads anywhere but `to`: on an interior
+    /// router, whether an edge router's producers have a consumer to reach
+    /// in the mesh (see `links::edge`).
+    pub fn has_consumers_besides(&self, to: &Hop) -> bool {
+        self.lock().consumers.iter().any(|c| &c.to != to)
     }
 
     /// Whether this router's own clients (not an edge connection's, not a

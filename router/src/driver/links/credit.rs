@@ -6,6 +6,7 @@ impl Links {
     /// Sets a producer link's credit to what its address's budget allows.
     pub(super) fn recredit(&mut self, engine: &mut Connection, link: LinkId) {
         let window = self.credit_window();
+        let client = self.hop() == Hop::Local;
         let Some(Producer {
             address: Some(a),
             grant: last,
@@ -13,6 +14,17 @@ impl Links {
         }) = self.producers.get_mut(&link)
         else {
             return;
+        };
+        // An edge router's multicast producer waits for the interior's word
+        // on its address (see `links::edge`), as a mesh producer waits for
+        // its tree's links: else its first copies reach this edge only.
+        let window = if a.distribution() == crate::config::Distribution::Multicast
+            && client
+            && self.core.mesh().edges().undecided(a.name())
+        {
+            0
+        } else {
+            window
         };
         let grant = a.grant(
             &self.core.mesh().table(),
@@ -33,14 +45,10 @@ impl Links {
 
     /// When a producer short of credit should ask its address again.
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
-        [
-            self.rechecks.values().min().copied(),
-            self.poll_stuck(),
-            self.poll_starved(),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        [self.rechecks.values().min().copied(), self.poll_stuck()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Asks again for the producers whose recheck time has come.
@@ -58,7 +66,6 @@ impl Links {
             self.recredit(engine, link);
         }
         self.check_stuck();
-        self.release_starved(engine, now);
     }
 
     pub(super) fn consumer_credit(
@@ -85,7 +92,6 @@ impl Links {
         c.reported = credit;
         c.address.consumer_flow(self.me.id, link, delta, granted);
         self.send_held(engine, link);
-        self.watch_starved(engine, link);
         let Some(c) = self.consumers.get_mut(&link) else {
             return;
         };

@@ -205,6 +205,17 @@ pub(crate) struct MeshState {
     /// An edge router's uplink: the interior router that opened it, until
     /// it is seen to keep it open.
     pub(super) uplink_opened: Option<RouterId>,
+    /// Edge connection: the link the interior router tells the edge on
+    /// which of its addresses have a consumer in the mesh (see
+    /// `links::edge`): ours on an interior router, the peer's on an edge.
+    pub(super) interest_link: Option<LinkId>,
+    /// Interior router: what the edge was last told, by address, and the
+    /// addresses it is yet to be told about (coalesced).
+    pub(super) interest: HashMap<String, bool>,
+    pub(super) interest_pending: std::collections::BTreeSet<String>,
+    /// Edge router's uplink: the addresses the interior said have a
+    /// consumer in the mesh.
+    pub(super) wanted: std::collections::HashSet<String>,
 }
 
 impl MeshState {
@@ -224,6 +235,10 @@ impl MeshState {
             edge: None,
             edge_in: HashMap::new(),
             uplink_opened: None,
+            interest_link: None,
+            interest: HashMap::new(),
+            interest_pending: Default::default(),
+            wanted: Default::default(),
         }
     }
 
@@ -765,6 +780,7 @@ impl Links {
             return;
         };
         c.retiring = true;
+        c.dormant = false; // out of its address either way
         c.address.remove_consumer(self.me.id, link);
         let held = std::mem::take(&mut c.held);
         let address = c.address.clone();

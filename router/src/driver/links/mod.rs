@@ -107,6 +107,10 @@ struct Consumer {
     /// deliveries and is detached once every delivery sent on it has its
     /// outcome (see `Links::retire`).
     retiring: bool,
+    /// An edge's uplink link whose address has no consumer in the mesh:
+    /// out of its address until the interior says it has one
+    /// (`links::edge`).
+    dormant: bool,
     /// What crossed the link, for management.
     counts: report::Counts,
     /// Deliveries unsettled for longer than `[limits] stuck_delivery_ms`.
@@ -160,9 +164,7 @@ pub(crate) struct Links {
     now: Instant,
     /// Producer links short of credit, and when to ask for it again.
     rechecks: HashMap<LinkId, Instant>,
-    /// An edge router's uplink: its sending links where deliveries wait
-    /// without credit, and when they are released (`Links::watch_starved`).
-    starved: HashMap<LinkId, Instant>,
+
     /// The login in progress (a listener offering more than ANONYMOUS),
     /// dropped once the peer is in.
     login: Option<Box<Login>>,
@@ -237,7 +239,7 @@ impl Links {
             tags: BytesMut::new(),
             recredit_pending: Vec::new(),
             rechecks: HashMap::new(),
-            starved: HashMap::new(),
+
             budget: ByteBudget::within(
                 core.limits().max_in_flight_bytes_per_producer,
                 Some(core.buffered().clone()),
@@ -293,6 +295,11 @@ impl Links {
                 Event::Credit { link, credit, .. } if self.mesh.is_control_out(link) => {
                     self.control_credit(engine, credit)
                 }
+                Event::Credit { link, .. }
+                    if !self.mesh.is_uplink() && self.mesh.interest_link == Some(link) =>
+                {
+                    self.flush_interest(engine)
+                }
                 Event::Credit {
                     link,
                     credit,
@@ -301,6 +308,9 @@ impl Links {
                 } => self.consumer_credit(engine, link, credit, granted, drain),
                 Event::Transfer(t) if self.mesh.is_control_in(t.link) => {
                     self.control_transfer(engine, t)
+                }
+                Event::Transfer(t) if self.is_interest_in(t.link) => {
+                    self.interest_transfer(engine, t)
                 }
                 Event::Transfer(t) => self.transfer(engine, t),
                 Event::Disposition {
@@ -421,7 +431,10 @@ impl Links {
                     let _ = engine.disposition(link, delivery, Some(state), true);
                 }
             }
-            ToConn::Recredit { link } => self.recredit(engine, link),
+            ToConn::Recredit { link } => {
+                self.recredit(engine, link);
+                self.tell_interest(engine, link);
+            }
             ToConn::Control(msg) => self.send_control(engine, msg),
             ToConn::PathsChanged => self.sync_data_links(engine),
             ToConn::UplinkAddress { address } => self.sync_uplink_address(engine, &address),
@@ -496,6 +509,7 @@ impl Links {
                 held: VecDeque::new(),
                 overtakes: 0,
                 retiring: false,
+                dormant: false,
                 counts: Default::default(),
                 stuck: Default::default(),
                 _open: self.core.metrics().link_opened(LinkDirection::Out),
