@@ -1205,6 +1205,40 @@ mod tests {
     }
 
     #[test]
+    fn a_delivery_never_goes_back_across_the_edge_connection_it_came_on() {
+        let a = Address::new("q".into(), Distribution::Closest);
+        let edge = Hop::Edge(RouterId::from("E1"));
+        let (local, _lrx) = conn(1);
+        let (uplink, _urx) = conn(2);
+        a.add_consumer(local, link(1), Hop::Local, None);
+        a.add_consumer(uplink, link(2), edge.clone(), None);
+        a.adjust_consumer_credit(ConnId(1), link(1), 1);
+        a.adjust_consumer_credit(ConnId(2), link(2), 5);
+        // A client's delivery: its own router's consumer first (the edge
+        // connection costs more), then across the edge connection.
+        let to = |r: Routed| r.targets.iter().map(|t| t.1).collect::<Vec<_>>();
+        assert_eq!(
+            to(a.route(&table(), &Hop::Local, None, Reach::Tree)),
+            [link(1)]
+        );
+        assert_eq!(
+            to(a.route(&table(), &Hop::Local, None, Reach::Tree)),
+            [link(2)]
+        );
+        // From across that edge connection: never back there.
+        a.adjust_consumer_credit(ConnId(1), link(1), 1);
+        assert_eq!(to(a.route(&table(), &edge, None, Reach::Tree)), [link(1)]);
+        assert!(
+            a.route(&table(), &edge, None, Reach::Tree)
+                .targets
+                .is_empty()
+        );
+        assert!(a.has_consumers_besides(&edge));
+        a.remove_consumer(ConnId(1), link(1));
+        assert!(!a.has_consumers_besides(&edge));
+    }
+
+    #[test]
     fn producers_share_the_consumer_budget_without_overlap() {
         let a = Address::new("q".into(), Distribution::Balanced);
         let (c, _crx) = conn(1);

@@ -102,6 +102,22 @@ impl Lanes {
     }
 }
 
+/// Settles `released` what waits on consumer link `c` (never sent: nobody
+/// has it), dropping the later frames held with it; returns how many.
+pub(super) fn release_held(c: &mut Consumer) -> usize {
+    let mut released = 0;
+    for h in std::mem::take(&mut c.held) {
+        if let Held::Start(Forwarded {
+            origin: Some(o), ..
+        }) = h
+        {
+            o.settle(DeliveryState::Released);
+            released += 1;
+        }
+    }
+    released
+}
+
 /// Which data link: its address and, for multicast, its tree.
 pub(super) type DataKey = (String, Option<RouterId>);
 
@@ -782,20 +798,9 @@ impl Links {
         c.retiring = true;
         c.dormant = false; // out of its address either way
         c.address.remove_consumer(self.me.id, link);
-        let held = std::mem::take(&mut c.held);
+        let released = release_held(c);
         let address = c.address.clone();
         self.core.release(&address);
-        // Never sent: nobody has them.
-        let mut released = 0;
-        for h in held {
-            if let Held::Start(Forwarded {
-                origin: Some(o), ..
-            }) = h
-            {
-                o.settle(DeliveryState::Released);
-                released += 1;
-            }
-        }
         if released > 0 {
             tracing::debug!(
                 "data link to {} retired (the routes changed): {released} deliveries not yet sent on it released",

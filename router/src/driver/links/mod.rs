@@ -9,6 +9,7 @@ mod consumer;
 mod credit;
 mod edge;
 mod expiry;
+mod interest;
 mod login;
 mod mesh;
 mod producer;
