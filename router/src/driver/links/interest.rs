@@ -138,16 +138,7 @@ impl Links {
         if !is_interest || self.mesh.interest_link.is_some() {
             return false;
         }
-        let spec = LinkSpec {
-            name: attach.name.to_string(),
-            role: Role::Receiver,
-            source: attach.source.clone(),
-            target: attach.target.clone(),
-            snd_settle_mode: SenderSettleMode::Settled,
-            ..LinkSpec::default()
-        };
-        if engine.accept_attach(link, spec).is_ok() {
-            let _ = engine.flow(link, INTEREST_CREDIT, false);
+        if super::mesh::accept_settled(engine, link, attach, INTEREST_CREDIT) {
             self.mesh.interest_link = Some(link);
         }
         true

@@ -102,6 +102,26 @@ impl Lanes {
     }
 }
 
+/// Accepts the peer's link of pre-settled router-to-router messages
+/// (control, interest) as its receiver, with `credit`; returns whether it
+/// could.
+pub(super) fn accept_settled(
+    engine: &mut Connection,
+    link: LinkId,
+    attach: &Attach,
+    credit: u32,
+) -> bool {
+    let spec = LinkSpec {
+        name: attach.name.to_string(),
+        role: Role::Receiver,
+        source: attach.source.clone(),
+        target: attach.target.clone(),
+        snd_settle_mode: SenderSettleMode::Settled,
+        ..LinkSpec::default()
+    };
+    engine.accept_attach(link, spec).is_ok() && engine.flow(link, credit, false).is_ok()
+}
+
 /// Settles `released` what waits on consumer link `c` (never sent: nobody
 /// has it), dropping the later frames held with it; returns how many.
 pub(super) fn release_held(c: &mut Consumer) -> usize {
@@ -610,16 +630,7 @@ impl Links {
         link: LinkId,
         attach: &Attach,
     ) {
-        let spec = LinkSpec {
-            name: attach.name.to_string(),
-            role: Role::Receiver,
-            source: attach.source.clone(),
-            target: attach.target.clone(),
-            snd_settle_mode: SenderSettleMode::Settled,
-            ..LinkSpec::default()
-        };
-        if engine.accept_attach(link, spec).is_ok() {
-            let _ = engine.flow(link, CONTROL_CREDIT, false);
+        if accept_settled(engine, link, attach, CONTROL_CREDIT) {
             self.mesh.control_in = Some(link);
         }
     }
