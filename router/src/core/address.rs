@@ -376,7 +376,7 @@ impl Address {
             congested: false,
         });
         // Nothing to hand out yet, but producers across an edge connection
-        // learn that there is a consumer to reach (`links::edge`).
+        // learn that there is a consumer to reach (`links::interest`).
         notify_producers(&mut s);
         first_local
     }
@@ -541,7 +541,7 @@ impl Address {
 
     /// Whether a consumer link leads anywhere but `to`: on an interior
     /// router, whether an edge router's producers have a consumer to reach
-    /// in the mesh (see `links::edge`).
+    /// in the mesh (see `links::interest`).
     pub fn has_consumers_besides(&self, to: &Hop) -> bool {
         self.lock().consumers.iter().any(|c| &c.to != to)
     }

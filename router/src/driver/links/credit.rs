@@ -16,7 +16,7 @@ impl Links {
             return;
         };
         // An edge router's multicast producer waits for the interior's word
-        // on its address (see `links::edge`), as a mesh producer waits for
+        // on its address (see `links::interest`), as a mesh producer waits for
         // its tree's links: else its first copies reach this edge only.
         let window = if a.distribution() == crate::config::Distribution::Multicast
             && client
@@ -45,10 +45,11 @@ impl Links {
 
     /// When a producer short of credit should ask its address again.
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
-        [self.rechecks.values().min().copied(), self.poll_stuck()]
-            .into_iter()
-            .flatten()
-            .min()
+        let recheck = self.rechecks.values().min().copied();
+        match (recheck, self.poll_stuck()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Asks again for the producers whose recheck time has come.

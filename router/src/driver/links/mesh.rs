@@ -243,7 +243,7 @@ pub(crate) struct MeshState {
     pub(super) uplink_opened: Option<RouterId>,
     /// Edge connection: the link the interior router tells the edge on
     /// which of its addresses have a consumer in the mesh (see
-    /// `links::edge`): ours on an interior router, the peer's on an edge.
+    /// `links::interest`): ours on an interior router, the peer's on an edge.
     pub(super) interest_link: Option<LinkId>,
     /// Interior router: what the edge was last told, by address, and the
     /// addresses it is yet to be told about (coalesced).

@@ -110,7 +110,7 @@ struct Consumer {
     retiring: bool,
     /// An edge's uplink link whose address has no consumer in the mesh:
     /// out of its address until the interior says it has one
-    /// (`links::edge`).
+    /// (`links::interest`).
     dormant: bool,
     /// What crossed the link, for management.
     counts: report::Counts,
