@@ -138,6 +138,8 @@ struct Producer {
     used: bool,
     /// When it last used credit or got credit from none.
     active: Instant,
+    /// When it last used credit (`None`: never).
+    last_used: Option<Instant>,
     /// Until when it is taken to have nothing to send: set when its idle
     /// credit is taken back, cleared when it uses credit. Meanwhile it
     /// takes back nobody's credit (else idle producers would take it from
@@ -494,6 +496,7 @@ impl Address {
             granted: 0,
             used: false,
             active: now,
+            last_used: None,
             quiet_until: now,
             quiet_for: Duration::ZERO,
             short: false,
@@ -624,6 +627,7 @@ impl Address {
         if used {
             // It used some since the last grant: not idle after all.
             p.active = now;
+            p.last_used = Some(now);
             p.quiet_until = now;
             p.quiet_for = Duration::ZERO;
         }
@@ -663,13 +667,16 @@ impl Address {
         }
         // Anycast: a router's link (a neighbour's data link, an edge
         // connection's) carries what the producers behind it send: it is
-        // topped up only as it uses its credit, from one credit that lets
-        // a first message through. Idle, it held a fair part that this
-        // router's busy producers needed: a producer and a consumer on one
-        // router with a neighbour went at a tenth of their speed alone.
-        // (A multicast tree's links exist only where the tree has
-        // producers, and its shares are cut as they come.)
-        if anycast && p.from != Hop::Local && !used {
+        // topped up only while it uses its credit (within a lease), from
+        // one credit that lets a first message through. Idle, it held a
+        // fair part that this router's busy producers needed: a producer
+        // and a consumer on one router with a neighbour went at a tenth of
+        // their speed alone. (A multicast tree's links exist only where
+        // the tree has producers, and its shares are cut as they come.)
+        let busy = p
+            .last_used
+            .is_some_and(|t| now.saturating_duration_since(t) < IDLE_LEASE);
+        if anycast && p.from != Hop::Local && !busy {
             credit = credit.min(i64::from(before).max(1));
         }
         if std::mem::take(&mut p.reclaim) && !used && !p.held_back() {
