@@ -3,7 +3,8 @@
 # image is pulled): compiles the release `ferry` binary and the health-check
 # probe, lays out a root filesystem with them, the shared libraries `ldd`
 # lists, the dynamic loader, /etc/passwd with the non-root user and the
-# default configuration in target/deploy-image/rootfs (under $CARGO_TARGET_DIR if set), and runs
+# default configuration (and deploy/edge.toml, for an edge router) in
+# target/deploy-image/rootfs (under $CARGO_TARGET_DIR if set), and runs
 #   docker build -f deploy/Dockerfile -t IMAGE target/deploy-image
 #
 # Usage: deploy/build-image.sh [IMAGE]
@@ -50,6 +51,7 @@ root:x:0:
 ferry:x:10001:
 GROUP
 cp "$repo/deploy/ferry.toml" "$rootfs/etc/ferry/ferry.toml"
+cp "$repo/deploy/edge.toml" "$rootfs/etc/ferry/edge.toml"
 chmod -R a+rX "$rootfs"
 
 echo "build-image: docker build -t $image" >&2

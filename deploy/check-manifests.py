@@ -28,6 +28,18 @@
   /readyz of the [http] endpoint deploy/ferry.toml configures, the `five` profile
   (and `docker-compose config` when installed); with --ferry, deploy/ferry.toml
   with each router's environment passes `ferry check-config`;
+- the edge routers of compose's `edge` profile: deploy/ferry.toml has an edge
+  listener over mutual TLS; deploy/edge.toml is an edge router's (mode edge,
+  no inter-router or edge listener, the mesh's TLS profile, [http]); each
+  edge mounts it and its own certificate folder, has its own id and host
+  port, and dials two or more interior routers of the default set by service
+  name on their edge listener, role edge, over TLS; its certificate names its
+  id; with --ferry, deploy/edge.toml with each edge's environment passes
+  `ferry check-config`;
+- compose.broker.yaml: the broker (read-only, private network, its user from
+  make-certs.sh's folder) and the same [[broker]] and brokered addresses for
+  every interior router, a topic's broker dialed by one router only, none
+  for the edges (with --ferry: check-config);
 - with --image IMAGE: the StatefulSet's pods are imitated with plain
   containers of that image (pod names, the headless Service's DNS names as
   network aliases, the ConfigMap and the Secret (certificates made for the
@@ -448,12 +460,145 @@ def compose_checks(ferry_bin, compose_certs):
                 env_all.update(tls_env(base_cfg, prof, local))
                 check_config(ferry_bin, "deploy/ferry.toml with the environment of compose's %s" % s, base_path,
                              env_all)
+    edge_checks(services, base, prof, tls_dir, base_cfg, host_ports, ids, ferry_bin, compose_certs)
+    broker_path = os.path.join(HERE, "compose.broker.yaml")
+    broker_checks(broker_path, services, routers, prof, base_cfg, ferry_bin, compose_certs)
     try:
-        r = subprocess.run(["docker-compose", "-f", path, "--profile", "five", "config", "-q"],
+        r = subprocess.run(["docker-compose", "-f", path, "--profile", "five", "--profile", "edge", "config", "-q"],
                            capture_output=True, text=True)
         check(r.returncode == 0, "compose: docker-compose config accepts the file", r.stderr.strip())
+        r = subprocess.run(["docker-compose", "-f", path, "-f", broker_path, "--profile", "five", "--profile", "edge",
+                            "config", "-q"], capture_output=True, text=True)
+        check(r.returncode == 0, "compose: docker-compose config accepts it with compose.broker.yaml", r.stderr.strip())
     except FileNotFoundError:
         print("note - docker-compose not installed: its own check skipped")
+
+
+def broker_checks(path, services, routers, prof, base_cfg, ferry_bin, compose_certs):
+    """compose.broker.yaml: the broker beside the mesh, and every interior
+    router configured for it (the same [[broker]] and brokered addresses)."""
+    with open(path) as f:
+        c = yaml.safe_load(f)
+    over = c.get("services", {})
+    broker = over.get("broker", {})
+    check(broker.get("read_only") is True and broker.get("networks") == ["mesh"] and not broker.get("ports"),
+          "compose.broker.yaml: the broker is read-only, on the private network only")
+    check(any(str(v).endswith("/broker:/etc/rabbitmq/conf.d:ro") for v in broker.get("volumes", [])),
+          "compose.broker.yaml: the broker reads its user from FERRY_CERTS/broker (conf.d)")
+    envs = {s: (over.get(s) or {}).get("environment") for s in routers}
+    check(all(envs.values()) and len({tuple(sorted(e.items())) for e in envs.values()}) == 1,
+          "compose.broker.yaml: every interior router (%s) gets the same broker and addresses" % ", ".join(routers))
+    env = next(iter(envs.values())) or {}
+    brokers = {str(v): m.group(1) for k, v in env.items() for m in [re.fullmatch(r"FERRY_BROKER__(\d+)__NAME", k)] if m}
+    topics = [str(env.get("FERRY_ADDRESS__%s__BROKER" % m.group(1))) for k, v in env.items()
+              for m in [re.fullmatch(r"FERRY_ADDRESS__(\d+)__DISTRIBUTION", k)] if m and v == "topic"]
+    check(all(t in brokers and len(str(env.get("FERRY_BROKER__%s__ROUTERS" % brokers[t], "")).split(",")) == 1
+              and env.get("FERRY_BROKER__%s__ROUTERS" % brokers[t]) for t in topics),
+          "compose.broker.yaml: a topic's broker is dialed by one router (one subscription, no copies)", str(topics))
+    check(not any(s not in routers and s != "broker" for s in over),
+          "compose.broker.yaml: no edge router is given the broker (an edge's clients reach it through the uplink)")
+    if not (ferry_bin and compose_certs and prof is not None):
+        return
+    for s in routers:
+        env_all = {k: str(v) for k, v in services[s].get("environment", {}).items()}
+        env_all.update({k: str(v) for k, v in (envs[s] or {}).items()})
+        for k in list(env_all):
+            if re.fullmatch(r"FERRY_BROKER__\d+__PASSWORD_FILE", k):
+                env_all[k] = os.path.join(compose_certs, "broker", "password")
+        rid = env_all.get("FERRY_ROUTER__ID")
+        local = {k: os.path.join(compose_certs, str(rid), posixpath.basename(prof[k])) for k in ("cert", "key", "ca")}
+        env_all.update(tls_env(base_cfg, prof, local))
+        check_config(ferry_bin, "deploy/ferry.toml with the environment of compose's %s and compose.broker.yaml" % s,
+                     os.path.join(HERE, "ferry.toml"), env_all)
+
+
+def edge_checks(services, interiors, prof, tls_dir, base_cfg, host_ports, ids, ferry_bin, compose_certs):
+    """Compose's edge routers (profile "edge") and their configuration,
+    deploy/edge.toml; the edge listener of deploy/ferry.toml."""
+    edge_listeners = [x for x in base_cfg.get("listener", []) if x.get("role") == "edge"]
+    check(len(edge_listeners) == 1 and prof is not None
+          and edge_listeners[0].get("tls") == prof["name"] and edge_listeners[0].get("client_cert") == "required"
+          and not edge_listeners[0].get("allow_unauthenticated_routers"),
+          "deploy/ferry.toml: an edge listener, mutual TLS with the mesh profile (client_cert = \"required\")",
+          str(edge_listeners))
+    edge_port = edge_listeners[0].get("port") if edge_listeners else None
+    edge_path = os.path.join(HERE, "edge.toml")
+    try:
+        with open(edge_path, "rb") as f:
+            cfg = tomllib.load(f)
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        check(False, "deploy/edge.toml parses as TOML", str(e))
+        return
+    check(cfg.get("router", {}).get("mode") == "edge" and "id" not in cfg.get("router", {}),
+          "deploy/edge.toml: mode = \"edge\", the id left to FERRY_ROUTER__ID", str(cfg.get("router")))
+    listeners = cfg.get("listener", [])
+    check(all(x.get("role", "normal") == "normal" for x in listeners)
+          and any(x.get("port") == 5672 for x in listeners),
+          "deploy/edge.toml: clients on 5672, no inter-router or edge listener", str(listeners))
+    eprof = {t["name"]: t for t in cfg.get("tls", [])}.get(prof["name"]) if prof else None
+    check(eprof is not None and all(posixpath.dirname(eprof.get(k, "")) == tls_dir for k in ("cert", "key", "ca")),
+          "deploy/edge.toml: TLS profile %s with cert, key and ca in %s" % (prof and prof["name"], tls_dir),
+          str(eprof))
+    check(not cfg.get("connector") and not any(x.get("allow_unauthenticated_routers") for x in listeners),
+          "deploy/edge.toml: uplinks from the environment, no allow_unauthenticated_routers")
+    http = cfg.get("http", {})
+    check(http.get("host") == "0.0.0.0" and isinstance(http.get("port"), int),
+          "deploy/edge.toml serves HTTP (probes, metrics) on every interface of the container", str(http))
+    readyz = ["CMD", "/usr/bin/ferry-probe", "http://127.0.0.1:%s/readyz" % http.get("port")]
+    edges = sorted(s for s, svc in services.items() if "edge" in svc.get("profiles", []))
+    check(len(edges) >= 2 and all(not s.startswith("router-") for s in edges),
+          "compose: profile edge makes edge routers (%s)" % ", ".join(edges))
+    firsts = set()
+    for s in edges:
+        svc = services[s]
+        env = svc.get("environment", {})
+        rid = env.get("FERRY_ROUTER__ID")
+        check(rid and rid not in ids, "compose: edge %s has its own router id" % s)
+        ids.add(rid)
+        idx = sorted(int(m.group(1)) for k in env for m in [re.fullmatch(r"FERRY_CONNECTOR__(\d+)__HOST", k)] if m)
+        check(idx == list(range(len(idx))), "compose: edge %s connector indexes follow each other" % s)
+        hosts = [env["FERRY_CONNECTOR__%d__HOST" % i] for i in idx]
+        check(len(hosts) >= 2 and len(set(hosts)) == len(hosts) and set(hosts) <= set(interiors)
+              and all(str(env.get("FERRY_CONNECTOR__%d__PORT" % i)) == str(edge_port) for i in idx)
+              and all(env.get("FERRY_CONNECTOR__%d__ROLE" % i) == "edge" for i in idx),
+              "compose: edge %s dials two or more interior routers (%s) on their edge listener (%s), role edge" % (
+                  s, ", ".join(hosts), edge_port), str(env))
+        if hosts:
+            firsts.add(hosts[0])
+            dep = svc.get("depends_on") or {}
+            check(isinstance(dep, dict) and (dep.get(hosts[0]) or {}).get("condition") == "service_healthy",
+                  "compose: edge %s starts once its first interior router (%s) is healthy" % (s, hosts[0]),
+                  str(dep))
+        check(prof is not None and all(env.get("FERRY_CONNECTOR__%d__TLS" % i) == prof["name"] for i in idx)
+              and not any("ALLOW_UNAUTHENTICATED" in k.upper() for k in env),
+              "compose: edge %s dials over TLS (profile %s), never unauthenticated" % (s, prof and prof["name"]))
+        for p in svc.get("ports", []):
+            m = re.fullmatch(r"(?:.*:)?(\$\{[^}]*\}|\d+):5672", str(p))
+            check(m is not None, "compose: edge %s publishes its client port" % s, str(p))
+            if m:
+                check(m.group(1) not in host_ports, "compose: edge %s has its own host port" % s)
+                host_ports.add(m.group(1))
+        check(svc.get("networks") == ["mesh"], "compose: edge %s is on the private network" % s)
+        check(svc.get("healthcheck", {}).get("test") == readyz,
+              "compose: edge %s's health check asks /readyz" % s, str(svc.get("healthcheck")))
+        vols = [re.fullmatch(r"(.*):(/[^:]*?)(?::(ro|rw))?", str(v)) for v in svc.get("volumes", [])]
+        vols = [(m.group(1), m.group(2), m.group(3)) for m in vols if m]
+        check(("./edge.toml", "/etc/ferry/ferry.toml", "ro") in vols, "compose: edge %s mounts deploy/edge.toml" % s)
+        mine = [v for v in vols if v[1] == tls_dir]
+        check(len(mine) == 1 and mine[0][0].endswith("/" + str(rid)) and mine[0][2] == "ro",
+              "compose: edge %s mounts its own certificate folder (…/%s) at %s, read-only" % (s, rid, tls_dir),
+              str(mine))
+        if compose_certs and rid and eprof is not None:
+            local = {k: os.path.join(compose_certs, str(rid), posixpath.basename(eprof[k])) for k in ("cert", "key", "ca")}
+            check(os.path.isfile(local["cert"]) and str(rid) in cert_names(local["cert"]),
+                  "compose: edge %s's certificate (make-certs.sh --compose) names %s" % (s, rid))
+            if ferry_bin and os.path.isfile(local["cert"]):
+                env_all = {k: str(v) for k, v in env.items()}
+                env_all.update(tls_env(cfg, eprof, local))
+                check_config(ferry_bin, "deploy/edge.toml with the environment of compose's edge %s" % s, edge_path,
+                             env_all)
+    check(len(firsts) >= 2 or len(edges) < 2, "compose: the edges' first uplinks go to different interior routers",
+          str(sorted(firsts)))
 
 
 def docker(*args, check_rc=True):

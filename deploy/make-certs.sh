@@ -10,7 +10,10 @@
 #   deploy/make-certs.sh --compose [options] [OUTDIR]    default deploy/certs
 #   deploy/make-certs.sh --k8s [--namespace NS] [--replicas N] [options] [OUTDIR]
 #                                                        default deploy/k8s/certs
-# --compose: routers A … E of deploy/compose.yaml, dialed as router-a … router-e.
+# --compose: routers A … E of deploy/compose.yaml, dialed as router-a … router-e,
+#   and its edge routers edge-1, edge-2 (profile "edge"; named by their id);
+#   and, once, the password of the broker of deploy/compose.broker.yaml
+#   (not a certificate: OUTDIR/broker/password and user.conf, below).
 # --k8s: routers ferry-0 … ferry-(N-1) (N = --replicas, default 5) of
 #   deploy/k8s, dialed as ferry-K.ferry-mesh, also named
 #   ferry-K.ferry-mesh.NS.svc and ….svc.cluster.local (NS = --namespace,
@@ -30,6 +33,9 @@
 #   OUTDIR/ID/cert.pem     router ID's certificate
 #   OUTDIR/ID/key.pem      its key (0600, --owner)
 #   OUTDIR/ID/ca.pem       a copy of the CA certificate
+#   OUTDIR/broker/password   --compose: the broker's password (0600, --owner),
+#                            random, kept if there: the routers read it
+#   OUTDIR/broker/user.conf  the same for RabbitMQ (default_user ferry)
 # A folder OUTDIR/ID is what one router mounts (compose: at /etc/ferry/tls).
 #
 # An existing CA in OUTDIR is used again, and a router's files are replaced
@@ -37,7 +43,7 @@
 # rotate that router's certificate, which the router picks up within 2 s.
 set -euo pipefail
 
-usage() { sed -n '8,24p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '8,27p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 die() { echo "make-certs: $*" >&2; exit 1; }
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -70,6 +76,8 @@ case $preset in
         for r in a b c d e; do
             specs+=("${r^^}=router-$r")
         done
+        # Edge routers: nobody dials them; the id (a DNS name) is their name.
+        specs+=(edge-1 edge-2)
         ;;
     k8s)
         out=${1:-$repo/deploy/k8s/certs}
@@ -192,3 +200,18 @@ for id in "${ids[@]}"; do
     done
     echo "make-certs: $dir: CN=$id ${names[$id]//DNS:/}" >&2
 done
+
+# compose.broker.yaml's broker: a user for the routers, made once (RabbitMQ
+# creates it at its first start only, so a new password would not reach it).
+if [[ $preset == compose && ! -f $out/broker/password ]]; then
+    mkdir -p "$out/broker"
+    chmod 755 "$out/broker"
+    password=$(openssl rand -hex 24)
+    printf '%s\n' "$password" >"$work/password"
+    printf '# Made by deploy/make-certs.sh: the broker'"'"'s user, created at its first start.\ndefault_user = ferry\ndefault_pass = %s\n' \
+        "$password" >"$work/user.conf"
+    chmod 600 "$work/password" "$work/user.conf"
+    chown "$owner" "$work/password" "$work/user.conf"
+    mv "$work/user.conf" "$work/password" "$out/broker/"
+    echo "make-certs: $out/broker: the broker's password (user ferry)" >&2
+fi

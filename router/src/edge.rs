@@ -27,6 +27,8 @@ use crate::shutdown::Shutdown;
 
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// An uplink that lasted this long resets the back-off.
+const STABLE: Duration = Duration::from_secs(1);
 
 /// Keeps an uplink through `connectors` (an edge router's `role = "edge"`
 /// connectors, in order of preference) until shutdown.
@@ -70,6 +72,9 @@ pub async fn run(
                     return;
                 }
                 match dialed {
+                    // Refused after its open (an id already attached, a
+                    // certificate naming another router): a failed dial.
+                    Dialed::Refused(f) => f.why,
                     Dialed::Neighbour(interior) => {
                         let to = &connectors[next];
                         tracing::warn!(
@@ -80,12 +85,15 @@ pub async fn run(
                             to.host,
                             to.port
                         );
-                        failed_in_a_row = 0;
-                        backoff = MIN_BACKOFF;
                         failing = None;
-                        continue;
+                        if begun.elapsed() >= STABLE {
+                            failed_in_a_row = 0;
+                            backoff = MIN_BACKOFF;
+                            continue;
+                        }
+                        // Up and gone at once: no faster than failed dials.
+                        format!("the uplink to interior router {interior} ended at once")
                     }
-                    Dialed::Refused(f) => f.why,
                     Dialed::Ended(how) => how.to_string(),
                 }
             }

@@ -445,13 +445,15 @@ async fn a_large_message_crosses_two_hops_byte_for_byte() {
 
 /// The README's mesh of three routers on one machine (`deploy/local/`),
 /// its ports moved to free ones: a message sent on A reaches a consumer on
-/// C, and a multicast message every router's consumer.
+/// C, a multicast message every router's consumer, and a message sent on
+/// the edge router E a consumer on C.
 #[tokio::test]
 async fn the_readme_mesh_of_three_routes_anycast_and_multicast() {
     use ferry_proto::client::ClientOptions;
     use ferry_tests::{Ferry, WAIT};
     let (a_inter, b_inter) = (free_port(), free_port());
     let (a_inter, b_inter) = (a_inter.to_string(), b_inter.to_string());
+    let (a_edge, c_edge) = (free_port().to_string(), free_port().to_string());
     let start = |name: &str, env: &[(&str, &str)]| {
         let config = format!("{}/../deploy/local/{name}.toml", env!("CARGO_MANIFEST_DIR"));
         let mut env = env.to_vec();
@@ -460,15 +462,25 @@ async fn the_readme_mesh_of_three_routes_anycast_and_multicast() {
         // the router's debug lines.
         env.push(("RUST_LOG", "info,ferry_router=debug"));
         let mut ferry = Ferry::spawn(["run", "--config", config.as_str()], &env);
-        let listeners = if name == "C" { 1 } else { 2 };
+        let listeners = match name {
+            "A" => 3,
+            "B" | "C" => 2,
+            _ => 1,
+        };
         let client = ferry
             .wait_listening(listeners, WAIT)
             .into_iter()
-            .find(|a| a.port().to_string() != a_inter && a.port().to_string() != b_inter)
+            .find(|a| ![&a_inter, &b_inter, &a_edge, &c_edge].contains(&&a.port().to_string()))
             .expect("a client listener");
         (ferry, client)
     };
-    let a = start("A", &[("FERRY_LISTENER__1__PORT", &a_inter)]);
+    let a = start(
+        "A",
+        &[
+            ("FERRY_LISTENER__1__PORT", &a_inter),
+            ("FERRY_LISTENER__2__PORT", &a_edge),
+        ],
+    );
     let b = start(
         "B",
         &[
@@ -479,8 +491,16 @@ async fn the_readme_mesh_of_three_routes_anycast_and_multicast() {
     let c = start(
         "C",
         &[
+            ("FERRY_LISTENER__1__PORT", &c_edge),
             ("FERRY_CONNECTOR__0__PORT", &a_inter),
             ("FERRY_CONNECTOR__1__PORT", &b_inter),
+        ],
+    );
+    let e = start(
+        "E",
+        &[
+            ("FERRY_CONNECTOR__0__PORT", &a_edge),
+            ("FERRY_CONNECTOR__1__PORT", &c_edge),
         ],
     );
     let client = |addr| async move {
@@ -538,6 +558,25 @@ async fn the_readme_mesh_of_three_routes_anycast_and_multicast() {
     for r in receivers {
         assert_eq!(tokio::time::timeout(CONVERGE, r).await.unwrap().unwrap(), 5);
     }
+    // Anycast, the edge router E (attached to A) → C.
+    let mut consumer = client(c.1).await;
+    let rx = consumer.open_receiver("from-the-edge", 10).await.unwrap();
+    let mut producer = client(e.1).await;
+    let tx = producer.open_sender(Some("from-the-edge")).await.unwrap();
+    wait_credit(&mut producer, tx).await;
+    let receive = tokio::spawn(receive_all(consumer, rx, 5));
+    let outcomes = send_all(producer, tx, "edge", 5).await;
+    assert!(
+        outcomes.iter().all(|o| o == &Some(DeliveryState::Accepted)),
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        tokio::time::timeout(CONVERGE, receive)
+            .await
+            .unwrap()
+            .unwrap(),
+        5
+    );
 }
 
 /// Issue #19: a consumer on C accepts every delivery and closes its

@@ -222,6 +222,12 @@ fn validate_connectors(config: &Config) -> Result<(), Invalid> {
                 ),
             ));
         }
+        if connector.transport == TransportKind::Quic && connector.role == Role::Edge {
+            return Err(invalid(
+                key("transport"),
+                "quic carries connections between interior routers only: an edge uplink runs over tcp",
+            ));
+        }
         if connector.transport == TransportKind::Quic && connector.tls.is_none() {
             return Err(invalid(
                 key("tls"),
@@ -770,6 +776,29 @@ mod tests {
         validate(&config).unwrap();
         config.connectors[0].cost = 0;
         assert_eq!(key_of(&config), "connector[0].cost");
+    }
+
+    #[test]
+    fn edge_listeners_follow_the_inter_router_trust_rules_and_uplinks_run_over_tcp() {
+        let mut config = base();
+        config.router.mode = RouterMode::Interior;
+        config.listeners[0].role = Role::Edge;
+        validate(&config).unwrap(); // loopback: plain allowed, as inter-router
+        config.listeners[0].host = "0.0.0.0".into();
+        assert_eq!(key_of(&config), "listener[0].tls");
+        config.listeners[0].allow_unauthenticated_routers = true;
+        validate(&config).unwrap();
+
+        let mut edge = base();
+        edge.router.mode = RouterMode::Edge;
+        edge.connectors.push(ConnectorConfig {
+            role: Role::Edge,
+            transport: TransportKind::Quic,
+            ..ConnectorConfig::new("127.0.0.2", 5674, 1)
+        });
+        assert_eq!(key_of(&edge), "connector[0].transport");
+        edge.connectors[0].transport = TransportKind::Tcp;
+        validate(&edge).unwrap();
     }
 
     #[test]

@@ -138,6 +138,8 @@ struct Producer {
     used: bool,
     /// When it last used credit or got credit from none.
     active: Instant,
+    /// When it last used credit (`None`: never).
+    last_used: Option<Instant>,
     /// Until when it is taken to have nothing to send: set when its idle
     /// credit is taken back, cleared when it uses credit. Meanwhile it
     /// takes back nobody's credit (else idle producers would take it from
@@ -375,6 +377,9 @@ impl Address {
             level: 0,
             congested: false,
         });
+        // Nothing to hand out yet, but producers across an edge connection
+        // learn that there is a consumer to reach (`links::interest`).
+        notify_producers(&mut s);
         first_local
     }
 
@@ -491,6 +496,7 @@ impl Address {
             granted: 0,
             used: false,
             active: now,
+            last_used: None,
             quiet_until: now,
             quiet_for: Duration::ZERO,
             short: false,
@@ -534,6 +540,13 @@ impl Address {
         !s.producers
             .iter()
             .any(|p| same_source(p, &gone.tree, &gone.from))
+    }
+
+    /// Whether a consumer link leads anywhere but `to`: on an interior
+    /// router, whether an edge router's producers have a consumer to reach
+    /// in the mesh (see `links::interest`).
+    pub fn has_consumers_besides(&self, to: &Hop) -> bool {
+        self.lock().consumers.iter().any(|c| &c.to != to)
     }
 
     /// Whether this router's own clients (not an edge connection's, not a
@@ -614,6 +627,7 @@ impl Address {
         if used {
             // It used some since the last grant: not idle after all.
             p.active = now;
+            p.last_used = Some(now);
             p.quiet_until = now;
             p.quiet_for = Duration::ZERO;
         }
@@ -651,13 +665,18 @@ impl Address {
         if spared {
             credit = i64::from(before);
         }
-        // A router's link (a neighbour's data link, an edge connection's)
-        // carries what the producers behind it send: it is topped up only
-        // as it uses its credit, from one credit that lets a first message
-        // through. Idle, it held a fair part that this router's busy
-        // producers needed: a producer and a consumer on one router with a
-        // neighbour went at a tenth of their speed alone.
-        if p.from != Hop::Local && !used {
+        // Anycast: a router's link (a neighbour's data link, an edge
+        // connection's) carries what the producers behind it send: it is
+        // topped up only while it uses its credit (within a lease), from
+        // one credit that lets a first message through. Idle, it held a
+        // fair part that this router's busy producers needed: a producer
+        // and a consumer on one router with a neighbour went at a tenth of
+        // their speed alone. (A multicast tree's links exist only where
+        // the tree has producers, and its shares are cut as they come.)
+        let busy = p
+            .last_used
+            .is_some_and(|t| now.saturating_duration_since(t) < IDLE_LEASE);
+        if anycast && p.from != Hop::Local && !busy {
             credit = credit.min(i64::from(before).max(1));
         }
         if std::mem::take(&mut p.reclaim) && !used && !p.held_back() {
@@ -1190,6 +1209,40 @@ mod tests {
 
     fn link(n: u64) -> LinkId {
         ferry_proto::engine::LinkId::from_raw(n)
+    }
+
+    #[test]
+    fn a_delivery_never_goes_back_across_the_edge_connection_it_came_on() {
+        let a = Address::new("q".into(), Distribution::Closest);
+        let edge = Hop::Edge(RouterId::from("E1"));
+        let (local, _lrx) = conn(1);
+        let (uplink, _urx) = conn(2);
+        a.add_consumer(local, link(1), Hop::Local, None);
+        a.add_consumer(uplink, link(2), edge.clone(), None);
+        a.adjust_consumer_credit(ConnId(1), link(1), 1);
+        a.adjust_consumer_credit(ConnId(2), link(2), 5);
+        // A client's delivery: its own router's consumer first (the edge
+        // connection costs more), then across the edge connection.
+        let to = |r: Routed| r.targets.iter().map(|t| t.1).collect::<Vec<_>>();
+        assert_eq!(
+            to(a.route(&table(), &Hop::Local, None, Reach::Tree)),
+            [link(1)]
+        );
+        assert_eq!(
+            to(a.route(&table(), &Hop::Local, None, Reach::Tree)),
+            [link(2)]
+        );
+        // From across that edge connection: never back there.
+        a.adjust_consumer_credit(ConnId(1), link(1), 1);
+        assert_eq!(to(a.route(&table(), &edge, None, Reach::Tree)), [link(1)]);
+        assert!(
+            a.route(&table(), &edge, None, Reach::Tree)
+                .targets
+                .is_empty()
+        );
+        assert!(a.has_consumers_besides(&edge));
+        a.remove_consumer(ConnId(1), link(1));
+        assert!(!a.has_consumers_besides(&edge));
     }
 
     #[test]

@@ -22,6 +22,9 @@ pub struct Edges {
     uplink: Mutex<Option<(RouterId, ConnHandle)>>,
     /// Interior router: the edge routers attached, by id.
     attached: Mutex<HashMap<RouterId, ConnId>>,
+    /// Edge router: the addresses whose uplink link the interior has told
+    /// about (whether the mesh has a consumer), since the uplink came up.
+    decided: Mutex<std::collections::HashSet<String>>,
 }
 
 impl Edges {
@@ -35,7 +38,28 @@ impl Edges {
         let mut uplink = self.uplink.lock().expect("uplink lock");
         if uplink.as_ref().is_some_and(|(_, h)| h.id == conn) {
             *uplink = None;
+            self.decided.lock().expect("decided lock").clear();
         }
+    }
+
+    /// Edge router: the interior told (`true`) whether the mesh has a
+    /// consumer of `address`, or the uplink's link for it is gone.
+    pub fn set_decided(&self, address: &str, decided: bool) {
+        let mut d = self.decided.lock().expect("decided lock");
+        if decided {
+            d.insert(address.to_owned());
+        } else {
+            d.remove(address);
+        }
+    }
+
+    /// Edge router: whether a multicast producer of `address` must wait
+    /// for the interior's word on it: the uplink is up and has not been
+    /// told yet whether the mesh has a consumer (its first copies would
+    /// reach this edge's consumers only).
+    pub fn undecided(&self, address: &str) -> bool {
+        self.uplink.lock().expect("uplink lock").is_some()
+            && !self.decided.lock().expect("decided lock").contains(address)
     }
 
     /// Edge router: the interior router its uplink leads to, if up.

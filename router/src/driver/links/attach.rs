@@ -10,6 +10,9 @@ impl Links {
         let count = self.producers.len() + self.consumers.len();
         let max = self.max_links();
         let inter_router = self.mesh.peer().is_some() || self.mesh.edge().is_some();
+        if self.mesh.is_uplink() && self.accept_interest(engine, link, attach) {
+            return;
+        }
         let result = if self.mesh.is_uplink() {
             Err(refusal(
                 condition::NOT_ALLOWED,
@@ -127,6 +130,7 @@ impl Links {
             },
         );
         self.recredit(engine, link);
+        self.tell_interest(engine, link);
         Ok(())
     }
 

@@ -4,7 +4,11 @@ use super::*;
 
 impl Links {
     pub(super) fn deliver(&mut self, engine: &mut Connection, link: LinkId, f: Forwarded) {
-        let Some(c) = self.consumers.get_mut(&link).filter(|c| !c.retiring) else {
+        let Some(c) = self
+            .consumers
+            .get_mut(&link)
+            .filter(|c| !c.retiring && !c.dormant)
+        else {
             // The consumer went away (or its data link is retiring) before
             // we could send: never sent on, so another consumer may have it.
             if let Some(o) = f.origin {
@@ -294,6 +298,7 @@ impl Links {
                 self.anonymous_outcomes.retain(|(l, _), _| *l != link);
             }
             if let Some(a) = &p.address {
+                self.forget_interest(a.name());
                 if a.remove_producer(self.me.id, link) {
                     self.core.tree_producers_changed(a);
                 }

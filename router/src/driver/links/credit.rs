@@ -6,6 +6,7 @@ impl Links {
     /// Sets a producer link's credit to what its address's budget allows.
     pub(super) fn recredit(&mut self, engine: &mut Connection, link: LinkId) {
         let window = self.credit_window();
+        let client = self.hop() == Hop::Local;
         let Some(Producer {
             address: Some(a),
             grant: last,
@@ -13,6 +14,17 @@ impl Links {
         }) = self.producers.get_mut(&link)
         else {
             return;
+        };
+        // An edge router's multicast producer waits for the interior's word
+        // on its address (see `links::interest`), as a mesh producer waits for
+        // its tree's links: else its first copies reach this edge only.
+        let window = if a.distribution() == crate::config::Distribution::Multicast
+            && client
+            && self.core.mesh().edges().undecided(a.name())
+        {
+            0
+        } else {
+            window
         };
         let grant = a.grant(
             &self.core.mesh().table(),

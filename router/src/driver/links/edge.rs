@@ -85,33 +85,57 @@ impl Links {
         if !self.proven(engine, &peer) {
             return;
         }
-        let ends = self.mesh.ends();
-        let at = ends.peer.map_or_else(|| "?".to_owned(), |a| a.to_string());
+        if uplink {
+            // Up once the interior keeps it open (see `announce_uplink`).
+            self.mesh.uplink_opened = Some(peer.id);
+            return;
+        }
+        if let Err(e) = self.core.mesh().edges().attach(peer.id.clone(), self.me.id) {
+            return self.refuse(engine, condition::NOT_ALLOWED, e.to_string());
+        }
+        let (at, tls) = self.described();
+        tracing::info!("edge router {} connected (from {at}{tls})", peer.id);
+        self.mesh.edge = Some(peer.id);
+        self.attach_interest(engine);
+    }
+
+    /// Edge router's uplink, after the events of one input: the interior
+    /// router opened the connection and has not closed it at once (as it
+    /// does to refuse us, its close following its open): the uplink is up.
+    pub(super) fn announce_uplink(&mut self, engine: &mut Connection) {
+        let Some(interior) = self.mesh.uplink_opened.take() else {
+            return;
+        };
+        if !engine.is_open() {
+            return;
+        }
+        let (at, tls) = self.described();
+        tracing::info!("uplink to interior router {interior} connected (to {at}{tls})");
+        self.core
+            .mesh()
+            .edges()
+            .uplink_up(interior.clone(), self.me.clone());
+        self.mesh.edge = Some(interior);
+        let Ok(session) = engine.begin_session() else {
+            return;
+        };
+        self.mesh.lanes.add(session);
+        self.sync_uplink(engine);
+    }
+
+    /// The peer's address, and `", TLS"` if it proved who it is over TLS.
+    fn described(&self) -> (String, &'static str) {
+        let at = self
+            .mesh
+            .ends()
+            .peer
+            .map_or_else(|| "?".to_owned(), |a| a.to_string());
         let tls = if self.mesh.kind().authenticated() {
             ", TLS"
         } else {
             ""
         };
-        let edges = self.core.mesh().edges();
-        if uplink {
-            tracing::info!(
-                "uplink to interior router {} connected (to {at}{tls})",
-                peer.id
-            );
-            edges.uplink_up(peer.id.clone(), self.me.clone());
-            self.mesh.edge = Some(peer.id);
-            let Ok(session) = engine.begin_session() else {
-                return;
-            };
-            self.mesh.lanes.add(session);
-            self.sync_uplink(engine);
-        } else {
-            if let Err(e) = edges.attach(peer.id.clone(), self.me.id) {
-                return self.refuse(engine, condition::NOT_ALLOWED, e.to_string());
-            }
-            tracing::info!("edge router {} connected (from {at}{tls})", peer.id);
-            self.mesh.edge = Some(peer.id);
-        }
+        (at, tls)
     }
 
     /// Edge router's uplink: brings the links of every address up to date.
@@ -141,9 +165,21 @@ impl Links {
             .map_or((false, false), |a| a.client_links());
         let key: DataKey = (address.to_owned(), None);
         match (produced, self.mesh.data.get(&key).copied()) {
-            (true, Some(link)) if self.is_retiring(link) => self.unretire(link, None),
-            (true, None) => self.attach_data_link(engine, key, Hop::Edge(interior.clone())),
-            (false, Some(link)) if !self.is_retiring(link) => self.retire(engine, link),
+            (true, Some(link)) if self.is_retiring(link) => {
+                self.unretire(link, None);
+                self.follow_interest(link);
+            }
+            (true, None) => {
+                self.attach_data_link(engine, key.clone(), Hop::Edge(interior.clone()));
+                if let Some(&link) = self.mesh.data.get(&key) {
+                    self.follow_interest(link);
+                }
+            }
+            (false, Some(link)) if !self.is_retiring(link) => {
+                self.core.mesh().edges().set_decided(address, false);
+                self.mesh.wanted.remove(address);
+                self.retire(engine, link);
+            }
             _ => {}
         }
         match (consumed, self.mesh.edge_in.get(address).copied()) {

@@ -102,6 +102,42 @@ impl Lanes {
     }
 }
 
+/// Accepts the peer's link of pre-settled router-to-router messages
+/// (control, interest) as its receiver, with `credit`; returns whether it
+/// could.
+pub(super) fn accept_settled(
+    engine: &mut Connection,
+    link: LinkId,
+    attach: &Attach,
+    credit: u32,
+) -> bool {
+    let spec = LinkSpec {
+        name: attach.name.to_string(),
+        role: Role::Receiver,
+        source: attach.source.clone(),
+        target: attach.target.clone(),
+        snd_settle_mode: SenderSettleMode::Settled,
+        ..LinkSpec::default()
+    };
+    engine.accept_attach(link, spec).is_ok() && engine.flow(link, credit, false).is_ok()
+}
+
+/// Settles `released` what waits on consumer link `c` (never sent: nobody
+/// has it), dropping the later frames held with it; returns how many.
+pub(super) fn release_held(c: &mut Consumer) -> usize {
+    let mut released = 0;
+    for h in std::mem::take(&mut c.held) {
+        if let Held::Start(Forwarded {
+            origin: Some(o), ..
+        }) = h
+        {
+            o.settle(DeliveryState::Released);
+            released += 1;
+        }
+    }
+    released
+}
+
 /// Which data link: its address and, for multicast, its tree.
 pub(super) type DataKey = (String, Option<RouterId>);
 
@@ -202,6 +238,20 @@ pub(crate) struct MeshState {
     /// An edge router's uplink: its links from the interior router, by
     /// address.
     pub(super) edge_in: HashMap<String, LinkId>,
+    /// An edge router's uplink: the interior router that opened it, until
+    /// it is seen to keep it open.
+    pub(super) uplink_opened: Option<RouterId>,
+    /// Edge connection: the link the interior router tells the edge on
+    /// which of its addresses have a consumer in the mesh (see
+    /// `links::interest`): ours on an interior router, the peer's on an edge.
+    pub(super) interest_link: Option<LinkId>,
+    /// Interior router: what the edge was last told, by address, and the
+    /// addresses it is yet to be told about (coalesced).
+    pub(super) interest: HashMap<String, bool>,
+    pub(super) interest_pending: std::collections::BTreeSet<String>,
+    /// Edge router's uplink: the addresses the interior said have a
+    /// consumer in the mesh.
+    pub(super) wanted: std::collections::HashSet<String>,
 }
 
 impl MeshState {
@@ -220,6 +270,11 @@ impl MeshState {
             silent: false,
             edge: None,
             edge_in: HashMap::new(),
+            uplink_opened: None,
+            interest_link: None,
+            interest: HashMap::new(),
+            interest_pending: Default::default(),
+            wanted: Default::default(),
         }
     }
 
@@ -575,16 +630,7 @@ impl Links {
         link: LinkId,
         attach: &Attach,
     ) {
-        let spec = LinkSpec {
-            name: attach.name.to_string(),
-            role: Role::Receiver,
-            source: attach.source.clone(),
-            target: attach.target.clone(),
-            snd_settle_mode: SenderSettleMode::Settled,
-            ..LinkSpec::default()
-        };
-        if engine.accept_attach(link, spec).is_ok() {
-            let _ = engine.flow(link, CONTROL_CREDIT, false);
+        if accept_settled(engine, link, attach, CONTROL_CREDIT) {
             self.mesh.control_in = Some(link);
         }
     }
@@ -761,21 +807,11 @@ impl Links {
             return;
         };
         c.retiring = true;
+        c.dormant = false; // out of its address either way
         c.address.remove_consumer(self.me.id, link);
-        let held = std::mem::take(&mut c.held);
+        let released = release_held(c);
         let address = c.address.clone();
         self.core.release(&address);
-        // Never sent: nobody has them.
-        let mut released = 0;
-        for h in held {
-            if let Held::Start(Forwarded {
-                origin: Some(o), ..
-            }) = h
-            {
-                o.settle(DeliveryState::Released);
-                released += 1;
-            }
-        }
         if released > 0 {
             tracing::debug!(
                 "data link to {} retired (the routes changed): {released} deliveries not yet sent on it released",

@@ -9,6 +9,7 @@ mod consumer;
 mod credit;
 mod edge;
 mod expiry;
+mod interest;
 mod login;
 mod mesh;
 mod producer;
@@ -107,6 +108,10 @@ struct Consumer {
     /// deliveries and is detached once every delivery sent on it has its
     /// outcome (see `Links::retire`).
     retiring: bool,
+    /// An edge's uplink link whose address has no consumer in the mesh:
+    /// out of its address until the interior says it has one
+    /// (`links::interest`).
+    dormant: bool,
     /// What crossed the link, for management.
     counts: report::Counts,
     /// Deliveries unsettled for longer than `[limits] stuck_delivery_ms`.
@@ -160,6 +165,7 @@ pub(crate) struct Links {
     now: Instant,
     /// Producer links short of credit, and when to ask for it again.
     rechecks: HashMap<LinkId, Instant>,
+
     /// The login in progress (a listener offering more than ANONYMOUS),
     /// dropped once the peer is in.
     login: Option<Box<Login>>,
@@ -234,6 +240,7 @@ impl Links {
             tags: BytesMut::new(),
             recredit_pending: Vec::new(),
             rechecks: HashMap::new(),
+
             budget: ByteBudget::within(
                 core.limits().max_in_flight_bytes_per_producer,
                 Some(core.buffered().clone()),
@@ -289,6 +296,11 @@ impl Links {
                 Event::Credit { link, credit, .. } if self.mesh.is_control_out(link) => {
                     self.control_credit(engine, credit)
                 }
+                Event::Credit { link, .. }
+                    if !self.mesh.is_uplink() && self.mesh.interest_link == Some(link) =>
+                {
+                    self.flush_interest(engine)
+                }
                 Event::Credit {
                     link,
                     credit,
@@ -297,6 +309,9 @@ impl Links {
                 } => self.consumer_credit(engine, link, credit, granted, drain),
                 Event::Transfer(t) if self.mesh.is_control_in(t.link) => {
                     self.control_transfer(engine, t)
+                }
+                Event::Transfer(t) if self.is_interest_in(t.link) => {
+                    self.interest_transfer(engine, t)
                 }
                 Event::Transfer(t) => self.transfer(engine, t),
                 Event::Disposition {
@@ -372,6 +387,7 @@ impl Links {
         for link in std::mem::take(&mut self.recredit_pending) {
             self.recredit(engine, link);
         }
+        self.announce_uplink(engine);
     }
 
     /// Handles a message from another connection task.
@@ -416,7 +432,10 @@ impl Links {
                     let _ = engine.disposition(link, delivery, Some(state), true);
                 }
             }
-            ToConn::Recredit { link } => self.recredit(engine, link),
+            ToConn::Recredit { link } => {
+                self.recredit(engine, link);
+                self.tell_interest(engine, link);
+            }
             ToConn::Control(msg) => self.send_control(engine, msg),
             ToConn::PathsChanged => self.sync_data_links(engine),
             ToConn::UplinkAddress { address } => self.sync_uplink_address(engine, &address),
@@ -491,6 +510,7 @@ impl Links {
                 held: VecDeque::new(),
                 overtakes: 0,
                 retiring: false,
+                dormant: false,
                 counts: Default::default(),
                 stuck: Default::default(),
                 _open: self.core.metrics().link_opened(LinkDirection::Out),
