@@ -60,12 +60,9 @@ pub struct Scenario {
     /// interior routers, and the kills may hit them. With any, one more
     /// fault kills the preferred interior router of one of them.
     pub edges: usize,
-    /// Producers are placed on edge routers wherever they are drawn. By
-    /// default (false) an anonymous producer drawn on an edge router gets
-    /// a target, and a multicast producer drawn on an edge router with a
-    /// multicast consumer goes to the edge's first interior router
-    /// instead: both starve on an edge router today (sim/README.md, *Edge
-    /// routers*).
+    /// Anonymous producers stay anonymous on edge routers. By default
+    /// (false) an anonymous producer drawn on an edge router gets a
+    /// target: it starves there today (sim/README.md, *Edge routers*).
     pub edge_strict: bool,
     /// Print the event log as it happens.
     pub echo: bool,
@@ -277,27 +274,14 @@ impl Scenario {
         if rng.percent(self.multicast) {
             // Multicast across the mesh: consumers and producers anywhere
             // (now and then several on one router).
-            let mut consumed = Vec::new();
             for _ in 0..rng.range_usize(1, 4) {
                 let spec = self.consumer("multicast/m", careful, rng);
                 let at = pick(rng);
                 mesh.add_consumer(&at, spec);
-                consumed.push(at);
             }
             for _ in 0..rng.range_usize(1, 2) {
                 let spec = self.producer("multicast/m", rng.percent(30), rng);
-                let mut at = pick(rng);
-                if !self.edge_strict && mesh.is_edge(&at) && consumed.contains(&at) {
-                    // Not beside a multicast consumer on an edge router
-                    // (it starves there: sim/README.md, *Edge routers*):
-                    // on the edge's first interior router instead.
-                    at = mesh
-                        .edge_uplinks()
-                        .into_iter()
-                        .find(|(e, _)| *e == at)
-                        .map(|(_, via)| via[0].clone())
-                        .expect("an edge router's connectors");
-                }
+                let at = pick(rng);
                 mesh.add_producer(&at, spec);
             }
         }

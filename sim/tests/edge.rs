@@ -20,14 +20,12 @@
 //!   interior router for a while (default 25, as in the randomized test).
 //! - `FERRY_SIM_SEED=<seed>`: replay that one seed, printing its whole
 //!   event log as it runs.
-//! - `FERRY_SIM_EDGE_STRICT=1`: producers stay on the edge routers they
-//!   are drawn on. By default an anonymous producer (null target, routed
+//! - `FERRY_SIM_EDGE_STRICT=1`: anonymous producers stay anonymous on
+//!   edge routers. By default an anonymous producer (null target, routed
 //!   by `to`) drawn on an edge router gets a target, as an edge router
 //!   does not carry an anonymous sender's messages to the mesh (they are
-//!   released for ever: seeds 11, 25 and 37); and a multicast producer
-//!   drawn on an edge router that has a multicast consumer goes to the
-//!   edge's first interior router, as it starves there (seeds 60, 62,
-//!   74, 92 and 100). See sim/README.md, *Edge routers*.
+//!   released for ever: seeds 11, 25, 37, 45, 51, 53, 73, 89 of the
+//!   first 100). See sim/README.md, *Edge routers*.
 //!
 //! A failure prints the seed, the failed invariant and the end of the
 //! event log, and writes the whole log to
@@ -49,8 +47,8 @@ fn env_u64(name: &str) -> Option<u64> {
 
 /// A seed's scenario: [`Scenario::random`] with 1 to 3 edge routers, a
 /// hostile interior router in `FERRY_SIM_HOSTILE` percent of the runs
-/// (25 by default, as in the randomized test);
-/// the producers that starve on an edge router today only with
+/// (25 by default, as in the randomized test); anonymous producers on
+/// edge routers, which starve there today, only with
 /// `FERRY_SIM_EDGE_STRICT=1` (see [`Scenario::edge_strict`]).
 fn scenario(seed: u64) -> Scenario {
     let mut s = Scenario::random(seed);
@@ -255,28 +253,37 @@ fn multicast_crosses_an_edge_routers_uplink_both_ways() {
     }
 }
 
-/// Router bug (found by `random_seeds_with_edge_routers_keep_every_invariant`
-/// with `FERRY_SIM_EDGE_STRICT=1`, seeds 60, 62, 74, 92, 100): a multicast
-/// producer on an edge router that has a consumer of the address too gets
-/// credit only while the uplink is down. Its part of the uplink's sending
-/// link's credit is cut by what the uplink's receiving link (a producer
-/// that may never deliver to it: it came across that connection) was
-/// granted of the local consumer's (`core::address::multicast_part`
-/// counts every producer as sharing a consumer that `is_own`); and with no
-/// consumer beyond the edge, the sending link gets no credit at all from
-/// the interior while multicast needs every consumer's.
+/// Regression (found by `random_seeds_with_edge_routers_keep_every_invariant`
+/// on 250b20e, seeds 60, 62, 74, 92, 100; fixed on main by b531753, the
+/// interior's word on the uplink's links): a multicast producer on an
+/// edge router that has a consumer of the address too got credit only
+/// while the uplink was down.
+///
+/// And (seed 118 after b531753; fixed by the commit that adds this case):
+/// with a producer in the mesh too, the uplink's receiving link — a
+/// producer on the edge that never delivers back across the uplink — took
+/// its share of the uplink's sending link's credit
+/// (`core::address::multicast_part`), and the edge's producer starved
+/// after a few messages.
 #[test]
-#[ignore = "router bug: a multicast producer beside a consumer on an edge router starves"]
 fn a_multicast_producer_beside_a_consumer_on_an_edge_router_is_served() {
-    for consumers in [&["E", "C"][..], &["E"][..]] {
-        let mut mesh = multicast_through_an_edge(consumers, &["E"]);
+    for (consumers, producers) in [
+        (&["E", "C"][..], &["E"][..]),
+        (&["E"][..], &["E"][..]),
+        (&["E", "C"][..], &["E", "C"][..]),
+    ] {
+        let mut mesh = multicast_through_an_edge(consumers, producers);
         assert_settled(&mut mesh);
         let k = &mesh.ledger().counts;
-        assert_eq!(k.accepted, 50, "consumers on {consumers:?}");
+        assert_eq!(
+            k.accepted,
+            50 * producers.len() as u64,
+            "consumers on {consumers:?}, producers on {producers:?}"
+        );
     }
 }
 
-/// Router bug (found with `FERRY_SIM_EDGE_STRICT=1`, seeds 11, 25, 37): an
+/// Router bug (found with `FERRY_SIM_EDGE_STRICT=1`, seeds 11, 25, 37, …): an
 /// anonymous sender (null target, routed by `to`) on an edge router has
 /// every message released: the edge attaches its uplink's sending links
 /// for the addresses its clients' links name, and an anonymous link

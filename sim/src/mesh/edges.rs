@@ -1,12 +1,13 @@
 //! Edge routers: an edge router's uplink dialer, a copy of the policy of
 //! `ferry_router::edge::run` (the simulator cannot run that tokio task):
 //! one uplink at a time through the edge's `role = "edge"` connectors in
-//! order; when the uplink ends the next connector (round robin) is dialed
-//! at once; a connector that fails is followed at once by the next; only
-//! after a whole round failed does the dialer wait, 100 ms doubling to 1 s
-//! with jitter (seeded); no fail-back. And the check that an edge whose
-//! uplink ended is attached again within a bounded time when one of its
-//! interior routers can be reached.
+//! order; when an uplink that lasted a second ends the next connector
+//! (round robin) is dialed at once; a connector that fails (or whose
+//! uplink ended within a second of the dial) is followed at once by the
+//! next; only after a whole round failed does the dialer wait, 100 ms
+//! doubling to 1 s with jitter (seeded); no fail-back. And the check that
+//! an edge whose uplink ended is attached again within a bounded time when
+//! one of its interior routers can be reached.
 
 use std::time::{Duration, Instant};
 
@@ -23,15 +24,21 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// How long a connect to a router that does not answer takes to fail
 /// (`mesh::connector`'s `CONNECT_TIMEOUT`).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// An uplink that lasted this long from its dial resets the back-off
+/// (`edge::STABLE`); one that ended sooner counts as a failed dial.
+const STABLE: Duration = Duration::from_secs(1);
 
-/// An edge router that lost its uplink while another of its interior
-/// routers could be reached is attached again within this long (plus
-/// [`CONNECT_TIMEOUT`] for each of its interior routers that is up but
-/// cannot be reached: the dialer may try it first).
+/// An edge router that lost an uplink that had lasted a second, while
+/// another of its interior routers could be reached, is attached again
+/// within this long (plus [`CONNECT_TIMEOUT`] for each of its interior
+/// routers that is up but cannot be reached: the dialer may try it
+/// first). An uplink that ended sooner counts as a failed dial, which may
+/// end a round: then [`REATTACH_BOUND`] applies.
 pub const FAILOVER_BOUND: Duration = Duration::from_secs(1);
 
-/// An edge router none of whose interior routers could be reached is
-/// attached again within this long after one can be (the dialer may have
+/// An edge router none of whose interior routers could be reached (or
+/// whose uplink ended within a second of its dial) is attached again
+/// within this long after one can be (or after the loss) (the dialer may have
 /// just begun an attempt that fails after [`CONNECT_TIMEOUT`], then wait
 /// its longest back-off, 1.5 s with jitter), plus [`CONNECT_TIMEOUT`] per
 /// interior router up but not reachable.
@@ -67,6 +74,11 @@ pub struct SimEdge {
     pub next_dial: Option<Instant>,
     /// The uplink connection being made or up, and its connector.
     pub conn: Option<(u64, usize)>,
+    /// When the connection in `conn` was dialed.
+    dialed_at: Option<Instant>,
+    /// The last uplink lost had lasted [`STABLE`]: the dialer tries the
+    /// next connector at once, whatever came before.
+    lost_stable: bool,
     /// The interior router its uplink is attached to (the interior's open
     /// has arrived).
     pub attached: Option<usize>,
@@ -94,6 +106,8 @@ impl SimEdge {
             backoff: MIN_BACKOFF,
             next_dial: None,
             conn: None,
+            dialed_at: None,
+            lost_stable: false,
             attached: None,
             detached_since: None,
             reachable_since: None,
@@ -146,6 +160,7 @@ impl Mesh {
             edge.conn = None;
             edge.attached = None;
             edge.detached_since = Some(now);
+            edge.lost_stable = true;
             edge.had_uplink = false;
         }
     }
@@ -212,6 +227,7 @@ impl Mesh {
             self.touch(router);
         }
         self.edges[e].conn = Some((id, slot));
+        self.edges[e].dialed_at = Some(now);
         self.conns.insert(
             id,
             Box::new(SimConn {
@@ -246,14 +262,23 @@ impl Mesh {
     }
 
     /// Edge `e`'s uplink connection ended on the edge's side (`came_up`:
-    /// the interior's open had arrived): if it came up, the next connector
-    /// at once, the back-off reset; if not, a failed attempt. `process`:
-    /// the edge router is still running.
+    /// the uplink came up, the interior having opened it and kept it
+    /// open): if it came up and lasted [`STABLE`] from its dial, the next
+    /// connector at once, the back-off reset; if not, a failed attempt.
+    /// `running`: the edge router is still running.
     pub(crate) fn uplink_ended(&mut self, e: usize, came_up: bool, running: bool) {
         let now = self.clock.now();
         let r = self.edges[e].router;
         let edge = &mut self.edges[e];
         edge.conn = None;
+        let lived = edge
+            .dialed_at
+            .take()
+            .map_or(Duration::ZERO, |t| now.duration_since(t));
+        let stable = came_up && lived >= STABLE;
+        if edge.attached.is_some() {
+            edge.lost_stable = stable;
+        }
         if let Some(i) = edge.attached.take()
             && running
         {
@@ -264,7 +289,7 @@ impl Mesh {
         if !running || !self.routers[r].is_up() {
             return;
         }
-        if came_up {
+        if stable {
             let edge = &mut self.edges[e];
             edge.failed_in_a_row = 0;
             edge.backoff = MIN_BACKOFF;
@@ -332,10 +357,12 @@ impl Mesh {
             let Some(lost) = edge.detached_since else {
                 continue;
             };
-            let (start, bound) = if since <= lost {
+            let (start, bound) = if since > lost {
+                (since, REATTACH_BOUND)
+            } else if edge.lost_stable {
                 (lost, FAILOVER_BOUND)
             } else {
-                (since, REATTACH_BOUND)
+                (lost, REATTACH_BOUND)
             };
             let bound = bound + CONNECT_TIMEOUT * silent;
             if now > start + bound {
