@@ -1079,6 +1079,10 @@ fn multicast_part(table: &RoutingTable, address: &str, s: &State, p: &Producer) 
         let (sharing, held) = s
             .producers
             .iter()
+            // A producer that came across an edge connection never
+            // delivers back across it (`serves_tree`): it shares no credit
+            // of the consumer there.
+            .filter(|q| !matches!(c.to, Hop::Edge(_)) || q.from != c.to)
             .filter(|q| c.to.is_own() || c.tree.as_ref() == Some(q.tree.as_ref().unwrap_or(me)))
             .fold((0, 0), |(n, h), q| (n + 1, h + i64::from(q.granted)));
         let of_c = Part::of(
