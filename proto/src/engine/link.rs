@@ -63,6 +63,11 @@ pub(crate) struct Link {
     /// Receiver: transfers the peer may still send under credit we took
     /// back by lowering it (AMQP 1.0 §2.6.7 lets us accept those).
     pub in_flight_allowance: u32,
+    /// Receiver: our flows asking for the sender's state (echo) not yet
+    /// answered. Only the answer to the latest shows that the sender has
+    /// seen our latest grant: an answer to an earlier echo, crossing a new
+    /// grant and a new cut, may state the very limit we cut back to.
+    pub echoes: u32,
     /// Transfers beyond credit are taken (see
     /// [`LinkSpec::tolerate_overshoot`]).
     pub tolerate_overshoot: bool,
@@ -173,6 +178,7 @@ impl Connection {
             credit: 0,
             drain: false,
             in_flight_allowance: 0,
+            echoes: 0,
             tolerate_overshoot: spec.tolerate_overshoot && spec.role == Role::Receiver,
             max_message_size: if spec.role == Role::Receiver {
                 spec.max_message_size.unwrap_or(0)
@@ -328,6 +334,7 @@ impl Connection {
         l.credit = credit;
         l.drain = drain;
         let echo = l.in_flight_allowance > 0;
+        l.echoes += u32::from(echo);
         self.send_link_flow(link, echo);
         Ok(())
     }
@@ -658,6 +665,7 @@ impl Connection {
                 credit: 0,
                 drain: false,
                 in_flight_allowance: 0,
+                echoes: 0,
                 tolerate_overshoot: false,
                 max_message_size: if our_role == Role::Sender {
                     attach.max_message_size.unwrap_or(0)
@@ -790,10 +798,16 @@ impl Connection {
                     l.credit -= unused;
                     l.delivery_count = dc;
                 }
-                if let Some(credit) = flow.link_credit {
+                // An answer to our echo (a flow of the sender's, counted
+                // as one: the sender sends few of its own).
+                l.echoes = l.echoes.saturating_sub(1);
+                if let Some(credit) = flow.link_credit
+                    && l.echoes == 0
+                {
                     // The sender's limit (its count plus its credit) within
-                    // ours: it has seen our latest grant, and what it sent
-                    // before is in. Nothing more is owed.
+                    // ours, in its answer to our latest echo: it has seen
+                    // our latest grant, and what it sent before is in.
+                    // Nothing more is owed.
                     let theirs = flow.delivery_count.unwrap_or(l.delivery_count);
                     let ours = l.delivery_count.wrapping_add(l.credit);
                     let theirs = theirs.wrapping_add(credit);

@@ -741,6 +741,62 @@ fn credit_taken_back_is_honoured_until_the_sender_has_seen_it() {
     assert!(p.server_transfers().is_empty());
 }
 
+/// The sender's answer to an earlier echo, crossing a new grant and a new
+/// cut, states the very limit we cut back to: it does not show that the
+/// sender saw the new cut, and what it sends on the new grant is still
+/// taken (ferry-sim tests/edge.rs seed 301: the router detached the link
+/// for a "transfer without link credit" it had granted).
+#[test]
+fn an_answer_to_an_earlier_echo_does_not_end_what_a_later_cut_owes() {
+    let mut p = Pair::default_pair();
+    let (snd, rcv) = p.sender_link(4);
+    let out = |c: &mut Connection, now| {
+        let mut bytes = Vec::new();
+        while let Some(b) = c.poll_transmit(now) {
+            bytes.extend_from_slice(&b);
+        }
+        bytes
+    };
+    // A cut (echo), and the sender's answer, held back.
+    p.server.flow(rcv, 0, false).unwrap();
+    let cut = out(&mut p.server, p.now);
+    p.client.handle_input(&cut, p.now);
+    let answer = out(&mut p.client, p.now);
+    assert!(!answer.is_empty(), "the sender answers the echo");
+    // A new grant, which the sender sees, then a new cut, which it does not.
+    p.server.flow(rcv, 4, false).unwrap();
+    let grant = out(&mut p.server, p.now);
+    p.client.handle_input(&grant, p.now);
+    assert_eq!(p.client.credit(snd), 4);
+    p.server.flow(rcv, 0, false).unwrap();
+    let _second_cut = out(&mut p.server, p.now);
+    p.send_small(snd, 1, true);
+    let transfer = out(&mut p.client, p.now);
+    // The old answer, then the transfer sent on the new grant.
+    p.server.handle_input(&answer, p.now);
+    p.server.handle_input(&transfer, p.now);
+    let events: Vec<Event> = std::iter::from_fn(|| p.server.poll_event()).collect();
+    let revoked: Vec<bool> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Transfer(t) if t.link == rcv => Some(t.revoked),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        revoked,
+        [true],
+        "the transfer is taken, as sent on credit taken back"
+    );
+    let detach = out(&mut p.server, p.now);
+    p.client.handle_input(&detach, p.now);
+    assert!(
+        !std::iter::from_fn(|| p.client.poll_event())
+            .any(|e| matches!(e, Event::Detached { link, .. } if link == snd)),
+        "no detach for a transfer sent on credit granted"
+    );
+}
+
 /// A flow asking for our state (echo) that crossed our detach is not
 /// answered: the peer has forgotten the handle by the time an answer would
 /// reach it (AMQP 1.0 §2.6.5), and would end the session over it.
