@@ -252,6 +252,8 @@ struct State {
     lease_due: Option<Instant>,
     /// Where in `producers` the next [`notify_producers`] starts.
     notify_from: usize,
+    /// When a producer was last found to have used credit (at its grant).
+    last_use: Option<Instant>,
     /// Deliveries routed, for management: from clients, to clients, and
     /// from neighbours (counted under the lock already taken to route).
     ingress: u64,
@@ -628,6 +630,7 @@ impl Address {
             // It used some since the last grant: not idle after all.
             p.active = now;
             p.last_used = Some(now);
+            s.last_use = Some(now);
             p.quiet_until = now;
             p.quiet_for = Duration::ZERO;
         }
@@ -666,17 +669,24 @@ impl Address {
             credit = i64::from(before);
         }
         // Anycast: a router's link (a neighbour's data link, an edge
-        // connection's) carries what the producers behind it send: it is
-        // topped up only while it uses its credit (within a lease), from
-        // one credit that lets a first message through. Idle, it held a
-        // fair part that this router's busy producers needed: a producer
-        // and a consumer on one router with a neighbour went at a tenth of
-        // their speed alone. (A multicast tree's links exist only where
-        // the tree has producers, and its shares are cut as they come.)
+        // connection's) carries what the producers behind it send: while
+        // other producers use credit, it is topped up only if it used some
+        // within a lease too, from one credit that lets a first message
+        // through. Idle, it held a fair part that this
+        // router's busy producers needed: a producer and a consumer on one
+        // router with a neighbour went at a tenth of their speed alone.
+        // Capped while nobody sent, a chain of idle links held one credit
+        // between them and an anonymous sender's messages (which ask for
+        // no credit) found none (ferry-sim tests/edge.rs seed 668). (A
+        // multicast tree's links exist only where the tree has producers,
+        // and its shares are cut as they come.)
         let busy = p
             .last_used
             .is_some_and(|t| now.saturating_duration_since(t) < IDLE_LEASE);
-        if anycast && p.from != Hop::Local && !busy {
+        let others_busy = s
+            .last_use
+            .is_some_and(|t| now.saturating_duration_since(t) < IDLE_LEASE);
+        if anycast && p.from != Hop::Local && !busy && others_busy {
             credit = credit.min(i64::from(before).max(1));
         }
         if std::mem::take(&mut p.reclaim) && !used && !p.held_back() {
