@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tracing::{Instrument, debug, error, info, warn};
 
@@ -115,9 +115,18 @@ struct Bound {
     config: watch::Receiver<Arc<ListenerConfig>>,
     socket: Listening,
     local: SocketAddr,
-    /// Fires when the listener is deleted (one added at run time); the
-    /// configuration's stay until the router stops.
-    closed: Option<Shutdown>,
+    /// Set for a listener added at run time: the configuration's stay
+    /// until the router stops.
+    deletion: Option<Deletion>,
+}
+
+/// How a listener added at run time is deleted.
+struct Deletion {
+    /// Fires when management deletes it.
+    requested: Shutdown,
+    /// Answered once its socket is closed, so that a DELETE is answered
+    /// only when nothing more can connect.
+    done: oneshot::Sender<()>,
 }
 
 /// A bound listener's socket.
@@ -201,7 +210,7 @@ impl Bound {
             config: watch::Sender::new(Arc::new(listener.clone())).subscribe(),
             socket,
             local,
-            closed: None,
+            deletion: None,
         })
     }
 }
@@ -246,9 +255,10 @@ impl Listeners {
     /// stopped.
     pub async fn add(&self, index: usize, listener: &ListenerConfig) -> Result<Added, BindError> {
         let mut bound = Bound::new(index, listener, &self.security).await?;
-        let (stop, closed) = shutdown::channel();
+        let (stop, requested) = shutdown::channel();
+        let (done, closed) = oneshot::channel();
         let (config, rx) = watch::channel(Arc::new(listener.clone()));
-        bound.closed = Some(closed);
+        bound.deletion = Some(Deletion { requested, done });
         bound.config = rx;
         let local = bound.local;
         self.tx.send(bound).map_err(|_| BindError {
@@ -259,7 +269,8 @@ impl Listeners {
         Ok(Added {
             local,
             config,
-            _stop: stop,
+            stop,
+            closed,
         })
     }
 }
@@ -270,7 +281,10 @@ pub struct Added {
     /// The bound address (the port the system chose for port 0).
     pub local: SocketAddr,
     config: watch::Sender<Arc<ListenerConfig>>,
-    _stop: Trigger,
+    /// Dropped (or fired), the listener stops accepting.
+    stop: Trigger,
+    /// Answered once the socket is closed.
+    closed: oneshot::Receiver<()>,
 }
 
 impl Added {
@@ -278,6 +292,15 @@ impl Added {
     /// SASL, TLS); those already accepted keep theirs.
     pub fn update(&self, listener: ListenerConfig) {
         self.config.send_replace(Arc::new(listener));
+    }
+
+    /// Stops accepting; completes once the socket is closed (a client
+    /// connecting afterwards is refused by the operating system). The
+    /// connections accepted before carry on.
+    pub async fn close(self) {
+        self.stop.fire();
+        // An error: the accept loop has ended, its socket with it.
+        let _ = self.closed.await;
     }
 }
 
@@ -447,7 +470,7 @@ impl AcceptLoop {
     /// tasks aborted at the end of the grace period.
     async fn run(self) -> usize {
         let Self {
-            bound,
+            mut bound,
             handler,
             limits,
             slots,
@@ -459,9 +482,13 @@ impl AcceptLoop {
         let mut backoff = MIN_ACCEPT_BACKOFF;
         let mut refusing = false;
         let refusals = Arc::new(Semaphore::new(MAX_REFUSALS));
+        let (requested, mut done) = match bound.deletion.take() {
+            Some(d) => (Some(d.requested), Some(d.done)),
+            None => (None, None),
+        };
         let deleted = async {
-            match &bound.closed {
-                Some(closed) => closed.triggered().await,
+            match &requested {
+                Some(requested) => requested.triggered().await,
                 None => std::future::pending().await,
             }
         };
@@ -475,7 +502,7 @@ impl AcceptLoop {
                         "no longer listening on {}; the {} connection(s) it accepted carry on",
                         bound.local, tasks.len()
                     );
-                    return close(bound.socket, tasks, &shutdown, grace).await;
+                    return close(bound.socket, done.take(), tasks, &shutdown, grace).await;
                 }
                 Some(done) = tasks.join_next(), if !tasks.is_empty() => {
                     report(done);
@@ -571,11 +598,15 @@ impl AcceptLoop {
 /// they end or the router stops.
 async fn close(
     socket: Listening,
+    done: Option<oneshot::Sender<()>>,
     mut tasks: JoinSet<()>,
     shutdown: &Shutdown,
     grace: Duration,
 ) -> usize {
     socket.close();
+    if let Some(done) = done {
+        let _ = done.send(());
+    }
     loop {
         tokio::select! {
             () = shutdown.triggered() => return drain(tasks, grace).await,

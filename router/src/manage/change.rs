@@ -91,7 +91,7 @@ impl Changes {
             (EntityType::Listener, Operation::Update) => self.update_listener(req),
             (EntityType::ConfigAddress, Operation::Create) => self.create_prefix(req),
             (EntityType::ConfigAddress, Operation::Update) => self.update_prefix(req),
-            (_, Operation::Delete) => self.delete(t, req),
+            (_, Operation::Delete) => self.delete(t, req).await,
             _ => Err(Response::status(
                 501,
                 format!("{} cannot be changed at run time", t.name()),
@@ -138,7 +138,7 @@ impl Changes {
         }
     }
 
-    fn delete(&mut self, t: EntityType, req: &Request) -> Result<Response, Response> {
+    async fn delete(&mut self, t: EntityType, req: &Request) -> Result<Response, Response> {
         let gone = match t {
             EntityType::Connector => {
                 let i = Self::find(req, &self.connectors(), self.config.connectors.len())?;
@@ -148,7 +148,10 @@ impl Changes {
             EntityType::Listener => {
                 let i = Self::find(req, &self.listeners(), self.config.listeners.len())?;
                 let l = self.listeners.remove(i);
-                format!("listener on {}", l.running.local)
+                let local = l.running.local;
+                // Answered once nothing more can connect.
+                l.running.close().await;
+                format!("listener on {local}")
             }
             EntityType::ConfigAddress => {
                 let i = Self::find(req, &self.prefixes(), self.config.addresses.len())?;
