@@ -60,10 +60,6 @@ pub struct Scenario {
     /// interior routers, and the kills may hit them. With any, one more
     /// fault kills the preferred interior router of one of them.
     pub edges: usize,
-    /// Anonymous producers stay anonymous on edge routers. By default
-    /// (false) an anonymous producer drawn on an edge router gets a
-    /// target: it starves there today (sim/README.md, *Edge routers*).
-    pub edge_strict: bool,
     /// Print the event log as it happens.
     pub echo: bool,
 }
@@ -146,7 +142,6 @@ impl Scenario {
             hostile: 0,
             hostile_how: None,
             edges: 0,
-            edge_strict: false,
             echo: false,
         }
     }
@@ -171,7 +166,6 @@ impl Scenario {
             hostile: 0,
             hostile_how: None,
             edges: 0,
-            edge_strict: false,
             echo: false,
         }
     }
@@ -268,7 +262,7 @@ impl Scenario {
             for _ in 0..rng.range_usize(1, 3) {
                 let spec = self.producer(&address, rng.percent(25), rng);
                 let at = pick(rng);
-                self.add_producer(mesh, &at, spec);
+                mesh.add_producer(&at, spec);
             }
         }
         if rng.percent(self.multicast) {
@@ -290,20 +284,6 @@ impl Scenario {
             let spec = self.producer("nobody", false, rng);
             mesh.add_producer(&at, spec);
         }
-    }
-
-    /// Adds producer `spec` on router `at`. An anonymous producer on an
-    /// edge router sends with a target instead, unless
-    /// [`edge_strict`](Self::edge_strict): an edge router attaches
-    /// its uplink's sending links for the addresses its clients' links
-    /// name, so an anonymous sender's messages to an address with no
-    /// consumer on the edge itself are released for ever (sim/README.md,
-    /// *Edge routers*).
-    fn add_producer(&self, mesh: &mut Mesh, at: &str, mut spec: ProducerSpec) {
-        if spec.anonymous && !self.edge_strict && mesh.is_edge(at) {
-            spec.anonymous = false;
-        }
-        mesh.add_producer(at, spec);
     }
 
     fn consumer(&self, address: &str, careful: bool, rng: &mut SimRng) -> ConsumerSpec {

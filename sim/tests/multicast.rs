@@ -170,6 +170,37 @@ fn every_consumer_gets_every_message_once_in_a_triangle() {
     assert_eq!(s.loops_caught, 0, "{s}");
 }
 
+/// An anonymous sender (null target, routed by `to`) is tied to no
+/// address, so the tree from its router has no data links until it sends
+/// to the address (regression: every message released, for ever, to
+/// consumers on other routers). Its first messages are released while
+/// the links attach; every message ends accepted, each consumer with one
+/// copy of each.
+#[test]
+fn an_anonymous_sender_reaches_every_consumer_of_a_multicast_address() {
+    let mut mesh = mesh(ring5(), 4);
+    let consumers: Vec<usize> = ["A", "C", "D"]
+        .iter()
+        .map(|r| mesh.add_consumer(r, consumer(M, CREDIT)))
+        .collect();
+    settle_consumers(&mut mesh);
+    let mut spec = producer(M, 100);
+    spec.anonymous = true;
+    let p = mesh.add_producer("A", spec);
+    run_settled(&mut mesh, Duration::from_secs(10));
+    let got = copies(&mesh, p);
+    for c in consumers {
+        let per = got.get(&c).cloned().unwrap_or_default();
+        assert!(
+            per.len() == 100 && per.values().all(|&k| k == 1),
+            "c{c}: {} messages, some more than once: {per:?}",
+            per.len()
+        );
+    }
+    let s = mesh.summary();
+    assert_eq!(s.counts.accepted, 100, "{s}");
+}
+
 #[test]
 fn every_consumer_gets_every_message_once_in_a_ring_from_two_producers() {
     let mut mesh = mesh(ring5(), 2);

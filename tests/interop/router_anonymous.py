@@ -3,9 +3,10 @@ each message goes where its properties.to says. Two consumers (own
 connections) attach to ADDR_A and ADDR_B. Once the router has their credit
 (proved by a probe sender on each address receiving credit) the anonymous
 sender sends N messages alternately to ADDR_A and ADDR_B, then one to
-NOWHERE, which has no consumer.
+NOWHERE, which has no consumer. With CONSUMER_URL_A and CONSUMER_URL_B,
+the consumers connect there (other routers of the mesh) instead.
 
-usage: router_anonymous.py URL ADDR_A ADDR_B NOWHERE N
+usage: router_anonymous.py URL ADDR_A ADDR_B NOWHERE N [CONSUMER_URL_A CONSUMER_URL_B]
 
 Summary: {"received": {address: [body...]}, "outcomes": {body: state},
 "anonymous_target": address or null (as the router answered the attach),
@@ -19,9 +20,10 @@ from router_common import Scenario, run
 
 
 class Anonymous(Scenario):
-    def __init__(self, url, addr_a, addr_b, nowhere, n):
+    def __init__(self, url, addr_a, addr_b, nowhere, n, consumer_urls):
         super().__init__(url, prefetch=n)
         self.addresses = [addr_a, addr_b]
+        self.consumer_urls = consumer_urls or [None, None]
         self.nowhere = nowhere
         self.n = n
         self.plan = [(f"m{i}", self.addresses[i % 2]) for i in range(n)] + [
@@ -37,8 +39,8 @@ class Anonymous(Scenario):
         self.sent = 0
 
     def setup(self, container):
-        for address in self.addresses:
-            container.create_receiver(self.connect(), address, name=f"consumer {address}")
+        for address, url in zip(self.addresses, self.consumer_urls):
+            container.create_receiver(self.connect(url), address, name=f"consumer {address}")
 
     def on_link_opened(self, event):
         link = event.link
@@ -107,4 +109,4 @@ class Anonymous(Scenario):
 
 if __name__ == "__main__":
     url, a, b, nowhere, n = sys.argv[1:6]
-    run(Anonymous(url, a, b, nowhere, int(n)))
+    run(Anonymous(url, a, b, nowhere, int(n), sys.argv[6:8]))

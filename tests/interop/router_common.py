@@ -41,9 +41,10 @@ class Scenario(MessagingHandler):
         self.timer = event.container.schedule(self.timeout, self)
         self.setup(event.container)
 
-    def connect(self):
-        """A new connection to the router (each one a separate AMQP client)."""
-        conn = self.container.connect(self.url, reconnect=False)
+    def connect(self, url=None):
+        """A new connection to the router (each one a separate AMQP client),
+        or to the router at `url`."""
+        conn = self.container.connect(url or self.url, reconnect=False)
         self.connections.append(conn)
         return conn
 

@@ -13,6 +13,9 @@ mod router;
 #[path = "../support/edge.rs"]
 mod edge;
 
+#[path = "../support/proton.rs"]
+mod proton;
+
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -338,6 +341,46 @@ async fn producer_and_consumer_on_one_edge_never_need_the_uplink() {
         uplinks_connected(&e1.log()),
         ["I"],
         "E1's uplinks (I is dead: it cannot have connected again)"
+    );
+}
+
+/// Qpid Proton's anonymous sender (null target, each message routed by its
+/// `to`) on an edge router: a message for a consumer on the interior
+/// router goes up the edge's relay, one for a consumer on the edge stays
+/// there (none of them shows on the interior), one for an address with
+/// no consumer anywhere comes back released.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proton_anonymous_sender_on_an_edge_reaches_the_mesh_and_the_edge() {
+    let i = edge::interior("I");
+    let e1 = edge::edge("E1", &[&i]);
+    e1.wait_uplink("I").await;
+    let url = |n: &Node| format!("amqp://{}", n.addr);
+    let (on_i, on_e1) = (url(&i), url(&e1));
+    let s = proton::script(
+        "router_anonymous.py",
+        &on_e1,
+        &["anon.far", "anon.near", "anon.nowhere", "20", &on_i, &on_e1],
+        &|| format!("I:\n{}\nE1:\n{}", i.log(), e1.log()),
+    )
+    .await;
+    let even: Vec<String> = (0..20).step_by(2).map(|n| format!("m{n}")).collect();
+    let odd: Vec<String> = (1..20).step_by(2).map(|n| format!("m{n}")).collect();
+    assert_eq!(
+        s["received"],
+        serde_json::json!({"anon.far": even, "anon.near": odd}),
+        "each message must reach the consumer of its `to`, and only that one"
+    );
+    for n in 0..20 {
+        assert_eq!(s["outcomes"][format!("m{n}")], "accepted", "m{n}: {s}");
+    }
+    assert_eq!(
+        s["outcomes"]["lost"], "released",
+        "no consumer anywhere: {s}"
+    );
+    assert_eq!(
+        address_deliveries(&i, "anon.near").await,
+        (0, 0, 0),
+        "a message for a consumer on E1 crossed the uplink"
     );
 }
 

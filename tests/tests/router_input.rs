@@ -258,5 +258,21 @@ async fn unservable_links_are_refused_with_a_reason() {
         err.condition(),
         Some(condition::INVALID_FIELD.as_str()),
         "{err}"
-    );
+    ); // The mesh's own addresses (an edge router's relay, the routing
+    // protocol's link) are no client's.
+    for address in ["_ferry/edge-relay", "_ferry/control"] {
+        let err = c.open_receiver(address, 1).await.unwrap_err();
+        assert_eq!(
+            err.condition(),
+            Some(condition::NOT_ALLOWED.as_str()),
+            "{err}"
+        );
+        let err = c.open_sender(Some(address)).await.unwrap_err();
+        assert_eq!(
+            err.condition(),
+            Some(condition::NOT_ALLOWED.as_str()),
+            "{err}"
+        );
+    }
+    still_serves(&r).await;
 }

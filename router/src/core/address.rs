@@ -254,6 +254,10 @@ struct State {
     notify_from: usize,
     /// When a producer was last found to have used credit (at its grant).
     last_use: Option<Instant>,
+    /// An anonymous sender on this router has sent to this multicast
+    /// address: its tree from this router keeps its data links while the
+    /// address lasts, as for a producer attached to it.
+    anonymous: bool,
     /// Deliveries routed, for management: from clients, to clients, and
     /// from neighbours (counted under the lock already taken to route).
     ingress: u64,
@@ -511,10 +515,17 @@ impl Address {
     /// producer on this router). A multicast tree has data links only
     /// where it has producers upstream.
     pub fn has_producers_of(&self, tree: Option<&RouterId>) -> bool {
-        self.lock()
-            .producers
-            .iter()
-            .any(|p| p.tree.as_ref() == tree)
+        let s = self.lock();
+        (tree.is_none() && s.anonymous) || s.producers.iter().any(|p| p.tree.as_ref() == tree)
+    }
+
+    /// An anonymous sender on this router sends to the address: returns
+    /// whether it is the first (see [`has_producers_of`](Self::has_producers_of)).
+    /// An anonymous sender is tied to no address, so the tree its messages
+    /// follow gets its data links only once it is used: the first messages
+    /// are released, as while any tree is incomplete.
+    pub fn mark_anonymous(&self) -> bool {
+        !std::mem::replace(&mut self.lock().anonymous, true)
     }
 
     /// Removes a producer, returning its unused credit to the budget.

@@ -26,7 +26,15 @@
 
 use super::mesh::DataKey;
 use super::*;
+use crate::config::Distribution;
 use crate::mesh::identity::PeerRouter;
+
+/// On an edge router, the address of its relay: an anonymous sending link
+/// on the uplink (null target), a consumer of this address on the edge.
+/// A client's anonymous delivery (routed by its `to`) that the edge does
+/// not serve itself goes up on it (see [`Links::relay_for`]), and the
+/// interior routes it by its `to`, as its own client's.
+const RELAY: &str = "_ferry/edge-relay";
 
 /// Addresses that never cross an uplink: the router's own management node
 /// and the mesh's internal addresses.
@@ -115,12 +123,61 @@ impl Links {
             .mesh()
             .edges()
             .uplink_up(interior.clone(), self.me.clone());
-        self.mesh.edge = Some(interior);
+        self.mesh.edge = Some(interior.clone());
         let Ok(session) = engine.begin_session() else {
             return;
         };
         self.mesh.lanes.add(session);
+        self.attach_relay(engine, interior);
         self.sync_uplink(engine);
+    }
+
+    /// Edge router's uplink: attaches the relay link (see [`RELAY`]).
+    fn attach_relay(&mut self, engine: &mut Connection, interior: RouterId) {
+        let Some(session) = self.mesh.lanes.first() else {
+            return;
+        };
+        let me = self.core.mesh().id();
+        let spec = LinkSpec {
+            name: format!("ferry:edge:{me}:relay"),
+            role: Role::Sender,
+            source: Some(ferry_proto::definitions::Source::new(RELAY)),
+            target: Some(TargetTerminus::Target(
+                ferry_proto::definitions::Target::default(),
+            )),
+            snd_settle_mode: SenderSettleMode::Mixed,
+            ..LinkSpec::default()
+        };
+        let Ok(link) = engine.attach(session, spec) else {
+            return;
+        };
+        let relay = self.core.address(RELAY);
+        self.add_consumer_link(link, relay, Hop::Edge(interior), None);
+    }
+
+    /// Edge router with its uplink up: the relay's address.
+    pub(super) fn edge_relay(&self) -> Option<Arc<Address>> {
+        if self.hop() != Hop::Local {
+            return None;
+        }
+        self.core.lookup(RELAY).filter(|r| r.has_consumers())
+    }
+
+    /// Whether a client's anonymous delivery to `address` goes up the
+    /// relay, on an edge router with its uplink up: an anycast address
+    /// with a consumer on the edge is served there (a producer and a
+    /// consumer on one edge never cross the uplink; if that consumer has
+    /// no credit, the message is released even if the mesh has another);
+    /// any other goes up, multicast too, and the interior serves the
+    /// edge's own consumers as well (a relayed delivery is routed there as
+    /// a client's, so it may come back down to them), every copy or none.
+    pub(super) fn relay_for(&self, address: &Address, credited: bool) -> Option<Arc<Address>> {
+        if credited || stays_on_the_edge(address.name()) {
+            return None;
+        }
+        let relay = self.edge_relay()?;
+        let local = address.distribution() != Distribution::Multicast && address.client_links().1;
+        (!local).then_some(relay)
     }
 
     /// The peer's address, and `", TLS"` if it proved who it is over TLS.

@@ -135,7 +135,9 @@ impl Links {
             .to
             .as_deref()
             .and_then(|to| self.core.lookup(&self.scoped(to)));
-        match address {
+        // On an edge router, an address it has never seen may have
+        // consumers in the mesh: up the relay.
+        match address.or_else(|| self.edge_relay()) {
             Some(a) => self.route(engine, t, payload, fields, settled, a),
             None => {
                 let counters = self.unrouted(fields.to.as_deref().unwrap_or_default());
@@ -221,12 +223,26 @@ impl Links {
                 return self.refuse_delivery(engine, t, settled, released, more, counters);
             }
         };
+        // An anonymous sender's delivery is routed as a client's, an edge
+        // router's relay's too (see `links::edge`).
+        let hop = if credited { self.hop() } else { Hop::Local };
         let from = credited.then_some(Credited {
             conn: self.me.id,
             link: t.link,
             revoked: t.revoked,
         });
-        let Routed { targets, wait } = address.route(&table, &self.hop(), from, reach);
+        let Routed { targets, wait } = match self.relay_for(&address, credited) {
+            Some(relay) => relay.route(&table, &Hop::Local, None, Reach::Tree),
+            None => {
+                if !credited
+                    && address.distribution() == Distribution::Multicast
+                    && address.mark_anonymous()
+                {
+                    self.core.tree_producers_changed(&address);
+                }
+                address.route(&table, &hop, from, reach)
+            }
+        };
         if targets.is_empty() {
             tracing::debug!(
                 "delivery to {}: no consumer can take it now; released",
@@ -257,7 +273,7 @@ impl Links {
             // their consumer releases them.
             let retry = (!settled && !more && !multicast).then(|| Retry {
                 address: address.clone(),
-                from: self.hop(),
+                from: hop.clone(),
                 payload: payload.clone(),
                 attempts: 1,
                 priority: fields.priority,

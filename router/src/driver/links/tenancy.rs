@@ -17,6 +17,18 @@ fn unauthorized(why: String) -> Error {
     Error::new(condition::UNAUTHORIZED_ACCESS, why)
 }
 
+/// Addresses the mesh uses for itself (`_ferry/control`, an edge's
+/// relay): no client may send to them or consume from them.
+fn reserved(address: &str) -> Result<(), Error> {
+    if address.starts_with("_ferry/") {
+        return Err(refusal(
+            condition::NOT_ALLOWED,
+            "addresses beginning with _ferry/ are the mesh's own",
+        ));
+    }
+    Ok(())
+}
+
 impl Links {
     /// A client's open arrived: under a policy, find its vhost and count
     /// it; refuse it (`amqp:unauthorized-access`, or
@@ -68,6 +80,7 @@ impl Links {
     /// Whether the client may send to `address` (to a management node:
     /// whether it may manage).
     pub(super) fn may_send(&self, address: &str) -> Result<(), Error> {
+        reserved(address)?;
         if is_management(address) {
             return self.may_manage();
         }
@@ -83,6 +96,7 @@ impl Links {
     /// Whether the client may receive from `address` (`None`: a dynamic
     /// reply address).
     pub(super) fn may_receive(&self, address: Option<&str>) -> Result<(), Error> {
+        address.map_or(Ok(()), reserved)?;
         if address.is_some_and(is_management) {
             return Err(unauthorized(
                 "management requests are for the router, not for clients".into(),
