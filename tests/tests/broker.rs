@@ -260,7 +260,10 @@ async fn a_broker_killed_mid_stream_loses_nothing_accepted_and_in_flight_comes_b
     let extra = format!("{}{}", rabbit.toml("rabbit", &[]), orders());
     let r = Router::start_with_env(&extra, &[("RUST_LOG", "info,ferry_router=debug")]);
     wait_broker_connected(&r, 1, Duration::from_secs(30));
-    const N: usize = 10_000;
+    // Unpaced, so that many deliveries are in flight when the broker dies;
+    // enough that the producer is never done before the kill (10,000
+    // sometimes were, at 30,000 msg/s).
+    const N: usize = 30_000;
     // Mid-stream: once the router has taken 1,000 of the producer's
     // messages (management's count), whatever the machine's speed.
     let (sent, restarted) =
@@ -283,7 +286,7 @@ async fn a_broker_killed_mid_stream_loses_nothing_accepted_and_in_flight_comes_b
         "broker_clients.py",
         &r.url(),
         &["receive", QUEUE, &N.to_string(), "90", "2"],
-        &|| r.ferry.stderr(),
+        &|| with_links(&r),
     )
     .await;
     let got = ids(&got, "ids");
@@ -301,6 +304,18 @@ async fn a_broker_killed_mid_stream_loses_nothing_accepted_and_in_flight_comes_b
         received.len()
     );
     drop(restarted);
+}
+
+/// `r`'s log, then its links and addresses as `ferry stat` shows them
+/// (what a failure needs: where deliveries wait).
+fn with_links(r: &Router) -> String {
+    let stat = |what| serde_json::to_string(&router::stat(r.addr, &[what])).unwrap_or_default();
+    format!(
+        "{}\nlinks: {}\naddresses: {}",
+        r.ferry.stderr(),
+        stat("-l"),
+        stat("-a")
+    )
 }
 
 /// Sends `n` messages to [`QUEUE`] through `r` (`pacing`: the send
