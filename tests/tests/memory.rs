@@ -314,7 +314,10 @@ async fn idle_connections_give_their_memory_back_when_they_close() {
         assert!(Instant::now() < deadline, "connections still open");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    falls_back(pid, baseline, RETURN_MARGIN).await;
+    // Two thirds of what they took, at least: with the whole test suite
+    // running beside it, 8.9 MiB of 31 stayed once (pages still partly in
+    // use, which no trim returns); without `memory_release` all of it stays.
+    falls_back(pid, baseline, RETURN_MARGIN.max((open - baseline) / 3)).await;
 }
 
 /// Connections holding [`LINKS`] links each.
