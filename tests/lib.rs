@@ -339,6 +339,24 @@ impl Ferry {
         self.stderr.snapshot()
     }
 
+    /// Waits (polling, at most `limit`) until the log has a line containing
+    /// `needle`, and returns it; `None` after `limit`.
+    pub async fn logged(&self, needle: &str, limit: Duration) -> Option<String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let found = self
+                .stderr
+                .snapshot()
+                .lines()
+                .find(|l| l.contains(needle))
+                .map(str::to_owned);
+            if found.is_some() || Instant::now() >= deadline {
+                return found;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Everything written to stdout so far.
     pub fn stdout(&self) -> String {
         self.stdout.snapshot()

@@ -281,13 +281,7 @@ fn a_multicast_producer_beside_a_consumer_on_an_edge_router_is_served() {
 /// name, and an anonymous link names none. Now it goes up the relay.
 #[test]
 fn an_anonymous_sender_on_an_edge_router_reaches_the_mesh() {
-    let mut mesh = converged(line_with_edge(17));
-    mesh.add_consumer("C", consumer("q", 20));
-    mesh.run_for(Duration::from_millis(300));
-    let mut spec = producer("q", 50);
-    spec.anonymous = true;
-    mesh.add_producer("E", spec);
-    mesh.run_for(Duration::from_secs(5));
+    let mut mesh = anonymous_on_an_edge(17, "q", &["C"]);
     assert_settled(&mut mesh);
     assert_eq!(mesh.ledger().counts.accepted, 50);
 }
@@ -298,17 +292,26 @@ fn an_anonymous_sender_on_an_edge_router_reaches_the_mesh() {
 /// invariant the ledger checks).
 #[test]
 fn an_anonymous_multicast_sender_on_an_edge_router_reaches_the_edge_and_the_mesh() {
-    let mut mesh = converged(line_with_edge(19));
-    mesh.add_consumer("E", consumer("multicast/m", 20));
-    mesh.add_consumer("C", consumer("multicast/m", 20));
-    mesh.run_for(Duration::from_millis(300));
-    let mut spec = producer("multicast/m", 50);
-    spec.anonymous = true;
-    mesh.add_producer("E", spec);
-    mesh.run_for(Duration::from_secs(5));
+    let mut mesh = anonymous_on_an_edge(19, "multicast/m", &["E", "C"]);
     assert_settled(&mut mesh);
     let k = &mesh.ledger().counts;
     assert_eq!((k.accepted, k.received), (50, 100), "{}", mesh.summary());
+}
+
+/// The line with edge router `E` (seed `seed`): consumers of `address` on
+/// `consumers`, then an anonymous producer of 50 messages to it on `E`,
+/// run for 5 s.
+fn anonymous_on_an_edge(seed: u64, address: &str, consumers: &[&str]) -> Mesh {
+    let mut mesh = converged(line_with_edge(seed));
+    for at in consumers {
+        mesh.add_consumer(at, consumer(address, 20));
+    }
+    mesh.run_for(Duration::from_millis(300));
+    let mut spec = producer(address, 50);
+    spec.anonymous = true;
+    mesh.add_producer("E", spec);
+    mesh.run_for(Duration::from_secs(5));
+    mesh
 }
 
 #[test]

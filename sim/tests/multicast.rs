@@ -47,26 +47,33 @@ fn messages(mesh: &Mesh, p: usize) -> u32 {
     }
 }
 
+/// Every consumer in `consumers` got one copy of each of producer `p`'s
+/// messages (by number, whatever the attempt).
+fn assert_one_copy_each(mesh: &Mesh, p: usize, consumers: &[usize]) {
+    let n = messages(mesh, p);
+    let got = copies(mesh, p);
+    for &c in consumers {
+        let per = got.get(&c).cloned().unwrap_or_default();
+        let missing: Vec<u32> = (0..n).filter(|s| !per.contains_key(s)).collect();
+        let twice: Vec<(u32, u32)> = per
+            .iter()
+            .filter(|(_, k)| **k > 1)
+            .map(|(s, k)| (*s, *k))
+            .collect();
+        assert!(
+            missing.is_empty() && twice.is_empty(),
+            "c{c} from c{p}: missing {missing:?}, more than once {twice:?}\n{}",
+            mesh.log().tail(60)
+        );
+    }
+}
+
 /// Every consumer in `consumers` got every message of every producer in
 /// `producers` exactly once, each sent once and accepted.
 fn assert_exactly_once(mesh: &Mesh, producers: &[usize], consumers: &[usize]) {
     for &p in producers {
         let n = messages(mesh, p);
-        let got = copies(mesh, p);
-        for &c in consumers {
-            let per = got.get(&c).cloned().unwrap_or_default();
-            let missing: Vec<u32> = (0..n).filter(|s| !per.contains_key(s)).collect();
-            let twice: Vec<(u32, u32)> = per
-                .iter()
-                .filter(|(_, k)| **k > 1)
-                .map(|(s, k)| (*s, *k))
-                .collect();
-            assert!(
-                missing.is_empty() && twice.is_empty(),
-                "c{c} from c{p}: missing {missing:?}, more than once {twice:?}\n{}",
-                mesh.log().tail(60)
-            );
-        }
+        assert_one_copy_each(mesh, p, consumers);
         let fates: Vec<Fate> = mesh
             .ledger()
             .attempts()
@@ -188,15 +195,7 @@ fn an_anonymous_sender_reaches_every_consumer_of_a_multicast_address() {
     spec.anonymous = true;
     let p = mesh.add_producer("A", spec);
     run_settled(&mut mesh, Duration::from_secs(10));
-    let got = copies(&mesh, p);
-    for c in consumers {
-        let per = got.get(&c).cloned().unwrap_or_default();
-        assert!(
-            per.len() == 100 && per.values().all(|&k| k == 1),
-            "c{c}: {} messages, some more than once: {per:?}",
-            per.len()
-        );
-    }
+    assert_one_copy_each(&mesh, p, &consumers);
     let s = mesh.summary();
     assert_eq!(s.counts.accepted, 100, "{s}");
 }
@@ -299,12 +298,7 @@ fn pre_settled_multicast_reaches_each_consumer_once() {
     run_settled(&mut mesh, Duration::from_secs(10));
     // Sent is done: let the last copies arrive.
     mesh.run_for(Duration::from_millis(500));
-    let got = copies(&mesh, p);
-    for c in &consumers {
-        let per = got.get(c).cloned().unwrap_or_default();
-        assert_eq!(per.len(), 60, "c{c}: {per:?}");
-        assert!(per.values().all(|k| *k == 1), "c{c}: {per:?}");
-    }
+    assert_one_copy_each(&mesh, p, &consumers);
 }
 
 #[test]

@@ -93,19 +93,14 @@ impl Node {
     /// Waits until the log has a line containing `needle` (polling), at
     /// most `limit`; returns the line. Panics with the log otherwise.
     pub async fn wait_log(&self, needle: &str, limit: Duration) -> String {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(line) = self.log().lines().find(|l| l.contains(needle)) {
-                return line.to_owned();
-            }
-            assert!(
-                Instant::now() < deadline,
+        let line = self.ferry.logged(needle, limit).await;
+        line.unwrap_or_else(|| {
+            panic!(
                 "{}'s log has no line with {needle:?} after {limit:?}; log:\n{}",
                 self.id,
                 self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+            )
+        })
     }
 
     /// Waits until this edge router logs its uplink to interior router

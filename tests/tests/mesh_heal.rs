@@ -133,16 +133,12 @@ async fn a_stopped_neighbour_is_dropped_and_routed_around_within_a_second() {
         // Credit can come while A still routes to C directly (B's links
         // come up a moment later), and a message sent then may be released
         // when the route moves to B: wait until it has.
-        within("A routing through B", CONVERGE, async {
-            while !a
-                .ferry
-                .stderr()
-                .contains("routing table changed: B via B (cost 1), C via B (cost 2)")
-            {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        })
-        .await;
+        let through_b = "routing table changed: B via B (cost 1), C via B (cost 2)";
+        let routed = a.ferry.logged(through_b, CONVERGE).await;
+        assert!(
+            routed.is_some(),
+            "A not routing through B after {CONVERGE:?}"
+        );
         // Converged, through B: 20 messages one at a time.
         let mut next = 0u64;
         for _ in 0..20 {

@@ -28,7 +28,7 @@ pub use message::{
 pub use priority::{MAX_OVERTAKES, Waiting};
 pub use report::{AddressReport, ConnReport, ConnRole, Dir, LinkKind, LinkReport};
 
-use crate::config::{AddressConfig, Config, Distribution, Limits};
+use crate::config::{AddressConfig, Config, Distribution, Limits, RouterMode};
 use crate::mesh::Mesh;
 use crate::metrics::Metrics;
 use crate::policy::{Admissions, Policy};
@@ -345,6 +345,11 @@ impl Core {
     /// The router's id (also its AMQP container id).
     pub fn router_id(&self) -> &str {
         &self.router_id
+    }
+
+    /// Whether this is an edge router (`mode = "edge"`).
+    pub fn is_edge(&self) -> bool {
+        self.config.router.mode == RouterMode::Edge
     }
 }
 

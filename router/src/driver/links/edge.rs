@@ -155,9 +155,11 @@ impl Links {
         self.add_consumer_link(link, relay, Hop::Edge(interior), None);
     }
 
-    /// Edge router with its uplink up: the relay's address.
+    /// Edge router with its uplink up: the relay's address (for a client's
+    /// delivery; checked per anonymous delivery, so an interior router
+    /// answers without a lookup).
     pub(super) fn edge_relay(&self) -> Option<Arc<Address>> {
-        if self.hop() != Hop::Local {
+        if !self.core.is_edge() || self.hop() != Hop::Local {
             return None;
         }
         self.core.lookup(RELAY).filter(|r| r.has_consumers())
