@@ -9,7 +9,8 @@
 
     broker_clients.py URL receive ADDRESS COUNT [TIMEOUT] [QUIET]
         Receives and accepts until COUNT distinct ids arrived, then keeps
-        listening QUIET seconds more (default 2) to catch duplicates.
+        listening QUIET seconds more (default 2) to catch duplicates
+        (COUNT 0: listens QUIET seconds).
         Summary: every id received, in order (duplicates included).
 
 Each prints one JSON line; "timeout": true when it gave up.
@@ -129,6 +130,10 @@ class Receiver(MessagingHandler):
         self.timer = event.container.schedule(self.timeout, self)
         self.conn = event.container.connect(self.url, reconnect=False)
         event.container.create_receiver(self.conn, self.address)
+        if self.count == 0:
+            self.closing = True
+            self.timer.cancel()
+            self.timer = event.container.schedule(self.quiet, self)
 
     def on_message(self, event):
         self.ids.append(event.message.id)

@@ -20,9 +20,29 @@ use serde_json::Value;
 
 const QUEUE: &str = "queue.orders";
 
+/// An `[[address]]` entry: `prefix` stored by the broker "rabbit" as a
+/// `distribution` ("queue" or "topic").
+fn brokered(prefix: &str, distribution: &str) -> String {
+    format!(
+        "[[address]]\nprefix = \"{prefix}\"\ndistribution = \"{distribution}\"\nbroker = \"rabbit\"\n\n"
+    )
+}
+
 /// The brokered address entry every router of a test carries.
 fn orders() -> String {
-    format!("[[address]]\nprefix = \"{QUEUE}\"\ndistribution = \"queue\"\nbroker = \"rabbit\"\n\n")
+    brokered(QUEUE, "queue")
+}
+
+/// The line A - B - C, every router with `entry`, B alone dialing
+/// `rabbit`; returned (A, B, C) once B is connected to it.
+fn line(rabbit: &Rabbit, entry: &str) -> (Router, Router, Router) {
+    let extra = format!("{}{entry}", rabbit.toml("rabbit", &["B"]));
+    let b_port = free_port();
+    let b = mesh_router("B", Some(b_port), &[], &extra);
+    let a = mesh_router("A", None, &[(b_port, 1)], &extra);
+    let c = mesh_router("C", None, &[(b_port, 1)], &extra);
+    wait_broker_connected(&b, 1, Duration::from_secs(30));
+    (a, b, c)
 }
 
 /// Waits until `router`'s log says it attached to the broker `times`
@@ -40,6 +60,15 @@ fn wait_broker_connected(router: &Router, times: usize, within: Duration) {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Receives from `address` on `r`: messages `m-0`… `m-<n-1>`, each once.
+async fn receive_each_once(r: &Router, address: &str, n: usize, logs: &dyn Fn() -> String) {
+    let args = ["receive", address, &n.to_string(), "60", "2"];
+    let got = proton::script("broker_clients.py", &r.url(), &args, logs).await;
+    let got = ids(&got, "ids");
+    assert_eq!(got.len(), n, "each message exactly once: {got:?}");
+    assert_eq!(got.into_iter().collect::<BTreeSet<_>>(), expected(n));
 }
 
 fn ids(summary: &Value, key: &str) -> Vec<String> {
@@ -62,12 +91,7 @@ fn expected(n: usize) -> BTreeSet<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_queue_keeps_messages_for_a_consumer_that_attaches_later_on_another_router() {
     let rabbit = Rabbit::start();
-    let extra = format!("{}{}", rabbit.toml("rabbit", &["B"]), orders());
-    let b_port = free_port();
-    let b = mesh_router("B", Some(b_port), &[], &extra);
-    let a = mesh_router("A", None, &[(b_port, 1)], &extra);
-    let c = mesh_router("C", None, &[(b_port, 1)], &extra);
-    wait_broker_connected(&b, 1, Duration::from_secs(30));
+    let (a, b, c) = line(&rabbit, &orders());
     for r in [&a, &c] {
         assert!(
             !r.ferry.stderr().contains("broker rabbit connected"),
@@ -99,16 +123,58 @@ async fn a_queue_keeps_messages_for_a_consumer_that_attaches_later_on_another_ro
         sent["outcomes"]["accepted"], N,
         "nothing else came back: {sent}"
     );
-    let got = proton::script(
-        "broker_clients.py",
-        &c.url(),
-        &["receive", QUEUE, &N.to_string(), "60", "2"],
-        &logs,
-    )
-    .await;
-    let got = ids(&got, "ids");
-    assert_eq!(got.len(), N, "each message exactly once: {got:?}");
-    assert_eq!(got.into_iter().collect::<BTreeSet<_>>(), expected(N));
+    receive_each_once(&c, QUEUE, N, &logs).await;
+}
+
+/// The endpoint links among `links` (`ferry stat -l` rows) that serve
+/// brokered `address`: on a router with no client, its links to the broker
+/// (consumer of `address`, producer of `_brokered/address`).
+fn broker_links(links: &[Value], address: &str) -> usize {
+    let fed = format!("_brokered/{address}");
+    links
+        .iter()
+        .filter(|l| l["linkType"] == "endpoint")
+        .filter(|l| l["address"] == address || l["address"] == fed.as_str())
+        .count()
+}
+
+/// A prefix entry (`queue.`) brokers every address under it, and the
+/// router dialing the broker (B) has links to it for an address only while
+/// some router of the mesh has a client producer or consumer of it (attach
+/// on demand): none before, both for `queue.alpha` while a producer on A
+/// sends, none again once it has been unused for 5 s; then a consumer on
+/// C gets every message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prefix_brokers_every_address_under_it_with_links_only_while_in_use() {
+    let rabbit = Rabbit::start();
+    let (a, b, c) = line(&rabbit, &brokered("queue.", "queue"));
+    const N: usize = 40;
+    const ADDRESS: &str = "queue.alpha";
+    let links = router::stat(b.addr, &["-l"]);
+    assert_eq!(
+        broker_links(&links, ADDRESS),
+        0,
+        "no link to the broker before a client uses an address: {links:?}"
+    );
+    let logs = || format!("A:\n{}\nB:\n{}", a.ferry.stderr(), with_links(&b));
+    // Paced (20 a second): the links are looked at while it sends.
+    let (a_url, n) = (a.url(), N.to_string());
+    let args = ["send", ADDRESS, n.as_str(), "60", "20"];
+    let send = proton::script("broker_clients.py", &a_url, &args, &logs);
+    let b_addr = b.addr;
+    let look = tokio::task::spawn_blocking(move || {
+        router::stat_until(b_addr, &["-l"], |rows| broker_links(rows, ADDRESS) == 2)
+    });
+    let (sent, look) = tokio::join!(send, look);
+    look.expect("B attached both links for queue.alpha while A's producer sent");
+    assert_eq!(sent["outcomes"]["accepted"], N, "{sent}");
+    // Unused: B detaches its links after 5 s (20 s allowed).
+    tokio::task::spawn_blocking(move || {
+        router::stat_until(b_addr, &["-l"], |rows| broker_links(rows, ADDRESS) == 0)
+    })
+    .await
+    .expect("B detached the links of the unused address");
+    receive_each_once(&c, ADDRESS, N, &logs).await;
 }
 
 /// Requirement (2): the broker restarted while a producer sends (paced,
@@ -205,15 +271,7 @@ fn an_unknown_broker_stops_start_up_with_one_line() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_topic_reaches_every_consumer_in_the_mesh_once() {
     let rabbit = Rabbit::start();
-    let extra = format!(
-        "{}[[address]]\nprefix = \"prices\"\ndistribution = \"topic\"\nbroker = \"rabbit\"\n\n",
-        rabbit.toml("rabbit", &["B"])
-    );
-    let b_port = free_port();
-    let b = mesh_router("B", Some(b_port), &[], &extra);
-    let a = mesh_router("A", None, &[(b_port, 1)], &extra);
-    let c = mesh_router("C", None, &[(b_port, 1)], &extra);
-    wait_broker_connected(&b, 1, Duration::from_secs(30));
+    let (a, b, c) = line(&rabbit, &brokered("prices", "topic"));
     let logs = || {
         format!(
             "A:\n{}\nB:\n{}\nC:\n{}",
@@ -260,7 +318,16 @@ async fn a_broker_killed_mid_stream_loses_nothing_accepted_and_in_flight_comes_b
     let extra = format!("{}{}", rabbit.toml("rabbit", &[]), orders());
     let r = Router::start_with_env(&extra, &[("RUST_LOG", "info,ferry_router=debug")]);
     wait_broker_connected(&r, 1, Duration::from_secs(30));
-    // A clean restart first. Killed within a second of the router's
+    // A consumer for a moment: the router attaches to the queue (declaring
+    // it) on demand.
+    proton::script(
+        "broker_clients.py",
+        &r.url(),
+        &["receive", QUEUE, "0", "10", "1"],
+        &|| r.ferry.stderr(),
+    )
+    .await;
+    // Then a clean restart. Killed within a second of the router's
     // declaring the queue, RabbitMQ 3.10 came back once in about 35 runs
     // without any of the messages it had accepted before the kill (1,252
     // and 2,000; the router held nothing unsettled, its links showed),

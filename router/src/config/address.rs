@@ -24,14 +24,13 @@ pub fn distribution_in(entries: &[AddressConfig], address: &str) -> Distribution
 }
 
 /// The entry with the longest prefix matching `address`, if any.
-fn longest_match<'a>(entries: &'a [AddressConfig], address: &str) -> Option<&'a AddressConfig> {
+pub(super) fn longest_match<'a>(
+    entries: &'a [AddressConfig],
+    address: &str,
+) -> Option<&'a AddressConfig> {
     entries
         .iter()
-        // A brokered entry governs its one address only.
-        .filter(|entry| {
-            prefix_matches(&entry.prefix, address)
-                && (entry.brokered.is_none() || entry.prefix == address)
-        })
+        .filter(|entry| prefix_matches(&entry.prefix, address))
         .max_by_key(|entry| entry.prefix.len())
 }
 

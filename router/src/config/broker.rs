@@ -171,14 +171,14 @@ impl fmt::Display for Brokered {
 /// producers (whose messages go to the broker).
 pub const BROKERED_PREFIX: &str = "_brokered/";
 
-/// The brokered entry governing exactly `address`, if any.
+/// The brokered entry governing `address`, if any: its longest matching
+/// prefix, when that entry is a brokered one (prefixes match as for any
+/// `[[address]]` entry, see [`super::Config::distribution_for`]).
 pub fn brokered_entry<'a>(
     entries: &'a [AddressConfig],
     address: &str,
 ) -> Option<&'a AddressConfig> {
-    entries
-        .iter()
-        .find(|e| e.brokered.is_some() && e.prefix == address)
+    super::address::longest_match(entries, address).filter(|e| e.brokered.is_some())
 }
 
 /// The password for `broker`: `password`, or the first line of

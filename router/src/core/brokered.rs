@@ -10,9 +10,39 @@
 //!   its outcome settles the broker's delivery.
 //!
 //! Both are advertised and routed through the mesh like any address.
+//!
+//! A broker's links for `X` exist only while the mesh uses `X` (attach on
+//! demand): a router whose clients produce to `X` or consume from it
+//! advertises `_ferry/broker-demand/X` as its own address through the
+//! routing protocol, and the routers dialing the broker attach `X`'s links
+//! while any router advertises it (`driver::links::broker`).
 
-use super::Core;
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{Address, ConnHandle, ConnId, Core, ToConn};
 use crate::config::{BROKERED_PREFIX, Brokered, Distribution, brokered_entry};
+
+/// What a router advertises, followed by a brokered address `X`, while its
+/// clients produce to `X` or consume from it.
+pub const DEMAND_PREFIX: &str = "_ferry/broker-demand/";
+
+/// Which brokered addresses this router's clients use, and the broker
+/// connections to tell when that, or the mesh's use, changes.
+#[derive(Debug, Default)]
+pub(super) struct Demand {
+    /// Brokered addresses with a client producer or consumer here.
+    local: BTreeSet<String>,
+    /// This router's connections to brokers.
+    brokers: BTreeMap<ConnId, ConnHandle>,
+}
+
+impl Demand {
+    fn wake_brokers(&self) {
+        for b in self.brokers.values() {
+            b.post(ToConn::BrokerDemand);
+        }
+    }
+}
 
 impl Core {
     /// The brokered entry for `address` (as its client named it), if any.
@@ -40,5 +70,73 @@ impl Core {
             Brokered::Queue => Distribution::Balanced,
             Brokered::Topic => Distribution::Multicast,
         })
+    }
+}
+
+impl Core {
+    /// A client's link on `address` came or went: if the address is a
+    /// brokered one (or the one its consumers are registered under),
+    /// whether this router's clients use it may have changed; if it did,
+    /// the mesh and this router's broker connections are told.
+    pub(super) fn brokered_links_changed(&self, address: &Address) {
+        let name = address.name();
+        let brokered = match name.strip_prefix(BROKERED_PREFIX) {
+            Some(x) => x,
+            None if self.brokered(name).is_some() => name,
+            None => return,
+        };
+        // Read under the lock: two tasks changing the address's links at
+        // once leave the answer of the later reading, which saw both.
+        let mut demand = self.demand.lock().expect("demand lock");
+        let produced = self.lookup(brokered).is_some_and(|a| a.client_links().0);
+        let consumed = self
+            .lookup(&format!("{BROKERED_PREFIX}{brokered}"))
+            .is_some_and(|a| a.client_links().1);
+        let used = produced || consumed;
+        let changed = if used {
+            demand.local.insert(brokered.to_owned())
+        } else {
+            demand.local.remove(brokered)
+        };
+        if changed {
+            self.mesh
+                .local_address(&format!("{DEMAND_PREFIX}{brokered}"), used);
+            demand.wake_brokers();
+        }
+    }
+
+    /// The brokered addresses that some router of the mesh, this one
+    /// included, has client producers or consumers of.
+    pub fn broker_demand(&self) -> BTreeSet<String> {
+        let mut wanted = self.demand.lock().expect("demand lock").local.clone();
+        let table = self.mesh.table();
+        wanted.extend(
+            table
+                .addresses()
+                .filter_map(|(a, _)| a.strip_prefix(DEMAND_PREFIX))
+                .map(str::to_owned),
+        );
+        wanted
+    }
+
+    /// `conn` leads to a broker: it is told when the demand changes.
+    pub fn register_broker(&self, conn: ConnHandle) {
+        let mut demand = self.demand.lock().expect("demand lock");
+        demand.brokers.insert(conn.id, conn);
+    }
+
+    /// A broker's connection ended.
+    pub fn unregister_broker(&self, conn: ConnId) {
+        self.demand
+            .lock()
+            .expect("demand lock")
+            .brokers
+            .remove(&conn);
+    }
+
+    /// The routing table changed (other routers' demand with it): the
+    /// broker connections look again.
+    pub(super) fn wake_brokers(&self) {
+        self.demand.lock().expect("demand lock").wake_brokers();
     }
 }

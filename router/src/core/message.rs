@@ -111,6 +111,9 @@ pub enum ToConn {
     /// The tenants' policy was reloaded: detach the links your client may
     /// no longer use.
     PolicyChanged,
+    /// To a broker's connection: which brokered addresses have producers or
+    /// consumers in the mesh changed; attach or detach their links.
+    BrokerDemand,
     /// Management asks what the connection and its links are doing.
     Report(tokio::sync::oneshot::Sender<super::ConnReport>),
 }

@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 pub use address::{Address, Credited, Grant, Hop, IDLE_LEASE, Reach, Routed, Targets, serves};
+pub use brokered::DEMAND_PREFIX;
 pub use budget::{ByteBudget, Charge};
 pub use fields::{MAX_PRIORITY, RoutingFields, routing_fields};
 pub use inbox::{Inbox, Outbox, inbox};
@@ -70,6 +71,8 @@ pub struct Core {
     mesh: Mesh,
     /// Every connection task, for management to ask ([`ToConn::Report`]).
     conns: Mutex<BTreeMap<ConnId, ConnHandle>>,
+    /// Brokered addresses in use, for the broker connections.
+    demand: Mutex<brokered::Demand>,
     next_conn: AtomicU64,
     next_dynamic: AtomicU64,
     /// What the core has done.
@@ -100,6 +103,7 @@ impl Core {
             admissions: Arc::default(),
             mesh: Mesh::new(RouterId::from(config.router.id.as_str()), instance),
             conns: Mutex::default(),
+            demand: Mutex::default(),
             next_conn: AtomicU64::new(0),
             next_dynamic: AtomicU64::new(0),
             stats: Stats::default(),
@@ -321,9 +325,10 @@ impl Core {
             .values()
             .map(|a| (a.name().to_string(), a.report(&table)))
             .collect();
-        // Addresses with consumers elsewhere only.
+        // Addresses with consumers elsewhere only (not the mesh's notes
+        // of which brokered addresses its routers use).
         for (name, routers) in table.addresses() {
-            if !reports.contains_key(name) {
+            if !reports.contains_key(name) && !name.starts_with(DEMAND_PREFIX) {
                 let report = AddressReport {
                     name: name.to_string(),
                     distribution: crate::config::Named::as_str(self.distribution(name)),
@@ -366,10 +371,11 @@ impl Core {
     }
 
     /// A client's link on `address` came or went: an edge router's uplink
-    /// follows its clients' producers and consumers (nothing to do on
-    /// other routers).
+    /// follows its clients' producers and consumers, and so do the
+    /// broker connections for a brokered address (`core::brokered`).
     pub fn client_links_changed(&self, address: &Address) {
         self.mesh.edges().address_changed(address.name());
+        self.brokered_links_changed(address);
     }
 
     /// The address gained its first or lost its last producer of some
@@ -385,6 +391,7 @@ impl Core {
     /// The routing table changed: every producer's credit is recomputed,
     /// since which consumers it may use depends on the paths.
     pub fn paths_changed(&self) {
+        self.wake_brokers();
         let mut addresses = self.all_addresses();
         addresses.sort_by(|a, b| a.name().cmp(b.name()));
         for a in addresses {

@@ -134,6 +134,7 @@ fn priority(msg: &ToConn) -> Option<u8> {
         | ToConn::PathsChanged
         | ToConn::UplinkAddress { .. }
         | ToConn::PolicyChanged
+        | ToConn::BrokerDemand
         | ToConn::Report(_) => None,
     }
 }

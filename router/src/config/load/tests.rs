@@ -423,14 +423,17 @@ fn a_brokered_address_names_its_broker() {
     let a = &config.addresses[0];
     assert_eq!(a.brokered, Some(crate::config::Brokered::Queue));
     assert_eq!(a.broker.as_deref(), Some("rabbit"));
-    // Producers go to the closest link to the broker; the entry governs
-    // its one address only.
+    // Producers go to the closest link to the broker; the entry matches
+    // like any prefix, on token boundaries.
     assert_eq!(
         config.distribution_for("queue.orders"),
         Distribution::Closest
     );
+    let entry = |a: &str| crate::config::brokered_entry(&config.addresses, a).map(|e| &e.prefix);
+    assert_eq!(entry("queue.orders.eu"), Some(&"queue.orders".to_string()));
+    assert_eq!(entry("queue.orderside"), None);
     assert_eq!(
-        config.distribution_for("queue.orders.x"),
+        config.distribution_for("queue.orderside"),
         Distribution::Balanced
     );
     assert!(config.brokers[0].dialed_by("A"));

@@ -1,8 +1,9 @@
 //! A connection this router dialed to a message broker (`[[broker]]`).
 //!
-//! Once the broker's `open` arrives the router attaches, per brokered
-//! address `X` naming this broker (as Qpid Dispatch Router's auto-links
-//! do, for addresses configured one by one):
+//! Once the broker's `open` arrives, the router attaches, per brokered
+//! address `X` naming this broker that some router of the mesh has client
+//! producers or consumers of (attach on demand, as Qpid Dispatch Router's
+//! auto-links do, but for prefixes: see `core::brokered`):
 //!
 //! - a sending link, target the broker's node for `X`: in the address
 //!   table a *consumer* of `X` whose credit is the broker's (AMQP 1.0
@@ -16,31 +17,65 @@
 //!   the broker's delivery (released or modified ones are redelivered
 //!   by the broker, §3.4.4, §3.4.5).
 //!
-//! Everything else is the client connection's code: the links are a
-//! consumer and a producer like a client's. When the connection ends,
-//! what was sent to the broker unsettled is settled to its producers
-//! `modified{delivery-failed}` (fate unknown: resend), what waited for
-//! the link `released`; the broker redelivers what it had sent us
-//! unsettled (its own rule for a lost link). A link the broker detaches
-//! ends the connection, so that the dialer attaches everything afresh.
+//! The two links are detached once the mesh has left `X` unused for
+//! [`LINGER`]. Everything else is the client connection's code: the links
+//! are a consumer and a producer like a client's. When the connection
+//! ends, what was sent to the broker unsettled is settled to its producers
+//! `modified{delivery-failed}` (fate unknown: resend), what waited for the
+//! link `released`; the broker redelivers what it had sent us unsettled
+//! (its own rule for a lost link). A link the broker detaches takes its
+//! address's other link with it; they are attached again after
+//! [`RETRY`] if the address is still in use.
+
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::*;
-use crate::config::{BrokerConfig, Brokered};
+use crate::config::{BrokerConfig, Brokered, brokered_entry};
+use ferry_proto::engine::SessionId;
+
+/// How long an address's links stay attached after the mesh stopped using
+/// it: clients that come and go (a connection per request) do not make the
+/// router attach and detach each time.
+const LINGER: Duration = Duration::from_secs(5);
+
+/// How long after the broker detached (or refused) an address's link the
+/// router attaches it again, if the address is still in use.
+const RETRY: Duration = Duration::from_secs(2);
 
 /// The broker side of a connection to a broker.
 pub(crate) struct BrokerLinks {
     /// The `[[broker]]` entry.
     config: BrokerConfig,
+    /// The session the links are attached on, once the broker opened.
+    session: Option<SessionId>,
     /// The links attached to the broker, with the address each serves.
     links: HashMap<LinkId, String>,
+    /// Each address attached, with its links.
+    attached: BTreeMap<String, Vec<LinkId>>,
+    /// Addresses whose links wait: attached ones the mesh no longer uses
+    /// (detached at the instant given), and ones the broker detached
+    /// (attached again at the instant given, if in use).
+    waiting: BTreeMap<String, Instant>,
+    /// Links attached so far: each link's name is new (an address attached
+    /// again may meet its old link's detach still on its way).
+    serial: u64,
 }
 
 impl BrokerLinks {
     pub(crate) fn new(config: BrokerConfig) -> Self {
         Self {
             config,
+            session: None,
             links: HashMap::new(),
+            attached: BTreeMap::new(),
+            waiting: BTreeMap::new(),
+            serial: 0,
         }
+    }
+
+    /// When an address's links are next due to be detached or retried.
+    pub(super) fn poll_timeout(&self) -> Option<Instant> {
+        self.waiting.values().min().copied()
     }
 }
 
@@ -65,6 +100,7 @@ impl Links {
     /// This connection leads to a broker.
     pub(crate) fn set_broker(&mut self, config: BrokerConfig) {
         self.broker = Some(Box::new(BrokerLinks::new(config)));
+        self.core.register_broker(self.me.clone());
     }
 
     /// Whether `link` is one of the broker's links.
@@ -74,39 +110,109 @@ impl Links {
             .is_some_and(|b| b.links.contains_key(&link))
     }
 
-    /// The broker's `open` arrived: attach the links of every address
-    /// naming it.
+    /// The broker's `open` arrived: attach the links of the addresses in
+    /// use.
     pub(super) fn broker_opened(&mut self, engine: &mut Connection) {
-        let Some(broker) = self.broker.as_ref() else {
+        let Some(broker) = self.broker.as_mut() else {
             return;
         };
-        let name = broker.config.name.clone();
-        let config = broker.config.clone();
-        let Ok(session) = engine.begin_session() else {
-            return;
-        };
-        let prefixes = self.core.prefixes();
-        let mut served = Vec::new();
-        for entry in prefixes.iter() {
-            let (Some(kind), Some(b)) = (entry.brokered, &entry.broker) else {
-                continue;
-            };
-            if *b != name {
-                continue;
-            }
-            let node = config.node(kind, &entry.prefix);
-            self.attach_to_broker(engine, session, &entry.prefix, &node);
-            self.attach_from_broker(engine, session, &entry.prefix, &node, kind);
-            served.push(entry.prefix.clone());
-        }
+        broker.session = engine.begin_session().ok();
+        let config = &broker.config;
         tracing::info!(
-            "broker {name} connected ({}:{}); attached {} address{}: {}",
+            "broker {} connected ({}:{})",
+            config.name,
             config.host,
-            config.port,
-            served.len(),
-            if served.len() == 1 { "" } else { "es" },
-            served.join(", ")
+            config.port
         );
+        self.follow_broker_demand(engine);
+    }
+
+    /// Attaches the links of the addresses naming this broker that the
+    /// mesh now uses, and detaches those of addresses unused for
+    /// [`LINGER`] (see `core::brokered`). Called when the demand changes
+    /// and at the instants [`BrokerLinks::poll_timeout`] names.
+    pub(super) fn follow_broker_demand(&mut self, engine: &mut Connection) {
+        let Some(broker) = self.broker.as_mut() else {
+            return;
+        };
+        let Some(session) = broker.session else {
+            return;
+        };
+        let now = self.now;
+        let prefixes = self.core.prefixes();
+        let name = broker.config.name.clone();
+        let wanted: BTreeMap<String, Brokered> = self
+            .core
+            .broker_demand()
+            .into_iter()
+            .filter_map(|x| {
+                let entry = brokered_entry(&prefixes, &x)?;
+                (entry.broker.as_deref() == Some(name.as_str())).then_some((x, entry.brokered?))
+            })
+            .collect();
+        let mut attach = Vec::new();
+        for (x, kind) in &wanted {
+            match broker.waiting.get(x) {
+                // Retried once its time comes.
+                Some(at) if !broker.attached.contains_key(x) && *at > now => {}
+                _ if broker.attached.contains_key(x) => {
+                    broker.waiting.remove(x);
+                }
+                _ => {
+                    broker.waiting.remove(x);
+                    attach.push((x.clone(), broker.config.node(*kind, x)));
+                }
+            }
+        }
+        let unused: Vec<String> = broker
+            .attached
+            .keys()
+            .filter(|x| !wanted.contains_key(*x))
+            .cloned()
+            .collect();
+        let mut detach = Vec::new();
+        for x in unused {
+            let at = *broker.waiting.entry(x.clone()).or_insert(now + LINGER);
+            if at <= now {
+                broker.waiting.remove(&x);
+                detach.push(x);
+            }
+        }
+        // Retries of addresses no longer in use are dropped.
+        let attached: BTreeSet<&String> = broker.attached.keys().collect();
+        broker
+            .waiting
+            .retain(|x, _| attached.contains(x) || wanted.contains_key(x));
+        for (x, node) in attach {
+            // The receiving link first: a topic's subscription exists before
+            // anything is published through the sending one.
+            self.attach_from_broker(engine, session, &x, &node);
+            self.attach_to_broker(engine, session, &x, &node);
+            tracing::debug!("broker {name}: attached {node} for {x} (in use in the mesh)");
+        }
+        for x in detach {
+            self.detach_broker_address(engine, &x);
+            tracing::debug!(
+                "broker {name}: detached {x} (unused in the mesh for {} s)",
+                LINGER.as_secs()
+            );
+        }
+    }
+
+    /// Detaches both links of address `x` (what they hold goes back as
+    /// when a consumer or producer detaches).
+    fn detach_broker_address(&mut self, engine: &mut Connection, x: &str) {
+        let Some(broker) = self.broker.as_mut() else {
+            return;
+        };
+        let links = broker.attached.remove(x).unwrap_or_default();
+        for link in &links {
+            broker.links.remove(link);
+        }
+        for link in links {
+            self.detached(link);
+            let _ = engine.detach(link, true, None);
+        }
     }
 
     /// The link producers' messages for `address` go to the broker on.
@@ -117,9 +223,8 @@ impl Links {
         address: &str,
         node: &str,
     ) {
-        let me = self.core.router_id().to_string();
         let spec = LinkSpec {
-            name: format!("ferry:{me}:to:{address}"),
+            name: self.broker_link_name("to", address),
             role: Role::Sender,
             source: Some(ferry_proto::definitions::Source::new(address)),
             target: Some(TargetTerminus::Target(durable_target(node))),
@@ -133,9 +238,7 @@ impl Links {
         if self.add_consumer_link(link, a.clone(), Hop::Local, None) {
             self.core.local_consumers(&a, true);
         }
-        if let Some(b) = self.broker.as_mut() {
-            b.links.insert(link, address.to_string());
-        }
+        self.broker_link_attached(link, address);
     }
 
     /// The link the broker's stored messages for `address` come in on.
@@ -145,11 +248,9 @@ impl Links {
         session: ferry_proto::engine::SessionId,
         address: &str,
         node: &str,
-        kind: Brokered,
     ) {
-        let me = self.core.router_id().to_string();
         let spec = LinkSpec {
-            name: format!("ferry:{me}:from:{address}"),
+            name: self.broker_link_name("from", address),
             role: Role::Receiver,
             source: Some(durable_source(node)),
             target: Some(TargetTerminus::Target(
@@ -165,11 +266,28 @@ impl Links {
             return;
         };
         let fed = self.core.consumer_address(address.to_string());
-        debug_assert!(fed != address || kind == Brokered::Queue);
         let a = self.core.address(&fed);
         self.add_producer_link(link, a, Hop::Local);
+        self.broker_link_attached(link, address);
+    }
+
+    /// A fresh name for a link to or from the broker for `address`.
+    fn broker_link_name(&mut self, direction: &str, address: &str) -> String {
+        let me = self.core.router_id().to_string();
+        let serial = self.broker.as_mut().map_or(0, |b| {
+            b.serial += 1;
+            b.serial
+        });
+        format!("ferry:{me}:{direction}:{address}:{serial}")
+    }
+
+    fn broker_link_attached(&mut self, link: LinkId, address: &str) {
         if let Some(b) = self.broker.as_mut() {
             b.links.insert(link, address.to_string());
+            b.attached
+                .entry(address.to_string())
+                .or_default()
+                .push(link);
         }
     }
 
@@ -194,46 +312,47 @@ impl Links {
         }
     }
 
-    /// The broker detached one of its links (a queue deleted, refused,
-    /// or the broker going away): the connection ends, and the dialer
-    /// attaches everything again on a fresh one.
+    /// The broker detached one of its links (a queue deleted, a node it
+    /// refuses, or the broker going away): the address's other link goes
+    /// too, and both are attached again after [`RETRY`] if the address is
+    /// still in use. The links this router detached are not its: their
+    /// answers come to [`Links::detached`] as for any link.
     pub(super) fn broker_detached(
         &mut self,
         engine: &mut Connection,
         link: LinkId,
         error: Option<&Error>,
     ) {
-        let address = self
-            .broker
-            .as_mut()
-            .and_then(|b| b.links.remove(&link))
-            .unwrap_or_default();
-        let name = self
-            .broker
-            .as_ref()
-            .map(|b| b.config.name.clone())
-            .unwrap_or_default();
-        let why = error
-            .and_then(|e| e.description.as_deref().map(str::to_owned))
-            .or_else(|| error.map(|e| e.condition.to_string()))
-            .unwrap_or_else(|| "no reason given".into());
         self.detached(link);
+        let Some(broker) = self.broker.as_mut() else {
+            return;
+        };
+        let address = broker.links.remove(&link).unwrap_or_default();
+        if let Some(links) = broker.attached.get_mut(&address) {
+            links.retain(|l| *l != link);
+        }
+        broker.waiting.insert(address.clone(), self.now + RETRY);
+        let name = broker.config.name.clone();
         if !engine.is_open() {
             // The connection is ending: its end is logged once, by the
             // dialer.
             return;
         }
+        self.detach_broker_address(engine, &address);
+        let why = error
+            .and_then(|e| e.description.as_deref().map(str::to_owned))
+            .or_else(|| error.map(|e| e.condition.to_string()))
+            .unwrap_or_else(|| "no reason given".into());
         // Said once at `warn`: a broker refusing a link does so at every
-        // redial.
-        let line = format!("broker {name} detached the link for {address}: {why}; reconnecting");
+        // retry.
+        let line = format!(
+            "broker {name} detached the link for {address}: {why}; attaching it again in {} s if still in use",
+            RETRY.as_secs()
+        );
         if self.core.mesh().first_time(&line) {
             tracing::warn!("{line}");
         } else {
             tracing::debug!("{line}");
         }
-        engine.close(Some(Error::new(
-            condition::INTERNAL_ERROR,
-            "a link to the broker was detached",
-        )));
     }
 }

@@ -46,10 +46,11 @@ impl Links {
     /// When a producer short of credit should ask its address again.
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         let recheck = self.rechecks.values().min().copied();
-        match (recheck, self.poll_stuck()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let broker = self.broker.as_ref().and_then(|b| b.poll_timeout());
+        [recheck, self.poll_stuck(), broker]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Asks again for the producers whose recheck time has come.
@@ -67,6 +68,14 @@ impl Links {
             self.recredit(engine, link);
         }
         self.check_stuck();
+        if self
+            .broker
+            .as_ref()
+            .and_then(|b| b.poll_timeout())
+            .is_some_and(|at| at <= now)
+        {
+            self.follow_broker_demand(engine);
+        }
     }
 
     pub(super) fn consumer_credit(

@@ -695,6 +695,9 @@ impl Links {
         let table = self.core.mesh().table();
         let mut wanted: std::collections::BTreeSet<DataKey> = Default::default();
         for (address, mut routers) in table.addresses() {
+            if address.starts_with(crate::core::DEMAND_PREFIX) {
+                continue; // a note for the brokers' routers: no traffic
+            }
             let local = self.core.lookup(address);
             let distribution = local
                 .as_ref()

@@ -440,6 +440,7 @@ impl Links {
             ToConn::PathsChanged => self.sync_data_links(engine),
             ToConn::UplinkAddress { address } => self.sync_uplink_address(engine, &address),
             ToConn::PolicyChanged => self.policy_changed(engine),
+            ToConn::BrokerDemand => self.follow_broker_demand(engine),
             ToConn::Report(reply) => {
                 let _ = reply.send(self.report(engine));
             }
@@ -608,5 +609,8 @@ impl Links {
 impl Drop for Links {
     fn drop(&mut self) {
         self.core.unregister(self.me.id);
+        if self.broker.is_some() {
+            self.core.unregister_broker(self.me.id);
+        }
     }
 }
