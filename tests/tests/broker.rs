@@ -177,6 +177,60 @@ async fn a_prefix_brokers_every_address_under_it_with_links_only_while_in_use() 
     receive_each_once(&c, ADDRESS, N, &logs).await;
 }
 
+/// A queue the broker refuses (RabbitMQ reserves names beginning with
+/// `amq.`) costs only its own links: the router logs the refusal and tries
+/// again every 2 s while a client uses the address, and the connection,
+/// with every other address on it, carries on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_the_broker_refuses_leaves_the_others_working() {
+    let rabbit = Rabbit::start();
+    let extra = format!(
+        "{}{}{}",
+        rabbit.toml("rabbit", &[]),
+        brokered("queue.", "queue"),
+        brokered("amq.", "queue")
+    );
+    let r = Router::start_with_env(&extra, &[("RUST_LOG", "info,ferry_router=debug")]);
+    wait_broker_connected(&r, 1, Duration::from_secs(30));
+    let url = r.url();
+    let logs = || r.ferry.stderr();
+    // A consumer of the refused queue listens for 5 s meanwhile.
+    let refused = proton::script(
+        "broker_clients.py",
+        &url,
+        &["receive", "amq.refused", "0", "30", "5"],
+        &logs,
+    );
+    let others = async {
+        const N: usize = 20;
+        let args = ["send", "queue.fine", "20", "30"];
+        let sent = proton::script("broker_clients.py", &url, &args, &logs).await;
+        assert_eq!(sent["outcomes"]["accepted"], N, "{sent}");
+        receive_each_once(&r, "queue.fine", N, &logs).await;
+    };
+    let (refused, ()) = tokio::join!(refused, others);
+    assert_eq!(refused["ids"], serde_json::json!([]), "{refused}");
+    let log = r.ferry.stderr();
+    assert!(
+        log.contains("broker rabbit detached the link for amq.refused (amqp:unauthorized-access"),
+        "the refusal is logged with the broker's reason: {log}"
+    );
+    assert!(
+        log.matches("attached /queue/amq.refused for amq.refused")
+            .count()
+            >= 2,
+        "tried again while in use: {log}"
+    );
+    assert_eq!(
+        (
+            log.matches("broker rabbit connected").count(),
+            log.contains("broker rabbit disconnected")
+        ),
+        (1, false),
+        "one connection to the broker throughout: {log}"
+    );
+}
+
 /// Requirement (2): the broker restarted while a producer sends (paced,
 /// so the restart falls mid-stream): whatever was in flight comes back
 /// released or modified and is resent, the router reattaches, every

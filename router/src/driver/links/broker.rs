@@ -17,15 +17,18 @@
 //!   the broker's delivery (released or modified ones are redelivered
 //!   by the broker, §3.4.4, §3.4.5).
 //!
-//! The two links are detached once the mesh has left `X` unused for
-//! [`LINGER`]. Everything else is the client connection's code: the links
-//! are a consumer and a producer like a client's. When the connection
-//! ends, what was sent to the broker unsettled is settled to its producers
-//! `modified{delivery-failed}` (fate unknown: resend), what waited for the
-//! link `released`; the broker redelivers what it had sent us unsettled
-//! (its own rule for a lost link). A link the broker detaches takes its
-//! address's other link with it; they are attached again after
-//! [`RETRY`] if the address is still in use.
+//! Each address's two links have a session of their own: RabbitMQ 3.x
+//! ends the whole session when it refuses one link (a reserved or
+//! forbidden queue name), and that must cost no other address its links.
+//! They are detached, and the session ended, once the mesh has left `X`
+//! unused for [`LINGER`]. Everything else is the client connection's code:
+//! the links are a consumer and a producer like a client's. When the
+//! connection ends, what was sent to the broker unsettled is settled to
+//! its producers `modified{delivery-failed}` (fate unknown: resend), what
+//! waited for the link `released`; the broker redelivers what it had sent
+//! us unsettled (its own rule for a lost link). A link (or session) the
+//! broker ends takes its address's other link with it; they are attached
+//! again after [`RETRY`] if the address is still in use.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -46,12 +49,15 @@ const RETRY: Duration = Duration::from_secs(2);
 pub(crate) struct BrokerLinks {
     /// The `[[broker]]` entry.
     config: BrokerConfig,
-    /// The session the links are attached on, once the broker opened.
-    session: Option<SessionId>,
+    /// The broker's `open` arrived.
+    opened: bool,
     /// The links attached to the broker, with the address each serves.
     links: HashMap<LinkId, String>,
-    /// Each address attached, with its links.
-    attached: BTreeMap<String, Vec<LinkId>>,
+    /// Each address attached: its session and links.
+    attached: BTreeMap<String, Attached>,
+    /// Sessions of addresses the broker detached a link of without saying
+    /// why: the end of the session it then sends says it.
+    unexplained: HashMap<SessionId, String>,
     /// Addresses whose links wait: attached ones the mesh no longer uses
     /// (detached at the instant given), and ones the broker detached
     /// (attached again at the instant given, if in use).
@@ -61,13 +67,20 @@ pub(crate) struct BrokerLinks {
     serial: u64,
 }
 
+/// An address's session with the broker, and its links on it.
+struct Attached {
+    session: SessionId,
+    links: Vec<LinkId>,
+}
+
 impl BrokerLinks {
     pub(crate) fn new(config: BrokerConfig) -> Self {
         Self {
             config,
-            session: None,
+            opened: false,
             links: HashMap::new(),
             attached: BTreeMap::new(),
+            unexplained: HashMap::new(),
             waiting: BTreeMap::new(),
             serial: 0,
         }
@@ -76,6 +89,12 @@ impl BrokerLinks {
     /// When an address's links are next due to be detached or retried.
     pub(super) fn poll_timeout(&self) -> Option<Instant> {
         self.waiting.values().min().copied()
+    }
+
+    /// Whether `session` is one of an address's.
+    pub(super) fn is_address_session(&self, session: SessionId) -> bool {
+        self.unexplained.contains_key(&session)
+            || self.attached.values().any(|a| a.session == session)
     }
 }
 
@@ -116,7 +135,7 @@ impl Links {
         let Some(broker) = self.broker.as_mut() else {
             return;
         };
-        broker.session = engine.begin_session().ok();
+        broker.opened = true;
         let config = &broker.config;
         tracing::info!(
             "broker {} connected ({}:{})",
@@ -135,9 +154,9 @@ impl Links {
         let Some(broker) = self.broker.as_mut() else {
             return;
         };
-        let Some(session) = broker.session else {
+        if !broker.opened {
             return;
-        };
+        }
         let now = self.now;
         let prefixes = self.core.prefixes();
         let name = broker.config.name.clone();
@@ -184,6 +203,24 @@ impl Links {
             .waiting
             .retain(|x, _| attached.contains(x) || wanted.contains_key(x));
         for (x, node) in attach {
+            let Ok(session) = engine.begin_session() else {
+                let line = format!(
+                    "broker {name}: no session left for {x} (one per address in use, \
+                     limits.max_sessions_per_connection); trying again in {} s",
+                    RETRY.as_secs()
+                );
+                if self.core.mesh().first_time(&line) {
+                    tracing::warn!("{line}");
+                }
+                if let Some(b) = self.broker.as_mut() {
+                    b.waiting.insert(x, now + RETRY);
+                }
+                continue;
+            };
+            if let Some(b) = self.broker.as_mut() {
+                let links = Vec::with_capacity(2);
+                b.attached.insert(x.clone(), Attached { session, links });
+            }
             // The receiving link first: a topic's subscription exists before
             // anything is published through the sending one.
             self.attach_from_broker(engine, session, &x, &node);
@@ -199,13 +236,12 @@ impl Links {
         }
     }
 
-    /// Detaches both links of address `x` (what they hold goes back as
-    /// when a consumer or producer detaches).
-    fn detach_broker_address(&mut self, engine: &mut Connection, x: &str) {
-        let Some(broker) = self.broker.as_mut() else {
-            return;
-        };
-        let links = broker.attached.remove(x).unwrap_or_default();
+    /// Detaches the links of address `x` and ends their session (what they
+    /// hold goes back as when a consumer or producer detaches); returns
+    /// the session.
+    fn detach_broker_address(&mut self, engine: &mut Connection, x: &str) -> Option<SessionId> {
+        let broker = self.broker.as_mut()?;
+        let Attached { session, links } = broker.attached.remove(x)?;
         for link in &links {
             broker.links.remove(link);
         }
@@ -213,6 +249,8 @@ impl Links {
             self.detached(link);
             let _ = engine.detach(link, true, None);
         }
+        let _ = engine.end_session(session, None);
+        Some(session)
     }
 
     /// The link producers' messages for `address` go to the broker on.
@@ -284,10 +322,9 @@ impl Links {
     fn broker_link_attached(&mut self, link: LinkId, address: &str) {
         if let Some(b) = self.broker.as_mut() {
             b.links.insert(link, address.to_string());
-            b.attached
-                .entry(address.to_string())
-                .or_default()
-                .push(link);
+            if let Some(a) = b.attached.get_mut(address) {
+                a.links.push(link);
+            }
         }
     }
 
@@ -313,10 +350,11 @@ impl Links {
     }
 
     /// The broker detached one of its links (a queue deleted, a node it
-    /// refuses, or the broker going away): the address's other link goes
-    /// too, and both are attached again after [`RETRY`] if the address is
-    /// still in use. The links this router detached are not its: their
-    /// answers come to [`Links::detached`] as for any link.
+    /// refuses, or the broker going away): the address's other link and
+    /// its session go too, and both links are attached again after
+    /// [`RETRY`] if the address is still in use. The links this router
+    /// detached are not its: their answers come to [`Links::detached`] as
+    /// for any link.
     pub(super) fn broker_detached(
         &mut self,
         engine: &mut Connection,
@@ -327,26 +365,68 @@ impl Links {
         let Some(broker) = self.broker.as_mut() else {
             return;
         };
-        let address = broker.links.remove(&link).unwrap_or_default();
-        if let Some(links) = broker.attached.get_mut(&address) {
-            links.retain(|l| *l != link);
-        }
+        let Some(address) = broker.links.remove(&link) else {
+            return;
+        };
         broker.waiting.insert(address.clone(), self.now + RETRY);
-        let name = broker.config.name.clone();
+        let session = self.detach_broker_address(engine, &address);
+        match (error, session) {
+            (Some(e), _) => self.broker_refused(engine, &address, Some(e)),
+            // RabbitMQ ends the session with the reason and detaches its
+            // links without one.
+            (None, Some(session)) => {
+                if let Some(b) = self.broker.as_mut() {
+                    b.unexplained.insert(session, address);
+                }
+            }
+            (None, None) => self.broker_refused(engine, &address, None),
+        }
+    }
+
+    /// The broker ended one of the addresses' sessions (RabbitMQ 3.x does
+    /// when it refuses a link on it).
+    pub(super) fn broker_session_ended(
+        &mut self,
+        engine: &mut Connection,
+        session: SessionId,
+        error: Option<&Error>,
+    ) {
+        let Some(broker) = self.broker.as_mut() else {
+            return;
+        };
+        if let Some(address) = broker.unexplained.remove(&session) {
+            return self.broker_refused(engine, &address, error);
+        }
+        let Some(address) = broker
+            .attached
+            .iter()
+            .find(|(_, a)| a.session == session)
+            .map(|(x, _)| x.clone())
+        else {
+            return;
+        };
+        broker.waiting.insert(address.clone(), self.now + RETRY);
+        self.detach_broker_address(engine, &address);
+        self.broker_refused(engine, &address, error);
+    }
+
+    /// Logs why the broker took an address's links away: once at `warn`,
+    /// then at `debug` (a broker refusing a link does so at every retry).
+    fn broker_refused(&self, engine: &Connection, address: &str, error: Option<&Error>) {
         if !engine.is_open() {
             // The connection is ending: its end is logged once, by the
             // dialer.
             return;
         }
-        self.detach_broker_address(engine, &address);
+        let name = self.broker.as_ref().map_or("", |b| b.config.name.as_str());
         let why = error
-            .and_then(|e| e.description.as_deref().map(str::to_owned))
-            .or_else(|| error.map(|e| e.condition.to_string()))
+            .map(|e| match e.description.as_deref() {
+                Some(d) => format!("{}: {d}", e.condition),
+                None => e.condition.to_string(),
+            })
             .unwrap_or_else(|| "no reason given".into());
-        // Said once at `warn`: a broker refusing a link does so at every
-        // retry.
         let line = format!(
-            "broker {name} detached the link for {address}: {why}; attaching it again in {} s if still in use",
+            "broker {name} detached the link for {address} ({why}); attaching it again in {} s if still in use",
             RETRY.as_secs()
         );
         if self.core.mesh().first_time(&line) {

@@ -331,6 +331,14 @@ impl Links {
                 Event::SessionEnded { .. } if self.mesh.is_uplink() => {
                     self.mesh_broken(engine, "the interior router ended the uplink's session")
                 }
+                Event::SessionEnded { session, error }
+                    if self
+                        .broker
+                        .as_ref()
+                        .is_some_and(|b| b.is_address_session(session)) =>
+                {
+                    self.broker_session_ended(engine, session, error.as_ref())
+                }
                 Event::Detached { link, error, .. } if self.is_broker_link(link) => {
                     self.broker_detached(engine, link, error.as_ref())
                 }
