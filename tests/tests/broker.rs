@@ -3,6 +3,8 @@
 //! Qpid Proton clients (`tests/interop/broker_clients.py`). A missing
 //! broker fails the test (see `support/rabbit.rs`).
 
+#[path = "../support/edge.rs"]
+mod edge;
 #[path = "../support/proton.rs"]
 mod proton;
 #[path = "../support/rabbit.rs"]
@@ -229,6 +231,55 @@ async fn a_queue_the_broker_refuses_leaves_the_others_working() {
         (1, false),
         "one connection to the broker throughout: {log}"
     );
+}
+
+/// Brokered addresses on edge routers: a producer on edge E1 sends to
+/// `queue.orders` with no consumer anywhere, through its uplink to the
+/// interior router I that dials the broker; every message is accepted
+/// (stored). A consumer on edge E2 then gets each once. The edges' links
+/// count as I's clients': I attaches to the broker on their demand.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_routers_clients_use_a_brokered_queue_through_their_interior() {
+    let rabbit = Rabbit::start();
+    let entries = format!("{}{}", rabbit.toml("rabbit", &["I"]), orders());
+    let i = edge::start(
+        "I",
+        &format!(
+            "{}{entries}",
+            edge::interior_toml("I", None, &[], false, false)
+        ),
+    );
+    let edges = [
+        edge::edge_toml("E1", &[i.edge_port()], false),
+        edge::edge_toml("E2", &[i.edge_port()], false),
+    ];
+    let e1 = edge::start("E1", &format!("{}{entries}", edges[0]));
+    let e2 = edge::start("E2", &format!("{}{entries}", edges[1]));
+    for e in [&e1, &e2] {
+        e.wait_uplink("I").await;
+    }
+    i.wait_log("broker rabbit connected", Duration::from_secs(30))
+        .await;
+    let logs = || format!("I:\n{}\nE1:\n{}\nE2:\n{}", i.log(), e1.log(), e2.log());
+    const N: usize = 30;
+    let url = format!("amqp://{}", e1.addr);
+    let sent = proton::script(
+        "broker_clients.py",
+        &url,
+        &["send", QUEUE, "30", "60"],
+        &logs,
+    )
+    .await;
+    assert_eq!(
+        sent["outcomes"]["accepted"], N,
+        "stored with no consumer anywhere: {sent}"
+    );
+    let url = format!("amqp://{}", e2.addr);
+    let args = ["receive", QUEUE, "30", "60", "2"];
+    let got = proton::script("broker_clients.py", &url, &args, &logs).await;
+    let got = ids(&got, "ids");
+    assert_eq!(got.len(), N, "each message exactly once: {got:?}");
+    assert_eq!(got.into_iter().collect::<BTreeSet<_>>(), expected(N));
 }
 
 /// Requirement (2): the broker restarted while a producer sends (paced,

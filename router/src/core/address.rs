@@ -573,6 +573,17 @@ impl Address {
         )
     }
 
+    /// Whether clients of this router, directly or through an edge router
+    /// attached to it, produce to the address, and whether they consume
+    /// from it: a brokered address's use (see `core::brokered`).
+    pub fn own_links(&self) -> (bool, bool) {
+        let s = self.lock();
+        (
+            s.producers.iter().any(|p| p.from.is_own()),
+            s.consumers.iter().any(|c| c.to.is_own()),
+        )
+    }
+
     /// The credit a producer link should now hold, and when to ask again
     /// if it is short of its share. The budget (the credit of the consumers
     /// this producer may use) is shared fairly: no producer holds more than

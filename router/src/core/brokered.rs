@@ -74,10 +74,11 @@ impl Core {
 }
 
 impl Core {
-    /// A client's link on `address` came or went: if the address is a
-    /// brokered one (or the one its consumers are registered under),
-    /// whether this router's clients use it may have changed; if it did,
-    /// the mesh and this router's broker connections are told.
+    /// A link of a client (or of an edge router attached here) on
+    /// `address` came or went: if the address is a brokered one (or the
+    /// one its consumers are registered under), whether this router's
+    /// clients use it may have changed; if it did, the mesh and this
+    /// router's broker connections are told.
     pub(super) fn brokered_links_changed(&self, address: &Address) {
         let name = address.name();
         let brokered = match name.strip_prefix(BROKERED_PREFIX) {
@@ -88,10 +89,10 @@ impl Core {
         // Read under the lock: two tasks changing the address's links at
         // once leave the answer of the later reading, which saw both.
         let mut demand = self.demand.lock().expect("demand lock");
-        let produced = self.lookup(brokered).is_some_and(|a| a.client_links().0);
+        let produced = self.lookup(brokered).is_some_and(|a| a.own_links().0);
         let consumed = self
             .lookup(&format!("{BROKERED_PREFIX}{brokered}"))
-            .is_some_and(|a| a.client_links().1);
+            .is_some_and(|a| a.own_links().1);
         let used = produced || consumed;
         let changed = if used {
             demand.local.insert(brokered.to_owned())

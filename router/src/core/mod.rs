@@ -370,11 +370,17 @@ impl Core {
         self.mesh.local_address(address.name(), present);
     }
 
-    /// A client's link on `address` came or went: an edge router's uplink
-    /// follows its clients' producers and consumers, and so do the
-    /// broker connections for a brokered address (`core::brokered`).
-    pub fn client_links_changed(&self, address: &Address) {
-        self.mesh.edges().address_changed(address.name());
+    /// A link of this router's own (`to` a client, or an edge router
+    /// attached to it: [`Hop::is_own`]) on `address` came or went: an
+    /// edge router's uplink follows its clients' producers and consumers,
+    /// and the broker connections follow both for a brokered address
+    /// (`core::brokered`).
+    pub fn own_links_changed(&self, address: &Address, to: &Hop) {
+        match to {
+            Hop::Local => self.mesh.edges().address_changed(address.name()),
+            Hop::Edge(_) => {}
+            Hop::Neighbor(_) => return,
+        }
         self.brokered_links_changed(address);
     }
 

@@ -104,9 +104,7 @@ impl Links {
                 ) {
                     self.core.tree_producers_changed(a);
                 }
-                if self.hop() == Hop::Local {
-                    self.core.client_links_changed(a);
-                }
+                self.core.own_links_changed(a, &self.hop());
             }
             // Anonymous senders get a fixed window: their messages' addresses
             // are unknown until they arrive (unroutable ones are released).
@@ -192,9 +190,7 @@ impl Links {
         if self.add_consumer_link(link, address.clone(), to.clone(), None) {
             self.core.local_consumers(&address, true);
         }
-        if to == Hop::Local {
-            self.core.client_links_changed(&address);
-        }
+        self.core.own_links_changed(&address, &to);
         Ok(())
     }
 }

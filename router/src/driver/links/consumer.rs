@@ -302,9 +302,7 @@ impl Links {
                 if a.remove_producer(self.me.id, link) {
                     self.core.tree_producers_changed(a);
                 }
-                if self.hop() == Hop::Local {
-                    self.core.client_links_changed(a);
-                }
+                self.core.own_links_changed(a, &self.hop());
                 self.core.release(a);
             }
             // Deliveries still arriving from it are aborted downstream.
@@ -343,9 +341,7 @@ impl Links {
             if c.address.remove_consumer(self.me.id, link) && c.to.is_own() {
                 self.core.local_consumers(&c.address, false);
             }
-            if c.to == Hop::Local {
-                self.core.client_links_changed(&c.address);
-            }
+            self.core.own_links_changed(&c.address, &c.to);
             self.core.release(&c.address);
             // Never sent: nobody has it.
             for h in c.held {
