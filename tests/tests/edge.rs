@@ -297,6 +297,34 @@ async fn address_deliveries(node: &Node, address: &str) -> (u64, u64, u64) {
         })
 }
 
+/// Management through an edge: `ferry stat --router I` connected to edge
+/// router E1 reads interior router I's connections (E1's uplink among
+/// them): the request goes up E1's uplink to I's management node, the
+/// answer comes back to the client's reply address on E1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_interior_router_is_managed_through_an_edge() {
+    let i = edge::interior("I");
+    let e1 = edge::edge("E1", &[&i]);
+    e1.wait_uplink("I").await;
+    let addr = e1.addr;
+    let (on_i, on_e1) = tokio::task::spawn_blocking(move || {
+        (
+            router::stat(addr, &["-c", "--router", "I"]),
+            router::stat(addr, &["-c"]),
+        )
+    })
+    .await
+    .unwrap();
+    assert!(
+        on_i.iter().any(|c| c["container"] == "E1"),
+        "I's connections, read through E1, include E1's uplink: {on_i:?}"
+    );
+    assert!(
+        on_e1.iter().any(|c| c["container"] == "I"),
+        "E1's own connections include its uplink to I: {on_e1:?}"
+    );
+}
+
 /// A producer and a consumer on one edge exchange messages without the
 /// interior router (none of their deliveries shows on it), and go on doing
 /// so, on their links and on new ones, once it has been killed.
