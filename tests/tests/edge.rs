@@ -297,32 +297,69 @@ async fn address_deliveries(node: &Node, address: &str) -> (u64, u64, u64) {
         })
 }
 
-/// Management through an edge: `ferry stat --router I` connected to edge
-/// router E1 reads interior router I's connections (E1's uplink among
-/// them): the request goes up E1's uplink to I's management node, the
-/// answer comes back to the client's reply address on E1.
+/// Management across edges: a client of edge router E2 reads interior
+/// router I's connections (`ferry stat --router I`) and edge router E1's
+/// (`--router E1`). The requests go up E2's uplink; I passes E1's on down
+/// E1's uplink; the answers come back to the client's reply address on E2
+/// (E1's up its uplink's relay). I lets only the user "admin" manage it:
+/// the edges' links get in as a router's, each edge having applied its own
+/// rule to its client (here: a client on its own host).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_interior_router_is_managed_through_an_edge() {
-    let i = edge::interior("I");
+async fn routers_are_managed_across_edges() {
+    let admin_only = "[management]\nusers = [\"admin\"]\n\n";
+    let i = edge::start(
+        "I",
+        &format!(
+            "{admin_only}{}",
+            interior_toml("I", None, &[], false, false)
+        ),
+    );
     let e1 = edge::edge("E1", &[&i]);
-    e1.wait_uplink("I").await;
-    let addr = e1.addr;
+    let e2 = edge::edge("E2", &[&i]);
+    for e in [&e1, &e2] {
+        e.wait_uplink("I").await;
+    }
+    let url = format!("amqp://{}", e2.addr);
     let (on_i, on_e1) = tokio::task::spawn_blocking(move || {
-        (
-            router::stat(addr, &["-c", "--router", "I"]),
-            router::stat(addr, &["-c"]),
-        )
+        // Asked until answered: E1's node reaches E2 once the routes have
+        // (a few routing-protocol rounds; bounded by CONVERGE).
+        let ask = |router: &str| {
+            let args = ["stat", "--json", "--url", &url, "-c", "--router", router];
+            let out = run_ferry(args, &[], Duration::from_secs(10));
+            out.status
+                .success()
+                .then(|| serde_json::from_str::<Vec<serde_json::Value>>(&out.stdout).ok())
+                .flatten()
+        };
+        let deadline = Instant::now() + CONVERGE;
+        loop {
+            let answers = (ask("I"), ask("E1"));
+            if (answers.0.is_some() && answers.1.is_some()) || Instant::now() > deadline {
+                return answers;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
     })
     .await
     .unwrap();
+    let (Some(on_i), Some(on_e1)) = (on_i, on_e1) else {
+        panic!(
+            "ferry stat --router I / E1 through E2 never answered; I:\n{}\nE1:\n{}",
+            i.log(),
+            e1.log()
+        );
+    };
+    let containers = |rows: &[serde_json::Value]| -> Vec<String> {
+        rows.iter()
+            .filter_map(|c| c["container"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let (on_i, on_e1) = (containers(&on_i), containers(&on_e1));
     assert!(
-        on_i.iter().any(|c| c["container"] == "E1"),
-        "I's connections, read through E1, include E1's uplink: {on_i:?}"
+        on_i.contains(&"E1".to_owned()) && on_i.contains(&"E2".to_owned()),
+        "I's connections, read from E2, are both edges' uplinks: {on_i:?}"
     );
-    assert!(
-        on_e1.iter().any(|c| c["container"] == "I"),
-        "E1's own connections include its uplink to I: {on_e1:?}"
-    );
+    assert_eq!(on_e1, ["I"], "E1's connections, read from E2: its uplink");
 }
 
 /// A producer and a consumer on one edge exchange messages without the

@@ -38,6 +38,14 @@ use crate::routing::RouterId;
 /// What the names of dynamic (reply) addresses start with.
 pub const DYNAMIC_PREFIX: &str = "_dynamic/";
 
+/// On an edge router, the address of its relay: an anonymous sending link
+/// on the uplink (null target), a consumer of this address on the edge.
+/// A client's anonymous delivery (routed by its `to`) that the edge does
+/// not serve itself goes up on it (`driver::links::edge`), and the
+/// interior routes it by its `to`, as its own client's; so do the
+/// management agent's responses to requests from the mesh.
+pub const EDGE_RELAY: &str = "_ferry/edge-relay";
+
 /// Counters of what the core has done, for logs and tests.
 #[derive(Debug, Default)]
 pub struct Stats {

@@ -23,7 +23,8 @@ use super::entities::{Counters, Snapshot};
 use super::request::{BadRequest, Operation, Refused, ReplyTo, Request, Response, parse};
 use crate::config::Config;
 use crate::core::{
-    Address, ConnHandle, ConnReport, Core, DYNAMIC_PREFIX, Forwarded, Hop, Reach, StreamKey, ToConn,
+    Address, ConnHandle, ConnReport, Core, DYNAMIC_PREFIX, EDGE_RELAY, Forwarded, Hop, Reach,
+    StreamKey, ToConn,
 };
 use crate::listener::Listeners;
 use crate::security::Security;
@@ -241,13 +242,14 @@ impl Replier {
     }
 
     fn send(&self, reply_to: &str, payload: &Bytes) -> bool {
-        let Some(address) = self.reply_address(reply_to) else {
-            return false;
-        };
         let table = self.core.mesh().table();
-        let targets = address
-            .route(&table, &Hop::Local, None, Reach::Tree)
-            .targets;
+        let route = |a: Arc<Address>| a.route(&table, &Hop::Local, None, Reach::Tree).targets;
+        let mut targets = self.reply_address(reply_to).map(route).unwrap_or_default();
+        if targets.is_empty() && self.core.is_edge() {
+            // A request that came up from the mesh: the answer (its `to`
+            // is `reply_to`) goes back through the uplink's relay.
+            targets = self.core.lookup(EDGE_RELAY).map(route).unwrap_or_default();
+        }
         if targets.is_empty() {
             return false;
         }

@@ -29,12 +29,7 @@ use super::*;
 use crate::config::Distribution;
 use crate::mesh::identity::PeerRouter;
 
-/// On an edge router, the address of its relay: an anonymous sending link
-/// on the uplink (null target), a consumer of this address on the edge.
-/// A client's anonymous delivery (routed by its `to`) that the edge does
-/// not serve itself goes up on it (see [`Links::relay_for`]), and the
-/// interior routes it by its `to`, as its own client's.
-const RELAY: &str = "_ferry/edge-relay";
+use crate::core::EDGE_RELAY as RELAY;
 
 /// Addresses that never cross an uplink: the router's own management node
 /// and the mesh's internal addresses.

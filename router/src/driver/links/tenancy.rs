@@ -97,7 +97,7 @@ impl Links {
     /// reply address).
     pub(super) fn may_receive(&self, address: Option<&str>) -> Result<(), Error> {
         address.map_or(Ok(()), reserved)?;
-        if address.is_some_and(is_management) {
+        if address.is_some_and(|a| is_management(a) && !self.is_edge_management(a)) {
             return Err(unauthorized(
                 "management requests are for the router, not for clients".into(),
             ));
@@ -118,11 +118,23 @@ impl Links {
         }))
     }
 
+    /// Whether `address` is the management node of the edge router on this
+    /// (interior router's) edge connection: the edge's uplink receives its
+    /// requests from the mesh (docs/ARCHITECTURE.md, *Edge routers*).
+    fn is_edge_management(&self, address: &str) -> bool {
+        !self.mesh.is_uplink()
+            && self
+                .mesh
+                .edge()
+                .is_some_and(|e| address == crate::manage::topo_node(e.as_str()))
+    }
+
     /// Whether the client may use management: a user `[management] users`
     /// names, or when it names none, a client on a loopback address. A
-    /// neighbour router may: it let the request in, under these rules.
+    /// router may (a neighbour, an edge router or the interior an edge's
+    /// uplink leads to): it let the request in, under these rules.
     pub(super) fn may_manage(&self) -> Result<(), Error> {
-        if self.is_inter_router() {
+        if self.is_router_peer() {
             return Ok(());
         }
         let users = &self.core.management().users;
