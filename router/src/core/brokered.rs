@@ -81,11 +81,10 @@ impl Core {
     /// router's broker connections are told.
     pub(super) fn brokered_links_changed(&self, address: &Address) {
         let name = address.name();
-        let brokered = match name.strip_prefix(BROKERED_PREFIX) {
-            Some(x) => x,
-            None if self.brokered(name).is_some() => name,
-            None => return,
-        };
+        let brokered = name.strip_prefix(BROKERED_PREFIX).unwrap_or(name);
+        if self.brokered(brokered).is_none() {
+            return;
+        }
         // Read under the lock: two tasks changing the address's links at
         // once leave the answer of the later reading, which saw both.
         let mut demand = self.demand.lock().expect("demand lock");

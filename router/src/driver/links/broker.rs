@@ -171,16 +171,12 @@ impl Links {
             .collect();
         let mut attach = Vec::new();
         for (x, kind) in &wanted {
-            match broker.waiting.get(x) {
-                // Retried once its time comes.
-                Some(at) if !broker.attached.contains_key(x) && *at > now => {}
-                _ if broker.attached.contains_key(x) => {
-                    broker.waiting.remove(x);
-                }
-                _ => {
-                    broker.waiting.remove(x);
-                    attach.push((x.clone(), broker.config.node(*kind, x)));
-                }
+            let retry_later = broker.waiting.get(x).is_some_and(|at| *at > now);
+            if broker.attached.contains_key(x) {
+                broker.waiting.remove(x); // in use again: no longer lingering
+            } else if !retry_later {
+                broker.waiting.remove(x);
+                attach.push((x.clone(), broker.config.node(*kind, x)));
             }
         }
         let unused: Vec<String> = broker
