@@ -64,10 +64,10 @@ fn wait_broker_connected(router: &Router, times: usize, within: Duration) {
     }
 }
 
-/// Receives from `address` on `r`: messages `m-0`… `m-<n-1>`, each once.
-async fn receive_each_once(r: &Router, address: &str, n: usize, logs: &dyn Fn() -> String) {
+/// Receives from `address` at `url`: messages `m-0`… `m-<n-1>`, each once.
+async fn receive_each_once(url: &str, address: &str, n: usize, logs: &dyn Fn() -> String) {
     let args = ["receive", address, &n.to_string(), "60", "2"];
-    let got = proton::script("broker_clients.py", &r.url(), &args, logs).await;
+    let got = proton::script("broker_clients.py", url, &args, logs).await;
     let got = ids(&got, "ids");
     assert_eq!(got.len(), n, "each message exactly once: {got:?}");
     assert_eq!(got.into_iter().collect::<BTreeSet<_>>(), expected(n));
@@ -125,7 +125,7 @@ async fn a_queue_keeps_messages_for_a_consumer_that_attaches_later_on_another_ro
         sent["outcomes"]["accepted"], N,
         "nothing else came back: {sent}"
     );
-    receive_each_once(&c, QUEUE, N, &logs).await;
+    receive_each_once(&c.url(), QUEUE, N, &logs).await;
 }
 
 /// The endpoint links among `links` (`ferry stat -l` rows) that serve
@@ -176,7 +176,7 @@ async fn a_prefix_brokers_every_address_under_it_with_links_only_while_in_use() 
     })
     .await
     .expect("B detached the links of the unused address");
-    receive_each_once(&c, ADDRESS, N, &logs).await;
+    receive_each_once(&c.url(), ADDRESS, N, &logs).await;
 }
 
 /// A queue the broker refuses (RabbitMQ reserves names beginning with
@@ -205,10 +205,11 @@ async fn a_queue_the_broker_refuses_leaves_the_others_working() {
     );
     let others = async {
         const N: usize = 20;
-        let args = ["send", "queue.fine", "20", "30"];
+        let n = N.to_string();
+        let args = ["send", "queue.fine", n.as_str(), "30"];
         let sent = proton::script("broker_clients.py", &url, &args, &logs).await;
         assert_eq!(sent["outcomes"]["accepted"], N, "{sent}");
-        receive_each_once(&r, "queue.fine", N, &logs).await;
+        receive_each_once(&url, "queue.fine", N, &logs).await;
     };
     let (refused, ()) = tokio::join!(refused, others);
     assert_eq!(refused["ids"], serde_json::json!([]), "{refused}");
@@ -266,7 +267,7 @@ async fn edge_routers_clients_use_a_brokered_queue_through_their_interior() {
     let sent = proton::script(
         "broker_clients.py",
         &url,
-        &["send", QUEUE, "30", "60"],
+        &["send", QUEUE, &N.to_string(), "60"],
         &logs,
     )
     .await;
@@ -274,12 +275,7 @@ async fn edge_routers_clients_use_a_brokered_queue_through_their_interior() {
         sent["outcomes"]["accepted"], N,
         "stored with no consumer anywhere: {sent}"
     );
-    let url = format!("amqp://{}", e2.addr);
-    let args = ["receive", QUEUE, "30", "60", "2"];
-    let got = proton::script("broker_clients.py", &url, &args, &logs).await;
-    let got = ids(&got, "ids");
-    assert_eq!(got.len(), N, "each message exactly once: {got:?}");
-    assert_eq!(got.into_iter().collect::<BTreeSet<_>>(), expected(N));
+    receive_each_once(&format!("amqp://{}", e2.addr), QUEUE, N, &logs).await;
 }
 
 /// Requirement (2): the broker restarted while a producer sends (paced,
