@@ -130,22 +130,22 @@ async fn a_queue_keeps_messages_for_a_consumer_that_attaches_later_on_another_ro
 
 /// The endpoint links among `links` (`ferry stat -l` rows) that serve
 /// brokered `address`: on a router with no client, its links to the broker
-/// (consumer of `address`, producer of `_brokered/address`).
-fn broker_links(links: &[Value], address: &str) -> usize {
+/// (consumer of `address`) and from it (producer of `_brokered/address`).
+fn broker_links(links: &[Value], address: &str) -> (usize, usize) {
     let fed = format!("_brokered/{address}");
-    links
-        .iter()
-        .filter(|l| l["linkType"] == "endpoint")
-        .filter(|l| l["address"] == address || l["address"] == fed.as_str())
-        .count()
+    let endpoints = || links.iter().filter(|l| l["linkType"] == "endpoint");
+    (
+        endpoints().filter(|l| l["address"] == address).count(),
+        endpoints().filter(|l| l["address"] == fed.as_str()).count(),
+    )
 }
 
 /// A prefix entry (`queue.`) brokers every address under it, and the
 /// router dialing the broker (B) has links to it for an address only while
-/// some router of the mesh has a client producer or consumer of it (attach
-/// on demand): none before, both for `queue.alpha` while a producer on A
-/// sends, none again once it has been unused for 5 s; then a consumer on
-/// C gets every message.
+/// some router of the mesh has client producers of it (a sending link) or
+/// consumers (a receiving link): none before, the sending one for
+/// `queue.alpha` while a producer on A sends, none again once it has been
+/// unused for 5 s; then a consumer on C gets every message.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_prefix_brokers_every_address_under_it_with_links_only_while_in_use() {
     let rabbit = Rabbit::start();
@@ -155,7 +155,7 @@ async fn a_prefix_brokers_every_address_under_it_with_links_only_while_in_use() 
     let links = router::stat(b.addr, &["-l"]);
     assert_eq!(
         broker_links(&links, ADDRESS),
-        0,
+        (0, 0),
         "no link to the broker before a client uses an address: {links:?}"
     );
     let logs = || format!("A:\n{}\nB:\n{}", a.ferry.stderr(), with_links(&b));
@@ -165,14 +165,18 @@ async fn a_prefix_brokers_every_address_under_it_with_links_only_while_in_use() 
     let send = proton::script("broker_clients.py", &a_url, &args, &logs);
     let b_addr = b.addr;
     let look = tokio::task::spawn_blocking(move || {
-        router::stat_until(b_addr, &["-l"], |rows| broker_links(rows, ADDRESS) == 2)
+        router::stat_until(b_addr, &["-l"], |rows| {
+            broker_links(rows, ADDRESS) == (1, 0)
+        })
     });
     let (sent, look) = tokio::join!(send, look);
-    look.expect("B attached both links for queue.alpha while A's producer sent");
+    look.expect("B attached the sending link for queue.alpha while A's producer sent");
     assert_eq!(sent["outcomes"]["accepted"], N, "{sent}");
     // Unused: B detaches its links after 5 s (20 s allowed).
     tokio::task::spawn_blocking(move || {
-        router::stat_until(b_addr, &["-l"], |rows| broker_links(rows, ADDRESS) == 0)
+        router::stat_until(b_addr, &["-l"], |rows| {
+            broker_links(rows, ADDRESS) == (0, 0)
+        })
     })
     .await
     .expect("B detached the links of the unused address");
@@ -406,6 +410,33 @@ async fn a_topic_reaches_every_consumer_in_the_mesh_once() {
         assert_eq!(got.len(), N, "each message once: {got:?}");
         assert_eq!(got.into_iter().collect::<BTreeSet<_>>(), expected(N));
     }
+}
+
+/// A topic's subscription exists only while some router's clients consume
+/// from it: what is published while nobody does is not kept for a consumer
+/// that comes a moment later (it would get every message twice here), and
+/// what is published once it is attached reaches it, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_keeps_nothing_for_a_consumer_that_comes_later() {
+    let rabbit = Rabbit::start();
+    let (a, b, c) = line(&rabbit, &brokered("prices", "topic"));
+    let logs = || format!("A:\n{}\nB:\n{}", a.ferry.stderr(), with_links(&b));
+    const N: usize = 10;
+    let (a_url, n) = (a.url(), N.to_string());
+    let send = ["send", "prices", n.as_str(), "60"];
+    let early = proton::script("broker_clients.py", &a_url, &send, &logs).await;
+    assert_eq!(
+        early["outcomes"]["accepted"], N,
+        "published to nobody: {early}"
+    );
+    let c_url = c.url();
+    let receive = receive_each_once(&c_url, "prices", N, &logs);
+    let late = async {
+        router::wait_remote_consumers(b.addr, "_brokered/prices", 1).await;
+        proton::script("broker_clients.py", &a_url, &send, &logs).await
+    };
+    let ((), late) = tokio::join!(receive, late);
+    assert_eq!(late["outcomes"]["accepted"], N, "{late}");
 }
 
 /// Requirement (2), the hard way: the broker's VM killed (SIGKILL) while

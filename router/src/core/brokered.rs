@@ -11,27 +11,42 @@
 //!
 //! Both are advertised and routed through the mesh like any address.
 //!
-//! A broker's links for `X` exist only while the mesh uses `X` (attach on
-//! demand): a router whose clients produce to `X` or consume from it
-//! advertises `_ferry/broker-demand/X` as its own address through the
-//! routing protocol, and the routers dialing the broker attach `X`'s links
-//! while any router advertises it (`driver::links::broker`).
+//! A broker's links for `X` exist only while the mesh uses them (attach on
+//! demand): a router whose clients produce to `X` advertises
+//! `_ferry/broker-demand/in/X` as its own address through the routing
+//! protocol, one whose clients consume from it `_ferry/broker-demand/out/X`,
+//! and the routers dialing the broker attach `X`'s sending link while any
+//! router advertises the first, its receiving link while any advertises
+//! the second (`driver::links::broker`).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use super::{Address, ConnHandle, ConnId, Core, ToConn};
 use crate::config::{BROKERED_PREFIX, Brokered, Distribution, brokered_entry};
 
-/// What a router advertises, followed by a brokered address `X`, while its
-/// clients produce to `X` or consume from it.
+/// What the addresses a router advertises for brokered addresses its
+/// clients use begin with.
 pub const DEMAND_PREFIX: &str = "_ferry/broker-demand/";
+/// Followed by a brokered address `X`: this router's clients produce to it.
+const PRODUCED: &str = "_ferry/broker-demand/in/";
+/// Followed by a brokered address `X`: this router's clients consume from it.
+const CONSUMED: &str = "_ferry/broker-demand/out/";
+
+/// How a brokered address is used: by producers, by consumers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BrokerUse {
+    /// Some router's clients produce to it.
+    pub produced: bool,
+    /// Some router's clients consume from it.
+    pub consumed: bool,
+}
 
 /// Which brokered addresses this router's clients use, and the broker
 /// connections to tell when that, or the mesh's use, changes.
 #[derive(Debug, Default)]
 pub(super) struct Demand {
     /// Brokered addresses with a client producer or consumer here.
-    local: BTreeSet<String>,
+    local: BTreeMap<String, BrokerUse>,
     /// This router's connections to brokers.
     brokers: BTreeMap<ConnId, ConnHandle>,
 }
@@ -88,34 +103,44 @@ impl Core {
         // Read under the lock: two tasks changing the address's links at
         // once leave the answer of the later reading, which saw both.
         let mut demand = self.demand.lock().expect("demand lock");
-        let produced = self.lookup(brokered).is_some_and(|a| a.own_links().0);
-        let consumed = self
-            .lookup(&format!("{BROKERED_PREFIX}{brokered}"))
-            .is_some_and(|a| a.own_links().1);
-        let used = produced || consumed;
-        let changed = if used {
-            demand.local.insert(brokered.to_owned())
-        } else {
-            demand.local.remove(brokered)
+        let now = BrokerUse {
+            produced: self.lookup(brokered).is_some_and(|a| a.own_links().0),
+            consumed: self
+                .lookup(&format!("{BROKERED_PREFIX}{brokered}"))
+                .is_some_and(|a| a.own_links().1),
         };
-        if changed {
-            self.mesh
-                .local_address(&format!("{DEMAND_PREFIX}{brokered}"), used);
-            demand.wake_brokers();
+        let before = if now == BrokerUse::default() {
+            demand.local.remove(brokered)
+        } else {
+            demand.local.insert(brokered.to_owned(), now)
         }
+        .unwrap_or_default();
+        if now == before {
+            return;
+        }
+        if now.produced != before.produced {
+            let name = format!("{PRODUCED}{brokered}");
+            self.mesh.local_address(&name, now.produced);
+        }
+        if now.consumed != before.consumed {
+            let name = format!("{CONSUMED}{brokered}");
+            self.mesh.local_address(&name, now.consumed);
+        }
+        demand.wake_brokers();
     }
 
     /// The brokered addresses that some router of the mesh, this one
-    /// included, has client producers or consumers of.
-    pub fn broker_demand(&self) -> BTreeSet<String> {
+    /// included, has client producers or consumers of, and which.
+    pub fn broker_demand(&self) -> BTreeMap<String, BrokerUse> {
         let mut wanted = self.demand.lock().expect("demand lock").local.clone();
         let table = self.mesh.table();
-        wanted.extend(
-            table
-                .addresses()
-                .filter_map(|(a, _)| a.strip_prefix(DEMAND_PREFIX))
-                .map(str::to_owned),
-        );
+        for (a, _) in table.addresses() {
+            if let Some(x) = a.strip_prefix(PRODUCED) {
+                wanted.entry(x.to_owned()).or_default().produced = true;
+            } else if let Some(x) = a.strip_prefix(CONSUMED) {
+                wanted.entry(x.to_owned()).or_default().consumed = true;
+            }
+        }
         wanted
     }
 

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 pub use address::{Address, Credited, Grant, Hop, IDLE_LEASE, Reach, Routed, Targets, serves};
-pub use brokered::DEMAND_PREFIX;
+pub use brokered::{BrokerUse, DEMAND_PREFIX};
 pub use budget::{ByteBudget, Charge};
 pub use fields::{MAX_PRIORITY, RoutingFields, routing_fields};
 pub use inbox::{Inbox, Outbox, inbox};

@@ -1,39 +1,42 @@
 //! A connection this router dialed to a message broker (`[[broker]]`).
 //!
 //! Once the broker's `open` arrives, the router attaches, per brokered
-//! address `X` naming this broker that some router of the mesh has client
-//! producers or consumers of (attach on demand, as Qpid Dispatch Router's
-//! auto-links do, but for prefixes: see `core::brokered`):
+//! address `X` naming this broker, links on demand (as Qpid Dispatch
+//! Router's auto-links do, but for prefixes: see `core::brokered`):
 //!
-//! - a sending link, target the broker's node for `X`: in the address
+//! - while some router of the mesh has client producers of `X`, a sending
+//!   link, target the broker's node for `X`: in the address
 //!   table a *consumer* of `X` whose credit is the broker's (AMQP 1.0
 //!   §2.6.7), so producers of `X` anywhere in the mesh get credit only
 //!   as far as the broker grants it, and their deliveries' outcomes are
 //!   the broker's (`accepted`: the broker stored it, §3.4.2);
-//! - a receiving link, source the same node: a *producer* of
+//! - while some router has client consumers of `X`, a receiving link,
+//!   source the same node (for a topic, the subscription: none while
+//!   nobody consumes): a *producer* of
 //!   `_brokered/X` (see `core::brokered`), given credit as consumers of
 //!   `X` anywhere in the mesh grant it, like any producer; each
 //!   consumer's outcome goes back to the broker as the disposition of
 //!   the broker's delivery (released or modified ones are redelivered
 //!   by the broker, §3.4.4, §3.4.5).
 //!
-//! Each address's two links have a session of their own: RabbitMQ 3.x
-//! ends the whole session when it refuses one link (a reserved or
-//! forbidden queue name), and that must cost no other address its links.
-//! They are detached, and the session ended, once the mesh has left `X`
-//! unused for [`LINGER`]. Everything else is the client connection's code:
+//! Each address's links have a session of their own: RabbitMQ 3.x ends
+//! the whole session when it refuses one link (a reserved or forbidden
+//! queue name), and that must cost no other address its links. A link is
+//! detached once the mesh has left its use unused for [`LINGER`], the
+//! session ended with the address's last link. Everything else is the client connection's code:
 //! the links are a consumer and a producer like a client's. When the
 //! connection ends, what was sent to the broker unsettled is settled to
 //! its producers `modified{delivery-failed}` (fate unknown: resend), what
 //! waited for the link `released`; the broker redelivers what it had sent
 //! us unsettled (its own rule for a lost link). A link (or session) the
 //! broker ends takes its address's other link with it; they are attached
-//! again after [`RETRY`] if the address is still in use.
+//! again after [`RETRY`] while still in use.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use super::*;
-use crate::config::{BrokerConfig, Brokered, brokered_entry};
+use crate::config::{BrokerConfig, brokered_entry};
+use crate::core::BrokerUse;
 use ferry_proto::engine::SessionId;
 
 /// How long an address's links stay attached after the mesh stopped using
@@ -45,32 +48,41 @@ const LINGER: Duration = Duration::from_secs(5);
 /// router attaches it again, if the address is still in use.
 const RETRY: Duration = Duration::from_secs(2);
 
+/// Which of an address's links: to the broker (its producers'
+/// messages) or from it (its consumers'). The receiving one sorts first:
+/// attached together, a topic's subscription exists before anything is
+/// published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Dir {
+    From,
+    To,
+}
+
+/// A link to or from the broker: its address and direction.
+type Key = (String, Dir);
+
 /// The broker side of a connection to a broker.
 pub(crate) struct BrokerLinks {
     /// The `[[broker]]` entry.
     config: BrokerConfig,
     /// The broker's `open` arrived.
     opened: bool,
-    /// The links attached to the broker, with the address each serves.
-    links: HashMap<LinkId, String>,
-    /// Each address attached: its session and links.
-    attached: BTreeMap<String, Attached>,
+    /// The links attached to the broker, with what each serves.
+    links: HashMap<LinkId, Key>,
+    /// The other way round.
+    attached: BTreeMap<Key, LinkId>,
+    /// Each address with a link attached: its session.
+    sessions: BTreeMap<String, SessionId>,
     /// Sessions of addresses the broker detached a link of without saying
     /// why: the end of the session it then sends says it.
     unexplained: HashMap<SessionId, String>,
-    /// Addresses whose links wait: attached ones the mesh no longer uses
-    /// (detached at the instant given), and ones the broker detached
-    /// (attached again at the instant given, if in use).
-    waiting: BTreeMap<String, Instant>,
+    /// Links that wait: attached ones the mesh no longer uses (detached at
+    /// the instant given), and ones the broker took away (attached again
+    /// at the instant given, if in use).
+    waiting: BTreeMap<Key, Instant>,
     /// Links attached so far: each link's name is new (an address attached
     /// again may meet its old link's detach still on its way).
     serial: u64,
-}
-
-/// An address's session with the broker, and its links on it.
-struct Attached {
-    session: SessionId,
-    links: Vec<LinkId>,
 }
 
 impl BrokerLinks {
@@ -80,21 +92,21 @@ impl BrokerLinks {
             opened: false,
             links: HashMap::new(),
             attached: BTreeMap::new(),
+            sessions: BTreeMap::new(),
             unexplained: HashMap::new(),
             waiting: BTreeMap::new(),
             serial: 0,
         }
     }
 
-    /// When an address's links are next due to be detached or retried.
+    /// When a link is next due to be detached or retried.
     pub(super) fn poll_timeout(&self) -> Option<Instant> {
         self.waiting.values().min().copied()
     }
 
     /// Whether `session` is one of an address's.
     pub(super) fn is_address_session(&self, session: SessionId) -> bool {
-        self.unexplained.contains_key(&session)
-            || self.attached.values().any(|a| a.session == session)
+        self.unexplained.contains_key(&session) || self.sessions.values().any(|s| *s == session)
     }
 }
 
@@ -146,10 +158,10 @@ impl Links {
         self.follow_broker_demand(engine);
     }
 
-    /// Attaches the links of the addresses naming this broker that the
-    /// mesh now uses, and detaches those of addresses unused for
-    /// [`LINGER`] (see `core::brokered`). Called when the demand changes
-    /// and at the instants [`BrokerLinks::poll_timeout`] names.
+    /// Attaches the links the mesh now uses of the addresses naming this
+    /// broker, and detaches those unused for [`LINGER`] (see
+    /// `core::brokered`). Called when the demand changes and at the
+    /// instants [`BrokerLinks::poll_timeout`] names.
     pub(super) fn follow_broker_demand(&mut self, engine: &mut Connection) {
         let Some(broker) = self.broker.as_mut() else {
             return;
@@ -160,93 +172,131 @@ impl Links {
         let now = self.now;
         let prefixes = self.core.prefixes();
         let name = broker.config.name.clone();
-        let wanted: BTreeMap<String, Brokered> = self
-            .core
-            .broker_demand()
-            .into_iter()
-            .filter_map(|x| {
-                let entry = brokered_entry(&prefixes, &x)?;
-                (entry.broker.as_deref() == Some(name.as_str())).then_some((x, entry.brokered?))
-            })
-            .collect();
-        let mut attach = Vec::new();
-        for (x, kind) in &wanted {
-            let retry_later = broker.waiting.get(x).is_some_and(|at| *at > now);
-            if broker.attached.contains_key(x) {
-                broker.waiting.remove(x); // in use again: no longer lingering
-            } else if !retry_later {
-                broker.waiting.remove(x);
-                attach.push((x.clone(), broker.config.node(*kind, x)));
+        let mut wanted: BTreeMap<Key, String> = BTreeMap::new();
+        for (x, BrokerUse { produced, consumed }) in self.core.broker_demand() {
+            let Some(entry) = brokered_entry(&prefixes, &x) else {
+                continue;
+            };
+            let (Some(kind), true) = (entry.brokered, entry.broker.as_deref() == Some(&*name))
+            else {
+                continue;
+            };
+            let node = broker.config.node(kind, &x);
+            if consumed {
+                wanted.insert((x.clone(), Dir::From), node.clone());
+            }
+            if produced {
+                wanted.insert((x, Dir::To), node);
             }
         }
-        let unused: Vec<String> = broker
+        let mut attach = Vec::new();
+        for (key, node) in &wanted {
+            let retry_later = broker.waiting.get(key).is_some_and(|at| *at > now);
+            if broker.attached.contains_key(key) {
+                broker.waiting.remove(key); // in use again: no longer lingering
+            } else if !retry_later {
+                broker.waiting.remove(key);
+                attach.push((key.clone(), node.clone()));
+            }
+        }
+        let unused: Vec<Key> = broker
             .attached
             .keys()
-            .filter(|x| !wanted.contains_key(*x))
+            .filter(|k| !wanted.contains_key(*k))
             .cloned()
             .collect();
         let mut detach = Vec::new();
-        for x in unused {
-            let at = *broker.waiting.entry(x.clone()).or_insert(now + LINGER);
+        for key in unused {
+            let at = *broker.waiting.entry(key.clone()).or_insert(now + LINGER);
             if at <= now {
-                broker.waiting.remove(&x);
-                detach.push(x);
+                broker.waiting.remove(&key);
+                detach.push(key);
             }
         }
-        // Retries of addresses no longer in use are dropped.
-        let attached: BTreeSet<&String> = broker.attached.keys().collect();
+        // Retries of links no longer in use are dropped.
+        let attached = &broker.attached;
         broker
             .waiting
-            .retain(|x, _| attached.contains(x) || wanted.contains_key(x));
-        for (x, node) in attach {
-            let Ok(session) = engine.begin_session() else {
-                let line = format!(
-                    "broker {name}: no session left for {x} (one per address in use, \
-                     limits.max_sessions_per_connection); trying again in {} s",
-                    RETRY.as_secs()
-                );
-                if self.core.mesh().first_time(&line) {
-                    tracing::warn!("{line}");
-                }
+            .retain(|k, _| attached.contains_key(k) || wanted.contains_key(k));
+        for ((x, dir), node) in attach {
+            let Some(session) = self.broker_session(engine, &x) else {
                 if let Some(b) = self.broker.as_mut() {
-                    b.waiting.insert(x, now + RETRY);
+                    b.waiting.insert((x, dir), now + RETRY);
                 }
                 continue;
             };
-            if let Some(b) = self.broker.as_mut() {
-                let links = Vec::with_capacity(2);
-                b.attached.insert(x.clone(), Attached { session, links });
+            match dir {
+                Dir::From => self.attach_from_broker(engine, session, &x, &node),
+                Dir::To => self.attach_to_broker(engine, session, &x, &node),
             }
-            // The receiving link first: a topic's subscription exists before
-            // anything is published through the sending one.
-            self.attach_from_broker(engine, session, &x, &node);
-            self.attach_to_broker(engine, session, &x, &node);
-            tracing::debug!("broker {name}: attached {node} for {x} (in use in the mesh)");
-        }
-        for x in detach {
-            self.detach_broker_address(engine, &x);
             tracing::debug!(
-                "broker {name}: detached {x} (unused in the mesh for {} s)",
+                "broker {name}: attached {node} for {x}'s {dir:?} link (in use in the mesh)"
+            );
+        }
+        for (x, dir) in detach {
+            self.detach_broker_link(engine, &(x.clone(), dir));
+            tracing::debug!(
+                "broker {name}: detached {x}'s {dir:?} link (unused in the mesh for {} s)",
                 LINGER.as_secs()
             );
         }
     }
 
-    /// Detaches the links of address `x` and ends their session (what they
-    /// hold goes back as when a consumer or producer detaches); returns
+    /// Address `x`'s session with the broker, begun if it has none.
+    fn broker_session(&mut self, engine: &mut Connection, x: &str) -> Option<SessionId> {
+        let broker = self.broker.as_mut()?;
+        if let Some(s) = broker.sessions.get(x) {
+            return Some(*s);
+        }
+        let Ok(session) = engine.begin_session() else {
+            let line = format!(
+                "broker {}: no session left for {x} (one per address in use, \
+                 limits.max_sessions_per_connection); trying again in {} s",
+                broker.config.name,
+                RETRY.as_secs()
+            );
+            if self.core.mesh().first_time(&line) {
+                tracing::warn!("{line}");
+            }
+            return None;
+        };
+        broker.sessions.insert(x.to_owned(), session);
+        Some(session)
+    }
+
+    /// Detaches one link to or from the broker (what it holds goes back
+    /// as when a consumer or producer detaches); the address's session
+    /// ends with its last link.
+    fn detach_broker_link(&mut self, engine: &mut Connection, key: &Key) {
+        let Some(broker) = self.broker.as_mut() else {
+            return;
+        };
+        let Some(link) = broker.attached.remove(key) else {
+            return;
+        };
+        broker.links.remove(&link);
+        let last = !broker.attached.keys().any(|(x, _)| *x == key.0);
+        let session = last.then(|| broker.sessions.remove(&key.0)).flatten();
+        self.detached(link);
+        let _ = engine.detach(link, true, None);
+        if let Some(s) = session {
+            let _ = engine.end_session(s, None);
+        }
+    }
+
+    /// Detaches every link of address `x` and ends its session; returns
     /// the session.
     fn detach_broker_address(&mut self, engine: &mut Connection, x: &str) -> Option<SessionId> {
-        let broker = self.broker.as_mut()?;
-        let Attached { session, links } = broker.attached.remove(x)?;
-        for link in &links {
-            broker.links.remove(link);
+        let session = self.broker.as_ref()?.sessions.get(x).copied();
+        for dir in [Dir::From, Dir::To] {
+            self.detach_broker_link(engine, &(x.to_owned(), dir));
         }
-        for link in links {
-            self.detached(link);
-            let _ = engine.detach(link, true, None);
+        // An address whose links were all gone already still had its
+        // session.
+        if let Some(s) = self.broker.as_mut().and_then(|b| b.sessions.remove(x)) {
+            let _ = engine.end_session(s, None);
         }
-        let _ = engine.end_session(session, None);
-        Some(session)
+        session
     }
 
     /// The link producers' messages for `address` go to the broker on.
@@ -272,7 +322,7 @@ impl Links {
         if self.add_consumer_link(link, a.clone(), Hop::Local, None) {
             self.core.local_consumers(&a, true);
         }
-        self.broker_link_attached(link, address);
+        self.broker_link_attached(link, (address.to_owned(), Dir::To));
     }
 
     /// The link the broker's stored messages for `address` come in on.
@@ -302,7 +352,7 @@ impl Links {
         let fed = self.core.consumer_address(address.to_string());
         let a = self.core.address(&fed);
         self.add_producer_link(link, a, Hop::Local);
-        self.broker_link_attached(link, address);
+        self.broker_link_attached(link, (address.to_owned(), Dir::From));
     }
 
     /// A fresh name for a link to or from the broker for `address`.
@@ -315,12 +365,10 @@ impl Links {
         format!("ferry:{me}:{direction}:{address}:{serial}")
     }
 
-    fn broker_link_attached(&mut self, link: LinkId, address: &str) {
+    fn broker_link_attached(&mut self, link: LinkId, key: Key) {
         if let Some(b) = self.broker.as_mut() {
-            b.links.insert(link, address.to_string());
-            if let Some(a) = b.attached.get_mut(address) {
-                a.links.push(link);
-            }
+            b.links.insert(link, key.clone());
+            b.attached.insert(key, link);
         }
     }
 
@@ -361,10 +409,16 @@ impl Links {
         let Some(broker) = self.broker.as_mut() else {
             return;
         };
-        let Some(address) = broker.links.remove(&link) else {
+        let Some(key) = broker.links.remove(&link) else {
             return;
         };
-        broker.waiting.insert(address.clone(), self.now + RETRY);
+        broker.attached.remove(&key);
+        let address = key.0;
+        for dir in [Dir::From, Dir::To] {
+            broker
+                .waiting
+                .insert((address.clone(), dir), self.now + RETRY);
+        }
         let session = self.detach_broker_address(engine, &address);
         match (error, session) {
             (Some(e), _) => self.broker_refused(engine, &address, Some(e)),
@@ -394,14 +448,18 @@ impl Links {
             return self.broker_refused(engine, &address, error);
         }
         let Some(address) = broker
-            .attached
+            .sessions
             .iter()
-            .find(|(_, a)| a.session == session)
+            .find(|(_, s)| **s == session)
             .map(|(x, _)| x.clone())
         else {
             return;
         };
-        broker.waiting.insert(address.clone(), self.now + RETRY);
+        for dir in [Dir::From, Dir::To] {
+            broker
+                .waiting
+                .insert((address.clone(), dir), self.now + RETRY);
+        }
         self.detach_broker_address(engine, &address);
         self.broker_refused(engine, &address, error);
     }
