@@ -58,6 +58,16 @@ enum Dir {
     To,
 }
 
+impl Dir {
+    /// Whom the link serves, in a log line.
+    fn serves(self) -> &'static str {
+        match self {
+            Self::From => "consumers",
+            Self::To => "producers",
+        }
+    }
+}
+
 /// A link to or from the broker: its address and direction.
 type Key = (String, Dir);
 
@@ -230,13 +240,15 @@ impl Links {
                 Dir::To => self.attach_to_broker(engine, session, &x, &node),
             }
             tracing::debug!(
-                "broker {name}: attached {node} for {x}'s {dir:?} link (in use in the mesh)"
+                "broker {name}: attached {node} for {x}'s {} (in use in the mesh)",
+                dir.serves()
             );
         }
         for (x, dir) in detach {
             self.detach_broker_link(engine, &(x.clone(), dir));
             tracing::debug!(
-                "broker {name}: detached {x}'s {dir:?} link (unused in the mesh for {} s)",
+                "broker {name}: detached {x}'s link for its {} (unused in the mesh for {} s)",
+                dir.serves(),
                 LINGER.as_secs()
             );
         }
