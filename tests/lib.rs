@@ -70,12 +70,61 @@ pub fn user_add(users: &Path, name: &str, password: &str) {
     );
 }
 
-/// A TCP port that was free a moment ago on 127.0.0.1 (bound, then
-/// released). Prefer port 0 plus [`Ferry::wait_listening`] where possible.
+/// A port free on 127.0.0.1 for both TCP and UDP, reserved for this test
+/// process until it exits. Prefer port 0 plus [`Ferry::wait_listening`]
+/// where possible.
+///
+/// Taken below the kernel's ephemeral range
+/// (`/proc/sys/net/ipv4/ip_local_port_range`): a port handed out by binding
+/// port 0 lies in that range, and any outgoing connection made before the
+/// router binds it (a client, another test's connector) can take it
+/// (`Address already in use`). Tests run as parallel processes, so each
+/// port is also claimed with a lock on a file in the temporary directory,
+/// released by the kernel when the claiming process ends.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
+    static CLAIMS: Mutex<Vec<std::fs::File>> = Mutex::new(Vec::new());
+    const LOWEST: u16 = 20_000;
+    let below = ephemeral_low().min(32_768);
+    if below <= LOWEST + 1_000 {
+        return bound_port("127.0.0.1:0");
+    }
+    let span = u32::from(below - LOWEST);
+    let dir = std::env::temp_dir().join("ferry-test-ports");
+    std::fs::create_dir_all(&dir).expect("create the port claims directory");
+    let seed = std::process::id().wrapping_mul(2_654_435_761).wrapping_add(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.subsec_nanos()),
+    );
+    for step in 0..span {
+        let port = LOWEST + ((seed.wrapping_add(step) % span) as u16);
+        let Ok(file) = std::fs::File::create(dir.join(port.to_string())) else {
+            continue;
+        };
+        if file.try_lock().is_err() {
+            continue;
+        }
+        let address = format!("127.0.0.1:{port}");
+        if TcpListener::bind(&address).is_ok() && std::net::UdpSocket::bind(&address).is_ok() {
+            CLAIMS.lock().unwrap_or_else(|e| e.into_inner()).push(file);
+            return port;
+        }
+    }
+    bound_port("127.0.0.1:0")
+}
+
+/// The lowest port of the kernel's ephemeral range (Linux), else 32768.
+fn ephemeral_low() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768)
+}
+
+fn bound_port(address: &str) -> u16 {
+    TcpListener::bind(address)
         .and_then(|listener| listener.local_addr())
-        .expect("bind 127.0.0.1:0")
+        .expect("bind a free port")
         .port()
 }
 
