@@ -37,6 +37,7 @@ mod linkstate;
 mod message;
 mod mobile;
 mod neighbor;
+mod pacer;
 mod signature;
 mod table;
 
@@ -60,6 +61,7 @@ use id::Version;
 use linkstate::{LinkStateDb, LsRecord, Offer};
 use mobile::{LocalAddresses, MobileDb, Update, full_message};
 use neighbor::Neighbor;
+use pacer::Pacer;
 
 /// Timers of the routing protocol.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,6 +80,13 @@ pub struct RoutingConfig {
     /// are forgotten (default 60 s). Its addresses leave the routing table
     /// at once; the records are kept so a quick merge needs no resync.
     pub purge_after: Duration,
+    /// The least time between two table computations while changes keep
+    /// coming (default 2 ms); the first change after a quiet spell is
+    /// computed at once (`pacer.rs`).
+    pub spf_hold_min: Duration,
+    /// What that time doubles up to in a long storm of changes, such as a
+    /// cold start of a large mesh (default 50 ms).
+    pub spf_hold_max: Duration,
 }
 
 /// Instance and sequence numbers at or above this are refused: no real
@@ -104,6 +113,8 @@ impl Default for RoutingConfig {
             hello_max_age: Duration::from_secs(3),
             ra_interval: Duration::from_secs(5),
             purge_after: Duration::from_secs(60),
+            spf_hold_min: Duration::from_millis(2),
+            spf_hold_max: Duration::from_millis(50),
         }
     }
 }
@@ -168,6 +179,8 @@ pub struct Routing {
     force_ma_full: bool,
     /// The databases changed: recompute the table when next needed.
     dirty: bool,
+    /// When that may be.
+    pacer: Pacer,
     /// The time of the latest input.
     clock: Instant,
     /// Our first instance and when we started: the clock other routers'
@@ -216,6 +229,7 @@ impl Routing {
             force_ls: false,
             force_ma_full: false,
             dirty: false,
+            pacer: Pacer::default(),
             clock: now,
             origin: (instance, now),
             table_fresh: true,
@@ -405,6 +419,7 @@ impl Routing {
     /// instant [`poll_timeout`](Self::poll_timeout) gave has come (calling it
     /// early or more often is harmless).
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.clock = now;
         let max_age = self.config.hello_max_age;
         for (id, n) in &mut self.neighbors {
             if n.expire(now, max_age) {
@@ -484,8 +499,10 @@ impl Routing {
         let purge_after = self.config.purge_after;
         let deadlines = self.neighbors.values().filter_map(|n| n.deadline(max_age));
         let purges = self.unreachable_since.values().map(|&t| t + purge_after);
+        let table = self.dirty.then(|| self.pacer.due(self.clock));
         [self.next_hello, self.next_ra]
             .into_iter()
+            .chain(table)
             .chain(deadlines)
             .chain(purges)
             .min()
@@ -495,7 +512,9 @@ impl Routing {
     /// returns the initial table). Call it after every input, or after a
     /// batch of them: the table is recomputed here, once for all the
     /// changes since the last call, so a driver that hands over every
-    /// queued message before polling pays for one computation. The caller
+    /// queued message before polling pays for one computation. In a storm
+    /// of changes the computation waits for the pacer (`pacer.rs`):
+    /// [`poll_timeout`](Self::poll_timeout) then names when. The caller
     /// swaps it in for the data path (e.g. an `Arc` behind a lock held for
     /// a pointer copy).
     pub fn poll_table(&mut self) -> Option<Arc<RoutingTable>> {
@@ -1045,13 +1064,17 @@ impl Routing {
         }
     }
 
-    /// Recomputes the table if the databases changed; notes which routers
-    /// became unreachable (as of the latest input).
+    /// Recomputes the table if the databases changed and the pacer allows
+    /// it (else [`poll_timeout`](Self::poll_timeout) names when it will);
+    /// notes which routers became unreachable (as of the latest input).
     fn refresh(&mut self) {
-        if !std::mem::take(&mut self.dirty) {
+        let now = self.clock;
+        if !self.dirty || self.pacer.due(now) > now {
             return;
         }
-        let now = self.clock;
+        self.dirty = false;
+        self.pacer
+            .computed(now, self.config.spf_hold_min, self.config.spf_hold_max);
         let table = RoutingTable::compute(&self.me, &self.ls, &self.mobile);
         let known = self
             .ls

@@ -209,6 +209,51 @@ fn converges_whatever_the_order_links_come_up() {
     }
 }
 
+/// A cold start floods every record to every router at once: with the
+/// default pacing (`pacer.rs`) the tables are computed fewer times, only
+/// as time passes, and come out the same.
+#[test]
+fn a_cold_start_is_computed_in_few_paced_tables() {
+    let names: Vec<RouterId> = (0..24).map(|i| id(&format!("r{i:02}"))).collect();
+    let edges: Vec<Edge> = (0..names.len())
+        .flat_map(|i| {
+            let next = names[(i + 1) % names.len()].clone();
+            let across = names[(i + 5) % names.len()].clone();
+            [(names[i].clone(), next, 1), (names[i].clone(), across, 3)]
+        })
+        .collect();
+    let cold_start = |net: &mut Net| {
+        for n in &names {
+            net.start(n, 1);
+        }
+        for (a, b, c) in &edges {
+            net.connect(a, b, *c);
+        }
+        net.pump();
+    };
+    let mut unpaced = Net::new(&[]);
+    cold_start(&mut unpaced);
+    unpaced.check_paths(&edges).unwrap();
+
+    let mut paced = Net::new(&[]);
+    paced.config = super::RoutingConfig::default();
+    cold_start(&mut paced);
+    assert!(
+        paced.check_paths(&edges).is_err(),
+        "no time has passed: the storm's tables are still on hold"
+    );
+    paced.run_for(paced.config.spf_hold_max * 4);
+    paced.check_paths(&edges).unwrap();
+    check_forwarding(&paced).unwrap();
+    let total = |net: &Net| net.table_updates.values().sum::<usize>();
+    assert!(
+        total(&paced) * 10 < total(&unpaced),
+        "paced: {} tables, unpaced: {}",
+        total(&paced),
+        total(&unpaced)
+    );
+}
+
 #[test]
 fn link_cost_is_the_larger_of_the_two_ends() {
     let mut net = Net::new(&ids(&["A", "B", "C"]));

@@ -119,7 +119,14 @@ fn key(a: &RouterId, b: &RouterId) -> (RouterId, RouterId) {
 impl Net {
     pub fn new(names: &[RouterId]) -> Self {
         let now = Instant::now();
-        let config = RoutingConfig::default();
+        // Messages cross the net in no time, and table computations are
+        // paced in time (`pacer.rs`): unpaced, a `pump` converges. The
+        // pacing is tested with the default config set on an empty net.
+        let config = RoutingConfig {
+            spf_hold_min: Duration::ZERO,
+            spf_hold_max: Duration::ZERO,
+            ..RoutingConfig::default()
+        };
         let mut net = Self {
             now,
             config: config.clone(),
