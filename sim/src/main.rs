@@ -188,6 +188,15 @@ fn many(args: &Args) -> ExitCode {
                     s.convergence.len(),
                     s.digest
                 );
+                let slowest = s.convergence.iter().max_by_key(|c| c.took);
+                if let Some(c) = slowest.filter(|c| c.took >= Duration::from_secs(1)) {
+                    println!(
+                        "seed {seed}: slowest change {:.3}s after {}{}",
+                        c.took.as_secs_f64(),
+                        c.after,
+                        if c.delayed { " (a link delayed)" } else { "" }
+                    );
+                }
             }
             Err(f) => {
                 report.add(&f.summary.convergence);

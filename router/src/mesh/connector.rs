@@ -12,7 +12,7 @@
 //! however long it was away and however often it restarted; a peer that
 //! stays down gets at most one attempt a second, which costs it a refused
 //! TCP connection (or nothing at all, if the host is unreachable: an
-//! attempt gives up after 1 s without an answer). A peer that accepts and
+//! attempt gives up after 500 ms without an answer). A peer that accepts and
 //! drops the connection at once is not redialed faster than that either:
 //! the reset needs a connection that lasted.
 //!
@@ -40,11 +40,16 @@ use crate::transport::Transport;
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 /// The largest back-off: a peer reachable again is redialed within it.
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
-/// How long a TCP connect may take. Over a path that is cut (no answer
-/// at all), an attempt in progress when the path comes back would wait
-/// for the kernel's next SYN retransmission (1 s, then 3 s, 7 s, … after
-/// the first); a fresh attempt every second sends a fresh SYN instead.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a TCP connect (or QUIC handshake) may take. Over a path that
+/// is cut (no answer at all), an attempt in progress when the path comes
+/// back would wait for the kernel's next SYN retransmission (1 s, then
+/// 3 s, 7 s, … after the first); a fresh attempt sends a fresh SYN
+/// instead. Half a second, so that an attempt begun just before a heal
+/// and the back-off wait after it (what is left of 0.5–1 s) end within
+/// about a second (issue #17: a healed link back in under a second). A
+/// SYN into a silent path costs the peer nothing; a path with a round
+/// trip over 500 ms cannot carry an inter-router connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// A neighbour connection that lived this long resets the back-off.
 const STABLE: Duration = Duration::from_secs(1);
 /// The first reminder that a failure goes on; each next one waits twice

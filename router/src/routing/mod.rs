@@ -1027,34 +1027,44 @@ impl Routing {
     }
 
     /// Tells neighbour `to` the versions of every record we hold of a
-    /// reachable router (ourselves included), [`ADVERTS_PER_MESSAGE`] to
-    /// a message.
+    /// reachable router (ourselves included).
     fn advertise(&mut self, to: &RouterId) {
         let table = self.table.clone();
-        let adverts = table.routers().filter_map(|id| {
-            if *id == self.me {
-                let own = self.ls.version(id).unwrap_or_default();
-                return Some(Advert {
+        let adverts = self.adverts(table.routers());
+        self.send_adverts(to, &adverts);
+    }
+
+    /// The versions of the records we hold of `routers`.
+    fn adverts<'a>(&self, routers: impl Iterator<Item = &'a RouterId>) -> Vec<Advert> {
+        routers
+            .filter_map(|id| {
+                if *id == self.me {
+                    let own = self.ls.version(id).unwrap_or_default();
+                    return Some(Advert {
+                        id: id.clone(),
+                        instance: self.instance,
+                        ls_seq: own.seq,
+                        ma_seq: self.local.seq,
+                    });
+                }
+                let ls = self.ls.version(id)?;
+                let ma_seq = self
+                    .mobile
+                    .get(id)
+                    .filter(|m| m.version.instance == ls.instance)
+                    .map_or(0, |m| m.version.seq);
+                Some(Advert {
                     id: id.clone(),
-                    instance: self.instance,
-                    ls_seq: own.seq,
-                    ma_seq: self.local.seq,
-                });
-            }
-            let ls = self.ls.version(id)?;
-            let ma_seq = self
-                .mobile
-                .get(id)
-                .filter(|m| m.version.instance == ls.instance)
-                .map_or(0, |m| m.version.seq);
-            Some(Advert {
-                id: id.clone(),
-                instance: ls.instance,
-                ls_seq: ls.seq,
-                ma_seq,
+                    instance: ls.instance,
+                    ls_seq: ls.seq,
+                    ma_seq,
+                })
             })
-        });
-        let adverts: Vec<Advert> = adverts.collect();
+            .collect()
+    }
+
+    /// `adverts` to neighbour `to`, [`ADVERTS_PER_MESSAGE`] to a message.
+    fn send_adverts(&mut self, to: &RouterId, adverts: &[Advert]) {
         for chunk in adverts.chunks(ADVERTS_PER_MESSAGE) {
             let msg = ControlMessage::RouterAdvert {
                 id: self.me.clone(),
@@ -1088,22 +1098,44 @@ impl Routing {
                 self.unreachable_since.insert(id.clone(), now);
             }
         }
-        // An unreachable router's addresses are forgotten, not just
-        // unmapped: when it is reachable again, maybe restarted, its own
-        // word maps them (an advertisement shows the gap, a full list
+        // A router that went out of reach has its addresses forgotten, not
+        // just unmapped: when it is reachable again, maybe restarted, its
+        // own word maps them (an advertisement shows the gap, a full list
         // follows). Kept, the old record would map them the moment the
         // router is reachable, its new instance unmap them, and its first
         // update map them again: each flap detaches and attaches the
-        // address's data links, racing the messages on them.
+        // address's data links, racing the messages on them. A record of
+        // a router not reachable yet is fresh (it came after the router
+        // was last seen): kept, so its addresses are mapped as soon as
+        // the link state makes it reachable, not 5 s later at the next
+        // advertisement (address and link-state records travel apart).
         let gone: Vec<RouterId> = self
             .mobile
             .iter()
             .map(|(id, _)| id)
-            .filter(|id| !table.is_reachable(id))
+            .filter(|id| self.table.is_reachable(id) && !table.is_reachable(id))
             .cloned()
             .collect();
         for id in gone {
             self.mobile.remove(&id);
+        }
+        // Routers that came within reach (a partition healed, a router
+        // joined): each two-way neighbour is told the versions we hold of
+        // them at once. Their records may not have changed, so nothing
+        // floods them, and a neighbour that missed them while they were
+        // out of reach (records of unreachable routers are not advertised:
+        // one restarted meanwhile holds none) would otherwise lack them
+        // until the next advertisement, `ra_interval` later.
+        let gained: Vec<&RouterId> = table
+            .routers()
+            .filter(|id| **id != self.me && !self.table.is_reachable(id))
+            .collect();
+        if !gained.is_empty() {
+            let adverts = self.adverts(gained.into_iter());
+            let adjacent: Vec<RouterId> = self.adjacent().cloned().collect();
+            for to in &adjacent {
+                self.send_adverts(to, &adverts);
+            }
         }
         if table != *self.table {
             self.table = Arc::new(table);

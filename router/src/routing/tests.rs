@@ -499,6 +499,75 @@ fn a_sequence_gap_triggers_a_full_resync_at_once() {
     assert_eq!(net.table(&a).routers_for("x2").collect::<Vec<_>>(), [&c]);
 }
 
+/// A router's address record can arrive before its link-state record
+/// (they travel as separate floods): it is kept until the router is
+/// reachable, not forgotten as if the router had gone away, so its
+/// addresses are mapped as soon as the link state catches up — not at the
+/// next advertisement, 5 s later.
+#[test]
+fn an_address_record_that_comes_before_its_router_is_reachable_is_kept() {
+    let names = ids(&["A", "B"]);
+    let mut net = Net::with_topology(&names, &[edge("A", "B", 1)]);
+    let (a, b, c, d) = (id("A"), id("B"), id("C"), id("D"));
+    net.start(&c, 1);
+    net.add_address(&c, "x");
+    // A misses the link state that would make C reachable, and so gets
+    // C's address record first.
+    let lossy = Rc::new(Cell::new(true));
+    let l = lossy.clone();
+    net.drop = Some(Box::new(move |_, to, msg| {
+        l.get() && to.as_str() == "A" && matches!(msg, ControlMessage::LinkState { .. })
+    }));
+    net.connect(&b, &c, 1);
+    net.pump();
+    assert!(!net.table(&a).is_reachable(&c));
+    lossy.set(false);
+    // New link state from B and C (D joins them both), with no time
+    // passing: no advertisement comes.
+    net.start(&d, 1);
+    net.connect(&b, &d, 1);
+    net.connect(&c, &d, 1);
+    net.pump();
+    assert!(net.table(&a).is_reachable(&c));
+    assert_eq!(net.table(&a).routers_for("x").collect::<Vec<_>>(), [&c]);
+}
+
+/// A router that (re)joined while part of the mesh was cut off never got
+/// that part's records (only reachable routers are advertised). When the
+/// cut heals, the records that changed are flooded, the others not: the
+/// routers that gain reach advertise the gained routers to their
+/// neighbours at once, so the newcomer asks for what it lacks — with no
+/// time passing, not at the next advertisement, 5 s later.
+#[test]
+fn a_router_that_joined_during_a_partition_learns_the_far_side_when_it_heals() {
+    let names = ids(&["A", "B", "C", "D", "E"]);
+    let edges = vec![
+        edge("A", "B", 1),
+        edge("B", "C", 1),
+        edge("C", "D", 1),
+        edge("D", "E", 1),
+    ];
+    let mut net = Net::with_topology(&names, &edges);
+    let (a, b, c, d, e) = (id("A"), id("B"), id("C"), id("D"), id("E"));
+    net.add_address(&e, "far");
+    net.cut(&c, &d);
+    net.pump();
+    // A restarts with nothing: B tells it of A, B and C only.
+    net.isolate(&a);
+    net.start(&a, 2);
+    net.connect(&a, &b, 1);
+    net.pump();
+    assert!(
+        net.nodes[&a].ls.version(&e).is_none(),
+        "A holds no record of E"
+    );
+    // The cut heals: C's and D's records change and flood; E's do not.
+    net.connect(&c, &d, 1);
+    net.pump();
+    assert!(net.table(&a).is_reachable(&e), "{:?}", net.table(&a));
+    assert_eq!(net.table(&a).routers_for("far").collect::<Vec<_>>(), [&e]);
+}
+
 #[test]
 fn a_lost_link_state_update_heals_at_the_next_advertisement() {
     let names = ids(&["A", "B", "C", "D"]);

@@ -18,7 +18,7 @@ use crate::wire::{self, Pipe, Segment};
 
 pub(crate) const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// A connection that lived this long resets the connector's backoff.
 const STABLE: Duration = Duration::from_secs(1);
 

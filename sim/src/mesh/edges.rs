@@ -23,7 +23,7 @@ const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// How long a connect to a router that does not answer takes to fail
 /// (`mesh::connector`'s `CONNECT_TIMEOUT`).
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// An uplink that lasted this long from its dial resets the back-off
 /// (`edge::STABLE`); one that ended sooner counts as a failed dial.
 const STABLE: Duration = Duration::from_secs(1);
