@@ -35,7 +35,7 @@ use petgraph::Directed;
 use petgraph::csr::Csr;
 
 use super::RouterId;
-use super::linkstate::{LinkStateDb, LsRecord};
+use super::linkstate::{Claims, LinkStateDb};
 use super::mobile::MobileDb;
 
 /// No parent: the root of a tree, or no such router.
@@ -133,27 +133,30 @@ impl RoutingTable {
     pub(crate) fn compute(me: &RouterId, ls: &LinkStateDb, mobile: &MobileDb) -> Self {
         // Every known router by position (id order), and the links both
         // ends report, at the larger of the two costs (at least 1).
-        let all: Vec<(&RouterId, &LsRecord)> = ls.iter().collect();
-        let pos: HashMap<&RouterId, u32> = all
-            .iter()
-            .enumerate()
-            .map(|(i, (id, _))| (*id, i as u32))
-            .collect();
-        let Some(&me_all) = pos.get(me) else {
+        let all: Vec<Claims<'_>> = ls.claims().collect();
+        // Slot to position; positions follow id order, as do each record's
+        // claims, so each record's claims come out sorted by position.
+        let mut pos = vec![NONE; ls.slot_count()];
+        for (i, (_, slot, _)) in all.iter().enumerate() {
+            pos[*slot as usize] = i as u32;
+        }
+        let Some(me_all) = ls
+            .slot_of(me)
+            .map(|slot| pos[slot as usize])
+            .filter(|&i| i != NONE)
+        else {
             return Self::standalone(me.clone());
         };
-        // Each record's claims, sorted by position (the neighbour maps and
-        // `all` are both in id order): record `a`'s are
+        // Each record's claims: record `a`'s are
         // `claims[claim_start[a]..claim_start[a + 1]]`.
         let mut claim_start: Vec<u32> = Vec::with_capacity(all.len() + 1);
         let mut claims: Vec<(u32, u32)> = Vec::new();
-        for (_, r) in &all {
+        for (_, _, theirs) in &all {
             claim_start.push(claims.len() as u32);
-            claims.extend(
-                r.neighbors
-                    .iter()
-                    .filter_map(|(n, c)| pos.get(n).map(|&j| (j, *c))),
-            );
+            claims.extend(theirs.iter().filter_map(|&(slot, c)| {
+                let j = pos[slot as usize];
+                (j != NONE).then_some((j, c))
+            }));
         }
         claim_start.push(claims.len() as u32);
         let claims_of = |a: usize| &claims[claim_start[a] as usize..claim_start[a + 1] as usize];
@@ -183,7 +186,7 @@ impl RoutingTable {
         }
         let mut renumber = vec![NONE; all.len()];
         let mut routers = Vec::new();
-        for (i, (id, _)) in all.iter().enumerate() {
+        for (i, (id, _, _)) in all.iter().enumerate() {
             if reachable[i] {
                 renumber[i] = routers.len() as u32;
                 routers.push((*id).clone());
