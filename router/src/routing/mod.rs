@@ -991,10 +991,8 @@ impl Routing {
             .filter(|(_, n)| n.two_way())
             .map(|(id, n)| (id.clone(), n.cost))
             .collect();
-        let own = self.ls.get(&self.me).cloned();
-        if std::mem::take(&mut self.force_ls)
-            || own.as_ref().map(|r| &r.neighbors) != Some(&two_way)
-        {
+        let own = self.ls.get(&self.me);
+        if std::mem::take(&mut self.force_ls) || own.map(|r| &r.neighbors) != Some(&two_way) {
             let seq = match own {
                 Some(r) if r.version.instance == self.instance => r.version.seq + 1,
                 _ => 1,
