@@ -205,8 +205,8 @@ impl Node {
                 RoutingInput::Down { neighbor } => {
                     report.notes.push(format!("neighbour {neighbor} down"));
                 }
-                RoutingInput::Message { msg, .. } => {
-                    report.control.push((control_kind(msg), msg.encode().len()));
+                RoutingInput::Message { msg, size, .. } => {
+                    report.control.push((control_kind(msg), *size));
                     if let Some(capture) = &mut self.capture {
                         crate::hostile::capture(capture, self.core.mesh().id(), msg);
                     }

@@ -54,7 +54,7 @@ pub fn apply(routing: &mut Routing, input: RoutingInput, now: Instant) {
         // each, with the address): not again here.
         RoutingInput::Up { neighbor, cost } => routing.neighbor_connected(neighbor, cost, now),
         RoutingInput::Down { neighbor } => routing.neighbor_disconnected(&neighbor, now),
-        RoutingInput::Message { from, msg } => routing.handle_message(&from, msg, now),
+        RoutingInput::Message { from, msg, .. } => routing.handle_message(&from, msg, now),
         RoutingInput::LocalAddress {
             address,
             present: true,

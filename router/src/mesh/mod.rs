@@ -63,6 +63,8 @@ pub enum RoutingInput {
         from: RouterId,
         /// The message.
         msg: ControlMessage,
+        /// Its encoded size in bytes, as it arrived (for accounting).
+        size: usize,
     },
     /// The address gained (`true`) or lost its last local consumer.
     LocalAddress {
@@ -218,9 +220,9 @@ impl Mesh {
         all
     }
 
-    /// A control message arrived from `from`.
-    pub fn control_received(&self, from: RouterId, msg: ControlMessage) {
-        let _ = self.input.send(RoutingInput::Message { from, msg });
+    /// A control message of `size` bytes arrived from `from`.
+    pub fn control_received(&self, from: RouterId, msg: ControlMessage, size: usize) {
+        let _ = self.input.send(RoutingInput::Message { from, msg, size });
     }
 
     /// An address gained its first or lost its last local consumer.

@@ -643,8 +643,9 @@ impl Links {
         // Control messages are small and single-frame; anything else is
         // not ours.
         if !t.more && !t.aborted {
+            let size = t.payload.len();
             match ControlMessage::decode(t.payload) {
-                Ok(msg) => self.core.mesh().control_received(peer, msg),
+                Ok(msg) => self.core.mesh().control_received(peer, msg, size),
                 Err(e) => tracing::warn!("bad control message from neighbour {peer}: {e}"),
             }
         }
