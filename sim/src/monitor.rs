@@ -271,6 +271,12 @@ impl Monitor {
         self.held[r].values().map(|(k, _)| *k).collect()
     }
 
+    /// The routers holding a copy of `key` (received, neither sent on
+    /// nor settled).
+    pub fn holders(&self, key: MsgKey) -> impl Iterator<Item = usize> + '_ {
+        (0..self.held.len()).filter(move |&r| self.held[r].values().any(|(k, _)| *k == key))
+    }
+
     /// Links on which `conn` delivers in `dir`.
     pub fn links_in(&self, conn: u64, dir: Dir) -> i64 {
         self.links_in.get(&(conn, dir)).copied().unwrap_or(0).max(0)

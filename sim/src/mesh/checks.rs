@@ -494,7 +494,18 @@ impl Mesh {
                         .in_flight()
                         .filter(|k| usize::from(k.producer) == c.index)
                         .take(5)
-                        .map(|k| k.to_string())
+                        .map(|k| {
+                            let at: Vec<&str> = self
+                                .monitor
+                                .holders(k)
+                                .map(|r| self.routers[r].id.as_str())
+                                .collect();
+                            if at.is_empty() {
+                                k.to_string()
+                            } else {
+                                format!("{k} held by {}", at.join(", "))
+                            }
+                        })
                         .collect();
                     let parked = self.parked_credit(&p.spec.address);
                     let parked = if parked.is_empty() {
