@@ -10,7 +10,6 @@
 //! the records rustls makes.
 
 use std::io::{self, Read, Write};
-use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
 use rustls::Connection as TlsConnection;
@@ -107,30 +106,27 @@ impl Transport {
         }
     }
 
-    /// Ready when the socket may be read (QUIC: a frame came, or the
-    /// end). Polled rather than awaited: a connection waiting for input
-    /// (every idle one) then holds no future for it.
-    pub fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    /// Waits until the socket may be read (QUIC: until a frame came, or
+    /// the end).
+    pub async fn readable(&self) -> io::Result<()> {
         match self {
-            Self::Tcp(tcp) => tcp.poll_read_ready(cx),
-            Self::Tls(t) => t.tcp.poll_read_ready(cx),
-            Self::Quic(q) => q.poll_readable(cx).map(Ok),
+            Self::Tcp(tcp) => tcp.readable().await,
+            Self::Tls(t) => t.tcp.readable().await,
+            Self::Quic(q) => {
+                q.readable().await;
+                Ok(())
+            }
         }
     }
 
-    /// Ready when the socket may be written (QUIC: at once, as it takes
+    /// Waits until the socket may be written (QUIC: at once, as it takes
     /// all that is written).
-    pub fn poll_writable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self {
-            Self::Tcp(tcp) => tcp.poll_write_ready(cx),
-            Self::Tls(t) => t.tcp.poll_write_ready(cx),
-            Self::Quic(_) => Poll::Ready(Ok(())),
-        }
-    }
-
-    /// Waits until the socket may be written.
     pub async fn writable(&self) -> io::Result<()> {
-        std::future::poll_fn(|cx| self.poll_writable(cx)).await
+        match self {
+            Self::Tcp(tcp) => tcp.writable().await,
+            Self::Tls(t) => t.tcp.writable().await,
+            Self::Quic(_) => Ok(()),
+        }
     }
 
     /// Reads what is available without waiting and hands the plaintext to
