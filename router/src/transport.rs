@@ -10,6 +10,7 @@
 //! the records rustls makes.
 
 use std::io::{self, Read, Write};
+use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
 use rustls::Connection as TlsConnection;
@@ -106,27 +107,30 @@ impl Transport {
         }
     }
 
-    /// Waits until the socket may be read (QUIC: until a frame came, or
-    /// the end).
-    pub async fn readable(&self) -> io::Result<()> {
+    /// Ready when the socket may be read (QUIC: a frame came, or the
+    /// end). Polled rather than awaited: a connection waiting for input
+    /// (every idle one) then holds no future for it.
+    pub fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self {
-            Self::Tcp(tcp) => tcp.readable().await,
-            Self::Tls(t) => t.tcp.readable().await,
-            Self::Quic(q) => {
-                q.readable().await;
-                Ok(())
-            }
+            Self::Tcp(tcp) => tcp.poll_read_ready(cx),
+            Self::Tls(t) => t.tcp.poll_read_ready(cx),
+            Self::Quic(q) => q.poll_readable(cx).map(Ok),
         }
     }
 
-    /// Waits until the socket may be written (QUIC: at once, as it takes
+    /// Ready when the socket may be written (QUIC: at once, as it takes
     /// all that is written).
-    pub async fn writable(&self) -> io::Result<()> {
+    pub fn poll_writable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self {
-            Self::Tcp(tcp) => tcp.writable().await,
-            Self::Tls(t) => t.tcp.writable().await,
-            Self::Quic(_) => Ok(()),
+            Self::Tcp(tcp) => tcp.poll_write_ready(cx),
+            Self::Tls(t) => t.tcp.poll_write_ready(cx),
+            Self::Quic(_) => Poll::Ready(Ok(())),
         }
+    }
+
+    /// Waits until the socket may be written.
+    pub async fn writable(&self) -> io::Result<()> {
+        std::future::poll_fn(|cx| self.poll_writable(cx)).await
     }
 
     /// Reads what is available without waiting and hands the plaintext to

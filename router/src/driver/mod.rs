@@ -56,7 +56,36 @@ const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 /// Serves one accepted connection until it closes or the router shuts
 /// down: the TLS handshake first if the listener has a profile.
-pub async fn serve(accepted: Accepted, core: Arc<Core>, security: Arc<Security>) {
+///
+/// Not an `async fn`: its arguments would stay in the future for the
+/// connection's lifetime. What the handshakes need is boxed and gone once
+/// they are done: an idle connection's future holds only what serving it
+/// takes.
+pub fn serve(
+    accepted: Accepted,
+    core: Arc<Core>,
+    security: Arc<Security>,
+) -> impl Future<Output = ()> + Send {
+    let peer = accepted.peer;
+    let shutdown = accepted.shutdown.clone();
+    let secured = Box::pin(secure(accepted, core, security.clone()));
+    async move {
+        let Some((transport, endpoint, deadline)) = secured.await else {
+            return;
+        };
+        let (endpoint, reason) = Task::run(transport, endpoint, security, deadline, shutdown).await;
+        tracing::debug!("connection {} from {peer} ended: {reason}", endpoint.id().0);
+    }
+}
+
+/// The handshakes of an accepted connection (TLS or QUIC's), and its
+/// endpoint; `None` if it did not get that far. Also returns the deadline
+/// for the peer's AMQP open.
+async fn secure(
+    accepted: Accepted,
+    core: Arc<Core>,
+    security: Arc<Security>,
+) -> Option<(Transport, Box<Endpoint>, Instant)> {
     let Accepted {
         stream,
         peer,
@@ -73,7 +102,7 @@ pub async fn serve(accepted: Accepted, core: Arc<Core>, security: Arc<Security>)
             r = Box::pin(accept_quic(*incoming, &listener, &security, &limits, local)) => {
                 r.map_err(|e| e.to_string())
             }
-            () = shutdown.triggered() => return,
+            () = shutdown.triggered() => return None,
         },
         Socket::Tcp(stream) => {
             if listener.role != crate::config::Role::Normal {
@@ -86,7 +115,7 @@ pub async fn serve(accepted: Accepted, core: Arc<Core>, security: Arc<Security>)
                         tracing::error!(
                             "tls profile {profile:?} cannot serve the listener on {local}"
                         );
-                        return;
+                        return None;
                     };
                     tokio::select! {
                         // Boxed: the handshake's state is large, and held
@@ -95,7 +124,7 @@ pub async fn serve(accepted: Accepted, core: Arc<Core>, security: Arc<Security>)
                         r = Box::pin(crate::tls::accept(stream, config, limits.handshake_timeout())) => {
                             r.map(|s| (s.transport, s.peer)).map_err(|e| e.to_string())
                         }
-                        () = shutdown.triggered() => return,
+                        () = shutdown.triggered() => return None,
                     }
                 }
             }
@@ -108,7 +137,7 @@ pub async fn serve(accepted: Accepted, core: Arc<Core>, security: Arc<Security>)
                 // deploy/chaos.sh reads this line.
                 tracing::warn!(%peer, "connection refused: {error}");
             });
-            return;
+            return None;
         }
     };
     let over = match transport {
@@ -124,8 +153,8 @@ pub async fn serve(accepted: Accepted, core: Arc<Core>, security: Arc<Security>)
         cert,
     };
     // Boxed: the connection's future would otherwise hold the endpoint
-    // several times over (here, in `Task::run`'s arguments and in its
-    // `Task`), as async fns keep a moved-from local's slot.
+    // several times over (in `Task::run`'s arguments and in its `Task`),
+    // as async fns keep a moved-from local's slot.
     let endpoint = Box::new(Endpoint::accepted(
         core,
         &listener,
@@ -138,8 +167,7 @@ pub async fn serve(accepted: Accepted, core: Arc<Core>, security: Arc<Security>)
         endpoint.id().0,
         listener.role
     );
-    let (endpoint, reason) = Task::run(transport, endpoint, security, deadline, shutdown).await;
-    tracing::debug!("connection {} from {peer} ended: {reason}", endpoint.id().0);
+    Some((transport, endpoint, deadline))
 }
 
 /// The QUIC handshake of an accepted connection (the listener's profile
@@ -261,23 +289,27 @@ struct Task {
 
 impl Task {
     /// Drives `endpoint` over `stream` until the connection is over, then
-    /// releases what it holds; returns it and why it ended.
-    async fn run(
+    /// releases what it holds; returns it and why it ended. (Not an
+    /// `async fn`, whose arguments would stay in the future beside the
+    /// task they were moved into.)
+    fn run(
         transport: Transport,
         endpoint: Box<Endpoint>,
         security: Arc<Security>,
         opened_by: Instant,
         shutdown: Shutdown,
-    ) -> (Box<Endpoint>, &'static str) {
+    ) -> impl Future<Output = (Box<Endpoint>, &'static str)> + Send {
         let mut task = Task {
             transport,
             endpoint,
             security,
             pending: Bytes::new(),
         };
-        let reason = task.serve(opened_by, shutdown).await;
-        task.endpoint.teardown(Instant::now());
-        (task.endpoint, reason)
+        async move {
+            let reason = task.serve(opened_by, shutdown).await;
+            task.endpoint.teardown(Instant::now());
+            (task.endpoint, reason)
+        }
     }
 
     /// Serves until the connection is over; a peer whose AMQP open has
@@ -313,14 +345,22 @@ impl Task {
                 .poll_timeout()
                 .map(tokio::time::Instant::from_std);
             let close_deadline = closing_since.map(|t| t + CLOSE_GRACE);
-            let wake = match (timer, close_deadline) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            // One timer for all three deadlines: each `Sleep` held in the
+            // `select!` is memory every idle connection keeps.
+            let open_deadline = (!self.endpoint.peer_opened()).then_some(opened_by);
+            let wake = [timer, close_deadline, open_deadline]
+                .into_iter()
+                .flatten()
+                .min();
             // A producer with too many bytes in flight is not read from
             // until some are delivered (see `core::budget`).
-            let budget = self.endpoint.budget().clone();
             let paused = self.endpoint.should_pause();
+            // Boxed, and only while paused: inline, its timer and wake-ups
+            // would be memory every idle connection keeps.
+            let freed = paused.then(|| {
+                let budget = self.endpoint.budget().clone();
+                Box::pin(async move { budget.freed().await })
+            });
             let writing = !self.pending.is_empty() || self.transport.wants_write();
             // (Over QUIC, output leaves the engine at once for the stream
             // writers, which hold at most each session's window: one
@@ -329,7 +369,7 @@ impl Task {
             self.endpoint.set_congested(backlogged);
             let held = self.endpoint.has_held();
             tokio::select! {
-                r = self.transport.writable(), if writing => {
+                r = std::future::poll_fn(|cx| self.transport.poll_writable(cx)), if writing => {
                     if r.is_err() {
                         self.endpoint.handle_eof(Instant::now());
                     }
@@ -338,8 +378,8 @@ impl Task {
                     login = None;
                     self.endpoint.login_checked(checked, Instant::now());
                 }
-                _ = budget.freed(), if paused => {}
-                r = self.transport.readable(), if !paused => match r {
+                () = async { freed.expect("guarded").await }, if paused => {}
+                r = std::future::poll_fn(|cx| self.transport.poll_readable(cx)), if !paused => match r {
                     Ok(()) => self.read_ready(),
                     Err(_) => self.endpoint.handle_eof(Instant::now()),
                 },
@@ -361,16 +401,17 @@ impl Task {
                 _ = std::future::ready(()), if held && !backlogged => {
                     self.endpoint.handle_inbox(MAX_BATCH, Instant::now());
                 }
-                () = tokio::time::sleep_until(opened_by), if !self.endpoint.peer_opened() => {
-                    let peer = self.transport.peer_addr();
-                    self.security.refusals.note(|| {
-                        tracing::warn!(?peer, "connection closed: no AMQP open within the handshake timeout");
-                    });
-                    return "no open in time";
-                }
                 _ = sleep_until(wake) => {
-                    if close_deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+                    let now = tokio::time::Instant::now();
+                    if close_deadline.is_some_and(|d| now >= d) {
                         return "peer did not answer close";
+                    }
+                    if open_deadline.is_some_and(|d| now >= d) {
+                        let peer = self.transport.peer_addr();
+                        self.security.refusals.note(|| {
+                            tracing::warn!(?peer, "connection closed: no AMQP open within the handshake timeout");
+                        });
+                        return "no open in time";
                     }
                     // What the peer sent while this task waited to run
                     // counts as heard: after a stall of this process the

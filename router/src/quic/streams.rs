@@ -31,6 +31,7 @@ use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -94,8 +95,6 @@ impl std::fmt::Debug for Streams {
 #[derive(Default)]
 struct Inbound {
     state: Mutex<InState>,
-    /// Something to read, or the end.
-    readable: Notify,
     /// Room for more.
     space: Notify,
 }
@@ -106,6 +105,16 @@ struct InState {
     bytes: usize,
     /// The connection stream ended (or the connection did).
     ended: bool,
+    /// The connection task, waiting for something to read or the end.
+    reader: Option<Waker>,
+}
+
+impl InState {
+    fn wake_reader(&mut self) {
+        if let Some(w) = self.reader.take() {
+            w.wake();
+        }
+    }
 }
 
 impl Inbound {
@@ -120,8 +129,7 @@ impl Inbound {
                 if s.bytes < INBOUND_MAX || s.queue.is_empty() {
                     s.bytes += chunk.len();
                     s.queue.push_back(chunk);
-                    drop(s);
-                    self.readable.notify_one();
+                    s.wake_reader();
                     return;
                 }
             }
@@ -130,8 +138,9 @@ impl Inbound {
     }
 
     fn end(&self) {
-        self.state.lock().expect("inbound lock").ended = true;
-        self.readable.notify_one();
+        let mut s = self.state.lock().expect("inbound lock");
+        s.ended = true;
+        s.wake_reader();
     }
 }
 
@@ -176,20 +185,15 @@ impl Streams {
         self.local
     }
 
-    /// Waits until there is something to read, or the end.
-    pub async fn readable(&self) {
-        loop {
-            let notified = self.inbound.readable.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            {
-                let s = self.inbound.state.lock().expect("inbound lock");
-                if !s.queue.is_empty() || s.ended {
-                    return;
-                }
-            }
-            notified.await;
+    /// Ready when there is something to read, or the end (polled, so
+    /// that waiting holds no future).
+    pub fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut s = self.inbound.state.lock().expect("inbound lock");
+        if !s.queue.is_empty() || s.ended {
+            return Poll::Ready(());
         }
+        s.reader = Some(cx.waker().clone());
+        Poll::Pending
     }
 
     /// Hands what was received to `sink`, in order, without waiting.
