@@ -90,7 +90,7 @@ impl Links {
         }
         if uplink {
             // Up once the interior keeps it open (see `announce_uplink`).
-            self.mesh.uplink_opened = Some(peer.id);
+            self.mesh.r_mut().uplink_opened = Some(peer.id);
             return;
         }
         if let Err(e) = self.core.mesh().edges().attach(peer.id.clone(), self.me.id) {
@@ -98,7 +98,7 @@ impl Links {
         }
         let (at, tls) = self.described();
         tracing::info!("edge router {} connected (from {at}{tls})", peer.id);
-        self.mesh.edge = Some(peer.id);
+        self.mesh.r_mut().edge = Some(peer.id);
         self.attach_interest(engine);
     }
 
@@ -106,7 +106,7 @@ impl Links {
     /// router opened the connection and has not closed it at once (as it
     /// does to refuse us, its close following its open): the uplink is up.
     pub(super) fn announce_uplink(&mut self, engine: &mut Connection) {
-        let Some(interior) = self.mesh.uplink_opened.take() else {
+        let Some(interior) = self.mesh.r_mut().uplink_opened.take() else {
             return;
         };
         if !engine.is_open() {
@@ -118,18 +118,18 @@ impl Links {
             .mesh()
             .edges()
             .uplink_up(interior.clone(), self.me.clone());
-        self.mesh.edge = Some(interior.clone());
+        self.mesh.r_mut().edge = Some(interior.clone());
         let Ok(session) = engine.begin_session() else {
             return;
         };
-        self.mesh.lanes.add(session);
+        self.mesh.r_mut().lanes.add(session);
         self.attach_relay(engine, interior);
         self.sync_uplink(engine);
     }
 
     /// Edge router's uplink: attaches the relay link (see [`RELAY`]).
     fn attach_relay(&mut self, engine: &mut Connection, interior: RouterId) {
-        let Some(session) = self.mesh.lanes.first() else {
+        let Some(session) = self.mesh.r().lanes.first() else {
             return;
         };
         let me = self.core.mesh().id();
@@ -196,8 +196,8 @@ impl Links {
     pub(super) fn sync_uplink(&mut self, engine: &mut Connection) {
         let mut names: std::collections::BTreeSet<String> =
             self.core.address_names().into_iter().collect();
-        names.extend(self.mesh.data.keys().map(|(a, _)| a.clone()));
-        names.extend(self.mesh.edge_in.keys().cloned());
+        names.extend(self.mesh.r().data.keys().map(|(a, _)| a.clone()));
+        names.extend(self.mesh.r().edge_in.keys().cloned());
         for name in names {
             self.sync_uplink_address(engine, &name);
         }
@@ -207,7 +207,8 @@ impl Links {
     /// router's clients produce to it, a receiving link while they consume
     /// from it.
     pub(super) fn sync_uplink_address(&mut self, engine: &mut Connection, address: &str) {
-        let (Some(interior), Some(_)) = (self.mesh.edge.clone(), self.mesh.lanes.first()) else {
+        let (Some(interior), Some(_)) = (self.mesh.r().edge.clone(), self.mesh.r().lanes.first())
+        else {
             return;
         };
         if !self.mesh.is_uplink() || stays_on_the_edge(address) {
@@ -218,25 +219,25 @@ impl Links {
             .lookup(address)
             .map_or((false, false), |a| a.client_links());
         let key: DataKey = (address.to_owned(), None);
-        match (produced, self.mesh.data.get(&key).copied()) {
+        match (produced, self.mesh.r().data.get(&key).copied()) {
             (true, Some(link)) if self.is_retiring(link) => {
                 self.unretire(link, None);
                 self.follow_interest(link);
             }
             (true, None) => {
                 self.attach_data_link(engine, key.clone(), Hop::Edge(interior.clone()));
-                if let Some(&link) = self.mesh.data.get(&key) {
+                if let Some(&link) = self.mesh.r().data.get(&key) {
                     self.follow_interest(link);
                 }
             }
             (false, Some(link)) if !self.is_retiring(link) => {
                 self.core.mesh().edges().set_decided(address, false);
-                self.mesh.wanted.remove(address);
+                self.mesh.r_mut().wanted.remove(address);
                 self.retire(engine, link);
             }
             _ => {}
         }
-        match (consumed, self.mesh.edge_in.get(address).copied()) {
+        match (consumed, self.mesh.r().edge_in.get(address).copied()) {
             (true, None) => self.attach_from_interior(engine, address, interior),
             (false, Some(link)) => {
                 let _ = engine.detach(link, true, None);
@@ -250,7 +251,7 @@ impl Links {
     /// come in on, a producer of it that this router's consumers give
     /// credit to (its credit is granted once the interior answers).
     fn attach_from_interior(&mut self, engine: &mut Connection, address: &str, interior: RouterId) {
-        let Some(session) = self.mesh.lanes.first() else {
+        let Some(session) = self.mesh.r().lanes.first() else {
             return;
         };
         let me = self.core.mesh().id();
@@ -271,7 +272,7 @@ impl Links {
         };
         let a = self.core.address(address);
         self.add_producer_link(link, a, Hop::Edge(interior));
-        self.mesh.edge_in.insert(address.to_owned(), link);
+        self.mesh.r_mut().edge_in.insert(address.to_owned(), link);
     }
 
     /// Whether `link` is an uplink's receiving link.
@@ -281,13 +282,15 @@ impl Links {
 
     /// An uplink's receiving link is gone.
     pub(super) fn edge_link_gone(&mut self, link: LinkId) {
-        self.mesh.edge_in.retain(|_, l| *l != link);
+        if let Some(r) = self.mesh.r_if() {
+            r.edge_in.retain(|_, l| *l != link);
+        }
     }
 
     /// The edge connection ended: an edge's uplink is down, an interior
     /// forgets the edge router.
     pub(super) fn edge_teardown(&mut self) {
-        let Some(peer) = self.mesh.edge.clone() else {
+        let Some(peer) = self.mesh.r().edge.clone() else {
             return;
         };
         let edges = self.core.mesh().edges();

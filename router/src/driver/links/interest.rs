@@ -66,7 +66,7 @@ impl Links {
             snd_settle_mode: SenderSettleMode::Settled,
             ..LinkSpec::default()
         };
-        self.mesh.interest_link = engine.attach(session, spec).ok();
+        self.mesh.r_mut().interest_link = engine.attach(session, spec).ok();
     }
 
     /// Interior router, for an edge router's producer link `link`: tells
@@ -76,7 +76,7 @@ impl Links {
     /// no routing protocol, and the link's credit alone cannot tell "no
     /// consumer" from "all credit in flight".
     pub(super) fn tell_interest(&mut self, engine: &mut Connection, link: LinkId) {
-        let (Some(edge), false) = (&self.mesh.edge, self.mesh.is_uplink()) else {
+        let (Some(edge), false) = (&self.mesh.r().edge, self.mesh.is_uplink()) else {
             return;
         };
         let Some(Producer {
@@ -86,20 +86,23 @@ impl Links {
             return;
         };
         let has = a.has_consumers_besides(&Hop::Edge(edge.clone()));
-        if self.mesh.interest.get(a.name()) == Some(&has) {
+        if self.mesh.r().interest.get(a.name()) == Some(&has) {
             return;
         }
-        self.mesh.interest.insert(a.name().to_owned(), has);
-        self.mesh.interest_pending.insert(a.name().to_owned());
+        self.mesh.r_mut().interest.insert(a.name().to_owned(), has);
+        self.mesh
+            .r_mut()
+            .interest_pending
+            .insert(a.name().to_owned());
         self.flush_interest(engine);
     }
 
     /// Interior router: the edge's producer link for `address` is gone; a
     /// new one is told afresh.
     pub(super) fn forget_interest(&mut self, address: &str) {
-        if self.mesh.edge.is_some() && !self.mesh.is_uplink() {
-            self.mesh.interest.remove(address);
-            self.mesh.interest_pending.remove(address);
+        if self.mesh.r().edge.is_some() && !self.mesh.is_uplink() {
+            self.mesh.r_mut().interest.remove(address);
+            self.mesh.r_mut().interest_pending.remove(address);
         }
     }
 
@@ -107,14 +110,14 @@ impl Links {
     /// the interest link's credit goes. Each message is an amqp-value
     /// list `[address, has-consumers]`, pre-settled.
     pub(super) fn flush_interest(&mut self, engine: &mut Connection) {
-        let Some(link) = self.mesh.interest_link else {
+        let Some(link) = self.mesh.r().interest_link else {
             return;
         };
         while engine.credit(link) > 0 {
-            let Some(address) = self.mesh.interest_pending.pop_first() else {
+            let Some(address) = self.mesh.r_mut().interest_pending.pop_first() else {
                 return;
             };
-            let Some(&has) = self.mesh.interest.get(&address) else {
+            let Some(&has) = self.mesh.r().interest.get(&address) else {
                 continue;
             };
             let body = interest_message(&address, has);
@@ -135,18 +138,18 @@ impl Links {
         let is_interest = attach.role == Role::Sender
             && matches!(&attach.target, Some(TargetTerminus::Target(t))
                 if t.address.as_deref() == Some(INTEREST_ADDRESS));
-        if !is_interest || self.mesh.interest_link.is_some() {
+        if !is_interest || self.mesh.r().interest_link.is_some() {
             return false;
         }
         if super::mesh::accept_settled(engine, link, attach, INTEREST_CREDIT) {
-            self.mesh.interest_link = Some(link);
+            self.mesh.r_mut().interest_link = Some(link);
         }
         true
     }
 
     /// Whether `link` is the interior's interest link, on an edge's uplink.
     pub(super) fn is_interest_in(&self, link: LinkId) -> bool {
-        self.mesh.is_uplink() && self.mesh.interest_link == Some(link)
+        self.mesh.is_uplink() && self.mesh.r().interest_link == Some(link)
     }
 
     /// Edge router's uplink: the interior says whether an address has a
@@ -163,13 +166,13 @@ impl Links {
             return;
         };
         if has {
-            self.mesh.wanted.insert(address.clone());
+            self.mesh.r_mut().wanted.insert(address.clone());
         } else {
-            self.mesh.wanted.remove(&address);
+            self.mesh.r_mut().wanted.remove(&address);
         }
         self.core.mesh().edges().set_decided(&address, true);
         let key: DataKey = (address, None);
-        if let Some(&link) = self.mesh.data.get(&key) {
+        if let Some(&link) = self.mesh.r().data.get(&key) {
             self.follow_interest(link);
         }
         if let Some(a) = self.core.lookup(&key.0) {
@@ -189,7 +192,7 @@ impl Links {
         if c.retiring {
             return;
         }
-        let wanted = self.mesh.wanted.contains(c.address.name());
+        let wanted = self.mesh.r().wanted.contains(c.address.name());
         if wanted && c.dormant {
             let a = self.core.address(c.address.name());
             a.add_consumer(self.me.clone(), link, c.to.clone(), None);

@@ -211,7 +211,10 @@ pub struct Failure {
     pub logged: bool,
 }
 
-/// Per-connection inter-router state.
+/// Per-connection inter-router state: what every connection has (its
+/// kind and ends), and what only a connection to another router uses,
+/// boxed and made only for those (an idle client's connection does not
+/// carry it: about 480 bytes).
 #[derive(Debug)]
 pub(crate) struct MeshState {
     kind: ConnKind,
@@ -221,18 +224,25 @@ pub(crate) struct MeshState {
     ends: Ends,
     /// Why the connection was refused (by us, or by the peer's close).
     failure: Option<Failure>,
-    peer: Option<RouterId>,
+    /// `None` on a client's connection (and a broker's, until used).
+    router: Option<Box<RouterSide>>,
+}
+
+/// What a connection to another router (inter-router or edge) holds.
+#[derive(Debug, Default)]
+pub(super) struct RouterSide {
+    pub(super) peer: Option<RouterId>,
     /// The data sessions ("lanes"): one over TCP, [`QUIC_LANES`] over
     /// QUIC, where each session is a stream of its own.
     pub(super) lanes: Lanes,
-    control_out: Option<LinkId>,
-    control_in: Option<LinkId>,
-    backlog: VecDeque<ControlMessage>,
+    pub(super) control_out: Option<LinkId>,
+    pub(super) control_in: Option<LinkId>,
+    pub(super) backlog: VecDeque<ControlMessage>,
     /// Our data links to the peer, by address and, for multicast, tree
     /// (an edge router's uplink: its links to the interior router).
     pub(super) data: HashMap<DataKey, LinkId>,
     /// The connection ended because the peer fell silent.
-    silent: bool,
+    pub(super) silent: bool,
     /// The router at the other end of an edge connection, once it is up.
     pub(super) edge: Option<RouterId>,
     /// An edge router's uplink: its links from the interior router, by
@@ -254,33 +264,39 @@ pub(crate) struct MeshState {
     pub(super) wanted: std::collections::HashSet<String>,
 }
 
+/// The router side of a connection that has none.
+static NO_ROUTER: std::sync::LazyLock<RouterSide> = std::sync::LazyLock::new(RouterSide::default);
+
 impl MeshState {
     pub(crate) fn new(kind: ConnKind, cert: Option<crate::tls::CertNames>, ends: Ends) -> Self {
+        let router = !matches!(kind, ConnKind::Client | ConnKind::Broker);
         Self {
             kind,
             cert,
             ends,
             failure: None,
-            peer: None,
-            lanes: Lanes::default(),
-            control_out: None,
-            control_in: None,
-            backlog: VecDeque::new(),
-            data: HashMap::new(),
-            silent: false,
-            edge: None,
-            edge_in: HashMap::new(),
-            uplink_opened: None,
-            interest_link: None,
-            interest: HashMap::new(),
-            interest_pending: Default::default(),
-            wanted: Default::default(),
+            router: router.then(Box::default),
         }
+    }
+
+    /// Its router side (empty on a client's connection).
+    pub(super) fn r(&self) -> &RouterSide {
+        self.router.as_deref().unwrap_or(&NO_ROUTER)
+    }
+
+    /// Its router side, made if there was none.
+    pub(super) fn r_mut(&mut self) -> &mut RouterSide {
+        self.router.get_or_insert_with(Box::default)
+    }
+
+    /// Its router side, if it has one: for forgetting what it may hold.
+    pub(super) fn r_if(&mut self) -> Option<&mut RouterSide> {
+        self.router.as_deref_mut()
     }
 
     /// The router at the other end of an edge connection, once it is up.
     pub(crate) fn edge(&self) -> Option<&RouterId> {
-        self.edge.as_ref()
+        self.r().edge.as_ref()
     }
 
     /// Whether this is an edge router's uplink (up or not).
@@ -302,17 +318,17 @@ impl MeshState {
     /// idle timeout ([`NEIGHBOUR_SILENCE`](crate::mesh::NEIGHBOUR_SILENCE)
     /// on inter-router connections).
     pub(crate) fn set_silent(&mut self) {
-        self.silent = true;
+        self.r_mut().silent = true;
     }
 
     /// Whether it did.
     pub(crate) fn silent(&self) -> bool {
-        self.silent
+        self.r().silent
     }
 
     /// The peer router, on an inter-router connection that is up.
     pub(crate) fn peer(&self) -> Option<&RouterId> {
-        self.peer.as_ref()
+        self.r().peer.as_ref()
     }
 
     /// Why the connection was refused, if it was.
@@ -322,7 +338,7 @@ impl MeshState {
 
     /// The connection closed: the peer's close error, if it refused us.
     pub(crate) fn closed(&mut self, error: Option<&Error>, by_peer: bool) {
-        if let (Some(error), true, None, None) = (error, by_peer, &self.failure, &self.peer) {
+        if let (Some(error), true, None, None) = (error, by_peer, &self.failure, &self.r().peer) {
             let why = error
                 .description
                 .as_deref()
@@ -349,20 +365,20 @@ impl MeshState {
 
     /// The routing protocol's links (out, in), once attached.
     pub(crate) fn control_links(&self) -> [Option<LinkId>; 2] {
-        [self.control_out, self.control_in]
+        [self.r().control_out, self.r().control_in]
     }
 
     pub(crate) fn is_control_out(&self, link: LinkId) -> bool {
-        self.control_out == Some(link)
+        self.r().control_out == Some(link)
     }
 
     pub(crate) fn is_control_in(&self, link: LinkId) -> bool {
-        self.control_in == Some(link)
+        self.r().control_in == Some(link)
     }
 
     /// Whether `link` is the peer's control link being attached.
     pub(crate) fn is_control_attach(&self, attach: &Attach) -> bool {
-        self.peer.is_some()
+        self.r().peer.is_some()
             && matches!(&attach.target, Some(TargetTerminus::Target(t))
                 if t.address.as_deref() == Some(CONTROL_ADDRESS))
     }
@@ -463,15 +479,15 @@ impl Links {
             peer.id,
             addr(at)
         );
-        self.mesh.peer = Some(peer.id);
+        self.mesh.r_mut().peer = Some(peer.id);
         let lanes = if self.mesh.ends.quic { QUIC_LANES } else { 1 };
         for _ in 0..lanes {
             let Ok(session) = engine.begin_session() else {
                 break;
             };
-            self.mesh.lanes.add(session);
+            self.mesh.r_mut().lanes.add(session);
         }
-        let Some(session) = self.mesh.lanes.first() else {
+        let Some(session) = self.mesh.r().lanes.first() else {
             return;
         };
         // Control traffic has its own session, marked priority: its frames
@@ -492,7 +508,7 @@ impl Links {
             snd_settle_mode: SenderSettleMode::Settled,
             ..LinkSpec::default()
         };
-        self.mesh.control_out = engine.attach(control, spec).ok();
+        self.mesh.r_mut().control_out = engine.attach(control, spec).ok();
         self.sync_data_links(engine);
     }
 
@@ -616,7 +632,7 @@ impl Links {
         if !engine.is_open() || engine.is_finished() {
             return; // closing or gone already: its links end with it
         }
-        match &self.mesh.peer {
+        match &self.mesh.r().peer {
             Some(peer) => tracing::warn!("{why}; closing the connection to neighbour {peer}"),
             None => tracing::warn!("{why}; closing the inter-router connection"),
         }
@@ -631,13 +647,13 @@ impl Links {
         attach: &Attach,
     ) {
         if accept_settled(engine, link, attach, CONTROL_CREDIT) {
-            self.mesh.control_in = Some(link);
+            self.mesh.r_mut().control_in = Some(link);
         }
     }
 
     /// A control message from the peer.
     pub(super) fn control_transfer(&mut self, engine: &mut Connection, t: IncomingTransfer) {
-        let Some(peer) = self.mesh.peer.clone() else {
+        let Some(peer) = self.mesh.r().peer.clone() else {
             return;
         };
         // Control messages are small and single-frame; anything else is
@@ -656,10 +672,10 @@ impl Links {
 
     /// Sends a control message to the peer, or keeps it until credit comes.
     pub(super) fn send_control(&mut self, engine: &mut Connection, msg: ControlMessage) {
-        if self.mesh.backlog.len() >= CONTROL_BACKLOG {
-            self.mesh.backlog.pop_front();
+        if self.mesh.r().backlog.len() >= CONTROL_BACKLOG {
+            self.mesh.r_mut().backlog.pop_front();
         }
-        self.mesh.backlog.push_back(msg);
+        self.mesh.r_mut().backlog.push_back(msg);
         self.flush_control(engine);
     }
 
@@ -668,11 +684,11 @@ impl Links {
     }
 
     fn flush_control(&mut self, engine: &mut Connection) {
-        let Some(link) = self.mesh.control_out else {
+        let Some(link) = self.mesh.r().control_out else {
             return;
         };
         while engine.credit(link) > 0 {
-            let Some(msg) = self.mesh.backlog.pop_front() else {
+            let Some(msg) = self.mesh.r_mut().backlog.pop_front() else {
                 return;
             };
             let tag = self.tag();
@@ -690,7 +706,8 @@ impl Links {
         if self.mesh.is_uplink() {
             return self.sync_uplink(engine);
         }
-        let (Some(peer), Some(_)) = (self.mesh.peer.clone(), self.mesh.lanes.first()) else {
+        let (Some(peer), Some(_)) = (self.mesh.r().peer.clone(), self.mesh.r().lanes.first())
+        else {
             return;
         };
         let table = self.core.mesh().table();
@@ -721,6 +738,7 @@ impl Links {
         }
         let mut gone: Vec<LinkId> = self
             .mesh
+            .r()
             .data
             .iter()
             .filter(|(k, l)| !wanted.contains(*k) && !self.is_retiring(**l))
@@ -731,7 +749,7 @@ impl Links {
             self.retire(engine, link);
         }
         for key in wanted {
-            if let Some(&link) = self.mesh.data.get(&key) {
+            if let Some(&link) = self.mesh.r().data.get(&key) {
                 if self.is_retiring(link) {
                     self.unretire(link, key.1);
                 }
@@ -765,21 +783,24 @@ impl Links {
             properties,
             ..LinkSpec::default()
         };
-        let (lane, session) = self.mesh.lanes.lane_for(&key);
+        let (lane, session) = self.mesh.r_mut().lanes.lane_for(&key);
         let Ok(link) = engine.attach(session, spec) else {
             return;
         };
-        self.mesh.lanes.carry(lane, link);
+        self.mesh.r_mut().lanes.carry(lane, link);
         let a = self.core.address(address);
         self.add_consumer_link(link, a, to, tree.clone());
-        self.mesh.data.insert(key, link);
+        self.mesh.r_mut().data.insert(key, link);
     }
 
     /// Forgets a data link that went away.
     pub(super) fn data_link_gone(&mut self, link: LinkId) {
-        self.mesh.data.retain(|_, l| *l != link);
-        self.mesh.lanes.drop_link(link);
-        self.mesh.lanes.forget_unused(&self.mesh.data);
+        let Some(r) = self.mesh.r_if() else {
+            return;
+        };
+        r.data.retain(|_, l| *l != link);
+        r.lanes.drop_link(link);
+        r.lanes.forget_unused(&r.data);
     }
 
     /// Whether `link` is a data link waiting for its outcomes before it

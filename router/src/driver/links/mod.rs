@@ -297,7 +297,7 @@ impl Links {
                     self.control_credit(engine, credit)
                 }
                 Event::Credit { link, .. }
-                    if !self.mesh.is_uplink() && self.mesh.interest_link == Some(link) =>
+                    if !self.mesh.is_uplink() && self.mesh.r().interest_link == Some(link) =>
                 {
                     self.flush_interest(engine)
                 }
