@@ -968,6 +968,64 @@ impl Address {
         }
     }
 
+    /// Its credit as the router reckons it, one line, for a person reading
+    /// a stalled run (the simulator's liveness failures): each consumer's
+    /// hop, credit and level; each producer's hop, credit held, and its
+    /// lease state as of `now`.
+    pub fn describe_credit(&self, now: Instant) -> String {
+        let s = self.lock();
+        let hop = |h: &Hop| match h {
+            Hop::Local => "local".to_string(),
+            Hop::Neighbor(r) => r.to_string(),
+            Hop::Edge(r) => format!("edge {r}"),
+        };
+        let ms = |d: Duration| d.as_millis();
+        let consumers: Vec<String> = s
+            .consumers
+            .iter()
+            .map(|c| {
+                let congested = if c.congested { " congested" } else { "" };
+                format!(
+                    "to {} credit {} level {}{congested}",
+                    hop(&c.to),
+                    c.credit,
+                    c.level
+                )
+            })
+            .collect();
+        let producers: Vec<String> = s
+            .producers
+            .iter()
+            .map(|p| {
+                let mut flags = String::new();
+                if p.short {
+                    flags.push_str(" short");
+                }
+                if p.reclaim {
+                    flags.push_str(" reclaim");
+                }
+                if p.quiet_until > now {
+                    flags.push_str(&format!(" quiet {}ms", ms(p.quiet_until - now)));
+                }
+                let used = p
+                    .last_used
+                    .map_or("never".into(), |t| format!("{}ms ago", ms(now - t)));
+                format!(
+                    "from {} granted {} used {used}{flags}",
+                    hop(&p.from),
+                    p.granted
+                )
+            })
+            .collect();
+        format!(
+            "consumers [{}] producers [{}] held {} shorts {}",
+            consumers.join("; "),
+            producers.join("; "),
+            s.held,
+            s.shorts
+        )
+    }
+
     /// Accounts a producer's delivery that is not routed (it expired): it
     /// used one of the producer's credit.
     pub fn route_none(&self, conn: ConnId, link: LinkId) {

@@ -481,6 +481,38 @@ impl Mesh {
             .collect()
     }
 
+    /// The address's credit as each router reckons it, from router `from`
+    /// along its consumer links towards the consumers (a dozen routers at
+    /// most): where a held delivery waits, and why.
+    fn credit_chain(&self, address: &str, from: usize) -> Vec<String> {
+        let now = self.clock.now();
+        let mut seen = std::collections::BTreeSet::from([from]);
+        let mut queue = std::collections::VecDeque::from([from]);
+        let mut lines = Vec::new();
+        while let Some(r) = queue.pop_front() {
+            if lines.len() >= 12 {
+                break;
+            }
+            let Some(node) = self.routers[r].node.as_ref() else {
+                continue;
+            };
+            let Some(a) = node.core.lookup(address) else {
+                lines.push(format!("{}: no such address", self.routers[r].id));
+                continue;
+            };
+            let described = a.describe_credit(now);
+            for (n, _) in self.routers.iter().enumerate() {
+                if !seen.contains(&n) && described.contains(&format!("to {} ", self.routers[n].id))
+                {
+                    seen.insert(n);
+                    queue.push_back(n);
+                }
+            }
+            lines.push(format!("{}: {described}", self.routers[r].id));
+        }
+        lines
+    }
+
     /// Whether every producer whose address has a consumer has finished:
     /// every message accepted or rejected (or sent, if pre-settled), and
     /// nothing is held in a router or waiting at a consumer.
@@ -532,8 +564,17 @@ impl Mesh {
                     } else {
                         String::new()
                     };
+                    let chain = self
+                        .ledger
+                        .in_flight()
+                        .find(|k| usize::from(k.producer) == c.index)
+                        .and_then(|k| self.monitor.holders(k).next())
+                        .map(|r| self.credit_chain(&p.spec.address, r))
+                        .map_or(String::new(), |lines| {
+                            format!("; credit from the holder on: {}", lines.join(" | "))
+                        });
                     return Err(format!(
-                        "{} has {} messages not done (credit {}, unsettled {stuck:?}){parked}{anonymous}",
+                        "{} has {} messages not done (credit {}, unsettled {stuck:?}){parked}{anonymous}{chain}",
                         c.name,
                         p.remaining(),
                         c.credit()

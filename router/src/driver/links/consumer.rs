@@ -19,6 +19,10 @@ impl Links {
         if f.wait && (engine.credit(link) == 0 || !c.held.is_empty()) {
             self.core.stats.held.fetch_add(1, Ordering::Relaxed);
             c.held.push_back(Held::Start(f));
+            if engine.credit(link) == 0 && c.starved_since.is_none() {
+                c.starved_since = Some(self.now);
+                self.starved_check.get_or_insert(self.now + PROMISED_WAIT);
+            }
             return;
         }
         if !c.held.is_empty() || engine.is_sending(link) {
@@ -86,6 +90,20 @@ impl Links {
     /// if it waits for credit ([`Forwarded::wait`]) while there is credit
     /// (the others wait behind it).
     pub(super) fn send_held(&mut self, engine: &mut Connection, link: LinkId) {
+        self.send_waiting(engine, link);
+        // What is left waits for credit: from now, if it did not already.
+        if let Some(c) = self.consumers.get_mut(&link)
+            && c.starved_since.is_none()
+            && engine.credit(link) == 0
+            && c.held.iter().any(|h| matches!(h, Held::Start(f) if f.wait))
+        {
+            c.starved_since = Some(self.now);
+            self.starved_check.get_or_insert(self.now + PROMISED_WAIT);
+        }
+    }
+
+    /// [`send_held`](Self::send_held)'s sending.
+    fn send_waiting(&mut self, engine: &mut Connection, link: LinkId) {
         loop {
             let Some(c) = self.consumers.get_mut(&link) else {
                 return;
@@ -133,6 +151,7 @@ impl Links {
                 let Some(Held::Start(f)) = c.held.remove(i) else {
                     unreachable!("a delivery at {i}");
                 };
+                c.starved_since = None;
                 self.send_delivery(engine, link, f);
             }
             let Some(c) = self.consumers.get_mut(&link) else {
@@ -144,6 +163,69 @@ impl Links {
                 return;
             }
         }
+    }
+
+    /// When to look for deliveries waiting too long for credit.
+    pub(super) fn poll_starved(&self) -> Option<Instant> {
+        self.starved_check
+    }
+
+    /// Deliveries that have waited [`PROMISED_WAIT`] for a consumer link's
+    /// credit with nothing sent on it go to another consumer, or back to
+    /// their producer released; those that cannot be sent elsewhere (a
+    /// multicast copy, a delivery streamed in several frames) wait on.
+    pub(super) fn check_starved(&mut self, engine: &Connection) {
+        if self.starved_check.is_none_or(|at| self.now < at) {
+            return;
+        }
+        let now = self.now;
+        let mut next: Option<Instant> = None;
+        let mut links: Vec<LinkId> = self
+            .consumers
+            .iter()
+            .filter(|(_, c)| c.starved_since.is_some())
+            .map(|(l, _)| *l)
+            .collect();
+        links.sort();
+        for link in links {
+            let c = self.consumers.get_mut(&link).expect("a consumer link");
+            let waits = |h: &Held| matches!(h, Held::Start(f) if f.wait);
+            let since = c.starved_since.expect("starved");
+            if engine.credit(link) > 0 || !c.held.iter().any(waits) {
+                c.starved_since = None;
+                continue;
+            }
+            if now < since + PROMISED_WAIT {
+                next = Some(next.map_or(since + PROMISED_WAIT, |n| n.min(since + PROMISED_WAIT)));
+                continue;
+            }
+            let movable =
+                |f: &Forwarded| f.wait && !f.more && f.retry.is_some() && f.origin.is_some();
+            let (gone, kept): (VecDeque<Held>, VecDeque<Held>) = std::mem::take(&mut c.held)
+                .into_iter()
+                .partition(|h| matches!(h, Held::Start(f) if movable(f)));
+            c.held = kept;
+            c.starved_since = c.held.iter().any(waits).then_some(now);
+            if c.starved_since.is_some() {
+                next = Some(next.map_or(now + PROMISED_WAIT, |n| n.min(now + PROMISED_WAIT)));
+            }
+            let address = c.address.clone();
+            if !gone.is_empty() {
+                tracing::debug!(
+                    "{}: {} deliveries waited {PROMISED_WAIT:?} for credit on link {link:?}: sent elsewhere or back",
+                    address.name(),
+                    gone.len()
+                );
+            }
+            for h in gone {
+                let Held::Start(f) = h else { continue };
+                address.refund(self.me.id, link);
+                if let (Some(origin), retry) = (f.origin, f.retry) {
+                    self.reforward(origin, retry, link);
+                }
+            }
+        }
+        self.starved_check = next;
     }
 
     /// Sends a delivery that consumer link `not` did not take (released it,

@@ -47,7 +47,7 @@ impl Links {
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         let recheck = self.rechecks.values().min().copied();
         let broker = self.broker.as_ref().and_then(|b| b.poll_timeout());
-        [recheck, self.poll_stuck(), broker]
+        [recheck, self.poll_stuck(), self.poll_starved(), broker]
             .into_iter()
             .flatten()
             .min()
@@ -68,6 +68,7 @@ impl Links {
             self.recredit(engine, link);
         }
         self.check_stuck();
+        self.check_starved(engine);
         if self
             .broker
             .as_ref()

@@ -104,6 +104,9 @@ struct Consumer {
     /// Deliveries sent from `held` in a row ahead of an older one of
     /// lower priority (see [`next_held`]).
     overtakes: u32,
+    /// Since when deliveries in `held` have waited for the link's credit
+    /// with nothing sent (`None`: none waits for it; see [`PROMISED_WAIT`]).
+    starved_since: Option<Instant>,
     /// A data link the routing no longer wants: it takes no new
     /// deliveries and is detached once every delivery sent on it has its
     /// outcome (see `Links::retire`).
@@ -177,6 +180,9 @@ pub(crate) struct Links {
     about: report::About,
     /// When to look for stuck deliveries next (`None`: none unsettled).
     stuck_check: Option<Instant>,
+    /// When to look next for deliveries waiting too long for a consumer
+    /// link's credit (`None`: none waits).
+    starved_check: Option<Instant>,
     /// This connection's stuck deliveries, counted in the metrics.
     stuck_total: u64,
     /// The peer is not taking what is sent to it (see
@@ -195,6 +201,17 @@ pub(crate) struct Links {
 
 /// Delivery tags cut from one buffer.
 const TAG_BATCH: usize = 1024;
+
+/// How long deliveries promised credit (`Forwarded::wait`) wait on a
+/// consumer link whose credit does not come, with nothing sent on it,
+/// before they go to another consumer or back to their producer released
+/// (never sent, so safe to send again). The credit they wait for is
+/// normally on its way (a receiver may lower link credit at any time,
+/// AMQP 1.0 §2.6.7, and what was sent meanwhile is promised); but where
+/// the route changed and the link's receiver has no credit to give, it
+/// never came: a 1,000-router simulation held one delivery so for good
+/// while its producer's later messages went another way.
+const PROMISED_WAIT: Duration = Duration::from_secs(2);
 
 fn refusal(condition: ErrorCondition, description: &str) -> Error {
     Error::new(condition, description)
@@ -228,6 +245,7 @@ impl Links {
             tenancy: None,
             about: report::About::new(tls),
             stuck_check: None,
+            starved_check: None,
             stuck_total: 0,
             anonymous_outcomes: HashMap::new(),
             congested: false,
@@ -518,6 +536,7 @@ impl Links {
                 streams: Default::default(),
                 held: VecDeque::new(),
                 overtakes: 0,
+                starved_since: None,
                 retiring: false,
                 dormant: false,
                 counts: Default::default(),
