@@ -21,8 +21,10 @@ pub struct RouterTotals {
     pub dropped_presettled: u64,
     /// Deliveries rejected because they expired.
     pub expired: u64,
-    /// Multicast copies from a neighbour that waited for credit.
+    /// Deliveries promised credit that waited for it.
     pub held: u64,
+    /// Of those, deliveries that gave up waiting (`PROMISED_WAIT`).
+    pub gave_up_waiting: u64,
 }
 
 /// Control messages the routers received from their neighbours, by kind
@@ -201,11 +203,12 @@ impl fmt::Display for Summary {
         }
         writeln!(
             f,
-            "routers: routed {}, released for want of a consumer {}, pre-settled dropped {}, multicast copies held for credit {}; loops caught by the trace {}",
+            "routers: routed {}, released for want of a consumer {}, pre-settled dropped {}, deliveries held for credit {} (gave up waiting {}); loops caught by the trace {}",
             self.router.routed,
             self.router.released_no_route,
             self.router.dropped_presettled,
             self.router.held,
+            self.router.gave_up_waiting,
             self.loops_caught
         )?;
         let stats = ConvergenceStats::of(self.convergence.iter().map(|r| r.took));

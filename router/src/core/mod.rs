@@ -57,9 +57,13 @@ pub struct Stats {
     pub dropped_presettled: AtomicU64,
     /// Deliveries rejected because their time to live had passed.
     pub expired: AtomicU64,
-    /// Multicast copies from a neighbour that waited for their consumer
-    /// link's credit (it was lowered after they were promised it).
+    /// Deliveries promised credit (multicast copies from a neighbour,
+    /// anycast deliveries sent on credit granted) that waited for their
+    /// consumer link's credit (it was lowered after they were promised it).
     pub held: AtomicU64,
+    /// Of those, deliveries whose link's credit did not come in time
+    /// (`PROMISED_WAIT`): sent to another consumer or back released.
+    pub gave_up_waiting: AtomicU64,
 }
 
 /// The shared forwarding core.

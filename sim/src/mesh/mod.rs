@@ -484,5 +484,6 @@ impl RouterTotals {
         self.dropped_presettled += s.dropped_presettled.load(Ordering::Relaxed);
         self.expired += s.expired.load(Ordering::Relaxed);
         self.held += s.held.load(Ordering::Relaxed);
+        self.gave_up_waiting += s.gave_up_waiting.load(Ordering::Relaxed);
     }
 }

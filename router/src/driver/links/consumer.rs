@@ -219,6 +219,10 @@ impl Links {
             }
             for h in gone {
                 let Held::Start(f) = h else { continue };
+                self.core
+                    .stats
+                    .gave_up_waiting
+                    .fetch_add(1, Ordering::Relaxed);
                 address.refund(self.me.id, link);
                 if let (Some(origin), retry) = (f.origin, f.retry) {
                     self.reforward(origin, retry, link);
