@@ -569,7 +569,7 @@ impl Mesh {
                         .in_flight()
                         .find(|k| usize::from(k.producer) == c.index)
                         .and_then(|k| self.monitor.holders(k).next())
-                        .map(|r| self.credit_chain(&p.spec.address, r))
+                        .map(|r| self.credit_chain(&c.routed_address(), r))
                         .map_or(String::new(), |lines| {
                             format!("; credit from the holder on: {}", lines.join(" | "))
                         });

@@ -19,10 +19,7 @@ impl Links {
         if f.wait && (engine.credit(link) == 0 || !c.held.is_empty()) {
             self.core.stats.held.fetch_add(1, Ordering::Relaxed);
             c.held.push_back(Held::Start(f));
-            if engine.credit(link) == 0 && c.starved_since.is_none() {
-                c.starved_since = Some(self.now);
-                self.starved_check.get_or_insert(self.now + PROMISED_WAIT);
-            }
+            self.note_starved(engine, link);
             return;
         }
         if !c.held.is_empty() || engine.is_sending(link) {
@@ -91,11 +88,17 @@ impl Links {
     /// (the others wait behind it).
     pub(super) fn send_held(&mut self, engine: &mut Connection, link: LinkId) {
         self.send_waiting(engine, link);
-        // What is left waits for credit: from now, if it did not already.
+        self.note_starved(engine, link);
+    }
+
+    /// Starts the clock of [`PROMISED_WAIT`] on consumer link `link` if a
+    /// delivery there waits for credit the link does not have, from now
+    /// unless it already runs.
+    fn note_starved(&mut self, engine: &Connection, link: LinkId) {
         if let Some(c) = self.consumers.get_mut(&link)
             && c.starved_since.is_none()
             && engine.credit(link) == 0
-            && c.held.iter().any(|h| matches!(h, Held::Start(f) if f.wait))
+            && c.held.iter().any(waits_for_credit)
         {
             c.starved_since = Some(self.now);
             self.starved_check.get_or_insert(self.now + PROMISED_WAIT);
@@ -179,7 +182,9 @@ impl Links {
             return;
         }
         let now = self.now;
+        // When the next link's wait runs out.
         let mut next: Option<Instant> = None;
+        let mut due = |at: Instant| next = Some(next.map_or(at, |n| n.min(at)));
         let mut links: Vec<LinkId> = self
             .consumers
             .iter()
@@ -189,14 +194,13 @@ impl Links {
         links.sort();
         for link in links {
             let c = self.consumers.get_mut(&link).expect("a consumer link");
-            let waits = |h: &Held| matches!(h, Held::Start(f) if f.wait);
             let since = c.starved_since.expect("starved");
-            if engine.credit(link) > 0 || !c.held.iter().any(waits) {
+            if engine.credit(link) > 0 || !c.held.iter().any(waits_for_credit) {
                 c.starved_since = None;
                 continue;
             }
             if now < since + PROMISED_WAIT {
-                next = Some(next.map_or(since + PROMISED_WAIT, |n| n.min(since + PROMISED_WAIT)));
+                due(since + PROMISED_WAIT);
                 continue;
             }
             let movable =
@@ -205,9 +209,10 @@ impl Links {
                 .into_iter()
                 .partition(|h| matches!(h, Held::Start(f) if movable(f)));
             c.held = kept;
-            c.starved_since = c.held.iter().any(waits).then_some(now);
+            // What cannot go elsewhere waits on, checked again later.
+            c.starved_since = c.held.iter().any(waits_for_credit).then_some(now);
             if c.starved_since.is_some() {
-                next = Some(next.map_or(now + PROMISED_WAIT, |n| n.min(now + PROMISED_WAIT)));
+                due(now + PROMISED_WAIT);
             }
             let address = c.address.clone();
             if !gone.is_empty() {
@@ -446,6 +451,12 @@ impl Links {
             }
         }
     }
+}
+
+/// Whether `h` is a delivery that waits for its link's credit
+/// ([`Forwarded::wait`]).
+fn waits_for_credit(h: &Held) -> bool {
+    matches!(h, Held::Start(f) if f.wait)
 }
 
 /// The delivery in `held` to send next on its link (AMQP 1.0 §3.2.1): the
