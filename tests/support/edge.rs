@@ -49,6 +49,11 @@ impl Node {
             .port()
     }
 
+    /// Its configuration file.
+    pub fn config(&self) -> std::path::PathBuf {
+        self._dir.path().join("ferry.toml")
+    }
+
     /// Everything the router logged so far.
     pub fn log(&self) -> String {
         self.ferry.stderr()

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use ferry_proto::client::Client;
+use ferry_proto::client::{Client, ClientOptions};
 use ferry_proto::definitions::{DeliveryState, SequenceNo};
 use ferry_proto::engine::LinkId;
 use ferry_proto::message::{Body, Message};
@@ -418,9 +418,47 @@ async fn producer_and_consumer_on_one_edge_never_need_the_uplink() {
 async fn a_proton_anonymous_sender_on_an_edge_reaches_the_mesh_and_the_edge() {
     let i = edge::interior("I");
     let e1 = edge::edge("E1", &[&i]);
+    proton_anonymous_sender_on_edge(&i, &e1).await;
+    assert_eq!(
+        address_deliveries(&i, "anon.near").await,
+        (0, 0, 0),
+        "a message for a consumer on E1 crossed the uplink"
+    );
+}
+
+/// The same in a vhost (the default one of both routers, so Proton's
+/// clients land in it): the interior must route what comes up the relay
+/// in the sender's vhost, where its consumer is (`t1/anon.far`), not
+/// under the bare `to`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proton_anonymous_sender_in_a_vhost_on_an_edge_reaches_the_mesh() {
+    let tenanted = |toml: String| {
+        toml.replacen("[router]\n", "[router]\ndefault_vhost = \"t1\"\n", 1) + &open_vhost("t1")
+    };
+    let i = edge::start(
+        "I",
+        &tenanted(edge::interior_toml("I", None, &[], false, false)),
+    );
+    let e1 = edge::start(
+        "E1",
+        &tenanted(edge::edge_toml("E1", &[i.edge_port()], false)),
+    );
+    proton_anonymous_sender_on_edge(&i, &e1).await;
+}
+
+/// A `[[vhost]]` where anyone may send and receive anything.
+fn open_vhost(name: &str) -> String {
+    format!(
+        "[[vhost]]\nname = \"{name}\"\n[[vhost.group]]\nname = \"all\"\nusers = [\"$anonymous\"]\nsend = [\"*\"]\nreceive = [\"*\"]\n\n"
+    )
+}
+
+/// Runs `router_anonymous.py` on edge `e1` (uplink to `i`): even messages
+/// to a consumer on `i`, odd ones to one on `e1`, one to no consumer.
+async fn proton_anonymous_sender_on_edge(i: &Node, e1: &Node) {
     e1.wait_uplink("I").await;
     let url = |n: &Node| format!("amqp://{}", n.addr);
-    let (on_i, on_e1) = (url(&i), url(&e1));
+    let (on_i, on_e1) = (url(i), url(e1));
     let s = proton::script(
         "router_anonymous.py",
         &on_e1,
@@ -442,10 +480,63 @@ async fn a_proton_anonymous_sender_on_an_edge_reaches_the_mesh_and_the_edge() {
         s["outcomes"]["lost"], "released",
         "no consumer anywhere: {s}"
     );
-    assert_eq!(
-        address_deliveries(&i, "anon.near").await,
-        (0, 0, 0),
-        "a message for a consumer on E1 crossed the uplink"
+}
+
+/// A vhost the edge's policy gains on reload (SIGHUP) gets its relay: an
+/// anonymous sender in it on the edge reaches its consumer on the
+/// interior, in that vhost only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vhost_added_on_an_edge_by_reload_gets_its_relay() {
+    let i = edge::start(
+        "I",
+        &(edge::interior_toml("I", None, &[], false, false)
+            + &open_vhost("t1")
+            + &open_vhost("t2")),
+    );
+    let edge_toml = edge::edge_toml("E1", &[i.edge_port()], false) + &open_vhost("t1");
+    let e1 = edge::start("E1", &edge_toml);
+    e1.wait_uplink("I").await;
+    let in_vhost = |v: &str| ClientOptions {
+        hostname: Some(v.into()),
+        ..ClientOptions::default()
+    };
+    let mut consumer = Client::connect(i.addr, in_vhost("t2")).await.unwrap();
+    let rx = consumer.open_receiver("q", 10).await.unwrap();
+    let mut other = Client::connect(i.addr, in_vhost("t1")).await.unwrap();
+    let other_rx = other.open_receiver("q", 10).await.unwrap();
+
+    std::fs::write(e1.config(), edge_toml + &open_vhost("t2")).unwrap();
+    let _ = std::process::Command::new("kill")
+        .args(["-HUP", &e1.ferry.pid().to_string()])
+        .status();
+    e1.wait_log("policy reloaded", UPLINK_WAIT).await;
+    let mut producer = Client::connect(e1.addr, in_vhost("t2")).await.unwrap();
+    let tx = producer.open_sender(None).await.unwrap();
+    let message = Message::new(Body::data(b"to t2".to_vec()))
+        .with_to("q")
+        .encode();
+    let received = tokio::spawn(async move { receive_n(&mut consumer, rx, 1, 10).await });
+    // The relay's credit may come a moment after the reload is logged.
+    let deadline = Instant::now() + CONVERGE;
+    loop {
+        match send_one(&mut producer, tx, message.clone()).await {
+            Some(DeliveryState::Accepted) => break,
+            state => assert!(
+                Instant::now() < deadline,
+                "last outcome {state:?}\nI:\n{}\nE1:\n{}",
+                i.log(),
+                e1.log()
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let got = received.await.unwrap();
+    assert_eq!(text(&got[0]), "to t2");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), other.receive(other_rx))
+            .await
+            .is_err(),
+        "t1's consumer of q got t2's message"
     );
 }
 

@@ -422,6 +422,12 @@ impl Address {
         consumers.chain(producers).cloned().collect()
     }
 
+    /// The connections of every consumer of the address.
+    pub fn consumer_conns(&self) -> Vec<ConnHandle> {
+        let s = self.lock();
+        s.consumers.iter().map(|c| c.conn.clone()).collect()
+    }
+
     /// Changes a consumer's credit by `delta` (its link's flow changed);
     /// producers are told when there is more to hand out.
     pub fn adjust_consumer_credit(&self, conn: ConnId, link: LinkId, delta: i64) {

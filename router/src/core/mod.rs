@@ -195,7 +195,8 @@ impl Core {
     }
 
     /// Replaces the policy (a reload): every connection with links checks
-    /// them against it ([`ToConn::PolicyChanged`]).
+    /// them against it ([`ToConn::PolicyChanged`]), an edge router's
+    /// uplink its relays.
     ///
     /// # Errors
     ///
@@ -216,6 +217,10 @@ impl Core {
             .values()
             .flat_map(|a| a.local_conns())
             .collect();
+        // An edge router's uplink: its relays follow the vhosts.
+        if let Some(relay) = self.lookup(EDGE_RELAY) {
+            conns.extend(relay.consumer_conns());
+        }
         conns.sort_by_key(|c| c.id);
         conns.dedup_by_key(|c| c.id);
         for c in conns {

@@ -111,6 +111,13 @@ impl Policy {
     pub fn get(&self, name: &str) -> Option<&Arc<Vhost>> {
         self.vhosts.get(&name.to_ascii_lowercase())
     }
+
+    /// Every vhost's name, as configured, in order.
+    pub fn names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.vhosts.values().map(|v| v.name()).collect();
+        names.sort_unstable();
+        names
+    }
 }
 
 impl Vhost {

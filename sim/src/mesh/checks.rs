@@ -418,7 +418,7 @@ impl Mesh {
         let mut producing = vec![false; n];
         for c in &self.clients {
             if let App::Producer(p) = &c.app
-                && p.spec.address == address
+                && c.routed_address() == address
                 && !p.is_done()
             {
                 producing[c.router] = true;
@@ -458,7 +458,7 @@ impl Mesh {
             }
         }
         let idle_producers = self.clients.iter().filter_map(|c| match &c.app {
-            App::Producer(p) if p.spec.address == address && p.is_done() && c.credit() > 0 => {
+            App::Producer(p) if c.routed_address() == address && p.is_done() && c.credit() > 0 => {
                 Some(format!("{} (done) holds {}", c.name, c.credit()))
             }
             _ => None,
@@ -520,7 +520,7 @@ impl Mesh {
         let used = self.consumer_addresses();
         for c in &self.clients {
             match &c.app {
-                App::Producer(p) if used.contains(&p.spec.address) && !p.is_done() => {
+                App::Producer(p) if used.contains(&c.routed_address()) && !p.is_done() => {
                     let stuck: Vec<String> = self
                         .ledger
                         .in_flight()
@@ -539,7 +539,7 @@ impl Mesh {
                             }
                         })
                         .collect();
-                    let parked = self.parked_credit(&p.spec.address);
+                    let parked = self.parked_credit(&c.routed_address());
                     let parked = if parked.is_empty() {
                         String::new()
                     } else {

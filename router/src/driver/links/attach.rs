@@ -109,6 +109,7 @@ impl Links {
             // Anonymous senders get a fixed window: their messages' addresses
             // are unknown until they arrive (unroutable ones are released).
             None => {
+                self.note_relay(link, attach);
                 let _ = engine.flow(link, self.window(), false);
             }
         }

@@ -382,9 +382,9 @@ impl Links {
     }
 
     pub(super) fn detached(&mut self, link: LinkId) {
+        self.edge_link_gone(link);
         if let Some(p) = self.producers.remove(&link) {
             crate::memory_release::shrink_sparse(&mut self.producers);
-            self.edge_link_gone(link);
             if p.address.is_none() {
                 self.anonymous_outcomes.retain(|(l, _), _| *l != link);
             }

@@ -23,18 +23,39 @@
 //! first client link of that direction, and goes (a sending link once
 //! its deliveries have their outcomes, like a data link that retires)
 //! when it loses its last.
+//!
+//! A client's anonymous delivery (or one to an address the edge has no
+//! link for yet) goes up a relay link ([`RELAY`]), and the interior
+//! routes it by its `to`. Under a policy `to` names an address in the
+//! client's vhost, so the edge attaches one relay link per vhost besides
+//! the plain one (the edge's management answers use that): its source
+//! names the vhost (`{vhost}/_ferry/edge-relay`), and the interior scopes
+//! the `to` of whatever comes up it to that vhost. The message itself is
+//! not changed on the way.
 
 use super::mesh::DataKey;
 use super::*;
 use crate::config::Distribution;
 use crate::mesh::identity::PeerRouter;
+use crate::policy::scoped;
 
 use crate::core::EDGE_RELAY as RELAY;
 
 /// Addresses that never cross an uplink: the router's own management node
-/// and the mesh's internal addresses.
+/// and the mesh's internal addresses (a vhost's too).
 fn stays_on_the_edge(address: &str) -> bool {
-    address.starts_with('$') || address.starts_with("_ferry/")
+    let mesh_own = |a: &str| a.starts_with("_ferry/");
+    address.starts_with('$')
+        || mesh_own(address)
+        || address
+            .split_once('/')
+            .is_some_and(|(_, rest)| mesh_own(rest))
+}
+
+/// The vhost whose relay `source` names (`{vhost}/_ferry/edge-relay`).
+fn relay_vhost(source: &str) -> Option<&str> {
+    let vhost = source.strip_suffix(RELAY)?.strip_suffix('/')?;
+    (!vhost.is_empty() && !vhost.contains('/')).then_some(vhost)
 }
 
 impl Links {
@@ -123,20 +144,50 @@ impl Links {
             return;
         };
         self.mesh.r_mut().lanes.add(session);
-        self.attach_relay(engine, interior);
+        self.sync_relays(engine);
         self.sync_uplink(engine);
     }
 
-    /// Edge router's uplink: attaches the relay link (see [`RELAY`]).
-    fn attach_relay(&mut self, engine: &mut Connection, interior: RouterId) {
+    /// Edge router's uplink: a relay link for clients of no vhost and one
+    /// for each vhost of the policy (see the module docs).
+    pub(super) fn sync_relays(&mut self, engine: &mut Connection) {
+        let Some(interior) = self.mesh.r().edge.clone() else {
+            return;
+        };
+        if !self.mesh.is_uplink() {
+            return;
+        }
+        let mut wanted = vec![RELAY.to_owned()];
+        if let Some(policy) = self.core.policy() {
+            wanted.extend(policy.names().into_iter().map(|v| scoped(v, RELAY)));
+        }
+        let gone: Vec<LinkId> = (self.mesh.r().relays.iter())
+            .filter(|(name, _)| !wanted.contains(name))
+            .map(|(_, link)| *link)
+            .collect();
+        for link in gone {
+            let _ = engine.detach(link, true, None);
+            self.detached(link);
+        }
+        for name in wanted {
+            if !self.mesh.r().relays.contains_key(&name) {
+                self.attach_relay(engine, interior.clone(), name);
+            }
+        }
+    }
+
+    /// Edge router's uplink: attaches the relay link of relay address
+    /// `relay`.
+    fn attach_relay(&mut self, engine: &mut Connection, interior: RouterId, relay: String) {
         let Some(session) = self.mesh.r().lanes.first() else {
             return;
         };
         let me = self.core.mesh().id();
+        let suffix = relay_vhost(&relay).map_or_else(String::new, |v| format!(":{v}"));
         let spec = LinkSpec {
-            name: format!("ferry:edge:{me}:relay"),
+            name: format!("ferry:edge:{me}:relay{suffix}"),
             role: Role::Sender,
-            source: Some(ferry_proto::definitions::Source::new(RELAY)),
+            source: Some(ferry_proto::definitions::Source::new(relay.as_str())),
             target: Some(TargetTerminus::Target(
                 ferry_proto::definitions::Target::default(),
             )),
@@ -146,18 +197,46 @@ impl Links {
         let Ok(link) = engine.attach(session, spec) else {
             return;
         };
-        let relay = self.core.address(RELAY);
-        self.add_consumer_link(link, relay, Hop::Edge(interior), None);
+        let address = self.core.address(&relay);
+        self.add_consumer_link(link, address, Hop::Edge(interior), None);
+        self.mesh.r_mut().relays.insert(relay, link);
     }
 
-    /// Edge router with its uplink up: the relay's address (for a client's
-    /// delivery; checked per anonymous delivery, so an interior router
-    /// answers without a lookup).
+    /// Interior router's edge connection: an anonymous link attached by the
+    /// edge; a vhost's relay is noted (see the module docs).
+    pub(super) fn note_relay(&mut self, link: LinkId, attach: &Attach) {
+        if self.mesh.is_uplink() || self.mesh.edge().is_none() {
+            return;
+        }
+        let source = attach.source.as_ref().and_then(|s| s.address.as_deref());
+        if let Some(vhost) = source.and_then(relay_vhost) {
+            let vhost = vhost.to_owned();
+            self.mesh.r_mut().relay_vhosts.insert(link, vhost);
+        }
+    }
+
+    /// The name in the mesh of `to`, a delivery's address on anonymous
+    /// link `link`: scoped to the client's vhost, or on an interior
+    /// router to the vhost of the edge's relay it came up.
+    pub(super) fn scoped_to(&self, link: LinkId, to: &str) -> String {
+        match self.mesh.r().relay_vhosts.get(&link) {
+            Some(vhost) => scoped(vhost, to),
+            None => self.scoped(to),
+        }
+    }
+
+    /// Edge router with its uplink up: the address of the relay of the
+    /// client's vhost (for a client's delivery; checked per anonymous
+    /// delivery, so an interior router answers without a lookup).
     pub(super) fn edge_relay(&self) -> Option<Arc<Address>> {
         if !self.core.is_edge() || self.hop() != Hop::Local {
             return None;
         }
-        self.core.lookup(RELAY).filter(|r| r.has_consumers())
+        let relay = match self.tenant() {
+            Some(t) => self.core.lookup(&t.scope(RELAY)),
+            None => self.core.lookup(RELAY),
+        };
+        relay.filter(|r| r.has_consumers())
     }
 
     /// Whether a client's anonymous delivery to `address` goes up the
@@ -280,10 +359,13 @@ impl Links {
         self.mesh.is_uplink() && self.producers.contains_key(&link)
     }
 
-    /// An uplink's receiving link is gone.
+    /// A link of an edge connection is gone: an uplink's receiving link or
+    /// relay, an edge's relay on the interior.
     pub(super) fn edge_link_gone(&mut self, link: LinkId) {
         if let Some(r) = self.mesh.r_if() {
             r.edge_in.retain(|_, l| *l != link);
+            r.relays.retain(|_, l| *l != link);
+            r.relay_vhosts.remove(&link);
         }
     }
 
@@ -306,5 +388,23 @@ impl Links {
                 tracing::info!("edge router {peer} disconnected");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_relay_names_its_vhost_and_stays_on_the_edge() {
+        assert_eq!(relay_vhost("t1/_ferry/edge-relay"), Some("t1"));
+        assert_eq!(relay_vhost(RELAY), None);
+        assert_eq!(relay_vhost("/_ferry/edge-relay"), None);
+        assert_eq!(relay_vhost("a/b/_ferry/edge-relay"), None);
+        assert!(stays_on_the_edge(RELAY));
+        assert!(stays_on_the_edge("t1/_ferry/edge-relay"));
+        assert!(stays_on_the_edge("$management"));
+        assert!(!stays_on_the_edge("t1/orders"));
+        assert!(!stays_on_the_edge("orders"));
     }
 }

@@ -262,6 +262,12 @@ pub(super) struct RouterSide {
     /// Edge router's uplink: the addresses the interior said have a
     /// consumer in the mesh.
     pub(super) wanted: std::collections::HashSet<String>,
+    /// Edge router's uplink: its relay links, by relay address (one per
+    /// vhost, see `links::edge`).
+    pub(super) relays: std::collections::BTreeMap<String, LinkId>,
+    /// Interior router's edge connection: the vhost of each relay link
+    /// that carries a vhost's clients' anonymous deliveries.
+    pub(super) relay_vhosts: HashMap<LinkId, String>,
 }
 
 /// The router side of a connection that has none.

@@ -134,7 +134,7 @@ impl Links {
         let address = fields
             .to
             .as_deref()
-            .and_then(|to| self.core.lookup(&self.scoped(to)));
+            .and_then(|to| self.core.lookup(&self.scoped_to(t.link, to)));
         // On an edge router, an address it has never seen may have
         // consumers in the mesh: up the relay.
         match address.or_else(|| self.edge_relay()) {

@@ -173,8 +173,10 @@ impl Links {
 
     /// The policy was reloaded: take the client's permissions from it and
     /// detach (`amqp:unauthorized-access`) every link they no longer
-    /// allow; a vhost that is gone closes the connection.
+    /// allow; a vhost that is gone closes the connection. An edge router's
+    /// uplink has a relay for each vhost of the new policy.
     pub(super) fn policy_changed(&mut self, engine: &mut Connection) {
+        self.sync_relays(engine);
         let (Some(policy), Some(tenancy)) = (self.core.policy(), self.tenancy.as_mut()) else {
             return;
         };
