@@ -39,10 +39,12 @@ for what in session receiver; do
         link=(--idle-link receiver --address 'device/{i}' --credit 10)
         label="a session and a receiver on an address of its own each"
     fi
-    "$LOAD" --url "amqp://127.0.0.1:$PORT" --idle "$N" --hold 2 "${link[@]}" 2>"$OUT/load.log" &
+    "$LOAD" --url "amqp://127.0.0.1:$PORT" --idle "$N" --hold 3 "${link[@]}" 2>"$OUT/load.log" &
     load=$!
     until grep -q 'idle connections open' "$OUT/load.log"; do sleep 0.1; done
-    sleep 1
+    # Idle: each connection quiet for over a second, after which it gives
+    # back its empty buffers (ferry_proto's `QUIET`).
+    sleep 2
     open=$(rss_mib "$FERRY_PID")
     wait "$load"
     after=()

@@ -3,8 +3,10 @@
 use std::fmt;
 use std::time::Duration;
 
-/// What the engine advertises and enforces on a connection.
-#[derive(Clone)]
+/// What the engine advertises and enforces on a connection. A connection
+/// holds it behind an `Arc`: connections made with one shared config (a
+/// listener's clients) hold one copy between them.
+#[derive(Clone, PartialEq, Eq)]
 pub struct ConnectionConfig {
     /// Our container id (AMQP 1.0 §2.7.1).
     pub container_id: String,

@@ -2,6 +2,7 @@
 //! dispatch of frames to sessions and links (`session.rs`, `link.rs`).
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 // A fast seeded hasher: these maps are looked up several times per
 // delivery, where SipHash showed in profiles.
@@ -43,9 +44,13 @@ enum Phase {
     Done,
 }
 
+/// How long a connection must have sent and received nothing before it
+/// gives back the room of its empty buffers (see `Connection::trim`).
+pub(crate) const QUIET: Duration = Duration::from_secs(1);
+
 /// One AMQP connection, as a state machine. See the [module docs](super).
 pub struct Connection {
-    pub(crate) config: ConnectionConfig,
+    pub(crate) config: Arc<ConnectionConfig>,
     server: bool,
     phase: Phase,
     inbuf: BytesMut,
@@ -61,6 +66,9 @@ pub struct Connection {
     remote_idle_timeout: Option<Duration>,
     last_received: Instant,
     last_sent: Instant,
+    /// Its buffers were given back since the last traffic (see
+    /// `Connection::trim`).
+    trimmed: bool,
     /// Values boxed here and in `links`: a map allocates room for at
     /// least 3 entries, and an idle connection should not pay for 3
     /// sessions and 3 links' state to hold one of each.
@@ -91,9 +99,11 @@ impl std::fmt::Debug for Connection {
 }
 
 impl Connection {
-    fn new(config: ConnectionConfig, server: bool, now: Instant) -> Self {
+    fn new(config: Arc<ConnectionConfig>, server: bool, now: Instant) -> Self {
         let mut config = config;
-        config.max_frame_size = config.max_frame_size.max(MIN_MAX_FRAME_SIZE);
+        if config.max_frame_size < MIN_MAX_FRAME_SIZE {
+            Arc::make_mut(&mut config).max_frame_size = MIN_MAX_FRAME_SIZE;
+        }
         Self {
             config,
             server,
@@ -110,6 +120,7 @@ impl Connection {
             remote_idle_timeout: None,
             last_received: now,
             last_sent: now,
+            trimmed: false,
             sessions: HashMap::new(),
             local_channels: HashMap::new(),
             remote_channels: HashMap::new(),
@@ -122,16 +133,16 @@ impl Connection {
     }
 
     /// A connection we accepted: it waits for the client's protocol header.
-    pub fn server(config: ConnectionConfig, now: Instant) -> Self {
-        let mut c = Self::new(config, true, now);
+    pub fn server(config: impl Into<Arc<ConnectionConfig>>, now: Instant) -> Self {
+        let mut c = Self::new(config.into(), true, now);
         c.phase = Phase::ServerHeader;
         c
     }
 
     /// A connection we initiate: the protocol header (and, without SASL,
     /// our open) are queued for transmission at once.
-    pub fn client(config: ConnectionConfig, now: Instant) -> Self {
-        let mut c = Self::new(config, false, now);
+    pub fn client(config: impl Into<Arc<ConnectionConfig>>, now: Instant) -> Self {
+        let mut c = Self::new(config.into(), false, now);
         if c.config.sasl_client.is_some() {
             c.out.raw().extend_from_slice(&ProtocolHeader::Sasl.bytes());
             c.phase = Phase::ClientSaslHeader;
@@ -188,6 +199,7 @@ impl Connection {
         }
         if !data.is_empty() {
             self.last_received = now;
+            self.trimmed = false;
         }
         self.inbuf.extend_from_slice(data);
         if self.phase == Phase::Sasl(SaslState::ServerDeciding)
@@ -233,6 +245,33 @@ impl Connection {
         {
             frame::encode_empty_frame(self.out.raw());
         }
+        if self.trim_deadline().is_some_and(|t| now >= t) {
+            self.trim();
+        }
+    }
+
+    /// When the buffers left empty after the last traffic are given back:
+    /// [`QUIET`] after it (`None`: given back since). A connection
+    /// that goes idle keeps none of the room its handshake or its last
+    /// burst needed; a busy one reuses its buffers.
+    fn trim_deadline(&self) -> Option<Instant> {
+        (!self.trimmed).then(|| self.last_received.max(self.last_sent) + QUIET)
+    }
+
+    /// Gives back the room of the empty event queue and input and output
+    /// buffers.
+    fn trim(&mut self) {
+        self.trimmed = true;
+        if self.events.is_empty() {
+            self.events = VecDeque::new();
+        }
+        if self.inbuf.is_empty() {
+            self.inbuf = BytesMut::new();
+        }
+        if self.out.is_empty() {
+            self.last_disposition = None;
+            self.out.trim();
+        }
     }
 
     /// Our idle timeout holds in every phase (a peer that connects and
@@ -267,6 +306,7 @@ impl Connection {
         self.close_if_oversize();
         let bytes = self.out.take()?;
         self.last_sent = now;
+        self.trimmed = false;
         self.last_disposition = None;
         Some(bytes)
     }
@@ -281,10 +321,10 @@ impl Connection {
             .idle_timeout
             .filter(|_| self.idle_applies())
             .map(|i| self.last_received + i);
-        match (idle, self.heartbeat_deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [idle, self.heartbeat_deadline(), self.trim_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     // ---- connection-level commands ----

@@ -73,6 +73,15 @@ impl Output {
         self.len() == 0
     }
 
+    /// Gives back the room of its empty buffers.
+    pub fn trim(&mut self) {
+        if self.is_empty() {
+            self.current = BytesMut::new();
+            self.priority = BytesMut::new();
+            self.sealed = VecDeque::new();
+        }
+    }
+
     /// Normal output for bytes that are not AMQP frames of a session
     /// (protocol headers, SASL frames, heartbeats).
     pub fn raw(&mut self) -> &mut BytesMut {

@@ -9,6 +9,7 @@ use super::*;
 use crate::definitions::{
     DeliveryState, Rejected, Role, SaslCode, SequenceNo, Source, Target, TargetTerminus, condition,
 };
+use connection::QUIET;
 
 struct Pair {
     client: Connection,
@@ -363,6 +364,31 @@ fn a_delivery_flows_and_its_outcome_comes_back() {
 }
 
 #[test]
+fn a_quiet_connection_gives_back_its_buffers_and_carries_on() {
+    let mut p = Pair::default_pair();
+    let (snd, _rcv) = p.sender_link(10);
+    assert!(
+        p.server.events.capacity() > 0,
+        "the handshake queued events"
+    );
+    // Not before a quiet second: a busy connection keeps its buffers.
+    p.now += QUIET / 2;
+    p.server.handle_timeout(p.now);
+    assert!(p.server.events.capacity() > 0);
+    let trim = p.server.poll_timeout().expect("a deadline");
+    assert!(trim <= p.now + QUIET, "the trim is one of the deadlines");
+    p.now += QUIET;
+    p.server.handle_timeout(p.now);
+    assert_eq!(p.server.events.capacity(), 0);
+    let heartbeat_or_idle = p.server.poll_timeout().expect("idle timer");
+    assert!(heartbeat_or_idle > p.now + QUIET, "nothing left to trim");
+    // And the connection works as before.
+    p.send_small(snd, 1, false);
+    p.drive();
+    assert_eq!(p.server_transfers().len(), 1);
+}
+
+#[test]
 fn sending_without_credit_is_refused() {
     let mut p = Pair::default_pair();
     let (snd, _) = p.sender_link(0);
@@ -585,11 +611,13 @@ fn idle_peer_is_closed_with_resource_limit_exceeded() {
             ..Default::default()
         },
     );
-    let deadline = p.server.poll_timeout().expect("idle timer armed");
-    p.now = deadline;
-    p.server.handle_timeout(p.now);
+    // The engine's deadlines, in turn (the first gives back the
+    // handshake's buffers), until the idle timeout's.
+    while !p.server.is_finished() {
+        p.now = p.server.poll_timeout().expect("idle timer armed");
+        p.server.handle_timeout(p.now);
+    }
     p.drive();
-    assert!(p.server.is_finished());
     assert!(p.client_events.iter().any(|e| matches!(
         e,
         Event::Closed { error: Some(err), by_peer: true } if err.condition == condition::RESOURCE_LIMIT_EXCEEDED

@@ -374,6 +374,10 @@ impl Address {
     ) -> bool {
         let mut s = self.lock();
         let first_local = to.is_own() && !s.consumers.iter().any(|c| c.to.is_own());
+        // Most addresses have one consumer (a device's own): room for one.
+        if s.consumers.capacity() == 0 {
+            s.consumers.reserve_exact(1);
+        }
         s.consumers.push(Consumer {
             conn,
             link,

@@ -138,7 +138,13 @@ impl Endpoint {
                 peer.tls || listener.allow_plain_without_tls,
             )
         });
-        Self::new(core, Connection::server(config, now), kind, peer, login)
+        Self::new(
+            core,
+            Connection::server(shared(config), now),
+            kind,
+            peer,
+            login,
+        )
     }
 
     /// A connection this router dialed for `connector` to `peer`: its
@@ -426,6 +432,30 @@ fn mesh_sessions(config: &mut ConnectionConfig, quic: bool) {
     }
 }
 
+/// Distinct engine settings kept for sharing (see [`shared`]).
+const SHARED_CONFIGS: usize = 16;
+
+/// `config`, shared with the connections that have equal settings (every
+/// client of a listener has the same): one copy between them rather than
+/// one each (some 450 bytes with its strings). The [`SHARED_CONFIGS`]
+/// settings used last are kept.
+fn shared(config: ConnectionConfig) -> Arc<ConnectionConfig> {
+    static CONFIGS: std::sync::Mutex<Vec<Arc<ConnectionConfig>>> =
+        std::sync::Mutex::new(Vec::new());
+    let mut configs = CONFIGS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let found = match configs.iter().position(|c| **c == config) {
+        Some(i) => configs.remove(i),
+        None => Arc::new(config),
+    };
+    if configs.len() == SHARED_CONFIGS {
+        configs.remove(0);
+    }
+    configs.push(found.clone());
+    found
+}
+
 /// The engine settings for a connection accepted on `listener`, over TLS
 /// or not.
 pub(super) fn engine_config(
@@ -462,5 +492,25 @@ pub(super) fn engine_config(
         }),
         properties: identity::product(),
         ..ConnectionConfig::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn equal_settings_are_shared_and_different_ones_are_not() {
+        let config = |id: &str| ConnectionConfig {
+            container_id: id.into(),
+            properties: identity::product(),
+            ..ConnectionConfig::default()
+        };
+        let a = shared(config("shared-test-a"));
+        let b = shared(config("shared-test-a"));
+        assert!(Arc::ptr_eq(&a, &b), "one copy for equal settings");
+        let c = shared(config("shared-test-c"));
+        assert!(!Arc::ptr_eq(&a, &c));
+        assert_eq!(c.container_id, "shared-test-c");
     }
 }

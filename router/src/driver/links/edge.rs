@@ -127,7 +127,8 @@ impl Links {
     /// router opened the connection and has not closed it at once (as it
     /// does to refuse us, its close following its open): the uplink is up.
     pub(super) fn announce_uplink(&mut self, engine: &mut Connection) {
-        let Some(interior) = self.mesh.r_mut().uplink_opened.take() else {
+        // Called on every connection: a client's has no router side to make.
+        let Some(interior) = self.mesh.r_if().and_then(|r| r.uplink_opened.take()) else {
             return;
         };
         if !engine.is_open() {
