@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 // A fast seeded hasher: these maps are looked up several times per
 // delivery, where SipHash showed in profiles.
-use foldhash::{HashMap, HashMapExt};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -19,6 +18,7 @@ use super::link::Link;
 use super::output::{Mark, Output};
 use super::sasl::{self, ClientMechanism, SaslState, SaslStep};
 use super::session::Session;
+use super::small_map::SmallMap;
 use crate::codec::{Str, Symbol, Symbols};
 use crate::definitions::{
     Close, Error, ErrorCondition, Open, Performative, SaslChallenge, SaslCode, SaslFrame, condition,
@@ -72,10 +72,10 @@ pub struct Connection {
     /// Values boxed here and in `links`: a map allocates room for at
     /// least 3 entries, and an idle connection should not pay for 3
     /// sessions and 3 links' state to hold one of each.
-    pub(crate) sessions: HashMap<SessionId, Box<Session>>,
-    pub(crate) local_channels: HashMap<u16, SessionId>,
-    pub(crate) remote_channels: HashMap<u16, SessionId>,
-    pub(crate) links: HashMap<LinkId, Box<Link>>,
+    pub(crate) sessions: SmallMap<SessionId, Box<Session>>,
+    pub(crate) local_channels: SmallMap<u16, SessionId>,
+    pub(crate) remote_channels: SmallMap<u16, SessionId>,
+    pub(crate) links: SmallMap<LinkId, Box<Link>>,
     next_session_id: u32,
     next_link_id: u64,
     /// The last frame written, if it was a disposition that a following one
@@ -121,10 +121,10 @@ impl Connection {
             last_received: now,
             last_sent: now,
             trimmed: false,
-            sessions: HashMap::new(),
-            local_channels: HashMap::new(),
-            remote_channels: HashMap::new(),
-            links: HashMap::new(),
+            sessions: SmallMap::new(),
+            local_channels: SmallMap::new(),
+            remote_channels: SmallMap::new(),
+            links: SmallMap::new(),
             next_session_id: 0,
             next_link_id: 0,
             last_disposition: None,

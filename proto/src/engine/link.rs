@@ -709,14 +709,14 @@ impl Connection {
             let _ = self.attach_null(id);
         }
         let l = self.links.remove(&id).expect("handle maps to a link");
-        shrink_sparse(&mut self.links);
+        self.links.shrink_sparse();
         let s = self.sessions.get_mut(&session).expect("exists");
         s.remote_handles.remove(&detach.handle);
         if l.state != LinkState::AttachReceived {
             s.local_handles.remove(&l.local_handle);
         }
-        shrink_sparse(&mut s.remote_handles);
-        shrink_sparse(&mut s.local_handles);
+        s.remote_handles.shrink_sparse();
+        s.local_handles.shrink_sparse();
         let local_channel = s.local_channel;
         if l.state != LinkState::DetachSent {
             s.outgoing_unsettled.retain(|_, v| *v != id);

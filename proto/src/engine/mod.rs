@@ -32,6 +32,7 @@ mod link;
 mod output;
 mod sasl;
 mod session;
+mod small_map;
 
 pub use config::{ConnectionConfig, SaslClientConfig, SaslServerConfig};
 pub use connection::{Connection, shrink_sparse};

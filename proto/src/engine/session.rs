@@ -18,6 +18,7 @@ use super::connection::Connection;
 use super::error::EngineError;
 use super::event::Event;
 use super::ids::{LinkId, SessionId};
+use super::small_map::SmallMap;
 use crate::definitions::{
     Begin, End, Error, Flow, Handle, Performative, SequenceNo, Transfer, condition,
 };
@@ -61,8 +62,8 @@ pub(crate) struct Session {
     pub next_incoming_delivery: Option<SequenceNo>,
     /// Highest handle the peer accepts.
     pub remote_handle_max: u32,
-    pub local_handles: HashMap<Handle, LinkId>,
-    pub remote_handles: HashMap<Handle, LinkId>,
+    pub local_handles: SmallMap<Handle, LinkId>,
+    pub remote_handles: SmallMap<Handle, LinkId>,
     /// Deliveries we sent and the peer has not settled, by delivery id.
     pub outgoing_unsettled: HashMap<u32, LinkId>,
     /// Deliveries we received and have not settled, by delivery id.
@@ -87,8 +88,8 @@ impl Session {
             next_delivery_id: SequenceNo(0),
             next_incoming_delivery: None,
             remote_handle_max: u32::MAX,
-            local_handles: HashMap::new(),
-            remote_handles: HashMap::new(),
+            local_handles: SmallMap::new(),
+            remote_handles: SmallMap::new(),
             outgoing_unsettled: HashMap::new(),
             incoming_unsettled: HashMap::new(),
             pending: VecDeque::new(),
@@ -369,7 +370,7 @@ impl Connection {
                 });
             }
         }
-        super::connection::shrink_sparse(&mut self.links);
+        self.links.shrink_sparse();
     }
 
     /// Updates the session's view of the peer's window from a flow, then
