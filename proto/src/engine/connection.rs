@@ -3,9 +3,6 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-
-// A fast seeded hasher: these maps are looked up several times per
-// delivery, where SipHash showed in profiles.
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -48,6 +45,9 @@ enum Phase {
 /// gives back the room of its empty buffers (see `Connection::trim`).
 pub(crate) const QUIET: Duration = Duration::from_secs(1);
 
+/// The length of an empty frame, a heartbeat (AMQP 1.0 §2.4.5).
+const EMPTY_FRAME_LEN: usize = 8;
+
 /// One AMQP connection, as a state machine. See the [module docs](super).
 pub struct Connection {
     pub(crate) config: Arc<ConnectionConfig>,
@@ -69,9 +69,8 @@ pub struct Connection {
     /// Its buffers were given back since the last traffic (see
     /// `Connection::trim`).
     trimmed: bool,
-    /// Values boxed here and in `links`: a map allocates room for at
-    /// least 3 entries, and an idle connection should not pay for 3
-    /// sessions and 3 links' state to hold one of each.
+    /// Values boxed here and in `links`: a large map's spare room costs
+    /// a pointer per entry, not a session's or a link's state.
     pub(crate) sessions: SmallMap<SessionId, Box<Session>>,
     pub(crate) local_channels: SmallMap<u16, SessionId>,
     pub(crate) remote_channels: SmallMap<u16, SessionId>,
@@ -199,6 +198,8 @@ impl Connection {
         }
         if !data.is_empty() {
             self.last_received = now;
+        }
+        if data.len() > EMPTY_FRAME_LEN {
             self.trimmed = false;
         }
         self.inbuf.extend_from_slice(data);
@@ -253,7 +254,9 @@ impl Connection {
     /// When the buffers left empty after the last traffic are given back:
     /// [`QUIET`] after it (`None`: given back since). A connection
     /// that goes idle keeps none of the room its handshake or its last
-    /// burst needed; a busy one reuses its buffers.
+    /// burst needed; a busy one reuses its buffers. Heartbeats alone (empty
+    /// frames) do not count as traffic here: an idle connection is not
+    /// woken a second after each of them.
     fn trim_deadline(&self) -> Option<Instant> {
         (!self.trimmed).then(|| self.last_received.max(self.last_sent) + QUIET)
     }
@@ -306,7 +309,9 @@ impl Connection {
         self.close_if_oversize();
         let bytes = self.out.take()?;
         self.last_sent = now;
-        self.trimmed = false;
+        if bytes.len() > EMPTY_FRAME_LEN {
+            self.trimmed = false;
+        }
         self.last_disposition = None;
         Some(bytes)
     }

@@ -382,6 +382,11 @@ fn a_quiet_connection_gives_back_its_buffers_and_carries_on() {
     assert_eq!(p.server.events.capacity(), 0);
     let heartbeat_or_idle = p.server.poll_timeout().expect("idle timer");
     assert!(heartbeat_or_idle > p.now + QUIET, "nothing left to trim");
+    // A heartbeat (an empty frame) is not traffic that re-arms it.
+    p.now += Duration::from_secs(5);
+    p.server.handle_input(&[0, 0, 0, 8, 2, 0, 0, 0], p.now);
+    let next = p.server.poll_timeout().expect("idle timer");
+    assert!(next > p.now + QUIET, "a heartbeat re-armed the trim");
     // And the connection works as before.
     p.send_small(snd, 1, false);
     p.drive();
