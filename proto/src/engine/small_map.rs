@@ -109,10 +109,10 @@ impl<K: Copy + Eq + Hash, V> SmallMap<K, V> {
         self.iter().map(|(_, v)| v)
     }
 
-    fn iter(&self) -> Box<dyn Iterator<Item = (&K, &V)> + '_> {
+    fn iter(&self) -> Iter<'_, K, V> {
         match self {
-            Self::Few(v) => Box::new(v.iter().map(|(k, v)| (k, v))),
-            Self::Many(m) => Box::new(m.iter()),
+            Self::Few(v) => Iter::Few(v.iter()),
+            Self::Many(m) => Iter::Many(m.iter()),
         }
     }
 
@@ -133,6 +133,23 @@ impl<K: Copy + Eq + Hash, V> SmallMap<K, V> {
     pub fn shrink_sparse(&mut self) {
         if let Self::Many(m) = self {
             super::shrink_sparse(m);
+        }
+    }
+}
+
+/// The entries of a [`SmallMap`], in no particular order.
+enum Iter<'a, K, V> {
+    Few(std::slice::Iter<'a, (K, V)>),
+    Many(std::collections::hash_map::Iter<'a, K, V>),
+}
+
+impl<'a, K, V> Iterator for Iter<'a, K, V> {
+    type Item = (&'a K, &'a V);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            Self::Few(i) => i.next().map(|(k, v)| (k, v)),
+            Self::Many(i) => i.next(),
         }
     }
 }

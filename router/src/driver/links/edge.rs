@@ -42,14 +42,9 @@ use crate::policy::scoped;
 use crate::core::EDGE_RELAY as RELAY;
 
 /// Addresses that never cross an uplink: the router's own management node
-/// and the mesh's internal addresses (a vhost's too).
+/// and the mesh's internal addresses.
 fn stays_on_the_edge(address: &str) -> bool {
-    let mesh_own = |a: &str| a.starts_with("_ferry/");
-    address.starts_with('$')
-        || mesh_own(address)
-        || address
-            .split_once('/')
-            .is_some_and(|(_, rest)| mesh_own(rest))
+    address.starts_with('$') || address.starts_with("_ferry/")
 }
 
 /// The vhost whose relay `source` names (`{vhost}/_ferry/edge-relay`).
@@ -152,12 +147,12 @@ impl Links {
     /// Edge router's uplink: a relay link for clients of no vhost and one
     /// for each vhost of the policy (see the module docs).
     pub(super) fn sync_relays(&mut self, engine: &mut Connection) {
-        let Some(interior) = self.mesh.r().edge.clone() else {
-            return;
-        };
         if !self.mesh.is_uplink() {
             return;
         }
+        let Some(interior) = self.mesh.r().edge.clone() else {
+            return;
+        };
         let mut wanted = vec![RELAY.to_owned()];
         if let Some(policy) = self.core.policy() {
             wanted.extend(policy.names().into_iter().map(|v| scoped(v, RELAY)));
@@ -233,11 +228,10 @@ impl Links {
         if !self.core.is_edge() || self.hop() != Hop::Local {
             return None;
         }
-        let relay = match self.tenant() {
-            Some(t) => self.core.lookup(&t.scope(RELAY)),
-            None => self.core.lookup(RELAY),
-        };
-        relay.filter(|r| r.has_consumers())
+        let relay = self.tenancy.as_ref().and_then(|t| t.relay.as_deref());
+        self.core
+            .lookup(relay.unwrap_or(RELAY))
+            .filter(|r| r.has_consumers())
     }
 
     /// Whether a client's anonymous delivery to `address` goes up the
@@ -397,15 +391,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_relay_names_its_vhost_and_stays_on_the_edge() {
+    fn a_relay_names_its_vhost() {
         assert_eq!(relay_vhost("t1/_ferry/edge-relay"), Some("t1"));
         assert_eq!(relay_vhost(RELAY), None);
         assert_eq!(relay_vhost("/_ferry/edge-relay"), None);
         assert_eq!(relay_vhost("a/b/_ferry/edge-relay"), None);
-        assert!(stays_on_the_edge(RELAY));
-        assert!(stays_on_the_edge("t1/_ferry/edge-relay"));
-        assert!(stays_on_the_edge("$management"));
-        assert!(!stays_on_the_edge("t1/orders"));
-        assert!(!stays_on_the_edge("orders"));
+        assert_eq!(relay_vhost(&scoped("t1", RELAY)), Some("t1"));
     }
 }

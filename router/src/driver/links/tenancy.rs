@@ -10,6 +10,9 @@ use crate::policy::{Admission, Tenant};
 /// the vhost's connection limits (given back when the connection goes).
 pub(crate) struct Tenancy {
     pub(super) tenant: Tenant,
+    /// On an edge router: the address of its vhost's relay (see
+    /// `links::edge`), named once rather than per anonymous delivery.
+    pub(super) relay: Option<String>,
     _admission: Admission,
 }
 
@@ -50,8 +53,13 @@ impl Links {
             .admit(vhost.name(), user, &tenant.limits)
         {
             Ok(admission) => {
+                let relay = self
+                    .core
+                    .is_edge()
+                    .then(|| tenant.scope(crate::core::EDGE_RELAY));
                 self.tenancy = Some(Box::new(Tenancy {
                     tenant,
+                    relay,
                     _admission: admission,
                 }));
             }
