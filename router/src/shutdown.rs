@@ -6,53 +6,84 @@
 //! never leaves connection tasks running forever.
 
 use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use tokio::sync::watch;
+use tokio::sync::Notify;
+
+/// What a trigger and its handles share.
+#[derive(Debug, Default)]
+struct State {
+    fired: AtomicBool,
+    notify: Notify,
+}
 
 /// Starts a shutdown: every [`Shutdown`] subscribed to it observes it.
 #[derive(Debug)]
 pub struct Trigger {
-    tx: watch::Sender<bool>,
+    state: Arc<State>,
 }
 
 /// Observes a [`Trigger`]. Clone one per task.
+///
+/// A flag and a [`Notify`] rather than a watch channel: every connection
+/// task waits on one, and this wait is less than half the size of a
+/// watch's (it is part of each idle connection's memory).
 #[derive(Debug, Clone)]
 pub struct Shutdown {
-    rx: watch::Receiver<bool>,
+    state: Arc<State>,
 }
 
 /// A connected trigger and handle.
 pub fn channel() -> (Trigger, Shutdown) {
-    let (tx, rx) = watch::channel(false);
-    (Trigger { tx }, Shutdown { rx })
+    let state = Arc::new(State::default());
+    (
+        Trigger {
+            state: state.clone(),
+        },
+        Shutdown { state },
+    )
 }
 
 impl Trigger {
     /// Start the shutdown; idempotent.
     pub fn fire(&self) {
-        self.tx.send_replace(true);
+        self.state.fired.store(true, Ordering::SeqCst);
+        self.state.notify.notify_waiters();
     }
 
     /// A new handle observing this trigger.
     pub fn subscribe(&self) -> Shutdown {
         Shutdown {
-            rx: self.tx.subscribe(),
+            state: self.state.clone(),
         }
+    }
+}
+
+impl Drop for Trigger {
+    /// Dropping the trigger counts as firing it.
+    fn drop(&mut self) {
+        self.fire();
     }
 }
 
 impl Shutdown {
     /// True once the shutdown has started (or its trigger was dropped).
     pub fn is_triggered(&self) -> bool {
-        *self.rx.borrow() || self.rx.has_changed().is_err()
+        self.state.fired.load(Ordering::SeqCst)
     }
 
     /// Completes once the shutdown has started (or its trigger was dropped).
     /// Cancel-safe, so it fits a `tokio::select!` loop.
     pub async fn triggered(&self) {
-        let mut rx = self.rx.clone();
-        // An error means the trigger was dropped: that counts as firing.
-        let _ = rx.wait_for(|&fired| fired).await;
+        let notified = self.state.notify.notified();
+        tokio::pin!(notified);
+        // Registered before the flag is read, so a firing in between is
+        // not missed (`notify_waiters` wakes only registered waiters).
+        notified.as_mut().enable();
+        if !self.is_triggered() {
+            notified.await;
+        }
     }
 }
 

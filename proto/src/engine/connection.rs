@@ -78,8 +78,8 @@ pub struct Connection {
     next_session_id: u32,
     next_link_id: u64,
     /// The last frame written, if it was a disposition that a following one
-    /// may extend: (where it is in `out`, channel, the disposition).
-    pub(crate) last_disposition: Option<(Mark, u16, crate::definitions::Disposition)>,
+    /// may extend.
+    pub(crate) last_disposition: Option<super::link::LastDisposition>,
     /// A frame that did not fit the peer's max-frame-size was written
     /// (and taken back): what it was. The connection is closed with
     /// `amqp:frame-size-too-small` before anything else goes out.

@@ -21,6 +21,53 @@ use crate::definitions::{
 };
 use crate::frame::HEADER_SIZE;
 
+use super::output::Mark;
+
+/// The last frame written, when it is a disposition that the next may
+/// extend to a range (the next delivery id, same role, settlement and
+/// state): where it is in the output, and what it said. Only outcomes
+/// without fields are merged, so this stays small for every connection.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LastDisposition {
+    mark: Mark,
+    channel: u16,
+    role: Role,
+    first: SequenceNo,
+    last: SequenceNo,
+    settled: Option<bool>,
+    batchable: Option<bool>,
+    state: PlainState,
+}
+
+/// A disposition's state when it has no fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PlainState {
+    None,
+    Accepted,
+    Released,
+}
+
+impl PlainState {
+    fn of(state: &Option<DeliveryState>) -> Option<Self> {
+        match state {
+            None => Some(Self::None),
+            Some(DeliveryState::Accepted) => Some(Self::Accepted),
+            Some(DeliveryState::Released) => Some(Self::Released),
+            Some(_) => None,
+        }
+    }
+}
+
+impl From<PlainState> for Option<DeliveryState> {
+    fn from(state: PlainState) -> Self {
+        match state {
+            PlainState::None => None,
+            PlainState::Accepted => Some(DeliveryState::Accepted),
+            PlainState::Released => Some(DeliveryState::Released),
+        }
+    }
+}
+
 /// Where a link stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum LinkState {
@@ -76,7 +123,8 @@ pub(crate) struct Link {
     /// Sender: the delivery still being sent with `more`.
     pub outgoing_partial: Option<SequenceNo>,
     /// Receiver: the delivery still arriving.
-    pub incoming_partial: Option<IncomingPartial>,
+    /// Boxed: only a delivery in several frames has one.
+    pub incoming_partial: Option<Box<IncomingPartial>>,
     /// The peer's termini, kept from its attach until we answer it, so a
     /// refusal can echo the half we do not refuse.
     pub peer_termini: Option<Box<(Option<Source>, Option<TargetTerminus>)>>,
@@ -545,30 +593,47 @@ impl Connection {
     }
 
     fn write_disposition(&mut self, channel: u16, d: Disposition) {
-        if let Some((mark, ch, prev)) = self.last_disposition.take()
-            && ch == channel
+        if let Some(prev) = self.last_disposition.take()
+            && prev.channel == channel
             && prev.role == d.role
             && prev.settled == d.settled
-            && prev.state == d.state
-            && prev.last.unwrap_or(prev.first).wrapping_add(1) == d.first
+            && Some(prev.state) == PlainState::of(&d.state)
+            && prev.last.wrapping_add(1) == d.first
         {
             let merged = Disposition {
+                role: prev.role,
+                first: prev.first,
                 last: Some(d.first),
-                ..prev
+                settled: prev.settled,
+                state: prev.state.into(),
+                batchable: prev.batchable,
             };
-            self.out.rewind(mark);
+            self.out.rewind(prev.mark);
             return self.write_disposition_frame(channel, merged);
         }
         self.write_disposition_frame(channel, d);
     }
 
     fn write_disposition_frame(&mut self, channel: u16, d: Disposition) {
-        let p = Performative::Disposition(d);
-        let mark = self.write_frame(channel, &p, &[]);
-        let Performative::Disposition(d) = p else {
-            unreachable!()
-        };
-        self.last_disposition = Some((mark, channel, d));
+        let (role, first, last, settled, batchable) = (
+            d.role,
+            d.first,
+            d.last.unwrap_or(d.first),
+            d.settled,
+            d.batchable,
+        );
+        let state = PlainState::of(&d.state);
+        let mark = self.write_frame(channel, &Performative::Disposition(d), &[]);
+        self.last_disposition = state.map(|state| LastDisposition {
+            mark,
+            channel,
+            role,
+            first,
+            last,
+            settled,
+            batchable,
+            state,
+        });
     }
 
     // ---- incoming frames ----
@@ -656,7 +721,9 @@ impl Connection {
             id,
             Box::new(Link {
                 session,
-                name: attach.name.clone(),
+                // A copy: the attach's own name shares the buffer its
+                // frame was read into, which the link would keep for life.
+                name: Str::from(attach.name.as_str()),
                 role: our_role,
                 state: LinkState::AttachReceived,
                 local_handle: Handle(u32::MAX),
@@ -879,7 +946,7 @@ impl Connection {
                         "new delivery before the previous one finished",
                     );
                 }
-                (false, p, false)
+                (false, *p, false)
             }
             None => {
                 let (Some(delivery), Some(tag)) = (t.delivery_id, t.delivery_tag.clone()) else {
@@ -937,7 +1004,7 @@ impl Connection {
         }
         let done = !more || aborted;
         if !done {
-            l.incoming_partial = Some(partial.clone());
+            l.incoming_partial = Some(Box::new(partial.clone()));
         }
         let s = self.sessions.get_mut(&session).expect("exists");
         if first && !partial.settled {

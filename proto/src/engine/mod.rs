@@ -40,6 +40,7 @@ pub use error::EngineError;
 pub use event::{Event, IncomingTransfer, LinkSpec};
 pub use ids::{LinkId, SessionId};
 pub use sasl::{ANONYMOUS, parse_plain};
+pub use small_map::SmallMap;
 
 #[cfg(test)]
 mod tests;

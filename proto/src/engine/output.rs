@@ -55,18 +55,26 @@ pub(crate) struct Output {
     sealed_len: usize,
     /// Normal bytes handed out so far.
     taken: u64,
+    /// Boxed: only a router's connections to its neighbours have priority
+    /// sessions.
+    priority: Option<Box<Priority>>,
+}
+
+/// The priority queue of an [`Output`].
+#[derive(Debug, Default)]
+struct Priority {
     /// Output of priority sessions.
-    priority: BytesMut,
+    out: BytesMut,
     /// Priority output waits until `taken` reaches this.
     barrier: u64,
     /// Local channels of priority sessions (a handful at most).
-    priority_channels: Vec<u16>,
+    channels: Vec<u16>,
 }
 
 impl Output {
     /// Bytes waiting, in both queues.
     pub fn len(&self) -> usize {
-        self.sealed_len + self.current.len() + self.priority.len()
+        self.sealed_len + self.current.len() + self.priority.as_ref().map_or(0, |p| p.out.len())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -77,8 +85,10 @@ impl Output {
     pub fn trim(&mut self) {
         if self.is_empty() {
             self.current = BytesMut::new();
-            self.priority = BytesMut::new();
             self.sealed = VecDeque::new();
+            if let Some(p) = &mut self.priority {
+                p.out = BytesMut::new();
+            }
         }
     }
 
@@ -91,9 +101,12 @@ impl Output {
     /// Appends an AMQP frame to the queue its channel belongs to.
     pub fn frame(&mut self, channel: u16, p: &Performative, payload: &[u8]) -> Mark {
         let connection_level = matches!(p, Performative::Open(_) | Performative::Close(_));
-        if !connection_level && self.priority_channels.contains(&channel) {
-            let offset = self.priority.len();
-            frame::encode_amqp_frame(channel, p, payload, &mut self.priority);
+        if let Some(prio) = &mut self.priority
+            && !connection_level
+            && prio.channels.contains(&channel)
+        {
+            let offset = prio.out.len();
+            frame::encode_amqp_frame(channel, p, payload, &mut prio.out);
             return Mark {
                 priority: true,
                 offset,
@@ -129,10 +142,9 @@ impl Output {
     /// The bytes written from `mark` on (the size of the frame written
     /// there, right after it was).
     pub fn written_since(&self, mark: Mark) -> usize {
-        let buf = if mark.priority {
-            &self.priority
-        } else {
-            &self.current
+        let buf = match &self.priority {
+            Some(p) if mark.priority => &p.out,
+            _ => &self.current,
         };
         buf.len() - mark.offset
     }
@@ -140,38 +152,46 @@ impl Output {
     /// Removes what was written from `mark` on. Only valid while nothing
     /// else was written or handed out since.
     pub fn rewind(&mut self, mark: Mark) {
-        if mark.priority {
-            self.priority.truncate(mark.offset);
-        } else {
-            self.current.truncate(mark.offset);
+        match &mut self.priority {
+            Some(p) if mark.priority => p.out.truncate(mark.offset),
+            _ => self.current.truncate(mark.offset),
         }
     }
 
     /// Makes the frames on `channel` priority output from now on.
     pub fn prioritize(&mut self, channel: u16) {
-        if !self.priority_channels.contains(&channel) {
-            self.priority_channels.push(channel);
-        }
         // Seal, so that the barrier is a chunk boundary.
         self.seal();
-        self.barrier = self.taken + self.sealed_len as u64;
+        let barrier = self.taken + self.sealed_len as u64;
+        let p = self.priority.get_or_insert_default();
+        if !p.channels.contains(&channel) {
+            p.channels.push(channel);
+        }
+        p.barrier = barrier;
     }
 
     /// Frames on `channel` are normal output again (its session is gone).
     pub fn unprioritize(&mut self, channel: u16) {
-        self.priority_channels.retain(|c| *c != channel);
+        if let Some(p) = &mut self.priority {
+            p.channels.retain(|c| *c != channel);
+        }
     }
 
     /// Forgets every priority channel (the connection is over).
     pub fn clear_priorities(&mut self) {
-        self.priority_channels.clear();
+        if let Some(p) = &mut self.priority {
+            p.channels.clear();
+        }
     }
 
     /// The next bytes to send: priority output first (once past the
     /// barrier), else the oldest chunk of normal output.
     pub fn take(&mut self) -> Option<Bytes> {
-        if !self.priority.is_empty() && self.taken >= self.barrier {
-            return Some(self.priority.split().freeze());
+        if let Some(p) = &mut self.priority
+            && !p.out.is_empty()
+            && self.taken >= p.barrier
+        {
+            return Some(p.out.split().freeze());
         }
         let chunk = match self.sealed.pop_front() {
             Some(c) => {
@@ -180,7 +200,10 @@ impl Output {
             }
             None if !self.current.is_empty() => self.current.split().freeze(),
             None => {
-                debug_assert!(self.priority.is_empty(), "the barrier is in normal output");
+                debug_assert!(
+                    self.priority.as_ref().is_none_or(|p| p.out.is_empty()),
+                    "the barrier is in normal output"
+                );
                 return None;
             }
         };

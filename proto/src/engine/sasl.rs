@@ -55,10 +55,11 @@ pub(crate) enum ClientMechanism {
     /// Nothing chosen yet, or a mechanism with no further steps.
     #[default]
     Simple,
-    /// SCRAM: client-first sent, waiting for server-first.
-    ScramFirst(scram::ClientAwaitServerFirst),
+    /// SCRAM: client-first sent, waiting for server-first. Boxed, as
+    /// below: most connections never use SCRAM as clients.
+    ScramFirst(Box<scram::ClientAwaitServerFirst>),
     /// SCRAM: client-final sent, waiting for server-final in the outcome.
-    ScramFinal(scram::ClientAwaitServerFinal),
+    ScramFinal(Box<scram::ClientAwaitServerFinal>),
 }
 
 /// The result of handling one SASL frame.
@@ -195,7 +196,7 @@ pub(crate) fn client_step(
                     nonce,
                 } => match scram::ScramClient::start(username, password, nonce) {
                     Ok((first, next)) => {
-                        *mech = ClientMechanism::ScramFirst(next);
+                        *mech = ClientMechanism::ScramFirst(Box::new(next));
                         Bytes::from(first)
                     }
                     Err(e) => return failed(format!("SCRAM: {e}")),
@@ -213,7 +214,7 @@ pub(crate) fn client_step(
         (SaslState::ClientAwaitOutcome, SaslFrame::Challenge(c)) => match std::mem::take(mech) {
             ClientMechanism::ScramFirst(first) => match first.handle(&c.challenge) {
                 Ok((reply, next)) => {
-                    *mech = ClientMechanism::ScramFinal(next);
+                    *mech = ClientMechanism::ScramFinal(Box::new(next));
                     SaslStep::Reply(
                         SaslFrame::Response(SaslResponse {
                             response: Bytes::from(reply),

@@ -1,7 +1,7 @@
-//! The map of the engine's per-connection tables (sessions, channels,
-//! link handles, links). Most connections hold one or two entries in each
-//! (a device's one session and one link), a router's connections to its
-//! neighbours thousands. A hash map allocates room for at least three
+//! The map of per-connection tables: the engine's sessions, channels,
+//! link handles and links, and the router's links of a connection. Most
+//! connections hold one or two entries in each (a device's one session
+//! and one link), a router's connections to its neighbours thousands. A hash map allocates room for at least three
 //! entries and a control block: up to [`FEW`] entries live in a vector
 //! searched in order instead (one allocation of what it holds); past that
 //! the map is a hash map, and it is a vector again once it holds
@@ -18,7 +18,7 @@ const FEW: usize = 8;
 
 /// A map, small or large (see the module docs).
 #[derive(Debug)]
-pub(crate) enum SmallMap<K, V> {
+pub enum SmallMap<K, V> {
     /// In insertion order.
     Few(Vec<(K, V)>),
     /// Boxed: the small form is the common one, and stays 24 bytes.
@@ -32,10 +32,12 @@ impl<K, V> Default for SmallMap<K, V> {
 }
 
 impl<K: Copy + Eq + Hash, V> SmallMap<K, V> {
+    /// An empty map (allocates nothing).
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// Entries held.
     pub fn len(&self) -> usize {
         match self {
             Self::Few(v) => v.len(),
@@ -43,6 +45,12 @@ impl<K: Copy + Eq + Hash, V> SmallMap<K, V> {
         }
     }
 
+    /// Whether it holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The value under `key`.
     pub fn get(&self, key: &K) -> Option<&V> {
         match self {
             Self::Few(v) => v.iter().find(|(k, _)| k == key).map(|(_, v)| v),
@@ -50,6 +58,7 @@ impl<K: Copy + Eq + Hash, V> SmallMap<K, V> {
         }
     }
 
+    /// The value under `key`, to change.
     pub fn get_mut(&mut self, key: &K) -> Option<&mut V> {
         match self {
             Self::Few(v) => v.iter_mut().find(|(k, _)| k == key).map(|(_, v)| v),
@@ -57,6 +66,7 @@ impl<K: Copy + Eq + Hash, V> SmallMap<K, V> {
         }
     }
 
+    /// Whether a value is under `key`.
     pub fn contains_key(&self, key: &K) -> bool {
         self.get(key).is_some()
     }
@@ -85,6 +95,7 @@ impl<K: Copy + Eq + Hash, V> SmallMap<K, V> {
         }
     }
 
+    /// Takes the value under `key` out.
     pub fn remove(&mut self, key: &K) -> Option<V> {
         match self {
             Self::Few(v) => {
@@ -101,18 +112,21 @@ impl<K: Copy + Eq + Hash, V> SmallMap<K, V> {
         }
     }
 
+    /// The keys, in no particular order.
     pub fn keys(&self) -> impl Iterator<Item = &K> {
         self.iter().map(|(k, _)| k)
     }
 
+    /// The values, in no particular order.
     pub fn values(&self) -> impl Iterator<Item = &V> {
         self.iter().map(|(_, v)| v)
     }
 
-    fn iter(&self) -> Iter<'_, K, V> {
+    /// The entries, in no particular order.
+    pub fn iter(&self) -> Iter<'_, K, V> {
         match self {
-            Self::Few(v) => Iter::Few(v.iter()),
-            Self::Many(m) => Iter::Many(m.iter()),
+            Self::Few(v) => Iter(IterOf::Few(v.iter())),
+            Self::Many(m) => Iter(IterOf::Many(m.iter())),
         }
     }
 
@@ -124,6 +138,7 @@ impl<K: Copy + Eq + Hash, V> SmallMap<K, V> {
         }
     }
 
+    /// Empties the map and gives back its room.
     pub fn clear(&mut self) {
         *self = Self::default();
     }
@@ -138,18 +153,29 @@ impl<K: Copy + Eq + Hash, V> SmallMap<K, V> {
 }
 
 /// The entries of a [`SmallMap`], in no particular order.
-enum Iter<'a, K, V> {
+pub struct Iter<'a, K, V>(IterOf<'a, K, V>);
+
+enum IterOf<'a, K, V> {
     Few(std::slice::Iter<'a, (K, V)>),
     Many(std::collections::hash_map::Iter<'a, K, V>),
+}
+
+impl<'a, K: Copy + Eq + Hash, V> IntoIterator for &'a SmallMap<K, V> {
+    type Item = (&'a K, &'a V);
+    type IntoIter = Iter<'a, K, V>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
 }
 
 impl<'a, K, V> Iterator for Iter<'a, K, V> {
     type Item = (&'a K, &'a V);
 
     fn next(&mut self) -> Option<Self::Item> {
-        match self {
-            Self::Few(i) => i.next().map(|(k, v)| (k, v)),
-            Self::Many(i) => i.next(),
+        match &mut self.0 {
+            IterOf::Few(i) => i.next().map(|(k, v)| (k, v)),
+            IterOf::Many(i) => i.next(),
         }
     }
 }

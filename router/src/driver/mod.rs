@@ -442,6 +442,10 @@ impl Task {
                 }
             }
             match self.transport.try_write(&self.pending) {
+                // Written out: let go of the chunk's buffer (an empty
+                // `Bytes` still holds it), which an idle connection would
+                // otherwise keep for good.
+                Ok(n) if n == self.pending.len() => self.pending = Bytes::new(),
                 Ok(n) => self.pending.advance(n),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) => return Err(e),
@@ -460,7 +464,7 @@ impl Task {
                 }
             }
             self.transport.write_all(&self.pending).await?;
-            self.pending.clear();
+            self.pending = Bytes::new();
         }
     }
 

@@ -384,7 +384,7 @@ impl Links {
     pub(super) fn detached(&mut self, link: LinkId) {
         self.edge_link_gone(link);
         if let Some(p) = self.producers.remove(&link) {
-            crate::memory_release::shrink_sparse(&mut self.producers);
+            self.producers.shrink_sparse();
             if p.address.is_none() {
                 self.anonymous_outcomes.retain(|(l, _), _| *l != link);
             }
@@ -427,7 +427,7 @@ impl Links {
             }
         }
         if let Some(c) = self.consumers.remove(&link) {
-            crate::memory_release::shrink_sparse(&mut self.consumers);
+            self.consumers.shrink_sparse();
             self.data_link_gone(link);
             if c.address.remove_consumer(self.me.id, link) && c.to.is_own() {
                 self.core.local_consumers(&c.address, false);

@@ -218,12 +218,13 @@ pub struct Failure {
 #[derive(Debug)]
 pub(crate) struct MeshState {
     kind: ConnKind,
-    /// The names in the peer's verified certificate.
-    cert: Option<crate::tls::CertNames>,
+    /// The names in the peer's verified certificate. Boxed, as `failure`:
+    /// a client's connection seldom has either.
+    cert: Option<Box<crate::tls::CertNames>>,
     /// The socket's two addresses.
     ends: Ends,
     /// Why the connection was refused (by us, or by the peer's close).
-    failure: Option<Failure>,
+    failure: Option<Box<Failure>>,
     /// `None` on a client's connection (and a broker's, until used).
     router: Option<Box<RouterSide>>,
 }
@@ -278,7 +279,7 @@ impl MeshState {
         let router = !matches!(kind, ConnKind::Client | ConnKind::Broker);
         Self {
             kind,
-            cert,
+            cert: cert.map(Box::new),
             ends,
             failure: None,
             router: router.then(Box::default),
@@ -339,7 +340,7 @@ impl MeshState {
 
     /// Why the connection was refused, if it was.
     pub(crate) fn failure(&self) -> Option<&Failure> {
-        self.failure.as_ref()
+        self.failure.as_deref()
     }
 
     /// The connection closed: the peer's close error, if it refused us.
@@ -349,10 +350,10 @@ impl MeshState {
                 .description
                 .as_deref()
                 .map_or_else(|| error.condition.to_string(), str::to_owned);
-            self.failure = Some(Failure {
+            self.failure = Some(Box::new(Failure {
                 why: format!("refused by the router there: {why}"),
                 logged: false,
-            });
+            }));
         }
     }
 
@@ -578,7 +579,7 @@ impl Links {
             }
         }
         engine.close(Some(Error::new(condition, why.as_str())));
-        self.mesh.failure = Some(Failure { why, logged: false });
+        self.mesh.failure = Some(Box::new(Failure { why, logged: false }));
     }
 
     /// The peer router has this router's id: either it is this very router
@@ -625,7 +626,7 @@ impl Links {
             tracing::debug!("{why} (again)");
         }
         engine.close(Some(Error::new(condition::NOT_ALLOWED, told.as_str())));
-        self.mesh.failure = Some(Failure { why, logged: true });
+        self.mesh.failure = Some(Box::new(Failure { why, logged: true }));
     }
 
     /// The peer ended what an inter-router connection cannot do without

@@ -38,7 +38,7 @@ use ferry_proto::definitions::{
     Attach, DeliveryState, Error, ErrorCondition, ReceiverSettleMode, Rejected, Role,
     SenderSettleMode, SequenceNo, TargetTerminus, condition,
 };
-use ferry_proto::engine::{Connection, Event, IncomingTransfer, LinkId, LinkSpec};
+use ferry_proto::engine::{Connection, Event, IncomingTransfer, LinkId, LinkSpec, SmallMap};
 
 use crate::core::{
     Address, ByteBudget, Charge, ConnHandle, Core, Credited, Fanout, Forwarded, Hop, MAX_OVERTAKES,
@@ -147,9 +147,9 @@ struct Frame {
 pub(crate) struct Links {
     core: Arc<Core>,
     me: ConnHandle,
-    producers: HashMap<LinkId, Producer>,
-    /// Boxed: a map allocates room for at least 3 entries.
-    consumers: HashMap<LinkId, Box<Consumer>>,
+    producers: SmallMap<LinkId, Producer>,
+    /// Boxed: most connections have a handful at most, kept in a vector.
+    consumers: SmallMap<LinkId, Box<Consumer>>,
     inbound: HashMap<(LinkId, SequenceNo), Inbound>,
     /// Delivery tags handed out so far.
     next_tag: u64,
@@ -251,8 +251,8 @@ impl Links {
             congested: false,
             now: Instant::now(),
             me,
-            producers: HashMap::new(),
-            consumers: HashMap::new(),
+            producers: SmallMap::new(),
+            consumers: SmallMap::new(),
             inbound: HashMap::new(),
             next_tag: 0,
             tags: BytesMut::new(),
