@@ -45,6 +45,14 @@ enum Phase {
 /// gives back the room of its empty buffers (see `Connection::trim`).
 pub(crate) const QUIET: Duration = Duration::from_secs(1);
 
+/// The same, the first time: a new connection gives back what its
+/// handshake needed as soon as it has settled. In a storm of new
+/// connections (devices reconnecting after a restart), what one gives
+/// back is then reused by those still arriving instead of staying behind
+/// as holes among them; once is cheap, so later quiet spells wait
+/// [`QUIET`].
+pub(crate) const FIRST_QUIET: Duration = Duration::from_millis(100);
+
 /// The length of an empty frame, a heartbeat (AMQP 1.0 §2.4.5).
 const EMPTY_FRAME_LEN: usize = 8;
 
@@ -69,6 +77,8 @@ pub struct Connection {
     /// Its buffers were given back since the last traffic (see
     /// `Connection::trim`).
     trimmed: bool,
+    /// It has been trimmed before (later quiet spells wait [`QUIET`]).
+    trimmed_once: bool,
     /// Values boxed here and in `links`: a large map's spare room costs
     /// a pointer per entry, not a session's or a link's state.
     pub(crate) sessions: SmallMap<SessionId, Box<Session>>,
@@ -120,6 +130,7 @@ impl Connection {
             last_received: now,
             last_sent: now,
             trimmed: false,
+            trimmed_once: false,
             sessions: SmallMap::new(),
             local_channels: SmallMap::new(),
             remote_channels: SmallMap::new(),
@@ -252,19 +263,26 @@ impl Connection {
     }
 
     /// When the buffers left empty after the last traffic are given back:
-    /// [`QUIET`] after it (`None`: given back since). A connection
+    /// [`QUIET`] after it, [`FIRST_QUIET`] the first time (`None`: given
+    /// back since). A connection
     /// that goes idle keeps none of the room its handshake or its last
     /// burst needed; a busy one reuses its buffers. Heartbeats alone (empty
     /// frames) do not count as traffic here: an idle connection is not
     /// woken a second after each of them.
     fn trim_deadline(&self) -> Option<Instant> {
-        (!self.trimmed).then(|| self.last_received.max(self.last_sent) + QUIET)
+        let quiet = if self.trimmed_once {
+            QUIET
+        } else {
+            FIRST_QUIET
+        };
+        (!self.trimmed).then(|| self.last_received.max(self.last_sent) + quiet)
     }
 
     /// Gives back the room of the empty event queue and input and output
     /// buffers.
     fn trim(&mut self) {
         self.trimmed = true;
+        self.trimmed_once = true;
         if self.events.is_empty() {
             self.events = VecDeque::new();
         }

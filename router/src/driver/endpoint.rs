@@ -371,13 +371,23 @@ impl Endpoint {
     /// except on a connection to another router (inter-router or edge),
     /// where not reading would also hold back its heartbeats and HELLOs
     /// and lose the peer; there deliveries stay bounded by link credit.
-    pub fn budget(&self) -> &Arc<ByteBudget> {
-        &self.links.budget
+    /// Bytes this connection's producers have in flight in the router.
+    pub fn bytes_in_flight(&self) -> u64 {
+        self.links.budget.as_ref().map_or(0, |b| b.used())
     }
 
     /// Whether reading should pause for the byte budget now.
     pub fn should_pause(&self) -> bool {
-        self.links.budget.exhausted() && !self.links.is_router_peer()
+        self.paused_on().is_some()
+    }
+
+    /// The budget that reading should pause for now, if any.
+    pub fn paused_on(&self) -> Option<Arc<ByteBudget>> {
+        self.links
+            .budget
+            .as_ref()
+            .filter(|b| b.exhausted() && !self.links.is_router_peer())
+            .cloned()
     }
 
     /// A PLAIN login's password check to run off this thread (see

@@ -354,13 +354,13 @@ impl Task {
                 .min();
             // A producer with too many bytes in flight is not read from
             // until some are delivered (see `core::budget`).
-            let paused = self.endpoint.should_pause();
             // Boxed, and only while paused: inline, its timer and wake-ups
             // would be memory every idle connection keeps.
-            let freed = paused.then(|| {
-                let budget = self.endpoint.budget().clone();
-                Box::pin(async move { budget.freed().await })
-            });
+            let freed = self
+                .endpoint
+                .paused_on()
+                .map(|budget| Box::pin(async move { budget.freed().await }));
+            let paused = freed.is_some();
             let writing = !self.pending.is_empty() || self.transport.wants_write();
             // (Over QUIC, output leaves the engine at once for the stream
             // writers, which hold at most each session's window: one

@@ -178,7 +178,7 @@ impl Mesh {
                 ));
             }
             for (id, ep) in &node.endpoints {
-                let used = ep.budget().used();
+                let used = ep.bytes_in_flight();
                 if used > byte_limit {
                     return Err(format!(
                         "{} conn {id}: {used} bytes in flight, over {byte_limit}",

@@ -93,7 +93,7 @@ impl Links {
             .map_err(|e| refusal(condition::INTERNAL_ERROR, &e.to_string()))?;
         match &address {
             Some(a) => {
-                let budget = Some(self.budget.clone());
+                let budget = Some(self.budget().clone());
                 if a.add_producer(
                     self.me.clone(),
                     link,

@@ -92,7 +92,7 @@ struct Consumer {
     /// to re-forward each if released, and when it was sent.
     outstanding: HashMap<SequenceNo, (Origin, Option<Retry>, Instant)>,
     /// Deliveries being sent over several frames: `None` once dropped.
-    streams: HashMap<StreamKey, Option<SequenceNo>>,
+    streams: SmallMap<StreamKey, Option<SequenceNo>>,
     /// Deliveries waiting for the link: for its credit (see
     /// `Forwarded::wait`; at most what was promised upstream beyond the
     /// link's credit), or for another delivery being streamed on it to
@@ -161,13 +161,15 @@ pub(crate) struct Links {
     /// still queued, so topping up in between would grant twice.
     recredit_pending: Vec<LinkId>,
     /// Bytes this connection's producers have in flight in the router.
-    pub(crate) budget: Arc<ByteBudget>,
+    /// Made with the first producer link: a connection that only
+    /// receives has none.
+    pub(crate) budget: Option<Arc<ByteBudget>>,
     /// Inter-router state: the peer router, control and data links.
     mesh: MeshState,
     /// The time given with the input being handled.
     now: Instant,
     /// Producer links short of credit, and when to ask for it again.
-    rechecks: HashMap<LinkId, Instant>,
+    rechecks: SmallMap<LinkId, Instant>,
 
     /// The login in progress (a listener offering more than ANONYMOUS),
     /// dropped once the peer is in.
@@ -213,6 +215,18 @@ const TAG_BATCH: usize = 1024;
 /// while its producer's later messages went another way.
 const PROMISED_WAIT: Duration = Duration::from_secs(2);
 
+/// The byte budget in `slot`, made there the first time (see
+/// [`Links::budget`](Links#structfield.budget)); a function of the two
+/// fields so that it can be called while others are borrowed.
+fn budget_in<'a>(slot: &'a mut Option<Arc<ByteBudget>>, core: &Core) -> &'a Arc<ByteBudget> {
+    slot.get_or_insert_with(|| {
+        ByteBudget::within(
+            core.limits().max_in_flight_bytes_per_producer,
+            Some(core.buffered().clone()),
+        )
+    })
+}
+
 fn refusal(condition: ErrorCondition, description: &str) -> Error {
     Error::new(condition, description)
 }
@@ -257,14 +271,16 @@ impl Links {
             next_tag: 0,
             tags: BytesMut::new(),
             recredit_pending: Vec::new(),
-            rechecks: HashMap::new(),
+            rechecks: SmallMap::new(),
 
-            budget: ByteBudget::within(
-                core.limits().max_in_flight_bytes_per_producer,
-                Some(core.buffered().clone()),
-            ),
+            budget: None,
             core,
         }
+    }
+
+    /// The producers' byte budget, made with the first producer.
+    fn budget(&mut self) -> &Arc<ByteBudget> {
+        budget_in(&mut self.budget, &self.core)
     }
 
     /// A fresh delivery tag (8 bytes, big-endian count): a slice of a
@@ -551,7 +567,7 @@ impl Links {
     /// attached (to a broker, an edge router's uplink) whose deliveries
     /// come `from` there and start their way through the mesh here.
     fn add_producer_link(&mut self, link: LinkId, address: Arc<Address>, from: Hop) {
-        let budget = Some(self.budget.clone());
+        let budget = Some(self.budget().clone());
         if address.add_producer(self.me.clone(), link, from, None, budget, self.now) {
             self.core.tree_producers_changed(&address);
         }

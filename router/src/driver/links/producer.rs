@@ -65,7 +65,9 @@ impl Links {
                         payload: t.payload.clone(),
                         more: t.more,
                         aborted: t.aborted,
-                        charge: Some(self.budget.charge(t.payload.len() as u64)),
+                        charge: Some(
+                            budget_in(&mut self.budget, &self.core).charge(t.payload.len() as u64),
+                        ),
                         priority: *priority,
                     });
                 }
@@ -288,7 +290,7 @@ impl Links {
                     me.as_str(),
                     i + 1 == targets.len(),
                 );
-                let charge = Some(self.budget.charge(payload.len() as u64));
+                let charge = Some(self.budget().charge(payload.len() as u64));
                 conn.post(ToConn::Deliver {
                     link: *link,
                     delivery: Forwarded {
