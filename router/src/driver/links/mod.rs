@@ -419,7 +419,9 @@ impl Links {
                         tracing::debug!(user, mechanism, "logged in");
                     }
                     self.user = user;
-                    self.about.mechanism = Some(mechanism.to_string());
+                    self.about.mechanism = crate::config::SUPPORTED_SASL_MECHANISMS
+                        .into_iter()
+                        .find(|m| *m == mechanism);
                 }
                 Event::Closed { error, by_peer } => self.mesh.closed(error.as_ref(), by_peer),
                 Event::SessionBegun { .. } | Event::SessionEnded { .. } | Event::Drained { .. } => {

@@ -62,8 +62,9 @@ pub(super) struct Stuck {
 pub(super) struct About {
     /// The container id of the peer's `open`.
     pub(super) container: String,
-    /// The SASL mechanism the peer logged in with.
-    pub(super) mechanism: Option<String>,
+    /// The SASL mechanism the peer logged in with: one the router
+    /// implements (the engine completes only those offered), so no copy.
+    pub(super) mechanism: Option<&'static str>,
     tls: bool,
     since: Instant,
 }
@@ -152,7 +153,7 @@ impl Links {
                 Dir::In
             },
             user: self.user.clone(),
-            mechanism: self.about.mechanism.clone(),
+            mechanism: self.about.mechanism.map(str::to_owned),
             tls: self.about.tls,
             vhost: self.tenant().map(|t| t.vhost().to_string()),
             uptime: self.now.saturating_duration_since(self.about.since),
