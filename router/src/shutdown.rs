@@ -27,8 +27,8 @@ pub struct Trigger {
 /// Observes a [`Trigger`]. Clone one per task.
 ///
 /// A flag and a [`Notify`] rather than a watch channel: every connection
-/// task waits on one, and this wait is less than half the size of a
-/// watch's (it is part of each idle connection's memory).
+/// task waits on one, and this wait is 96 bytes where a watch's is 176
+/// (part of each idle connection's memory).
 #[derive(Debug, Clone)]
 pub struct Shutdown {
     state: Arc<State>,

@@ -1,12 +1,13 @@
 //! The map of per-connection tables: the engine's sessions, channels,
 //! link handles and links, and the router's links of a connection. Most
 //! connections hold one or two entries in each (a device's one session
-//! and one link), a router's connections to its neighbours thousands. A hash map allocates room for at least three
-//! entries and a control block: up to [`FEW`] entries live in a vector
-//! searched in order instead (one allocation of what it holds); past that
-//! the map is a hash map, and it is a vector again once it holds
-//! [`FEW`]` / 4` or fewer (the hysteresis keeps a map that hovers at the
-//! boundary from converting at every insert and remove).
+//! and one link), a router's connections to its neighbours thousands. A
+//! hash map allocates room for at least three entries and a control
+//! block: up to [`FEW`] entries live in a vector searched in order instead
+//! (one allocation of what it holds); past that the map is a hash map,
+//! and it is a vector again once it holds [`FEW`]` / 4` or fewer (the
+//! hysteresis keeps a map that hovers at the boundary from converting at
+//! every insert and remove).
 
 use std::hash::Hash;
 use std::ops::Index;
