@@ -509,3 +509,40 @@ async fn streamed_messages_from_several_producers_are_all_accepted() {
         &not_accepted[..not_accepted.len().min(5)]
     );
 }
+
+/// A delivery sent on credit the router granted, whose consumer takes its
+/// credit back (AMQP 1.0 §2.6.7 lets a receiver lower it) with no other
+/// consumer to take it, waits on that consumer's link for credit; when the
+/// credit does not come it goes back to its producer `released` after the
+/// router's promised-credit wait (2 s) instead of waiting for good, and
+/// the consumer never gets it (issue #17: a 1,000-router simulation held
+/// one delivery so for good).
+#[tokio::test]
+async fn a_delivery_waiting_for_credit_taken_back_comes_back_released() {
+    let r = Router::start("");
+    let mut c = r.client().await;
+    let rx = c.open_receiver("promised", 1).await.unwrap();
+    let tx = c.open_sender(Some("promised")).await.unwrap();
+    within("credit", c.wait_credit(tx)).await.unwrap();
+    // In one write, so the router reads them in this order: the consumer's
+    // credit taken back, then the message sent on the credit granted for it.
+    c.engine().flow(rx, 0, false).unwrap();
+    let id = c.send_nowait(tx, msg(b"promised"), false).unwrap();
+    c.flush().await.unwrap();
+    let outcome = within("the outcome", c.next_outcome()).await.unwrap();
+    assert_eq!(outcome.id, id);
+    assert_eq!(
+        outcome.state,
+        Some(DeliveryState::Released),
+        "a delivery no consumer took came back as {:?}",
+        outcome.state
+    );
+    // Given back, not still held for the consumer: credit again brings
+    // nothing.
+    c.flow(rx, 1).await.unwrap();
+    let got = tokio::time::timeout(Duration::from_millis(500), c.receive(rx)).await;
+    assert!(
+        got.is_err(),
+        "the consumer got a message its producer was told was released"
+    );
+}
