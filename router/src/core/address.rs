@@ -784,7 +784,8 @@ impl Address {
         };
         if s.producers[i].granted < before {
             // Credit came free: the producers short of theirs may take it.
-            notify_short(s, i);
+            let freed = before - s.producers[i].granted;
+            notify_short(s, i, freed);
         }
         debug_assert_eq!(
             s.held,
@@ -1262,11 +1263,28 @@ fn reclaim_idle(
     Some(next)
 }
 
-/// Tells the producers short of their share, but `i`, to ask again.
-fn notify_short(s: &State, i: usize) {
-    for (j, p) in s.producers.iter().enumerate() {
+/// Tells producers short of their share, but `i`, to ask again: as many
+/// as `freed` credits came free (each can take one; one not told asks at
+/// its own recheck), from another place in the list each time (as
+/// [`notify_producers`]). Telling every short producer for each credit
+/// freed made a fan-in of N producers cost O(N²) grants per credit, each
+/// a scan of the N: 4,000 senders took 5.8 s to attach beside a consumer.
+fn notify_short(s: &mut State, i: usize, freed: u32) {
+    let n = s.producers.len();
+    if n == 0 {
+        return;
+    }
+    let start = s.notify_from % n;
+    s.notify_from = start + n * 5 / 8 + 1;
+    let mut left = freed;
+    for j in (start..n).chain(0..start) {
+        if left == 0 {
+            break;
+        }
+        let p = &s.producers[j];
         if j != i && p.short {
             p.conn.post(ToConn::Recredit { link: p.link });
+            left -= 1;
         }
     }
 }
