@@ -912,7 +912,19 @@ impl Connection {
             );
         }
         if l.state == LinkState::DetachSent {
-            return; // in flight when we detached
+            // In flight when we detached: dropped, but a new delivery's
+            // first frame still took the session's next delivery-id
+            // (§2.7.5), which the peer's next delivery on another link
+            // follows. (Its other frames repeat that id, or none.) Not
+            // counting it, the next delivery looked out of sequence and
+            // closed the connection: every delivery on it failed.
+            let s = self.sessions.get_mut(&session).expect("exists");
+            if let (Some(expected), Some(delivery)) = (s.next_incoming_delivery, t.delivery_id)
+                && expected == delivery
+            {
+                s.next_incoming_delivery = Some(delivery.wrapping_add(1));
+            }
+            return;
         }
         if l.incoming_partial.is_none()
             && let Some(delivery) = t.delivery_id

@@ -37,6 +37,16 @@ impl Pair {
         Self::new(ConnectionConfig::default(), ConnectionConfig::default())
     }
 
+    /// A server taking frames of at most 512 bytes, the least there is:
+    /// a 2,000-byte message takes several.
+    fn small_frames() -> Self {
+        let server = ConnectionConfig {
+            max_frame_size: 512,
+            ..Default::default()
+        };
+        Self::new(ConnectionConfig::default(), server)
+    }
+
     /// The client sends `n` one-byte deliveries on `link`, tagged 0, 1, …
     /// (not yet exchanged: see [`drive`](Self::drive)).
     fn send_small(&mut self, link: LinkId, n: u8, settled: bool) {
@@ -415,13 +425,7 @@ fn sending_without_credit_is_refused() {
 
 #[test]
 fn large_messages_are_split_at_the_peer_max_frame_size_and_reassemble() {
-    let mut p = Pair::new(
-        ConnectionConfig::default(),
-        ConnectionConfig {
-            max_frame_size: 512,
-            ..Default::default()
-        },
-    );
+    let mut p = Pair::small_frames();
     let (snd, _) = p.sender_link(1);
     let body: Vec<u8> = (0..10_000u32).map(|i| i as u8).collect();
     p.client
@@ -1041,6 +1045,67 @@ fn a_jump_in_delivery_ids_closes_the_connection() {
         e,
         Event::Closed { error: Some(err), .. } if err.condition == condition::INVALID_FIELD
     )));
+}
+
+/// Deliveries the sender sent before our detach reached it are dropped,
+/// yet took their delivery-ids: the session's next delivery, on another
+/// link, is in sequence. Found as a false `modified` between an edge and
+/// an interior router: a delivery raced an edge's detach, the next one
+/// on the uplink closed the connection as "out of sequence", and what
+/// was in flight on it failed.
+#[test]
+fn deliveries_dropped_on_a_link_we_detached_keep_the_delivery_ids_in_sequence() {
+    let mut p = Pair::small_frames();
+    let (snd, rcv) = p.sender_link(5);
+    let session = p.client.links[&snd].session;
+    p.send_small(snd, 1, false);
+    p.drive();
+    assert_eq!(p.server_transfers().len(), 1);
+    // The server detaches while the client sends one small delivery and
+    // one in several frames.
+    p.server.detach(rcv, true, None).unwrap();
+    p.send_small(snd, 1, false);
+    p.client
+        .send(
+            snd,
+            Bytes::from_static(b"big"),
+            Bytes::from(vec![7u8; 2_000]),
+            false,
+            false,
+        )
+        .unwrap();
+    p.drive();
+    assert!(
+        p.server_transfers().is_empty(),
+        "dropped on the detached link"
+    );
+    assert!(
+        p.client_events
+            .iter()
+            .any(|e| matches!(e, Event::Detached { link, .. } if *link == snd))
+    );
+    // Another link on the same session.
+    let spec = LinkSpec {
+        name: "l2".into(),
+        role: Role::Sender,
+        target: Some(TargetTerminus::Target(Target::new("q"))),
+        ..LinkSpec::default()
+    };
+    let snd = p.client.attach(session, spec).unwrap();
+    p.drive();
+    let rcv = p.take_attach_request();
+    let spec = LinkSpec {
+        role: Role::Receiver,
+        ..LinkSpec::default()
+    };
+    p.server.accept_attach(rcv, spec).unwrap();
+    p.server.flow(rcv, 1, false).unwrap();
+    p.drive();
+    p.send_small(snd, 1, false);
+    p.drive();
+    assert_eq!(p.server_transfers().len(), 1, "the next delivery arrives");
+    let closed = |events: &[Event]| events.iter().any(|e| matches!(e, Event::Closed { .. }));
+    assert!(!closed(&p.server_events) && !closed(&p.client_events));
 }
 
 /// Found by the router's fuzz target (router/fuzz): a peer announcing the

@@ -423,7 +423,10 @@ impl Links {
                         .into_iter()
                         .find(|m| *m == mechanism);
                 }
-                Event::Closed { error, by_peer } => self.mesh.closed(error.as_ref(), by_peer),
+                Event::Closed { error, by_peer } => {
+                    self.log_close(error.as_ref(), by_peer);
+                    self.mesh.closed(error.as_ref(), by_peer);
+                }
                 Event::SessionBegun { .. } | Event::SessionEnded { .. } | Event::Drained { .. } => {
                 }
             }
@@ -521,6 +524,31 @@ impl Links {
     /// Whether the peer is another router.
     pub(crate) fn is_inter_router(&self) -> bool {
         self.mesh.peer().is_some()
+    }
+
+    /// Logs the error a connection was closed with, if any: by a router
+    /// peer, a warning (something is wrong with the mesh); otherwise for
+    /// debugging (a client's, or one this router closed with, which its
+    /// reason logged already, or the engine did for a protocol error).
+    fn log_close(&self, error: Option<&Error>, by_peer: bool) {
+        let Some(e) = error else {
+            return;
+        };
+        let id = self.me.id.0;
+        let why = e.description.as_deref().unwrap_or("");
+        match (by_peer, self.mesh.peer().or(self.mesh.edge())) {
+            (true, Some(router)) => tracing::warn!(
+                "connection {id}: router {router} closed it with {}: {why}",
+                e.condition
+            ),
+            (true, None) => {
+                tracing::debug!(
+                    "connection {id}: the peer closed it with {}: {why}",
+                    e.condition
+                )
+            }
+            (false, _) => tracing::debug!("connection {id}: closed with {}: {why}", e.condition),
+        }
     }
 
     /// Whether the peer is another router, a neighbour or across an edge
