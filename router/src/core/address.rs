@@ -30,6 +30,7 @@ use ferry_proto::engine::LinkId;
 use smallvec::{SmallVec, smallvec};
 
 use super::budget::ByteBudget;
+use super::by_link::{ByLink, Keyed, LinkKey};
 use super::message::{ConnHandle, ConnId, ToConn};
 use super::report::AddressReport;
 use crate::config::Distribution;
@@ -160,6 +161,12 @@ struct Producer {
     budget: Option<Arc<ByteBudget>>,
 }
 
+impl Keyed for Producer {
+    fn key(&self) -> LinkKey {
+        (self.conn.id, self.link)
+    }
+}
+
 impl Producer {
     /// Whether the router holds back reading its transfers (over its byte
     /// budget, or the router's).
@@ -240,7 +247,7 @@ fn serves_tree(
 #[derive(Debug, Default)]
 struct State {
     consumers: Vec<Consumer>,
-    producers: Vec<Producer>,
+    producers: ByLink<Producer>,
     /// Round-robin start for ties between consumers.
     next: usize,
     /// The producers' credit, summed (kept, not counted: a grant is then
@@ -250,7 +257,7 @@ struct State {
     shorts: usize,
     /// No lease runs out before then (`None`: not known).
     lease_due: Option<Instant>,
-    /// Where in `producers` the next [`notify_producers`] starts.
+    /// Where in `producers` the next [`notify_first`] starts.
     notify_from: usize,
     /// When a producer was last found to have used credit (at its grant).
     last_use: Option<Instant>,
@@ -462,9 +469,26 @@ impl Address {
                 None => c.level.max(c.credit),
             };
         }
-        if delta != 0 {
+        if delta > 0 && self.every_part_is_one(&s) {
+            // Only a producer holding none can take more: as many of them
+            // as credits came free are told, from a rotating place (the
+            // others are told at later flows, or ask at their recheck).
+            // Telling every producer at each flow cost a fan-in of N
+            // producers N messages and grants per flow.
+            notify_empty(&mut s, u32::try_from(delta).unwrap_or(u32::MAX));
+        } else if delta != 0 {
             notify_producers(&mut s);
         }
+    }
+
+    /// Anycast, with at least as many producers as the consumers' level
+    /// summed: every producer's fair part is one credit (see `grant`),
+    /// whatever consumers it may use.
+    fn every_part_is_one(&self, s: &State) -> bool {
+        let level: i64 = s.consumers.iter().map(|c| c.level.max(0)).sum();
+        self.distribution != Distribution::Multicast
+            && level > 0
+            && s.producers.len() as i64 >= level
     }
 
     /// A consumer's connection became congested, or no longer is: while it
@@ -500,16 +524,24 @@ impl Address {
     ) -> bool {
         let mut s = self.lock();
         let first = !s.producers.iter().any(|p| same_source(p, &tree, &from));
-        // The others' shares shrink: those holding credit are told to
-        // recompute (they are not topped up past their new share). One
-        // holding none has nothing to lower, and will ask with the new
-        // share when it does: telling every producer would cost
-        // O(producers) per attach, O(producers²) when 10,000 devices
-        // attach to one address at once.
-        for p in s.producers.iter().filter(|p| p.granted > 0) {
+        // The others' parts shrink: those holding more than the new part
+        // may let them keep are told to recompute. One holding none has
+        // nothing to lower, and will ask with the new share when it does;
+        // an anycast producer keeps what it holds within its fair part,
+        // which is one credit at least (see `grant`), so one holding a
+        // single credit keeps it. Telling every producer cost O(producers)
+        // per attach, O(producers²) when 10,000 devices attach to one
+        // address at once; telling every holder, the same beside a
+        // consumer granting as many credits as there are devices.
+        let kept = if self.distribution == Distribution::Multicast {
+            0
+        } else {
+            1
+        };
+        for p in s.producers.iter().filter(|p| p.granted > kept) {
             p.conn.post(ToConn::Recredit { link: p.link });
         }
-        s.producers.push(Producer {
+        let replaced = s.producers.push(Producer {
             conn,
             link,
             from,
@@ -524,6 +556,11 @@ impl Address {
             short: false,
             reclaim: false,
         });
+        // (A link is added once; added again, it would start afresh.)
+        if let Some(old) = replaced {
+            s.held -= i64::from(old.granted);
+            s.shorts -= usize::from(old.short);
+        }
         first
     }
 
@@ -549,14 +586,9 @@ impl Address {
     /// [`add_producer`](Self::add_producer)).
     pub fn remove_producer(&self, conn: ConnId, link: LinkId) -> bool {
         let mut s = self.lock();
-        let Some(i) = s
-            .producers
-            .iter()
-            .position(|p| p.conn.id == conn && p.link == link)
-        else {
+        let Some(gone) = s.producers.remove((conn, link)) else {
             return false;
         };
-        let gone = s.producers.swap_remove(i);
         let held = gone.granted;
         s.held -= i64::from(held);
         s.shorts -= usize::from(gone.short);
@@ -629,11 +661,7 @@ impl Address {
         now: Instant,
     ) -> Grant {
         let mut s = self.lock();
-        let Some(i) = s
-            .producers
-            .iter()
-            .position(|p| p.conn.id == conn && p.link == link)
-        else {
+        let Some(i) = s.producers.position((conn, link)) else {
             return Grant::default();
         };
         let p = &s.producers[i];
@@ -835,10 +863,7 @@ impl Address {
         // below).
         let mut covered = false;
         if let Some(from) = producer
-            && let Some(p) = s
-                .producers
-                .iter_mut()
-                .find(|p| p.conn.id == from.conn && p.link == from.link)
+            && let Some(p) = s.producers.get_mut((from.conn, from.link))
         {
             covered = from.revoked;
             if p.granted > 0 {
@@ -1048,11 +1073,7 @@ impl Address {
     pub fn route_none(&self, conn: ConnId, link: LinkId) {
         let mut guard = self.lock();
         let s = &mut *guard;
-        if let Some(p) = s
-            .producers
-            .iter_mut()
-            .find(|p| p.conn.id == conn && p.link == link)
-        {
+        if let Some(p) = s.producers.get_mut((conn, link)) {
             if p.granted > 0 {
                 p.granted -= 1;
                 s.held -= 1;
@@ -1265,47 +1286,53 @@ fn reclaim_idle(
 
 /// Tells producers short of their share, but `i`, to ask again: as many
 /// as `freed` credits came free (each can take one; one not told asks at
-/// its own recheck), from another place in the list each time (as
-/// [`notify_producers`]). Telling every short producer for each credit
-/// freed made a fan-in of N producers cost O(N²) grants per credit, each
-/// a scan of the N: 4,000 senders took 5.8 s to attach beside a consumer.
+/// its own recheck). Telling every short producer for each credit freed
+/// made a fan-in of N producers cost O(N²) grants per credit, each a scan
+/// of the N: 4,000 senders took 5.8 s to attach beside a consumer.
 fn notify_short(s: &mut State, i: usize, freed: u32) {
-    let n = s.producers.len();
-    if n == 0 {
-        return;
-    }
-    let start = s.notify_from % n;
-    s.notify_from = start + n * 5 / 8 + 1;
-    let mut left = freed;
-    for j in (start..n).chain(0..start) {
-        if left == 0 {
-            break;
-        }
-        let p = &s.producers[j];
-        if j != i && p.short {
-            p.conn.post(ToConn::Recredit { link: p.link });
-            left -= 1;
-        }
-    }
+    notify_first(s, freed as usize, |j, p| j != i && p.short);
+}
+
+/// Tells producers holding no credit to ask again, as many as `freed`
+/// credits came free: first those not found idle since they last used
+/// credit (an idle one told first would take the credit a sender waits
+/// for, and hold it for a lease), then idle ones if credits are left.
+fn notify_empty(s: &mut State, freed: u32) {
+    let idle = |p: &Producer| p.quiet_for > Duration::ZERO;
+    let told = notify_first(s, freed as usize, |_, p| p.granted == 0 && !idle(p));
+    notify_first(s, freed as usize - told, |_, p| p.granted == 0 && idle(p));
 }
 
 /// Tells every producer to ask again. The first told ask first: where
 /// the credit that came free is less than the producers without any
-/// want, the last told go without. Each time from another place in the
-/// list, far from the last (5/8 of the way round), so that it is never the
-/// same producers: told in list order, the producers at its end went
-/// without round after round, for seconds.
+/// want, the last told go without.
 fn notify_producers(s: &mut State) {
+    notify_first(s, usize::MAX, |_, _| true);
+}
+
+/// Tells the first `count` producers that `wants` to ask again, in list
+/// order from another place each time, far from the last (5/8 of the way
+/// round), so that it is never the same producers: told in list order,
+/// the producers at its end went without round after round, for seconds.
+/// Returns how many it told.
+fn notify_first(s: &mut State, count: usize, wants: impl Fn(usize, &Producer) -> bool) -> usize {
     let n = s.producers.len();
-    if n == 0 {
-        return;
+    if n == 0 || count == 0 {
+        return 0;
     }
     let start = s.notify_from % n;
     s.notify_from = start + n * 5 / 8 + 1;
-    let (head, tail) = s.producers.split_at(start);
-    for p in tail.iter().chain(head) {
+    let told = (start..n)
+        .chain(0..start)
+        .map(|j| (j, &s.producers[j]))
+        .filter(|(j, p)| wants(*j, p))
+        .take(count);
+    let mut n = 0;
+    for (_, p) in told {
         p.conn.post(ToConn::Recredit { link: p.link });
+        n += 1;
     }
+    n
 }
 
 #[cfg(test)]
@@ -1439,6 +1466,79 @@ mod tests {
             irx.try_recv().is_none(),
             "a producer holding no credit was told"
         );
+    }
+
+    /// Once the consumers grant fewer credits than there are producers,
+    /// every holder holds one, which a newcomer does not take from it (an
+    /// anycast fair part is one credit at least): telling each holder of
+    /// each newcomer made 10,000 senders beside a consumer granting 1,000
+    /// credits attach in 50 s.
+    #[test]
+    fn a_newcomer_tells_no_producer_holding_one_credit() {
+        let a = Address::new("q".into(), Distribution::Balanced);
+        let (c, _crx) = conn(1);
+        let t0 = now();
+        a.add_consumer(c, link(1), Hop::Local, None);
+        a.adjust_consumer_credit(ConnId(1), link(1), 2);
+        let mut holders = Vec::new();
+        for n in 2..4 {
+            let (p, rx) = conn(n);
+            a.add_producer(p, link(n), Hop::Local, None, None, t0);
+            holders.push(rx);
+        }
+        for n in 2..4 {
+            assert_eq!(a.grant(&table(), ConnId(n), link(n), 250, t0).credit, 1);
+        }
+        for rx in &mut holders {
+            while rx.try_recv().is_some() {}
+        }
+        let (newcomer, _nrx) = conn(4);
+        a.add_producer(newcomer, link(4), Hop::Local, None, None, t0);
+        for rx in &mut holders {
+            assert!(rx.try_recv().is_none(), "a holder of one credit was told");
+        }
+        // Asking all the same, each keeps its credit.
+        for n in 2..4 {
+            assert_eq!(a.grant(&table(), ConnId(n), link(n), 250, t0).credit, 1);
+        }
+        assert_eq!(a.grant(&table(), ConnId(4), link(4), 250, t0).credit, 0);
+    }
+
+    /// With as many producers as the consumer's credit, a flow's new
+    /// credit is told to as many producers holding none as it brings, and
+    /// to no holder (who could not take more): telling every producer at
+    /// each flow cost a fan-in of N producers N grants per flow.
+    #[test]
+    fn a_flow_tells_as_many_empty_producers_as_it_brings_credits() {
+        let a = Address::new("q".into(), Distribution::Balanced);
+        let (c, _crx) = conn(1);
+        let t0 = now();
+        a.add_consumer(c, link(1), Hop::Local, None);
+        a.consumer_flow(ConnId(1), link(1), 2, 2);
+        let mut rxs = Vec::new();
+        for n in 2..5 {
+            let (p, rx) = conn(n);
+            a.add_producer(p, link(n), Hop::Local, None, None, t0);
+            rxs.push(rx);
+        }
+        let held: Vec<u32> = (2..5)
+            .map(|n| a.grant(&table(), ConnId(n), link(n), 250, t0).credit)
+            .collect();
+        assert_eq!(held, [1, 1, 0]);
+        // Producer 2 sends its credit's message; the consumer takes it
+        // and gives the credit back.
+        assert!(
+            !a.route(&table(), &Hop::Local, credited(2, 2), Reach::Tree)
+                .targets
+                .is_empty()
+        );
+        for rx in &mut rxs {
+            while rx.try_recv().is_some() {}
+        }
+        a.consumer_flow(ConnId(1), link(1), 1, 2);
+        let told: Vec<bool> = rxs.iter_mut().map(|rx| rx.try_recv().is_some()).collect();
+        assert!(!told[1], "producer 3, holding its one credit, was told");
+        assert_eq!(told.iter().filter(|t| **t).count(), 1, "told: {told:?}");
     }
 
     /// A producer the router is not reading (over its byte budget) sends

@@ -7,6 +7,7 @@
 mod address;
 mod brokered;
 mod budget;
+mod by_link;
 mod fields;
 mod inbox;
 mod message;
