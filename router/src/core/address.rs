@@ -1322,17 +1322,13 @@ fn notify_first(s: &mut State, count: usize, wants: impl Fn(usize, &Producer) ->
     }
     let start = s.notify_from % n;
     s.notify_from = start + n * 5 / 8 + 1;
-    let told = (start..n)
+    (start..n)
         .chain(0..start)
         .map(|j| (j, &s.producers[j]))
         .filter(|(j, p)| wants(*j, p))
-        .take(count);
-    let mut n = 0;
-    for (_, p) in told {
-        p.conn.post(ToConn::Recredit { link: p.link });
-        n += 1;
-    }
-    n
+        .take(count)
+        .map(|(_, p)| p.conn.post(ToConn::Recredit { link: p.link }))
+        .count()
 }
 
 #[cfg(test)]
@@ -1352,6 +1348,17 @@ mod tests {
     fn now() -> Instant {
         static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
         *START.get_or_init(Instant::now)
+    }
+
+    /// Adds a local producer on connection and link `n` for each `n` of
+    /// `ids`; returns their connections' inboxes.
+    fn local_producers(a: &Address, ids: std::ops::Range<u64>) -> Vec<crate::core::Inbox<ToConn>> {
+        ids.map(|n| {
+            let (p, rx) = conn(n);
+            a.add_producer(p, link(n), Hop::Local, None, None, now());
+            rx
+        })
+        .collect()
     }
 
     fn credited(conn: u64, n: u64) -> Option<Credited> {
@@ -1480,12 +1487,7 @@ mod tests {
         let t0 = now();
         a.add_consumer(c, link(1), Hop::Local, None);
         a.adjust_consumer_credit(ConnId(1), link(1), 2);
-        let mut holders = Vec::new();
-        for n in 2..4 {
-            let (p, rx) = conn(n);
-            a.add_producer(p, link(n), Hop::Local, None, None, t0);
-            holders.push(rx);
-        }
+        let mut holders = local_producers(&a, 2..4);
         for n in 2..4 {
             assert_eq!(a.grant(&table(), ConnId(n), link(n), 250, t0).credit, 1);
         }
@@ -1515,12 +1517,7 @@ mod tests {
         let t0 = now();
         a.add_consumer(c, link(1), Hop::Local, None);
         a.consumer_flow(ConnId(1), link(1), 2, 2);
-        let mut rxs = Vec::new();
-        for n in 2..5 {
-            let (p, rx) = conn(n);
-            a.add_producer(p, link(n), Hop::Local, None, None, t0);
-            rxs.push(rx);
-        }
+        let mut rxs = local_producers(&a, 2..5);
         let held: Vec<u32> = (2..5)
             .map(|n| a.grant(&table(), ConnId(n), link(n), 250, t0).credit)
             .collect();

@@ -535,19 +535,16 @@ impl Links {
             return;
         };
         let id = self.me.id.0;
-        let why = e.description.as_deref().unwrap_or("");
+        let error = match e.description.as_deref() {
+            Some(why) => format!("{}: {why}", e.condition),
+            None => e.condition.to_string(),
+        };
         match (by_peer, self.mesh.peer().or(self.mesh.edge())) {
-            (true, Some(router)) => tracing::warn!(
-                "connection {id}: router {router} closed it with {}: {why}",
-                e.condition
-            ),
-            (true, None) => {
-                tracing::debug!(
-                    "connection {id}: the peer closed it with {}: {why}",
-                    e.condition
-                )
+            (true, Some(router)) => {
+                tracing::warn!("connection {id}: router {router} closed it with {error}")
             }
-            (false, _) => tracing::debug!("connection {id}: closed with {}: {why}", e.condition),
+            (true, None) => tracing::debug!("connection {id}: the peer closed it with {error}"),
+            (false, _) => tracing::debug!("connection {id}: closed with {error}"),
         }
     }
 
