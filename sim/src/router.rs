@@ -147,6 +147,7 @@ pub fn control_kind(msg: &ferry_router::routing::ControlMessage) -> &'static str
     match msg {
         M::Hello { .. } => "HELLO",
         M::RouterAdvert { .. } => "RA",
+        M::RouterDigest { .. } => "RAD",
         M::LinkState { .. } => "LS",
         M::LinkStateRequest { .. } => "LSR",
         M::MobileAddresses { .. } => "MA",

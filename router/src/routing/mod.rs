@@ -51,7 +51,9 @@ use std::time::{Duration, Instant};
 use crate::ratelog::RateLimited;
 
 pub use id::RouterId;
-pub use message::{ADVERTS_PER_MESSAGE, Advert, ControlMessage, PROTOCOL_VERSION, RoutingError};
+pub use message::{
+    ADVERTS_PER_MESSAGE, Advert, ControlMessage, PROTOCOL_VERSION, RoutingError, digest,
+};
 pub use signature::{
     Auth, RecordAuth, Signature, SignatureError, addresses_payload, link_state_payload,
 };
@@ -130,6 +132,7 @@ fn out_of_bounds(msg: &ControlMessage, instances: u64) -> Option<(u64, u64)> {
         ControlMessage::RouterAdvert { adverts, .. } => adverts
             .iter()
             .find_map(|a| beyond(a.instance, a.ls_seq.max(a.ma_seq))),
+        ControlMessage::RouterDigest { .. } => None,
         ControlMessage::LinkState { instance, seq, .. }
         | ControlMessage::MobileAddresses { instance, seq, .. } => beyond(*instance, *seq),
         ControlMessage::LinkStateRequest { .. } | ControlMessage::MobileAddressRequest { .. } => {
@@ -176,6 +179,8 @@ pub struct Routing {
     first_unreachable: Option<Instant>,
     /// Neighbours to send advertisements to at the end of this input.
     pending_adverts: BTreeSet<RouterId>,
+    /// Send every two-way neighbour our digest at the end of this input.
+    digest_due: bool,
     /// Re-flood our link-state record even if unchanged (someone had a
     /// newer one of us).
     force_ls: bool,
@@ -231,6 +236,7 @@ impl Routing {
             unreachable_since: BTreeMap::new(),
             first_unreachable: None,
             pending_adverts: BTreeSet::new(),
+            digest_due: false,
             force_ls: false,
             force_ma_full: false,
             dirty: false,
@@ -375,6 +381,22 @@ impl Routing {
                 }
                 false
             }
+            ControlMessage::RouterDigest {
+                id,
+                routers,
+                digest,
+            } => {
+                if id == from {
+                    self.on_digest(from, (*routers, *digest));
+                } else {
+                    self.refused.note(|| {
+                        tracing::warn!(
+                            "RA digest from neighbour {from} claiming to be {id} ignored"
+                        );
+                    });
+                }
+                false
+            }
             ControlMessage::LinkState {
                 id,
                 instance,
@@ -443,8 +465,7 @@ impl Routing {
         }
         if now >= self.next_ra {
             self.next_ra = now + self.config.ra_interval;
-            let adjacent: Vec<RouterId> = self.adjacent().cloned().collect();
-            self.pending_adverts.extend(adjacent);
+            self.digest_due = true;
         }
         self.refresh();
         // A request's time matters for a `hello_interval` only; kept, the
@@ -602,6 +623,24 @@ impl Routing {
         if ma_seq > 0 && Version::new(instance, ma_seq) > ours {
             self.request(Request::Mobile, from, id, now);
         }
+    }
+
+    /// A neighbour's digest of its versions: if ours differs, one of us
+    /// lacks a record, so it gets our whole list, and asks for what it
+    /// lacks; what we lack shows when our own digest reaches it.
+    fn on_digest(&mut self, from: &RouterId, theirs: (u32, u64)) {
+        self.refresh();
+        if self.summary() != theirs {
+            self.pending_adverts.insert(from.clone());
+        }
+    }
+
+    /// How many routers we advertise, and the digest of their versions.
+    fn summary(&self) -> (u32, u64) {
+        self.versions(self.table.routers())
+            .fold((0u32, 0u64), |(n, sum), a| {
+                (n.saturating_add(1), sum.wrapping_add(a.hash()))
+            })
     }
 
     /// Returns whether to flood the message on.
@@ -1018,53 +1057,76 @@ impl Routing {
             self.dirty = true;
         }
         self.flush_addresses();
-        if self.pending_adverts.is_empty() {
+        let digest_due = std::mem::take(&mut self.digest_due);
+        if self.pending_adverts.is_empty() && !digest_due {
             return;
         }
         // Advertisements list the reachable routers: bring the table up to date.
         self.refresh();
-        for id in std::mem::take(&mut self.pending_adverts) {
-            if self.is_adjacent(&id) {
-                self.advertise(&id);
+        let listed = std::mem::take(&mut self.pending_adverts);
+        let listed: Vec<RouterId> = listed
+            .into_iter()
+            .filter(|id| self.is_adjacent(id))
+            .collect();
+        if !listed.is_empty() {
+            // The versions of every record we hold of a reachable router
+            // (ourselves included).
+            let adverts = self.adverts(self.table.routers());
+            for to in &listed {
+                self.send_adverts(to, &adverts);
+            }
+        }
+        if digest_due {
+            let (routers, digest) = self.summary();
+            let adjacent: Vec<RouterId> = self
+                .adjacent()
+                .filter(|id| !listed.contains(id))
+                .cloned()
+                .collect();
+            for to in adjacent {
+                let msg = ControlMessage::RouterDigest {
+                    id: self.me.clone(),
+                    routers,
+                    digest,
+                };
+                self.out.push_back((to, msg));
             }
         }
     }
 
-    /// Tells neighbour `to` the versions of every record we hold of a
-    /// reachable router (ourselves included).
-    fn advertise(&mut self, to: &RouterId) {
-        let table = self.table.clone();
-        let adverts = self.adverts(table.routers());
-        self.send_adverts(to, &adverts);
-    }
-
     /// The versions of the records we hold of `routers`.
     fn adverts<'a>(&self, routers: impl Iterator<Item = &'a RouterId>) -> Vec<Advert> {
-        routers
-            .filter_map(|id| {
-                if *id == self.me {
-                    let own = self.ls.version(id).unwrap_or_default();
-                    return Some(Advert {
-                        id: id.clone(),
-                        instance: self.instance,
-                        ls_seq: own.seq,
-                        ma_seq: self.local.seq,
-                    });
-                }
-                let ls = self.ls.version(id)?;
-                let ma_seq = self
-                    .mobile
-                    .get(id)
-                    .filter(|m| m.version.instance == ls.instance)
-                    .map_or(0, |m| m.version.seq);
-                Some(Advert {
+        self.versions(routers).collect()
+    }
+
+    /// The same, one at a time.
+    fn versions<'a>(
+        &self,
+        routers: impl Iterator<Item = &'a RouterId>,
+    ) -> impl Iterator<Item = Advert> {
+        routers.filter_map(|id| {
+            if *id == self.me {
+                let own = self.ls.version(id).unwrap_or_default();
+                return Some(Advert {
                     id: id.clone(),
-                    instance: ls.instance,
-                    ls_seq: ls.seq,
-                    ma_seq,
-                })
+                    instance: self.instance,
+                    ls_seq: own.seq,
+                    ma_seq: self.local.seq,
+                });
+            }
+            let ls = self.ls.version(id)?;
+            let ma_seq = self
+                .mobile
+                .get(id)
+                .filter(|m| m.version.instance == ls.instance)
+                .map_or(0, |m| m.version.seq);
+            Some(Advert {
+                id: id.clone(),
+                instance: ls.instance,
+                ls_seq: ls.seq,
+                ma_seq,
             })
-            .collect()
+        })
     }
 
     /// `adverts` to neighbour `to`, [`ADVERTS_PER_MESSAGE`] to a message.

@@ -6,7 +6,7 @@ use ferry_proto::codec::{Map, Str, Value};
 use ferry_proto::message::{Body, Message};
 
 use super::harness::{Rng, id};
-use crate::routing::{Advert, ControlMessage, RoutingError, Signature};
+use crate::routing::{Advert, ControlMessage, RoutingError, Signature, digest};
 
 fn samples() -> Vec<ControlMessage> {
     vec![
@@ -83,7 +83,37 @@ fn samples() -> Vec<ControlMessage> {
             id: id("B"),
             adverts: vec![],
         },
+        ControlMessage::RouterDigest {
+            id: id("B"),
+            routers: 1000,
+            digest: 0x9e37_79b9_7f4a_7c15,
+        },
     ]
+}
+
+/// Two routers holding the same versions compute the same digest, in any
+/// order; a version moved by one changes it.
+#[test]
+fn the_digest_depends_on_the_versions_not_their_order() {
+    let advert = |name: &str, ls_seq: u64| Advert {
+        id: id(name),
+        instance: 7,
+        ls_seq,
+        ma_seq: 2,
+    };
+    let list = [advert("A", 1), advert("B", 5), advert("C", 9)];
+    let mut shuffled = list.clone();
+    shuffled.reverse();
+    assert_eq!(digest(&list), digest(&shuffled));
+    let moved = [advert("A", 1), advert("B", 6), advert("C", 9)];
+    assert_ne!(digest(&list), digest(&moved));
+    // Swapped between routers, the same numbers are other versions.
+    let swapped = [advert("A", 5), advert("B", 1), advert("C", 9)];
+    assert_ne!(digest(&list), digest(&swapped));
+    // Fixed across builds and machines (every router must agree): the
+    // value computed apart, in Python, from the rule in `digest`.
+    assert_eq!(digest(&[]), 0);
+    assert_eq!(digest(&list[..1]), 0x1531_1d9f_40c3_902e);
 }
 
 #[test]
