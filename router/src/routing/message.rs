@@ -3,6 +3,8 @@
 //! (AMQP 1.0 §3.2.8) holding a map with string keys. The keys and types of
 //! each message are listed in `docs/ROUTING.md`.
 
+use std::borrow::Borrow;
+
 use bytes::{Bytes, BytesMut};
 use ferry_proto::codec::{DecodeError, Described, Descriptor, Encode, Map, Str, Value};
 use ferry_proto::message::{Body, Message};
@@ -151,10 +153,10 @@ pub const ADVERTS_PER_MESSAGE: usize = 256;
 /// order: the wrapping sum of each entry's [`Advert::hash`]. Fixed here,
 /// not taken from a hasher that may change between builds: two routers
 /// must compute the same digest of the same versions.
-pub fn digest<'a>(adverts: impl IntoIterator<Item = &'a Advert>) -> u64 {
+pub fn digest<A: Borrow<Advert>>(adverts: impl IntoIterator<Item = A>) -> u64 {
     adverts
         .into_iter()
-        .fold(0, |sum, a| sum.wrapping_add(a.hash()))
+        .fold(0, |sum, a| sum.wrapping_add(a.borrow().hash()))
 }
 
 impl Advert {

@@ -637,10 +637,10 @@ impl Routing {
 
     /// How many routers we advertise, and the digest of their versions.
     fn summary(&self) -> (u32, u64) {
-        self.versions(self.table.routers())
-            .fold((0u32, 0u64), |(n, sum), a| {
-                (n.saturating_add(1), sum.wrapping_add(a.hash()))
-            })
+        let mut n = 0u32;
+        let versions = self.versions(self.table.routers()).inspect(|_| n += 1);
+        let digest = digest(versions);
+        (n, digest)
     }
 
     /// Returns whether to flood the message on.
