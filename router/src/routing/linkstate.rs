@@ -47,6 +47,9 @@ pub(crate) type Claims<'a> = (&'a RouterId, u32, &'a [(u32, u32)]);
 pub(crate) struct LinkStateDb {
     records: BTreeMap<RouterId, Stored>,
     slots: HashMap<RouterId, u32>,
+    /// Counts changes: what was computed from the records at one count
+    /// still holds at the same count.
+    generation: u64,
 }
 
 #[derive(Debug)]
@@ -83,6 +86,7 @@ impl LinkStateDb {
 
     /// Replaces the record of `id` whatever its version (our own record).
     pub fn set(&mut self, id: &RouterId, record: LsRecord) {
+        self.generation += 1;
         let slot = self.slot(id);
         let claims = record
             .neighbors
@@ -116,7 +120,13 @@ impl LinkStateDb {
 
     /// Forgets `id`.
     pub fn remove(&mut self, id: &RouterId) -> bool {
+        self.generation += 1;
         self.records.remove(id).is_some()
+    }
+
+    /// The count of changes so far.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// Every record, by router id.

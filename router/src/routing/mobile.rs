@@ -46,6 +46,8 @@ pub(crate) type Check<'a> = &'a dyn Fn(&BTreeSet<Arc<str>>) -> Result<(), Signat
 #[derive(Debug, Default)]
 pub(crate) struct MobileDb {
     records: BTreeMap<RouterId, MaRecord>,
+    /// Counts changes (as `LinkStateDb`'s does).
+    generation: u64,
 }
 
 impl MobileDb {
@@ -73,6 +75,7 @@ impl MobileDb {
         sig: Option<&Signature>,
         check: Option<Check<'_>>,
     ) -> Update {
+        self.generation += 1;
         let ours = self.records.get(id).map(|r| r.version);
         if ours.is_some_and(|v| v >= version) {
             return Update::Stale;
@@ -132,6 +135,7 @@ impl MobileDb {
     /// reset to the new instance's starting point (empty, sequence 0).
     /// Returns whether addresses were dropped.
     pub fn saw_instance(&mut self, id: &RouterId, instance: u64) -> bool {
+        self.generation += 1;
         match self.records.get_mut(id) {
             Some(r) if r.version.instance < instance => {
                 let had = !r.addresses.is_empty();
@@ -147,7 +151,13 @@ impl MobileDb {
 
     /// Forgets `id`.
     pub fn remove(&mut self, id: &RouterId) -> bool {
+        self.generation += 1;
         self.records.remove(id).is_some()
+    }
+
+    /// The count of changes so far.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// The full list of `id`, to answer a request.

@@ -121,6 +121,23 @@ impl Default for RoutingConfig {
     }
 }
 
+/// What a [`Routing::summary`] is computed from. The table is held, so a
+/// new table cannot be taken for it at the same address.
+#[derive(Debug)]
+struct SummaryKey {
+    table: Arc<RoutingTable>,
+    ls: u64,
+    mobile: u64,
+    local: Version,
+}
+
+impl PartialEq for SummaryKey {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.table, &other.table)
+            && (self.ls, self.mobile, self.local) == (other.ls, other.mobile, other.local)
+    }
+}
+
 /// The instance and sequence numbers of `msg`, if the instance reaches
 /// `instances` or the sequence number [`VERSION_LIMIT`].
 fn out_of_bounds(msg: &ControlMessage, instances: u64) -> Option<(u64, u64)> {
@@ -181,6 +198,8 @@ pub struct Routing {
     pending_adverts: BTreeSet<RouterId>,
     /// Send every two-way neighbour our digest at the end of this input.
     digest_due: bool,
+    /// Our last [`summary`](Self::summary), and what it was computed from.
+    summary_of: Option<(SummaryKey, (u32, u64))>,
     /// Re-flood our link-state record even if unchanged (someone had a
     /// newer one of us).
     force_ls: bool,
@@ -237,6 +256,7 @@ impl Routing {
             first_unreachable: None,
             pending_adverts: BTreeSet::new(),
             digest_due: false,
+            summary_of: None,
             force_ls: false,
             force_ma_full: false,
             dirty: false,
@@ -635,8 +655,29 @@ impl Routing {
         }
     }
 
-    /// How many routers we advertise, and the digest of their versions.
-    fn summary(&self) -> (u32, u64) {
+    /// How many routers we advertise, and the digest of their versions:
+    /// computed again only when the table or a record changed (every
+    /// neighbour's digest is compared with it; at 1,000 routers, computing
+    /// it for each was the largest cost of a simulation between changes).
+    fn summary(&mut self) -> (u32, u64) {
+        let key = SummaryKey {
+            table: self.table.clone(),
+            ls: self.ls.generation(),
+            mobile: self.mobile.generation(),
+            local: Version::new(self.instance, self.local.seq),
+        };
+        if let Some((of, summary)) = &self.summary_of
+            && *of == key
+        {
+            debug_assert_eq!(*summary, self.compute_summary());
+            return *summary;
+        }
+        let summary = self.compute_summary();
+        self.summary_of = Some((key, summary));
+        summary
+    }
+
+    fn compute_summary(&self) -> (u32, u64) {
         let mut n = 0u32;
         let versions = self.versions(self.table.routers()).inspect(|_| n += 1);
         let digest = digest(versions);
