@@ -441,41 +441,66 @@ impl Address {
 
     /// Changes a consumer's credit by `delta` (its link's flow changed);
     /// producers are told when there is more to hand out.
-    pub fn adjust_consumer_credit(&self, conn: ConnId, link: LinkId, delta: i64) {
-        self.add_consumer_credit(conn, link, delta, None);
+    pub fn adjust_consumer_credit(
+        &self,
+        table: &RoutingTable,
+        conn: ConnId,
+        link: LinkId,
+        delta: i64,
+    ) {
+        self.add_consumer_credit(table, conn, link, delta, None);
     }
 
     /// A consumer's flow changed its credit by `delta`, stating a
     /// link-credit of `level` (its window: deliveries on their way to it
     /// count in it still).
-    pub fn consumer_flow(&self, conn: ConnId, link: LinkId, delta: i64, level: u32) {
-        self.add_consumer_credit(conn, link, delta, Some(level));
+    pub fn consumer_flow(
+        &self,
+        table: &RoutingTable,
+        conn: ConnId,
+        link: LinkId,
+        delta: i64,
+        level: u32,
+    ) {
+        self.add_consumer_credit(table, conn, link, delta, Some(level));
     }
 
     /// Adds `delta` to a consumer's credit, and sets its level (`None`:
     /// lowered to its credit if that was lowered, raised to it if it rose
     /// above).
-    fn add_consumer_credit(&self, conn: ConnId, link: LinkId, delta: i64, level: Option<u32>) {
+    fn add_consumer_credit(
+        &self,
+        table: &RoutingTable,
+        conn: ConnId,
+        link: LinkId,
+        delta: i64,
+        level: Option<u32>,
+    ) {
         let mut s = self.lock();
-        if let Some(c) = s
+        let Some(i) = s
             .consumers
-            .iter_mut()
-            .find(|c| c.conn.id == conn && c.link == link)
-        {
-            c.credit = c.credit.saturating_add(delta);
-            c.level = match level {
-                Some(l) => i64::from(l),
-                None if delta < 0 => c.level.min(c.credit.max(0)),
-                None => c.level.max(c.credit),
-            };
-        }
+            .iter()
+            .position(|c| c.conn.id == conn && c.link == link)
+        else {
+            return;
+        };
+        let c = &mut s.consumers[i];
+        c.credit = c.credit.saturating_add(delta);
+        c.level = match level {
+            Some(l) => i64::from(l),
+            None if delta < 0 => c.level.min(c.credit.max(0)),
+            None => c.level.max(c.credit),
+        };
         if delta > 0 && self.every_part_is_one(&s) {
             // Only a producer holding none can take more: as many of them
-            // as credits came free are told, from a rotating place (the
-            // others are told at later flows, or ask at their recheck).
-            // Telling every producer at each flow cost a fan-in of N
-            // producers N messages and grants per flow.
-            notify_empty(&mut s, u32::try_from(delta).unwrap_or(u32::MAX));
+            // as credits came free are told, from a rotating place, of
+            // those this consumer serves (the others are told at later
+            // flows, or ask at their recheck). Telling every producer at
+            // each flow cost a fan-in of N producers N messages and grants
+            // per flow.
+            let to = s.consumers[i].to.clone();
+            let serves = |p: &Producer| serves(table, &self.name, &p.from, &to);
+            notify_empty(&mut s, u32::try_from(delta).unwrap_or(u32::MAX), serves);
         } else if delta != 0 {
             notify_producers(&mut s);
         }
@@ -1297,10 +1322,11 @@ fn notify_short(s: &mut State, i: usize, freed: u32) {
 /// credits came free: first those not found idle since they last used
 /// credit (an idle one told first would take the credit a sender waits
 /// for, and hold it for a lease), then idle ones if credits are left.
-fn notify_empty(s: &mut State, freed: u32) {
+fn notify_empty(s: &mut State, freed: u32, serves: impl Fn(&Producer) -> bool) {
     let idle = |p: &Producer| p.quiet_for > Duration::ZERO;
-    let told = notify_first(s, freed as usize, |_, p| p.granted == 0 && !idle(p));
-    notify_first(s, freed as usize - told, |_, p| p.granted == 0 && idle(p));
+    let empty = |p: &Producer| p.granted == 0 && serves(p);
+    let told = notify_first(s, freed as usize, |_, p| empty(p) && !idle(p));
+    notify_first(s, freed as usize - told, |_, p| empty(p) && idle(p));
 }
 
 /// Tells every producer to ask again. The first told ask first: where
@@ -1381,8 +1407,8 @@ mod tests {
         let (uplink, _urx) = conn(2);
         a.add_consumer(local, link(1), Hop::Local, None);
         a.add_consumer(uplink, link(2), edge.clone(), None);
-        a.adjust_consumer_credit(ConnId(1), link(1), 1);
-        a.adjust_consumer_credit(ConnId(2), link(2), 5);
+        a.adjust_consumer_credit(&table(), ConnId(1), link(1), 1);
+        a.adjust_consumer_credit(&table(), ConnId(2), link(2), 5);
         // A client's delivery: its own router's consumer first (the edge
         // connection costs more), then across the edge connection.
         let to = |r: Routed| r.targets.iter().map(|t| t.1).collect::<Vec<_>>();
@@ -1395,7 +1421,7 @@ mod tests {
             [link(2)]
         );
         // From across that edge connection: never back there.
-        a.adjust_consumer_credit(ConnId(1), link(1), 1);
+        a.adjust_consumer_credit(&table(), ConnId(1), link(1), 1);
         assert_eq!(to(a.route(&table(), &edge, None, Reach::Tree)), [link(1)]);
         assert!(
             a.route(&table(), &edge, None, Reach::Tree)
@@ -1420,7 +1446,7 @@ mod tests {
             0,
             "no credit without consumer credit"
         );
-        a.adjust_consumer_credit(ConnId(1), link(1), 15);
+        a.adjust_consumer_credit(&table(), ConnId(1), link(1), 15);
         // Shared fairly: half of 15 each, rounded down (what both can hold
         // at once), never more than 15.
         assert_eq!(a.grant(&table(), ConnId(2), link(2), 10, now()).credit, 7);
@@ -1434,7 +1460,7 @@ mod tests {
         let (p, mut prx) = conn(2);
         let t0 = now();
         a.add_consumer(c, link(1), Hop::Local, None);
-        a.adjust_consumer_credit(ConnId(1), link(1), 10);
+        a.adjust_consumer_credit(&table(), ConnId(1), link(1), 10);
         a.add_producer(p.clone(), link(2), Hop::Local, None, None, t0);
         assert_eq!(a.grant(&table(), ConnId(2), link(2), 250, t0).credit, 10);
         while prx.try_recv().is_some() {}
@@ -1462,7 +1488,7 @@ mod tests {
         a.add_producer(idle.clone(), link(3), Hop::Local, None, None, t0);
         assert_eq!(a.grant(&table(), ConnId(3), link(3), 250, t0).credit, 0);
         a.add_consumer(c, link(1), Hop::Local, None);
-        a.adjust_consumer_credit(ConnId(1), link(1), 10);
+        a.adjust_consumer_credit(&table(), ConnId(1), link(1), 10);
         a.add_producer(holder, link(2), Hop::Local, None, None, t0);
         assert!(a.grant(&table(), ConnId(2), link(2), 250, t0).credit > 0);
         while hrx.try_recv().is_some() {}
@@ -1486,7 +1512,7 @@ mod tests {
         let (c, _crx) = conn(1);
         let t0 = now();
         a.add_consumer(c, link(1), Hop::Local, None);
-        a.adjust_consumer_credit(ConnId(1), link(1), 2);
+        a.adjust_consumer_credit(&table(), ConnId(1), link(1), 2);
         let mut holders = local_producers(&a, 2..4);
         for n in 2..4 {
             assert_eq!(a.grant(&table(), ConnId(n), link(n), 250, t0).credit, 1);
@@ -1516,7 +1542,7 @@ mod tests {
         let (c, _crx) = conn(1);
         let t0 = now();
         a.add_consumer(c, link(1), Hop::Local, None);
-        a.consumer_flow(ConnId(1), link(1), 2, 2);
+        a.consumer_flow(&table(), ConnId(1), link(1), 2, 2);
         let mut rxs = local_producers(&a, 2..5);
         let held: Vec<u32> = (2..5)
             .map(|n| a.grant(&table(), ConnId(n), link(n), 250, t0).credit)
@@ -1532,10 +1558,46 @@ mod tests {
         for rx in &mut rxs {
             while rx.try_recv().is_some() {}
         }
-        a.consumer_flow(ConnId(1), link(1), 1, 2);
+        a.consumer_flow(&table(), ConnId(1), link(1), 1, 2);
         let told: Vec<bool> = rxs.iter_mut().map(|rx| rx.try_recv().is_some()).collect();
         assert!(!told[1], "producer 3, holding its one credit, was told");
         assert_eq!(told.iter().filter(|t| **t).count(), 1, "told: {told:?}");
+    }
+
+    /// A flow is told only to producers the consumer can serve: one whose
+    /// deliveries may not go that way (back across the edge connection
+    /// they came on) cannot take its credit, and told in place of one that
+    /// can, the other went without for good (it had asked when there was
+    /// nothing, so it had no recheck): the 1,000-router simulation's
+    /// producer left with messages and no credit.
+    #[test]
+    fn a_flow_tells_the_producers_its_consumer_can_serve() {
+        let a = Address::new("q".into(), Distribution::Balanced);
+        let edge = Hop::Edge(RouterId::from("E1"));
+        let (c, _crx) = conn(1);
+        let t0 = now();
+        a.add_consumer(c, link(1), edge.clone(), None);
+        let mut across: Vec<_> = (2..5)
+            .map(|n| {
+                let (p, rx) = conn(n);
+                a.add_producer(p, link(n), edge.clone(), None, None, t0);
+                rx
+            })
+            .collect();
+        let mut local = local_producers(&a, 5..6).remove(0);
+        for n in 2..6 {
+            assert_eq!(a.grant(&table(), ConnId(n), link(n), 250, t0).credit, 0);
+        }
+        for rx in across.iter_mut().chain([&mut local]) {
+            while rx.try_recv().is_some() {}
+        }
+        a.consumer_flow(&table(), ConnId(1), link(1), 1, 1);
+        assert!(
+            local.try_recv().is_some(),
+            "the producer it serves was not told"
+        );
+        assert!(across.iter_mut().all(|rx| rx.try_recv().is_none()));
+        assert_eq!(a.grant(&table(), ConnId(5), link(5), 250, t0).credit, 1);
     }
 
     /// A producer the router is not reading (over its byte budget) sends
@@ -1550,7 +1612,7 @@ mod tests {
         let t0 = now();
         let budget = ByteBudget::new(1000);
         a.add_consumer(c, link(1), Hop::Local, None);
-        a.adjust_consumer_credit(ConnId(1), link(1), 2);
+        a.adjust_consumer_credit(&table(), ConnId(1), link(1), 2);
         a.add_producer(
             p.clone(),
             link(2),
@@ -1602,7 +1664,7 @@ mod tests {
         let (p, _prx) = conn(2);
         let t0 = now();
         a.add_consumer(c, link(1), Hop::Local, None);
-        a.adjust_consumer_credit(ConnId(1), link(1), 10);
+        a.adjust_consumer_credit(&table(), ConnId(1), link(1), 10);
         a.add_producer(p.clone(), link(2), Hop::Local, None, None, t0);
         assert_eq!(a.grant(&table(), ConnId(2), link(2), 250, t0).credit, 10);
         // Its consumer's connection is congested: nothing more is
@@ -1641,7 +1703,7 @@ mod tests {
         assert!(route(3, false).targets.is_empty());
         // The consumer lowers its credit: that is taken back (no more is
         // promised until what waits is through).
-        a.adjust_consumer_credit(ConnId(1), link(1), 3);
+        a.adjust_consumer_credit(&table(), ConnId(1), link(1), 3);
         assert_eq!(a.grant(&table(), ConnId(2), link(2), 250, t0).credit, 0);
         assert_eq!(a.grant(&table(), ConnId(2), link(3), 250, t0).credit, 0);
     }
@@ -1653,7 +1715,7 @@ mod tests {
         let (p, mut prx) = conn(2);
         a.add_consumer(c, link(1), Hop::Local, None);
         a.add_producer(p, link(2), Hop::Local, None, None, now());
-        a.adjust_consumer_credit(ConnId(1), link(1), 5);
+        a.adjust_consumer_credit(&table(), ConnId(1), link(1), 5);
         assert_eq!(a.grant(&table(), ConnId(2), link(2), 10, now()).credit, 5);
         a.remove_consumer(ConnId(1), link(1));
         assert!(matches!(prx.try_recv(), Some(ToConn::Recredit { .. })));
@@ -1670,8 +1732,8 @@ mod tests {
             let (c, _rx) = conn(1);
             a.add_consumer(c.clone(), link(1), Hop::Local, None);
             a.add_consumer(c, link(2), Hop::Local, None);
-            a.adjust_consumer_credit(ConnId(1), link(1), 10);
-            a.adjust_consumer_credit(ConnId(1), link(2), 10);
+            a.adjust_consumer_credit(&table(), ConnId(1), link(1), 10);
+            a.adjust_consumer_credit(&table(), ConnId(1), link(2), 10);
             let picks: Vec<LinkId> = (0..10)
                 .map(|_| a.route(&table(), &Hop::Local, None, Reach::Tree).targets[0].1)
                 .collect();
@@ -1692,8 +1754,8 @@ mod tests {
         a.add_consumer(c.clone(), link(1), Hop::Local, None);
         a.add_consumer(c, link(2), Hop::Local, None);
         a.add_producer(p, link(3), Hop::Local, None, None, now());
-        a.adjust_consumer_credit(ConnId(1), link(1), 10);
-        a.adjust_consumer_credit(ConnId(1), link(2), 3);
+        a.adjust_consumer_credit(&table(), ConnId(1), link(1), 10);
+        a.adjust_consumer_credit(&table(), ConnId(1), link(2), 3);
         assert_eq!(a.grant(&table(), ConnId(2), link(3), 100, now()).credit, 3);
         assert_eq!(
             a.route(&table(), &Hop::Local, credited(2, 3), Reach::Tree)
@@ -1710,7 +1772,7 @@ mod tests {
         let (p, _prx) = conn(2);
         a.add_consumer(c.clone(), link(1), Hop::Local, None);
         a.add_consumer(c, link(2), Hop::Local, None);
-        a.adjust_consumer_credit(ConnId(1), link(1), 1);
+        a.adjust_consumer_credit(&table(), ConnId(1), link(1), 1);
         // A client's message needs credit at every consumer, or is
         // refused whole.
         a.add_producer(p.clone(), link(3), Hop::Local, None, None, now());
@@ -1734,10 +1796,10 @@ mod tests {
         let targets = a.route(&table(), &n, credited(2, 4), Reach::Local);
         assert_eq!(targets.targets.len(), 2);
         // The debt is paid before anything more is promised.
-        a.adjust_consumer_credit(ConnId(1), link(2), 1);
+        a.adjust_consumer_credit(&table(), ConnId(1), link(2), 1);
         assert_eq!(a.grant(&table(), ConnId(2), link(3), 10, now()).credit, 0);
-        a.adjust_consumer_credit(ConnId(1), link(1), 1);
-        a.adjust_consumer_credit(ConnId(1), link(2), 1);
+        a.adjust_consumer_credit(&table(), ConnId(1), link(1), 1);
+        a.adjust_consumer_credit(&table(), ConnId(1), link(2), 1);
         assert_eq!(a.grant(&table(), ConnId(2), link(3), 10, now()).credit, 1);
     }
 
@@ -1747,7 +1809,7 @@ mod tests {
         let (c, _crx) = conn(1);
         let (p, _prx) = conn(2);
         a.add_consumer(c.clone(), link(1), Hop::Local, None);
-        a.adjust_consumer_credit(ConnId(1), link(1), 5);
+        a.adjust_consumer_credit(&table(), ConnId(1), link(1), 5);
         a.add_producer(p.clone(), link(3), Hop::Local, None, None, now());
         assert_eq!(a.grant(&table(), ConnId(2), link(3), 10, now()).credit, 5);
         // A consumer attaches after the grant, with no credit yet (in a
@@ -1773,7 +1835,7 @@ mod tests {
         let (p, mut prx) = conn(2);
         let t0 = now();
         a.add_consumer(c, link(1), Hop::Local, None);
-        a.adjust_consumer_credit(ConnId(1), link(1), 2);
+        a.adjust_consumer_credit(&table(), ConnId(1), link(1), 2);
         a.add_producer(p.clone(), link(2), Hop::Local, None, None, t0);
         a.add_producer(p.clone(), link(3), Hop::Local, None, None, t0);
         a.add_producer(p, link(4), Hop::Local, None, None, t0);
@@ -1822,7 +1884,7 @@ mod tests {
         let (p, mut prx) = conn(2);
         let t0 = now();
         a.add_consumer(c, link(1), Hop::Local, None);
-        a.consumer_flow(ConnId(1), link(1), 3, 3);
+        a.consumer_flow(&table(), ConnId(1), link(1), 3, 3);
         for l in 2..5 {
             a.add_producer(p.clone(), link(l), Hop::Local, None, None, t0);
         }
@@ -1839,7 +1901,7 @@ mod tests {
         assert_eq!(a.grant(&table(), ConnId(2), link(2), 10, later).credit, 1);
         // The consumer's flow gives its credit back: link 3 has its one at
         // once, not a lease later.
-        a.consumer_flow(ConnId(1), link(1), 1, 3);
+        a.consumer_flow(&table(), ConnId(1), link(1), 1, 3);
         assert_eq!(a.grant(&table(), ConnId(2), link(3), 10, later).credit, 1);
     }
 
@@ -1850,7 +1912,7 @@ mod tests {
         let (p, mut prx) = conn(2);
         let t0 = now();
         a.add_consumer(c, link(1), Hop::Local, None);
-        a.adjust_consumer_credit(ConnId(1), link(1), 2);
+        a.adjust_consumer_credit(&table(), ConnId(1), link(1), 2);
         a.add_producer(p.clone(), link(2), Hop::Local, None, None, t0);
         a.add_producer(p, link(3), Hop::Local, None, None, t0);
         assert_eq!(a.grant(&table(), ConnId(2), link(2), 10, t0).credit, 1);
@@ -1858,7 +1920,7 @@ mod tests {
         // Link 2 sends one, and its credit comes back at once.
         let later = t0 + IDLE_LEASE;
         a.route(&table(), &Hop::Local, credited(2, 2), Reach::Tree);
-        a.adjust_consumer_credit(ConnId(1), link(1), 1);
+        a.adjust_consumer_credit(&table(), ConnId(1), link(1), 1);
         assert_eq!(a.grant(&table(), ConnId(2), link(2), 10, later).credit, 1);
         while prx.try_recv().is_some() {}
         // Link 3 is short of nothing; link 2's lease is fresh: neither is

@@ -92,7 +92,7 @@ impl Agent {
         );
         for (link, address) in [&local, &topo] {
             address.add_consumer(me.clone(), *link, Hop::Local, None);
-            address.adjust_consumer_credit(me.id, *link, CREDIT);
+            address.adjust_consumer_credit(&core.mesh().table(), me.id, *link, CREDIT);
         }
         // Only the mesh-wide node is advertised.
         core.local_consumers(&topo.1, true);
@@ -126,7 +126,7 @@ impl Agent {
             if let ToConn::Deliver { link, delivery } = msg {
                 self.request(delivery, &shutdown).await;
                 if let Some((_, address)) = self.nodes.iter().find(|(l, _)| *l == link) {
-                    address.adjust_consumer_credit(self.me.id, link, 1);
+                    address.adjust_consumer_credit(&self.core.mesh().table(), self.me.id, link, 1);
                 }
             }
             // Later frames of a request too large for one are dropped

@@ -101,7 +101,9 @@ impl Links {
         }
         let delta = credit as i64 - c.reported as i64;
         c.reported = credit;
-        c.address.consumer_flow(self.me.id, link, delta, granted);
+        let table = self.core.mesh().table();
+        c.address
+            .consumer_flow(&table, self.me.id, link, delta, granted);
         self.send_held(engine, link);
         let Some(c) = self.consumers.get_mut(&link) else {
             return;
@@ -112,7 +114,7 @@ impl Links {
             // promised, so the rest of the credit goes back now.
             let _ = engine.drained(link);
             c.address
-                .adjust_consumer_credit(self.me.id, link, -(c.reported as i64));
+                .adjust_consumer_credit(&table, self.me.id, link, -(c.reported as i64));
             c.reported = 0;
         }
     }

@@ -199,7 +199,12 @@ impl Links {
             if self.congested {
                 a.set_congested(self.me.id, link, true);
             }
-            a.adjust_consumer_credit(self.me.id, link, i64::from(c.reported));
+            a.adjust_consumer_credit(
+                &self.core.mesh().table(),
+                self.me.id,
+                link,
+                i64::from(c.reported),
+            );
             c.address = a;
             c.dormant = false;
         } else if !wanted && !c.dormant {

@@ -871,7 +871,12 @@ impl Links {
         }
         // Nothing waits on it (retiring released that): all its credit is
         // the address's again.
-        a.adjust_consumer_credit(self.me.id, link, i64::from(c.reported));
+        a.adjust_consumer_credit(
+            &self.core.mesh().table(),
+            self.me.id,
+            link,
+            i64::from(c.reported),
+        );
         tracing::debug!(
             "data link for {} wanted again before it retired: back in use",
             a.name()
