@@ -196,8 +196,6 @@ pub struct Routing {
     first_unreachable: Option<Instant>,
     /// Neighbours to send advertisements to at the end of this input.
     pending_adverts: BTreeSet<RouterId>,
-    /// Send every two-way neighbour our digest at the end of this input.
-    digest_due: bool,
     /// Our last [`summary`](Self::summary), and what it was computed from.
     summary_of: Option<(SummaryKey, (u32, u64))>,
     /// Re-flood our link-state record even if unchanged (someone had a
@@ -255,7 +253,6 @@ impl Routing {
             unreachable_since: BTreeMap::new(),
             first_unreachable: None,
             pending_adverts: BTreeSet::new(),
-            digest_due: false,
             summary_of: None,
             force_ls: false,
             force_ma_full: false,
@@ -356,7 +353,7 @@ impl Routing {
             .or_insert_with(|| Neighbor::new(cost));
         let hello = self.hello();
         self.out.push_back((neighbor, hello));
-        self.flush(now);
+        self.flush(now, false);
     }
 
     /// The connection to `neighbor` dropped: it is down at once, and
@@ -366,7 +363,7 @@ impl Routing {
             self.out.retain(|(to, _)| to != neighbor);
             self.pending_adverts.remove(neighbor);
         }
-        self.flush(now);
+        self.flush(now, false);
     }
 
     /// A control message from connected neighbour `from` (messages from a
@@ -458,7 +455,7 @@ impl Routing {
         if flood {
             self.flood(&msg, Some(from));
         }
-        self.flush(now);
+        self.flush(now, false);
     }
 
     /// Runs the timers due at `now`: HELLOs, neighbour expiry, periodic
@@ -483,9 +480,9 @@ impl Routing {
                 self.out.push_back((id.clone(), hello.clone()));
             }
         }
-        if now >= self.next_ra {
+        let digests_due = now >= self.next_ra;
+        if digests_due {
             self.next_ra = now + self.config.ra_interval;
-            self.digest_due = true;
         }
         self.refresh();
         // A request's time matters for a `hello_interval` only; kept, the
@@ -509,7 +506,7 @@ impl Routing {
             self.dirty = true;
         }
         self.first_unreachable = self.unreachable_since.values().min().copied();
-        self.flush(now);
+        self.flush(now, digests_due);
     }
 
     // ----- commands -----
@@ -1056,8 +1053,9 @@ impl Routing {
     }
 
     /// Ends every input: floods our own records if they changed and sends
-    /// the advertisements due.
-    fn flush(&mut self, now: Instant) {
+    /// the advertisements due (`digests_due`: the periodic digest to every
+    /// two-way neighbour too).
+    fn flush(&mut self, now: Instant, digests_due: bool) {
         self.clock = now;
         let own_ls = self.ls.version(&self.me);
         if self.local.seq >= VERSION_LIMIT - 1
@@ -1098,8 +1096,7 @@ impl Routing {
             self.dirty = true;
         }
         self.flush_addresses();
-        let digest_due = std::mem::take(&mut self.digest_due);
-        if self.pending_adverts.is_empty() && !digest_due {
+        if self.pending_adverts.is_empty() && !digests_due {
             return;
         }
         // Advertisements list the reachable routers: bring the table up to date.
@@ -1117,7 +1114,7 @@ impl Routing {
                 self.send_adverts(to, &adverts);
             }
         }
-        if digest_due {
+        if digests_due {
             let (routers, digest) = self.summary();
             let adjacent: Vec<RouterId> = self
                 .adjacent()
