@@ -342,10 +342,24 @@ impl Connection {
 
     fn link_flow(&self, link: &Link, echo: bool) -> Flow {
         let s = &self.sessions[&link.session];
+        // A sender's flow goes ahead of its transfers still waiting for
+        // the peer's session window: it states its count (and credit) as
+        // of the transfers before it on the wire. Counting those waiting,
+        // it read to the receiver as credit given back (§2.6.7), and the
+        // transfers that followed as transfers without credit.
+        let queued = if link.role == Role::Sender {
+            s.pending
+                .iter()
+                .filter(|p| p.transfer.handle == link.local_handle)
+                .filter(|p| p.transfer.delivery_tag.is_some())
+                .count() as u32
+        } else {
+            0
+        };
         Flow {
             handle: Some(link.local_handle),
-            delivery_count: Some(link.delivery_count),
-            link_credit: Some(link.credit),
+            delivery_count: Some(link.delivery_count.wrapping_add(queued.wrapping_neg())),
+            link_credit: Some(link.credit + queued),
             drain: link.drain.then_some(true),
             echo: echo.then_some(true),
             ..s.flow()
@@ -1037,6 +1051,17 @@ impl Connection {
             revoked,
             payload,
         }));
+        // A drain is complete when the credit is used up, whether the
+        // sender's flow saying so comes before its last transfers (it
+        // counts them: see `link_flow`) or after.
+        if let Some(l) = self.links.get_mut(&id)
+            && first
+            && l.drain
+            && l.credit == 0
+        {
+            l.drain = false;
+            self.events.push_back(Event::Drained { link: id });
+        }
     }
 
     pub(crate) fn handle_disposition(&mut self, channel: u16, d: Disposition) {

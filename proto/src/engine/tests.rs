@@ -521,6 +521,38 @@ fn drain_returns_unused_credit() {
     assert_eq!(p.client.credit(snd), 0);
 }
 
+/// A sender that drains while some of its transfers wait for the
+/// receiver's session window states its count as of the transfers before
+/// its flow on the wire: counting the waiting ones too, it told the
+/// receiver their credit was given back, and the receiver detached the
+/// link when they came ("transfer without link credit").
+#[test]
+fn a_drain_answered_with_transfers_waiting_for_the_session_window_loses_none() {
+    let server = ConnectionConfig {
+        session_window: 2,
+        ..Default::default()
+    };
+    let mut p = Pair::new(ConnectionConfig::default(), server);
+    let (snd, rcv) = p.sender_link(10);
+    p.server.flow(rcv, 10, true).unwrap();
+    while let Some(b) = p.server.poll_transmit(p.now) {
+        p.client.handle_input(&b, p.now);
+    }
+    // Two transfers fit the server's window; three wait for it to open.
+    p.send_small(snd, 5, true);
+    p.client.drained(snd).unwrap();
+    p.drive();
+    assert!(
+        !p.client_events
+            .iter()
+            .any(|e| matches!(e, Event::Detached { .. })),
+        "{:?}",
+        p.client_events
+    );
+    assert_eq!(p.server_transfers().len(), 5);
+    assert!(p.server_events.contains(&Event::Drained { link: rcv }));
+}
+
 #[test]
 fn the_peer_detaching_is_answered_and_reported() {
     let mut p = Pair::default_pair();
