@@ -2,9 +2,13 @@
 # Attach storm (issue #19, IoT senders): N idle connections, each with a
 # sending link on one shared address, opened 64 at a time by ferry-load
 # (`--idle N --idle-link sender`), without a consumer and beside one that
-# grants 1,000 credits. Reports the time ferry-load took to open them all
-# and the router's CPU time (user + system, /proc/PID/stat) from its start
-# until then. This checkout's router, and with REV another revision's,
+# grants 1,000 credits, on one router; then on A of a line A - B - C with
+# the consumer on C (each of the senders on A holds no credit until found
+# idle, and A's data link towards C carries their demand: docs/
+# ARCHITECTURE.md, *Demand goes towards the consumers*). Reports the time
+# ferry-load took to open them all and the routers' CPU time (user +
+# system, /proc/PID/stat, summed) from their start until then. This
+# checkout's router, and with REV another revision's,
 # rounds interleaved. Prints a Markdown table (the figures in RESULTS.md
 # are copied from it by hand).
 #
@@ -37,15 +41,37 @@ cpu_s() {
     awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat"
 }
 
-# round VERSION CONSUMER(yes|no): one row of the table.
+# router ID PORT VERSION [EXTRA]: starts a router (interior with EXTRA);
+# its pid goes to ROUTERS.
+router() {
+    local mode=standalone
+    [[ -n ${4:-} ]] && mode=interior
+    printf '[router]\nid = "%s"\nmode = "%s"\n[[listener]]\nhost = "127.0.0.1"\nport = %s\n%s\n[log]\nlevel = "warn"\n' \
+        "$1" "$mode" "$2" "${4:-}" >"$OUT/$1.toml"
+    FERRY=${BIN[$3]} start_ferry "$OUT/$1.toml" "$2"
+    ROUTERS+=("$FERRY_PID")
+}
+
+# round VERSION CONSUMER(yes|no) SHAPE(one|line): one row of the table.
 round() {
-    local port cons=
+    local port cons= cport inter
+    ROUTERS=()
     port=$(free_port)
-    printf '[router]\nid = "R"\n[[listener]]\nhost = "127.0.0.1"\nport = %s\n[log]\nlevel = "warn"\n' \
-        "$port" >"$OUT/r.toml"
-    FERRY=${BIN[$1]} start_ferry "$OUT/r.toml" "$port"
+    cport=$port
+    if [[ $3 == line ]]; then
+        inter=$(free_port) cport=$(free_port)
+        local listen connect
+        listen=$(printf '[[listener]]\nhost = "127.0.0.1"\nport = %s\nrole = "inter-router"' "$inter")
+        connect=$(printf '[[connector]]\nhost = "127.0.0.1"\nport = %s\nrole = "inter-router"' "$inter")
+        router B "$(free_port)" "$1" "$listen"
+        router A "$port" "$1" "$connect"
+        router C "$cport" "$1" "$connect"
+        sleep 2 # A learns of C through B
+    else
+        router R "$port" "$1"
+    fi
     if [[ $2 == yes ]]; then
-        "$LOAD" --url "amqp://127.0.0.1:$port" --producers 0 --consumers 1 \
+        "$LOAD" --url "amqp://127.0.0.1:$cport" --producers 0 --consumers 1 \
             --address telemetry --credit 1000 --duration 600 >/dev/null 2>&1 &
         cons=$!
         PIDS+=("$cons")
@@ -53,16 +79,20 @@ round() {
     fi
     "$LOAD" --url "amqp://127.0.0.1:$port" --idle "$N" --hold 1 --idle-link sender \
         --address telemetry >"$OUT/idle.log" 2>&1 || true
-    local opened
+    local opened cpu=0 r
     opened=$(grep -o 'open: [0-9]* (in [0-9.]* s)' "$OUT/idle.log" || echo "not all opened: $(tail -1 "$OUT/idle.log")")
-    echo "| $1 (${BIN[$1]}) | $2 | $opened | $(cpu_s "$FERRY_PID") s |"
+    for r in "${ROUTERS[@]}"; do cpu=$(awk -v a="$cpu" -v b="$(cpu_s "$r")" 'BEGIN { printf "%.2f", a + b }'); done
+    echo "| $1 (${BIN[$1]}) | $3 | $2 | $opened | $cpu s |"
     [[ -n $cons ]] && kill "$cons" 2>/dev/null
-    kill "$FERRY_PID"
-    wait "$FERRY_PID" 2>/dev/null || true
+    for r in "${ROUTERS[@]}"; do kill "$r"; done
+    for r in "${ROUTERS[@]}"; do wait "$r" 2>/dev/null || true; done
 }
 
-echo "| router | consumer beside | $N senders | router CPU |"
-echo "|---|---|---|---:|"
-for consumer in no yes; do
-    for v in "${VERSIONS[@]}"; do round "$v" "$consumer"; done
+echo "| router | shape | consumer beside | $N senders | routers' CPU |"
+echo "|---|---|---|---|---:|"
+for shape in one line; do
+    for consumer in no yes; do
+        [[ $shape == line && $consumer == no ]] && continue
+        for v in "${VERSIONS[@]}"; do round "$v" "$consumer" "$shape"; done
+    done
 done

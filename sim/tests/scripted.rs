@@ -646,3 +646,39 @@ fn a_hundred_periodic_producers_share_one_consumer_fairly() {
     assert_eq!(got.len(), 1000, "{}", mesh.log().tail(40));
     assert_settled(&mut mesh);
 }
+
+/// Regression (found by the 1,000-router simulation): a producer far
+/// behind data links that hold the consumer's few credits idle is never
+/// starved. Each data link that took one of the consumer's two credits
+/// keeps it for a first message; without demand carried towards the
+/// consumer (a data link's flow states `available`), nobody on the late
+/// producer's path was short of a share of nothing, and its credit never
+/// came.
+#[test]
+fn a_producer_behind_idle_data_links_gets_credit() {
+    let mut builder = Mesh::builder()
+        .routers([
+            "R", "M1", "M2", "M3", "X1", "X2", "Y1", "Y2", "D1", "D2", "D3",
+        ])
+        .link("R", "M1", 1)
+        .link("R", "M2", 1)
+        .link("R", "M3", 1)
+        .link("M3", "D1", 1)
+        .link("D1", "D2", 1)
+        .link("D2", "D3", 1);
+    for (parent, leaf) in [("M1", "X1"), ("M1", "X2"), ("M2", "Y1"), ("M2", "Y2")] {
+        builder = builder.link(parent, leaf, 1);
+    }
+    let mut mesh = converged(builder.build(21));
+    mesh.add_consumer("R", consumer("q", 2));
+    for idle in ["M1", "M2", "M3", "X1", "X2", "Y1", "Y2", "D1", "D2"] {
+        mesh.add_producer(idle, producer("q", 1));
+    }
+    mesh.run_for(Duration::from_secs(2));
+    mesh.add_producer("D3", producer("q", 20));
+    mesh.run_for(Duration::from_secs(60));
+    assert_ok(&mesh);
+    assert_settled(&mut mesh);
+    let s = mesh.summary();
+    assert_eq!((s.counts.accepted, s.counts.released), (29, 0), "{s}");
+}

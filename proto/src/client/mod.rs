@@ -663,6 +663,7 @@ impl Client {
                 );
             }
             Event::Drained { link } => self.links.entry(link).or_default().drained = true,
+            Event::Available { .. } => {}
             Event::Transfer(t) => {
                 let b = self.links.entry(t.link).or_default();
                 if t.aborted {

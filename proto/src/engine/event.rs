@@ -110,6 +110,15 @@ pub enum Event {
         /// back with [`drained`](super::Connection::drained)).
         drain: bool,
     },
+    /// The sender of a receiving link told how many deliveries wait for
+    /// credit (the `available` of its flow, AMQP 1.0 §2.6.7), a number
+    /// other than it last told.
+    Available {
+        /// The link.
+        link: LinkId,
+        /// Deliveries waiting at the sender.
+        available: u32,
+    },
     /// A receiving link's drain completed: the peer used up or returned
     /// the credit.
     Drained {

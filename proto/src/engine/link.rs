@@ -118,6 +118,10 @@ pub(crate) struct Link {
     /// Transfers beyond credit are taken (see
     /// [`LinkSpec::tolerate_overshoot`]).
     pub tolerate_overshoot: bool,
+    /// Sender: the deliveries we last told the receiver wait for credit
+    /// (`available`, AMQP 1.0 §2.6.7; see [`Connection::offer`]).
+    /// Receiver: what the sender last told us.
+    pub available: u32,
     /// The peer's max-message-size (sender) or ours (receiver); 0 = none.
     pub max_message_size: u64,
     /// Sender: the delivery still being sent with `more`.
@@ -227,6 +231,7 @@ impl Connection {
             drain: false,
             in_flight_allowance: 0,
             echoes: 0,
+            available: 0,
             tolerate_overshoot: spec.tolerate_overshoot && spec.role == Role::Receiver,
             max_message_size: if spec.role == Role::Receiver {
                 spec.max_message_size.unwrap_or(0)
@@ -342,12 +347,13 @@ impl Connection {
 
     fn link_flow(&self, link: &Link, echo: bool) -> Flow {
         let s = &self.sessions[&link.session];
+        let sender = link.role == Role::Sender;
         // A sender's flow goes ahead of its transfers still waiting for
-        // the peer's session window: it states its count (and credit) as
+        // the peer's session window: it states the count (and credit) as
         // of the transfers before it on the wire. Counting those waiting,
         // it read to the receiver as credit given back (§2.6.7), and the
         // transfers that followed as transfers without credit.
-        let queued = if link.role == Role::Sender {
+        let queued = if sender {
             s.pending
                 .iter()
                 .filter(|p| p.transfer.handle == link.local_handle)
@@ -360,6 +366,7 @@ impl Connection {
             handle: Some(link.local_handle),
             delivery_count: Some(link.delivery_count.wrapping_add(queued.wrapping_neg())),
             link_credit: Some(link.credit + queued),
+            available: sender.then_some(link.available),
             drain: link.drain.then_some(true),
             echo: echo.then_some(true),
             ..s.flow()
@@ -412,6 +419,27 @@ impl Connection {
         l.delivery_count = l.delivery_count.wrapping_add(l.credit);
         l.credit = 0;
         self.send_link_flow(link, false);
+        Ok(())
+    }
+
+    /// Sender: tells the receiver that `available` deliveries wait for its
+    /// credit (the flow's `available`, AMQP 1.0 §2.6.7: a hint it may use
+    /// to grant some). A flow goes only when the number changed.
+    pub fn offer(&mut self, link: LinkId, available: u32) -> Result<(), EngineError> {
+        self.check_can_send()?;
+        let l = self.link_mut(link)?;
+        if l.role != Role::Sender {
+            return Err(EngineError::WrongRole);
+        }
+        if l.available == available {
+            return Ok(());
+        }
+        l.available = available;
+        // Before the peer's attach, it goes with the answer (see
+        // `handle_attach`).
+        if l.state == LinkState::Attached {
+            self.send_link_flow(link, false);
+        }
         Ok(())
     }
 
@@ -714,10 +742,15 @@ impl Connection {
             } else if let Some(dc) = attach.initial_delivery_count {
                 l.delivery_count = dc;
             }
+            // What we offered before the peer answered goes now.
+            let offered = our_role == Role::Sender && l.available > 0;
             self.events.push_back(Event::Attached {
                 link: id,
                 attach: Box::new(attach),
             });
+            if offered {
+                self.send_link_flow(id, false);
+            }
             return;
         }
         // Link names are unique per direction between two containers
@@ -747,6 +780,7 @@ impl Connection {
                 drain: false,
                 in_flight_allowance: 0,
                 echoes: 0,
+                available: 0,
                 tolerate_overshoot: false,
                 max_message_size: if our_role == Role::Sender {
                     attach.max_message_size.unwrap_or(0)
@@ -879,11 +913,27 @@ impl Connection {
                     l.credit -= unused;
                     l.delivery_count = dc;
                 }
+                // The sender's count of deliveries waiting for credit:
+                // news to pass on when it changed. A flow bringing such news
+                // is taken for the sender's own, not an answer to our echo
+                // (if it was one, a later flow shows the same, and the
+                // allowance below lasts until then: lenient, never short).
+                let offer = flow.available.is_some_and(|a| a != l.available);
+                if let Some(available) = flow.available.filter(|_| offer) {
+                    l.available = available;
+                    self.events.push_back(Event::Available {
+                        link: id,
+                        available,
+                    });
+                }
                 // An answer to our echo (a flow of the sender's, counted
                 // as one: the sender sends few of its own).
-                l.echoes = l.echoes.saturating_sub(1);
+                if !offer {
+                    l.echoes = l.echoes.saturating_sub(1);
+                }
                 if let Some(credit) = flow.link_credit
                     && l.echoes == 0
+                    && !offer
                 {
                     // The sender's limit (its count plus its credit) within
                     // ours, in its answer to our latest echo: it has seen

@@ -553,6 +553,35 @@ fn a_drain_answered_with_transfers_waiting_for_the_session_window_loses_none() {
     assert!(p.server_events.contains(&Event::Drained { link: rcv }));
 }
 
+/// A sender tells the receiver how many deliveries wait for credit (the
+/// flow's `available`); the receiver hears of each change once, and the
+/// credit it granted stands.
+#[test]
+fn a_senders_offer_reaches_the_receiver_once_per_change() {
+    let mut p = Pair::default_pair();
+    let (snd, rcv) = p.sender_link(0);
+    p.server_events.clear();
+    p.client.offer(snd, 3).unwrap();
+    p.client.offer(snd, 3).unwrap();
+    p.drive();
+    let offers = |p: &Pair| -> Vec<u32> {
+        p.server_events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Available { link, available } if *link == rcv => Some(*available),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(offers(&p), [3]);
+    p.server.flow(rcv, 2, false).unwrap();
+    p.client.offer(snd, 0).unwrap();
+    p.drive();
+    assert_eq!(offers(&p), [3, 0]);
+    assert_eq!(p.client.credit(snd), 2);
+    assert_eq!(p.server.offer(rcv, 1), Err(EngineError::WrongRole));
+}
+
 #[test]
 fn the_peer_detaching_is_answered_and_reported() {
     let mut p = Pair::default_pair();

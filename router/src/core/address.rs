@@ -95,6 +95,9 @@ struct Consumer {
     level: i64,
     /// Its connection's peer is not reading (see `Links::set_congested`).
     congested: bool,
+    /// A data link to a neighbour: we told it that producers it serves
+    /// wait for credit here (see [`Address::offer_demand`]).
+    offered: bool,
 }
 
 impl Consumer {
@@ -155,6 +158,14 @@ struct Producer {
     short: bool,
     /// Its credit is to be taken back at its next grant (idle lease).
     reclaim: bool,
+    /// It may have messages waiting for credit: a client's link or an edge
+    /// router's is taken to (they do not say; until found idle); a
+    /// neighbour's data link, when the neighbour says so (its flow's
+    /// `available`: producers wait behind it there).
+    wants: bool,
+    /// It wants credit and holds none (and is not quiet): demand to carry
+    /// towards the consumers.
+    starved: bool,
     /// Its connection's byte budget: while it is exhausted the router is
     /// not reading the producer's transfers, so it is not idle (what it
     /// sent waits in its socket; see [`IDLE_LEASE`]).
@@ -255,6 +266,8 @@ struct State {
     held: i64,
     /// How many producers are short of their share.
     shorts: usize,
+    /// How many producers are starved (see `Producer::starved`).
+    starved: usize,
     /// No lease runs out before then (`None`: not known).
     lease_due: Option<Instant>,
     /// Where in `producers` the next [`notify_first`] starts.
@@ -393,6 +406,7 @@ impl Address {
             credit: 0,
             level: 0,
             congested: false,
+            offered: false,
         });
         // Nothing to hand out yet, but producers across an edge connection
         // learn that there is a consumer to reach (`links::interest`).
@@ -549,6 +563,7 @@ impl Address {
     ) -> bool {
         let mut s = self.lock();
         let first = !s.producers.iter().any(|p| same_source(p, &tree, &from));
+        let wants = !from.is_neighbour();
         // The others' parts shrink: those holding more than the new part
         // may let them keep are told to recompute. One holding none has
         // nothing to lower, and will ask with the new share when it does;
@@ -580,11 +595,14 @@ impl Address {
             quiet_for: Duration::ZERO,
             short: false,
             reclaim: false,
+            wants,
+            starved: false,
         });
         // (A link is added once; added again, it would start afresh.)
         if let Some(old) = replaced {
             s.held -= i64::from(old.granted);
             s.shorts -= usize::from(old.short);
+            s.starved -= usize::from(old.starved);
         }
         first
     }
@@ -617,6 +635,12 @@ impl Address {
         let held = gone.granted;
         s.held -= i64::from(held);
         s.shorts -= usize::from(gone.short);
+        s.starved -= usize::from(gone.starved);
+        if s.starved == 0 {
+            // (With others still starved, what the data links were told
+            // stands until the next grant.)
+            withdraw_demand(&mut s);
+        }
         // Only credit it held comes free; telling every producer about a
         // producer that held none costs O(producers) for nothing (and
         // O(producers²) when they all leave at once).
@@ -780,7 +804,8 @@ impl Address {
         if anycast && p.from != Hop::Local && !busy && others_busy {
             credit = credit.min(i64::from(before).max(1));
         }
-        if std::mem::take(&mut p.reclaim) && !used && !p.held_back() {
+        let reclaimed = std::mem::take(&mut p.reclaim) && !used && !p.held_back();
+        if reclaimed {
             // Taken back down to what every producer can hold at once of
             // what the consumers have now (of their level, if less: credit
             // on its way to them comes back only with their next flow,
@@ -794,17 +819,26 @@ impl Address {
                 );
             }
             credit = credit.min(guaranteed);
-            // Quiet only where the consumers grant fewer credits than
-            // there are producers: otherwise there is one for it as soon
-            // as their credit is back, and a device that sends now and
-            // then must not wait seconds for it.
-            if credit == 0 && part.level_floor == 0 {
-                p.quiet_for = (p.quiet_for * 2).clamp(IDLE_LEASE, MAX_QUIET);
-                p.quiet_until = now + p.quiet_for;
-            }
         } else if now < p.quiet_until && others_short {
             // Just found idle: producers that may have messages go first.
             credit = credit.min(i64::from(before));
+        }
+        // Found idle: it held credit a whole lease without using any, and
+        // loses it, taken back here or because the consumers' credit went
+        // (the next router took its own lease back). Quiet only where the
+        // consumers grant fewer credits than there are producers:
+        // otherwise there is one for it as soon as their credit is back,
+        // and a device that sends now and then must not wait seconds for
+        // it. Not a data link whose neighbour says producers wait behind
+        // it. Taken back by the next router first, an idle client here
+        // took the credit again each time it came back, ahead of the
+        // producers that waited for it (a starved one holding none was
+        // never short of a share of none).
+        let idle =
+            reclaimed || (before > 0 && !used && now >= p.active + IDLE_LEASE && !p.held_back());
+        if idle && credit == 0 && part.level_floor == 0 && !(p.wants && p.from.is_neighbour()) {
+            p.quiet_for = (p.quiet_for * 2).clamp(IDLE_LEASE, MAX_QUIET);
+            p.quiet_until = now + p.quiet_for;
         }
         if before == 0 && credit > 0 {
             p.active = now; // a new lease
@@ -848,9 +882,76 @@ impl Address {
                 .sum::<i64>()
         );
         debug_assert_eq!(s.shorts, s.producers.iter().filter(|q| q.short).count());
+        let p = &s.producers[i];
+        let starved = p.wants && p.granted == 0 && now >= p.quiet_until;
+        if set_starved(s, i, starved) || starved {
+            self.offer_demand(table, s);
+        }
         Grant {
             credit: s.producers[i].granted,
             recheck,
+        }
+    }
+
+    /// A neighbour's data link told whether producers wait behind it (its
+    /// flow's `available`). Wanting, it competes for credit at once (not
+    /// quiet), is told first when credit comes, and, where this router has
+    /// none for it, makes this router ask the next one in turn.
+    pub fn set_wants(
+        &self,
+        table: &RoutingTable,
+        conn: ConnId,
+        link: LinkId,
+        wants: bool,
+        now: Instant,
+    ) {
+        let mut guard = self.lock();
+        let s = &mut *guard;
+        let Some(i) = s.producers.position((conn, link)) else {
+            return;
+        };
+        let p = &mut s.producers[i];
+        p.wants = wants;
+        if wants {
+            p.quiet_until = now;
+            p.quiet_for = Duration::ZERO;
+        }
+        let starved = wants && p.granted == 0;
+        if set_starved(s, i, starved) {
+            self.offer_demand(table, s);
+        }
+    }
+
+    /// Tells each data link to a neighbour whether producers it serves are
+    /// starved here, when that changed: demand goes towards the consumers
+    /// hop by hop, as credit comes back from them. Without it, credit
+    /// spread over a big mesh's idle data links (each keeps one) never
+    /// reached a producer behind links that held none: nobody on its path
+    /// was short of a share of nothing (the 1,000-router simulation).
+    /// Only a delivery's possible paths carry its producer's demand
+    /// ([`serves`]), so demand never goes round a cycle.
+    fn offer_demand(&self, table: &RoutingTable, s: &mut State) {
+        if self.distribution == Distribution::Multicast {
+            return;
+        }
+        let State {
+            consumers,
+            producers,
+            starved,
+            ..
+        } = s;
+        for c in consumers.iter_mut().filter(|c| c.to.is_neighbour()) {
+            let waiting = *starved > 0
+                && producers
+                    .iter()
+                    .any(|p| p.starved && serves(table, &self.name, &p.from, &c.to));
+            if waiting != c.offered {
+                c.offered = waiting;
+                c.conn.post(ToConn::Demand {
+                    link: c.link,
+                    waiting,
+                });
+            }
         }
     }
 
@@ -881,12 +982,31 @@ impl Address {
     ) -> Routed {
         let mut guard = self.lock();
         let s = &mut *guard;
+        let (routed, ran_out) = self.route_in(s, table, from, producer, exclude, reach);
+        if ran_out {
+            self.offer_demand(table, s);
+        }
+        routed
+    }
+
+    /// [`route_excluding`](Self::route_excluding) under the lock; also
+    /// returns whether the producer used its last credit and may want more.
+    fn route_in(
+        &self,
+        s: &mut State,
+        table: &RoutingTable,
+        from: &Hop,
+        producer: Option<Credited>,
+        exclude: Option<(ConnId, LinkId)>,
+        reach: Reach,
+    ) -> (Routed, bool) {
         let mut origin = table.me();
         // Whether the delivery came on credit this router granted, held
         // still or taken back since: it was promised, so where no consumer
         // has credit now it waits for some rather than being refused (see
         // below).
         let mut covered = false;
+        let mut ran_out = false;
         if let Some(from) = producer
             && let Some(p) = s.producers.get_mut((from.conn, from.link))
         {
@@ -897,6 +1017,12 @@ impl Address {
                 covered = true;
             }
             p.used = true;
+            if p.granted == 0 && p.wants && !p.starved {
+                // Its last credit: it may have more to send.
+                p.starved = true;
+                s.starved += 1;
+                ran_out = true;
+            }
             if let Some(tree) = &p.tree {
                 origin = tree;
             }
@@ -936,7 +1062,7 @@ impl Address {
                     && (!tree_complete(table, &self.name, &s.consumers, origin)
                         || (!covered && s.consumers.iter().any(|c| reaches(c) && c.credit <= 0)))
                 {
-                    return Routed::default();
+                    return (Routed::default(), ran_out);
                 }
                 // Promised (a neighbour's copy, a client's on credit
                 // granted): a copy for a consumer without credit waits.
@@ -968,7 +1094,7 @@ impl Address {
                     })
                     .min_by_key(|&(_, key)| key)
                 else {
-                    return Routed::default();
+                    return (Routed::default(), ran_out);
                 };
                 let c = &mut s.consumers[i];
                 c.credit -= 1;
@@ -982,7 +1108,7 @@ impl Address {
                     .filter_map(|i| Some((i, usable(&s.consumers[i])?)))
                     .min_by_key(|&(_, cost)| cost)
                 else {
-                    return Routed::default();
+                    return (Routed::default(), ran_out);
                 };
                 let c = &mut s.consumers[i];
                 c.credit -= 1;
@@ -1002,7 +1128,7 @@ impl Address {
                     })
                     .max();
                 let Some((_, _, i)) = best else {
-                    return Routed::default();
+                    return (Routed::default(), ran_out);
                 };
                 s.next = (i + 1) % n;
                 let c = &mut s.consumers[i];
@@ -1017,7 +1143,7 @@ impl Address {
             }
             s.egress += targets.iter().filter(|(_, _, remote)| !remote).count() as u64;
         }
-        Routed { targets, wait }
+        (Routed { targets, wait }, ran_out)
     }
 
     /// The address as management shows it (`remote_routers` from `table`).
@@ -1067,6 +1193,11 @@ impl Address {
                 let mut flags = String::new();
                 if p.short {
                     flags.push_str(" short");
+                }
+                if p.starved {
+                    flags.push_str(" starved");
+                } else if p.wants && p.from.is_neighbour() {
+                    flags.push_str(" wants");
                 }
                 if p.reclaim {
                     flags.push_str(" reclaim");
@@ -1309,6 +1440,29 @@ fn reclaim_idle(
     Some(next)
 }
 
+/// Sets producer `i`'s starved flag, keeping the count; returns whether
+/// it changed.
+fn set_starved(s: &mut State, i: usize, starved: bool) -> bool {
+    let p = &mut s.producers[i];
+    if p.starved == starved {
+        return false;
+    }
+    p.starved = starved;
+    s.starved = s.starved + usize::from(starved) - usize::from(!starved);
+    true
+}
+
+/// No producer is starved any more: data links told otherwise are told so.
+fn withdraw_demand(s: &mut State) {
+    for c in s.consumers.iter_mut().filter(|c| c.offered) {
+        c.offered = false;
+        c.conn.post(ToConn::Demand {
+            link: c.link,
+            waiting: false,
+        });
+    }
+}
+
 /// Tells producers short of their share, but `i`, to ask again: as many
 /// as `freed` credits came free (each can take one; one not told asks at
 /// its own recheck). Telling every short producer for each credit freed
@@ -1320,13 +1474,18 @@ fn notify_short(s: &mut State, i: usize, freed: u32) {
 
 /// Tells producers holding no credit to ask again, as many as `freed`
 /// credits came free: first those not found idle since they last used
-/// credit (an idle one told first would take the credit a sender waits
-/// for, and hold it for a lease), then idle ones if credits are left.
+/// credit that may have messages waiting (a client's link; a data link
+/// whose neighbour says producers wait behind it), then other data links
+/// not found idle, then idle ones if credits are left. An idle one told
+/// first would take the credit a sender waits for, and hold it for a lease.
 fn notify_empty(s: &mut State, freed: u32, serves: impl Fn(&Producer) -> bool) {
     let idle = |p: &Producer| p.quiet_for > Duration::ZERO;
+    let waiting = |p: &Producer| p.wants;
     let empty = |p: &Producer| p.granted == 0 && serves(p);
-    let told = notify_first(s, freed as usize, |_, p| empty(p) && !idle(p));
-    notify_first(s, freed as usize - told, |_, p| empty(p) && idle(p));
+    let mut left = freed as usize;
+    left -= notify_first(s, left, |_, p| empty(p) && !idle(p) && waiting(p));
+    left -= notify_first(s, left, |_, p| empty(p) && !idle(p) && !waiting(p));
+    notify_first(s, left, |_, p| empty(p) && idle(p));
 }
 
 /// Tells every producer to ask again. The first told ask first: where
@@ -1564,6 +1723,30 @@ mod tests {
         assert_eq!(told.iter().filter(|t| **t).count(), 1, "told: {told:?}");
     }
 
+    /// A producer that held credit a lease without using any is found idle
+    /// when the consumers' credit goes (the next router took back its own
+    /// lease), not only when another producer takes it back: else it took
+    /// the credit again each time it came back, ahead of the producer
+    /// waiting for it (the simulator's producer behind idle data links).
+    #[test]
+    fn a_producer_that_loses_credit_it_never_used_is_found_idle() {
+        let a = Address::new("q".into(), Distribution::Balanced);
+        let (c, _crx) = conn(1);
+        let t0 = now();
+        a.add_consumer(c, link(1), Hop::Local, None);
+        a.consumer_flow(&table(), ConnId(1), link(1), 1, 1);
+        let _rxs = local_producers(&a, 2..4);
+        assert_eq!(a.grant(&table(), ConnId(2), link(2), 250, t0).credit, 1);
+        assert_eq!(a.grant(&table(), ConnId(3), link(3), 250, t0).credit, 0);
+        let t1 = t0 + IDLE_LEASE;
+        a.consumer_flow(&table(), ConnId(1), link(1), -1, 0);
+        assert_eq!(a.grant(&table(), ConnId(2), link(2), 250, t1).credit, 0);
+        a.consumer_flow(&table(), ConnId(1), link(1), 1, 1);
+        let t2 = t1 + Duration::from_millis(1);
+        assert_eq!(a.grant(&table(), ConnId(2), link(2), 250, t2).credit, 0);
+        assert_eq!(a.grant(&table(), ConnId(3), link(3), 250, t2).credit, 1);
+    }
+
     /// A flow is told only to producers the consumer can serve: one whose
     /// deliveries may not go that way (back across the edge connection
     /// they came on) cannot take its credit, and told in place of one that
@@ -1598,6 +1781,61 @@ mod tests {
         );
         assert!(across.iter_mut().all(|rx| rx.try_recv().is_none()));
         assert_eq!(a.grant(&table(), ConnId(5), link(5), 250, t0).credit, 1);
+    }
+
+    /// A's table in a mesh A - B where B has consumers of `q`.
+    fn table_towards_b() -> RoutingTable {
+        use crate::routing::tests::harness::{Net, id};
+        let (a, b) = (id("A"), id("B"));
+        let mut net = Net::with_topology(&[a.clone(), b.clone()], &[(a.clone(), b.clone(), 1)]);
+        net.add_address(&b, "q");
+        net.pump();
+        net.table(&a).clone()
+    }
+
+    fn demands(rx: &mut crate::core::Inbox<ToConn>) -> Vec<bool> {
+        std::iter::from_fn(|| rx.try_recv())
+            .filter_map(|m| match m {
+                ToConn::Demand { waiting, .. } => Some(waiting),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A producer waiting for credit that this router has none to give
+    /// makes the data link towards the consumers say so (its flow's
+    /// `available`), once; the link is told again when the producer has
+    /// credit. A producer that came from that very neighbour does not make
+    /// the link ask: demand follows the paths a delivery may take, so it
+    /// never goes round a cycle.
+    #[test]
+    fn a_starved_producer_asks_the_next_router_for_credit() {
+        let table = table_towards_b();
+        let b = Hop::Neighbor(RouterId::from("B"));
+        let a = Address::new("q".into(), Distribution::Balanced);
+        let t0 = now();
+        let (link_to_b, mut to_b) = conn(1);
+        a.add_consumer(link_to_b, link(1), b.clone(), None);
+        let (from_b, _) = conn(2);
+        a.add_producer(from_b, link(2), b.clone(), None, None, t0);
+        a.set_wants(&table, ConnId(2), link(2), true, t0);
+        assert_eq!(a.grant(&table, ConnId(2), link(2), 250, t0).credit, 0);
+        assert!(demands(&mut to_b).is_empty(), "demand went back to B");
+
+        let (local, _lrx) = conn(3);
+        a.add_producer(local, link(3), Hop::Local, None, None, t0);
+        assert_eq!(a.grant(&table, ConnId(3), link(3), 250, t0).credit, 0);
+        assert_eq!(demands(&mut to_b), [true]);
+        assert_eq!(a.grant(&table, ConnId(3), link(3), 250, t0).credit, 0);
+        assert!(demands(&mut to_b).is_empty(), "told twice");
+
+        a.consumer_flow(&table, ConnId(1), link(1), 1, 1);
+        assert_eq!(a.grant(&table, ConnId(3), link(3), 250, t0).credit, 1);
+        assert_eq!(demands(&mut to_b), [false]);
+        // It sends its one message: it may have more.
+        let routed = a.route(&table, &Hop::Local, credited(3, 3), Reach::Tree);
+        assert_eq!(routed.targets.len(), 1);
+        assert_eq!(demands(&mut to_b), [true]);
     }
 
     /// A producer the router is not reading (over its byte budget) sends

@@ -98,6 +98,14 @@ pub enum ToConn {
         /// The producer link.
         link: LinkId,
     },
+    /// Producers this data link serves wait for credit on this router, or
+    /// no longer do: tell the neighbour (the link's `available`).
+    Demand {
+        /// The consumer link (a data link to a neighbour).
+        link: LinkId,
+        /// Whether producers wait.
+        waiting: bool,
+    },
     /// Send this routing protocol message to your peer router.
     Control(crate::routing::ControlMessage),
     /// The routing table changed: bring your data links up to date.

@@ -130,6 +130,7 @@ fn priority(msg: &ToConn) -> Option<u8> {
         ToConn::Continue { priority, .. } => Some(*priority),
         ToConn::Settle { .. }
         | ToConn::Recredit { .. }
+        | ToConn::Demand { .. }
         | ToConn::Control(_)
         | ToConn::PathsChanged
         | ToConn::UplinkAddress { .. }

@@ -2,7 +2,7 @@
 //! virtual time (see [`harness`]), and the control message codec.
 
 mod codec;
-mod harness;
+pub(crate) mod harness;
 mod signed;
 
 use std::cell::{Cell, RefCell};

@@ -342,6 +342,7 @@ impl SimClient {
             | Event::SessionEnded { .. }
             | Event::AttachRequested { .. }
             | Event::Credit { .. }
+            | Event::Available { .. }
             | Event::Drained { .. } => {}
         }
     }

@@ -564,15 +564,19 @@ impl Mesh {
                     } else {
                         String::new()
                     };
-                    let chain = self
+                    // From the router holding its delivery, or with none
+                    // in flight, from its own.
+                    let holder = self
                         .ledger
                         .in_flight()
                         .find(|k| usize::from(k.producer) == c.index)
-                        .and_then(|k| self.monitor.holders(k).next())
-                        .map(|r| self.credit_chain(&c.routed_address(), r))
-                        .map_or(String::new(), |lines| {
-                            format!("; credit from the holder on: {}", lines.join(" | "))
-                        });
+                        .and_then(|k| self.monitor.holders(k).next());
+                    let (from, what) = match holder {
+                        Some(r) => (r, "the holder"),
+                        None => (c.router, "its router"),
+                    };
+                    let lines = self.credit_chain(&c.routed_address(), from);
+                    let chain = format!("; credit from {what} on: {}", lines.join(" | "));
                     return Err(format!(
                         "{} has {} messages not done (credit {}, unsettled {stuck:?}){parked}{anonymous}{chain}",
                         c.name,

@@ -43,6 +43,26 @@ impl Links {
         };
     }
 
+    /// The sender of producer link `link` told how many deliveries wait
+    /// behind it: a neighbour's data link asks its address again. (A
+    /// client's is taken to want credit whatever it says: few clients
+    /// say.)
+    pub(super) fn producer_wants(&mut self, link: LinkId, available: u32) {
+        if !self.hop().is_neighbour() {
+            return;
+        }
+        let Some(a) = self.producers.get(&link).and_then(|p| p.address.as_ref()) else {
+            return;
+        };
+        let table = self.core.mesh().table();
+        a.set_wants(&table, self.me.id, link, available > 0, self.now);
+        // Asked again once every event of this input is handled: the
+        // engine has counted the transfers that came after this flow
+        // already, the address not yet, and a grant now would give their
+        // credit again.
+        self.me.post(ToConn::Recredit { link });
+    }
+
     /// When a producer short of credit should ask its address again.
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         let recheck = self.rechecks.values().min().copied();

@@ -341,6 +341,7 @@ impl Links {
                     granted,
                     drain,
                 } => self.consumer_credit(engine, link, credit, granted, drain),
+                Event::Available { link, available } => self.producer_wants(link, available),
                 Event::Transfer(t) if self.mesh.is_control_in(t.link) => {
                     self.control_transfer(engine, t)
                 }
@@ -482,6 +483,11 @@ impl Links {
             ToConn::Recredit { link } => {
                 self.recredit(engine, link);
                 self.tell_interest(engine, link);
+            }
+            ToConn::Demand { link, waiting } => {
+                if self.consumers.contains_key(&link) {
+                    let _ = engine.offer(link, u32::from(waiting));
+                }
             }
             ToConn::Control(msg) => self.send_control(engine, msg),
             ToConn::PathsChanged => self.sync_data_links(engine),
