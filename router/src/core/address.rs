@@ -854,7 +854,7 @@ impl Address {
             wanted > 0 && (credit == 0 || credit < part.floor.min(window)) && now >= p.quiet_until;
         s.shorts = s.shorts + usize::from(short) - usize::from(p.short);
         p.short = short;
-        let quiet_until = p.quiet_until;
+        let (quiet_until, wants) = (p.quiet_until, p.wants);
         let recheck = if short {
             reclaim_idle(
                 s,
@@ -863,8 +863,10 @@ impl Address {
                 part.floor.min(part.level_floor).min(window),
                 now,
             )
-        } else if wanted > 0 && now < quiet_until {
-            // Quiet for now; it may have messages again later.
+        } else if (wanted > 0 || wants) && now < quiet_until {
+            // Quiet for now; it may have messages again later. One that
+            // wants credit asks again even where there is none to share:
+            // starved then, it makes this router ask the next one.
             Some(quiet_until)
         } else {
             None
@@ -1835,6 +1837,37 @@ mod tests {
         // It sends its one message: it may have more.
         let routed = a.route(&table, &Hop::Local, credited(3, 3), Reach::Tree);
         assert_eq!(routed.targets.len(), 1);
+        assert_eq!(demands(&mut to_b), [true]);
+    }
+
+    /// A client producer found idle where the consumers' credit is gone
+    /// asks again when its quiet time ends, and, still holding none, makes
+    /// the data link towards the consumers ask: a device that sends again
+    /// after a long silence is not left waiting for a flow that nobody
+    /// asks for.
+    #[test]
+    fn a_quiet_producer_asks_again_and_carries_its_demand_on() {
+        let table = table_towards_b();
+        let a = Address::new("q".into(), Distribution::Balanced);
+        let t0 = now();
+        let (link_to_b, mut to_b) = conn(1);
+        a.add_consumer(link_to_b, link(1), Hop::Neighbor(RouterId::from("B")), None);
+        a.consumer_flow(&table, ConnId(1), link(1), 1, 1);
+        let (p, _prx) = conn(2);
+        a.add_producer(p, link(2), Hop::Local, None, None, t0);
+        let (q, _qrx) = conn(3);
+        a.add_producer(q, link(3), Hop::Local, None, None, t0);
+        assert_eq!(a.grant(&table, ConnId(2), link(2), 250, t0).credit, 1);
+        let t1 = t0 + IDLE_LEASE;
+        a.consumer_flow(&table, ConnId(1), link(1), -1, 0);
+        let g = a.grant(&table, ConnId(2), link(2), 250, t1);
+        assert_eq!(g.credit, 0);
+        let due = g
+            .recheck
+            .expect("a quiet producer that wants credit asks again");
+        assert!(due > t1);
+        let _ = demands(&mut to_b);
+        assert_eq!(a.grant(&table, ConnId(2), link(2), 250, due).credit, 0);
         assert_eq!(demands(&mut to_b), [true]);
     }
 
