@@ -35,6 +35,11 @@ pub struct Pki {
     ca: CertifiedIssuer<'static, KeyPair>,
     /// The CA certificate (PEM): the trust anchor.
     pub ca_pem: PathBuf,
+    /// Held while a router's files are looked for and issued: tests of one
+    /// process run in parallel threads, and two issuing the same router's
+    /// files at once wrote one's key beside the other's certificate ("the
+    /// key does not match the certificate").
+    issuing: std::sync::Mutex<()>,
 }
 
 impl Pki {
@@ -49,7 +54,12 @@ impl Pki {
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
         let ca_pem = dir.write(&format!("{name}-ca.pem"), &ca.pem());
-        Self { dir, ca, ca_pem }
+        Self {
+            dir,
+            ca,
+            ca_pem,
+            issuing: std::sync::Mutex::new(()),
+        }
     }
 
     /// A certificate signed by this CA, written as `FILE.pem` and
@@ -114,6 +124,10 @@ impl Pki {
 
     /// The files of router `id`'s certificate (issued on first use).
     pub fn router_files(&self, id: &str) -> Issued {
+        let _issuing = self
+            .issuing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let cert = self.dir.path().join(format!("{id}.pem"));
         if cert.exists() {
             return Issued {
